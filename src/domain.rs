@@ -1,0 +1,15 @@
+//! The pure rules of the partner network. Every function takes its inputs, time included, and
+//! returns a value or a typed [`Error`]: it decides, it never performs.
+
+pub mod catalog;
+pub mod config;
+pub mod decimal;
+pub mod error;
+pub mod ids;
+pub mod money;
+pub mod quote;
+pub mod reseller;
+pub mod rounding;
+pub mod tier;
+
+pub use error::{Error, ErrorCode, Result};

@@ -1,0 +1,356 @@
+//! Products a reseller may sell, with their pricing models and tier restrictions.
+//!
+//! A catalog is validated once and carries a digest of its canonical form, so a quote can name the
+//! exact catalog it was priced against without hashing every product again.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+
+use super::decimal;
+use super::error::{Error, Result};
+use super::money::Credits;
+use super::tier::TierName;
+
+/// How a product's unit price follows from the quantity on a line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PricingModel {
+    /// Every unit at the base price.
+    PerUnit,
+    /// The band the whole quantity reaches sets the unit price for all units.
+    Volume,
+    /// Each band prices the units that fall into it.
+    Graduated,
+}
+
+impl PricingModel {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::PerUnit => "perUnit",
+            Self::Volume => "volume",
+            Self::Graduated => "graduated",
+        }
+    }
+
+    pub fn parse(name: &str, field: &str) -> Result<Self> {
+        match name {
+            "perUnit" => Ok(Self::PerUnit),
+            "volume" => Ok(Self::Volume),
+            "graduated" => Ok(Self::Graduated),
+            other => Err(Error::invalid(
+                field,
+                format!(
+                    "pricing must be \"perUnit\", \"volume\" or \"graduated\", got \"{}\"",
+                    decimal::printable(other)
+                ),
+            )),
+        }
+    }
+}
+
+impl fmt::Display for PricingModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A quantity band: units up to and including `up_to` (`None`: without end) at `unit_price`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Band {
+    pub up_to: Option<u64>,
+    pub unit_price: Credits,
+}
+
+/// How a product is priced: a flat unit price, or bands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Pricing {
+    PerUnit { base_price: Credits },
+    Volume { bands: Vec<Band> },
+    Graduated { bands: Vec<Band> },
+}
+
+impl Pricing {
+    #[must_use]
+    pub fn model(&self) -> PricingModel {
+        match self {
+            Self::PerUnit { .. } => PricingModel::PerUnit,
+            Self::Volume { .. } => PricingModel::Volume,
+            Self::Graduated { .. } => PricingModel::Graduated,
+        }
+    }
+}
+
+/// A product as a host describes it, before validation.
+#[derive(Clone, Debug)]
+pub struct ProductSpec {
+    pub sku: String,
+    pub name: String,
+    pub base_price: Option<Credits>,
+    pub pricing: PricingModel,
+    pub bands: Option<Vec<Band>>,
+    /// Tiers allowed to sell the product; `None` means every tier.
+    pub tiers: Option<Vec<String>>,
+}
+
+/// A validated product.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Product {
+    pub sku: String,
+    pub name: String,
+    pub pricing: Pricing,
+    pub tiers: Option<BTreeSet<TierName>>,
+}
+
+impl Product {
+    /// Whether a reseller of `tier` may sell this product.
+    #[must_use]
+    pub fn sellable_by(&self, tier: &str) -> bool {
+        self.tiers.as_ref().is_none_or(|tiers| tiers.contains(tier))
+    }
+}
+
+/// A validated set of products, keyed by SKU, with the digest of its canonical form.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Catalog {
+    products: BTreeMap<String, Product>,
+    digest: [u8; 32],
+}
+
+impl Catalog {
+    pub const PRODUCTS_MAX: usize = 10_000;
+    pub const BANDS_MAX: usize = 32;
+    pub const SKU_LEN_MAX: usize = 64;
+    pub const NAME_LEN_MAX: usize = 200;
+
+    /// Validates products; `field` prefixes error paths (`catalog[3].bands[1].upTo`).
+    pub fn new(specs: Vec<ProductSpec>, field: &str) -> Result<Self> {
+        if specs.len() > Self::PRODUCTS_MAX {
+            return Err(Error::invalid(
+                field,
+                format!(
+                    "a catalog holds at most {} products, got {}",
+                    Self::PRODUCTS_MAX,
+                    specs.len()
+                ),
+            ));
+        }
+        let mut products = BTreeMap::new();
+        for (index, spec) in specs.into_iter().enumerate() {
+            let at = format!("{field}[{index}]");
+            let product = validate_product(spec, &at)?;
+            if products.contains_key(&product.sku) {
+                return Err(Error::invalid(
+                    format!("{at}.sku"),
+                    format!("SKU \"{}\" appears twice in the catalog", product.sku),
+                ));
+            }
+            products.insert(product.sku.clone(), product);
+        }
+        let digest = digest_products(&products);
+        Ok(Self { products, digest })
+    }
+
+    pub fn get(&self, sku: &str) -> Option<&Product> {
+        self.products.get(sku)
+    }
+
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.products.len()
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.products.is_empty()
+    }
+
+    pub fn products(&self) -> impl Iterator<Item = &Product> {
+        self.products.values()
+    }
+
+    /// SHA-256 of the catalog's canonical form.
+    #[must_use]
+    pub fn digest(&self) -> &[u8; 32] {
+        &self.digest
+    }
+
+    #[must_use]
+    pub fn digest_hex(&self) -> String {
+        hex(&self.digest)
+    }
+}
+
+fn validate_product(spec: ProductSpec, at: &str) -> Result<Product> {
+    let sku_ok = !spec.sku.is_empty()
+        && spec.sku.len() <= Catalog::SKU_LEN_MAX
+        && spec
+            .sku
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    if !sku_ok {
+        return Err(Error::invalid(
+            format!("{at}.sku"),
+            format!(
+                "a SKU is 1-{} letters, digits, '-', '_', '.' or ':'; got \"{}\"",
+                Catalog::SKU_LEN_MAX,
+                decimal::printable(&spec.sku)
+            ),
+        ));
+    }
+    let name_len = spec.name.chars().count();
+    if spec.name.trim().is_empty() || name_len > Catalog::NAME_LEN_MAX {
+        return Err(Error::invalid(
+            format!("{at}.name"),
+            format!(
+                "a product name is 1-{} characters and not blank",
+                Catalog::NAME_LEN_MAX
+            ),
+        ));
+    }
+    let pricing = match (spec.pricing, spec.base_price, spec.bands) {
+        (PricingModel::PerUnit, Some(base_price), None) => Pricing::PerUnit { base_price },
+        (PricingModel::PerUnit, None, _) => {
+            return Err(Error::invalid(
+                format!("{at}.basePrice"),
+                "perUnit pricing needs a basePrice in credits",
+            ))
+        }
+        (PricingModel::PerUnit, Some(_), Some(_)) => {
+            return Err(Error::invalid(
+                format!("{at}.bands"),
+                "perUnit pricing takes no bands; use \"volume\" or \"graduated\"",
+            ))
+        }
+        (model, Some(_), _) => {
+            return Err(Error::invalid(
+                format!("{at}.basePrice"),
+                format!("{model} pricing takes its unit prices from bands; drop basePrice"),
+            ))
+        }
+        (model, None, bands) => {
+            let bands = validate_bands(bands.unwrap_or_default(), model, at)?;
+            if model == PricingModel::Volume {
+                Pricing::Volume { bands }
+            } else {
+                Pricing::Graduated { bands }
+            }
+        }
+    };
+    let tiers = match spec.tiers {
+        None => None,
+        Some(names) => {
+            let mut set = BTreeSet::new();
+            for (index, name) in names.iter().enumerate() {
+                set.insert(TierName::parse(name, &format!("{at}.tiers[{index}]"))?);
+            }
+            if set.is_empty() {
+                return Err(Error::invalid(
+                    format!("{at}.tiers"),
+                    "an empty tier list would make the product unsellable; omit it to allow every tier",
+                ));
+            }
+            Some(set)
+        }
+    };
+    Ok(Product {
+        sku: spec.sku,
+        name: spec.name,
+        pricing,
+        tiers,
+    })
+}
+
+fn validate_bands(bands: Vec<Band>, model: PricingModel, at: &str) -> Result<Vec<Band>> {
+    if bands.is_empty() || bands.len() > Catalog::BANDS_MAX {
+        return Err(Error::invalid(
+            format!("{at}.bands"),
+            format!(
+                "{model} pricing needs 1-{} bands, got {}",
+                Catalog::BANDS_MAX,
+                bands.len()
+            ),
+        ));
+    }
+    let last = bands.len() - 1;
+    let mut floor = 0u64;
+    for (index, band) in bands.iter().enumerate() {
+        match band.up_to {
+            Some(up_to) if index == last => {
+                return Err(Error::invalid(
+                    format!("{at}.bands[{index}].upTo"),
+                    format!("the last band must be open-ended (upTo: null), got {up_to}"),
+                ))
+            }
+            Some(up_to) if up_to <= floor => {
+                return Err(Error::invalid(
+                    format!("{at}.bands[{index}].upTo"),
+                    format!("band limits must rise: {up_to} does not exceed {floor}"),
+                ))
+            }
+            Some(up_to) => floor = up_to,
+            None if index != last => {
+                return Err(Error::invalid(
+                    format!("{at}.bands[{index}].upTo"),
+                    "only the last band may be open-ended",
+                ))
+            }
+            None => {}
+        }
+    }
+    Ok(bands)
+}
+
+/// Canonical bytes of every product, in SKU order, hashed.
+fn digest_products(products: &BTreeMap<String, Product>) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(b"ally-catalog-v1\0");
+    for product in products.values() {
+        put_str(&mut hasher, &product.sku);
+        put_str(&mut hasher, &product.name);
+        put_str(&mut hasher, product.pricing.model().as_str());
+        match &product.pricing {
+            Pricing::PerUnit { base_price } => put_u64(&mut hasher, base_price.get()),
+            Pricing::Volume { bands } | Pricing::Graduated { bands } => {
+                put_u64(&mut hasher, bands.len() as u64);
+                for band in bands {
+                    put_u64(&mut hasher, band.up_to.map_or(u64::MAX, |q| q));
+                    put_u64(&mut hasher, band.unit_price.get());
+                }
+            }
+        }
+        match &product.tiers {
+            None => put_u64(&mut hasher, u64::MAX),
+            Some(tiers) => {
+                put_u64(&mut hasher, tiers.len() as u64);
+                for tier in tiers {
+                    put_str(&mut hasher, tier.as_str());
+                }
+            }
+        }
+    }
+    hasher.finalize().into()
+}
+
+/// Length-prefixed, so that no two different inputs share an encoding.
+pub(crate) fn put_str(hasher: &mut Sha256, text: &str) {
+    put_u64(hasher, text.len() as u64);
+    hasher.update(text.as_bytes());
+}
+
+pub(crate) fn put_u64(hasher: &mut Sha256, value: u64) {
+    hasher.update(value.to_le_bytes());
+}
+
+/// Lowercase hexadecimal.
+#[must_use]
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
+}

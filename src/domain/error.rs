@@ -1,0 +1,183 @@
+//! The one error type of the engine.
+//!
+//! Every failure the engine can report is a variant here, with a stable code (the `code` of the
+//! `AllyError` a JavaScript host sees), a hand-written message that names the field and the value,
+//! and structured details. The bindings map this type once, in `src/wasm/error.rs`.
+
+use std::fmt;
+
+/// Stable error codes. A code may be added; none is renamed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    InvalidInput,
+    InvalidConfig,
+    UnknownTier,
+    TierRestricted,
+    NotFound,
+    AlreadyExists,
+    Conflict,
+    StorageFailed,
+    MailFailed,
+}
+
+impl ErrorCode {
+    /// The code as a host sees it, e.g. `"INVALID_INPUT"`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidInput => "INVALID_INPUT",
+            Self::InvalidConfig => "INVALID_CONFIG",
+            Self::UnknownTier => "UNKNOWN_TIER",
+            Self::TierRestricted => "TIER_RESTRICTED",
+            Self::NotFound => "NOT_FOUND",
+            Self::AlreadyExists => "ALREADY_EXISTS",
+            Self::Conflict => "CONFLICT",
+            Self::StorageFailed => "STORAGE_FAILED",
+            Self::MailFailed => "MAIL_FAILED",
+        }
+    }
+}
+
+/// A failure, with enough context to say which field, which value and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// A value handed to a function does not have the required form.
+    /// `field` is a path such as `request.lines[2].quantity`.
+    InvalidInput { field: String, reason: String },
+    /// A configuration value is not acceptable; `key` is the config path, e.g. `tiers.gold.discount`.
+    InvalidConfig { key: String, reason: String },
+    /// The tier is not in the tier table in force.
+    UnknownTier { tier: String },
+    /// The product may not be sold by resellers of this tier.
+    TierRestricted { sku: String, tier: String, field: String },
+    /// No record of this kind has this key.
+    NotFound { entity: &'static str, key: String },
+    /// A record with this unique value exists already.
+    AlreadyExists { entity: &'static str, field: &'static str, value: String },
+    /// A write kept losing the race against concurrent writers.
+    Conflict { entity: &'static str, key: String, attempts: u32 },
+    /// The host's storage threw, rejected or answered out of contract.
+    StorageFailed { operation: &'static str, reason: String },
+    /// The host's mailer threw or rejected.
+    MailFailed { reason: String },
+}
+
+impl Error {
+    #[must_use]
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::InvalidInput { .. } => ErrorCode::InvalidInput,
+            Self::InvalidConfig { .. } => ErrorCode::InvalidConfig,
+            Self::UnknownTier { .. } => ErrorCode::UnknownTier,
+            Self::TierRestricted { .. } => ErrorCode::TierRestricted,
+            Self::NotFound { .. } => ErrorCode::NotFound,
+            Self::AlreadyExists { .. } => ErrorCode::AlreadyExists,
+            Self::Conflict { .. } => ErrorCode::Conflict,
+            Self::StorageFailed { .. } => ErrorCode::StorageFailed,
+            Self::MailFailed { .. } => ErrorCode::MailFailed,
+        }
+    }
+
+    /// Structured details as (name, value) pairs, in a stable order.
+    #[must_use]
+    pub fn details(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Self::InvalidInput { field, reason } => {
+                vec![("field", field.clone()), ("reason", reason.clone())]
+            }
+            Self::InvalidConfig { key, reason } => {
+                vec![("key", key.clone()), ("reason", reason.clone())]
+            }
+            Self::UnknownTier { tier } => vec![("tier", tier.clone())],
+            Self::TierRestricted { sku, tier, field } => vec![
+                ("sku", sku.clone()),
+                ("tier", tier.clone()),
+                ("field", field.clone()),
+            ],
+            Self::NotFound { entity, key } => {
+                vec![("entity", (*entity).to_owned()), ("key", key.clone())]
+            }
+            Self::AlreadyExists {
+                entity,
+                field,
+                value,
+            } => vec![
+                ("entity", (*entity).to_owned()),
+                ("field", (*field).to_owned()),
+                ("value", value.clone()),
+            ],
+            Self::Conflict {
+                entity,
+                key,
+                attempts,
+            } => vec![
+                ("entity", (*entity).to_owned()),
+                ("key", key.clone()),
+                ("attempts", attempts.to_string()),
+            ],
+            Self::StorageFailed { operation, reason } => vec![
+                ("operation", (*operation).to_owned()),
+                ("reason", reason.clone()),
+            ],
+            Self::MailFailed { reason } => vec![("reason", reason.clone())],
+        }
+    }
+
+    /// Shorthand for the most common failure.
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::InvalidInput {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Re-labels an input error as a configuration error: the same parsers read both, but a bad
+    /// config must say `INVALID_CONFIG` and name the key.
+    #[must_use]
+    pub fn into_config_error(self) -> Self {
+        match self {
+            Self::InvalidInput { field, reason } => Self::InvalidConfig { key: field, reason },
+            Self::UnknownTier { tier } => Self::InvalidConfig {
+                key: "defaultTier".to_owned(),
+                reason: format!("tier \"{tier}\" is not in the tier table"),
+            },
+            other => other,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidInput { field, reason } => write!(f, "{field}: {reason}"),
+            Self::InvalidConfig { key, reason } => write!(f, "config {key}: {reason}"),
+            Self::UnknownTier { tier } => write!(f, "unknown tier \"{tier}\""),
+            Self::TierRestricted { sku, tier, field } => write!(
+                f,
+                "{field}: product \"{sku}\" may not be sold by \"{tier}\" resellers"
+            ),
+            Self::NotFound { entity, key } => write!(f, "{entity} \"{key}\" not found"),
+            Self::AlreadyExists {
+                entity,
+                field,
+                value,
+            } => write!(f, "a {entity} with {field} \"{value}\" already exists"),
+            Self::Conflict {
+                entity,
+                key,
+                attempts,
+            } => write!(
+                f,
+                "{entity} \"{key}\" was changed concurrently; gave up after {attempts} attempts"
+            ),
+            Self::StorageFailed { operation, reason } => {
+                write!(f, "storage {operation} failed: {reason}")
+            }
+            Self::MailFailed { reason } => write!(f, "mail send failed: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,362 @@
+//! Resellers: the partner profile that owns a tier, a wallet and clients.
+//!
+//! Pure decisions only: what a new reseller looks like, what a metadata update produces. The
+//! engine stores the results.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::decimal::printable;
+use super::error::{Error, Result};
+use super::money::Credits;
+use super::rounding::Rounding;
+use super::tier::{tier_cost, TierName, TierTable};
+
+/// The system user a reseller profile belongs to: a positive integer or an opaque string id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum UserId {
+    Number(u64),
+    Text(String),
+}
+
+impl UserId {
+    pub const TEXT_LEN_MAX: usize = 128;
+
+    pub fn number(value: u64, field: &str) -> Result<Self> {
+        if value == 0 || Credits::new(value).is_none() {
+            return Err(Error::invalid(
+                field,
+                format!("a numeric user id is a safe integer of at least 1, got {value}"),
+            ));
+        }
+        Ok(Self::Number(value))
+    }
+
+    pub fn text(value: &str, field: &str) -> Result<Self> {
+        let ok = !value.trim().is_empty()
+            && value.len() <= Self::TEXT_LEN_MAX
+            && value.trim() == value
+            && !value.chars().any(char::is_control);
+        if !ok {
+            return Err(Error::invalid(
+                field,
+                format!(
+                    "a user id string is 1-{} bytes, not blank, without surrounding blanks or \
+                     control characters; got \"{}\"",
+                    Self::TEXT_LEN_MAX,
+                    printable(value)
+                ),
+            ));
+        }
+        Ok(Self::Text(value.to_owned()))
+    }
+
+    /// The key the user is indexed under; `1` and `"1"` are the same user.
+    #[must_use]
+    pub fn key(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Number(n) => n.fmt(f),
+            Self::Text(s) => f.write_str(s),
+        }
+    }
+}
+
+/// Where a reseller stands. The reference's `active` scope lists the active ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ResellerStatus {
+    Active,
+    Suspended,
+    Inactive,
+}
+
+impl ResellerStatus {
+    pub const ALL: [Self; 3] = [Self::Active, Self::Suspended, Self::Inactive];
+
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Suspended => "suspended",
+            Self::Inactive => "inactive",
+        }
+    }
+
+    pub fn parse(text: &str, field: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == text)
+            .ok_or_else(|| {
+                Error::invalid(
+                    field,
+                    format!(
+                        "status must be \"active\", \"suspended\" or \"inactive\", got \"{}\"",
+                        printable(text)
+                    ),
+                )
+            })
+    }
+}
+
+/// Free-form JSON data on a reseller (branding, flags such as `hold_provisioning`).
+pub type Metadata = Map<String, Value>;
+
+/// Bounds on metadata, so a host cannot grow a record without limit.
+pub const METADATA_BYTES_MAX: usize = 16 * 1024;
+pub const METADATA_KEY_LEN_MAX: usize = 128;
+
+/// A reseller profile as stored and as handed to a host.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Reseller {
+    pub id: String,
+    /// Public, non-sequential reference, e.g. `RS-7K3M9Q2XAB`.
+    pub refid: String,
+    pub user_id: UserId,
+    pub company_name: String,
+    pub email: Option<String>,
+    pub tier: String,
+    pub status: ResellerStatus,
+    pub metadata: Metadata,
+    #[serde(with = "iso_time")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "iso_time")]
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The fields a host gives to create a reseller, before validation.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ResellerDraft {
+    pub user_id: Option<UserId>,
+    pub company_name: Option<String>,
+    pub email: Option<String>,
+    pub tier: Option<String>,
+    pub metadata: Option<Metadata>,
+}
+
+pub const COMPANY_LEN_MAX: usize = 200;
+pub const EMAIL_LEN_MAX: usize = 254;
+
+/// Checks a company name.
+pub fn company_name(text: &str, field: &str) -> Result<String> {
+    let ok = !text.trim().is_empty()
+        && text.chars().count() <= COMPANY_LEN_MAX
+        && !text.chars().any(char::is_control);
+    if !ok {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "a company name is 1-{COMPANY_LEN_MAX} characters, not blank, without control \
+                 characters; got \"{}\"",
+                printable(text)
+            ),
+        ));
+    }
+    Ok(text.trim().to_owned())
+}
+
+/// Checks an email address's shape (one `@`, a dotted domain, no blanks), keeping its case.
+pub fn email(text: &str, field: &str) -> Result<String> {
+    let shape_ok = text.len() <= EMAIL_LEN_MAX
+        && !text.chars().any(|c| c.is_whitespace() || c.is_control())
+        && text.split('@').count() == 2
+        && text.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !domain.contains("..")
+        });
+    if !shape_ok {
+        return Err(Error::invalid(
+            field,
+            format!("\"{}\" is not an email address", printable(text)),
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+/// Checks a metadata map: key lengths and total size (reserved keys are refused at the edge).
+pub fn metadata(map: Metadata, field: &str) -> Result<Metadata> {
+    for key in map.keys() {
+        if key.is_empty() || key.len() > METADATA_KEY_LEN_MAX {
+            return Err(Error::invalid(
+                field,
+                format!(
+                    "metadata keys are 1-{METADATA_KEY_LEN_MAX} bytes, got \"{}\"",
+                    printable(key)
+                ),
+            ));
+        }
+    }
+    let size = serde_json::to_vec(&map).map_or(usize::MAX, |bytes| bytes.len());
+    if size > METADATA_BYTES_MAX {
+        return Err(Error::invalid(
+            field,
+            format!("metadata is {size} bytes as JSON; at most {METADATA_BYTES_MAX} are allowed"),
+        ));
+    }
+    Ok(map)
+}
+
+/// Decides the reseller a draft describes, with the identifiers and time the engine supplies.
+pub fn create(
+    draft: ResellerDraft,
+    id: String,
+    refid: String,
+    tiers: &TierTable,
+    default_tier: &TierName,
+    at: DateTime<Utc>,
+) -> Result<Reseller> {
+    let user_id = draft
+        .user_id
+        .ok_or_else(|| Error::invalid("reseller.user", "a reseller needs a user id: call .user(id)"))?;
+    let company_name = draft.company_name.ok_or_else(|| {
+        Error::invalid(
+            "reseller.company",
+            "a reseller needs a company name: call .company(name)",
+        )
+    })?;
+    let tier = match draft.tier {
+        Some(tier) => tiers.get(&tier)?.0.to_string(),
+        None => default_tier.to_string(),
+    };
+    Ok(Reseller {
+        id,
+        refid,
+        user_id,
+        company_name,
+        email: draft.email,
+        tier,
+        status: ResellerStatus::Active,
+        metadata: draft.metadata.unwrap_or_default(),
+        created_at: at,
+        updated_at: at,
+    })
+}
+
+impl Reseller {
+    /// The reseller with `key` set to `value` (or removed, for `None`).
+    pub fn with_metadata(&self, key: &str, value: Option<Value>, at: DateTime<Utc>) -> Result<Self> {
+        let mut next = self.clone();
+        match value {
+            Some(value) => {
+                next.metadata.insert(key.to_owned(), value);
+            }
+            None => {
+                next.metadata.remove(key);
+            }
+        }
+        next.metadata = metadata(next.metadata, "value")?;
+        next.updated_at = at;
+        Ok(next)
+    }
+
+    /// What this reseller pays for `base_price` under its tier (the reference's
+    /// `calculateTierCost`).
+    pub fn tier_cost(&self, base_price: Credits, tiers: &TierTable, rounding: Rounding) -> Result<Credits> {
+        let (_, tier) = tiers.get(&self.tier)?;
+        Ok(tier_cost(base_price, tier.discount, rounding))
+    }
+}
+
+/// ISO-8601 in UTC with milliseconds, `2026-01-31T12:00:00.000Z`.
+pub mod iso_time {
+    use super::{DateTime, Utc};
+    use chrono::SecondsFormat;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&format(*at))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        DateTime::parse_from_rfc3339(&text)
+            .map(|at| at.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
+    }
+
+    #[must_use]
+    pub fn format(at: DateTime<Utc>) -> String {
+        at.to_rfc3339_opts(SecondsFormat::Millis, true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 31, 12, 0, 0).single().unwrap_or_default()
+    }
+
+    fn draft() -> ResellerDraft {
+        ResellerDraft {
+            user_id: Some(UserId::Number(1)),
+            company_name: Some("Elite Global".into()),
+            email: Some("ops@elite.example".into()),
+            tier: Some("platinum".into()),
+            metadata: None,
+        }
+    }
+
+    #[test]
+    fn creates_with_defaults_and_checks() {
+        let tiers = TierTable::reference();
+        let standard = TierName::from_literal("standard");
+        let r = create(draft(), "rs_1".into(), "RS-1".into(), &tiers, &standard, at()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((r.tier.as_str(), r.status), ("platinum", ResellerStatus::Active));
+        let base = Credits::new(1000).unwrap_or_default();
+        assert_eq!(r.tier_cost(base, &tiers, Rounding::HalfUp).map(Credits::get), Ok(700));
+        let r = create(ResellerDraft { tier: None, ..draft() }, "rs_2".into(), "RS-2".into(), &tiers, &standard, at()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.tier, "standard");
+        let err = create(ResellerDraft { tier: Some("diamond".into()), ..draft() }, "x".into(), "y".into(), &tiers, &standard, at());
+        assert_eq!(err.err().map(|e| e.code().as_str()), Some("UNKNOWN_TIER"));
+        let err = create(ResellerDraft { user_id: None, ..draft() }, "x".into(), "y".into(), &tiers, &standard, at());
+        assert_eq!(err.err().map(|e| e.code().as_str()), Some("INVALID_INPUT"));
+        let json = serde_json::to_string(&r).unwrap_or_default();
+        assert!(json.contains("\"createdAt\":\"2026-01-31T12:00:00.000Z\""), "{json}");
+        let back: Reseller = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn checks_fields() {
+        for good in ["a@b.co", "ops+x@elite.example"] {
+            assert!(email(good, "e").is_ok(), "{good}");
+        }
+        for bad in ["", "a", "a@b", "@b.co", "a@@b.co", "a b@c.co", "a@.co", "a@b..co", "a@b.co."] {
+            assert!(email(bad, "e").is_err(), "{bad}");
+        }
+        assert!(company_name("  ", "c").is_err());
+        assert_eq!(company_name(" Elite ", "c"), Ok("Elite".into()));
+        assert!(UserId::number(0, "u").is_err());
+        assert!(UserId::text(" 1", "u").is_err());
+        assert_eq!(UserId::Number(7).key(), UserId::Text("7".into()).key());
+    }
+
+    #[test]
+    fn metadata_updates_are_bounded() {
+        let tiers = TierTable::reference();
+        let standard = TierName::from_literal("standard");
+        let r = create(draft(), "rs_1".into(), "RS-1".into(), &tiers, &standard, at()).unwrap_or_else(|e| panic!("{e}"));
+        let held = r.with_metadata("hold_provisioning", Some(Value::Bool(true)), at()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(held.metadata.get("hold_provisioning"), Some(&Value::Bool(true)));
+        let cleared = held.with_metadata("hold_provisioning", None, at()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(cleared.metadata.is_empty());
+        let big = Value::String("x".repeat(METADATA_BYTES_MAX));
+        assert!(r.with_metadata("logo", Some(big), at()).is_err());
+    }
+}

@@ -1,0 +1,80 @@
+//! The engine performs what the domain decides: it loads state through the ports, asks the
+//! domain, and writes with optimistic concurrency (bounded retries on a version conflict).
+
+pub mod executor;
+pub mod memory;
+pub mod ports;
+mod resellers;
+
+use std::cell::RefCell;
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::config::Config;
+use crate::domain::ids::IdSource;
+use crate::domain::{Error, Result};
+use ports::{Clock, Mailer, Storage, StorageError};
+
+pub use resellers::{ResellerFilter, Versioned};
+
+/// How many times a write retries after losing a compare-and-set race before `CONFLICT`.
+pub const RETRY_COUNT_MAX: u32 = 8;
+/// How many fresh identifiers a create tries before giving up (a collision is already unlikely).
+pub const ID_ATTEMPTS_MAX: u32 = 4;
+/// The most records one storage read may return.
+pub const PAGE_SIZE_MAX: u32 = 500;
+/// The most resellers `list` returns.
+pub const LIST_SIZE_MAX: usize = 10_000;
+
+/// One engine instance: configuration, ports and an identifier source.
+pub struct Ally<S, M, C> {
+    config: Config,
+    storage: S,
+    mailer: M,
+    clock: C,
+    ids: RefCell<IdSource>,
+}
+
+impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
+    /// `id_seed` seeds identifier generation: from a cryptographic source in production, fixed in
+    /// tests so that runs replay.
+    pub fn new(config: Config, storage: S, mailer: M, clock: C, id_seed: u64) -> Self {
+        Self {
+            config,
+            storage,
+            mailer,
+            clock,
+            ids: RefCell::new(IdSource::new(id_seed)),
+        }
+    }
+
+    #[must_use]
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    #[must_use]
+    pub fn storage(&self) -> &S {
+        &self.storage
+    }
+
+    #[must_use]
+    pub fn mailer(&self) -> &M {
+        &self.mailer
+    }
+
+    fn now(&self) -> Result<DateTime<Utc>> {
+        self.clock.now().map_err(|reason| Error::InvalidConfig {
+            key: "clock".to_owned(),
+            reason: format!("the clock could not be read: {reason}"),
+        })
+    }
+}
+
+/// Maps a port failure to `STORAGE_FAILED`, naming the operation.
+fn storage_failed(operation: &'static str) -> impl Fn(StorageError) -> Error {
+    move |e| Error::StorageFailed {
+        operation,
+        reason: e.reason,
+    }
+}

@@ -1,0 +1,230 @@
+//! The in-memory storage: the default, and the reference the conformance suite holds every other
+//! adapter to.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use super::ports::{Query, Storage, StorageError, StoredRecord, WriteOutcome};
+
+#[derive(Debug, Default)]
+struct Collection {
+    records: BTreeMap<String, StoredRecord>,
+    /// (index, value, id) for every indexed field of every record.
+    index: BTreeSet<(String, String, String)>,
+    /// (index, value) → id, for the fields a write declared unique.
+    unique: HashMap<(String, String), String>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    collections: HashMap<String, Collection>,
+    streams: HashMap<String, Vec<String>>,
+}
+
+/// Records and streams in a `RefCell`: every method completes without suspending, so no borrow
+/// is ever held across an `await`.
+#[derive(Debug, Default)]
+pub struct MemoryStorage {
+    state: RefCell<State>,
+}
+
+impl MemoryStorage {
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many records a collection holds (for tests and diagnostics).
+    #[must_use]
+    pub fn count(&self, collection: &str) -> usize {
+        self.state
+            .borrow()
+            .collections
+            .get(collection)
+            .map_or(0, |c| c.records.len())
+    }
+
+    fn get_now(&self, collection: &str, id: &str) -> Option<StoredRecord> {
+        self.state
+            .borrow()
+            .collections
+            .get(collection)
+            .and_then(|c| c.records.get(id).cloned())
+    }
+
+    fn find_now(&self, collection: &str, query: Query<'_>) -> Vec<StoredRecord> {
+        let state = self.state.borrow();
+        let Some(c) = state.collections.get(collection) else {
+            return Vec::new();
+        };
+        let limit = query.limit as usize;
+        match query.index {
+            None => {
+                let start = query.after.map_or(std::ops::Bound::Unbounded, |after| {
+                    std::ops::Bound::Excluded(after.to_owned())
+                });
+                c.records
+                    .range((start, std::ops::Bound::Unbounded))
+                    .take(limit)
+                    .map(|(_, record)| record.clone())
+                    .collect()
+            }
+            Some((name, value)) => {
+                let from = (
+                    name.to_owned(),
+                    value.to_owned(),
+                    query.after.unwrap_or("").to_owned(),
+                );
+                c.index
+                    .range(from..)
+                    .take_while(|(n, v, _)| n == name && v == value)
+                    .filter(|(_, _, id)| query.after.is_none_or(|after| id.as_str() > after))
+                    .take(limit)
+                    .filter_map(|(_, _, id)| c.records.get(id).cloned())
+                    .collect()
+            }
+        }
+    }
+
+    fn put_now(
+        &self,
+        collection: &str,
+        record: &StoredRecord,
+        expected_version: u64,
+        unique: &[&str],
+    ) -> Result<WriteOutcome, StorageError> {
+        if record.version != expected_version.wrapping_add(1) {
+            return Err(StorageError {
+                reason: format!(
+                    "record version {} does not follow expected version {expected_version}",
+                    record.version
+                ),
+            });
+        }
+        let mut state = self.state.borrow_mut();
+        let c = state.collections.entry(collection.to_owned()).or_default();
+        let current = c.records.get(&record.id);
+        if current.map_or(0, |r| r.version) != expected_version {
+            return Ok(WriteOutcome::Stale);
+        }
+        for &name in unique {
+            let Some((_, value)) = record.indexes.iter().find(|(n, _)| n == name) else {
+                return Err(StorageError {
+                    reason: format!("unique index \"{name}\" is not among the record's indexes"),
+                });
+            };
+            if let Some(holder) = c.unique.get(&(name.to_owned(), value.clone())) {
+                if holder != &record.id {
+                    return Ok(WriteOutcome::Duplicate {
+                        index: name.to_owned(),
+                    });
+                }
+            }
+        }
+        // Checks passed: replace the record and its index entries in one step.
+        if let Some(old) = c.records.remove(&record.id) {
+            for (name, value) in old.indexes {
+                c.index.remove(&(name.clone(), value.clone(), old.id.clone()));
+                if c.unique.get(&(name.clone(), value.clone())) == Some(&old.id) {
+                    c.unique.remove(&(name, value));
+                }
+            }
+        }
+        for (name, value) in &record.indexes {
+            c.index
+                .insert((name.clone(), value.clone(), record.id.clone()));
+            if unique.contains(&name.as_str()) {
+                c.unique
+                    .insert((name.clone(), value.clone()), record.id.clone());
+            }
+        }
+        c.records.insert(record.id.clone(), record.clone());
+        Ok(WriteOutcome::Written)
+    }
+
+    fn append_now(&self, stream: &str, expected_length: u64, entries: &[String]) -> WriteOutcome {
+        let mut state = self.state.borrow_mut();
+        let log = state.streams.entry(stream.to_owned()).or_default();
+        if log.len() as u64 != expected_length {
+            return WriteOutcome::Stale;
+        }
+        log.extend_from_slice(entries);
+        WriteOutcome::Written
+    }
+
+    fn read_now(&self, stream: &str, from: u64, limit: u32) -> Vec<String> {
+        let state = self.state.borrow();
+        let Some(log) = state.streams.get(stream) else {
+            return Vec::new();
+        };
+        let from = usize::try_from(from).unwrap_or(usize::MAX).min(log.len());
+        log[from..].iter().take(limit as usize).cloned().collect()
+    }
+}
+
+impl Storage for MemoryStorage {
+    async fn get(&self, collection: &str, id: &str) -> Result<Option<StoredRecord>, StorageError> {
+        Ok(self.get_now(collection, id))
+    }
+
+    async fn find(&self, collection: &str, query: Query<'_>) -> Result<Vec<StoredRecord>, StorageError> {
+        Ok(self.find_now(collection, query))
+    }
+
+    async fn put(
+        &self,
+        collection: &str,
+        record: &StoredRecord,
+        expected_version: u64,
+        unique: &[&str],
+    ) -> Result<WriteOutcome, StorageError> {
+        self.put_now(collection, record, expected_version, unique)
+    }
+
+    async fn append(
+        &self,
+        stream: &str,
+        expected_length: u64,
+        entries: &[String],
+    ) -> Result<WriteOutcome, StorageError> {
+        Ok(self.append_now(stream, expected_length, entries))
+    }
+
+    async fn read(&self, stream: &str, from: u64, limit: u32) -> Result<Vec<String>, StorageError> {
+        Ok(self.read_now(stream, from, limit))
+    }
+}
+
+/// Shared storage: several engines (or a test and an engine) may hold the same store.
+impl<S: Storage> Storage for std::rc::Rc<S> {
+    async fn get(&self, collection: &str, id: &str) -> Result<Option<StoredRecord>, StorageError> {
+        (**self).get(collection, id).await
+    }
+
+    async fn find(&self, collection: &str, query: Query<'_>) -> Result<Vec<StoredRecord>, StorageError> {
+        (**self).find(collection, query).await
+    }
+
+    async fn put(
+        &self,
+        collection: &str,
+        record: &StoredRecord,
+        expected_version: u64,
+        unique: &[&str],
+    ) -> Result<WriteOutcome, StorageError> {
+        (**self).put(collection, record, expected_version, unique).await
+    }
+
+    async fn append(
+        &self,
+        stream: &str,
+        expected_length: u64,
+        entries: &[String],
+    ) -> Result<WriteOutcome, StorageError> {
+        (**self).append(stream, expected_length, entries).await
+    }
+
+    async fn read(&self, stream: &str, from: u64, limit: u32) -> Result<Vec<String>, StorageError> {
+        (**self).read(stream, from, limit).await
+    }
+}

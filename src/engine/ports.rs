@@ -1,0 +1,144 @@
+//! The host ports: the engine's only ways to persist, to send mail and to read the time.
+//!
+//! The traits use `async fn` without `Send` bounds on purpose: the engine runs on one thread (a
+//! wasm instance, or a native test), and a host's storage may answer synchronously or with a
+//! Promise. Implementations: [`super::memory::MemoryStorage`] here, the JS host objects in the
+//! bindings, and the PostgreSQL adapter shipped with the package.
+
+use chrono::{DateTime, Utc};
+
+/// One stored record: opaque JSON text plus the fields it is indexed under.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub id: String,
+    /// 1 for a new record, +1 on every write.
+    pub version: u64,
+    /// The record as JSON text; storage keeps it as given.
+    pub data: String,
+    /// Indexed fields: `(name, value)`; a name appears at most once.
+    pub indexes: Vec<(String, String)>,
+}
+
+/// Which records a [`Storage::find`] reads: one collection, optionally one index value, in id
+/// order, after a cursor, at most `limit`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Query<'a> {
+    pub index: Option<(&'a str, &'a str)>,
+    pub after: Option<&'a str>,
+    pub limit: u32,
+}
+
+/// How a conditional write ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// Applied.
+    Written,
+    /// The stored version (or stream length) was not the expected one: nothing was written.
+    Stale,
+    /// Another record holds this value of a unique index: nothing was written.
+    Duplicate { index: String },
+}
+
+/// A storage call that threw, rejected or answered outside the contract.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StorageError {
+    pub reason: String,
+}
+
+/// Persistence. Every method may fail; a failure must leave nothing half-written.
+///
+/// Contract:
+/// - `get` reads one record by id, or `None`.
+/// - `find` reads records of a collection in ascending id order, filtered by one index value when
+///   `query.index` is set, starting after `query.after`, at most `query.limit` of them.
+/// - `put` is compare-and-set: it writes `record` only if the stored version equals
+///   `expected_version` (0: the record must not exist), and only if no other record of the
+///   collection holds the same value of any index named in `unique`. `record.version` is
+///   `expected_version + 1`.
+/// - `append` adds `entries` to the end of a stream atomically (all or none), only if the stream
+///   holds exactly `expected_length` entries.
+/// - `read` returns up to `limit` entries of a stream from position `from` (0-based).
+#[allow(async_fn_in_trait)] // single-threaded by design: no `Send` bound is wanted
+pub trait Storage {
+    async fn get(&self, collection: &str, id: &str) -> Result<Option<StoredRecord>, StorageError>;
+    async fn find(&self, collection: &str, query: Query<'_>) -> Result<Vec<StoredRecord>, StorageError>;
+    async fn put(
+        &self,
+        collection: &str,
+        record: &StoredRecord,
+        expected_version: u64,
+        unique: &[&str],
+    ) -> Result<WriteOutcome, StorageError>;
+    async fn append(
+        &self,
+        stream: &str,
+        expected_length: u64,
+        entries: &[String],
+    ) -> Result<WriteOutcome, StorageError>;
+    async fn read(&self, stream: &str, from: u64, limit: u32) -> Result<Vec<String>, StorageError>;
+}
+
+/// A message for the host's mailer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MailMessage {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    /// What the mail is about, e.g. `lowCredit`.
+    pub kind: String,
+    /// Stable per logical message, so a host can drop a duplicate delivery.
+    pub idempotency_key: String,
+}
+
+/// A mail send that threw or rejected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MailError {
+    pub reason: String,
+}
+
+/// Outgoing mail. A failed send never undoes the operation that caused it.
+#[allow(async_fn_in_trait)] // single-threaded by design: no `Send` bound is wanted
+pub trait Mailer {
+    async fn send(&self, message: &MailMessage) -> Result<(), MailError>;
+}
+
+/// The time. Hosts may inject a fixed one in tests.
+pub trait Clock {
+    /// The current instant, or why it could not be read.
+    fn now(&self) -> Result<DateTime<Utc>, String>;
+}
+
+/// A mailer that accepts every message and keeps none: the default when a host gives no mailer.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoMailer;
+
+impl Mailer for NoMailer {
+    async fn send(&self, _message: &MailMessage) -> Result<(), MailError> {
+        Ok(())
+    }
+}
+
+/// A clock that always answers the same instant.
+#[derive(Clone, Copy, Debug)]
+pub struct FixedClock(pub DateTime<Utc>);
+
+impl Clock for FixedClock {
+    fn now(&self) -> Result<DateTime<Utc>, String> {
+        Ok(self.0)
+    }
+}
+
+/// The operating system's clock (native hosts and tests).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Result<DateTime<Utc>, String> {
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|e| e.to_string())?;
+        let millis = i64::try_from(since_epoch.as_millis()).map_err(|e| e.to_string())?;
+        DateTime::from_timestamp_millis(millis).ok_or_else(|| "clock out of range".to_owned())
+    }
+}

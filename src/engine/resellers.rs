@@ -1,0 +1,437 @@
+//! Reseller operations through the storage port.
+
+use serde_json::Value;
+
+use super::ports::{Clock, Mailer, Query, Storage, StoredRecord, WriteOutcome};
+use super::{storage_failed, Ally, ID_ATTEMPTS_MAX, LIST_SIZE_MAX, PAGE_SIZE_MAX, RETRY_COUNT_MAX};
+use crate::domain::money::Credits;
+use crate::domain::reseller::{self, Reseller, ResellerDraft, ResellerStatus, UserId};
+use crate::domain::{Error, Result};
+
+const COLLECTION: &str = "resellers";
+const INDEX_USER: &str = "userId";
+const INDEX_REFID: &str = "refid";
+const INDEX_TIER: &str = "tier";
+const INDEX_STATUS: &str = "status";
+
+/// A stored value with the version its next compare-and-set write must name.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub version: u64,
+}
+
+/// The reference's scopes: by tier, by status, or both.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResellerFilter {
+    pub tier: Option<String>,
+    pub status: Option<ResellerStatus>,
+}
+
+fn to_record(reseller: &Reseller, version: u64) -> Result<StoredRecord> {
+    let data = serde_json::to_string(reseller).map_err(|e| Error::StorageFailed {
+        operation: "put",
+        reason: format!("reseller could not be encoded: {e}"),
+    })?;
+    Ok(StoredRecord {
+        id: reseller.id.clone(),
+        version,
+        data,
+        indexes: vec![
+            (INDEX_USER.to_owned(), reseller.user_id.key()),
+            (INDEX_REFID.to_owned(), reseller.refid.clone()),
+            (INDEX_TIER.to_owned(), reseller.tier.clone()),
+            (INDEX_STATUS.to_owned(), reseller.status.as_str().to_owned()),
+        ],
+    })
+}
+
+fn from_record(record: StoredRecord) -> Result<Versioned<Reseller>> {
+    let value: Reseller = serde_json::from_str(&record.data).map_err(|e| Error::StorageFailed {
+        operation: "get",
+        reason: format!("stored reseller \"{}\" is not readable: {e}", record.id),
+    })?;
+    if value.id != record.id {
+        return Err(Error::StorageFailed {
+            operation: "get",
+            reason: format!(
+                "record \"{}\" holds reseller \"{}\"",
+                record.id, value.id
+            ),
+        });
+    }
+    Ok(Versioned {
+        value,
+        version: record.version,
+    })
+}
+
+impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
+    /// Creates a reseller. A second reseller for the same user is `ALREADY_EXISTS`; the unique
+    /// user index in storage makes that hold under concurrency too.
+    pub async fn create_reseller(&self, draft: ResellerDraft) -> Result<Versioned<Reseller>> {
+        let at = self.now()?;
+        for _ in 0..ID_ATTEMPTS_MAX {
+            let (id, refid) = {
+                let mut ids = self.ids.borrow_mut();
+                (ids.reseller_id(), ids.reseller_refid())
+            };
+            let reseller = reseller::create(
+                draft.clone(),
+                id,
+                refid,
+                &self.config.pricing.tiers,
+                &self.config.default_tier,
+                at,
+            )?;
+            let record = to_record(&reseller, 1)?;
+            let outcome = self
+                .storage
+                .put(COLLECTION, &record, 0, &[INDEX_USER, INDEX_REFID])
+                .await
+                .map_err(storage_failed("put"))?;
+            match outcome {
+                WriteOutcome::Written => {
+                    return Ok(Versioned {
+                        value: reseller,
+                        version: 1,
+                    })
+                }
+                WriteOutcome::Duplicate { index } if index == INDEX_USER => {
+                    return Err(Error::AlreadyExists {
+                        entity: "reseller",
+                        field: "userId",
+                        value: reseller.user_id.key(),
+                    })
+                }
+                // The random id or refid collided: draw new ones.
+                WriteOutcome::Duplicate { .. } | WriteOutcome::Stale => {}
+            }
+        }
+        Err(Error::Conflict {
+            entity: "reseller",
+            key: "new".to_owned(),
+            attempts: ID_ATTEMPTS_MAX,
+        })
+    }
+
+    /// The reseller with this id, or `None`.
+    pub async fn find_reseller(&self, id: &str) -> Result<Option<Versioned<Reseller>>> {
+        let record = self
+            .storage
+            .get(COLLECTION, id)
+            .await
+            .map_err(storage_failed("get"))?;
+        record.map(from_record).transpose()
+    }
+
+    /// The reseller with this id, or `NOT_FOUND`.
+    pub async fn require_reseller(&self, id: &str) -> Result<Versioned<Reseller>> {
+        self.find_reseller(id).await?.ok_or_else(|| Error::NotFound {
+            entity: "reseller",
+            key: id.to_owned(),
+        })
+    }
+
+    /// The reseller profile of a system user, or `None`.
+    pub async fn find_reseller_by_user(&self, user: &UserId) -> Result<Option<Versioned<Reseller>>> {
+        self.find_unique(INDEX_USER, &user.key()).await
+    }
+
+    /// The reseller with this public reference, or `None`.
+    pub async fn find_reseller_by_refid(&self, refid: &str) -> Result<Option<Versioned<Reseller>>> {
+        self.find_unique(INDEX_REFID, refid).await
+    }
+
+    async fn find_unique(&self, index: &str, value: &str) -> Result<Option<Versioned<Reseller>>> {
+        let query = Query {
+            index: Some((index, value)),
+            after: None,
+            limit: 2,
+        };
+        let mut found = self
+            .storage
+            .find(COLLECTION, query)
+            .await
+            .map_err(storage_failed("find"))?;
+        if found.len() > 1 {
+            return Err(Error::StorageFailed {
+                operation: "find",
+                reason: format!("unique index {index} holds \"{value}\" twice"),
+            });
+        }
+        found.pop().map(from_record).transpose()
+    }
+
+    /// Resellers matching `filter`, oldest first, at most [`LIST_SIZE_MAX`].
+    pub async fn list_resellers(&self, filter: &ResellerFilter) -> Result<Vec<Versioned<Reseller>>> {
+        if let Some(tier) = &filter.tier {
+            self.config.pricing.tiers.get(tier)?;
+        }
+        let status = filter.status.map(ResellerStatus::as_str);
+        let index = match (&filter.tier, status) {
+            (Some(tier), _) => Some((INDEX_TIER, tier.as_str())),
+            (None, Some(status)) => Some((INDEX_STATUS, status)),
+            (None, None) => None,
+        };
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let query = Query {
+                index,
+                after: after.as_deref(),
+                limit: PAGE_SIZE_MAX,
+            };
+            let page = self
+                .storage
+                .find(COLLECTION, query)
+                .await
+                .map_err(storage_failed("find"))?;
+            let full = page.len() as u32 >= PAGE_SIZE_MAX;
+            after = page.last().map(|r| r.id.clone());
+            for record in page {
+                let found = from_record(record)?;
+                let tier_ok = filter.tier.as_ref().is_none_or(|t| &found.value.tier == t);
+                let status_ok = filter.status.is_none_or(|s| found.value.status == s);
+                if tier_ok && status_ok {
+                    out.push(found);
+                }
+            }
+            if out.len() > LIST_SIZE_MAX {
+                return Err(Error::invalid(
+                    "filter",
+                    format!("more than {LIST_SIZE_MAX} resellers match; narrow the filter"),
+                ));
+            }
+            if !full || after.is_none() {
+                break;
+            }
+        }
+        out.sort_by(|a, b| {
+            (a.value.created_at, &a.value.id).cmp(&(b.value.created_at, &b.value.id))
+        });
+        Ok(out)
+    }
+
+    /// Sets (or, with `None`, removes) one metadata key, retrying on concurrent writes.
+    pub async fn update_reseller_metadata(
+        &self,
+        id: &str,
+        key: &str,
+        value: Option<Value>,
+    ) -> Result<Versioned<Reseller>> {
+        for _ in 0..RETRY_COUNT_MAX {
+            let current = self.require_reseller(id).await?;
+            let next = current.value.with_metadata(key, value.clone(), self.now()?)?;
+            let record = to_record(&next, current.version + 1)?;
+            let outcome = self
+                .storage
+                .put(COLLECTION, &record, current.version, &[INDEX_USER, INDEX_REFID])
+                .await
+                .map_err(storage_failed("put"))?;
+            match outcome {
+                WriteOutcome::Written => {
+                    return Ok(Versioned {
+                        value: next,
+                        version: record.version,
+                    })
+                }
+                WriteOutcome::Stale => continue,
+                WriteOutcome::Duplicate { index } => {
+                    return Err(Error::StorageFailed {
+                        operation: "put",
+                        reason: format!("unchanged unique index {index} reported as duplicate"),
+                    })
+                }
+            }
+        }
+        Err(Error::Conflict {
+            entity: "reseller",
+            key: id.to_owned(),
+            attempts: RETRY_COUNT_MAX,
+        })
+    }
+
+    /// What the reseller pays for `base_price` under its tier and the configured rounding.
+    pub async fn calculate_tier_cost(&self, id: &str, base_price: Credits) -> Result<Credits> {
+        let found = self.require_reseller(id).await?;
+        found
+            .value
+            .tier_cost(base_price, &self.config.pricing.tiers, self.config.rounding)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::config::Config;
+    use crate::engine::executor::block_on;
+    use crate::engine::memory::MemoryStorage;
+    use crate::engine::ports::{FixedClock, NoMailer, StorageError};
+    use chrono::{TimeZone, Utc};
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    type Engine<S> = Ally<S, NoMailer, FixedClock>;
+
+    fn engine<S: Storage>(storage: S) -> Engine<S> {
+        let at = Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).single().unwrap_or_default();
+        Ally::new(Config::default(), storage, NoMailer, FixedClock(at), 7)
+    }
+
+    fn run<F: std::future::Future>(future: F) -> F::Output {
+        block_on(future, 16).unwrap_or_else(|| panic!("the in-memory port suspended"))
+    }
+
+    fn draft(user: u64, tier: Option<&str>) -> ResellerDraft {
+        ResellerDraft {
+            user_id: Some(UserId::Number(user)),
+            company_name: Some(format!("Company {user}")),
+            email: Some(format!("ops{user}@example.com")),
+            tier: tier.map(str::to_owned),
+            metadata: None,
+        }
+    }
+
+    #[test]
+    fn creates_finds_and_refuses_a_second_profile() {
+        let ally = engine(MemoryStorage::new());
+        let r = run(ally.create_reseller(draft(1, Some("platinum")))).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.version, 1);
+        let by_id = run(ally.find_reseller(&r.value.id)).ok().flatten();
+        assert_eq!(by_id.map(|f| f.value), Some(r.value.clone()));
+        let by_user = run(ally.find_reseller_by_user(&UserId::Text("1".into()))).ok().flatten();
+        assert_eq!(by_user.map(|f| f.value.id), Some(r.value.id.clone()));
+        let by_refid = run(ally.find_reseller_by_refid(&r.value.refid)).ok().flatten();
+        assert_eq!(by_refid.map(|f| f.value.id), Some(r.value.id.clone()));
+        assert_eq!(run(ally.find_reseller("rs_missing")).ok().flatten(), None);
+        let again = run(ally.create_reseller(draft(1, None)));
+        assert_eq!(again.err().map(|e| e.code().as_str()), Some("ALREADY_EXISTS"));
+        assert_eq!(ally.storage().count("resellers"), 1);
+        let cost = run(ally.calculate_tier_cost(&r.value.id, Credits::new(1000).unwrap_or_default()));
+        assert_eq!(cost.map(Credits::get), Ok(700));
+        let missing = run(ally.calculate_tier_cost("rs_missing", Credits::ZERO));
+        assert_eq!(missing.err().map(|e| e.code().as_str()), Some("NOT_FOUND"));
+    }
+
+    #[test]
+    fn lists_by_scope() {
+        let ally = engine(MemoryStorage::new());
+        let tiers = ["gold", "platinum", "gold", "standard", "gold"];
+        for (user, tier) in tiers.iter().enumerate() {
+            run(ally.create_reseller(draft(user as u64 + 1, Some(tier)))).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let count = |filter: ResellerFilter| run(ally.list_resellers(&filter)).map(|l| l.len());
+        assert_eq!(count(ResellerFilter::default()), Ok(5));
+        assert_eq!(count(ResellerFilter { tier: Some("gold".into()), status: None }), Ok(3));
+        assert_eq!(count(ResellerFilter { tier: None, status: Some(ResellerStatus::Active) }), Ok(5));
+        assert_eq!(count(ResellerFilter { tier: None, status: Some(ResellerStatus::Suspended) }), Ok(0));
+        let unknown = count(ResellerFilter { tier: Some("diamond".into()), status: None });
+        assert_eq!(unknown.err().map(|e| e.code().as_str()), Some("UNKNOWN_TIER"));
+    }
+
+    #[test]
+    fn lists_past_one_page() {
+        let ally = engine(MemoryStorage::new());
+        for user in 1..=(PAGE_SIZE_MAX as u64 * 2 + 3) {
+            run(ally.create_reseller(draft(user, Some("gold")))).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let all = run(ally.list_resellers(&ResellerFilter::default())).map(|l| l.len());
+        assert_eq!(all, Ok(PAGE_SIZE_MAX as usize * 2 + 3));
+        let gold = run(ally.list_resellers(&ResellerFilter { tier: Some("gold".into()), status: None })).map(|l| l.len());
+        assert_eq!(gold, Ok(PAGE_SIZE_MAX as usize * 2 + 3));
+    }
+
+    #[test]
+    fn metadata_updates_bump_the_version() {
+        let ally = engine(MemoryStorage::new());
+        let r = run(ally.create_reseller(draft(1, None))).unwrap_or_else(|e| panic!("{e}"));
+        let held = run(ally.update_reseller_metadata(&r.value.id, "hold_provisioning", Some(Value::Bool(true))))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(held.version, 2);
+        assert_eq!(held.value.metadata.get("hold_provisioning"), Some(&Value::Bool(true)));
+        let stored = run(ally.find_reseller(&r.value.id)).ok().flatten().map(|f| f.value);
+        assert_eq!(stored, Some(held.value));
+    }
+
+    /// A storage that fails or races on chosen calls, to check what the engine does with each.
+    struct Flaky {
+        inner: MemoryStorage,
+        calls: Cell<u32>,
+        fail_at: u32,
+        stale_puts: Cell<u32>,
+    }
+
+    impl Storage for Flaky {
+        async fn get(&self, c: &str, id: &str) -> Result<Option<StoredRecord>, StorageError> {
+            self.tick()?;
+            self.inner.get(c, id).await
+        }
+        async fn find(&self, c: &str, q: Query<'_>) -> Result<Vec<StoredRecord>, StorageError> {
+            self.tick()?;
+            self.inner.find(c, q).await
+        }
+        async fn put(&self, c: &str, r: &StoredRecord, v: u64, u: &[&str]) -> Result<WriteOutcome, StorageError> {
+            self.tick()?;
+            if self.stale_puts.get() > 0 {
+                self.stale_puts.set(self.stale_puts.get() - 1);
+                return Ok(WriteOutcome::Stale);
+            }
+            self.inner.put(c, r, v, u).await
+        }
+        async fn append(&self, s: &str, n: u64, e: &[String]) -> Result<WriteOutcome, StorageError> {
+            self.tick()?;
+            self.inner.append(s, n, e).await
+        }
+        async fn read(&self, s: &str, f: u64, l: u32) -> Result<Vec<String>, StorageError> {
+            self.tick()?;
+            self.inner.read(s, f, l).await
+        }
+    }
+
+    impl Flaky {
+        fn tick(&self) -> Result<(), StorageError> {
+            self.calls.set(self.calls.get() + 1);
+            if self.calls.get() == self.fail_at {
+                return Err(StorageError { reason: "disk on fire".into() });
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn storage_failures_are_reported_and_leave_nothing_behind() {
+        for fail_at in 1..=3 {
+            let flaky = Rc::new(Flaky { inner: MemoryStorage::new(), calls: Cell::new(0), fail_at, stale_puts: Cell::new(0) });
+            let ally = engine(Rc::clone(&flaky));
+            let created = run(ally.create_reseller(draft(1, None)));
+            let updated = created.as_ref().ok().map(|r| run(ally.update_reseller_metadata(&r.value.id, "k", Some(Value::from(1)))));
+            match fail_at {
+                1 => {
+                    assert_eq!(created.err().map(|e| e.to_string()), Some("storage put failed: disk on fire".into()));
+                    assert_eq!(flaky.inner.count("resellers"), 0);
+                }
+                _ => {
+                    let err = updated.and_then(Result::err).map(|e| e.code().as_str());
+                    assert_eq!(err, Some("STORAGE_FAILED"), "fail_at {fail_at}");
+                    let stored = run(flaky.inner.find("resellers", Query { index: None, after: None, limit: 10 })).unwrap_or_default();
+                    assert_eq!(stored.len(), 1);
+                    assert_eq!(stored[0].version, 1, "a failed update must not write");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn concurrent_writers_are_retried_then_refused() {
+        let flaky = Rc::new(Flaky { inner: MemoryStorage::new(), calls: Cell::new(0), fail_at: 0, stale_puts: Cell::new(0) });
+        let ally = engine(Rc::clone(&flaky));
+        let r = run(ally.create_reseller(draft(1, None))).unwrap_or_else(|e| panic!("{e}"));
+        flaky.stale_puts.set(3);
+        let ok = run(ally.update_reseller_metadata(&r.value.id, "k", Some(Value::from(1))));
+        assert_eq!(ok.map(|v| v.version), Ok(2));
+        flaky.stale_puts.set(RETRY_COUNT_MAX);
+        let gave_up = run(ally.update_reseller_metadata(&r.value.id, "k", Some(Value::from(2))));
+        assert_eq!(gave_up.err().map(|e| e.code().as_str()), Some("CONFLICT"));
+    }
+}
