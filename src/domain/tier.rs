@@ -221,6 +221,16 @@ mod tests {
 
     proptest! {
         #[test]
+        fn split_arithmetic_matches_exact_division(base in 0u64..=(1 << 53) - 1, units in 0u16..=10_000) {
+            let rate = Rate::from_units(units).unwrap_or(Rate::ZERO);
+            let exact = i128::from(base) * i128::from(10_000 - units);
+            for mode in Rounding::ALL {
+                let want = mode.divide(exact, 10_000).unwrap_or(-1);
+                prop_assert_eq!(i128::from(tier_cost(credits(base), rate, mode).get()), want);
+            }
+        }
+
+        #[test]
         fn rounding_never_gains_or_loses_more_than_half_a_credit(base in 0u64..=(1 << 53) - 1, units in 0u16..=10_000) {
             let rate = Rate::from_units(units).unwrap_or(Rate::ZERO);
             let exact_num = u128::from(base) * u128::from(10_000 - units); // exact × 10 000

@@ -1,0 +1,487 @@
+//! `new Ally(options)`: the engine with the host's ports, and its reseller surface.
+
+use std::rc::Rc;
+
+use js_sys::{Object, Promise, Reflect};
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+use super::error::{to_js, OrThrow};
+use super::host::{HostClock, HostMailer, HostStorage};
+use super::input::{self, credits, type_name, RESERVED_KEYS};
+use super::pricing::{catalog_from_js, cost_batch, price_to_js, tier_table, to_plain, verify_to_js};
+use super::types::{self, AllyConfig, CurrencyInput, ResellerListFilter, ResellerStatusName};
+use crate::domain::config::Config;
+use crate::domain::money::{ConversionRate, Currency};
+use crate::domain::quote::PricingContext;
+use crate::domain::reseller::{self, Reseller, ResellerDraft, ResellerStatus, UserId};
+use crate::domain::rounding::Rounding;
+use crate::domain::tier::{tier_cost, TierName};
+use crate::domain::{Error, Result};
+use crate::engine::{self, ResellerFilter, Versioned};
+
+type Engine = engine::Ally<HostStorage, HostMailer, HostClock>;
+
+/// The partner engine with the host's storage, mail and clock.
+#[wasm_bindgen]
+pub struct Ally {
+    engine: Rc<Engine>,
+}
+
+const OPTION_KEYS: [&str; 4] = ["config", "storage", "mail", "clock"];
+
+/// Reads `options` as a plain object with only the known keys, without touching inherited ones.
+fn option(options: &JsValue, key: &str) -> JsValue {
+    Reflect::get(options, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+}
+
+fn check_options(options: &JsValue) -> Result<()> {
+    if options.is_undefined() || options.is_null() {
+        return Ok(());
+    }
+    let config_error = |key: &str, reason: String| Error::InvalidConfig { key: key.to_owned(), reason };
+    let Some(object) = options.dyn_ref::<Object>().filter(|_| !options.is_function()) else {
+        return Err(config_error("options", format!("expected an object, got {}", type_name(options))));
+    };
+    let prototype: JsValue = Object::get_prototype_of(options).into();
+    let plain_prototype: JsValue = Object::get_prototype_of(&Object::new()).into();
+    if !(prototype.is_null() || prototype == plain_prototype) {
+        return Err(config_error("options", format!("expected a plain object, got {}", type_name(options))));
+    }
+    for key in Object::keys(object).iter().filter_map(|k| k.as_string()) {
+        if RESERVED_KEYS.contains(&key.as_str()) || !OPTION_KEYS.contains(&key.as_str()) {
+            return Err(config_error(
+                &key,
+                "unknown option; expected config, storage, mail or clock".to_owned(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Builds the validated config from the host's `config` record.
+fn parse_config(value: &JsValue) -> Result<Config> {
+    let parsed: AllyConfig = input::read_optional(value, "config").map_err(Error::into_config_error)?;
+    let defaults = Config::default();
+    let tiers = tier_table(parsed.tiers, "tiers").map_err(Error::into_config_error)?;
+    let currency = match parsed.currency {
+        None => Ok(defaults.pricing.currency.clone()),
+        Some(CurrencyInput::Code(code)) => Currency::new(&code, None, "currency"),
+        Some(CurrencyInput::Detailed(detail)) => Currency::new(&detail.code, detail.scale, "currency"),
+    }
+    .map_err(Error::into_config_error)?;
+    let conversion = match parsed.credit_conversion_rate {
+        None => ConversionRate::DEFAULT,
+        Some(rate) => ConversionRate::new(rate.0.get(), "creditConversionRate").map_err(Error::into_config_error)?,
+    };
+    let default_tier = match parsed.default_tier {
+        None => defaults.default_tier.clone(),
+        Some(name) => TierName::parse(&name, "defaultTier").map_err(Error::into_config_error)?,
+    };
+    Config::new(
+        default_tier,
+        PricingContext { tiers, currency, conversion },
+        parsed.rounding.map_or(defaults.rounding, Rounding::from),
+        parsed.auto_provision_wallet.unwrap_or(defaults.auto_provision_wallet),
+        parsed.low_credit_threshold.map_or(defaults.low_credit_threshold, |c| c.0),
+        parsed.urls.and_then(|u| u.dashboard).unwrap_or(defaults.dashboard_url),
+    )
+}
+
+/// A seed for identifiers from the runtime's cryptographic source.
+fn id_seed() -> Result<u64> {
+    let mut bytes = [0u8; 8];
+    getrandom::getrandom(&mut bytes).map_err(|e| Error::InvalidConfig {
+        key: "crypto".to_owned(),
+        reason: format!("the runtime offers no crypto.getRandomValues: {e}"),
+    })?;
+    Ok(u64::from_le_bytes(bytes))
+}
+
+/// A reseller record (or its id) as the id.
+fn reseller_id(value: &JsValue, field: &str) -> Result<String> {
+    if let Some(id) = value.as_string() {
+        return Ok(id);
+    }
+    if value.is_object() && !value.is_function() {
+        let object: &Object = value.unchecked_ref();
+        let has_own = Object::has_own(object, &"id".into());
+        let id = Reflect::get(value, &"id".into()).ok().and_then(|v| v.as_string());
+        if let (true, Some(id)) = (has_own, id) {
+            return Ok(id);
+        }
+    }
+    Err(Error::invalid(
+        field,
+        format!("expected a reseller record or its id (a string), got {}", type_name(value)),
+    ))
+}
+
+fn user_id(value: &JsValue, field: &str) -> Result<UserId> {
+    if let Some(text) = value.as_string() {
+        return UserId::text(&text, field);
+    }
+    if value.as_f64().is_some() || value.is_bigint() {
+        let number = credits(value, field).map_err(|e| match e {
+            Error::InvalidInput { reason, .. } => Error::invalid(field, format!("a user id must be a positive whole number or a string: {reason}")),
+            other => other,
+        })?;
+        return UserId::number(number.get(), field);
+    }
+    Err(Error::invalid(field, format!("expected a user id (number or string), got {}", type_name(value))))
+}
+
+fn status_name(status: ResellerStatus) -> ResellerStatusName {
+    match status {
+        ResellerStatus::Active => ResellerStatusName::Active,
+        ResellerStatus::Suspended => ResellerStatusName::Suspended,
+        ResellerStatus::Inactive => ResellerStatusName::Inactive,
+    }
+}
+
+fn reseller_output(found: &Versioned<Reseller>) -> types::Reseller {
+    let r = &found.value;
+    types::Reseller {
+        id: r.id.clone(),
+        refid: r.refid.clone(),
+        user_id: serde_json::to_value(&r.user_id).unwrap_or(serde_json::Value::Null),
+        company_name: r.company_name.clone(),
+        email: r.email.clone(),
+        tier: r.tier.clone(),
+        status: status_name(r.status),
+        metadata: r.metadata.clone(),
+        created_at: reseller::iso_time::format(r.created_at),
+        updated_at: reseller::iso_time::format(r.updated_at),
+        version: found.version,
+    }
+}
+
+fn reseller_js(found: &Versioned<Reseller>) -> std::result::Result<JsValue, JsValue> {
+    to_plain(&reseller_output(found))
+}
+
+fn optional_reseller_js(found: Option<Versioned<Reseller>>) -> std::result::Result<JsValue, JsValue> {
+    found.as_ref().map_or(Ok(JsValue::NULL), reseller_js)
+}
+
+/// Runs an engine operation as a Promise; every failure rejects with an `AllyError`.
+fn promise<F>(future: F) -> Promise
+where
+    F: std::future::Future<Output = std::result::Result<JsValue, JsValue>> + 'static,
+{
+    future_to_promise(future)
+}
+
+fn rejected(error: &Error) -> Promise {
+    Promise::reject(&to_js(error))
+}
+
+#[wasm_bindgen]
+impl Ally {
+    /// Every option is optional: the default storage is in memory, mail is dropped, and the clock
+    /// is the runtime's. A bad config throws `INVALID_CONFIG` naming the key.
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        #[wasm_bindgen(unchecked_param_type = "AllyOptions | undefined")] options: JsValue,
+    ) -> std::result::Result<Ally, JsValue> {
+        check_options(&options).or_throw()?;
+        let get = |key| if options.is_undefined() || options.is_null() { JsValue::UNDEFINED } else { option(&options, key) };
+        let config = parse_config(&get("config")).or_throw()?;
+        let storage = HostStorage::from_js(&get("storage")).or_throw()?;
+        let mailer = HostMailer::from_js(&get("mail")).or_throw()?;
+        let clock = HostClock::from_js(&get("clock")).or_throw()?;
+        let seed = id_seed().or_throw()?;
+        Ok(Ally {
+            engine: Rc::new(engine::Ally::new(config, storage, mailer, clock, seed)),
+        })
+    }
+
+    /// A builder for a new reseller: `.user(id).company(name).email(e).platinum().create()`.
+    #[must_use]
+    pub fn make(&self) -> ResellerBuilder {
+        ResellerBuilder { engine: Rc::clone(&self.engine), draft: ResellerDraft::default() }
+    }
+
+    /// The reseller with this id, or `null`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Reseller | null>")]
+    pub fn find(&self, #[wasm_bindgen(unchecked_param_type = "string")] id: JsValue) -> Promise {
+        let id = match input::string(&id, "id") {
+            Ok(id) => id,
+            Err(e) => return rejected(&e),
+        };
+        let engine = Rc::clone(&self.engine);
+        promise(async move { optional_reseller_js(engine.find_reseller(&id).await.or_throw()?) })
+    }
+
+    /// The reseller profile of a system user, or `null`.
+    #[wasm_bindgen(js_name = findByUser, unchecked_return_type = "Promise<Reseller | null>")]
+    pub fn find_by_user(
+        &self,
+        #[wasm_bindgen(js_name = userId, unchecked_param_type = "number | string")] user: JsValue,
+    ) -> Promise {
+        let user = match user_id(&user, "userId") {
+            Ok(user) => user,
+            Err(e) => return rejected(&e),
+        };
+        let engine = Rc::clone(&self.engine);
+        promise(async move { optional_reseller_js(engine.find_reseller_by_user(&user).await.or_throw()?) })
+    }
+
+    /// The reseller with this public reference, or `null`.
+    #[wasm_bindgen(js_name = findByRefid, unchecked_return_type = "Promise<Reseller | null>")]
+    pub fn find_by_refid(&self, #[wasm_bindgen(unchecked_param_type = "string")] refid: JsValue) -> Promise {
+        let refid = match input::string(&refid, "refid") {
+            Ok(refid) => refid,
+            Err(e) => return rejected(&e),
+        };
+        let engine = Rc::clone(&self.engine);
+        promise(async move { optional_reseller_js(engine.find_reseller_by_refid(&refid).await.or_throw()?) })
+    }
+
+    /// Resellers, oldest first, optionally scoped by `tier` and `status`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Reseller[]>")]
+    pub fn list(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "ResellerListFilter | undefined")] filter: JsValue,
+    ) -> Promise {
+        let filter: ResellerListFilter = match input::read_optional(&filter, "filter") {
+            Ok(f) => f,
+            Err(e) => return rejected(&e),
+        };
+        let filter = ResellerFilter {
+            tier: filter.tier,
+            status: filter.status.map(|s| match s {
+                ResellerStatusName::Active => ResellerStatus::Active,
+                ResellerStatusName::Suspended => ResellerStatus::Suspended,
+                ResellerStatusName::Inactive => ResellerStatus::Inactive,
+            }),
+        };
+        let engine = Rc::clone(&self.engine);
+        promise(async move {
+            let found = engine.list_resellers(&filter).await.or_throw()?;
+            let outputs: Vec<types::Reseller> = found.iter().map(reseller_output).collect();
+            to_plain(&outputs)
+        })
+    }
+
+    /// Sets one metadata key (JSON value); `undefined` removes it. Resolves to the updated record.
+    #[wasm_bindgen(js_name = updateMetadata, unchecked_return_type = "Promise<Reseller>")]
+    pub fn update_metadata(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "string")] key: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "JsonValue | undefined")] value: JsValue,
+    ) -> Promise {
+        let parsed = (|| {
+            let id = reseller_id(&reseller, "reseller")?;
+            let key = input::string(&key, "key")?;
+            if RESERVED_KEYS.contains(&key.as_str()) {
+                return Err(Error::invalid("key", format!("the key \"{key}\" is not allowed")));
+            }
+            let value = if value.is_undefined() { None } else { Some(input::to_json(&value, "value")?) };
+            Ok((id, key, value))
+        })();
+        let (id, key, value) = match parsed {
+            Ok(p) => p,
+            Err(e) => return rejected(&e),
+        };
+        let engine = Rc::clone(&self.engine);
+        promise(async move { reseller_js(&engine.update_reseller_metadata(&id, &key, value).await.or_throw()?) })
+    }
+
+    /// What the reseller pays for `basePrice` credits under its tier, in whole credits.
+    #[wasm_bindgen(js_name = calculateTierCost, unchecked_return_type = "Promise<number>")]
+    pub fn calculate_tier_cost(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
+        #[wasm_bindgen(js_name = basePrice, unchecked_param_type = "number | bigint")] base_price: JsValue,
+    ) -> Promise {
+        let parsed = reseller_id(&reseller, "reseller").and_then(|id| Ok((id, credits(&base_price, "basePrice")?)));
+        let (id, base) = match parsed {
+            Ok(p) => p,
+            Err(e) => return rejected(&e),
+        };
+        let engine = Rc::clone(&self.engine);
+        promise(async move {
+            let cost = engine.calculate_tier_cost(&id, base).await.or_throw()?;
+            Ok(JsValue::from_f64(cost.as_f64()))
+        })
+    }
+
+    /// `tierCost` with this instance's tiers and rounding.
+    #[wasm_bindgen(js_name = tierCost)]
+    pub fn tier_cost(
+        &self,
+        #[wasm_bindgen(js_name = basePrice, unchecked_param_type = "number | bigint")] base_price: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "string")] tier: JsValue,
+    ) -> std::result::Result<f64, JsValue> {
+        let base = credits(&base_price, "basePrice").or_throw()?;
+        let discount = self.discount(&tier).or_throw()?;
+        Ok(tier_cost(base, discount, self.engine.config().rounding).as_f64())
+    }
+
+    /// `tierCostBatch` with this instance's tiers and rounding.
+    #[wasm_bindgen(js_name = tierCostBatch)]
+    pub fn tier_cost_batch(
+        &self,
+        #[wasm_bindgen(js_name = basePrices, unchecked_param_type = "Float64Array | number[]")] base_prices: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "string")] tier: JsValue,
+    ) -> std::result::Result<js_sys::Float64Array, JsValue> {
+        let discount = self.discount(&tier).or_throw()?;
+        cost_batch(&base_prices, discount, self.engine.config().rounding).or_throw()
+    }
+
+    /// `quote` with this instance's tiers, currency and credit conversion rate.
+    #[wasm_bindgen(unchecked_return_type = "Quote")]
+    pub fn quote(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "QuoteRequestInput")] request: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Catalog | ProductInput[]")] catalog: JsValue,
+    ) -> std::result::Result<JsValue, JsValue> {
+        let catalog = catalog_from_js(&catalog).or_throw()?;
+        price_to_js(&request, &catalog, &self.engine.config().pricing)
+    }
+
+    /// `verifyQuote` with this instance's tiers, currency and credit conversion rate.
+    #[wasm_bindgen(js_name = verifyQuote, unchecked_return_type = "QuoteVerification")]
+    pub fn verify_quote(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Quote")] quote: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Catalog | ProductInput[]")] catalog: JsValue,
+    ) -> std::result::Result<JsValue, JsValue> {
+        let catalog = catalog_from_js(&catalog).or_throw()?;
+        verify_to_js(&quote, &catalog, &self.engine.config().pricing)
+    }
+
+    /// Credits as money at the configured currency's scale, e.g. `"7.00"` for 700.
+    #[wasm_bindgen(js_name = creditsToMoney)]
+    pub fn credits_to_money(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "number | bigint")] amount: JsValue,
+    ) -> std::result::Result<String, JsValue> {
+        let amount = credits(&amount, "credits").or_throw()?;
+        let pricing = &self.engine.config().pricing;
+        Ok(pricing.conversion.to_money(amount, &pricing.currency, self.engine.config().rounding).to_string())
+    }
+
+    /// Money (a decimal string or number) as whole credits, rounded under the configured mode.
+    #[wasm_bindgen(js_name = moneyToCredits)]
+    pub fn money_to_credits(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string | number")] amount: JsValue,
+    ) -> std::result::Result<f64, JsValue> {
+        let pricing = &self.engine.config().pricing;
+        let money = if let Some(text) = amount.as_string() {
+            crate::domain::money::Money::parse(&text, &pricing.currency, "money")
+        } else if let Some(number) = amount.as_f64() {
+            crate::domain::money::Money::from_f64(number, &pricing.currency, "money")
+        } else {
+            Err(Error::invalid("money", format!("expected a decimal string or a number, got {}", type_name(&amount))))
+        }
+        .or_throw()?;
+        let credits = pricing.conversion.to_credits(&money, self.engine.config().rounding, "money").or_throw()?;
+        Ok(credits.as_f64())
+    }
+
+    fn discount(&self, tier: &JsValue) -> Result<crate::domain::money::Rate> {
+        let name = tier
+            .as_string()
+            .ok_or_else(|| Error::invalid("tier", format!("expected a tier name, got {}", type_name(tier))))?;
+        Ok(self.engine.config().pricing.tiers.get(&name)?.1.discount)
+    }
+}
+
+/// Collects a new reseller's fields; each setter checks its value at once and returns a new
+/// builder, so a builder can be reused as a template.
+#[wasm_bindgen]
+#[derive(Clone)]
+pub struct ResellerBuilder {
+    engine: Rc<Engine>,
+    draft: ResellerDraft,
+}
+
+impl ResellerBuilder {
+    fn with(&self, change: impl FnOnce(&mut ResellerDraft)) -> ResellerBuilder {
+        let mut next = self.clone();
+        change(&mut next.draft);
+        next
+    }
+
+    fn with_tier(&self, name: &str) -> std::result::Result<ResellerBuilder, JsValue> {
+        self.engine.config().pricing.tiers.get(name).or_throw()?;
+        Ok(self.with(|d| d.tier = Some(name.to_owned())))
+    }
+}
+
+#[wasm_bindgen]
+impl ResellerBuilder {
+    /// The system user the profile belongs to (a positive integer or a string id).
+    pub fn user(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "number | string")] id: JsValue,
+    ) -> std::result::Result<ResellerBuilder, JsValue> {
+        let user = user_id(&id, "user").or_throw()?;
+        Ok(self.with(|d| d.user_id = Some(user)))
+    }
+
+    pub fn company(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] name: JsValue,
+    ) -> std::result::Result<ResellerBuilder, JsValue> {
+        let name = input::string(&name, "company").and_then(|n| reseller::company_name(&n, "company")).or_throw()?;
+        Ok(self.with(|d| d.company_name = Some(name)))
+    }
+
+    pub fn email(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] address: JsValue,
+    ) -> std::result::Result<ResellerBuilder, JsValue> {
+        let address = input::string(&address, "email").and_then(|a| reseller::email(&a, "email")).or_throw()?;
+        Ok(self.with(|d| d.email = Some(address)))
+    }
+
+    /// Any tier of the configured table; `UNKNOWN_TIER` otherwise.
+    pub fn tier(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] name: JsValue,
+    ) -> std::result::Result<ResellerBuilder, JsValue> {
+        let name = input::string(&name, "tier").or_throw()?;
+        self.with_tier(&name)
+    }
+
+    pub fn platinum(&self) -> std::result::Result<ResellerBuilder, JsValue> {
+        self.with_tier("platinum")
+    }
+
+    pub fn gold(&self) -> std::result::Result<ResellerBuilder, JsValue> {
+        self.with_tier("gold")
+    }
+
+    pub fn standard(&self) -> std::result::Result<ResellerBuilder, JsValue> {
+        self.with_tier("standard")
+    }
+
+    /// Free-form JSON (branding, flags); at most 16 KiB as JSON.
+    pub fn metadata(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Record<string, JsonValue>")] data: JsValue,
+    ) -> std::result::Result<ResellerBuilder, JsValue> {
+        let parsed = input::to_json(&data, "metadata")
+            .and_then(|json| match json {
+                serde_json::Value::Object(map) => reseller::metadata(map, "metadata"),
+                _ => Err(Error::invalid("metadata", format!("expected a plain object, got {}", type_name(&data)))),
+            })
+            .or_throw()?;
+        Ok(self.with(|d| d.metadata = Some(parsed)))
+    }
+
+    /// Stores the reseller. Rejects `ALREADY_EXISTS` if the user has a profile already,
+    /// `INVALID_INPUT` if `user` or `company` is missing.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Reseller>")]
+    pub fn create(&self) -> Promise {
+        let engine = Rc::clone(&self.engine);
+        let draft = self.draft.clone();
+        promise(async move { reseller_js(&engine.create_reseller(draft).await.or_throw()?) })
+    }
+}

@@ -1,0 +1,99 @@
+//! The one place where engine errors become JavaScript `AllyError`s.
+//!
+//! `AllyError` is exported as a class so that `err instanceof AllyError` works. Thrown errors are
+//! created by the runtime's own `Error` constructor (so they carry a real stack), then given
+//! `AllyError.prototype`, whose own prototype is `Error.prototype`. That works in every target
+//! wasm-bindgen emits, with no hand-written JavaScript.
+
+use js_sys::{Object, Reflect};
+use wasm_bindgen::prelude::*;
+
+use crate::domain::Error;
+
+/// The class of every error the package throws. Instances are never built by hand.
+#[wasm_bindgen(skip_typescript)]
+pub struct AllyError {
+    _private: (),
+}
+
+#[wasm_bindgen(typescript_custom_section)]
+const ALLY_ERROR_TS: &str = r#"
+/** Every stable error code. A code may be added; none is renamed. */
+export type AllyErrorCode =
+  | "INVALID_INPUT" | "INVALID_CONFIG" | "UNKNOWN_TIER" | "TIER_RESTRICTED" | "NOT_FOUND"
+  | "ALREADY_EXISTS" | "INSUFFICIENT_CREDITS" | "PROVISIONING_HELD" | "IDEMPOTENCY_MISMATCH"
+  | "CONFLICT" | "FORBIDDEN" | "DUPLICATE_EMAIL" | "INVALID_RESELLER"
+  | "STATUS_TRANSITION_DENIED" | "STORAGE_FAILED" | "MAIL_FAILED";
+
+/** What every function of the package throws or rejects with. */
+export class AllyError extends Error {
+  private constructor();
+  readonly name: "AllyError";
+  /** Stable, machine-readable code. */
+  readonly code: AllyErrorCode;
+  /** Names the field and the value. */
+  readonly message: string;
+  /** Structured context: `field`, `reason`, `tier`, `key`, … depending on the code. */
+  readonly details: Readonly<Record<string, string>>;
+}
+"#;
+
+thread_local! {
+    static PROTOTYPE: JsValue = make_prototype();
+}
+
+/// `AllyError.prototype`, chained to `Error.prototype` once per instance.
+fn make_prototype() -> JsValue {
+    let probe = JsValue::from(AllyError { _private: () });
+    let prototype = Object::get_prototype_of(&probe);
+    let error_prototype = Object::get_prototype_of(&js_sys::Error::new(""));
+    Object::set_prototype_of(&prototype, &error_prototype);
+    // Defined on the prototype as well, so `AllyError.prototype.name` reads right.
+    let _ = Reflect::set(&prototype, &"name".into(), &"AllyError".into());
+    prototype.into()
+}
+
+/// Builds the JavaScript error for an engine error.
+pub fn to_js(error: &Error) -> JsValue {
+    let js = js_sys::Error::new(&error.to_string());
+    js.set_name("AllyError");
+    PROTOTYPE.with(|prototype| {
+        if let Some(prototype) = prototype.dyn_ref::<Object>() {
+            Object::set_prototype_of(&js, prototype);
+        }
+    });
+    let details = Object::new();
+    for (key, value) in error.details() {
+        let _ = Reflect::set(&details, &key.into(), &value.into());
+    }
+    let _ = Reflect::set(&js, &"code".into(), &error.code().as_str().into());
+    let _ = Reflect::set(&js, &"details".into(), &details);
+    js.into()
+}
+
+/// `Result<T, Error>` into the `Result<T, JsValue>` wasm-bindgen throws from.
+pub trait OrThrow<T> {
+    fn or_throw(self) -> Result<T, JsValue>;
+}
+
+impl<T> OrThrow<T> for Result<T, Error> {
+    fn or_throw(self) -> Result<T, JsValue> {
+        self.map_err(|e| to_js(&e))
+    }
+}
+
+/// What a thrown JavaScript value says, for `STORAGE_FAILED` and `MAIL_FAILED` messages.
+pub fn describe(thrown: &JsValue) -> String {
+    if let Some(error) = thrown.dyn_ref::<js_sys::Error>() {
+        let name = String::from(error.name());
+        let message = String::from(error.message());
+        return format!("{name}: {message}");
+    }
+    if let Some(text) = thrown.as_string() {
+        return text;
+    }
+    js_sys::JSON::stringify(thrown)
+        .ok()
+        .and_then(|s| s.as_string())
+        .unwrap_or_else(|| "a non-Error value was thrown".to_owned())
+}

@@ -1,0 +1,628 @@
+//! The host's ports as seen from Rust: a JavaScript storage object, the built-in memory storage,
+//! the clock and the mailer. Every call into the host is caught, and every answer goes through
+//! `Promise.resolve`, so hosts may answer synchronously or with a Promise.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
+
+use chrono::{DateTime, Utc};
+use js_sys::{Array, Function, Object, Promise, Reflect};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+
+use super::error::describe;
+use super::input::type_name;
+use crate::domain::Error;
+use crate::engine::executor::block_on;
+use crate::engine::memory::MemoryStorage as MemoryStore;
+use crate::engine::ports::{
+    Clock, MailError, MailMessage, Mailer, Query, Storage, StorageError, StoredRecord,
+    WriteOutcome,
+};
+
+#[wasm_bindgen(typescript_custom_section)]
+const HOST_TS: &str = r#"
+/** A value, or a Promise of it: every host callback may answer either way. */
+export type MaybePromise<T> = T | PromiseLike<T>;
+
+/** Any JSON value. */
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+
+/** One stored record. `data` is JSON text the storage keeps as given. */
+export interface StoredRecord {
+  id: string;
+  /** 1 for a new record, +1 on every write. */
+  version: number;
+  data: string;
+  /** Indexed fields and their values. */
+  indexes: Record<string, string>;
+}
+
+/** Records of one collection in ascending `id` order: all of them, or those whose index `index` holds `value`. */
+export interface StorageQuery {
+  index?: string;
+  value?: string;
+  /** Only ids greater than this. */
+  after?: string;
+  limit: number;
+}
+
+/** How a conditional write ended. Nothing is written unless it is `"written"`. */
+export type WriteOutcome = "written" | "stale" | { duplicate: string };
+
+/**
+ * The storage contract. The engine persists only through these five calls; each may answer
+ * synchronously or with a Promise. A throw or rejection becomes `STORAGE_FAILED`.
+ *
+ * - `get`: the record with this id, or null.
+ * - `find`: records by collection (and optionally one index value), ascending id, after a cursor.
+ * - `put`: compare-and-set. Write only if the stored version equals `expectedVersion` (0: the
+ *   record must not exist), and only if no other record of the collection holds the same value of
+ *   an index named in `unique`; otherwise answer `"stale"` or `{ duplicate: indexName }` and write
+ *   nothing. `record.version` is `expectedVersion + 1`.
+ * - `append`: add all `entries` to the end of a stream, or none: only if it holds exactly
+ *   `expectedLength` entries (else `"stale"`).
+ * - `read`: up to `limit` entries of a stream from position `from`.
+ */
+export interface AllyStorage {
+  get(collection: string, id: string): MaybePromise<StoredRecord | null | undefined>;
+  find(collection: string, query: StorageQuery): MaybePromise<StoredRecord[]>;
+  put(collection: string, record: StoredRecord, expectedVersion: number, unique: string[]): MaybePromise<WriteOutcome>;
+  append(stream: string, expectedLength: number, entries: string[]): MaybePromise<"written" | "stale">;
+  read(stream: string, from: number, limit: number): MaybePromise<string[]>;
+}
+
+/** A message for the host's mailer. */
+export interface MailMessage {
+  to: string;
+  subject: string;
+  text: string;
+  html: string;
+  /** What the mail is about, e.g. `"lowCredit"`. */
+  kind: string;
+  /** Stable per logical message: drop a second delivery with the same key. */
+  idempotencyKey: string;
+}
+
+/** The mail port. A failed send never undoes the operation that caused it. */
+export interface AllyMailer {
+  send(message: MailMessage): MaybePromise<unknown>;
+}
+
+/** The clock port: a function, or an object with `now()`, answering a Date, epoch milliseconds or an ISO-8601 string. */
+export type AllyClock = (() => Date | number | string) | { now(): Date | number | string };
+
+/** Options of `new Ally()`; every one optional. */
+export interface AllyOptions {
+  config?: AllyConfig;
+  /** Default: a fresh `memoryStorage()`. */
+  storage?: AllyStorage | MemoryStorage;
+  mail?: AllyMailer;
+  clock?: AllyClock;
+}
+"#;
+
+/// Weak references from small integers to Rust objects owned by JavaScript handles, so that a
+/// handle passed back in (a `MemoryStorage`, a `Catalog`) is recognised without unsafe code.
+pub struct Registry<T> {
+    next: Cell<u32>,
+    items: RefCell<HashMap<u32, Weak<T>>>,
+}
+
+impl<T> Registry<T> {
+    pub fn new() -> Self {
+        Self {
+            next: Cell::new(1),
+            items: RefCell::new(HashMap::new()),
+        }
+    }
+
+    pub fn insert(&self, item: &Rc<T>) -> u32 {
+        let id = self.next.get();
+        self.next.set(id.wrapping_add(1).max(1));
+        self.items.borrow_mut().insert(id, Rc::downgrade(item));
+        id
+    }
+
+    pub fn remove(&self, id: u32) {
+        self.items.borrow_mut().remove(&id);
+    }
+
+    /// The object behind `value`, if `value` is a live handle whose `method` answers an id here.
+    pub fn lookup(&self, value: &JsValue, method: &str) -> Option<Rc<T>> {
+        if !value.is_object() {
+            return None;
+        }
+        let function = Reflect::get(value, &JsValue::from_str(method))
+            .ok()?
+            .dyn_into::<Function>()
+            .ok()?;
+        let id = function.call0(value).ok()?.as_f64()?;
+        let id = u32::try_from(id as u64).ok()?;
+        self.items.borrow().get(&id).and_then(Weak::upgrade)
+    }
+}
+
+thread_local! {
+    static MEMORY_STORES: Registry<MemoryStore> = Registry::new();
+}
+
+const STORAGE_HANDLE: &str = "__allyStorageHandle";
+
+/// The in-memory storage, the default. It implements the `AllyStorage` contract itself, and an
+/// `Ally` given one uses it directly, without crossing into JavaScript.
+#[wasm_bindgen]
+pub struct MemoryStorage {
+    handle: u32,
+    store: Rc<MemoryStore>,
+}
+
+impl Drop for MemoryStorage {
+    fn drop(&mut self) {
+        MEMORY_STORES.with(|r| r.remove(self.handle));
+    }
+}
+
+/// A new, empty in-memory storage.
+#[wasm_bindgen(js_name = memoryStorage)]
+#[must_use]
+pub fn memory_storage() -> MemoryStorage {
+    let store = Rc::new(MemoryStore::new());
+    let handle = MEMORY_STORES.with(|r| r.insert(&store));
+    MemoryStorage { handle, store }
+}
+
+fn ready<T>(future: impl std::future::Future<Output = T>) -> Result<T, JsValue> {
+    block_on(future, 1).ok_or_else(|| JsValue::from_str("memory storage suspended"))
+}
+
+#[wasm_bindgen]
+impl MemoryStorage {
+    #[wasm_bindgen(js_name = __allyStorageHandle, skip_typescript)]
+    #[must_use]
+    pub fn storage_handle(&self) -> u32 {
+        self.handle
+    }
+
+    #[wasm_bindgen(unchecked_return_type = "StoredRecord | null")]
+    pub fn get(&self, collection: &str, id: &str) -> Result<JsValue, JsValue> {
+        let found = ready(self.store.get(collection, id))?.map_err(storage_error_js)?;
+        Ok(found.map_or(JsValue::NULL, |r| record_to_js(&r)))
+    }
+
+    #[wasm_bindgen(unchecked_return_type = "StoredRecord[]")]
+    pub fn find(
+        &self,
+        collection: &str,
+        #[wasm_bindgen(unchecked_param_type = "StorageQuery")] query: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let read = |key: &str| {
+            Reflect::get(&query, &key.into())
+                .ok()
+                .and_then(|v| v.as_string())
+        };
+        let (index, value, after) = (read("index"), read("value"), read("after"));
+        let limit = Reflect::get(&query, &"limit".into())
+            .ok()
+            .and_then(|v| v.as_f64())
+            .map_or(0, |n| n.clamp(0.0, f64::from(u32::MAX)) as u32);
+        let query = Query {
+            index: index.as_deref().zip(value.as_deref()),
+            after: after.as_deref(),
+            limit,
+        };
+        let found = ready(self.store.find(collection, query))?.map_err(storage_error_js)?;
+        Ok(found.iter().map(record_to_js).collect::<Array>().into())
+    }
+
+    #[wasm_bindgen(unchecked_return_type = "WriteOutcome")]
+    pub fn put(
+        &self,
+        collection: &str,
+        #[wasm_bindgen(unchecked_param_type = "StoredRecord")] record: JsValue,
+        expected_version: f64,
+        #[wasm_bindgen(unchecked_param_type = "string[]")] unique: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let record = record_from_js(&record)
+            .and_then(|r| r.ok_or_else(|| StorageError { reason: "record is null".into() }))
+            .map_err(storage_error_js)?;
+        let unique: Vec<String> = Array::from(&unique).iter().filter_map(|v| v.as_string()).collect();
+        let unique: Vec<&str> = unique.iter().map(String::as_str).collect();
+        let outcome = ready(self.store.put(collection, &record, expected_version as u64, &unique))?
+            .map_err(storage_error_js)?;
+        Ok(outcome_to_js(&outcome))
+    }
+
+    #[wasm_bindgen(unchecked_return_type = "\"written\" | \"stale\"")]
+    pub fn append(
+        &self,
+        stream: &str,
+        expected_length: f64,
+        #[wasm_bindgen(unchecked_param_type = "string[]")] entries: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let entries: Vec<String> = Array::from(&entries).iter().filter_map(|v| v.as_string()).collect();
+        let outcome = ready(self.store.append(stream, expected_length as u64, &entries))?
+            .map_err(storage_error_js)?;
+        Ok(outcome_to_js(&outcome))
+    }
+
+    #[wasm_bindgen(unchecked_return_type = "string[]")]
+    pub fn read(&self, stream: &str, from: f64, limit: u32) -> Result<JsValue, JsValue> {
+        let entries = ready(self.store.read(stream, from as u64, limit))?.map_err(storage_error_js)?;
+        Ok(entries.iter().map(|s| JsValue::from_str(s)).collect::<Array>().into())
+    }
+}
+
+fn storage_error_js(e: StorageError) -> JsValue {
+    super::error::to_js(&Error::StorageFailed {
+        operation: "memory",
+        reason: e.reason,
+    })
+}
+
+fn record_to_js(record: &StoredRecord) -> JsValue {
+    let object = Object::new();
+    let indexes = Object::new();
+    for (name, value) in &record.indexes {
+        let _ = Reflect::set(&indexes, &name.into(), &value.into());
+    }
+    let _ = Reflect::set(&object, &"id".into(), &record.id.as_str().into());
+    let _ = Reflect::set(&object, &"version".into(), &(record.version as f64).into());
+    let _ = Reflect::set(&object, &"data".into(), &record.data.as_str().into());
+    let _ = Reflect::set(&object, &"indexes".into(), &indexes);
+    object.into()
+}
+
+fn outcome_to_js(outcome: &WriteOutcome) -> JsValue {
+    match outcome {
+        WriteOutcome::Written => "written".into(),
+        WriteOutcome::Stale => "stale".into(),
+        WriteOutcome::Duplicate { index } => {
+            let object = Object::new();
+            let _ = Reflect::set(&object, &"duplicate".into(), &index.into());
+            object.into()
+        }
+    }
+}
+
+fn out_of_contract(what: &str, got: &JsValue) -> StorageError {
+    StorageError {
+        reason: format!("answered out of contract: {what}, got {}", type_name(got)),
+    }
+}
+
+/// Reads a record a host answered; `null` / `undefined` are "no record".
+fn record_from_js(value: &JsValue) -> Result<Option<StoredRecord>, StorageError> {
+    if value.is_null() || value.is_undefined() {
+        return Ok(None);
+    }
+    if !value.is_object() {
+        return Err(out_of_contract("a record should be an object or null", value));
+    }
+    let field = |name: &str| Reflect::get(value, &name.into()).unwrap_or(JsValue::UNDEFINED);
+    let id = field("id");
+    let id = id.as_string().ok_or_else(|| out_of_contract("record.id should be a string", &id))?;
+    let version = field("version");
+    let version = version
+        .as_f64()
+        .filter(|v| v.fract() == 0.0 && *v >= 1.0 && *v <= 9_007_199_254_740_991.0)
+        .ok_or_else(|| out_of_contract("record.version should be a whole number >= 1", &version))?
+        as u64;
+    let data = field("data");
+    let data = data.as_string().ok_or_else(|| out_of_contract("record.data should be a string", &data))?;
+    let indexes_value = field("indexes");
+    let mut indexes = Vec::new();
+    if !indexes_value.is_undefined() && !indexes_value.is_null() {
+        let Some(object) = indexes_value.dyn_ref::<Object>() else {
+            return Err(out_of_contract("record.indexes should be an object", &indexes_value));
+        };
+        for entry in Object::entries(object).iter() {
+            let pair = Array::from(&entry);
+            match (pair.get(0).as_string(), pair.get(1).as_string()) {
+                (Some(name), Some(value)) => indexes.push((name, value)),
+                _ => return Err(out_of_contract("record.indexes values should be strings", &pair.get(1))),
+            }
+        }
+    }
+    Ok(Some(StoredRecord { id, version, data, indexes }))
+}
+
+fn outcome_from_js(value: &JsValue) -> Result<WriteOutcome, StorageError> {
+    match value.as_string().as_deref() {
+        Some("written") => return Ok(WriteOutcome::Written),
+        Some("stale") => return Ok(WriteOutcome::Stale),
+        _ => {}
+    }
+    if value.is_object() {
+        if let Some(index) = Reflect::get(value, &"duplicate".into()).ok().and_then(|v| v.as_string()) {
+            return Ok(WriteOutcome::Duplicate { index });
+        }
+    }
+    Err(out_of_contract("expected \"written\", \"stale\" or { duplicate: index }", value))
+}
+
+/// A JavaScript object implementing `AllyStorage`.
+pub struct JsStorage {
+    this: JsValue,
+    get: Function,
+    find: Function,
+    put: Function,
+    append: Function,
+    read: Function,
+}
+
+/// Looks up `name` on a host object and checks it is a function (`INVALID_CONFIG` otherwise).
+pub fn method(object: &JsValue, owner: &str, name: &str) -> Result<Function, Error> {
+    Reflect::get(object, &JsValue::from_str(name))
+        .ok()
+        .and_then(|f| f.dyn_into::<Function>().ok())
+        .ok_or_else(|| Error::InvalidConfig {
+            key: format!("{owner}.{name}"),
+            reason: "expected a function".to_owned(),
+        })
+}
+
+impl JsStorage {
+    pub fn new(object: JsValue) -> Result<Self, Error> {
+        Ok(Self {
+            get: method(&object, "storage", "get")?,
+            find: method(&object, "storage", "find")?,
+            put: method(&object, "storage", "put")?,
+            append: method(&object, "storage", "append")?,
+            read: method(&object, "storage", "read")?,
+            this: object,
+        })
+    }
+
+    /// Calls a host method and awaits its answer, sync or async; a throw or rejection is an error.
+    async fn call(&self, function: &Function, args: &[JsValue]) -> Result<JsValue, StorageError> {
+        let args: Array = args.iter().collect();
+        let answer = function
+            .apply(&self.this, &args)
+            .map_err(|thrown| StorageError { reason: describe(&thrown) })?;
+        JsFuture::from(Promise::resolve(&answer))
+            .await
+            .map_err(|rejected| StorageError { reason: describe(&rejected) })
+    }
+}
+
+impl Storage for JsStorage {
+    async fn get(&self, collection: &str, id: &str) -> Result<Option<StoredRecord>, StorageError> {
+        let answer = self.call(&self.get, &[collection.into(), id.into()]).await?;
+        record_from_js(&answer)
+    }
+
+    async fn find(&self, collection: &str, query: Query<'_>) -> Result<Vec<StoredRecord>, StorageError> {
+        let q = Object::new();
+        if let Some((index, value)) = query.index {
+            let _ = Reflect::set(&q, &"index".into(), &index.into());
+            let _ = Reflect::set(&q, &"value".into(), &value.into());
+        }
+        if let Some(after) = query.after {
+            let _ = Reflect::set(&q, &"after".into(), &after.into());
+        }
+        let _ = Reflect::set(&q, &"limit".into(), &query.limit.into());
+        let answer = self.call(&self.find, &[collection.into(), q.into()]).await?;
+        let Some(array) = answer.dyn_ref::<Array>() else {
+            return Err(out_of_contract("find should answer an array", &answer));
+        };
+        if array.length() > query.limit {
+            return Err(StorageError {
+                reason: format!("find answered {} records for a limit of {}", array.length(), query.limit),
+            });
+        }
+        array
+            .iter()
+            .map(|item| {
+                record_from_js(&item)?.ok_or_else(|| out_of_contract("find answered a null record", &item))
+            })
+            .collect()
+    }
+
+    async fn put(
+        &self,
+        collection: &str,
+        record: &StoredRecord,
+        expected_version: u64,
+        unique: &[&str],
+    ) -> Result<WriteOutcome, StorageError> {
+        let unique: Array = unique.iter().map(|s| JsValue::from_str(s)).collect();
+        let args = [
+            collection.into(),
+            record_to_js(record),
+            (expected_version as f64).into(),
+            unique.into(),
+        ];
+        let answer = self.call(&self.put, &args).await?;
+        outcome_from_js(&answer)
+    }
+
+    async fn append(
+        &self,
+        stream: &str,
+        expected_length: u64,
+        entries: &[String],
+    ) -> Result<WriteOutcome, StorageError> {
+        let entries: Array = entries.iter().map(|s| JsValue::from_str(s)).collect();
+        let args = [stream.into(), (expected_length as f64).into(), entries.into()];
+        let answer = self.call(&self.append, &args).await?;
+        outcome_from_js(&answer)
+    }
+
+    async fn read(&self, stream: &str, from: u64, limit: u32) -> Result<Vec<String>, StorageError> {
+        let args = [stream.into(), (from as f64).into(), limit.into()];
+        let answer = self.call(&self.read, &args).await?;
+        let Some(array) = answer.dyn_ref::<Array>() else {
+            return Err(out_of_contract("read should answer an array of strings", &answer));
+        };
+        array
+            .iter()
+            .map(|item| item.as_string().ok_or_else(|| out_of_contract("read entries should be strings", &item)))
+            .collect()
+    }
+}
+
+/// The storage an `Ally` uses: the built-in memory store directly, or a host object.
+pub enum HostStorage {
+    Memory(Rc<MemoryStore>),
+    Js(JsStorage),
+}
+
+impl HostStorage {
+    /// `undefined` gives a fresh memory store; a `MemoryStorage` handle is used natively.
+    pub fn from_js(value: &JsValue) -> Result<Self, Error> {
+        if value.is_undefined() {
+            return Ok(Self::Memory(Rc::new(MemoryStore::new())));
+        }
+        if let Some(store) = MEMORY_STORES.with(|r| r.lookup(value, STORAGE_HANDLE)) {
+            return Ok(Self::Memory(store));
+        }
+        if !value.is_object() {
+            return Err(Error::InvalidConfig {
+                key: "storage".to_owned(),
+                reason: format!("expected a storage object, got {}", type_name(value)),
+            });
+        }
+        JsStorage::new(value.clone()).map(Self::Js)
+    }
+}
+
+impl Storage for HostStorage {
+    async fn get(&self, collection: &str, id: &str) -> Result<Option<StoredRecord>, StorageError> {
+        match self {
+            Self::Memory(m) => m.get(collection, id).await,
+            Self::Js(j) => j.get(collection, id).await,
+        }
+    }
+
+    async fn find(&self, collection: &str, query: Query<'_>) -> Result<Vec<StoredRecord>, StorageError> {
+        match self {
+            Self::Memory(m) => m.find(collection, query).await,
+            Self::Js(j) => j.find(collection, query).await,
+        }
+    }
+
+    async fn put(
+        &self,
+        collection: &str,
+        record: &StoredRecord,
+        expected_version: u64,
+        unique: &[&str],
+    ) -> Result<WriteOutcome, StorageError> {
+        match self {
+            Self::Memory(m) => m.put(collection, record, expected_version, unique).await,
+            Self::Js(j) => j.put(collection, record, expected_version, unique).await,
+        }
+    }
+
+    async fn append(
+        &self,
+        stream: &str,
+        expected_length: u64,
+        entries: &[String],
+    ) -> Result<WriteOutcome, StorageError> {
+        match self {
+            Self::Memory(m) => m.append(stream, expected_length, entries).await,
+            Self::Js(j) => j.append(stream, expected_length, entries).await,
+        }
+    }
+
+    async fn read(&self, stream: &str, from: u64, limit: u32) -> Result<Vec<String>, StorageError> {
+        match self {
+            Self::Memory(m) => m.read(stream, from, limit).await,
+            Self::Js(j) => j.read(stream, from, limit).await,
+        }
+    }
+}
+
+/// The host's mailer, or none.
+pub struct HostMailer {
+    this: JsValue,
+    send: Option<Function>,
+}
+
+impl HostMailer {
+    pub fn from_js(value: &JsValue) -> Result<Self, Error> {
+        if value.is_undefined() {
+            return Ok(Self { this: JsValue::UNDEFINED, send: None });
+        }
+        let send = method(value, "mail", "send")?;
+        Ok(Self { this: value.clone(), send: Some(send) })
+    }
+}
+
+impl Mailer for HostMailer {
+    async fn send(&self, message: &MailMessage) -> Result<(), MailError> {
+        let Some(send) = &self.send else { return Ok(()) };
+        let m = Object::new();
+        for (key, value) in [
+            ("to", &message.to),
+            ("subject", &message.subject),
+            ("text", &message.text),
+            ("html", &message.html),
+            ("kind", &message.kind),
+            ("idempotencyKey", &message.idempotency_key),
+        ] {
+            let _ = Reflect::set(&m, &key.into(), &value.into());
+        }
+        let answer = send
+            .call1(&self.this, &m)
+            .map_err(|thrown| MailError { reason: describe(&thrown) })?;
+        JsFuture::from(Promise::resolve(&answer))
+            .await
+            .map(|_| ())
+            .map_err(|rejected| MailError { reason: describe(&rejected) })
+    }
+}
+
+/// The host's clock, or the runtime's.
+pub enum HostClock {
+    Runtime,
+    Js { this: JsValue, now: Function },
+}
+
+impl HostClock {
+    pub fn from_js(value: &JsValue) -> Result<Self, Error> {
+        if value.is_undefined() {
+            return Ok(Self::Runtime);
+        }
+        if let Some(function) = value.dyn_ref::<Function>() {
+            return Ok(Self::Js { this: JsValue::UNDEFINED, now: function.clone() });
+        }
+        let now = method(value, "clock", "now")?;
+        Ok(Self::Js { this: value.clone(), now })
+    }
+}
+
+/// Reads a Date, epoch milliseconds or an ISO-8601 string as an instant.
+pub fn instant(value: &JsValue) -> Result<DateTime<Utc>, String> {
+    let millis = if let Some(date) = value.dyn_ref::<js_sys::Date>() {
+        date.get_time()
+    } else if let Some(ms) = value.as_f64() {
+        ms
+    } else if let Some(text) = value.as_string() {
+        return DateTime::parse_from_rfc3339(&text)
+            .map(|at| at.with_timezone(&Utc))
+            .map_err(|e| format!("\"{}\" is not an ISO-8601 time: {e}", crate::domain::decimal::printable(&text)));
+    } else {
+        return Err(format!("expected a Date, epoch milliseconds or an ISO-8601 string, got {}", type_name(value)));
+    };
+    if !millis.is_finite() || millis.fract() != 0.0 {
+        return Err(format!("{millis} is not a valid time"));
+    }
+    DateTime::from_timestamp_millis(millis as i64).ok_or_else(|| format!("{millis} is out of range"))
+}
+
+impl Clock for HostClock {
+    fn now(&self) -> Result<DateTime<Utc>, String> {
+        match self {
+            Self::Runtime => instant(&JsValue::from_f64(js_sys::Date::now())),
+            Self::Js { this, now } => {
+                let answer = now.call0(this).map_err(|thrown| format!("clock threw: {}", describe(&thrown)))?;
+                instant(&answer)
+            }
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! Reading JavaScript values at the edge.
+//!
+//! serde-wasm-bindgen reads inherited properties and ignores `deny_unknown_fields`, so records are
+//! first walked here into JSON: only plain objects (prototype `Object.prototype` or `null`), only
+//! own enumerable string keys, no `__proto__` / `constructor` / `prototype` keys, no NaN, ±Infinity
+//! or -0, no functions or symbols, bounded depth and size. The JSON is then deserialised into the
+//! typed wire structs with `deny_unknown_fields`, and errors carry the path of the bad field.
+
+use js_sys::{Array, Object, Reflect};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Number, Value};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+
+use crate::domain::decimal::{js_number, printable};
+use crate::domain::money::Credits;
+use crate::domain::Error;
+
+/// Nesting deeper than this is refused.
+pub const DEPTH_MAX: u32 = 32;
+/// More values than this in one record is refused.
+pub const NODES_MAX: usize = 1_000_000;
+/// Keys a record may never carry.
+pub const RESERVED_KEYS: [&str; 3] = ["__proto__", "constructor", "prototype"];
+
+thread_local! {
+    static OBJECT_PROTOTYPE: JsValue = Object::get_prototype_of(&Object::new()).into();
+}
+
+struct Walker {
+    nodes: usize,
+}
+
+/// Walks `value` into JSON; `path` names it in errors.
+pub fn to_json(value: &JsValue, path: &str) -> Result<Value, Error> {
+    Walker { nodes: 0 }.walk(value, path, 0)
+}
+
+impl Walker {
+    fn walk(&mut self, value: &JsValue, path: &str, depth: u32) -> Result<Value, Error> {
+        self.nodes += 1;
+        if self.nodes > NODES_MAX {
+            return Err(Error::invalid(path, format!("more than {NODES_MAX} values")));
+        }
+        if depth > DEPTH_MAX {
+            return Err(Error::invalid(path, format!("nested deeper than {DEPTH_MAX} levels")));
+        }
+        if value.is_null() {
+            return Ok(Value::Null);
+        }
+        if let Some(flag) = value.as_bool() {
+            return Ok(Value::Bool(flag));
+        }
+        if let Some(number) = value.as_f64() {
+            return number_to_json(number, path);
+        }
+        if let Some(text) = value.as_string() {
+            return Ok(Value::String(text));
+        }
+        if value.is_bigint() {
+            return i64::try_from(value.clone())
+                .map(|n| Value::Number(Number::from(n)))
+                .map_err(|_| Error::invalid(path, "bigint out of the 64-bit range"));
+        }
+        if let Some(array) = value.dyn_ref::<Array>() {
+            let mut items = Vec::with_capacity(array.length() as usize);
+            for (index, item) in array.iter().enumerate() {
+                if item.is_undefined() {
+                    return Err(Error::invalid(
+                        format!("{path}[{index}]"),
+                        "expected a JSON value, got undefined (or a hole)",
+                    ));
+                }
+                items.push(self.walk(&item, &format!("{path}[{index}]"), depth + 1)?);
+            }
+            return Ok(Value::Array(items));
+        }
+        if value.is_object() && !value.is_function() {
+            return self.walk_object(value, path, depth);
+        }
+        Err(Error::invalid(path, format!("expected a JSON value, got {}", type_name(value))))
+    }
+
+    fn walk_object(&mut self, value: &JsValue, path: &str, depth: u32) -> Result<Value, Error> {
+        let object: &Object = value.unchecked_ref();
+        let prototype: JsValue = Object::get_prototype_of(value).into();
+        let plain = prototype.is_null() || OBJECT_PROTOTYPE.with(|p| *p == prototype);
+        if !plain {
+            return Err(Error::invalid(
+                path,
+                format!(
+                    "expected a plain object (own properties only), got {}",
+                    type_name(value)
+                ),
+            ));
+        }
+        let keys = Object::keys(object);
+        let mut map = Map::new();
+        for key in keys.iter() {
+            let Some(key) = key.as_string() else { continue };
+            let at = format!("{path}.{key}");
+            if RESERVED_KEYS.contains(&key.as_str()) {
+                return Err(Error::invalid(at, format!("the key \"{key}\" is not allowed")));
+            }
+            let item = Reflect::get(object, &JsValue::from_str(&key))
+                .map_err(|_| Error::invalid(&at, "reading this property threw"))?;
+            if item.is_undefined() {
+                continue; // `{ tier: undefined }` means the same as leaving tier out
+            }
+            let parsed = self.walk(&item, &at, depth + 1)?;
+            map.insert(key, parsed);
+        }
+        Ok(Value::Object(map))
+    }
+}
+
+fn number_to_json(number: f64, path: &str) -> Result<Value, Error> {
+    if !number.is_finite() || (number == 0.0 && number.is_sign_negative()) {
+        return Err(Error::invalid(
+            path,
+            format!("expected a finite number, got {}", js_number(number)),
+        ));
+    }
+    if number.fract() == 0.0 && number.abs() <= Credits::MAX.as_f64() {
+        // Whole and safe: exact as an integer.
+        return Ok(Value::Number(Number::from(number as i64)));
+    }
+    Number::from_f64(number)
+        .map(Value::Number)
+        .ok_or_else(|| Error::invalid(path, "not a representable number"))
+}
+
+/// A short description of a JS value's type for messages.
+pub fn type_name(value: &JsValue) -> String {
+    if value.is_undefined() {
+        return "undefined".to_owned();
+    }
+    if value.is_null() {
+        return "null".to_owned();
+    }
+    if let Some(n) = value.as_f64() {
+        return format!("the number {}", js_number(n));
+    }
+    if let Some(s) = value.as_string() {
+        return format!("the string \"{}\"", printable(&s));
+    }
+    if value.is_bigint() {
+        return "a bigint".to_owned();
+    }
+    if value.is_function() {
+        return "a function".to_owned();
+    }
+    if value.is_symbol() {
+        return "a symbol".to_owned();
+    }
+    if value.as_bool().is_some() {
+        return "a boolean".to_owned();
+    }
+    if Array::is_array(value) {
+        return "an array".to_owned();
+    }
+    let constructor = Reflect::get(value, &"constructor".into())
+        .ok()
+        .and_then(|c| Reflect::get(&c, &"name".into()).ok())
+        .and_then(|n| n.as_string())
+        .filter(|n| !n.is_empty());
+    match constructor {
+        Some(name) if name != "Object" => format!("an instance of {name}"),
+        _ => "an object with inherited properties".to_owned(),
+    }
+}
+
+/// Walks `value` and deserialises it into `T`, naming the failing field under `path`.
+pub fn read<T: DeserializeOwned>(value: &JsValue, path: &str) -> Result<T, Error> {
+    let json = to_json(value, path)?;
+    from_json(json, path)
+}
+
+/// Deserialises JSON into `T`, naming the failing field under `path`.
+pub fn from_json<T: DeserializeOwned>(json: Value, path: &str) -> Result<T, Error> {
+    serde_path_to_error::deserialize(json).map_err(|e| {
+        let inner = e.path().to_string();
+        let field = if inner == "." || inner.is_empty() {
+            path.to_owned()
+        } else if inner.starts_with('[') {
+            format!("{path}{inner}")
+        } else {
+            format!("{path}.{inner}")
+        };
+        Error::invalid(field, e.into_inner().to_string())
+    })
+}
+
+/// Optional record: `undefined` and `null` read as `T::default()`.
+pub fn read_optional<T: DeserializeOwned + Default>(value: &JsValue, path: &str) -> Result<T, Error> {
+    if value.is_undefined() || value.is_null() {
+        return Ok(T::default());
+    }
+    read(value, path)
+}
+
+/// Whole credits from a JS number or bigint.
+pub fn credits(value: &JsValue, path: &str) -> Result<Credits, Error> {
+    if let Some(number) = value.as_f64() {
+        return Credits::from_f64(number, path);
+    }
+    if value.is_bigint() {
+        return match i64::try_from(value.clone()) {
+            Ok(n) => Credits::from_i128(i128::from(n), path),
+            Err(_) => Err(Error::invalid(
+                path,
+                "credits must be at most 9007199254740991 (2^53 - 1), got a larger bigint",
+            )),
+        };
+    }
+    Err(Error::invalid(
+        path,
+        format!("expected whole credits (a number or bigint), got {}", type_name(value)),
+    ))
+}
+
+/// A required string.
+pub fn string(value: &JsValue, path: &str) -> Result<String, Error> {
+    value
+        .as_string()
+        .ok_or_else(|| Error::invalid(path, format!("expected a string, got {}", type_name(value))))
+}

@@ -1,0 +1,433 @@
+//! Tier pricing and quotes for JavaScript: pure functions, no host needed.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use js_sys::{Array, Float64Array};
+use serde::Serialize;
+use serde_json::Value;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+
+use super::error::{to_js, OrThrow};
+use super::host::Registry;
+use super::input::{self, credits, type_name};
+use super::types::{
+    self, BandUseOutput, PricingModelName, ProductInput, QuoteLineEcho, QuoteLineOutput,
+    QuoteRequestEcho, QuoteRequestInput, QuoteVerification, TierCostOptions, TierDefinition,
+};
+use crate::domain::catalog::{self, Band, PricingModel, ProductSpec};
+use crate::domain::money::{Credits, Rate};
+use crate::domain::quote::{self, LineRequest, PricingContext, QuoteRequest};
+use crate::domain::rounding::Rounding;
+use crate::domain::tier::{tier_cost as domain_tier_cost, Tier, TierName, TierTable};
+use crate::domain::Error;
+
+/// The most prices one `tierCostBatch` call takes (128 MiB of input).
+pub const BATCH_LEN_MAX: u32 = 1 << 24;
+
+thread_local! {
+    static REFERENCE: PricingContext = PricingContext::default();
+    static CATALOGS: Registry<catalog::Catalog> = Registry::new();
+}
+
+const CATALOG_HANDLE: &str = "__allyCatalogHandle";
+
+/// Serialises a wire struct to a plain JS object (one `JSON.parse` crossing).
+pub fn to_plain<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
+    let text = serde_json::to_string(value).map_err(|e| {
+        to_js(&Error::invalid("result", format!("could not be encoded: {e}")))
+    })?;
+    js_sys::JSON::parse(&text)
+}
+
+/// A tier table from the reference with `overrides` laid over it.
+pub fn tier_table(
+    overrides: Option<BTreeMap<String, TierDefinition>>,
+    field: &str,
+) -> Result<TierTable, Error> {
+    let Some(overrides) = overrides else {
+        return Ok(TierTable::reference());
+    };
+    let mut parsed = Vec::with_capacity(overrides.len());
+    for (name, definition) in overrides {
+        let at = format!("{field}.{name}");
+        let tier_name = TierName::parse(&name, &at)?;
+        let discount = Rate::parse(&definition.discount.0, &format!("{at}.discount"))?;
+        parsed.push((tier_name, Tier { discount }));
+    }
+    TierTable::with_overrides(parsed, field)
+}
+
+/// Parsed `tierCost` options: the table in force and the rounding mode.
+struct CostOptions {
+    tiers: Option<TierTable>,
+    rounding: Rounding,
+}
+
+fn cost_options(options: &JsValue) -> Result<CostOptions, Error> {
+    let parsed: TierCostOptions = input::read_optional(options, "options")?;
+    Ok(CostOptions {
+        tiers: match parsed.tiers {
+            Some(map) => Some(tier_table(Some(map), "options.tiers")?),
+            None => None,
+        },
+        rounding: parsed.rounding.map_or(Rounding::HalfUp, Rounding::from),
+    })
+}
+
+fn discount_of(tiers: &TierTable, tier: &JsValue) -> Result<Rate, Error> {
+    let name = tier
+        .as_string()
+        .ok_or_else(|| Error::invalid("tier", format!("expected a tier name, got {}", type_name(tier))))?;
+    Ok(tiers.get(&name)?.1.discount)
+}
+
+/// Applies a tier discount to each price; shared by the free function and `Ally#tierCostBatch`.
+pub fn cost_batch(
+    base_prices: &JsValue,
+    discount: Rate,
+    rounding: Rounding,
+) -> Result<Float64Array, Error> {
+    let prices: Vec<f64> = if let Some(typed) = base_prices.dyn_ref::<Float64Array>() {
+        if typed.length() > BATCH_LEN_MAX {
+            return Err(Error::invalid("basePrices", format!("at most {BATCH_LEN_MAX} prices per call")));
+        }
+        typed.to_vec()
+    } else if let Some(array) = base_prices.dyn_ref::<Array>() {
+        if array.length() > BATCH_LEN_MAX {
+            return Err(Error::invalid("basePrices", format!("at most {BATCH_LEN_MAX} prices per call")));
+        }
+        let mut out = Vec::with_capacity(array.length() as usize);
+        for (index, item) in array.iter().enumerate() {
+            let Some(number) = item.as_f64() else {
+                return Err(Error::invalid(
+                    format!("basePrices[{index}]"),
+                    format!("expected whole credits (a number), got {}", type_name(&item)),
+                ));
+            };
+            out.push(number);
+        }
+        out
+    } else {
+        return Err(Error::invalid(
+            "basePrices",
+            format!("expected a Float64Array or an array of numbers, got {}", type_name(base_prices)),
+        ));
+    };
+    let mut costs = vec![0.0; prices.len()];
+    for (index, (&price, cost)) in prices.iter().zip(costs.iter_mut()).enumerate() {
+        // The check is one compare on the common path; the error path names the index.
+        let base = Credits::from_f64(price, "").map_err(|e| match e {
+            Error::InvalidInput { reason, .. } => Error::invalid(format!("basePrices[{index}]"), reason),
+            other => other,
+        })?;
+        *cost = domain_tier_cost(base, discount, rounding).as_f64();
+    }
+    Ok(Float64Array::from(costs.as_slice()))
+}
+
+/// What a reseller of `tier` pays for `basePrice` credits, in whole credits.
+///
+/// Default tiers: platinum 30 % off, gold 15 %, standard 0 %. Default rounding: `"halfUp"`.
+/// `tierCost(1000, "platinum") === 700`.
+#[wasm_bindgen(js_name = tierCost)]
+pub fn tier_cost(
+    #[wasm_bindgen(js_name = basePrice, unchecked_param_type = "number | bigint")] base_price: JsValue,
+    #[wasm_bindgen(unchecked_param_type = "string")] tier: JsValue,
+    #[wasm_bindgen(unchecked_param_type = "TierCostOptions | undefined")] options: JsValue,
+) -> Result<f64, JsValue> {
+    let base = credits(&base_price, "basePrice").or_throw()?;
+    if options.is_undefined() {
+        let discount = REFERENCE.with(|r| discount_of(&r.tiers, &tier)).or_throw()?;
+        return Ok(domain_tier_cost(base, discount, Rounding::HalfUp).as_f64());
+    }
+    let options = cost_options(&options).or_throw()?;
+    let discount = match &options.tiers {
+        Some(tiers) => discount_of(tiers, &tier),
+        None => REFERENCE.with(|r| discount_of(&r.tiers, &tier)),
+    }
+    .or_throw()?;
+    Ok(domain_tier_cost(base, discount, options.rounding).as_f64())
+}
+
+/// `tierCost` over many prices in one call: the hot path for price lists. Takes a `Float64Array`
+/// (fastest) or an array of numbers, returns a `Float64Array` of whole credits.
+#[wasm_bindgen(js_name = tierCostBatch)]
+pub fn tier_cost_batch(
+    #[wasm_bindgen(js_name = basePrices, unchecked_param_type = "Float64Array | number[]")] base_prices: JsValue,
+    #[wasm_bindgen(unchecked_param_type = "string")] tier: JsValue,
+    #[wasm_bindgen(unchecked_param_type = "TierCostOptions | undefined")] options: JsValue,
+) -> Result<Float64Array, JsValue> {
+    let options = cost_options(&options).or_throw()?;
+    let discount = match &options.tiers {
+        Some(tiers) => discount_of(tiers, &tier),
+        None => REFERENCE.with(|r| discount_of(&r.tiers, &tier)),
+    }
+    .or_throw()?;
+    cost_batch(&base_prices, discount, options.rounding).or_throw()
+}
+
+/// A validated product catalog. Build it once and price many quotes against it: the products
+/// are checked and digested once, not on every quote.
+#[wasm_bindgen]
+pub struct Catalog {
+    handle: u32,
+    inner: Rc<catalog::Catalog>,
+}
+
+impl Drop for Catalog {
+    fn drop(&mut self) {
+        CATALOGS.with(|r| r.remove(self.handle));
+    }
+}
+
+#[wasm_bindgen]
+impl Catalog {
+    /// Validates `products`; throws `INVALID_INPUT` naming the product and field.
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        #[wasm_bindgen(unchecked_param_type = "ProductInput[]")] products: JsValue,
+    ) -> Result<Catalog, JsValue> {
+        let inner = Rc::new(parse_catalog(&products).or_throw()?);
+        let handle = CATALOGS.with(|r| r.insert(&inner));
+        Ok(Catalog { handle, inner })
+    }
+
+    #[wasm_bindgen(js_name = __allyCatalogHandle, skip_typescript)]
+    #[must_use]
+    pub fn catalog_handle(&self) -> u32 {
+        self.handle
+    }
+
+    /// SHA-256 (hex) of the catalog's canonical form.
+    #[wasm_bindgen(getter)]
+    #[must_use]
+    pub fn digest(&self) -> String {
+        self.inner.digest_hex()
+    }
+
+    /// How many products it holds.
+    #[wasm_bindgen(getter)]
+    #[must_use]
+    pub fn size(&self) -> u32 {
+        self.inner.len() as u32
+    }
+
+    /// Prices `request` against this catalog with the reference tiers; see `quote`.
+    #[wasm_bindgen(unchecked_return_type = "Quote")]
+    pub fn quote(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "QuoteRequestInput")] request: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        REFERENCE.with(|context| price_to_js(&request, &self.inner, context))
+    }
+}
+
+fn parse_catalog(products: &JsValue) -> Result<catalog::Catalog, Error> {
+    if !Array::is_array(products) {
+        return Err(Error::invalid(
+            "catalog",
+            format!("expected an array of products or a Catalog, got {}", type_name(products)),
+        ));
+    }
+    let inputs: Vec<ProductInput> = input::read(products, "catalog")?;
+    let specs = inputs
+        .into_iter()
+        .map(|p| ProductSpec {
+            sku: p.sku,
+            name: p.name,
+            base_price: p.base_price.map(|c| c.0),
+            pricing: match p.pricing {
+                None | Some(PricingModelName::PerUnit) => PricingModel::PerUnit,
+                Some(PricingModelName::Volume) => PricingModel::Volume,
+                Some(PricingModelName::Graduated) => PricingModel::Graduated,
+            },
+            bands: p.bands.map(|bands| {
+                bands
+                    .into_iter()
+                    .map(|b| Band {
+                        up_to: b.up_to.map(|q| q.0.get()),
+                        unit_price: b.unit_price.0,
+                    })
+                    .collect()
+            }),
+            tiers: p.tiers,
+        })
+        .collect();
+    catalog::Catalog::new(specs, "catalog")
+}
+
+/// A `Catalog` handle, or an array of products validated on the spot.
+pub fn catalog_from_js(value: &JsValue) -> Result<Rc<catalog::Catalog>, Error> {
+    if let Some(found) = CATALOGS.with(|r| r.lookup(value, CATALOG_HANDLE)) {
+        return Ok(found);
+    }
+    parse_catalog(value).map(Rc::new)
+}
+
+fn parse_request(request: &JsValue) -> Result<QuoteRequest, Error> {
+    let input: QuoteRequestInput = input::read(request, "request")?;
+    if input.lines.len() > QuoteRequest::LINES_MAX {
+        return Err(Error::invalid(
+            "request.lines",
+            format!("a quote needs 1-{} lines, got {}", QuoteRequest::LINES_MAX, input.lines.len()),
+        ));
+    }
+    Ok(QuoteRequest {
+        tier: input.tier,
+        lines: input
+            .lines
+            .into_iter()
+            .map(|l| LineRequest { sku: l.sku, quantity: l.quantity.0.get() })
+            .collect(),
+        rounding: input.rounding.map_or(Rounding::HalfUp, Rounding::from),
+    })
+}
+
+fn model_name(model: PricingModel) -> PricingModelName {
+    match model {
+        PricingModel::PerUnit => PricingModelName::PerUnit,
+        PricingModel::Volume => PricingModelName::Volume,
+        PricingModel::Graduated => PricingModelName::Graduated,
+    }
+}
+
+/// The wire form of a priced quote.
+pub fn quote_output(quote: &quote::Quote, context: &PricingContext) -> types::Quote {
+    types::Quote {
+        request: QuoteRequestEcho {
+            tier: quote.request.tier.clone(),
+            lines: quote
+                .request
+                .lines
+                .iter()
+                .map(|l| QuoteLineEcho { sku: l.sku.clone(), quantity: l.quantity })
+                .collect(),
+            rounding: quote.request.rounding.into(),
+        },
+        tier: quote.request.tier.clone(),
+        discount_rate: quote.discount_rate.to_string(),
+        lines: quote
+            .lines
+            .iter()
+            .map(|line| QuoteLineOutput {
+                sku: line.sku.clone(),
+                name: line.name.clone(),
+                quantity: line.quantity,
+                pricing: model_name(line.pricing),
+                unit_price: line.unit_price.get(),
+                bands: line
+                    .bands
+                    .iter()
+                    .map(|b| BandUseOutput {
+                        band: b.band,
+                        up_to: b.up_to,
+                        quantity: b.quantity,
+                        unit_price: b.unit_price.get(),
+                        amount: b.amount.get(),
+                    })
+                    .collect(),
+                subtotal: line.subtotal.get(),
+                discount_rate: line.discount_rate.to_string(),
+                discount: line.discount.get(),
+                total: line.total.get(),
+            })
+            .collect(),
+        subtotal: quote.subtotal.get(),
+        discount: quote.discount.get(),
+        total: quote.total.get(),
+        total_money: quote.total_money.to_string(),
+        currency: context.currency.code().to_owned(),
+        catalog_digest: catalog::hex(&quote.catalog_digest),
+        fingerprint: quote.fingerprint_hex(),
+    }
+}
+
+/// Prices a JS request against a catalog under `context` and returns the plain quote object.
+pub fn price_to_js(
+    request: &JsValue,
+    catalog: &catalog::Catalog,
+    context: &PricingContext,
+) -> Result<JsValue, JsValue> {
+    let request = parse_request(request).or_throw()?;
+    let quote = quote::price(request, catalog, context).or_throw()?;
+    to_plain(&quote_output(&quote, context))
+}
+
+/// Re-prices the request a quote carries and compares the whole result with what was received.
+pub fn verify_to_js(
+    received: &JsValue,
+    catalog: &catalog::Catalog,
+    context: &PricingContext,
+) -> Result<JsValue, JsValue> {
+    let received = input::to_json(received, "quote").or_throw()?;
+    let Some(request) = received.get("request") else {
+        return Err(to_js(&Error::invalid("quote.request", "a quote carries the request it priced")));
+    };
+    let request_js = js_sys::JSON::parse(&request.to_string())?;
+    let request = parse_request(&request_js).or_throw()?;
+    let expected = quote_output(&quote::price(request, catalog, context).or_throw()?, context);
+    let expected_json = serde_json::to_value(&expected)
+        .map_err(|e| to_js(&Error::invalid("quote", e.to_string())))?;
+    let mut mismatches = Vec::new();
+    diff(&expected_json, &received, "", &mut mismatches);
+    to_plain(&QuoteVerification {
+        valid: mismatches.is_empty(),
+        fingerprint: expected.fingerprint,
+        mismatches,
+    })
+}
+
+/// Collects the paths where `received` differs from `expected` (at most 100).
+fn diff(expected: &Value, received: &Value, path: &str, out: &mut Vec<String>) {
+    const MISMATCHES_MAX: usize = 100;
+    if out.len() >= MISMATCHES_MAX {
+        return;
+    }
+    let join = |key: &str| if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") };
+    match (expected, received) {
+        (Value::Object(e), Value::Object(r)) => {
+            for (key, value) in e {
+                match r.get(key) {
+                    Some(other) => diff(value, other, &join(key), out),
+                    None => out.push(join(key)),
+                }
+            }
+            for key in r.keys().filter(|k| !e.contains_key(*k)) {
+                out.push(join(key));
+            }
+        }
+        (Value::Array(e), Value::Array(r)) if e.len() == r.len() => {
+            for (index, (a, b)) in e.iter().zip(r).enumerate() {
+                diff(a, b, &format!("{path}[{index}]"), out);
+            }
+        }
+        (a, b) if a == b => {}
+        _ => out.push(if path.is_empty() { "quote".to_owned() } else { path.to_owned() }),
+    }
+}
+
+/// Prices a cart for a tier against a catalog (a `Catalog` or an array of products), with the
+/// reference tiers, USD and 100 credits per dollar. Each line shows the band used, the tier
+/// discount and the line total; the quote carries a SHA-256 fingerprint of catalog, request and
+/// result. Throws `UNKNOWN_TIER`, `TIER_RESTRICTED`, or `INVALID_INPUT` naming the line and field.
+#[wasm_bindgen(js_name = quote, unchecked_return_type = "Quote")]
+pub fn quote_js(
+    #[wasm_bindgen(unchecked_param_type = "QuoteRequestInput")] request: JsValue,
+    #[wasm_bindgen(unchecked_param_type = "Catalog | ProductInput[]")] catalog: JsValue,
+) -> Result<JsValue, JsValue> {
+    let catalog = catalog_from_js(&catalog).or_throw()?;
+    REFERENCE.with(|context| price_to_js(&request, &catalog, context))
+}
+
+/// Re-prices a quote received from elsewhere (a browser, a queue) and says whether it is genuine:
+/// `valid` is true only if every field matches the re-priced quote.
+#[wasm_bindgen(js_name = verifyQuote, unchecked_return_type = "QuoteVerification")]
+pub fn verify_quote(
+    #[wasm_bindgen(unchecked_param_type = "Quote")] quote: JsValue,
+    #[wasm_bindgen(unchecked_param_type = "Catalog | ProductInput[]")] catalog: JsValue,
+) -> Result<JsValue, JsValue> {
+    let catalog = catalog_from_js(&catalog).or_throw()?;
+    REFERENCE.with(|context| verify_to_js(&quote, &catalog, context))
+}

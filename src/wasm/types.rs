@@ -1,0 +1,370 @@
+//! The shapes of values that cross the boundary, as serde structs. `tsify` turns each into the
+//! TypeScript declaration the package ships, so the types cannot drift from what is parsed.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize};
+use tsify::Tsify;
+
+use crate::domain::money::Credits;
+use crate::domain::rounding::Rounding;
+
+/// Whole credits read from a JSON number (a safe, non-negative integer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CreditsField(pub Credits);
+
+impl<'de> Deserialize<'de> for CreditsField {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = CreditsField;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("whole credits (a safe, non-negative integer)")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<CreditsField, E> {
+                Credits::new(v).map(CreditsField).ok_or_else(|| {
+                    E::custom(format!(
+                        "credits must be at most 9007199254740991 (2^53 - 1), got {v}"
+                    ))
+                })
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<CreditsField, E> {
+                if v < 0 {
+                    return Err(E::custom(format!("credits must not be negative, got {v}")));
+                }
+                self.visit_u64(v.unsigned_abs())
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<CreditsField, E> {
+                Credits::from_f64(v, "")
+                    .map(CreditsField)
+                    .map_err(|e| match e {
+                        crate::domain::Error::InvalidInput { reason, .. } => E::custom(reason),
+                        other => E::custom(other.to_string()),
+                    })
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// A decimal as written: a string, or a number read as the decimal it prints as. The domain
+/// parses it under the field's scale.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecimalField(pub String);
+
+impl<'de> Deserialize<'de> for DecimalField {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = DecimalField;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a decimal string such as \"0.15\" or a finite number")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<DecimalField, E> {
+                Ok(DecimalField(v.to_owned()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<DecimalField, E> {
+                Ok(DecimalField(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<DecimalField, E> {
+                Ok(DecimalField(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<DecimalField, E> {
+                Ok(DecimalField(format!("{v}")))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// A rounding mode by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Tsify)]
+#[serde(rename_all = "camelCase")]
+pub enum RoundingName {
+    HalfUp,
+    HalfEven,
+    Up,
+    Down,
+}
+
+impl From<RoundingName> for Rounding {
+    fn from(name: RoundingName) -> Self {
+        match name {
+            RoundingName::HalfUp => Self::HalfUp,
+            RoundingName::HalfEven => Self::HalfEven,
+            RoundingName::Up => Self::Up,
+            RoundingName::Down => Self::Down,
+        }
+    }
+}
+
+impl From<Rounding> for RoundingName {
+    fn from(mode: Rounding) -> Self {
+        match mode {
+            Rounding::HalfUp => Self::HalfUp,
+            Rounding::HalfEven => Self::HalfEven,
+            Rounding::Up => Self::Up,
+            Rounding::Down => Self::Down,
+        }
+    }
+}
+
+/// A tier's terms.
+#[derive(Clone, Debug, Deserialize, Tsify)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TierDefinition {
+    /// Share taken off the base price, in [0, 1] with at most 4 decimals: `"0.15"` or `0.15`.
+    #[tsify(type = "string | number")]
+    pub discount: DecimalField,
+}
+
+/// Options of `tierCost` and `tierCostBatch`.
+#[derive(Clone, Debug, Default, Deserialize, Tsify)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TierCostOptions {
+    /// Default `"halfUp"`.
+    #[tsify(optional)]
+    pub rounding: Option<RoundingName>,
+    /// Tiers laid over the reference table (standard 0, gold 0.15, platinum 0.30).
+    #[tsify(optional, type = "Record<string, TierDefinition>")]
+    pub tiers: Option<BTreeMap<String, TierDefinition>>,
+}
+
+/// A quantity band of a `volume` or `graduated` product.
+#[derive(Clone, Debug, Deserialize, Tsify)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BandInput {
+    /// Last quantity in the band (inclusive); `null` or absent for the open-ended last band.
+    #[tsify(optional, type = "number | null")]
+    #[serde(default)]
+    pub up_to: Option<CreditsField>,
+    /// Credits per unit in this band.
+    #[tsify(type = "number | bigint")]
+    pub unit_price: CreditsField,
+}
+
+/// How a product's price follows from the quantity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Tsify)]
+#[serde(rename_all = "camelCase")]
+pub enum PricingModelName {
+    PerUnit,
+    Volume,
+    Graduated,
+}
+
+/// A catalog product.
+#[derive(Clone, Debug, Deserialize, Tsify)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProductInput {
+    pub sku: String,
+    pub name: String,
+    /// Credits per unit, for `perUnit` pricing (the default).
+    #[tsify(optional, type = "number | bigint")]
+    pub base_price: Option<CreditsField>,
+    /// Default `"perUnit"`.
+    #[tsify(optional)]
+    pub pricing: Option<PricingModelName>,
+    /// For `volume` and `graduated` pricing.
+    #[tsify(optional)]
+    pub bands: Option<Vec<BandInput>>,
+    /// Tiers allowed to sell the product; absent: every tier.
+    #[tsify(optional)]
+    pub tiers: Option<Vec<String>>,
+}
+
+/// One requested line of a quote.
+#[derive(Clone, Debug, Deserialize, Tsify)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct QuoteLineInput {
+    pub sku: String,
+    #[tsify(type = "number | bigint")]
+    pub quantity: CreditsField,
+}
+
+/// A cart to price.
+#[derive(Clone, Debug, Deserialize, Tsify)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct QuoteRequestInput {
+    pub tier: String,
+    pub lines: Vec<QuoteLineInput>,
+    /// Rounding of each line's discounted total and of the money total; default `"halfUp"`.
+    #[tsify(optional)]
+    pub rounding: Option<RoundingName>,
+}
+
+/// The request a quote was priced for, echoed so that it can be verified later.
+#[derive(Clone, Debug, Serialize, Tsify)]
+#[serde(rename_all = "camelCase")]
+pub struct QuoteRequestEcho {
+    pub tier: String,
+    pub lines: Vec<QuoteLineEcho>,
+    pub rounding: RoundingName,
+}
+
+#[derive(Clone, Debug, Serialize, Tsify)]
+#[serde(rename_all = "camelCase")]
+pub struct QuoteLineEcho {
+    pub sku: String,
+    pub quantity: u64,
+}
+
+/// The units of a line one band priced.
+#[derive(Clone, Debug, Serialize, Tsify)]
+#[serde(rename_all = "camelCase")]
+pub struct BandUseOutput {
+    /// Index of the band in the product's bands; `null` for per-unit pricing.
+    pub band: Option<usize>,
+    pub up_to: Option<u64>,
+    pub quantity: u64,
+    pub unit_price: u64,
+    pub amount: u64,
+}
+
+/// A priced line.
+#[derive(Clone, Debug, Serialize, Tsify)]
+#[serde(rename_all = "camelCase")]
+pub struct QuoteLineOutput {
+    pub sku: String,
+    pub name: String,
+    pub quantity: u64,
+    pub pricing: PricingModelName,
+    /// Unit price of the last unit on the line, in credits.
+    pub unit_price: u64,
+    pub bands: Vec<BandUseOutput>,
+    /// Before the tier discount, in credits.
+    pub subtotal: u64,
+    /// The tier's discount, e.g. `"0.3000"`.
+    pub discount_rate: String,
+    pub discount: u64,
+    /// What the reseller pays for the line, in credits.
+    pub total: u64,
+}
+
+/// A priced cart.
+#[derive(Clone, Debug, Serialize, Tsify)]
+#[serde(rename_all = "camelCase")]
+pub struct Quote {
+    pub request: QuoteRequestEcho,
+    pub tier: String,
+    pub discount_rate: String,
+    pub lines: Vec<QuoteLineOutput>,
+    pub subtotal: u64,
+    pub discount: u64,
+    /// Credits to pay.
+    pub total: u64,
+    /// `total` in money at the currency's scale, e.g. `"25.76"`.
+    pub total_money: String,
+    pub currency: String,
+    /// SHA-256 (hex) of the catalog the quote was priced against.
+    pub catalog_digest: String,
+    /// SHA-256 (hex) over catalog, request and result.
+    pub fingerprint: String,
+}
+
+/// What `verifyQuote` found.
+#[derive(Clone, Debug, Serialize, Tsify)]
+#[serde(rename_all = "camelCase")]
+pub struct QuoteVerification {
+    /// True when re-pricing the quote's request gives exactly the quote received.
+    pub valid: bool,
+    /// The fingerprint the request re-prices to.
+    pub fingerprint: String,
+    /// Paths of the fields that differ from the re-priced quote, e.g. `lines[0].total`.
+    pub mismatches: Vec<String>,
+}
+
+/// A currency by ISO code, with its scale when the code is not a common one.
+#[derive(Clone, Debug, Deserialize, Tsify)]
+#[serde(untagged)]
+pub enum CurrencyInput {
+    Code(String),
+    Detailed(CurrencyDetail),
+}
+
+#[derive(Clone, Debug, Deserialize, Tsify)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CurrencyDetail {
+    pub code: String,
+    /// Fraction digits of the minor unit, 0 to 6.
+    #[tsify(optional)]
+    pub scale: Option<u32>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Tsify)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UrlsConfig {
+    /// Default `"partner/dashboard"`.
+    #[tsify(optional)]
+    pub dashboard: Option<String>,
+}
+
+/// Engine configuration; every key optional, defaults from the reference.
+#[derive(Clone, Debug, Default, Deserialize, Tsify)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AllyConfig {
+    /// Default `"standard"`.
+    #[tsify(optional)]
+    pub default_tier: Option<String>,
+    /// Credits per one unit of the currency; default 100 (100 credits = 1.00).
+    #[tsify(optional, type = "number")]
+    pub credit_conversion_rate: Option<CreditsField>,
+    /// Default true.
+    #[tsify(optional)]
+    pub auto_provision_wallet: Option<bool>,
+    /// Default 500 credits.
+    #[tsify(optional, type = "number")]
+    pub low_credit_threshold: Option<CreditsField>,
+    #[tsify(optional)]
+    pub urls: Option<UrlsConfig>,
+    /// Laid over the reference tiers.
+    #[tsify(optional, type = "Record<string, TierDefinition>")]
+    pub tiers: Option<BTreeMap<String, TierDefinition>>,
+    /// Default `"USD"` (2 decimals).
+    #[tsify(optional)]
+    pub currency: Option<CurrencyInput>,
+    /// Rounding of tier costs and money conversions; default `"halfUp"`.
+    #[tsify(optional)]
+    pub rounding: Option<RoundingName>,
+}
+
+/// Scopes for `list`.
+#[derive(Clone, Debug, Default, Deserialize, Tsify)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResellerListFilter {
+    #[tsify(optional)]
+    pub tier: Option<String>,
+    #[tsify(optional)]
+    pub status: Option<ResellerStatusName>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Tsify)]
+#[serde(rename_all = "camelCase")]
+pub enum ResellerStatusName {
+    Active,
+    Suspended,
+    Inactive,
+}
+
+/// A reseller profile. Plain JSON; pass it (or its `id`) back to any method that takes a reseller.
+#[derive(Clone, Debug, Serialize, Tsify)]
+#[serde(rename_all = "camelCase")]
+pub struct Reseller {
+    pub id: String,
+    /// Public, non-sequential reference, e.g. `"RS-7K3M9Q2XAB"`.
+    pub refid: String,
+    #[tsify(type = "number | string")]
+    pub user_id: serde_json::Value,
+    pub company_name: String,
+    pub email: Option<String>,
+    pub tier: String,
+    pub status: ResellerStatusName,
+    #[tsify(type = "Record<string, JsonValue>")]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// ISO-8601, UTC.
+    pub created_at: String,
+    pub updated_at: String,
+    /// Storage version; increases with every write.
+    pub version: u64,
+}
