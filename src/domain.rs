@@ -8,6 +8,7 @@ pub mod error;
 pub mod ids;
 pub mod money;
 pub mod quote;
+pub mod record;
 pub mod reseller;
 pub mod rounding;
 pub mod tier;

@@ -3,7 +3,6 @@
 //! A catalog is validated once and carries a digest of its canonical form, so a quote can name the
 //! exact catalog it was priced against without hashing every product again.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use sha2::{Digest, Sha256};
@@ -100,21 +99,24 @@ pub struct Product {
     pub sku: String,
     pub name: String,
     pub pricing: Pricing,
-    pub tiers: Option<BTreeSet<TierName>>,
+    /// Sorted and without duplicates.
+    pub tiers: Option<Vec<TierName>>,
 }
 
 impl Product {
     /// Whether a reseller of `tier` may sell this product.
     #[must_use]
     pub fn sellable_by(&self, tier: &str) -> bool {
-        self.tiers.as_ref().is_none_or(|tiers| tiers.contains(tier))
+        self.tiers.as_ref().is_none_or(|tiers| {
+            tiers.binary_search_by(|t| t.as_str().cmp(tier)).is_ok()
+        })
     }
 }
 
-/// A validated set of products, keyed by SKU, with the digest of its canonical form.
+/// A validated set of products, sorted by SKU, with the digest of its canonical form.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Catalog {
-    products: BTreeMap<String, Product>,
+    products: Vec<Product>,
     digest: [u8; 32],
 }
 
@@ -136,24 +138,28 @@ impl Catalog {
                 ),
             ));
         }
-        let mut products = BTreeMap::new();
+        let mut products = Vec::with_capacity(specs.len());
         for (index, spec) in specs.into_iter().enumerate() {
-            let at = format!("{field}[{index}]");
-            let product = validate_product(spec, &at)?;
-            if products.contains_key(&product.sku) {
-                return Err(Error::invalid(
-                    format!("{at}.sku"),
-                    format!("SKU \"{}\" appears twice in the catalog", product.sku),
-                ));
-            }
-            products.insert(product.sku.clone(), product);
+            products.push((index, validate_product(spec, &format!("{field}[{index}]"))?));
         }
+        // Unstable is enough: (sku, index) pairs are unique.
+        products.sort_unstable_by(|(i, a), (j, b)| a.sku.cmp(&b.sku).then(i.cmp(j)));
+        if let Some(pair) = products.windows(2).find(|pair| pair[0].1.sku == pair[1].1.sku) {
+            return Err(Error::invalid(
+                format!("{field}[{}].sku", pair[1].0),
+                format!("SKU \"{}\" appears twice in the catalog", pair[1].1.sku),
+            ));
+        }
+        let products: Vec<Product> = products.into_iter().map(|(_, p)| p).collect();
         let digest = digest_products(&products);
         Ok(Self { products, digest })
     }
 
     pub fn get(&self, sku: &str) -> Option<&Product> {
-        self.products.get(sku)
+        self.products
+            .binary_search_by(|p| p.sku.as_str().cmp(sku))
+            .ok()
+            .map(|at| &self.products[at])
     }
 
     #[must_use]
@@ -167,7 +173,7 @@ impl Catalog {
     }
 
     pub fn products(&self) -> impl Iterator<Item = &Product> {
-        self.products.values()
+        self.products.iter()
     }
 
     /// SHA-256 of the catalog's canonical form.
@@ -241,10 +247,12 @@ fn validate_product(spec: ProductSpec, at: &str) -> Result<Product> {
     let tiers = match spec.tiers {
         None => None,
         Some(names) => {
-            let mut set = BTreeSet::new();
+            let mut set = Vec::with_capacity(names.len());
             for (index, name) in names.iter().enumerate() {
-                set.insert(TierName::parse(name, &format!("{at}.tiers[{index}]"))?);
+                set.push(TierName::parse(name, &format!("{at}.tiers[{index}]"))?);
             }
+            set.sort_unstable();
+            set.dedup();
             if set.is_empty() {
                 return Err(Error::invalid(
                     format!("{at}.tiers"),
@@ -303,10 +311,10 @@ fn validate_bands(bands: Vec<Band>, model: PricingModel, at: &str) -> Result<Vec
 }
 
 /// Canonical bytes of every product, in SKU order, hashed.
-fn digest_products(products: &BTreeMap<String, Product>) -> [u8; 32] {
+fn digest_products(products: &[Product]) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(b"ally-catalog-v1\0");
-    for product in products.values() {
+    for product in products {
         put_str(&mut hasher, &product.sku);
         put_str(&mut hasher, &product.name);
         put_str(&mut hasher, product.pricing.model().as_str());

@@ -98,20 +98,21 @@ pub fn parse(text: &str, scale_max: u32) -> Result<ParsedDecimal, String> {
     Ok(ParsedDecimal { mantissa, scale })
 }
 
-/// A JS number as the decimal it prints as: the shortest form that reads back to the same double
-/// (Rust's `Display` for `f64` never uses an exponent). `0.1 + 0.2` becomes
-/// `0.30000000000000004`, which a money field then refuses for its fraction digits.
+/// A JS number as the decimal it prints as: the shortest form that reads back to the same double.
+/// `0.1 + 0.2` becomes `0.30000000000000004`, which a money field then refuses for its fraction
+/// digits. Very large or very small numbers print with an exponent and are refused: such amounts
+/// belong in decimal strings.
 pub fn from_f64(value: f64, scale_max: u32) -> Result<ParsedDecimal, String> {
-    if !value.is_finite() {
+    if !value.is_finite() || (value == 0.0 && value.is_sign_negative()) {
         return Err(format!("expected a finite number, got {}", js_number(value)));
     }
-    if value == 0.0 && value.is_sign_negative() {
-        return Err("expected a number, got -0".to_owned());
-    }
-    parse(&format!("{value}"), scale_max)
+    parse(&js_number(value), scale_max)
+        .map_err(|reason| format!("{reason}; pass large or precise amounts as decimal strings"))
 }
 
-/// How JavaScript would print a number, for messages.
+/// How JavaScript would print a number, for messages: the shortest round-tripping form. (The
+/// shortest-form printer of serde_json's serializer, which the module links anyway, is used
+/// instead of `f64`'s `Display`, whose own float formatting would add ~20 KB to the wasm.)
 #[must_use]
 pub fn js_number(value: f64) -> String {
     if value.is_nan() {
@@ -120,8 +121,10 @@ pub fn js_number(value: f64) -> String {
         if value > 0.0 { "Infinity" } else { "-Infinity" }.to_owned()
     } else if value == 0.0 && value.is_sign_negative() {
         "-0".to_owned()
+    } else if value.fract() == 0.0 && value.abs() < 9_007_199_254_740_992.0 {
+        (value as i64).to_string()
     } else {
-        format!("{value}")
+        serde_json::to_string(&value).unwrap_or_else(|_| "NaN".to_owned())
     }
 }
 
@@ -177,7 +180,8 @@ mod tests {
     #[test]
     fn numbers_read_as_they_print() {
         assert_eq!(from_f64(19.99, 2), Ok(ParsedDecimal { mantissa: 1999, scale: 2 }));
-        assert_eq!(from_f64(1e21, 0).map(|p| p.scale), Ok(0));
+        assert_eq!(from_f64(1e15, 0).map(|p| p.mantissa), Ok(1_000_000_000_000_000));
+        assert!(from_f64(1e21, 0).is_err());
         assert!(from_f64(0.1 + 0.2, 2).is_err());
         assert!(from_f64(f64::NAN, 2).is_err());
         assert!(from_f64(f64::INFINITY, 2).is_err());

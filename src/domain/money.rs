@@ -51,13 +51,19 @@ impl Credits {
         if value.fract() != 0.0 {
             return Err(Error::invalid(
                 field,
-                format!("credits are whole units, got a fraction: {value}"),
+                format!(
+                    "credits are whole units, got a fraction: {}",
+                    decimal::js_number(value)
+                ),
             ));
         }
         if value > Self::MAX.0 as f64 {
             return Err(Error::invalid(
                 field,
-                format!("credits must be at most 9007199254740991 (2^53 - 1), got {value}"),
+                format!(
+                    "credits must be at most 9007199254740991 (2^53 - 1), got {}",
+                    decimal::js_number(value)
+                ),
             ));
         }
         // Finite, whole and within 0..=2^53-1: the cast is exact.

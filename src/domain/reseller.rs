@@ -6,17 +6,18 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::decimal::printable;
 use super::error::{Error, Result};
+use super::record::Fields;
 use super::money::Credits;
 use super::rounding::Rounding;
 use super::tier::{tier_cost, TierName, TierTable};
 
 /// The system user a reseller profile belongs to: a positive integer or an opaque string id.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum UserId {
     Number(u64),
@@ -72,7 +73,7 @@ impl fmt::Display for UserId {
 }
 
 /// Where a reseller stands. The reference's `active` scope lists the active ones.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum ResellerStatus {
     Active,
@@ -116,8 +117,8 @@ pub const METADATA_BYTES_MAX: usize = 16 * 1024;
 pub const METADATA_KEY_LEN_MAX: usize = 128;
 
 /// A reseller profile as stored and as handed to a host.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Reseller {
     pub id: String,
     /// Public, non-sequential reference, e.g. `RS-7K3M9Q2XAB`.
@@ -128,9 +129,9 @@ pub struct Reseller {
     pub tier: String,
     pub status: ResellerStatus,
     pub metadata: Metadata,
-    #[serde(with = "iso_time")]
+    #[serde(serialize_with = "iso_time::serialize")]
     pub created_at: DateTime<Utc>,
-    #[serde(with = "iso_time")]
+    #[serde(serialize_with = "iso_time::serialize")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -246,6 +247,41 @@ pub fn create(
 }
 
 impl Reseller {
+    /// Reads a reseller back from its stored JSON form (what `Serialize` wrote).
+    pub fn from_json(value: Value, path: &str) -> Result<Self> {
+        let mut r = Fields::new(value, path)?;
+        let user_id = match r.take("userId") {
+            Some(Value::String(s)) => UserId::Text(s),
+            Some(Value::Number(n)) => UserId::Number(n.as_u64().ok_or_else(|| {
+                Error::invalid(r.path("userId"), "expected a positive whole number")
+            })?),
+            _ => return Err(Error::invalid(r.path("userId"), "expected a number or a string")),
+        };
+        let status_text = r.string("status")?;
+        let metadata = match r.take("metadata") {
+            None => Metadata::new(),
+            Some(Value::Object(map)) => map,
+            Some(_) => return Err(Error::invalid(r.path("metadata"), "expected an object")),
+        };
+        let reseller = Self {
+            id: r.string("id")?,
+            refid: r.string("refid")?,
+            user_id,
+            company_name: r.string("companyName")?,
+            email: r.opt_string("email")?,
+            tier: r.string("tier")?,
+            status: ResellerStatus::parse(&status_text, &r.path("status"))?,
+            metadata,
+            created_at: read_time(&mut r, "createdAt")?,
+            updated_at: read_time(&mut r, "updatedAt")?,
+        };
+        r.finish(&[
+            "id", "refid", "userId", "companyName", "email", "tier", "status", "metadata",
+            "createdAt", "updatedAt",
+        ])?;
+        Ok(reseller)
+    }
+
     /// The reseller with `key` set to `value` (or removed, for `None`).
     pub fn with_metadata(&self, key: &str, value: Option<Value>, at: DateTime<Utc>) -> Result<Self> {
         let mut next = self.clone();
@@ -270,21 +306,21 @@ impl Reseller {
     }
 }
 
+fn read_time(r: &mut Fields, key: &str) -> Result<DateTime<Utc>> {
+    let text = r.string(key)?;
+    DateTime::parse_from_rfc3339(&text)
+        .map(|at| at.with_timezone(&Utc))
+        .map_err(|e| Error::invalid(r.path(key), format!("not an ISO-8601 time: {e}")))
+}
+
 /// ISO-8601 in UTC with milliseconds, `2026-01-31T12:00:00.000Z`.
 pub mod iso_time {
     use super::{DateTime, Utc};
     use chrono::SecondsFormat;
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::Serializer;
 
     pub fn serialize<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&format(*at))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        DateTime::parse_from_rfc3339(&text)
-            .map(|at| at.with_timezone(&Utc))
-            .map_err(serde::de::Error::custom)
     }
 
     #[must_use]
@@ -328,7 +364,8 @@ mod tests {
         assert_eq!(err.err().map(|e| e.code().as_str()), Some("INVALID_INPUT"));
         let json = serde_json::to_string(&r).unwrap_or_default();
         assert!(json.contains("\"createdAt\":\"2026-01-31T12:00:00.000Z\""), "{json}");
-        let back: Reseller = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}"));
+        let value: Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}"));
+        let back = Reseller::from_json(value, "r").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(back, r);
     }
 

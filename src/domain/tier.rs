@@ -4,7 +4,6 @@
 //! tiers (`silver`) and change discounts through config; the table is validated once and is then
 //! immutable.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use super::decimal;
@@ -67,10 +66,11 @@ pub struct Tier {
     pub discount: Rate,
 }
 
-/// The tiers in force, by name.
+/// The tiers in force, sorted by name. (A sorted `Vec` rather than a map: at most 64 entries,
+/// and one collection type fewer in the wasm module.)
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TierTable {
-    tiers: BTreeMap<TierName, Tier>,
+    tiers: Vec<(TierName, Tier)>,
 }
 
 impl TierTable {
@@ -88,14 +88,13 @@ impl TierTable {
                 },
             )
         };
+        // Sorted by name.
         Self {
-            tiers: [
-                tier("standard", 0),
+            tiers: vec![
                 tier("gold", 1_500),
                 tier("platinum", 3_000),
-            ]
-            .into_iter()
-            .collect(),
+                tier("standard", 0),
+            ],
         }
     }
 
@@ -103,7 +102,10 @@ impl TierTable {
     pub fn with_overrides(overrides: Vec<(TierName, Tier)>, field: &str) -> Result<Self> {
         let mut table = Self::reference();
         for (name, tier) in overrides {
-            table.tiers.insert(name, tier);
+            match table.tiers.binary_search_by(|(n, _)| n.cmp(&name)) {
+                Ok(at) => table.tiers[at].1 = tier,
+                Err(at) => table.tiers.insert(at, (name, tier)),
+            }
         }
         if table.tiers.len() > Self::TIERS_MAX {
             return Err(Error::invalid(
@@ -117,20 +119,15 @@ impl TierTable {
     /// The tier of this name, or `UNKNOWN_TIER`.
     pub fn get(&self, name: &str) -> Result<(&TierName, &Tier)> {
         self.tiers
-            .get_key_value(name)
-            .ok_or_else(|| Error::UnknownTier {
+            .binary_search_by(|(n, _)| n.as_str().cmp(name))
+            .map(|at| (&self.tiers[at].0, &self.tiers[at].1))
+            .map_err(|_| Error::UnknownTier {
                 tier: decimal::printable(name),
             })
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&TierName, &Tier)> {
-        self.tiers.iter()
-    }
-}
-
-impl std::borrow::Borrow<str> for TierName {
-    fn borrow(&self) -> &str {
-        &self.0
+        self.tiers.iter().map(|(name, tier)| (name, tier))
     }
 }
 

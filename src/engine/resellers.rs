@@ -47,10 +47,12 @@ fn to_record(reseller: &Reseller, version: u64) -> Result<StoredRecord> {
 }
 
 fn from_record(record: StoredRecord) -> Result<Versioned<Reseller>> {
-    let value: Reseller = serde_json::from_str(&record.data).map_err(|e| Error::StorageFailed {
+    let unreadable = |reason: String| Error::StorageFailed {
         operation: "get",
-        reason: format!("stored reseller \"{}\" is not readable: {e}", record.id),
-    })?;
+        reason: format!("stored reseller \"{}\" is not readable: {reason}", record.id),
+    };
+    let json: Value = serde_json::from_str(&record.data).map_err(|e| unreadable(e.to_string()))?;
+    let value = Reseller::from_json(json, "reseller").map_err(|e| unreadable(e.to_string()))?;
     if value.id != record.id {
         return Err(Error::StorageFailed {
             operation: "get",
@@ -207,7 +209,8 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                 break;
             }
         }
-        out.sort_by(|a, b| {
+        // Ids are unique, so an unstable sort gives one order.
+        out.sort_unstable_by(|a, b| {
             (a.value.created_at, &a.value.id).cmp(&(b.value.created_at, &b.value.id))
         });
         Ok(out)

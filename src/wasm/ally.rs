@@ -10,13 +10,13 @@ use wasm_bindgen_futures::future_to_promise;
 use super::error::{to_js, OrThrow};
 use super::host::{HostClock, HostMailer, HostStorage};
 use super::input::{self, credits, type_name, RESERVED_KEYS};
-use super::pricing::{catalog_from_js, cost_batch, price_to_js, tier_table, to_plain, verify_to_js};
-use super::types::{self, AllyConfig, CurrencyInput, ResellerListFilter, ResellerStatusName};
+use crate::domain::record::Fields;
+use super::pricing::{catalog_from_js, ROUNDINGS, cost_batch, price_to_js, tier_table, to_plain, verify_to_js};
+use super::types::{self, ResellerStatusName};
 use crate::domain::config::Config;
 use crate::domain::money::{ConversionRate, Currency};
 use crate::domain::quote::PricingContext;
 use crate::domain::reseller::{self, Reseller, ResellerDraft, ResellerStatus, UserId};
-use crate::domain::rounding::Rounding;
 use crate::domain::tier::{tier_cost, TierName};
 use crate::domain::{Error, Result};
 use crate::engine::{self, ResellerFilter, Versioned};
@@ -60,32 +60,65 @@ fn check_options(options: &JsValue) -> Result<()> {
     Ok(())
 }
 
-/// Builds the validated config from the host's `config` record.
+const CONFIG_KEYS: [&str; 8] = [
+    "defaultTier",
+    "creditConversionRate",
+    "autoProvisionWallet",
+    "lowCreditThreshold",
+    "urls",
+    "tiers",
+    "currency",
+    "rounding",
+];
+
+/// Builds the validated config from the host's `config` record; every failure is
+/// `INVALID_CONFIG` naming the key.
 fn parse_config(value: &JsValue) -> Result<Config> {
-    let parsed: AllyConfig = input::read_optional(value, "config").map_err(Error::into_config_error)?;
+    read_config(value).map_err(Error::into_config_error)
+}
+
+fn read_config(value: &JsValue) -> Result<Config> {
+    let mut config = input::record(value, "")?;
     let defaults = Config::default();
-    let tiers = tier_table(parsed.tiers, "tiers").map_err(Error::into_config_error)?;
-    let currency = match parsed.currency {
-        None => Ok(defaults.pricing.currency.clone()),
-        Some(CurrencyInput::Code(code)) => Currency::new(&code, None, "currency"),
-        Some(CurrencyInput::Detailed(detail)) => Currency::new(&detail.code, detail.scale, "currency"),
-    }
-    .map_err(Error::into_config_error)?;
-    let conversion = match parsed.credit_conversion_rate {
-        None => ConversionRate::DEFAULT,
-        Some(rate) => ConversionRate::new(rate.0.get(), "creditConversionRate").map_err(Error::into_config_error)?,
-    };
-    let default_tier = match parsed.default_tier {
+    let default_tier = match config.opt_string("defaultTier")? {
         None => defaults.default_tier.clone(),
-        Some(name) => TierName::parse(&name, "defaultTier").map_err(Error::into_config_error)?,
+        Some(name) => TierName::parse(&name, "defaultTier")?,
     };
+    let conversion = match config.opt_credits("creditConversionRate")? {
+        None => ConversionRate::DEFAULT,
+        Some(rate) => ConversionRate::new(rate.get(), "creditConversionRate")?,
+    };
+    let auto_provision_wallet = config.opt_bool("autoProvisionWallet")?.unwrap_or(defaults.auto_provision_wallet);
+    let low_credit_threshold = config.opt_credits("lowCreditThreshold")?.unwrap_or(defaults.low_credit_threshold);
+    let dashboard_url = match config.opt_object("urls")? {
+        None => defaults.dashboard_url.clone(),
+        Some(mut urls) => {
+            let dashboard = urls.opt_string("dashboard")?;
+            urls.finish(&["dashboard"])?;
+            dashboard.unwrap_or(defaults.dashboard_url.clone())
+        }
+    };
+    let tiers = tier_table(config.opt_object("tiers")?, "tiers")?;
+    let currency = match config.take("currency") {
+        None => defaults.pricing.currency.clone(),
+        Some(serde_json::Value::String(code)) => Currency::new(&code, None, "currency")?,
+        Some(other) => {
+            let mut detail = Fields::new(other, "currency")?;
+            let code = detail.string("code")?;
+            let scale = detail.opt_credits("scale")?.map(|s| u32::try_from(s.get()).unwrap_or(u32::MAX));
+            detail.finish(&["code", "scale"])?;
+            Currency::new(&code, scale, "currency")?
+        }
+    };
+    let rounding = config.opt_choice("rounding", &ROUNDINGS)?.unwrap_or(defaults.rounding);
+    config.finish(&CONFIG_KEYS)?;
     Config::new(
         default_tier,
         PricingContext { tiers, currency, conversion },
-        parsed.rounding.map_or(defaults.rounding, Rounding::from),
-        parsed.auto_provision_wallet.unwrap_or(defaults.auto_provision_wallet),
-        parsed.low_credit_threshold.map_or(defaults.low_credit_threshold, |c| c.0),
-        parsed.urls.and_then(|u| u.dashboard).unwrap_or(defaults.dashboard_url),
+        rounding,
+        auto_provision_wallet,
+        low_credit_threshold,
+        dashboard_url,
     )
 }
 
@@ -132,6 +165,20 @@ fn user_id(value: &JsValue, field: &str) -> Result<UserId> {
     Err(Error::invalid(field, format!("expected a user id (number or string), got {}", type_name(value))))
 }
 
+const STATUSES: [(&str, ResellerStatus); 3] = [
+    ("active", ResellerStatus::Active),
+    ("suspended", ResellerStatus::Suspended),
+    ("inactive", ResellerStatus::Inactive),
+];
+
+fn list_filter(value: &JsValue) -> Result<ResellerFilter> {
+    let mut filter = input::record(value, "filter")?;
+    let tier = filter.opt_string("tier")?;
+    let status = filter.opt_choice("status", &STATUSES)?;
+    filter.finish(&["tier", "status"])?;
+    Ok(ResellerFilter { tier, status })
+}
+
 fn status_name(status: ResellerStatus) -> ResellerStatusName {
     match status {
         ResellerStatus::Active => ResellerStatusName::Active,
@@ -165,12 +212,13 @@ fn optional_reseller_js(found: Option<Versioned<Reseller>>) -> std::result::Resu
     found.as_ref().map_or(Ok(JsValue::NULL), reseller_js)
 }
 
-/// Runs an engine operation as a Promise; every failure rejects with an `AllyError`.
-fn promise<F>(future: F) -> Promise
-where
-    F: std::future::Future<Output = std::result::Result<JsValue, JsValue>> + 'static,
-{
-    future_to_promise(future)
+type JsResult = std::result::Result<JsValue, JsValue>;
+
+/// Runs an engine operation as a Promise; every failure rejects with an `AllyError`. The future
+/// is boxed so that the promise machinery is compiled once, not once per method.
+fn promise(future: impl std::future::Future<Output = JsResult> + 'static) -> Promise {
+    let boxed: std::pin::Pin<Box<dyn std::future::Future<Output = JsResult>>> = Box::pin(future);
+    future_to_promise(boxed)
 }
 
 fn rejected(error: &Error) -> Promise {
@@ -245,17 +293,9 @@ impl Ally {
         &self,
         #[wasm_bindgen(unchecked_param_type = "ResellerListFilter | undefined")] filter: JsValue,
     ) -> Promise {
-        let filter: ResellerListFilter = match input::read_optional(&filter, "filter") {
+        let filter = match list_filter(&filter) {
             Ok(f) => f,
             Err(e) => return rejected(&e),
-        };
-        let filter = ResellerFilter {
-            tier: filter.tier,
-            status: filter.status.map(|s| match s {
-                ResellerStatusName::Active => ResellerStatus::Active,
-                ResellerStatusName::Suspended => ResellerStatus::Suspended,
-                ResellerStatusName::Inactive => ResellerStatus::Inactive,
-            }),
         };
         let engine = Rc::clone(&self.engine);
         promise(async move {

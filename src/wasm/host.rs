@@ -609,10 +609,11 @@ pub fn instant(value: &JsValue) -> Result<DateTime<Utc>, String> {
     } else {
         return Err(format!("expected a Date, epoch milliseconds or an ISO-8601 string, got {}", type_name(value)));
     };
+    let shown = crate::domain::decimal::js_number(millis);
     if !millis.is_finite() || millis.fract() != 0.0 {
-        return Err(format!("{millis} is not a valid time"));
+        return Err(format!("{shown} is not a valid time"));
     }
-    DateTime::from_timestamp_millis(millis as i64).ok_or_else(|| format!("{millis} is out of range"))
+    DateTime::from_timestamp_millis(millis as i64).ok_or_else(|| format!("{shown} is out of range"))
 }
 
 impl Clock for HostClock {

@@ -7,13 +7,13 @@
 //! typed wire structs with `deny_unknown_fields`, and errors carry the path of the bad field.
 
 use js_sys::{Array, Object, Reflect};
-use serde::de::DeserializeOwned;
 use serde_json::{Map, Number, Value};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 use crate::domain::decimal::{js_number, printable};
 use crate::domain::money::Credits;
+use crate::domain::record::Fields;
 use crate::domain::Error;
 
 /// Nesting deeper than this is refused.
@@ -170,33 +170,12 @@ pub fn type_name(value: &JsValue) -> String {
     }
 }
 
-/// Walks `value` and deserialises it into `T`, naming the failing field under `path`.
-pub fn read<T: DeserializeOwned>(value: &JsValue, path: &str) -> Result<T, Error> {
-    let json = to_json(value, path)?;
-    from_json(json, path)
-}
-
-/// Deserialises JSON into `T`, naming the failing field under `path`.
-pub fn from_json<T: DeserializeOwned>(json: Value, path: &str) -> Result<T, Error> {
-    serde_path_to_error::deserialize(json).map_err(|e| {
-        let inner = e.path().to_string();
-        let field = if inner == "." || inner.is_empty() {
-            path.to_owned()
-        } else if inner.starts_with('[') {
-            format!("{path}{inner}")
-        } else {
-            format!("{path}.{inner}")
-        };
-        Error::invalid(field, e.into_inner().to_string())
-    })
-}
-
-/// Optional record: `undefined` and `null` read as `T::default()`.
-pub fn read_optional<T: DeserializeOwned + Default>(value: &JsValue, path: &str) -> Result<T, Error> {
+/// An optional record: `undefined` and `null` read as an empty one.
+pub fn record(value: &JsValue, path: &str) -> Result<Fields, Error> {
     if value.is_undefined() || value.is_null() {
-        return Ok(T::default());
+        return Fields::optional(None, path);
     }
-    read(value, path)
+    Fields::new(to_json(value, path)?, path)
 }
 
 /// Whole credits from a JS number or bigint.

@@ -1,6 +1,5 @@
 //! Tier pricing and quotes for JavaScript: pure functions, no host needed.
 
-use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use js_sys::{Array, Float64Array};
@@ -10,11 +9,12 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 use super::error::{to_js, OrThrow};
+use crate::domain::record::{self as fields, Fields};
 use super::host::Registry;
 use super::input::{self, credits, type_name};
 use super::types::{
-    self, BandUseOutput, PricingModelName, ProductInput, QuoteLineEcho, QuoteLineOutput,
-    QuoteRequestEcho, QuoteRequestInput, QuoteVerification, TierCostOptions, TierDefinition,
+    self, BandUseOutput, PricingModelName, QuoteLineEcho, QuoteLineOutput, QuoteRequestEcho,
+    QuoteVerification, RoundingName,
 };
 use crate::domain::catalog::{self, Band, PricingModel, ProductSpec};
 use crate::domain::money::{Credits, Rate};
@@ -41,19 +41,25 @@ pub fn to_plain<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
     js_sys::JSON::parse(&text)
 }
 
-/// A tier table from the reference with `overrides` laid over it.
-pub fn tier_table(
-    overrides: Option<BTreeMap<String, TierDefinition>>,
-    field: &str,
-) -> Result<TierTable, Error> {
+/// The rounding names a host may use.
+pub const ROUNDINGS: [(&str, Rounding); 4] = [
+    ("halfUp", Rounding::HalfUp),
+    ("halfEven", Rounding::HalfEven),
+    ("up", Rounding::Up),
+    ("down", Rounding::Down),
+];
+
+/// A tier table from the reference with the `tiers` record (name → `{ discount }`) laid over it.
+pub fn tier_table(overrides: Option<Fields>, field: &str) -> Result<TierTable, Error> {
     let Some(overrides) = overrides else {
         return Ok(TierTable::reference());
     };
-    let mut parsed = Vec::with_capacity(overrides.len());
-    for (name, definition) in overrides {
-        let at = format!("{field}.{name}");
+    let mut parsed = Vec::new();
+    for (at, name, value) in overrides.into_entries() {
         let tier_name = TierName::parse(&name, &at)?;
-        let discount = Rate::parse(&definition.discount.0, &format!("{at}.discount"))?;
+        let mut definition = Fields::new(value, &at)?;
+        let discount = Rate::parse(&definition.decimal("discount")?, &definition.path("discount"))?;
+        definition.finish(&["discount"])?;
         parsed.push((tier_name, Tier { discount }));
     }
     TierTable::with_overrides(parsed, field)
@@ -66,14 +72,14 @@ struct CostOptions {
 }
 
 fn cost_options(options: &JsValue) -> Result<CostOptions, Error> {
-    let parsed: TierCostOptions = input::read_optional(options, "options")?;
-    Ok(CostOptions {
-        tiers: match parsed.tiers {
-            Some(map) => Some(tier_table(Some(map), "options.tiers")?),
-            None => None,
-        },
-        rounding: parsed.rounding.map_or(Rounding::HalfUp, Rounding::from),
-    })
+    let mut parsed = input::record(options, "options")?;
+    let rounding = parsed.opt_choice("rounding", &ROUNDINGS)?.unwrap_or_default();
+    let tiers = match parsed.opt_object("tiers")? {
+        Some(map) => Some(tier_table(Some(map), "options.tiers")?),
+        None => None,
+    };
+    parsed.finish(&["rounding", "tiers"])?;
+    Ok(CostOptions { tiers, rounding })
 }
 
 fn discount_of(tiers: &TierTable, tier: &JsValue) -> Result<Rate, Error> {
@@ -224,6 +230,12 @@ impl Catalog {
     }
 }
 
+const PRICING_MODELS: [(&str, PricingModel); 3] = [
+    ("perUnit", PricingModel::PerUnit),
+    ("volume", PricingModel::Volume),
+    ("graduated", PricingModel::Graduated),
+];
+
 fn parse_catalog(products: &JsValue) -> Result<catalog::Catalog, Error> {
     if !Array::is_array(products) {
         return Err(Error::invalid(
@@ -231,31 +243,62 @@ fn parse_catalog(products: &JsValue) -> Result<catalog::Catalog, Error> {
             format!("expected an array of products or a Catalog, got {}", type_name(products)),
         ));
     }
-    let inputs: Vec<ProductInput> = input::read(products, "catalog")?;
-    let specs = inputs
-        .into_iter()
-        .map(|p| ProductSpec {
-            sku: p.sku,
-            name: p.name,
-            base_price: p.base_price.map(|c| c.0),
-            pricing: match p.pricing {
-                None | Some(PricingModelName::PerUnit) => PricingModel::PerUnit,
-                Some(PricingModelName::Volume) => PricingModel::Volume,
-                Some(PricingModelName::Graduated) => PricingModel::Graduated,
-            },
-            bands: p.bands.map(|bands| {
-                bands
-                    .into_iter()
-                    .map(|b| Band {
-                        up_to: b.up_to.map(|q| q.0.get()),
-                        unit_price: b.unit_price.0,
-                    })
-                    .collect()
-            }),
-            tiers: p.tiers,
-        })
-        .collect();
+    let serde_json::Value::Array(items) = input::to_json(products, "catalog")? else {
+        return Err(Error::invalid("catalog", "expected an array of products"));
+    };
+    if items.len() > catalog::Catalog::PRODUCTS_MAX {
+        return Err(Error::invalid(
+            "catalog",
+            format!("a catalog holds at most {} products, got {}", catalog::Catalog::PRODUCTS_MAX, items.len()),
+        ));
+    }
+    let mut specs = Vec::with_capacity(items.len());
+    for (index, item) in items.into_iter().enumerate() {
+        specs.push(product_spec(item, &format!("catalog[{index}]"))?);
+    }
     catalog::Catalog::new(specs, "catalog")
+}
+
+fn product_spec(item: serde_json::Value, path: &str) -> Result<ProductSpec, Error> {
+    let mut product = Fields::new(item, path)?;
+    let sku = product.string("sku")?;
+    let name = product.string("name")?;
+    let base_price = product.opt_credits("basePrice")?;
+    let pricing = product.opt_choice("pricing", &PRICING_MODELS)?.unwrap_or(PricingModel::PerUnit);
+    let bands = match product.opt_array("bands")? {
+        None => None,
+        Some(items) if items.len() > catalog::Catalog::BANDS_MAX => {
+            return Err(Error::invalid(
+                product.path("bands"),
+                format!("at most {} bands", catalog::Catalog::BANDS_MAX),
+            ))
+        }
+        Some(items) => {
+            let mut bands = Vec::with_capacity(items.len());
+            for (at, item) in items {
+                let mut band = Fields::new(item, &at)?;
+                let up_to = band.opt_credits("upTo")?.map(Credits::get);
+                let unit_price = band.credits("unitPrice")?;
+                band.finish(&["upTo", "unitPrice"])?;
+                bands.push(Band { up_to, unit_price });
+            }
+            Some(bands)
+        }
+    };
+    let tiers = match product.opt_array("tiers")? {
+        None => None,
+        Some(items) => Some(
+            items
+                .into_iter()
+                .map(|(at, v)| match v {
+                    serde_json::Value::String(s) => Ok(s),
+                    other => Err(Error::invalid(at, format!("expected a tier name, got {}", fields::describe(&other)))),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    };
+    product.finish(&["sku", "name", "basePrice", "pricing", "bands", "tiers"])?;
+    Ok(ProductSpec { sku, name, base_price, pricing, bands, tiers })
 }
 
 /// A `Catalog` handle, or an array of products validated on the spot.
@@ -267,22 +310,30 @@ pub fn catalog_from_js(value: &JsValue) -> Result<Rc<catalog::Catalog>, Error> {
 }
 
 fn parse_request(request: &JsValue) -> Result<QuoteRequest, Error> {
-    let input: QuoteRequestInput = input::read(request, "request")?;
-    if input.lines.len() > QuoteRequest::LINES_MAX {
+    request_from_json(input::to_json(request, "request")?, "request")
+}
+
+fn request_from_json(value: serde_json::Value, path: &str) -> Result<QuoteRequest, Error> {
+    let mut request = Fields::new(value, path)?;
+    let tier = request.string("tier")?;
+    let items = request.array("lines")?;
+    if items.is_empty() || items.len() > QuoteRequest::LINES_MAX {
         return Err(Error::invalid(
-            "request.lines",
-            format!("a quote needs 1-{} lines, got {}", QuoteRequest::LINES_MAX, input.lines.len()),
+            request.path("lines"),
+            format!("a quote needs 1-{} lines, got {}", QuoteRequest::LINES_MAX, items.len()),
         ));
     }
-    Ok(QuoteRequest {
-        tier: input.tier,
-        lines: input
-            .lines
-            .into_iter()
-            .map(|l| LineRequest { sku: l.sku, quantity: l.quantity.0.get() })
-            .collect(),
-        rounding: input.rounding.map_or(Rounding::HalfUp, Rounding::from),
-    })
+    let mut lines = Vec::with_capacity(items.len());
+    for (at, item) in items {
+        let mut line = Fields::new(item, &at)?;
+        let sku = line.string("sku")?;
+        let quantity = line.credits("quantity")?.get();
+        line.finish(&["sku", "quantity"])?;
+        lines.push(LineRequest { sku, quantity });
+    }
+    let rounding = request.opt_choice("rounding", &ROUNDINGS)?.unwrap_or_default();
+    request.finish(&["tier", "lines", "rounding"])?;
+    Ok(QuoteRequest { tier, lines, rounding })
 }
 
 fn model_name(model: PricingModel) -> PricingModelName {
@@ -304,7 +355,7 @@ pub fn quote_output(quote: &quote::Quote, context: &PricingContext) -> types::Qu
                 .iter()
                 .map(|l| QuoteLineEcho { sku: l.sku.clone(), quantity: l.quantity })
                 .collect(),
-            rounding: quote.request.rounding.into(),
+            rounding: RoundingName::from(quote.request.rounding),
         },
         tier: quote.request.tier.clone(),
         discount_rate: quote.discount_rate.to_string(),
@@ -365,8 +416,7 @@ pub fn verify_to_js(
     let Some(request) = received.get("request") else {
         return Err(to_js(&Error::invalid("quote.request", "a quote carries the request it priced")));
     };
-    let request_js = js_sys::JSON::parse(&request.to_string())?;
-    let request = parse_request(&request_js).or_throw()?;
+    let request = request_from_json(request.clone(), "quote.request").or_throw()?;
     let expected = quote_output(&quote::price(request, catalog, context).or_throw()?, context);
     let expected_json = serde_json::to_value(&expected)
         .map_err(|e| to_js(&Error::invalid("quote", e.to_string())))?;

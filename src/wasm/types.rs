@@ -1,86 +1,28 @@
 //! The shapes of values that cross the boundary, as serde structs. `tsify` turns each into the
 //! TypeScript declaration the package ships, so the types cannot drift from what is parsed.
 
-use std::collections::BTreeMap;
-use std::fmt;
+// Input shapes are declaration-only: they exist so that tsify writes their TypeScript, while
+// `fields.rs` readers parse the same shapes with full error paths. The JS test suite exercises
+// every declared field, and `tsc --strict` checks a consumer against these declarations.
+#![allow(dead_code)]
 
-use serde::de::{self, Deserializer, Visitor};
-use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use serde::Serialize;
 use tsify::Tsify;
 
-use crate::domain::money::Credits;
 use crate::domain::rounding::Rounding;
 
-/// Whole credits read from a JSON number (a safe, non-negative integer).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CreditsField(pub Credits);
+/// Declaration-only stand-in for whole credits (`number | bigint` in TypeScript).
+#[derive(Clone, Copy, Debug)]
+pub struct CreditsField;
 
-impl<'de> Deserialize<'de> for CreditsField {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = CreditsField;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("whole credits (a safe, non-negative integer)")
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<CreditsField, E> {
-                Credits::new(v).map(CreditsField).ok_or_else(|| {
-                    E::custom(format!(
-                        "credits must be at most 9007199254740991 (2^53 - 1), got {v}"
-                    ))
-                })
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<CreditsField, E> {
-                if v < 0 {
-                    return Err(E::custom(format!("credits must not be negative, got {v}")));
-                }
-                self.visit_u64(v.unsigned_abs())
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<CreditsField, E> {
-                Credits::from_f64(v, "")
-                    .map(CreditsField)
-                    .map_err(|e| match e {
-                        crate::domain::Error::InvalidInput { reason, .. } => E::custom(reason),
-                        other => E::custom(other.to_string()),
-                    })
-            }
-        }
-        deserializer.deserialize_any(V)
-    }
-}
-
-/// A decimal as written: a string, or a number read as the decimal it prints as. The domain
-/// parses it under the field's scale.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DecimalField(pub String);
-
-impl<'de> Deserialize<'de> for DecimalField {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = DecimalField;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a decimal string such as \"0.15\" or a finite number")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<DecimalField, E> {
-                Ok(DecimalField(v.to_owned()))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<DecimalField, E> {
-                Ok(DecimalField(v.to_string()))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<DecimalField, E> {
-                Ok(DecimalField(v.to_string()))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<DecimalField, E> {
-                Ok(DecimalField(format!("{v}")))
-            }
-        }
-        deserializer.deserialize_any(V)
-    }
-}
+/// Declaration-only stand-in for a decimal (`string | number` in TypeScript).
+#[derive(Clone, Debug)]
+pub struct DecimalField;
 
 /// A rounding mode by name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Tsify)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Tsify)]
 #[serde(rename_all = "camelCase")]
 pub enum RoundingName {
     HalfUp,
@@ -112,7 +54,7 @@ impl From<Rounding> for RoundingName {
 }
 
 /// A tier's terms.
-#[derive(Clone, Debug, Deserialize, Tsify)]
+#[derive(Clone, Debug, Tsify)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TierDefinition {
     /// Share taken off the base price, in [0, 1] with at most 4 decimals: `"0.15"` or `0.15`.
@@ -121,7 +63,7 @@ pub struct TierDefinition {
 }
 
 /// Options of `tierCost` and `tierCostBatch`.
-#[derive(Clone, Debug, Default, Deserialize, Tsify)]
+#[derive(Clone, Debug, Default, Tsify)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TierCostOptions {
     /// Default `"halfUp"`.
@@ -133,12 +75,11 @@ pub struct TierCostOptions {
 }
 
 /// A quantity band of a `volume` or `graduated` product.
-#[derive(Clone, Debug, Deserialize, Tsify)]
+#[derive(Clone, Debug, Tsify)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BandInput {
     /// Last quantity in the band (inclusive); `null` or absent for the open-ended last band.
     #[tsify(optional, type = "number | null")]
-    #[serde(default)]
     pub up_to: Option<CreditsField>,
     /// Credits per unit in this band.
     #[tsify(type = "number | bigint")]
@@ -146,7 +87,7 @@ pub struct BandInput {
 }
 
 /// How a product's price follows from the quantity.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Tsify)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Tsify)]
 #[serde(rename_all = "camelCase")]
 pub enum PricingModelName {
     PerUnit,
@@ -155,7 +96,7 @@ pub enum PricingModelName {
 }
 
 /// A catalog product.
-#[derive(Clone, Debug, Deserialize, Tsify)]
+#[derive(Clone, Debug, Tsify)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProductInput {
     pub sku: String,
@@ -175,7 +116,7 @@ pub struct ProductInput {
 }
 
 /// One requested line of a quote.
-#[derive(Clone, Debug, Deserialize, Tsify)]
+#[derive(Clone, Debug, Tsify)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct QuoteLineInput {
     pub sku: String,
@@ -184,7 +125,7 @@ pub struct QuoteLineInput {
 }
 
 /// A cart to price.
-#[derive(Clone, Debug, Deserialize, Tsify)]
+#[derive(Clone, Debug, Tsify)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct QuoteRequestInput {
     pub tier: String,
@@ -276,14 +217,14 @@ pub struct QuoteVerification {
 }
 
 /// A currency by ISO code, with its scale when the code is not a common one.
-#[derive(Clone, Debug, Deserialize, Tsify)]
+#[derive(Clone, Debug, Tsify)]
 #[serde(untagged)]
 pub enum CurrencyInput {
     Code(String),
     Detailed(CurrencyDetail),
 }
 
-#[derive(Clone, Debug, Deserialize, Tsify)]
+#[derive(Clone, Debug, Tsify)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CurrencyDetail {
     pub code: String,
@@ -292,7 +233,7 @@ pub struct CurrencyDetail {
     pub scale: Option<u32>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Tsify)]
+#[derive(Clone, Debug, Default, Tsify)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UrlsConfig {
     /// Default `"partner/dashboard"`.
@@ -301,7 +242,7 @@ pub struct UrlsConfig {
 }
 
 /// Engine configuration; every key optional, defaults from the reference.
-#[derive(Clone, Debug, Default, Deserialize, Tsify)]
+#[derive(Clone, Debug, Default, Tsify)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AllyConfig {
     /// Default `"standard"`.
@@ -330,7 +271,7 @@ pub struct AllyConfig {
 }
 
 /// Scopes for `list`.
-#[derive(Clone, Debug, Default, Deserialize, Tsify)]
+#[derive(Clone, Debug, Default, Tsify)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ResellerListFilter {
     #[tsify(optional)]
@@ -339,7 +280,7 @@ pub struct ResellerListFilter {
     pub status: Option<ResellerStatusName>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Tsify)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Tsify)]
 #[serde(rename_all = "camelCase")]
 pub enum ResellerStatusName {
     Active,
