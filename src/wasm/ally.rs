@@ -74,7 +74,15 @@ const CONFIG_KEYS: [&str; 8] = [
 /// Builds the validated config from the host's `config` record; every failure is
 /// `INVALID_CONFIG` naming the key.
 fn parse_config(value: &JsValue) -> Result<Config> {
-    read_config(value).map_err(Error::into_config_error)
+    read_config(value)
+        .map_err(|e| match e {
+            // Keys are named from the config root; the root itself is "config".
+            Error::InvalidInput { field, reason } if field.is_empty() => {
+                Error::invalid("config", reason)
+            }
+            other => other,
+        })
+        .map_err(Error::into_config_error)
 }
 
 fn read_config(value: &JsValue) -> Result<Config> {

@@ -95,10 +95,11 @@ impl Walker {
             ));
         }
         let keys = Object::keys(object);
+        let join = |key: &str| if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") };
         let mut map = Map::new();
         for key in keys.iter() {
             let Some(key) = key.as_string() else { continue };
-            let at = format!("{path}.{key}");
+            let at = join(&key);
             if RESERVED_KEYS.contains(&key.as_str()) {
                 return Err(Error::invalid(at, format!("the key \"{key}\" is not allowed")));
             }

@@ -1,0 +1,63 @@
+// A host storage written from the contract alone (not from the engine's memory store), answering
+// synchronously or with Promises, with failures injectable per method.
+
+export function hostStorage({ async = false } = {}) {
+  const collections = new Map(); // name → Map(id → record)
+  const streams = new Map();
+  const failures = new Map(); // method → "throw" | "reject" | "garbage"
+  const answer = (method, value) => {
+    const failure = failures.get(method);
+    if (failure === "throw") throw new Error(`${method} exploded`);
+    if (failure === "reject") return Promise.reject(new Error(`${method} rejected`));
+    if (failure === "garbage") return async ? Promise.resolve({ nonsense: true }) : 42;
+    return async ? Promise.resolve(value) : value;
+  };
+  const collection = (name) => {
+    if (!collections.has(name)) collections.set(name, new Map());
+    return collections.get(name);
+  };
+  const copy = (record) => ({ ...record, indexes: { ...record.indexes } });
+  return {
+    failNext(method, failure) {
+      if (failure) failures.set(method, failure);
+      else failures.delete(method);
+    },
+    dump(name) {
+      return [...collection(name).values()].map(copy);
+    },
+    get(name, id) {
+      const found = collection(name).get(id);
+      return answer("get", found ? copy(found) : null);
+    },
+    find(name, query) {
+      let records = [...collection(name).values()];
+      if (query.index !== undefined) records = records.filter((r) => r.indexes[query.index] === query.value);
+      if (query.after !== undefined) records = records.filter((r) => r.id > query.after);
+      records.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      return answer("find", records.slice(0, query.limit).map(copy));
+    },
+    put(name, record, expectedVersion, unique) {
+      const failure = failures.get("put");
+      if (failure) return answer("put", undefined);
+      const records = collection(name);
+      const current = records.get(record.id);
+      if ((current ? current.version : 0) !== expectedVersion) return answer("put", "stale");
+      for (const index of unique) {
+        for (const other of records.values()) {
+          if (other.id !== record.id && other.indexes[index] === record.indexes[index]) return answer("put", { duplicate: index });
+        }
+      }
+      records.set(record.id, copy(record));
+      return answer("put", "written");
+    },
+    append(stream, expectedLength, entries) {
+      const log = streams.get(stream) ?? [];
+      if (log.length !== expectedLength) return answer("append", "stale");
+      streams.set(stream, [...log, ...entries]);
+      return answer("append", "written");
+    },
+    read(stream, from, limit) {
+      return answer("read", (streams.get(stream) ?? []).slice(from, from + limit));
+    },
+  };
+}

@@ -1,0 +1,365 @@
+// The package's behaviour, as every runtime must show it. `lib` is the package as that runtime
+// imports it; nothing here touches runtime-specific APIs.
+import { Harness, equal, ok, fails, report } from "./harness.mjs";
+import { hostStorage } from "./host-storage.mjs";
+
+export const CATALOG = [
+  { sku: "basic", name: "Basic licence", basePrice: 1000 },
+  { sku: "pro", name: "Pro licence", basePrice: 5000, tiers: ["gold", "platinum"] },
+  { sku: "vol", name: "Volume seats", pricing: "volume", bands: [{ upTo: 10, unitPrice: 100 }, { upTo: 50, unitPrice: 90 }, { upTo: null, unitPrice: 80 }] },
+  { sku: "grad", name: "Graduated seats", pricing: "graduated", bands: [{ upTo: 10, unitPrice: 100 }, { upTo: 50, unitPrice: 90 }, { unitPrice: 80 }] },
+];
+
+export const GOLDEN_REQUEST = { tier: "platinum", lines: [{ sku: "basic", quantity: 2 }, { sku: "grad", quantity: 12 }, { sku: "vol", quantity: 5 }] };
+// The same bytes in every runtime: a change here is a change to the fingerprint format.
+export const GOLDEN_FINGERPRINT = "be8d46cfe322d6f988e2110a1b6fd02c8934a15105889f167b82762944ceaa0d";
+
+/** Values that are not credits: each must be refused with INVALID_INPUT. */
+const NOT_CREDITS = [NaN, Infinity, -Infinity, -0, 1.5, 0.1 + 0.2, 2 ** 53, -1, 1e300, "1e3", "1_000", " 5", "5", null, undefined, {}, [], true, 2n ** 53n, -1n, () => 1, Symbol("x")];
+
+/** Decimal texts our grammar refuses. */
+const NOT_DECIMALS = ["1e3", "1E-2", "1_000", " 5", "5 ", "+5", ".5", "5.", "0x10", "01", "", "--1", "NaN", "Infinity", "1,5", "0.12345"];
+
+function protoKeyed(json) {
+  return JSON.parse(json); // JSON.parse makes "__proto__" an own key, as a hostile body would
+}
+
+export function cases(lib, runtime) {
+  const { tierCost, tierCostBatch, quote, verifyQuote, Catalog, Ally, AllyError, memoryStorage } = lib;
+  const h = new Harness(runtime);
+  const t = (name, body) => h.test(name, body);
+  const still = () => equal(tierCost(1000, "platinum"), 700, "the instance still works");
+
+  t("tierCost prices the reference tiers", () => {
+    const table = [[1000, "platinum", 700], [1000, "gold", 850], [1000, "standard", 1000], [0, "gold", 0], [3, "gold", 3], [15, "platinum", 11], [9007199254740991, "standard", 9007199254740991], [10n, "gold", 9]];
+    for (const [base, tier, want] of table) equal(tierCost(base, tier), want, `tierCost(${base}, ${tier})`);
+  });
+
+  t("tierCost rounding modes and custom tiers", () => {
+    equal(tierCost(3, "gold", { rounding: "down" }), 2, "3 gold down");
+    equal(tierCost(3, "gold", { rounding: "up" }), 3, "3 gold up");
+    equal(tierCost(5, "half", { tiers: { half: { discount: "0.5" } }, rounding: "halfEven" }), 2, "5 half halfEven");
+    equal(tierCost(7, "half", { tiers: { half: { discount: 0.5 } }, rounding: "halfEven" }), 4, "7 half halfEven");
+    equal(tierCost(1000, "silver", { tiers: { silver: { discount: "0.10" } } }), 900, "silver");
+    equal(tierCost(1000, "gold", { tiers: { gold: { discount: "0.2" } } }), 800, "gold changed");
+  });
+
+  t("tierCost refuses what is not credits", async () => {
+    for (const bad of NOT_CREDITS) {
+      const e = await fails(AllyError, "INVALID_INPUT", () => tierCost(bad, "gold"), `tierCost(${String(typeof bad === "symbol" ? "symbol" : bad)})`);
+      equal(e.details.field, "basePrice", "details.field");
+      still();
+    }
+  });
+
+  t("tierCost refuses unknown tiers, bad options, proto keys and inherited properties", async () => {
+    await fails(AllyError, "UNKNOWN_TIER", () => tierCost(1, "diamond"));
+    await fails(AllyError, "INVALID_INPUT", () => tierCost(1, 5));
+    await fails(AllyError, "INVALID_INPUT", () => tierCost(1, "gold", { rounding: "sideways" }));
+    await fails(AllyError, "INVALID_INPUT", () => tierCost(1, "gold", { colour: "blue" }));
+    await fails(AllyError, "INVALID_INPUT", () => tierCost(1, "gold", protoKeyed('{"__proto__": {"rounding": "up"}}')));
+    await fails(AllyError, "INVALID_INPUT", () => tierCost(1, "gold", protoKeyed('{"constructor": 1}')));
+    await fails(AllyError, "INVALID_INPUT", () => tierCost(1, "gold", Object.create({ rounding: "up" })));
+    await fails(AllyError, "INVALID_INPUT", () => tierCost(1, "gold", new Date()));
+    await fails(AllyError, "INVALID_INPUT", () => tierCost(1, "gold", { rounding: NaN }));
+    for (const discount of [...NOT_DECIMALS, "1.5", "-0.1", 1.5, NaN, Infinity]) {
+      await fails(AllyError, "INVALID_INPUT", () => tierCost(1, "x", { tiers: { x: { discount } } }), `discount ${String(discount)}`);
+    }
+    await fails(AllyError, "INVALID_INPUT", () => tierCost(1, "Bad Name", { tiers: { "Bad Name": { discount: "0.1" } } }));
+    still();
+  });
+
+  t("tierCostBatch matches tierCost and names the bad index", async () => {
+    const prices = new Float64Array(1000);
+    for (let i = 0; i < prices.length; i++) prices[i] = (i * 7919) % 100003;
+    for (const tier of ["standard", "gold", "platinum"]) {
+      const out = tierCostBatch(prices, tier);
+      ok(out instanceof Float64Array, "a Float64Array");
+      equal(out.length, prices.length, "length");
+      for (let i = 0; i < prices.length; i += 37) equal(out[i], tierCost(prices[i], tier), `price ${prices[i]} ${tier}`);
+    }
+    equal(Array.from(tierCostBatch([1000, 3, 15], "gold", { rounding: "down" })), [850, 2, 12], "array input");
+    equal(tierCostBatch(new Float64Array(0), "gold").length, 0, "empty");
+    const e = await fails(AllyError, "INVALID_INPUT", () => tierCostBatch(new Float64Array([1, 2, 2.5]), "gold"));
+    equal(e.details.field, "basePrices[2]", "field");
+    await fails(AllyError, "INVALID_INPUT", () => tierCostBatch([1, "2"], "gold"));
+    await fails(AllyError, "INVALID_INPUT", () => tierCostBatch(new Float64Array([NaN]), "gold"));
+    await fails(AllyError, "INVALID_INPUT", () => tierCostBatch(new Float64Array([-0]), "gold"));
+    await fails(AllyError, "INVALID_INPUT", () => tierCostBatch("1,2", "gold"));
+    await fails(AllyError, "UNKNOWN_TIER", () => tierCostBatch([1], "diamond"));
+    still();
+  });
+
+  t("quote prices each model, line by line", () => {
+    const q = quote(GOLDEN_REQUEST, CATALOG);
+    equal(q.lines.map((l) => [l.sku, l.subtotal, l.discount, l.total, l.unitPrice]), [["basic", 2000, 600, 1400, 1000], ["grad", 1180, 354, 826, 90], ["vol", 500, 150, 350, 100]], "lines");
+    equal(q.lines[1].bands, [{ band: 0, upTo: 10, quantity: 10, unitPrice: 100, amount: 1000 }, { band: 1, upTo: 50, quantity: 2, unitPrice: 90, amount: 180 }], "graduated bands");
+    equal([q.subtotal, q.discount, q.total, q.totalMoney, q.currency, q.discountRate], [3680, 1104, 2576, "25.76", "USD", "0.3000"], "totals");
+    equal(q.request, { tier: "platinum", lines: GOLDEN_REQUEST.lines, rounding: "halfUp" }, "request echo");
+    equal(q.fingerprint, GOLDEN_FINGERPRINT, "fingerprint is the same in every runtime");
+    const vol = quote({ tier: "standard", lines: [{ sku: "vol", quantity: 51 }] }, CATALOG);
+    equal([vol.lines[0].unitPrice, vol.total], [80, 4080], "volume band 3");
+  });
+
+  t("a Catalog prices like an array and verifyQuote spots tampering", () => {
+    const catalog = new Catalog(CATALOG);
+    equal(catalog.size, 4, "size");
+    equal(catalog.digest.length, 64, "digest");
+    const q = catalog.quote(GOLDEN_REQUEST);
+    equal(q.fingerprint, quote(GOLDEN_REQUEST, CATALOG).fingerprint, "same fingerprint");
+    equal(verifyQuote(q, catalog), { valid: true, fingerprint: q.fingerprint, mismatches: [] }, "genuine");
+    const sent = JSON.parse(JSON.stringify(q));
+    equal(verifyQuote(sent, CATALOG).valid, true, "survives JSON");
+    sent.lines[0].total = 1;
+    sent.total = 1976;
+    equal(verifyQuote(sent, catalog).mismatches, ["lines[0].total", "total"], "tampered totals");
+    const other = JSON.parse(JSON.stringify(q));
+    other.request.tier = "gold";
+    ok(!verifyQuote(other, catalog).valid, "a tier swap is caught");
+    const cheaper = CATALOG.map((p) => (p.sku === "basic" ? { ...p, basePrice: 999 } : p));
+    ok(!verifyQuote(q, cheaper).valid, "a changed catalog is caught");
+  });
+
+  t("quote refuses with the right code and names the line", async () => {
+    await fails(AllyError, "UNKNOWN_TIER", () => quote({ tier: "diamond", lines: [{ sku: "basic", quantity: 1 }] }, CATALOG));
+    const restricted = await fails(AllyError, "TIER_RESTRICTED", () => quote({ tier: "standard", lines: [{ sku: "basic", quantity: 1 }, { sku: "pro", quantity: 1 }] }, CATALOG));
+    equal(restricted.details.field, "request.lines[1].sku", "field");
+    const cases = [
+      [{ tier: "gold", lines: [{ sku: "nope", quantity: 1 }] }, "request.lines[0].sku"],
+      [{ tier: "gold", lines: [{ sku: "basic", quantity: 0 }] }, "request.lines[0].quantity"],
+      [{ tier: "gold", lines: [{ sku: "basic", quantity: 1.5 }] }, "request.lines[0].quantity"],
+      [{ tier: "gold", lines: [{ sku: "basic", quantity: NaN }] }, "request.lines[0].quantity"],
+      [{ tier: "gold", lines: [{ sku: "basic", quantity: "1" }] }, "request.lines[0].quantity"],
+      [{ tier: "gold", lines: [{ sku: "basic", quantity: 1, price: 0 }] }, "request.lines[0].price"],
+      [{ tier: "gold", lines: [] }, "request.lines"],
+      [{ tier: "gold" }, "request.lines"],
+      [{ lines: [{ sku: "basic", quantity: 1 }] }, "request.tier"],
+      [{ tier: "gold", lines: [{ sku: "basic", quantity: 1 }], rounding: "nearest" }, "request.rounding"],
+      [protoKeyed('{"tier":"gold","lines":[{"sku":"basic","quantity":1}],"__proto__":{}}'), "request.__proto__"],
+      [{ tier: "gold", lines: [Object.create({ sku: "basic", quantity: 1 })] }, "request.lines[0]"],
+    ];
+    for (const [request, field] of cases) {
+      const e = await fails(AllyError, "INVALID_INPUT", () => quote(request, CATALOG), field);
+      equal(e.details.field, field, "details.field");
+    }
+    const huge = [{ sku: "big", name: "Big", basePrice: 2 ** 52 }];
+    const line = await fails(AllyError, "INVALID_INPUT", () => quote({ tier: "gold", lines: [{ sku: "big", quantity: 3 }] }, huge));
+    equal(line.details.field, "request.lines[0].quantity", "a line past 2^53 - 1");
+    const total = await fails(AllyError, "INVALID_INPUT", () => quote({ tier: "standard", lines: [{ sku: "big", quantity: 1 }, { sku: "big", quantity: 1 }] }, huge));
+    equal(total.details.field, "request.lines", "a total past 2^53 - 1");
+    await fails(AllyError, "INVALID_INPUT", () => quote("cart", CATALOG));
+    still();
+  });
+
+  t("catalogs are validated, naming product and field", async () => {
+    const bad = [
+      [[{ sku: "a", name: "A" }], "catalog[0].basePrice"],
+      [[{ sku: "a", name: "A", basePrice: -1 }], "catalog[0].basePrice"],
+      [[{ sku: "a", name: "A", basePrice: 1, colour: "red" }], "catalog[0].colour"],
+      [[{ sku: "a", name: "A", basePrice: 1 }, { sku: "a", name: "B", basePrice: 2 }], "catalog[1].sku"],
+      [[{ sku: "a b", name: "A", basePrice: 1 }], "catalog[0].sku"],
+      [[{ sku: "v", name: "V", pricing: "volume", bands: [{ upTo: 5, unitPrice: 1 }] }], "catalog[0].bands[0].upTo"],
+      [[{ sku: "v", name: "V", pricing: "volume", basePrice: 5, bands: [{ unitPrice: 1 }] }], "catalog[0].basePrice"],
+      [[{ sku: "v", name: "V", pricing: "stepped", bands: [{ unitPrice: 1 }] }], "catalog[0].pricing"],
+      [[{ sku: "a", name: "A", basePrice: 1, tiers: [] }], "catalog[0].tiers"],
+      [[protoKeyed('{"sku":"a","name":"A","basePrice":1,"__proto__":{"tiers":[]}}')], "catalog[0].__proto__"],
+    ];
+    for (const [products, field] of bad) {
+      const e = await fails(AllyError, "INVALID_INPUT", () => new Catalog(products), field);
+      equal(e.details.field, field, "details.field");
+    }
+    await fails(AllyError, "INVALID_INPUT", () => new Catalog({ basic: { basePrice: 1 } }));
+    await fails(AllyError, "INVALID_INPUT", () => quote(GOLDEN_REQUEST, "not a catalog"));
+    still();
+  });
+
+  t("Ally: config defaults, validation and conversion", async () => {
+    const ally = new Ally();
+    equal(ally.tierCost(1000, "gold"), 850, "tierCost");
+    equal(ally.creditsToMoney(700), "7.00", "700 credits");
+    equal(ally.creditsToMoney(123456), "1234.56", "123456 credits");
+    equal(ally.moneyToCredits("7.00"), 700, "7.00");
+    equal(ally.moneyToCredits(19.99), 1999, "19.99");
+    for (const bad of NOT_DECIMALS.filter((d) => d !== "0.12345").concat(["1.234", 0.1 + 0.2, NaN, -0, {}])) {
+      await fails(AllyError, "INVALID_INPUT", () => ally.moneyToCredits(bad), `money ${String(bad)}`);
+    }
+    const yen = new Ally({ config: { currency: "JPY", creditConversionRate: 1 } });
+    equal(yen.creditsToMoney(700), "700", "JPY has no minor unit");
+    const custom = new Ally({ config: { tiers: { silver: { discount: "0.1" } }, defaultTier: "silver", rounding: "down", lowCreditThreshold: 100, urls: { dashboard: "/p" }, autoProvisionWallet: false, currency: { code: "KWD" } } });
+    equal(custom.tierCost(1005, "silver"), 904, "silver, rounding down");
+    equal(custom.creditsToMoney(1), "0.010", "KWD has three decimals");
+    const badConfigs = [
+      [{ config: { defaultTier: "diamond" } }, "defaultTier"],
+      [{ config: { creditConversionRate: 0 } }, "creditConversionRate"],
+      [{ config: { creditConversionRate: 1.5 } }, "creditConversionRate"],
+      [{ config: { lowCreditThreshold: -1 } }, "lowCreditThreshold"],
+      [{ config: { lowCreditThreshold: NaN } }, "lowCreditThreshold"],
+      [{ config: { autoProvisionWallet: "yes" } }, "autoProvisionWallet"],
+      [{ config: { urls: { dashboard: "" } } }, "urls.dashboard"],
+      [{ config: { urls: { home: "/" } } }, "urls.home"],
+      [{ config: { tiers: { gold: { discount: "2" } } } }, "tiers.gold.discount"],
+      [{ config: { currency: "usd" } }, "currency"],
+      [{ config: { currency: "XYZ" } }, "currency"],
+      [{ config: { colour: "red" } }, "colour"],
+      [{ config: protoKeyed('{"__proto__": {"defaultTier": "gold"}}') }, "__proto__"],
+      [{ config: Object.create({ defaultTier: "gold" }) }, "config"],
+      [{ storage: 5 }, "storage"],
+      [{ storage: { get() {} } }, "storage.find"],
+      [{ mail: {} }, "mail.send"],
+      [{ clock: 5 }, "clock.now"],
+      [{ colour: 1 }, "colour"],
+      [Object.create({ config: {} }), "options"],
+    ];
+    for (const [options, key] of badConfigs) {
+      const e = await fails(AllyError, "INVALID_CONFIG", () => new Ally(options), `config ${key}`);
+      equal(e.details.key, key, "details.key");
+    }
+    still();
+  });
+
+  t("resellers: builder, lookups, scopes, metadata, tier cost", async () => {
+    let tick = 0;
+    const clock = () => new Date(Date.UTC(2026, 2, 1, 9, 0, tick++));
+    const ally = new Ally({ clock });
+    const r = await ally.make().user(1).company("Elite Global").email("ops@elite.example").platinum().create();
+    equal([r.userId, r.companyName, r.email, r.tier, r.status, r.version, r.createdAt], [1, "Elite Global", "ops@elite.example", "platinum", "active", 1, "2026-03-01T09:00:00.000Z"], "record");
+    ok(/^RS-[0-9A-HJKMNP-TV-Z]{10}$/.test(r.refid), `refid ${r.refid}`);
+    equal(await ally.calculateTierCost(r, 1000), 700, "by record");
+    equal(await ally.calculateTierCost(r.id, 1000), 700, "by id");
+    equal((await ally.find(r.id)).id, r.id, "find");
+    equal((await ally.findByUser(1)).id, r.id, "findByUser");
+    equal((await ally.findByUser("1")).id, r.id, "findByUser string");
+    equal((await ally.findByRefid(r.refid)).id, r.id, "findByRefid");
+    equal(await ally.find("rs_none"), null, "find missing");
+    equal(await ally.findByUser(99), null, "findByUser missing");
+    await fails(AllyError, "ALREADY_EXISTS", () => ally.make().user(1).company("Again").create());
+    const template = ally.make().company("Template Co").gold();
+    const g1 = await template.user("u-2").create();
+    const g2 = await template.user(3).metadata({ logo: "https://x.example/logo.png", colours: ["#000"] }).create();
+    const s = await ally.make().user(4).company("Plain").create();
+    equal([g1.tier, g2.tier, s.tier, g2.metadata.colours[0]], ["gold", "gold", "standard", "#000"], "tiers and metadata");
+    equal((await ally.list()).map((x) => x.userId), [1, "u-2", 3, 4], "list, oldest first");
+    equal((await ally.list({ tier: "gold" })).length, 2, "gold scope");
+    equal((await ally.list({ status: "active" })).length, 4, "active scope");
+    equal((await ally.list({ tier: "gold", status: "suspended" })).length, 0, "both scopes");
+    const held = await ally.updateMetadata(r, "hold_provisioning", true);
+    equal([held.metadata.hold_provisioning, held.version], [true, 2], "metadata set");
+    const cleared = await ally.updateMetadata(r.id, "hold_provisioning", undefined);
+    equal([cleared.metadata, cleared.version], [{}, 3], "metadata removed");
+    equal(JSON.parse(JSON.stringify(cleared)), cleared, "records are plain JSON");
+  });
+
+  t("resellers: bad input at every method, state unchanged", async () => {
+    const ally = new Ally();
+    const r = await ally.make().user(1).company("Elite").create();
+    const b = ally.make();
+    for (const bad of [NaN, Infinity, -1, 0, 1.5, 2 ** 53, -0, null, {}, "", " 1", true]) {
+      await fails(AllyError, "INVALID_INPUT", () => b.user(bad), `user(${String(bad)})`);
+    }
+    for (const bad of ["", "   ", 5, null, "x".repeat(201)]) await fails(AllyError, "INVALID_INPUT", () => b.company(bad));
+    for (const bad of ["", "a", "a@b", "a b@c.co", 5]) await fails(AllyError, "INVALID_INPUT", () => b.email(bad));
+    await fails(AllyError, "UNKNOWN_TIER", () => b.tier("diamond"));
+    await fails(AllyError, "INVALID_INPUT", () => b.tier(7));
+    for (const bad of [[1], "x", null, { f() {} }, { n: NaN }, { big: 1n << 70n }, protoKeyed('{"__proto__": 1}'), { "": 1 }, { blob: "x".repeat(17000) }]) {
+      await fails(AllyError, "INVALID_INPUT", () => b.metadata(bad));
+    }
+    await fails(AllyError, "INVALID_INPUT", () => b.user(2).create(), "create without company");
+    await fails(AllyError, "INVALID_INPUT", () => b.company("No User").create(), "create without user");
+    await fails(AllyError, "INVALID_INPUT", () => ally.find(5));
+    await fails(AllyError, "INVALID_INPUT", () => ally.findByUser(NaN));
+    await fails(AllyError, "INVALID_INPUT", () => ally.findByRefid(null));
+    await fails(AllyError, "INVALID_INPUT", () => ally.list({ tier: 5 }));
+    await fails(AllyError, "INVALID_INPUT", () => ally.list({ status: "asleep" }));
+    await fails(AllyError, "INVALID_INPUT", () => ally.list({ limit: 5 }));
+    await fails(AllyError, "UNKNOWN_TIER", () => ally.list({ tier: "diamond" }));
+    await fails(AllyError, "INVALID_INPUT", () => ally.updateMetadata(r, "__proto__", 1));
+    await fails(AllyError, "INVALID_INPUT", () => ally.updateMetadata(r, 5, 1));
+    await fails(AllyError, "INVALID_INPUT", () => ally.updateMetadata(r, "k", NaN));
+    await fails(AllyError, "INVALID_INPUT", () => ally.updateMetadata(Object.create({ id: r.id }), "k", 1));
+    await fails(AllyError, "NOT_FOUND", () => ally.updateMetadata("rs_none", "k", 1));
+    await fails(AllyError, "NOT_FOUND", () => ally.calculateTierCost("rs_none", 1));
+    for (const bad of NOT_CREDITS) await fails(AllyError, "INVALID_INPUT", () => ally.calculateTierCost(r, bad));
+    const after = await ally.find(r.id);
+    equal([after.version, after.metadata, (await ally.list()).length], [1, {}, 1], "nothing changed");
+  });
+
+  t("a shared memoryStorage is one store", async () => {
+    const storage = memoryStorage();
+    const a = new Ally({ storage });
+    const b = new Ally({ storage });
+    const r = await a.make().user(7).company("Shared").create();
+    equal((await b.findByUser(7)).id, r.id, "seen by the other instance");
+    await fails(AllyError, "ALREADY_EXISTS", () => b.make().user(7).company("Twice").create());
+    const stored = storage.get("resellers", r.id);
+    equal([stored.id, stored.version, JSON.parse(stored.data).companyName, stored.indexes.userId], [r.id, 1, "Shared", "7"], "the JS storage contract on memoryStorage");
+  });
+
+  for (const mode of ["sync", "async"]) {
+    t(`a host storage (${mode}) holds resellers under the contract`, async () => {
+      const host = hostStorage({ async: mode === "async" });
+      const ally = new Ally({ storage: host });
+      const r = await ally.make().user(1).company("Hosted").gold().create();
+      equal((await ally.findByRefid(r.refid)).id, r.id, "findByRefid");
+      await fails(AllyError, "ALREADY_EXISTS", () => ally.make().user(1).company("Again").create());
+      const updated = await ally.updateMetadata(r, "k", { nested: [1, "two"] });
+      equal(updated.version, 2, "version");
+      equal(host.dump("resellers").length, 1, "one stored record");
+      equal((await ally.list({ tier: "gold" })).length, 1, "indexed scope");
+    });
+  }
+
+  for (const failure of ["throw", "reject", "garbage"]) {
+    t(`a storage that ${failure}s gives STORAGE_FAILED and writes nothing`, async () => {
+      const host = hostStorage({ async: failure === "reject" });
+      const ally = new Ally({ storage: host });
+      const r = await ally.make().user(1).company("Before").create();
+      let user = 100;
+      let created = 0;
+      for (const method of ["get", "find", "put"]) {
+        host.failNext(method, failure);
+        const attempts = [
+          async () => { await ally.make().user(user++).company("During").create(); created += 1; },
+          () => ally.updateMetadata(r, "k", method),
+          () => ally.findByUser(1),
+          () => ally.list(),
+          () => ally.calculateTierCost(r, 1000),
+        ];
+        let failed = 0;
+        for (const attempt of attempts) {
+          try {
+            await attempt();
+          } catch (e) {
+            ok(e instanceof AllyError && e.code === "STORAGE_FAILED", `${method}: ${e.code} ${e.message}`);
+            failed += 1;
+          }
+        }
+        ok(failed >= 1, `${method} failure surfaced`);
+        host.failNext(method, null);
+      }
+      const stored = host.dump("resellers");
+      equal(stored.length, 1 + created, "exactly the creates that succeeded");
+      // Only the "find" round left get and put working, so only its update landed.
+      const after = await ally.find(r.id);
+      equal([after.companyName, after.version, after.metadata.k], ["Before", 2, "find"], "writes landed only where storage allowed");
+      still();
+    });
+  }
+
+  t("a clock that throws or lies is reported, not trusted", async () => {
+    const broken = new Ally({ clock: { now() { throw new Error("no time") } } });
+    const e = await fails(AllyError, "INVALID_CONFIG", () => broken.make().user(1).company("X").create());
+    equal(e.details.key, "clock", "key");
+    const lying = new Ally({ clock: () => "yesterday" });
+    await fails(AllyError, "INVALID_CONFIG", () => lying.make().user(1).company("X").create());
+    const iso = new Ally({ clock: () => "2026-01-02T03:04:05+02:00" });
+    equal((await iso.make().user(1).company("X").create()).createdAt, "2026-01-02T01:04:05.000Z", "in UTC");
+  });
+
+  return h;
+}
+
+export async function runSuite(lib, runtime, print) {
+  const summary = await cases(lib, runtime).run();
+  report(summary, print);
+  return summary;
+}
