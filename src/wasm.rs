@@ -7,4 +7,3 @@ mod host;
 mod input;
 mod pricing;
 mod types;
-

@@ -107,9 +107,9 @@ impl Product {
     /// Whether a reseller of `tier` may sell this product.
     #[must_use]
     pub fn sellable_by(&self, tier: &str) -> bool {
-        self.tiers.as_ref().is_none_or(|tiers| {
-            tiers.binary_search_by(|t| t.as_str().cmp(tier)).is_ok()
-        })
+        self.tiers
+            .as_ref()
+            .is_none_or(|tiers| tiers.binary_search_by(|t| t.as_str().cmp(tier)).is_ok())
     }
 }
 
@@ -144,7 +144,10 @@ impl Catalog {
         }
         // Unstable is enough: (sku, index) pairs are unique.
         products.sort_unstable_by(|(i, a), (j, b)| a.sku.cmp(&b.sku).then(i.cmp(j)));
-        if let Some(pair) = products.windows(2).find(|pair| pair[0].1.sku == pair[1].1.sku) {
+        if let Some(pair) = products
+            .windows(2)
+            .find(|pair| pair[0].1.sku == pair[1].1.sku)
+        {
             return Err(Error::invalid(
                 format!("{field}[{}].sku", pair[1].0),
                 format!("SKU \"{}\" appears twice in the catalog", pair[1].1.sku),

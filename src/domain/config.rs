@@ -97,9 +97,26 @@ mod tests {
     fn default_tier_must_exist() {
         let base = Config::default();
         let diamond = TierName::parse("diamond", "t").unwrap_or_else(|e| panic!("{e}"));
-        let err = Config::new(diamond, base.pricing.clone(), base.rounding, true, base.low_credit_threshold, base.dashboard_url.clone());
-        assert_eq!(err.err().map(|e| e.to_string()), Some("config defaultTier: tier \"diamond\" is not in the tier table".to_owned()));
-        let err = Config::new(base.default_tier.clone(), base.pricing, base.rounding, true, base.low_credit_threshold, " ".into());
+        let err = Config::new(
+            diamond,
+            base.pricing.clone(),
+            base.rounding,
+            true,
+            base.low_credit_threshold,
+            base.dashboard_url.clone(),
+        );
+        assert_eq!(
+            err.err().map(|e| e.to_string()),
+            Some("config defaultTier: tier \"diamond\" is not in the tier table".to_owned())
+        );
+        let err = Config::new(
+            base.default_tier.clone(),
+            base.pricing,
+            base.rounding,
+            true,
+            base.low_credit_threshold,
+            " ".into(),
+        );
         assert_eq!(err.err().map(|e| e.code().as_str()), Some("INVALID_CONFIG"));
     }
 }

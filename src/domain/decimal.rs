@@ -104,7 +104,10 @@ pub fn parse(text: &str, scale_max: u32) -> Result<ParsedDecimal, String> {
 /// belong in decimal strings.
 pub fn from_f64(value: f64, scale_max: u32) -> Result<ParsedDecimal, String> {
     if !value.is_finite() || (value == 0.0 && value.is_sign_negative()) {
-        return Err(format!("expected a finite number, got {}", js_number(value)));
+        return Err(format!(
+            "expected a finite number, got {}",
+            js_number(value)
+        ));
     }
     parse(&js_number(value), scale_max)
         .map_err(|reason| format!("{reason}; pass large or precise amounts as decimal strings"))
@@ -155,7 +158,12 @@ mod tests {
             ("1999.99", 2, 199_999, 2),
             ("-12.5", 2, -125, 1),
             ("0.0001", 4, 1, 4),
-            ("9999999999999999999999999999", 0, 9_999_999_999_999_999_999_999_999_999, 0),
+            (
+                "9999999999999999999999999999",
+                0,
+                9_999_999_999_999_999_999_999_999_999,
+                0,
+            ),
         ];
         for &(text, scale_max, mantissa, scale) in cases {
             assert_eq!(
@@ -169,8 +177,27 @@ mod tests {
     #[test]
     fn refuses_everything_else() {
         let cases = [
-            "", " 5", "5 ", "1e3", "1E3", "1_000", "0x10", "+5", ".5", "5.", "01", "00.5", "1.2.3",
-            "--1", "-", "١٢", "1,5", "NaN", "Infinity", "1.234", "99999999999999999999999999999",
+            "",
+            " 5",
+            "5 ",
+            "1e3",
+            "1E3",
+            "1_000",
+            "0x10",
+            "+5",
+            ".5",
+            "5.",
+            "01",
+            "00.5",
+            "1.2.3",
+            "--1",
+            "-",
+            "١٢",
+            "1,5",
+            "NaN",
+            "Infinity",
+            "1.234",
+            "99999999999999999999999999999",
         ];
         for text in cases {
             assert!(parse(text, 2).is_err(), "{text:?} should be refused");
@@ -179,8 +206,17 @@ mod tests {
 
     #[test]
     fn numbers_read_as_they_print() {
-        assert_eq!(from_f64(19.99, 2), Ok(ParsedDecimal { mantissa: 1999, scale: 2 }));
-        assert_eq!(from_f64(1e15, 0).map(|p| p.mantissa), Ok(1_000_000_000_000_000));
+        assert_eq!(
+            from_f64(19.99, 2),
+            Ok(ParsedDecimal {
+                mantissa: 1999,
+                scale: 2
+            })
+        );
+        assert_eq!(
+            from_f64(1e15, 0).map(|p| p.mantissa),
+            Ok(1_000_000_000_000_000)
+        );
         assert!(from_f64(1e21, 0).is_err());
         assert!(from_f64(0.1 + 0.2, 2).is_err());
         assert!(from_f64(f64::NAN, 2).is_err());

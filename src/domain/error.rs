@@ -49,15 +49,30 @@ pub enum Error {
     /// The tier is not in the tier table in force.
     UnknownTier { tier: String },
     /// The product may not be sold by resellers of this tier.
-    TierRestricted { sku: String, tier: String, field: String },
+    TierRestricted {
+        sku: String,
+        tier: String,
+        field: String,
+    },
     /// No record of this kind has this key.
     NotFound { entity: &'static str, key: String },
     /// A record with this unique value exists already.
-    AlreadyExists { entity: &'static str, field: &'static str, value: String },
+    AlreadyExists {
+        entity: &'static str,
+        field: &'static str,
+        value: String,
+    },
     /// A write kept losing the race against concurrent writers.
-    Conflict { entity: &'static str, key: String, attempts: u32 },
+    Conflict {
+        entity: &'static str,
+        key: String,
+        attempts: u32,
+    },
     /// The host's storage threw, rejected or answered out of contract.
-    StorageFailed { operation: &'static str, reason: String },
+    StorageFailed {
+        operation: &'static str,
+        reason: String,
+    },
     /// The host's mailer threw or rejected.
     MailFailed { reason: String },
 }

@@ -33,10 +33,7 @@ impl Credits {
         if !value.is_finite() {
             return Err(Error::invalid(
                 field,
-                format!(
-                    "expected whole credits, got {}",
-                    decimal::js_number(value)
-                ),
+                format!("expected whole credits, got {}", decimal::js_number(value)),
             ));
         }
         if value < 0.0 || (value == 0.0 && value.is_sign_negative()) {
@@ -151,8 +148,8 @@ impl Rate {
     }
 
     pub fn from_f64(value: f64, field: &str) -> Result<Self> {
-        let parsed =
-            decimal::from_f64(value, Self::SCALE).map_err(|reason| Error::invalid(field, reason))?;
+        let parsed = decimal::from_f64(value, Self::SCALE)
+            .map_err(|reason| Error::invalid(field, reason))?;
         Self::from_parsed(parsed, field)
     }
 
@@ -190,7 +187,12 @@ impl Rate {
 impl fmt::Display for Rate {
     /// Always four decimals: `0.1500`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{:04}", self.0 / Self::ONE_UNITS, self.0 % Self::ONE_UNITS)
+        write!(
+            f,
+            "{}.{:04}",
+            self.0 / Self::ONE_UNITS,
+            self.0 % Self::ONE_UNITS
+        )
     }
 }
 
@@ -232,7 +234,10 @@ impl Currency {
             Some(scale) => {
                 return Err(Error::invalid(
                     field,
-                    format!("a currency scale must be at most {}, got {scale}", Self::SCALE_MAX),
+                    format!(
+                        "a currency scale must be at most {}, got {scale}",
+                        Self::SCALE_MAX
+                    ),
                 ))
             }
             None => {
@@ -281,8 +286,8 @@ pub struct Money {
 impl Money {
     /// Parses a decimal string with at most the currency's fraction digits.
     pub fn parse(text: &str, currency: &Currency, field: &str) -> Result<Self> {
-        let parsed = decimal::parse(text, currency.scale)
-            .map_err(|reason| Error::invalid(field, reason))?;
+        let parsed =
+            decimal::parse(text, currency.scale).map_err(|reason| Error::invalid(field, reason))?;
         Ok(Self::from_parsed(parsed, currency))
     }
 
@@ -372,9 +377,7 @@ impl ConversionRate {
             .mantissa()
             .checked_mul(i128::from(self.0))
             .ok_or_else(|| Error::invalid(field, "amount is too large to convert"))?;
-        let credits = rounding
-            .divide(numerator, 10i128.pow(scale))
-            .unwrap_or(0);
+        let credits = rounding.divide(numerator, 10i128.pow(scale)).unwrap_or(0);
         if credits < 0 {
             return Err(Error::invalid(
                 field,
@@ -400,11 +403,24 @@ mod tests {
 
     #[test]
     fn credits_accept_only_safe_whole_numbers() {
-        let good: &[(f64, u64)] = &[(0.0, 0), (1.0, 1), (700.0, 700), (9_007_199_254_740_991.0, (1 << 53) - 1)];
+        let good: &[(f64, u64)] = &[
+            (0.0, 0),
+            (1.0, 1),
+            (700.0, 700),
+            (9_007_199_254_740_991.0, (1 << 53) - 1),
+        ];
         for &(value, want) in good {
             assert_eq!(Credits::from_f64(value, "x").map(Credits::get), Ok(want));
         }
-        for value in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -1.0, -0.0, 1.5, 9_007_199_254_740_992.0] {
+        for value in [
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            -1.0,
+            -0.0,
+            1.5,
+            9_007_199_254_740_992.0,
+        ] {
             assert!(Credits::from_f64(value, "x").is_err(), "{value}");
         }
         assert_eq!(Credits::from_i128(5, "x").map(Credits::get), Ok(5));
@@ -428,15 +444,24 @@ mod tests {
         for &(text, want) in cases {
             assert_eq!(Rate::parse(text, "r").ok().map(Rate::units), want, "{text}");
         }
-        assert_eq!(Rate::from_f64(0.3, "r").map(|r| r.to_string()), Ok("0.3000".to_owned()));
+        assert_eq!(
+            Rate::from_f64(0.3, "r").map(|r| r.to_string()),
+            Ok("0.3000".to_owned())
+        );
         assert_eq!(Rate::ONE.complement(), Rate::ZERO);
     }
 
     #[test]
     fn money_keeps_the_currency_scale() {
         let usd = Currency::usd();
-        assert_eq!(Money::parse("750", &usd, "m").map(|m| m.to_string()), Ok("750.00".to_owned()));
-        assert_eq!(Money::parse("1999.99", &usd, "m").map(|m| m.to_string()), Ok("1999.99".to_owned()));
+        assert_eq!(
+            Money::parse("750", &usd, "m").map(|m| m.to_string()),
+            Ok("750.00".to_owned())
+        );
+        assert_eq!(
+            Money::parse("1999.99", &usd, "m").map(|m| m.to_string()),
+            Ok("1999.99".to_owned())
+        );
         assert!(Money::parse("1.999", &usd, "m").is_err());
         assert!(Money::from_f64(0.1 + 0.2, &usd, "m").is_err());
         let jpy = Currency::new("JPY", None, "c").map(|c| c.scale());
@@ -450,14 +475,25 @@ mod tests {
     fn converts_between_credits_and_money() {
         let usd = Currency::usd();
         let rate = ConversionRate::DEFAULT;
-        let cases: &[(u64, &str)] = &[(0, "0.00"), (1, "0.01"), (700, "7.00"), (123_456, "1234.56")];
+        let cases: &[(u64, &str)] = &[
+            (0, "0.00"),
+            (1, "0.01"),
+            (700, "7.00"),
+            (123_456, "1234.56"),
+        ];
         for &(credits, money) in cases {
             let credits = Credits::new(credits).unwrap_or_default();
-            assert_eq!(rate.to_money(credits, &usd, Rounding::HalfUp).to_string(), money);
+            assert_eq!(
+                rate.to_money(credits, &usd, Rounding::HalfUp).to_string(),
+                money
+            );
         }
         let three = ConversionRate::new(3, "r").unwrap_or(ConversionRate::DEFAULT);
         let one = Credits::new(1).unwrap_or_default();
-        assert_eq!(three.to_money(one, &usd, Rounding::HalfUp).to_string(), "0.33");
+        assert_eq!(
+            three.to_money(one, &usd, Rounding::HalfUp).to_string(),
+            "0.33"
+        );
         assert_eq!(three.to_money(one, &usd, Rounding::Up).to_string(), "0.34");
         assert!(ConversionRate::new(0, "r").is_err());
     }

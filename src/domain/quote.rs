@@ -119,7 +119,9 @@ pub fn price(request: QuoteRequest, catalog: &Catalog, context: &PricingContext)
                 "the quote total exceeds 9007199254740991 credits",
             )
         };
-        subtotal = subtotal.checked_add(priced.subtotal).ok_or_else(too_large)?;
+        subtotal = subtotal
+            .checked_add(priced.subtotal)
+            .ok_or_else(too_large)?;
         total = total.checked_add(priced.total).ok_or_else(too_large)?;
         lines.push(priced);
     }
@@ -325,7 +327,11 @@ mod tests {
             name: format!("{sku} seats"),
             base_price: None,
             pricing,
-            bands: Some(vec![band(Some(10), 100), band(Some(50), 90), band(None, 80)]),
+            bands: Some(vec![
+                band(Some(10), 100),
+                band(Some(50), 90),
+                band(None, 80),
+            ]),
             tiers: None,
         };
         Catalog::new(
@@ -375,7 +381,11 @@ mod tests {
             let quote = price(request(tier, &[(sku, quantity)]), &catalog, &context)
                 .unwrap_or_else(|e| panic!("{tier} {sku} {quantity}: {e}"));
             let line = &quote.lines[0];
-            assert_eq!((line.subtotal, line.total, line.unit_price), (credits(subtotal), credits(total), credits(unit)), "{tier} {sku} {quantity}");
+            assert_eq!(
+                (line.subtotal, line.total, line.unit_price),
+                (credits(subtotal), credits(total), credits(unit)),
+                "{tier} {sku} {quantity}"
+            );
             assert_eq!(quote.total, credits(total));
             let band_sum: u64 = line.bands.iter().map(|b| b.amount.get()).sum();
             assert_eq!(band_sum, subtotal);
@@ -406,15 +416,40 @@ mod tests {
         let catalog = catalog();
         let context = PricingContext::default();
         let cases: &[(QuoteRequest, &str, &str)] = &[
-            (request("diamond", &[("basic", 1)]), "UNKNOWN_TIER", "unknown tier \"diamond\""),
-            (request("standard", &[("basic", 1), ("pro", 1)]), "TIER_RESTRICTED", "request.lines[1].sku: product \"pro\" may not be sold by \"standard\" resellers"),
-            (request("gold", &[("nope", 1)]), "INVALID_INPUT", "request.lines[0].sku: no product with SKU \"nope\" in the catalog"),
-            (request("gold", &[("basic", 0)]), "INVALID_INPUT", "request.lines[0].quantity: quantity must be within 1..=1000000000, got 0"),
-            (request("gold", &[]), "INVALID_INPUT", "request.lines: a quote needs 1-1000 lines, got 0"),
+            (
+                request("diamond", &[("basic", 1)]),
+                "UNKNOWN_TIER",
+                "unknown tier \"diamond\"",
+            ),
+            (
+                request("standard", &[("basic", 1), ("pro", 1)]),
+                "TIER_RESTRICTED",
+                "request.lines[1].sku: product \"pro\" may not be sold by \"standard\" resellers",
+            ),
+            (
+                request("gold", &[("nope", 1)]),
+                "INVALID_INPUT",
+                "request.lines[0].sku: no product with SKU \"nope\" in the catalog",
+            ),
+            (
+                request("gold", &[("basic", 0)]),
+                "INVALID_INPUT",
+                "request.lines[0].quantity: quantity must be within 1..=1000000000, got 0",
+            ),
+            (
+                request("gold", &[]),
+                "INVALID_INPUT",
+                "request.lines: a quote needs 1-1000 lines, got 0",
+            ),
         ];
         for (req, code, message) in cases {
-            let err = price(req.clone(), &catalog, &context).err().unwrap_or_else(|| panic!("{message}"));
-            assert_eq!((err.code().as_str(), err.to_string().as_str()), (*code, *message));
+            let err = price(req.clone(), &catalog, &context)
+                .err()
+                .unwrap_or_else(|| panic!("{message}"));
+            assert_eq!(
+                (err.code().as_str(), err.to_string().as_str()),
+                (*code, *message)
+            );
         }
         let huge = Catalog::new(
             vec![ProductSpec {
@@ -436,10 +471,14 @@ mod tests {
     fn fingerprint_is_stable_and_sensitive() {
         let catalog = catalog();
         let context = PricingContext::default();
-        let a = price(request("gold", &[("basic", 2)]), &catalog, &context).map(|q| q.fingerprint_hex());
-        let b = price(request("gold", &[("basic", 2)]), &catalog, &context).map(|q| q.fingerprint_hex());
-        let c = price(request("gold", &[("basic", 3)]), &catalog, &context).map(|q| q.fingerprint_hex());
-        let d = price(request("platinum", &[("basic", 2)]), &catalog, &context).map(|q| q.fingerprint_hex());
+        let a = price(request("gold", &[("basic", 2)]), &catalog, &context)
+            .map(|q| q.fingerprint_hex());
+        let b = price(request("gold", &[("basic", 2)]), &catalog, &context)
+            .map(|q| q.fingerprint_hex());
+        let c = price(request("gold", &[("basic", 3)]), &catalog, &context)
+            .map(|q| q.fingerprint_hex());
+        let d = price(request("platinum", &[("basic", 2)]), &catalog, &context)
+            .map(|q| q.fingerprint_hex());
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_ne!(a, d);
@@ -456,15 +495,59 @@ mod tests {
             tiers: None,
         };
         let cases: Vec<(ProductSpec, &str)> = vec![
-            (spec(PricingModel::PerUnit, None, None), "catalog[0].basePrice"),
-            (spec(PricingModel::Volume, Some(1), None), "catalog[0].basePrice"),
-            (spec(PricingModel::Volume, None, Some(vec![])), "catalog[0].bands"),
-            (spec(PricingModel::Volume, None, Some(vec![band(Some(5), 1)])), "catalog[0].bands[0].upTo"),
-            (spec(PricingModel::Graduated, None, Some(vec![band(Some(5), 1), band(Some(5), 1), band(None, 1)])), "catalog[0].bands[1].upTo"),
-            (spec(PricingModel::Graduated, None, Some(vec![band(None, 1), band(None, 1)])), "catalog[0].bands[0].upTo"),
-            (ProductSpec { sku: "bad sku".into(), ..spec(PricingModel::PerUnit, Some(1), None) }, "catalog[0].sku"),
-            (ProductSpec { name: " ".into(), ..spec(PricingModel::PerUnit, Some(1), None) }, "catalog[0].name"),
-            (ProductSpec { tiers: Some(vec![]), ..spec(PricingModel::PerUnit, Some(1), None) }, "catalog[0].tiers"),
+            (
+                spec(PricingModel::PerUnit, None, None),
+                "catalog[0].basePrice",
+            ),
+            (
+                spec(PricingModel::Volume, Some(1), None),
+                "catalog[0].basePrice",
+            ),
+            (
+                spec(PricingModel::Volume, None, Some(vec![])),
+                "catalog[0].bands",
+            ),
+            (
+                spec(PricingModel::Volume, None, Some(vec![band(Some(5), 1)])),
+                "catalog[0].bands[0].upTo",
+            ),
+            (
+                spec(
+                    PricingModel::Graduated,
+                    None,
+                    Some(vec![band(Some(5), 1), band(Some(5), 1), band(None, 1)]),
+                ),
+                "catalog[0].bands[1].upTo",
+            ),
+            (
+                spec(
+                    PricingModel::Graduated,
+                    None,
+                    Some(vec![band(None, 1), band(None, 1)]),
+                ),
+                "catalog[0].bands[0].upTo",
+            ),
+            (
+                ProductSpec {
+                    sku: "bad sku".into(),
+                    ..spec(PricingModel::PerUnit, Some(1), None)
+                },
+                "catalog[0].sku",
+            ),
+            (
+                ProductSpec {
+                    name: " ".into(),
+                    ..spec(PricingModel::PerUnit, Some(1), None)
+                },
+                "catalog[0].name",
+            ),
+            (
+                ProductSpec {
+                    tiers: Some(vec![]),
+                    ..spec(PricingModel::PerUnit, Some(1), None)
+                },
+                "catalog[0].tiers",
+            ),
         ];
         for (spec, field) in cases {
             match Catalog::new(vec![spec], "catalog") {

@@ -48,19 +48,32 @@ pub fn credits(value: &Value, path: &str) -> Result<Credits, Error> {
         Value::Number(n) => {
             if let Some(whole) = n.as_u64() {
                 return Credits::new(whole).ok_or_else(|| {
-                    Error::invalid(path, format!("credits must be at most 9007199254740991 (2^53 - 1), got {whole}"))
+                    Error::invalid(
+                        path,
+                        format!("credits must be at most 9007199254740991 (2^53 - 1), got {whole}"),
+                    )
                 });
             }
             if n.as_i64().is_some_and(|v| v < 0) || n.as_f64().is_some_and(|v| v < 0.0) {
-                return Err(Error::invalid(path, format!("credits must not be negative, got {}", number_text(n))));
+                return Err(Error::invalid(
+                    path,
+                    format!("credits must not be negative, got {}", number_text(n)),
+                ));
             }
             match n.as_f64() {
-                Some(v) if v.fract() != 0.0 => {
-                    Err(Error::invalid(path, format!("credits are whole units, got a fraction: {}", number_text(n))))
-                }
+                Some(v) if v.fract() != 0.0 => Err(Error::invalid(
+                    path,
+                    format!(
+                        "credits are whole units, got a fraction: {}",
+                        number_text(n)
+                    ),
+                )),
                 _ => Err(Error::invalid(
                     path,
-                    format!("credits must be at most 9007199254740991 (2^53 - 1), got {}", number_text(n)),
+                    format!(
+                        "credits must be at most 9007199254740991 (2^53 - 1), got {}",
+                        number_text(n)
+                    ),
                 )),
             }
         }
@@ -79,7 +92,10 @@ pub fn decimal_text(value: &Value, path: &str) -> Result<String, Error> {
         Value::Number(n) => Ok(number_text(n)),
         other => Err(Error::invalid(
             path,
-            format!("expected a decimal string or a number, got {}", describe(other)),
+            format!(
+                "expected a decimal string or a number, got {}",
+                describe(other)
+            ),
         )),
     }
 }
@@ -88,15 +104,24 @@ impl Fields {
     /// The record at `path`, which must be an object.
     pub fn new(value: Value, path: &str) -> Result<Self, Error> {
         match value {
-            Value::Object(map) => Ok(Self { map, path: path.to_owned() }),
-            other => Err(Error::invalid(path, format!("expected an object, got {}", describe(&other)))),
+            Value::Object(map) => Ok(Self {
+                map,
+                path: path.to_owned(),
+            }),
+            other => Err(Error::invalid(
+                path,
+                format!("expected an object, got {}", describe(&other)),
+            )),
         }
     }
 
     /// `null` and absent both read as an empty record.
     pub fn optional(value: Option<Value>, path: &str) -> Result<Self, Error> {
         match value {
-            None | Some(Value::Null) => Ok(Self { map: Map::new(), path: path.to_owned() }),
+            None | Some(Value::Null) => Ok(Self {
+                map: Map::new(),
+                path: path.to_owned(),
+            }),
             Some(value) => Self::new(value, path),
         }
     }
@@ -127,7 +152,10 @@ impl Fields {
     fn as_string(&self, value: Value, key: &str) -> Result<String, Error> {
         match value {
             Value::String(s) => Ok(s),
-            other => Err(Error::invalid(self.path(key), format!("expected a string, got {}", describe(&other)))),
+            other => Err(Error::invalid(
+                self.path(key),
+                format!("expected a string, got {}", describe(&other)),
+            )),
         }
     }
 
@@ -137,7 +165,9 @@ impl Fields {
     }
 
     pub fn opt_credits(&mut self, key: &str) -> Result<Option<Credits>, Error> {
-        self.take(key).map(|v| credits(&v, &self.path(key))).transpose()
+        self.take(key)
+            .map(|v| credits(&v, &self.path(key)))
+            .transpose()
     }
 
     pub fn decimal(&mut self, key: &str) -> Result<String, Error> {
@@ -149,7 +179,10 @@ impl Fields {
         match self.take(key) {
             None => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(b)),
-            Some(other) => Err(Error::invalid(self.path(key), format!("expected a boolean, got {}", describe(&other)))),
+            Some(other) => Err(Error::invalid(
+                self.path(key),
+                format!("expected a boolean, got {}", describe(&other)),
+            )),
         }
     }
 
@@ -171,7 +204,10 @@ impl Fields {
                 .enumerate()
                 .map(|(i, v)| (format!("{path}[{i}]"), v))
                 .collect()),
-            other => Err(Error::invalid(path, format!("expected an array, got {}", describe(&other)))),
+            other => Err(Error::invalid(
+                path,
+                format!("expected an array, got {}", describe(&other)),
+            )),
         }
     }
 
@@ -181,8 +217,14 @@ impl Fields {
     }
 
     /// A name out of a fixed set.
-    pub fn opt_choice<T: Copy>(&mut self, key: &str, choices: &[(&str, T)]) -> Result<Option<T>, Error> {
-        let Some(text) = self.opt_string(key)? else { return Ok(None) };
+    pub fn opt_choice<T: Copy>(
+        &mut self,
+        key: &str,
+        choices: &[(&str, T)],
+    ) -> Result<Option<T>, Error> {
+        let Some(text) = self.opt_string(key)? else {
+            return Ok(None);
+        };
         choices
             .iter()
             .find(|(name, _)| *name == text)
@@ -191,7 +233,11 @@ impl Fields {
                 let names: Vec<String> = choices.iter().map(|(n, _)| format!("\"{n}\"")).collect();
                 Error::invalid(
                     self.path(key),
-                    format!("expected one of {}, got \"{}\"", names.join(", "), printable(&text)),
+                    format!(
+                        "expected one of {}, got \"{}\"",
+                        names.join(", "),
+                        printable(&text)
+                    ),
                 )
             })
     }
@@ -216,4 +262,3 @@ impl Fields {
         }
     }
 }
-

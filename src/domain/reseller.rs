@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 
 use super::decimal::printable;
 use super::error::{Error, Result};
-use super::record::Fields;
 use super::money::Credits;
+use super::record::Fields;
 use super::rounding::Rounding;
 use super::tier::{tier_cost, TierName, TierTable};
 
@@ -219,9 +219,12 @@ pub fn create(
     default_tier: &TierName,
     at: DateTime<Utc>,
 ) -> Result<Reseller> {
-    let user_id = draft
-        .user_id
-        .ok_or_else(|| Error::invalid("reseller.user", "a reseller needs a user id: call .user(id)"))?;
+    let user_id = draft.user_id.ok_or_else(|| {
+        Error::invalid(
+            "reseller.user",
+            "a reseller needs a user id: call .user(id)",
+        )
+    })?;
     let company_name = draft.company_name.ok_or_else(|| {
         Error::invalid(
             "reseller.company",
@@ -255,7 +258,12 @@ impl Reseller {
             Some(Value::Number(n)) => UserId::Number(n.as_u64().ok_or_else(|| {
                 Error::invalid(r.path("userId"), "expected a positive whole number")
             })?),
-            _ => return Err(Error::invalid(r.path("userId"), "expected a number or a string")),
+            _ => {
+                return Err(Error::invalid(
+                    r.path("userId"),
+                    "expected a number or a string",
+                ))
+            }
         };
         let status_text = r.string("status")?;
         let metadata = match r.take("metadata") {
@@ -276,14 +284,27 @@ impl Reseller {
             updated_at: read_time(&mut r, "updatedAt")?,
         };
         r.finish(&[
-            "id", "refid", "userId", "companyName", "email", "tier", "status", "metadata",
-            "createdAt", "updatedAt",
+            "id",
+            "refid",
+            "userId",
+            "companyName",
+            "email",
+            "tier",
+            "status",
+            "metadata",
+            "createdAt",
+            "updatedAt",
         ])?;
         Ok(reseller)
     }
 
     /// The reseller with `key` set to `value` (or removed, for `None`).
-    pub fn with_metadata(&self, key: &str, value: Option<Value>, at: DateTime<Utc>) -> Result<Self> {
+    pub fn with_metadata(
+        &self,
+        key: &str,
+        value: Option<Value>,
+        at: DateTime<Utc>,
+    ) -> Result<Self> {
         let mut next = self.clone();
         match value {
             Some(value) => {
@@ -300,7 +321,12 @@ impl Reseller {
 
     /// What this reseller pays for `base_price` under its tier (the reference's
     /// `calculateTierCost`).
-    pub fn tier_cost(&self, base_price: Credits, tiers: &TierTable, rounding: Rounding) -> Result<Credits> {
+    pub fn tier_cost(
+        &self,
+        base_price: Credits,
+        tiers: &TierTable,
+        rounding: Rounding,
+    ) -> Result<Credits> {
         let (_, tier) = tiers.get(&self.tier)?;
         Ok(tier_cost(base_price, tier.discount, rounding))
     }
@@ -335,7 +361,9 @@ mod tests {
     use chrono::TimeZone;
 
     fn at() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 1, 31, 12, 0, 0).single().unwrap_or_default()
+        Utc.with_ymd_and_hms(2026, 1, 31, 12, 0, 0)
+            .single()
+            .unwrap_or_default()
     }
 
     fn draft() -> ResellerDraft {
@@ -352,18 +380,67 @@ mod tests {
     fn creates_with_defaults_and_checks() {
         let tiers = TierTable::reference();
         let standard = TierName::from_literal("standard");
-        let r = create(draft(), "rs_1".into(), "RS-1".into(), &tiers, &standard, at()).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!((r.tier.as_str(), r.status), ("platinum", ResellerStatus::Active));
+        let r = create(
+            draft(),
+            "rs_1".into(),
+            "RS-1".into(),
+            &tiers,
+            &standard,
+            at(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (r.tier.as_str(), r.status),
+            ("platinum", ResellerStatus::Active)
+        );
         let base = Credits::new(1000).unwrap_or_default();
-        assert_eq!(r.tier_cost(base, &tiers, Rounding::HalfUp).map(Credits::get), Ok(700));
-        let r = create(ResellerDraft { tier: None, ..draft() }, "rs_2".into(), "RS-2".into(), &tiers, &standard, at()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            r.tier_cost(base, &tiers, Rounding::HalfUp)
+                .map(Credits::get),
+            Ok(700)
+        );
+        let r = create(
+            ResellerDraft {
+                tier: None,
+                ..draft()
+            },
+            "rs_2".into(),
+            "RS-2".into(),
+            &tiers,
+            &standard,
+            at(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(r.tier, "standard");
-        let err = create(ResellerDraft { tier: Some("diamond".into()), ..draft() }, "x".into(), "y".into(), &tiers, &standard, at());
+        let err = create(
+            ResellerDraft {
+                tier: Some("diamond".into()),
+                ..draft()
+            },
+            "x".into(),
+            "y".into(),
+            &tiers,
+            &standard,
+            at(),
+        );
         assert_eq!(err.err().map(|e| e.code().as_str()), Some("UNKNOWN_TIER"));
-        let err = create(ResellerDraft { user_id: None, ..draft() }, "x".into(), "y".into(), &tiers, &standard, at());
+        let err = create(
+            ResellerDraft {
+                user_id: None,
+                ..draft()
+            },
+            "x".into(),
+            "y".into(),
+            &tiers,
+            &standard,
+            at(),
+        );
         assert_eq!(err.err().map(|e| e.code().as_str()), Some("INVALID_INPUT"));
         let json = serde_json::to_string(&r).unwrap_or_default();
-        assert!(json.contains("\"createdAt\":\"2026-01-31T12:00:00.000Z\""), "{json}");
+        assert!(
+            json.contains("\"createdAt\":\"2026-01-31T12:00:00.000Z\""),
+            "{json}"
+        );
         let value: Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}"));
         let back = Reseller::from_json(value, "r").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(back, r);
@@ -374,7 +451,9 @@ mod tests {
         for good in ["a@b.co", "ops+x@elite.example"] {
             assert!(email(good, "e").is_ok(), "{good}");
         }
-        for bad in ["", "a", "a@b", "@b.co", "a@@b.co", "a b@c.co", "a@.co", "a@b..co", "a@b.co."] {
+        for bad in [
+            "", "a", "a@b", "@b.co", "a@@b.co", "a b@c.co", "a@.co", "a@b..co", "a@b.co.",
+        ] {
             assert!(email(bad, "e").is_err(), "{bad}");
         }
         assert!(company_name("  ", "c").is_err());
@@ -388,10 +467,25 @@ mod tests {
     fn metadata_updates_are_bounded() {
         let tiers = TierTable::reference();
         let standard = TierName::from_literal("standard");
-        let r = create(draft(), "rs_1".into(), "RS-1".into(), &tiers, &standard, at()).unwrap_or_else(|e| panic!("{e}"));
-        let held = r.with_metadata("hold_provisioning", Some(Value::Bool(true)), at()).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(held.metadata.get("hold_provisioning"), Some(&Value::Bool(true)));
-        let cleared = held.with_metadata("hold_provisioning", None, at()).unwrap_or_else(|e| panic!("{e}"));
+        let r = create(
+            draft(),
+            "rs_1".into(),
+            "RS-1".into(),
+            &tiers,
+            &standard,
+            at(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let held = r
+            .with_metadata("hold_provisioning", Some(Value::Bool(true)), at())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            held.metadata.get("hold_provisioning"),
+            Some(&Value::Bool(true))
+        );
+        let cleared = held
+            .with_metadata("hold_provisioning", None, at())
+            .unwrap_or_else(|e| panic!("{e}"));
         assert!(cleared.metadata.is_empty());
         let big = Value::String("x".repeat(METADATA_BYTES_MAX));
         assert!(r.with_metadata("logo", Some(big), at()).is_err());

@@ -53,9 +53,15 @@ impl Rounding {
             Self::Down => false,
             Self::Up => true,
             Self::HalfUp => twice >= denominator_abs,
-            Self::HalfEven => twice > denominator_abs || (twice == denominator_abs && quotient % 2 != 0),
+            Self::HalfEven => {
+                twice > denominator_abs || (twice == denominator_abs && quotient % 2 != 0)
+            }
         };
-        Some(if round_away { quotient + away } else { quotient })
+        Some(if round_away {
+            quotient + away
+        } else {
+            quotient
+        })
     }
 
     /// Unsigned fast path for the pricing hot loop; same results as [`Rounding::divide`].
@@ -63,7 +69,11 @@ impl Rounding {
     #[must_use]
     pub fn divide_u64(self, numerator: u64, denominator: u64) -> u64 {
         debug_assert!(denominator > 0);
-        self.settle(numerator / denominator, numerator % denominator, denominator)
+        self.settle(
+            numerator / denominator,
+            numerator % denominator,
+            denominator,
+        )
     }
 
     /// Rounds `quotient + remainder / denominator` (with `remainder < denominator`) to an integer.

@@ -166,16 +166,28 @@ mod tests {
             (1000, "gold", 850),
             (1000, "standard", 1000),
             (0, "platinum", 0),
-            (1, "gold", 1),      // 0.85 rounds half-up to 1
-            (3, "gold", 3),      // 2.55 → 3
+            (1, "gold", 1), // 0.85 rounds half-up to 1
+            (3, "gold", 3), // 2.55 → 3
             (10, "platinum", 7),
             (15, "platinum", 11), // 10.5 → 11 half-up
         ];
         for &(base, tier, want) in cases {
-            let (_, found) = table.get(tier).map_err(|e| e.to_string()).unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!(tier_cost(credits(base), found.discount, Rounding::HalfUp), credits(want), "{base} {tier}");
+            let (_, found) = table
+                .get(tier)
+                .map_err(|e| e.to_string())
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                tier_cost(credits(base), found.discount, Rounding::HalfUp),
+                credits(want),
+                "{base} {tier}"
+            );
         }
-        assert_eq!(table.get("diamond").map(|_| ()), Err(Error::UnknownTier { tier: "diamond".into() }));
+        assert_eq!(
+            table.get("diamond").map(|_| ()),
+            Err(Error::UnknownTier {
+                tier: "diamond".into()
+            })
+        );
     }
 
     #[test]
@@ -197,7 +209,11 @@ mod tests {
             (10_015, half, Rounding::HalfEven, 5_008),
         ];
         for &(base, rate, mode, want) in cases {
-            assert_eq!(tier_cost(credits(base), rate, mode), credits(want), "{base} {rate} {mode}");
+            assert_eq!(
+                tier_cost(credits(base), rate, mode),
+                credits(want),
+                "{base} {rate} {mode}"
+            );
         }
     }
 
@@ -205,11 +221,20 @@ mod tests {
     fn overrides_add_and_change_tiers() {
         let silver = TierName::parse("silver", "t").unwrap_or_else(|e| panic!("{e}"));
         let gold = TierName::parse("gold", "t").unwrap_or_else(|e| panic!("{e}"));
-        let rate = |u| Tier { discount: Rate::from_units(u).unwrap_or(Rate::ZERO) };
-        let table = TierTable::with_overrides(vec![(silver, rate(1_000)), (gold, rate(2_000))], "tiers")
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(table.get("silver").map(|(_, t)| t.discount.units()), Ok(1_000));
-        assert_eq!(table.get("gold").map(|(_, t)| t.discount.units()), Ok(2_000));
+        let rate = |u| Tier {
+            discount: Rate::from_units(u).unwrap_or(Rate::ZERO),
+        };
+        let table =
+            TierTable::with_overrides(vec![(silver, rate(1_000)), (gold, rate(2_000))], "tiers")
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            table.get("silver").map(|(_, t)| t.discount.units()),
+            Ok(1_000)
+        );
+        assert_eq!(
+            table.get("gold").map(|(_, t)| t.discount.units()),
+            Ok(2_000)
+        );
         assert_eq!(table.iter().count(), 4);
         for bad in ["", "Gold", "1st", "a b", "x".repeat(33).as_str(), "gold!"] {
             assert!(TierName::parse(bad, "t").is_err(), "{bad}");

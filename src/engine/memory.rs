@@ -124,7 +124,8 @@ impl MemoryStorage {
         // Checks passed: replace the record and its index entries in one step.
         if let Some(old) = c.records.remove(&record.id) {
             for (name, value) in old.indexes {
-                c.index.remove(&(name.clone(), value.clone(), old.id.clone()));
+                c.index
+                    .remove(&(name.clone(), value.clone(), old.id.clone()));
                 if c.unique.get(&(name.clone(), value.clone())) == Some(&old.id) {
                     c.unique.remove(&(name, value));
                 }
@@ -167,7 +168,11 @@ impl Storage for MemoryStorage {
         Ok(self.get_now(collection, id))
     }
 
-    async fn find(&self, collection: &str, query: Query<'_>) -> Result<Vec<StoredRecord>, StorageError> {
+    async fn find(
+        &self,
+        collection: &str,
+        query: Query<'_>,
+    ) -> Result<Vec<StoredRecord>, StorageError> {
         Ok(self.find_now(collection, query))
     }
 
@@ -201,7 +206,11 @@ impl<S: Storage> Storage for std::rc::Rc<S> {
         (**self).get(collection, id).await
     }
 
-    async fn find(&self, collection: &str, query: Query<'_>) -> Result<Vec<StoredRecord>, StorageError> {
+    async fn find(
+        &self,
+        collection: &str,
+        query: Query<'_>,
+    ) -> Result<Vec<StoredRecord>, StorageError> {
         (**self).find(collection, query).await
     }
 
@@ -212,7 +221,9 @@ impl<S: Storage> Storage for std::rc::Rc<S> {
         expected_version: u64,
         unique: &[&str],
     ) -> Result<WriteOutcome, StorageError> {
-        (**self).put(collection, record, expected_version, unique).await
+        (**self)
+            .put(collection, record, expected_version, unique)
+            .await
     }
 
     async fn append(

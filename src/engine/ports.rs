@@ -61,7 +61,11 @@ pub struct StorageError {
 #[allow(async_fn_in_trait)] // single-threaded by design: no `Send` bound is wanted
 pub trait Storage {
     async fn get(&self, collection: &str, id: &str) -> Result<Option<StoredRecord>, StorageError>;
-    async fn find(&self, collection: &str, query: Query<'_>) -> Result<Vec<StoredRecord>, StorageError>;
+    async fn find(
+        &self,
+        collection: &str,
+        query: Query<'_>,
+    ) -> Result<Vec<StoredRecord>, StorageError>;
     async fn put(
         &self,
         collection: &str,

@@ -49,17 +49,17 @@ fn to_record(reseller: &Reseller, version: u64) -> Result<StoredRecord> {
 fn from_record(record: StoredRecord) -> Result<Versioned<Reseller>> {
     let unreadable = |reason: String| Error::StorageFailed {
         operation: "get",
-        reason: format!("stored reseller \"{}\" is not readable: {reason}", record.id),
+        reason: format!(
+            "stored reseller \"{}\" is not readable: {reason}",
+            record.id
+        ),
     };
     let json: Value = serde_json::from_str(&record.data).map_err(|e| unreadable(e.to_string()))?;
     let value = Reseller::from_json(json, "reseller").map_err(|e| unreadable(e.to_string()))?;
     if value.id != record.id {
         return Err(Error::StorageFailed {
             operation: "get",
-            reason: format!(
-                "record \"{}\" holds reseller \"{}\"",
-                record.id, value.id
-            ),
+            reason: format!("record \"{}\" holds reseller \"{}\"", record.id, value.id),
         });
     }
     Ok(Versioned {
@@ -129,14 +129,19 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
 
     /// The reseller with this id, or `NOT_FOUND`.
     pub async fn require_reseller(&self, id: &str) -> Result<Versioned<Reseller>> {
-        self.find_reseller(id).await?.ok_or_else(|| Error::NotFound {
-            entity: "reseller",
-            key: id.to_owned(),
-        })
+        self.find_reseller(id)
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                entity: "reseller",
+                key: id.to_owned(),
+            })
     }
 
     /// The reseller profile of a system user, or `None`.
-    pub async fn find_reseller_by_user(&self, user: &UserId) -> Result<Option<Versioned<Reseller>>> {
+    pub async fn find_reseller_by_user(
+        &self,
+        user: &UserId,
+    ) -> Result<Option<Versioned<Reseller>>> {
         self.find_unique(INDEX_USER, &user.key()).await
     }
 
@@ -166,7 +171,10 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
     }
 
     /// Resellers matching `filter`, oldest first, at most [`LIST_SIZE_MAX`].
-    pub async fn list_resellers(&self, filter: &ResellerFilter) -> Result<Vec<Versioned<Reseller>>> {
+    pub async fn list_resellers(
+        &self,
+        filter: &ResellerFilter,
+    ) -> Result<Vec<Versioned<Reseller>>> {
         if let Some(tier) = &filter.tier {
             self.config.pricing.tiers.get(tier)?;
         }
@@ -225,11 +233,18 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
     ) -> Result<Versioned<Reseller>> {
         for _ in 0..RETRY_COUNT_MAX {
             let current = self.require_reseller(id).await?;
-            let next = current.value.with_metadata(key, value.clone(), self.now()?)?;
+            let next = current
+                .value
+                .with_metadata(key, value.clone(), self.now()?)?;
             let record = to_record(&next, current.version + 1)?;
             let outcome = self
                 .storage
-                .put(COLLECTION, &record, current.version, &[INDEX_USER, INDEX_REFID])
+                .put(
+                    COLLECTION,
+                    &record,
+                    current.version,
+                    &[INDEX_USER, INDEX_REFID],
+                )
                 .await
                 .map_err(storage_failed("put"))?;
             match outcome {
@@ -278,7 +293,10 @@ mod tests {
     type Engine<S> = Ally<S, NoMailer, FixedClock>;
 
     fn engine<S: Storage>(storage: S) -> Engine<S> {
-        let at = Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).single().unwrap_or_default();
+        let at = Utc
+            .with_ymd_and_hms(2026, 3, 1, 9, 0, 0)
+            .single()
+            .unwrap_or_default();
         Ally::new(Config::default(), storage, NoMailer, FixedClock(at), 7)
     }
 
@@ -299,19 +317,28 @@ mod tests {
     #[test]
     fn creates_finds_and_refuses_a_second_profile() {
         let ally = engine(MemoryStorage::new());
-        let r = run(ally.create_reseller(draft(1, Some("platinum")))).unwrap_or_else(|e| panic!("{e}"));
+        let r =
+            run(ally.create_reseller(draft(1, Some("platinum")))).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(r.version, 1);
         let by_id = run(ally.find_reseller(&r.value.id)).ok().flatten();
         assert_eq!(by_id.map(|f| f.value), Some(r.value.clone()));
-        let by_user = run(ally.find_reseller_by_user(&UserId::Text("1".into()))).ok().flatten();
+        let by_user = run(ally.find_reseller_by_user(&UserId::Text("1".into())))
+            .ok()
+            .flatten();
         assert_eq!(by_user.map(|f| f.value.id), Some(r.value.id.clone()));
-        let by_refid = run(ally.find_reseller_by_refid(&r.value.refid)).ok().flatten();
+        let by_refid = run(ally.find_reseller_by_refid(&r.value.refid))
+            .ok()
+            .flatten();
         assert_eq!(by_refid.map(|f| f.value.id), Some(r.value.id.clone()));
         assert_eq!(run(ally.find_reseller("rs_missing")).ok().flatten(), None);
         let again = run(ally.create_reseller(draft(1, None)));
-        assert_eq!(again.err().map(|e| e.code().as_str()), Some("ALREADY_EXISTS"));
+        assert_eq!(
+            again.err().map(|e| e.code().as_str()),
+            Some("ALREADY_EXISTS")
+        );
         assert_eq!(ally.storage().count("resellers"), 1);
-        let cost = run(ally.calculate_tier_cost(&r.value.id, Credits::new(1000).unwrap_or_default()));
+        let cost =
+            run(ally.calculate_tier_cost(&r.value.id, Credits::new(1000).unwrap_or_default()));
         assert_eq!(cost.map(Credits::get), Ok(700));
         let missing = run(ally.calculate_tier_cost("rs_missing", Credits::ZERO));
         assert_eq!(missing.err().map(|e| e.code().as_str()), Some("NOT_FOUND"));
@@ -322,15 +349,40 @@ mod tests {
         let ally = engine(MemoryStorage::new());
         let tiers = ["gold", "platinum", "gold", "standard", "gold"];
         for (user, tier) in tiers.iter().enumerate() {
-            run(ally.create_reseller(draft(user as u64 + 1, Some(tier)))).unwrap_or_else(|e| panic!("{e}"));
+            run(ally.create_reseller(draft(user as u64 + 1, Some(tier))))
+                .unwrap_or_else(|e| panic!("{e}"));
         }
         let count = |filter: ResellerFilter| run(ally.list_resellers(&filter)).map(|l| l.len());
         assert_eq!(count(ResellerFilter::default()), Ok(5));
-        assert_eq!(count(ResellerFilter { tier: Some("gold".into()), status: None }), Ok(3));
-        assert_eq!(count(ResellerFilter { tier: None, status: Some(ResellerStatus::Active) }), Ok(5));
-        assert_eq!(count(ResellerFilter { tier: None, status: Some(ResellerStatus::Suspended) }), Ok(0));
-        let unknown = count(ResellerFilter { tier: Some("diamond".into()), status: None });
-        assert_eq!(unknown.err().map(|e| e.code().as_str()), Some("UNKNOWN_TIER"));
+        assert_eq!(
+            count(ResellerFilter {
+                tier: Some("gold".into()),
+                status: None
+            }),
+            Ok(3)
+        );
+        assert_eq!(
+            count(ResellerFilter {
+                tier: None,
+                status: Some(ResellerStatus::Active)
+            }),
+            Ok(5)
+        );
+        assert_eq!(
+            count(ResellerFilter {
+                tier: None,
+                status: Some(ResellerStatus::Suspended)
+            }),
+            Ok(0)
+        );
+        let unknown = count(ResellerFilter {
+            tier: Some("diamond".into()),
+            status: None,
+        });
+        assert_eq!(
+            unknown.err().map(|e| e.code().as_str()),
+            Some("UNKNOWN_TIER")
+        );
     }
 
     #[test]
@@ -341,7 +393,11 @@ mod tests {
         }
         let all = run(ally.list_resellers(&ResellerFilter::default())).map(|l| l.len());
         assert_eq!(all, Ok(PAGE_SIZE_MAX as usize * 2 + 3));
-        let gold = run(ally.list_resellers(&ResellerFilter { tier: Some("gold".into()), status: None })).map(|l| l.len());
+        let gold = run(ally.list_resellers(&ResellerFilter {
+            tier: Some("gold".into()),
+            status: None,
+        }))
+        .map(|l| l.len());
         assert_eq!(gold, Ok(PAGE_SIZE_MAX as usize * 2 + 3));
     }
 
@@ -349,11 +405,21 @@ mod tests {
     fn metadata_updates_bump_the_version() {
         let ally = engine(MemoryStorage::new());
         let r = run(ally.create_reseller(draft(1, None))).unwrap_or_else(|e| panic!("{e}"));
-        let held = run(ally.update_reseller_metadata(&r.value.id, "hold_provisioning", Some(Value::Bool(true))))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let held = run(ally.update_reseller_metadata(
+            &r.value.id,
+            "hold_provisioning",
+            Some(Value::Bool(true)),
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(held.version, 2);
-        assert_eq!(held.value.metadata.get("hold_provisioning"), Some(&Value::Bool(true)));
-        let stored = run(ally.find_reseller(&r.value.id)).ok().flatten().map(|f| f.value);
+        assert_eq!(
+            held.value.metadata.get("hold_provisioning"),
+            Some(&Value::Bool(true))
+        );
+        let stored = run(ally.find_reseller(&r.value.id))
+            .ok()
+            .flatten()
+            .map(|f| f.value);
         assert_eq!(stored, Some(held.value));
     }
 
@@ -374,7 +440,13 @@ mod tests {
             self.tick()?;
             self.inner.find(c, q).await
         }
-        async fn put(&self, c: &str, r: &StoredRecord, v: u64, u: &[&str]) -> Result<WriteOutcome, StorageError> {
+        async fn put(
+            &self,
+            c: &str,
+            r: &StoredRecord,
+            v: u64,
+            u: &[&str],
+        ) -> Result<WriteOutcome, StorageError> {
             self.tick()?;
             if self.stale_puts.get() > 0 {
                 self.stale_puts.set(self.stale_puts.get() - 1);
@@ -382,7 +454,12 @@ mod tests {
             }
             self.inner.put(c, r, v, u).await
         }
-        async fn append(&self, s: &str, n: u64, e: &[String]) -> Result<WriteOutcome, StorageError> {
+        async fn append(
+            &self,
+            s: &str,
+            n: u64,
+            e: &[String],
+        ) -> Result<WriteOutcome, StorageError> {
             self.tick()?;
             self.inner.append(s, n, e).await
         }
@@ -396,7 +473,9 @@ mod tests {
         fn tick(&self) -> Result<(), StorageError> {
             self.calls.set(self.calls.get() + 1);
             if self.calls.get() == self.fail_at {
-                return Err(StorageError { reason: "disk on fire".into() });
+                return Err(StorageError {
+                    reason: "disk on fire".into(),
+                });
             }
             Ok(())
         }
@@ -405,19 +484,37 @@ mod tests {
     #[test]
     fn storage_failures_are_reported_and_leave_nothing_behind() {
         for fail_at in 1..=3 {
-            let flaky = Rc::new(Flaky { inner: MemoryStorage::new(), calls: Cell::new(0), fail_at, stale_puts: Cell::new(0) });
+            let flaky = Rc::new(Flaky {
+                inner: MemoryStorage::new(),
+                calls: Cell::new(0),
+                fail_at,
+                stale_puts: Cell::new(0),
+            });
             let ally = engine(Rc::clone(&flaky));
             let created = run(ally.create_reseller(draft(1, None)));
-            let updated = created.as_ref().ok().map(|r| run(ally.update_reseller_metadata(&r.value.id, "k", Some(Value::from(1)))));
+            let updated = created.as_ref().ok().map(|r| {
+                run(ally.update_reseller_metadata(&r.value.id, "k", Some(Value::from(1))))
+            });
             match fail_at {
                 1 => {
-                    assert_eq!(created.err().map(|e| e.to_string()), Some("storage put failed: disk on fire".into()));
+                    assert_eq!(
+                        created.err().map(|e| e.to_string()),
+                        Some("storage put failed: disk on fire".into())
+                    );
                     assert_eq!(flaky.inner.count("resellers"), 0);
                 }
                 _ => {
                     let err = updated.and_then(Result::err).map(|e| e.code().as_str());
                     assert_eq!(err, Some("STORAGE_FAILED"), "fail_at {fail_at}");
-                    let stored = run(flaky.inner.find("resellers", Query { index: None, after: None, limit: 10 })).unwrap_or_default();
+                    let stored = run(flaky.inner.find(
+                        "resellers",
+                        Query {
+                            index: None,
+                            after: None,
+                            limit: 10,
+                        },
+                    ))
+                    .unwrap_or_default();
                     assert_eq!(stored.len(), 1);
                     assert_eq!(stored[0].version, 1, "a failed update must not write");
                 }
@@ -427,7 +524,12 @@ mod tests {
 
     #[test]
     fn concurrent_writers_are_retried_then_refused() {
-        let flaky = Rc::new(Flaky { inner: MemoryStorage::new(), calls: Cell::new(0), fail_at: 0, stale_puts: Cell::new(0) });
+        let flaky = Rc::new(Flaky {
+            inner: MemoryStorage::new(),
+            calls: Cell::new(0),
+            fail_at: 0,
+            stale_puts: Cell::new(0),
+        });
         let ally = engine(Rc::clone(&flaky));
         let r = run(ally.create_reseller(draft(1, None))).unwrap_or_else(|e| panic!("{e}"));
         flaky.stale_puts.set(3);

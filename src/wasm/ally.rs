@@ -3,19 +3,22 @@
 use std::rc::Rc;
 
 use js_sys::{Object, Promise, Reflect};
-use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::future_to_promise;
 
 use super::error::{to_js, OrThrow};
 use super::host::{HostClock, HostMailer, HostStorage};
 use super::input::{self, credits, type_name, RESERVED_KEYS};
-use crate::domain::record::Fields;
-use super::pricing::{catalog_from_js, ROUNDINGS, cost_batch, price_to_js, tier_table, to_plain, verify_to_js};
+use super::pricing::{
+    catalog_from_js, cost_batch, price_to_js, tier_table, to_plain, verify_to_js, ROUNDINGS,
+};
+use super::types::optional::{self, AllyOptionsArg, JsonValueArg, ResellerListFilterArg};
 use super::types::{self, ResellerStatusName};
 use crate::domain::config::Config;
 use crate::domain::money::{ConversionRate, Currency};
 use crate::domain::quote::PricingContext;
+use crate::domain::record::Fields;
 use crate::domain::reseller::{self, Reseller, ResellerDraft, ResellerStatus, UserId};
 use crate::domain::tier::{tier_cost, TierName};
 use crate::domain::{Error, Result};
@@ -40,14 +43,26 @@ fn check_options(options: &JsValue) -> Result<()> {
     if options.is_undefined() || options.is_null() {
         return Ok(());
     }
-    let config_error = |key: &str, reason: String| Error::InvalidConfig { key: key.to_owned(), reason };
-    let Some(object) = options.dyn_ref::<Object>().filter(|_| !options.is_function()) else {
-        return Err(config_error("options", format!("expected an object, got {}", type_name(options))));
+    let config_error = |key: &str, reason: String| Error::InvalidConfig {
+        key: key.to_owned(),
+        reason,
+    };
+    let Some(object) = options
+        .dyn_ref::<Object>()
+        .filter(|_| !options.is_function())
+    else {
+        return Err(config_error(
+            "options",
+            format!("expected an object, got {}", type_name(options)),
+        ));
     };
     let prototype: JsValue = Object::get_prototype_of(options).into();
     let plain_prototype: JsValue = Object::get_prototype_of(&Object::new()).into();
     if !(prototype.is_null() || prototype == plain_prototype) {
-        return Err(config_error("options", format!("expected a plain object, got {}", type_name(options))));
+        return Err(config_error(
+            "options",
+            format!("expected a plain object, got {}", type_name(options)),
+        ));
     }
     for key in Object::keys(object).iter().filter_map(|k| k.as_string()) {
         if RESERVED_KEYS.contains(&key.as_str()) || !OPTION_KEYS.contains(&key.as_str()) {
@@ -96,8 +111,12 @@ fn read_config(value: &JsValue) -> Result<Config> {
         None => ConversionRate::DEFAULT,
         Some(rate) => ConversionRate::new(rate.get(), "creditConversionRate")?,
     };
-    let auto_provision_wallet = config.opt_bool("autoProvisionWallet")?.unwrap_or(defaults.auto_provision_wallet);
-    let low_credit_threshold = config.opt_credits("lowCreditThreshold")?.unwrap_or(defaults.low_credit_threshold);
+    let auto_provision_wallet = config
+        .opt_bool("autoProvisionWallet")?
+        .unwrap_or(defaults.auto_provision_wallet);
+    let low_credit_threshold = config
+        .opt_credits("lowCreditThreshold")?
+        .unwrap_or(defaults.low_credit_threshold);
     let dashboard_url = match config.opt_object("urls")? {
         None => defaults.dashboard_url.clone(),
         Some(mut urls) => {
@@ -113,16 +132,24 @@ fn read_config(value: &JsValue) -> Result<Config> {
         Some(other) => {
             let mut detail = Fields::new(other, "currency")?;
             let code = detail.string("code")?;
-            let scale = detail.opt_credits("scale")?.map(|s| u32::try_from(s.get()).unwrap_or(u32::MAX));
+            let scale = detail
+                .opt_credits("scale")?
+                .map(|s| u32::try_from(s.get()).unwrap_or(u32::MAX));
             detail.finish(&["code", "scale"])?;
             Currency::new(&code, scale, "currency")?
         }
     };
-    let rounding = config.opt_choice("rounding", &ROUNDINGS)?.unwrap_or(defaults.rounding);
+    let rounding = config
+        .opt_choice("rounding", &ROUNDINGS)?
+        .unwrap_or(defaults.rounding);
     config.finish(&CONFIG_KEYS)?;
     Config::new(
         default_tier,
-        PricingContext { tiers, currency, conversion },
+        PricingContext {
+            tiers,
+            currency,
+            conversion,
+        },
         rounding,
         auto_provision_wallet,
         low_credit_threshold,
@@ -148,14 +175,19 @@ fn reseller_id(value: &JsValue, field: &str) -> Result<String> {
     if value.is_object() && !value.is_function() {
         let object: &Object = value.unchecked_ref();
         let has_own = Object::has_own(object, &"id".into());
-        let id = Reflect::get(value, &"id".into()).ok().and_then(|v| v.as_string());
+        let id = Reflect::get(value, &"id".into())
+            .ok()
+            .and_then(|v| v.as_string());
         if let (true, Some(id)) = (has_own, id) {
             return Ok(id);
         }
     }
     Err(Error::invalid(
         field,
-        format!("expected a reseller record or its id (a string), got {}", type_name(value)),
+        format!(
+            "expected a reseller record or its id (a string), got {}",
+            type_name(value)
+        ),
     ))
 }
 
@@ -165,12 +197,21 @@ fn user_id(value: &JsValue, field: &str) -> Result<UserId> {
     }
     if value.as_f64().is_some() || value.is_bigint() {
         let number = credits(value, field).map_err(|e| match e {
-            Error::InvalidInput { reason, .. } => Error::invalid(field, format!("a user id must be a positive whole number or a string: {reason}")),
+            Error::InvalidInput { reason, .. } => Error::invalid(
+                field,
+                format!("a user id must be a positive whole number or a string: {reason}"),
+            ),
             other => other,
         })?;
         return UserId::number(number.get(), field);
     }
-    Err(Error::invalid(field, format!("expected a user id (number or string), got {}", type_name(value))))
+    Err(Error::invalid(
+        field,
+        format!(
+            "expected a user id (number or string), got {}",
+            type_name(value)
+        ),
+    ))
 }
 
 const STATUSES: [(&str, ResellerStatus); 3] = [
@@ -216,7 +257,9 @@ fn reseller_js(found: &Versioned<Reseller>) -> std::result::Result<JsValue, JsVa
     to_plain(&reseller_output(found))
 }
 
-fn optional_reseller_js(found: Option<Versioned<Reseller>>) -> std::result::Result<JsValue, JsValue> {
+fn optional_reseller_js(
+    found: Option<Versioned<Reseller>>,
+) -> std::result::Result<JsValue, JsValue> {
     found.as_ref().map_or(Ok(JsValue::NULL), reseller_js)
 }
 
@@ -238,11 +281,16 @@ impl Ally {
     /// Every option is optional: the default storage is in memory, mail is dropped, and the clock
     /// is the runtime's. A bad config throws `INVALID_CONFIG` naming the key.
     #[wasm_bindgen(constructor)]
-    pub fn new(
-        #[wasm_bindgen(unchecked_param_type = "AllyOptions | undefined")] options: JsValue,
-    ) -> std::result::Result<Ally, JsValue> {
+    pub fn new(options: Option<AllyOptionsArg>) -> std::result::Result<Ally, JsValue> {
+        let options = optional::value(options);
         check_options(&options).or_throw()?;
-        let get = |key| if options.is_undefined() || options.is_null() { JsValue::UNDEFINED } else { option(&options, key) };
+        let get = |key| {
+            if options.is_undefined() || options.is_null() {
+                JsValue::UNDEFINED
+            } else {
+                option(&options, key)
+            }
+        };
         let config = parse_config(&get("config")).or_throw()?;
         let storage = HostStorage::from_js(&get("storage")).or_throw()?;
         let mailer = HostMailer::from_js(&get("mail")).or_throw()?;
@@ -256,7 +304,10 @@ impl Ally {
     /// A builder for a new reseller: `.user(id).company(name).email(e).platinum().create()`.
     #[must_use]
     pub fn make(&self) -> ResellerBuilder {
-        ResellerBuilder { engine: Rc::clone(&self.engine), draft: ResellerDraft::default() }
+        ResellerBuilder {
+            engine: Rc::clone(&self.engine),
+            draft: ResellerDraft::default(),
+        }
     }
 
     /// The reseller with this id, or `null`.
@@ -281,27 +332,31 @@ impl Ally {
             Err(e) => return rejected(&e),
         };
         let engine = Rc::clone(&self.engine);
-        promise(async move { optional_reseller_js(engine.find_reseller_by_user(&user).await.or_throw()?) })
+        promise(async move {
+            optional_reseller_js(engine.find_reseller_by_user(&user).await.or_throw()?)
+        })
     }
 
     /// The reseller with this public reference, or `null`.
     #[wasm_bindgen(js_name = findByRefid, unchecked_return_type = "Promise<Reseller | null>")]
-    pub fn find_by_refid(&self, #[wasm_bindgen(unchecked_param_type = "string")] refid: JsValue) -> Promise {
+    pub fn find_by_refid(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] refid: JsValue,
+    ) -> Promise {
         let refid = match input::string(&refid, "refid") {
             Ok(refid) => refid,
             Err(e) => return rejected(&e),
         };
         let engine = Rc::clone(&self.engine);
-        promise(async move { optional_reseller_js(engine.find_reseller_by_refid(&refid).await.or_throw()?) })
+        promise(async move {
+            optional_reseller_js(engine.find_reseller_by_refid(&refid).await.or_throw()?)
+        })
     }
 
     /// Resellers, oldest first, optionally scoped by `tier` and `status`.
     #[wasm_bindgen(unchecked_return_type = "Promise<Reseller[]>")]
-    pub fn list(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "ResellerListFilter | undefined")] filter: JsValue,
-    ) -> Promise {
-        let filter = match list_filter(&filter) {
+    pub fn list(&self, filter: Option<ResellerListFilterArg>) -> Promise {
+        let filter = match list_filter(&optional::value(filter)) {
             Ok(f) => f,
             Err(e) => return rejected(&e),
         };
@@ -313,21 +368,27 @@ impl Ally {
         })
     }
 
-    /// Sets one metadata key (JSON value); `undefined` removes it. Resolves to the updated record.
+    /// Sets one metadata key to a JSON value; `undefined` or `null` removes it. Resolves to the
+    /// updated record.
     #[wasm_bindgen(js_name = updateMetadata, unchecked_return_type = "Promise<Reseller>")]
     pub fn update_metadata(
         &self,
         #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
         #[wasm_bindgen(unchecked_param_type = "string")] key: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "JsonValue | undefined")] value: JsValue,
+        value: Option<JsonValueArg>,
     ) -> Promise {
         let parsed = (|| {
             let id = reseller_id(&reseller, "reseller")?;
             let key = input::string(&key, "key")?;
             if RESERVED_KEYS.contains(&key.as_str()) {
-                return Err(Error::invalid("key", format!("the key \"{key}\" is not allowed")));
+                return Err(Error::invalid(
+                    "key",
+                    format!("the key \"{key}\" is not allowed"),
+                ));
             }
-            let value = if value.is_undefined() { None } else { Some(input::to_json(&value, "value")?) };
+            let value = value
+                .map(|v| input::to_json(v.as_ref(), "value"))
+                .transpose()?;
             Ok((id, key, value))
         })();
         let (id, key, value) = match parsed {
@@ -335,7 +396,14 @@ impl Ally {
             Err(e) => return rejected(&e),
         };
         let engine = Rc::clone(&self.engine);
-        promise(async move { reseller_js(&engine.update_reseller_metadata(&id, &key, value).await.or_throw()?) })
+        promise(async move {
+            reseller_js(
+                &engine
+                    .update_reseller_metadata(&id, &key, value)
+                    .await
+                    .or_throw()?,
+            )
+        })
     }
 
     /// What the reseller pays for `basePrice` credits under its tier, in whole credits.
@@ -343,9 +411,11 @@ impl Ally {
     pub fn calculate_tier_cost(
         &self,
         #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
-        #[wasm_bindgen(js_name = basePrice, unchecked_param_type = "number | bigint")] base_price: JsValue,
+        #[wasm_bindgen(js_name = basePrice, unchecked_param_type = "number | bigint")]
+        base_price: JsValue,
     ) -> Promise {
-        let parsed = reseller_id(&reseller, "reseller").and_then(|id| Ok((id, credits(&base_price, "basePrice")?)));
+        let parsed = reseller_id(&reseller, "reseller")
+            .and_then(|id| Ok((id, credits(&base_price, "basePrice")?)));
         let (id, base) = match parsed {
             Ok(p) => p,
             Err(e) => return rejected(&e),
@@ -361,7 +431,8 @@ impl Ally {
     #[wasm_bindgen(js_name = tierCost)]
     pub fn tier_cost(
         &self,
-        #[wasm_bindgen(js_name = basePrice, unchecked_param_type = "number | bigint")] base_price: JsValue,
+        #[wasm_bindgen(js_name = basePrice, unchecked_param_type = "number | bigint")]
+        base_price: JsValue,
         #[wasm_bindgen(unchecked_param_type = "string")] tier: JsValue,
     ) -> std::result::Result<f64, JsValue> {
         let base = credits(&base_price, "basePrice").or_throw()?;
@@ -373,7 +444,8 @@ impl Ally {
     #[wasm_bindgen(js_name = tierCostBatch)]
     pub fn tier_cost_batch(
         &self,
-        #[wasm_bindgen(js_name = basePrices, unchecked_param_type = "Float64Array | number[]")] base_prices: JsValue,
+        #[wasm_bindgen(js_name = basePrices, unchecked_param_type = "Float64Array | number[]")]
+        base_prices: JsValue,
         #[wasm_bindgen(unchecked_param_type = "string")] tier: JsValue,
     ) -> std::result::Result<js_sys::Float64Array, JsValue> {
         let discount = self.discount(&tier).or_throw()?;
@@ -410,7 +482,10 @@ impl Ally {
     ) -> std::result::Result<String, JsValue> {
         let amount = credits(&amount, "credits").or_throw()?;
         let pricing = &self.engine.config().pricing;
-        Ok(pricing.conversion.to_money(amount, &pricing.currency, self.engine.config().rounding).to_string())
+        Ok(pricing
+            .conversion
+            .to_money(amount, &pricing.currency, self.engine.config().rounding)
+            .to_string())
     }
 
     /// Money (a decimal string or number) as whole credits, rounded under the configured mode.
@@ -425,17 +500,29 @@ impl Ally {
         } else if let Some(number) = amount.as_f64() {
             crate::domain::money::Money::from_f64(number, &pricing.currency, "money")
         } else {
-            Err(Error::invalid("money", format!("expected a decimal string or a number, got {}", type_name(&amount))))
+            Err(Error::invalid(
+                "money",
+                format!(
+                    "expected a decimal string or a number, got {}",
+                    type_name(&amount)
+                ),
+            ))
         }
         .or_throw()?;
-        let credits = pricing.conversion.to_credits(&money, self.engine.config().rounding, "money").or_throw()?;
+        let credits = pricing
+            .conversion
+            .to_credits(&money, self.engine.config().rounding, "money")
+            .or_throw()?;
         Ok(credits.as_f64())
     }
 
     fn discount(&self, tier: &JsValue) -> Result<crate::domain::money::Rate> {
-        let name = tier
-            .as_string()
-            .ok_or_else(|| Error::invalid("tier", format!("expected a tier name, got {}", type_name(tier))))?;
+        let name = tier.as_string().ok_or_else(|| {
+            Error::invalid(
+                "tier",
+                format!("expected a tier name, got {}", type_name(tier)),
+            )
+        })?;
         Ok(self.engine.config().pricing.tiers.get(&name)?.1.discount)
     }
 }
@@ -477,7 +564,9 @@ impl ResellerBuilder {
         &self,
         #[wasm_bindgen(unchecked_param_type = "string")] name: JsValue,
     ) -> std::result::Result<ResellerBuilder, JsValue> {
-        let name = input::string(&name, "company").and_then(|n| reseller::company_name(&n, "company")).or_throw()?;
+        let name = input::string(&name, "company")
+            .and_then(|n| reseller::company_name(&n, "company"))
+            .or_throw()?;
         Ok(self.with(|d| d.company_name = Some(name)))
     }
 
@@ -485,7 +574,9 @@ impl ResellerBuilder {
         &self,
         #[wasm_bindgen(unchecked_param_type = "string")] address: JsValue,
     ) -> std::result::Result<ResellerBuilder, JsValue> {
-        let address = input::string(&address, "email").and_then(|a| reseller::email(&a, "email")).or_throw()?;
+        let address = input::string(&address, "email")
+            .and_then(|a| reseller::email(&a, "email"))
+            .or_throw()?;
         Ok(self.with(|d| d.email = Some(address)))
     }
 
@@ -518,7 +609,10 @@ impl ResellerBuilder {
         let parsed = input::to_json(&data, "metadata")
             .and_then(|json| match json {
                 serde_json::Value::Object(map) => reseller::metadata(map, "metadata"),
-                _ => Err(Error::invalid("metadata", format!("expected a plain object, got {}", type_name(&data)))),
+                _ => Err(Error::invalid(
+                    "metadata",
+                    format!("expected a plain object, got {}", type_name(&data)),
+                )),
             })
             .or_throw()?;
         Ok(self.with(|d| d.metadata = Some(parsed)))

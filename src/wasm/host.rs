@@ -18,8 +18,7 @@ use crate::domain::Error;
 use crate::engine::executor::block_on;
 use crate::engine::memory::MemoryStorage as MemoryStore;
 use crate::engine::ports::{
-    Clock, MailError, MailMessage, Mailer, Query, Storage, StorageError, StoredRecord,
-    WriteOutcome,
+    Clock, MailError, MailMessage, Mailer, Query, Storage, StorageError, StoredRecord, WriteOutcome,
 };
 
 #[wasm_bindgen(typescript_custom_section)]
@@ -226,12 +225,22 @@ impl MemoryStorage {
         #[wasm_bindgen(unchecked_param_type = "string[]")] unique: JsValue,
     ) -> Result<JsValue, JsValue> {
         let record = record_from_js(&record)
-            .and_then(|r| r.ok_or_else(|| StorageError { reason: "record is null".into() }))
+            .and_then(|r| {
+                r.ok_or_else(|| StorageError {
+                    reason: "record is null".into(),
+                })
+            })
             .map_err(storage_error_js)?;
-        let unique: Vec<String> = Array::from(&unique).iter().filter_map(|v| v.as_string()).collect();
+        let unique: Vec<String> = Array::from(&unique)
+            .iter()
+            .filter_map(|v| v.as_string())
+            .collect();
         let unique: Vec<&str> = unique.iter().map(String::as_str).collect();
-        let outcome = ready(self.store.put(collection, &record, expected_version as u64, &unique))?
-            .map_err(storage_error_js)?;
+        let outcome = ready(
+            self.store
+                .put(collection, &record, expected_version as u64, &unique),
+        )?
+        .map_err(storage_error_js)?;
         Ok(outcome_to_js(&outcome))
     }
 
@@ -242,7 +251,10 @@ impl MemoryStorage {
         expected_length: f64,
         #[wasm_bindgen(unchecked_param_type = "string[]")] entries: JsValue,
     ) -> Result<JsValue, JsValue> {
-        let entries: Vec<String> = Array::from(&entries).iter().filter_map(|v| v.as_string()).collect();
+        let entries: Vec<String> = Array::from(&entries)
+            .iter()
+            .filter_map(|v| v.as_string())
+            .collect();
         let outcome = ready(self.store.append(stream, expected_length as u64, &entries))?
             .map_err(storage_error_js)?;
         Ok(outcome_to_js(&outcome))
@@ -250,8 +262,13 @@ impl MemoryStorage {
 
     #[wasm_bindgen(unchecked_return_type = "string[]")]
     pub fn read(&self, stream: &str, from: f64, limit: u32) -> Result<JsValue, JsValue> {
-        let entries = ready(self.store.read(stream, from as u64, limit))?.map_err(storage_error_js)?;
-        Ok(entries.iter().map(|s| JsValue::from_str(s)).collect::<Array>().into())
+        let entries =
+            ready(self.store.read(stream, from as u64, limit))?.map_err(storage_error_js)?;
+        Ok(entries
+            .iter()
+            .map(|s| JsValue::from_str(s))
+            .collect::<Array>()
+            .into())
     }
 }
 
@@ -299,11 +316,16 @@ fn record_from_js(value: &JsValue) -> Result<Option<StoredRecord>, StorageError>
         return Ok(None);
     }
     if !value.is_object() {
-        return Err(out_of_contract("a record should be an object or null", value));
+        return Err(out_of_contract(
+            "a record should be an object or null",
+            value,
+        ));
     }
     let field = |name: &str| Reflect::get(value, &name.into()).unwrap_or(JsValue::UNDEFINED);
     let id = field("id");
-    let id = id.as_string().ok_or_else(|| out_of_contract("record.id should be a string", &id))?;
+    let id = id
+        .as_string()
+        .ok_or_else(|| out_of_contract("record.id should be a string", &id))?;
     let version = field("version");
     let version = version
         .as_f64()
@@ -311,22 +333,37 @@ fn record_from_js(value: &JsValue) -> Result<Option<StoredRecord>, StorageError>
         .ok_or_else(|| out_of_contract("record.version should be a whole number >= 1", &version))?
         as u64;
     let data = field("data");
-    let data = data.as_string().ok_or_else(|| out_of_contract("record.data should be a string", &data))?;
+    let data = data
+        .as_string()
+        .ok_or_else(|| out_of_contract("record.data should be a string", &data))?;
     let indexes_value = field("indexes");
     let mut indexes = Vec::new();
     if !indexes_value.is_undefined() && !indexes_value.is_null() {
         let Some(object) = indexes_value.dyn_ref::<Object>() else {
-            return Err(out_of_contract("record.indexes should be an object", &indexes_value));
+            return Err(out_of_contract(
+                "record.indexes should be an object",
+                &indexes_value,
+            ));
         };
         for entry in Object::entries(object).iter() {
             let pair = Array::from(&entry);
             match (pair.get(0).as_string(), pair.get(1).as_string()) {
                 (Some(name), Some(value)) => indexes.push((name, value)),
-                _ => return Err(out_of_contract("record.indexes values should be strings", &pair.get(1))),
+                _ => {
+                    return Err(out_of_contract(
+                        "record.indexes values should be strings",
+                        &pair.get(1),
+                    ))
+                }
             }
         }
     }
-    Ok(Some(StoredRecord { id, version, data, indexes }))
+    Ok(Some(StoredRecord {
+        id,
+        version,
+        data,
+        indexes,
+    }))
 }
 
 fn outcome_from_js(value: &JsValue) -> Result<WriteOutcome, StorageError> {
@@ -336,11 +373,17 @@ fn outcome_from_js(value: &JsValue) -> Result<WriteOutcome, StorageError> {
         _ => {}
     }
     if value.is_object() {
-        if let Some(index) = Reflect::get(value, &"duplicate".into()).ok().and_then(|v| v.as_string()) {
+        if let Some(index) = Reflect::get(value, &"duplicate".into())
+            .ok()
+            .and_then(|v| v.as_string())
+        {
             return Ok(WriteOutcome::Duplicate { index });
         }
     }
-    Err(out_of_contract("expected \"written\", \"stale\" or { duplicate: index }", value))
+    Err(out_of_contract(
+        "expected \"written\", \"stale\" or { duplicate: index }",
+        value,
+    ))
 }
 
 /// A JavaScript object implementing `AllyStorage`.
@@ -381,20 +424,30 @@ impl JsStorage {
         let args: Array = args.iter().collect();
         let answer = function
             .apply(&self.this, &args)
-            .map_err(|thrown| StorageError { reason: describe(&thrown) })?;
+            .map_err(|thrown| StorageError {
+                reason: describe(&thrown),
+            })?;
         JsFuture::from(Promise::resolve(&answer))
             .await
-            .map_err(|rejected| StorageError { reason: describe(&rejected) })
+            .map_err(|rejected| StorageError {
+                reason: describe(&rejected),
+            })
     }
 }
 
 impl Storage for JsStorage {
     async fn get(&self, collection: &str, id: &str) -> Result<Option<StoredRecord>, StorageError> {
-        let answer = self.call(&self.get, &[collection.into(), id.into()]).await?;
+        let answer = self
+            .call(&self.get, &[collection.into(), id.into()])
+            .await?;
         record_from_js(&answer)
     }
 
-    async fn find(&self, collection: &str, query: Query<'_>) -> Result<Vec<StoredRecord>, StorageError> {
+    async fn find(
+        &self,
+        collection: &str,
+        query: Query<'_>,
+    ) -> Result<Vec<StoredRecord>, StorageError> {
         let q = Object::new();
         if let Some((index, value)) = query.index {
             let _ = Reflect::set(&q, &"index".into(), &index.into());
@@ -404,19 +457,26 @@ impl Storage for JsStorage {
             let _ = Reflect::set(&q, &"after".into(), &after.into());
         }
         let _ = Reflect::set(&q, &"limit".into(), &query.limit.into());
-        let answer = self.call(&self.find, &[collection.into(), q.into()]).await?;
+        let answer = self
+            .call(&self.find, &[collection.into(), q.into()])
+            .await?;
         let Some(array) = answer.dyn_ref::<Array>() else {
             return Err(out_of_contract("find should answer an array", &answer));
         };
         if array.length() > query.limit {
             return Err(StorageError {
-                reason: format!("find answered {} records for a limit of {}", array.length(), query.limit),
+                reason: format!(
+                    "find answered {} records for a limit of {}",
+                    array.length(),
+                    query.limit
+                ),
             });
         }
         array
             .iter()
             .map(|item| {
-                record_from_js(&item)?.ok_or_else(|| out_of_contract("find answered a null record", &item))
+                record_from_js(&item)?
+                    .ok_or_else(|| out_of_contract("find answered a null record", &item))
             })
             .collect()
     }
@@ -446,7 +506,11 @@ impl Storage for JsStorage {
         entries: &[String],
     ) -> Result<WriteOutcome, StorageError> {
         let entries: Array = entries.iter().map(|s| JsValue::from_str(s)).collect();
-        let args = [stream.into(), (expected_length as f64).into(), entries.into()];
+        let args = [
+            stream.into(),
+            (expected_length as f64).into(),
+            entries.into(),
+        ];
         let answer = self.call(&self.append, &args).await?;
         outcome_from_js(&answer)
     }
@@ -455,11 +519,17 @@ impl Storage for JsStorage {
         let args = [stream.into(), (from as f64).into(), limit.into()];
         let answer = self.call(&self.read, &args).await?;
         let Some(array) = answer.dyn_ref::<Array>() else {
-            return Err(out_of_contract("read should answer an array of strings", &answer));
+            return Err(out_of_contract(
+                "read should answer an array of strings",
+                &answer,
+            ));
         };
         array
             .iter()
-            .map(|item| item.as_string().ok_or_else(|| out_of_contract("read entries should be strings", &item)))
+            .map(|item| {
+                item.as_string()
+                    .ok_or_else(|| out_of_contract("read entries should be strings", &item))
+            })
             .collect()
     }
 }
@@ -497,7 +567,11 @@ impl Storage for HostStorage {
         }
     }
 
-    async fn find(&self, collection: &str, query: Query<'_>) -> Result<Vec<StoredRecord>, StorageError> {
+    async fn find(
+        &self,
+        collection: &str,
+        query: Query<'_>,
+    ) -> Result<Vec<StoredRecord>, StorageError> {
         match self {
             Self::Memory(m) => m.find(collection, query).await,
             Self::Js(j) => j.find(collection, query).await,
@@ -546,16 +620,24 @@ pub struct HostMailer {
 impl HostMailer {
     pub fn from_js(value: &JsValue) -> Result<Self, Error> {
         if value.is_undefined() {
-            return Ok(Self { this: JsValue::UNDEFINED, send: None });
+            return Ok(Self {
+                this: JsValue::UNDEFINED,
+                send: None,
+            });
         }
         let send = method(value, "mail", "send")?;
-        Ok(Self { this: value.clone(), send: Some(send) })
+        Ok(Self {
+            this: value.clone(),
+            send: Some(send),
+        })
     }
 }
 
 impl Mailer for HostMailer {
     async fn send(&self, message: &MailMessage) -> Result<(), MailError> {
-        let Some(send) = &self.send else { return Ok(()) };
+        let Some(send) = &self.send else {
+            return Ok(());
+        };
         let m = Object::new();
         for (key, value) in [
             ("to", &message.to),
@@ -567,13 +649,15 @@ impl Mailer for HostMailer {
         ] {
             let _ = Reflect::set(&m, &key.into(), &value.into());
         }
-        let answer = send
-            .call1(&self.this, &m)
-            .map_err(|thrown| MailError { reason: describe(&thrown) })?;
+        let answer = send.call1(&self.this, &m).map_err(|thrown| MailError {
+            reason: describe(&thrown),
+        })?;
         JsFuture::from(Promise::resolve(&answer))
             .await
             .map(|_| ())
-            .map_err(|rejected| MailError { reason: describe(&rejected) })
+            .map_err(|rejected| MailError {
+                reason: describe(&rejected),
+            })
     }
 }
 
@@ -589,10 +673,16 @@ impl HostClock {
             return Ok(Self::Runtime);
         }
         if let Some(function) = value.dyn_ref::<Function>() {
-            return Ok(Self::Js { this: JsValue::UNDEFINED, now: function.clone() });
+            return Ok(Self::Js {
+                this: JsValue::UNDEFINED,
+                now: function.clone(),
+            });
         }
         let now = method(value, "clock", "now")?;
-        Ok(Self::Js { this: value.clone(), now })
+        Ok(Self::Js {
+            this: value.clone(),
+            now,
+        })
     }
 }
 
@@ -605,9 +695,17 @@ pub fn instant(value: &JsValue) -> Result<DateTime<Utc>, String> {
     } else if let Some(text) = value.as_string() {
         return DateTime::parse_from_rfc3339(&text)
             .map(|at| at.with_timezone(&Utc))
-            .map_err(|e| format!("\"{}\" is not an ISO-8601 time: {e}", crate::domain::decimal::printable(&text)));
+            .map_err(|e| {
+                format!(
+                    "\"{}\" is not an ISO-8601 time: {e}",
+                    crate::domain::decimal::printable(&text)
+                )
+            });
     } else {
-        return Err(format!("expected a Date, epoch milliseconds or an ISO-8601 string, got {}", type_name(value)));
+        return Err(format!(
+            "expected a Date, epoch milliseconds or an ISO-8601 string, got {}",
+            type_name(value)
+        ));
     };
     let shown = crate::domain::decimal::js_number(millis);
     if !millis.is_finite() || millis.fract() != 0.0 {
@@ -621,7 +719,9 @@ impl Clock for HostClock {
         match self {
             Self::Runtime => instant(&JsValue::from_f64(js_sys::Date::now())),
             Self::Js { this, now } => {
-                let answer = now.call0(this).map_err(|thrown| format!("clock threw: {}", describe(&thrown)))?;
+                let answer = now
+                    .call0(this)
+                    .map_err(|thrown| format!("clock threw: {}", describe(&thrown)))?;
                 instant(&answer)
             }
         }

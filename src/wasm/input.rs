@@ -40,10 +40,16 @@ impl Walker {
     fn walk(&mut self, value: &JsValue, path: &str, depth: u32) -> Result<Value, Error> {
         self.nodes += 1;
         if self.nodes > NODES_MAX {
-            return Err(Error::invalid(path, format!("more than {NODES_MAX} values")));
+            return Err(Error::invalid(
+                path,
+                format!("more than {NODES_MAX} values"),
+            ));
         }
         if depth > DEPTH_MAX {
-            return Err(Error::invalid(path, format!("nested deeper than {DEPTH_MAX} levels")));
+            return Err(Error::invalid(
+                path,
+                format!("nested deeper than {DEPTH_MAX} levels"),
+            ));
         }
         if value.is_null() {
             return Ok(Value::Null);
@@ -78,7 +84,10 @@ impl Walker {
         if value.is_object() && !value.is_function() {
             return self.walk_object(value, path, depth);
         }
-        Err(Error::invalid(path, format!("expected a JSON value, got {}", type_name(value))))
+        Err(Error::invalid(
+            path,
+            format!("expected a JSON value, got {}", type_name(value)),
+        ))
     }
 
     fn walk_object(&mut self, value: &JsValue, path: &str, depth: u32) -> Result<Value, Error> {
@@ -95,13 +104,22 @@ impl Walker {
             ));
         }
         let keys = Object::keys(object);
-        let join = |key: &str| if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") };
+        let join = |key: &str| {
+            if path.is_empty() {
+                key.to_owned()
+            } else {
+                format!("{path}.{key}")
+            }
+        };
         let mut map = Map::new();
         for key in keys.iter() {
             let Some(key) = key.as_string() else { continue };
             let at = join(&key);
             if RESERVED_KEYS.contains(&key.as_str()) {
-                return Err(Error::invalid(at, format!("the key \"{key}\" is not allowed")));
+                return Err(Error::invalid(
+                    at,
+                    format!("the key \"{key}\" is not allowed"),
+                ));
             }
             let item = Reflect::get(object, &JsValue::from_str(&key))
                 .map_err(|_| Error::invalid(&at, "reading this property threw"))?;
@@ -195,7 +213,10 @@ pub fn credits(value: &JsValue, path: &str) -> Result<Credits, Error> {
     }
     Err(Error::invalid(
         path,
-        format!("expected whole credits (a number or bigint), got {}", type_name(value)),
+        format!(
+            "expected whole credits (a number or bigint), got {}",
+            type_name(value)
+        ),
     ))
 }
 

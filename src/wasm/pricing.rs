@@ -9,9 +9,9 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 use super::error::{to_js, OrThrow};
-use crate::domain::record::{self as fields, Fields};
 use super::host::Registry;
 use super::input::{self, credits, type_name};
+use super::types::optional::{self, TierCostOptionsArg};
 use super::types::{
     self, BandUseOutput, PricingModelName, QuoteLineEcho, QuoteLineOutput, QuoteRequestEcho,
     QuoteVerification, RoundingName,
@@ -19,6 +19,7 @@ use super::types::{
 use crate::domain::catalog::{self, Band, PricingModel, ProductSpec};
 use crate::domain::money::{Credits, Rate};
 use crate::domain::quote::{self, LineRequest, PricingContext, QuoteRequest};
+use crate::domain::record::{self as fields, Fields};
 use crate::domain::rounding::Rounding;
 use crate::domain::tier::{tier_cost as domain_tier_cost, Tier, TierName, TierTable};
 use crate::domain::Error;
@@ -36,7 +37,10 @@ const CATALOG_HANDLE: &str = "__allyCatalogHandle";
 /// Serialises a wire struct to a plain JS object (one `JSON.parse` crossing).
 pub fn to_plain<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
     let text = serde_json::to_string(value).map_err(|e| {
-        to_js(&Error::invalid("result", format!("could not be encoded: {e}")))
+        to_js(&Error::invalid(
+            "result",
+            format!("could not be encoded: {e}"),
+        ))
     })?;
     js_sys::JSON::parse(&text)
 }
@@ -58,7 +62,10 @@ pub fn tier_table(overrides: Option<Fields>, field: &str) -> Result<TierTable, E
     for (at, name, value) in overrides.into_entries() {
         let tier_name = TierName::parse(&name, &at)?;
         let mut definition = Fields::new(value, &at)?;
-        let discount = Rate::parse(&definition.decimal("discount")?, &definition.path("discount"))?;
+        let discount = Rate::parse(
+            &definition.decimal("discount")?,
+            &definition.path("discount"),
+        )?;
         definition.finish(&["discount"])?;
         parsed.push((tier_name, Tier { discount }));
     }
@@ -73,7 +80,9 @@ struct CostOptions {
 
 fn cost_options(options: &JsValue) -> Result<CostOptions, Error> {
     let mut parsed = input::record(options, "options")?;
-    let rounding = parsed.opt_choice("rounding", &ROUNDINGS)?.unwrap_or_default();
+    let rounding = parsed
+        .opt_choice("rounding", &ROUNDINGS)?
+        .unwrap_or_default();
     let tiers = match parsed.opt_object("tiers")? {
         Some(map) => Some(tier_table(Some(map), "options.tiers")?),
         None => None,
@@ -83,9 +92,12 @@ fn cost_options(options: &JsValue) -> Result<CostOptions, Error> {
 }
 
 fn discount_of(tiers: &TierTable, tier: &JsValue) -> Result<Rate, Error> {
-    let name = tier
-        .as_string()
-        .ok_or_else(|| Error::invalid("tier", format!("expected a tier name, got {}", type_name(tier))))?;
+    let name = tier.as_string().ok_or_else(|| {
+        Error::invalid(
+            "tier",
+            format!("expected a tier name, got {}", type_name(tier)),
+        )
+    })?;
     Ok(tiers.get(&name)?.1.discount)
 }
 
@@ -97,19 +109,28 @@ pub fn cost_batch(
 ) -> Result<Float64Array, Error> {
     let prices: Vec<f64> = if let Some(typed) = base_prices.dyn_ref::<Float64Array>() {
         if typed.length() > BATCH_LEN_MAX {
-            return Err(Error::invalid("basePrices", format!("at most {BATCH_LEN_MAX} prices per call")));
+            return Err(Error::invalid(
+                "basePrices",
+                format!("at most {BATCH_LEN_MAX} prices per call"),
+            ));
         }
         typed.to_vec()
     } else if let Some(array) = base_prices.dyn_ref::<Array>() {
         if array.length() > BATCH_LEN_MAX {
-            return Err(Error::invalid("basePrices", format!("at most {BATCH_LEN_MAX} prices per call")));
+            return Err(Error::invalid(
+                "basePrices",
+                format!("at most {BATCH_LEN_MAX} prices per call"),
+            ));
         }
         let mut out = Vec::with_capacity(array.length() as usize);
         for (index, item) in array.iter().enumerate() {
             let Some(number) = item.as_f64() else {
                 return Err(Error::invalid(
                     format!("basePrices[{index}]"),
-                    format!("expected whole credits (a number), got {}", type_name(&item)),
+                    format!(
+                        "expected whole credits (a number), got {}",
+                        type_name(&item)
+                    ),
                 ));
             };
             out.push(number);
@@ -118,14 +139,19 @@ pub fn cost_batch(
     } else {
         return Err(Error::invalid(
             "basePrices",
-            format!("expected a Float64Array or an array of numbers, got {}", type_name(base_prices)),
+            format!(
+                "expected a Float64Array or an array of numbers, got {}",
+                type_name(base_prices)
+            ),
         ));
     };
     let mut costs = vec![0.0; prices.len()];
     for (index, (&price, cost)) in prices.iter().zip(costs.iter_mut()).enumerate() {
         // The check is one compare on the common path; the error path names the index.
         let base = Credits::from_f64(price, "").map_err(|e| match e {
-            Error::InvalidInput { reason, .. } => Error::invalid(format!("basePrices[{index}]"), reason),
+            Error::InvalidInput { reason, .. } => {
+                Error::invalid(format!("basePrices[{index}]"), reason)
+            }
             other => other,
         })?;
         *cost = domain_tier_cost(base, discount, rounding).as_f64();
@@ -139,15 +165,18 @@ pub fn cost_batch(
 /// `tierCost(1000, "platinum") === 700`.
 #[wasm_bindgen(js_name = tierCost)]
 pub fn tier_cost(
-    #[wasm_bindgen(js_name = basePrice, unchecked_param_type = "number | bigint")] base_price: JsValue,
+    #[wasm_bindgen(js_name = basePrice, unchecked_param_type = "number | bigint")]
+    base_price: JsValue,
     #[wasm_bindgen(unchecked_param_type = "string")] tier: JsValue,
-    #[wasm_bindgen(unchecked_param_type = "TierCostOptions | undefined")] options: JsValue,
+    options: Option<TierCostOptionsArg>,
 ) -> Result<f64, JsValue> {
     let base = credits(&base_price, "basePrice").or_throw()?;
-    if options.is_undefined() {
-        let discount = REFERENCE.with(|r| discount_of(&r.tiers, &tier)).or_throw()?;
+    let Some(options) = options.map(JsValue::from) else {
+        let discount = REFERENCE
+            .with(|r| discount_of(&r.tiers, &tier))
+            .or_throw()?;
         return Ok(domain_tier_cost(base, discount, Rounding::HalfUp).as_f64());
-    }
+    };
     let options = cost_options(&options).or_throw()?;
     let discount = match &options.tiers {
         Some(tiers) => discount_of(tiers, &tier),
@@ -161,11 +190,12 @@ pub fn tier_cost(
 /// (fastest) or an array of numbers, returns a `Float64Array` of whole credits.
 #[wasm_bindgen(js_name = tierCostBatch)]
 pub fn tier_cost_batch(
-    #[wasm_bindgen(js_name = basePrices, unchecked_param_type = "Float64Array | number[]")] base_prices: JsValue,
+    #[wasm_bindgen(js_name = basePrices, unchecked_param_type = "Float64Array | number[]")]
+    base_prices: JsValue,
     #[wasm_bindgen(unchecked_param_type = "string")] tier: JsValue,
-    #[wasm_bindgen(unchecked_param_type = "TierCostOptions | undefined")] options: JsValue,
+    options: Option<TierCostOptionsArg>,
 ) -> Result<Float64Array, JsValue> {
-    let options = cost_options(&options).or_throw()?;
+    let options = cost_options(&optional::value(options)).or_throw()?;
     let discount = match &options.tiers {
         Some(tiers) => discount_of(tiers, &tier),
         None => REFERENCE.with(|r| discount_of(&r.tiers, &tier)),
@@ -240,7 +270,10 @@ fn parse_catalog(products: &JsValue) -> Result<catalog::Catalog, Error> {
     if !Array::is_array(products) {
         return Err(Error::invalid(
             "catalog",
-            format!("expected an array of products or a Catalog, got {}", type_name(products)),
+            format!(
+                "expected an array of products or a Catalog, got {}",
+                type_name(products)
+            ),
         ));
     }
     let serde_json::Value::Array(items) = input::to_json(products, "catalog")? else {
@@ -249,7 +282,11 @@ fn parse_catalog(products: &JsValue) -> Result<catalog::Catalog, Error> {
     if items.len() > catalog::Catalog::PRODUCTS_MAX {
         return Err(Error::invalid(
             "catalog",
-            format!("a catalog holds at most {} products, got {}", catalog::Catalog::PRODUCTS_MAX, items.len()),
+            format!(
+                "a catalog holds at most {} products, got {}",
+                catalog::Catalog::PRODUCTS_MAX,
+                items.len()
+            ),
         ));
     }
     let mut specs = Vec::with_capacity(items.len());
@@ -264,7 +301,9 @@ fn product_spec(item: serde_json::Value, path: &str) -> Result<ProductSpec, Erro
     let sku = product.string("sku")?;
     let name = product.string("name")?;
     let base_price = product.opt_credits("basePrice")?;
-    let pricing = product.opt_choice("pricing", &PRICING_MODELS)?.unwrap_or(PricingModel::PerUnit);
+    let pricing = product
+        .opt_choice("pricing", &PRICING_MODELS)?
+        .unwrap_or(PricingModel::PerUnit);
     let bands = match product.opt_array("bands")? {
         None => None,
         Some(items) if items.len() > catalog::Catalog::BANDS_MAX => {
@@ -292,13 +331,23 @@ fn product_spec(item: serde_json::Value, path: &str) -> Result<ProductSpec, Erro
                 .into_iter()
                 .map(|(at, v)| match v {
                     serde_json::Value::String(s) => Ok(s),
-                    other => Err(Error::invalid(at, format!("expected a tier name, got {}", fields::describe(&other)))),
+                    other => Err(Error::invalid(
+                        at,
+                        format!("expected a tier name, got {}", fields::describe(&other)),
+                    )),
                 })
                 .collect::<Result<Vec<_>, _>>()?,
         ),
     };
     product.finish(&["sku", "name", "basePrice", "pricing", "bands", "tiers"])?;
-    Ok(ProductSpec { sku, name, base_price, pricing, bands, tiers })
+    Ok(ProductSpec {
+        sku,
+        name,
+        base_price,
+        pricing,
+        bands,
+        tiers,
+    })
 }
 
 /// A `Catalog` handle, or an array of products validated on the spot.
@@ -320,7 +369,11 @@ fn request_from_json(value: serde_json::Value, path: &str) -> Result<QuoteReques
     if items.is_empty() || items.len() > QuoteRequest::LINES_MAX {
         return Err(Error::invalid(
             request.path("lines"),
-            format!("a quote needs 1-{} lines, got {}", QuoteRequest::LINES_MAX, items.len()),
+            format!(
+                "a quote needs 1-{} lines, got {}",
+                QuoteRequest::LINES_MAX,
+                items.len()
+            ),
         ));
     }
     let mut lines = Vec::with_capacity(items.len());
@@ -331,9 +384,15 @@ fn request_from_json(value: serde_json::Value, path: &str) -> Result<QuoteReques
         line.finish(&["sku", "quantity"])?;
         lines.push(LineRequest { sku, quantity });
     }
-    let rounding = request.opt_choice("rounding", &ROUNDINGS)?.unwrap_or_default();
+    let rounding = request
+        .opt_choice("rounding", &ROUNDINGS)?
+        .unwrap_or_default();
     request.finish(&["tier", "lines", "rounding"])?;
-    Ok(QuoteRequest { tier, lines, rounding })
+    Ok(QuoteRequest {
+        tier,
+        lines,
+        rounding,
+    })
 }
 
 fn model_name(model: PricingModel) -> PricingModelName {
@@ -353,7 +412,10 @@ pub fn quote_output(quote: &quote::Quote, context: &PricingContext) -> types::Qu
                 .request
                 .lines
                 .iter()
-                .map(|l| QuoteLineEcho { sku: l.sku.clone(), quantity: l.quantity })
+                .map(|l| QuoteLineEcho {
+                    sku: l.sku.clone(),
+                    quantity: l.quantity,
+                })
                 .collect(),
             rounding: RoundingName::from(quote.request.rounding),
         },
@@ -414,10 +476,16 @@ pub fn verify_to_js(
 ) -> Result<JsValue, JsValue> {
     let received = input::to_json(received, "quote").or_throw()?;
     let Some(request) = received.get("request") else {
-        return Err(to_js(&Error::invalid("quote.request", "a quote carries the request it priced")));
+        return Err(to_js(&Error::invalid(
+            "quote.request",
+            "a quote carries the request it priced",
+        )));
     };
     let request = request_from_json(request.clone(), "quote.request").or_throw()?;
-    let expected = quote_output(&quote::price(request, catalog, context).or_throw()?, context);
+    let expected = quote_output(
+        &quote::price(request, catalog, context).or_throw()?,
+        context,
+    );
     let expected_json = serde_json::to_value(&expected)
         .map_err(|e| to_js(&Error::invalid("quote", e.to_string())))?;
     let mut mismatches = Vec::new();
@@ -435,7 +503,13 @@ fn diff(expected: &Value, received: &Value, path: &str, out: &mut Vec<String>) {
     if out.len() >= MISMATCHES_MAX {
         return;
     }
-    let join = |key: &str| if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") };
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
     match (expected, received) {
         (Value::Object(e), Value::Object(r)) => {
             for (key, value) in e {
@@ -454,7 +528,11 @@ fn diff(expected: &Value, received: &Value, path: &str, out: &mut Vec<String>) {
             }
         }
         (a, b) if a == b => {}
-        _ => out.push(if path.is_empty() { "quote".to_owned() } else { path.to_owned() }),
+        _ => out.push(if path.is_empty() {
+            "quote".to_owned()
+        } else {
+            path.to_owned()
+        }),
     }
 }
 

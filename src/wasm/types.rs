@@ -309,3 +309,28 @@ pub struct Reseller {
     /// Storage version; increases with every write.
     pub version: u64,
 }
+
+/// Handles for optional parameters: an `Option<T>` of an imported type keeps the parameter
+/// optional in the declarations (`options?: TierCostOptions | null`), which
+/// `unchecked_param_type` on a bare `JsValue` cannot. The values are unchecked references; the
+/// readers check them like any other input.
+pub mod optional {
+    use wasm_bindgen::prelude::*;
+
+    #[wasm_bindgen]
+    extern "C" {
+        #[wasm_bindgen(typescript_type = "TierCostOptions")]
+        pub type TierCostOptionsArg;
+        #[wasm_bindgen(typescript_type = "AllyOptions")]
+        pub type AllyOptionsArg;
+        #[wasm_bindgen(typescript_type = "ResellerListFilter")]
+        pub type ResellerListFilterArg;
+        #[wasm_bindgen(typescript_type = "JsonValue")]
+        pub type JsonValueArg;
+    }
+
+    /// The argument as a plain value; an omitted one is `undefined`.
+    pub fn value<T: AsRef<JsValue>>(arg: Option<T>) -> JsValue {
+        arg.map_or(JsValue::UNDEFINED, |a| a.as_ref().clone())
+    }
+}

@@ -1,0 +1,68 @@
+// Compiled with `tsc --strict --noEmit`: proves the generated declarations are precise enough to
+// catch misuse (each @ts-expect-error must be an error) and complete enough for real use.
+import {
+  Ally, AllyError, Catalog, memoryStorage, quote, tierCost, tierCostBatch, verifyQuote,
+  type AllyErrorCode, type AllyStorage, type MaybePromise, type ProductInput, type Quote,
+  type Reseller, type StoredRecord, type WriteOutcome,
+} from "ally-engine";
+import initAlly, { tierCost as webTierCost } from "ally-engine/web";
+
+const cost: number = tierCost(1000, "platinum");
+const bigCost: number = tierCost(1000n, "gold", { rounding: "halfEven", tiers: { silver: { discount: "0.1" } } });
+const costs: Float64Array = tierCostBatch(new Float64Array([1, 2]), "gold");
+// @ts-expect-error a tier is a name
+tierCost(1000, 5);
+// @ts-expect-error rounding modes are a closed set
+tierCost(1000, "gold", { rounding: "nearest" });
+// @ts-expect-error options are a closed record
+tierCost(1000, "gold", { colour: "red" });
+
+const products: ProductInput[] = [
+  { sku: "basic", name: "Basic", basePrice: 1000 },
+  { sku: "seats", name: "Seats", pricing: "graduated", bands: [{ upTo: 10, unitPrice: 100 }, { upTo: null, unitPrice: 80 }] },
+];
+const catalog = new Catalog(products);
+const q: Quote = quote({ tier: "gold", lines: [{ sku: "basic", quantity: 2 }] }, catalog);
+const lineTotal: number | undefined = q.lines[0]?.total;
+const money: string = q.totalMoney;
+const valid: boolean = verifyQuote(q, products).valid;
+// @ts-expect-error a quantity is a number
+quote({ tier: "gold", lines: [{ sku: "basic", quantity: "2" }] }, catalog);
+
+const storage: AllyStorage = {
+  get: (_collection: string, _id: string): StoredRecord | null => null,
+  find: async () => [],
+  put: (): MaybePromise<WriteOutcome> => Promise.resolve({ duplicate: "userId" }),
+  append: () => "written",
+  read: () => [],
+};
+
+async function main(): Promise<void> {
+  const ally = new Ally({ storage: memoryStorage(), clock: () => new Date(), config: { lowCreditThreshold: 500, currency: "USD" } });
+  new Ally({ storage, mail: { send: async () => undefined } });
+  new Ally();
+  const r: Reseller = await ally.make().user(1).company("Elite Global").email("ops@elite.example").platinum().create();
+  const tier: string = r.tier;
+  const status: "active" | "suspended" | "inactive" = r.status;
+  const found: Reseller | null = await ally.findByRefid(r.refid);
+  const paid: number = await ally.calculateTierCost(r, 1000);
+  await ally.updateMetadata(r.id, "hold_provisioning", true);
+  await ally.updateMetadata(r, "hold_provisioning");
+  const listed: Reseller[] = await ally.list({ tier: "gold", status: "active" });
+  // @ts-expect-error statuses are a closed set
+  await ally.list({ status: "asleep" });
+  // @ts-expect-error config keys are checked
+  new Ally({ config: { colour: "red" } });
+  try {
+    tierCost(1.5, "gold");
+  } catch (e) {
+    if (e instanceof AllyError) {
+      const code: AllyErrorCode = e.code;
+      const field: string | undefined = e.details["field"];
+      console.log(code, field, e.message, e.name === "AllyError");
+    }
+  }
+  await initAlly();
+  console.log(cost, bigCost, costs, lineTotal, money, valid, tier, status, found, paid, listed, webTierCost(1, "gold"));
+}
+void main;
