@@ -1,0 +1,104 @@
+// The pure-JavaScript peer the benchmark measures the wasm package against: the same pricing
+// rules written the way a careful JS team would, on decimal.js, with node:crypto for the SHA-256
+// fingerprint. It exists only for the benchmark, which checks that both give the same answers.
+import Decimal from "decimal.js";
+import { createHash } from "node:crypto";
+
+const D = Decimal.clone({ precision: 40, rounding: Decimal.ROUND_HALF_UP });
+const ONE = new D(1);
+const MAX = 9007199254740991;
+const TIERS = new Map([
+  ["standard", new D("0")],
+  ["gold", new D("0.15")],
+  ["platinum", new D("0.30")],
+]);
+
+function credits(value, field) {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 0 || value > MAX || Object.is(value, -0)) {
+    throw new TypeError(`${field}: expected whole credits, got ${String(value)}`);
+  }
+  return value;
+}
+
+function discountOf(tier) {
+  const discount = TIERS.get(tier);
+  if (discount === undefined) throw new TypeError(`unknown tier "${tier}"`);
+  return discount;
+}
+
+export function tierCost(basePrice, tier) {
+  const base = credits(basePrice, "basePrice");
+  return new D(base).times(ONE.minus(discountOf(tier))).toDecimalPlaces(0, D.ROUND_HALF_UP).toNumber();
+}
+
+export function tierCostBatch(prices, tier) {
+  const paid = ONE.minus(discountOf(tier));
+  const out = new Float64Array(prices.length);
+  for (let i = 0; i < prices.length; i++) {
+    out[i] = new D(credits(prices[i], `basePrices[${i}]`)).times(paid).toDecimalPlaces(0, D.ROUND_HALF_UP).toNumber();
+  }
+  return out;
+}
+
+export function catalog(products) {
+  return new Map(products.map((p) => [p.sku, p]));
+}
+
+function bandsFor(product, quantity) {
+  if (!product.bands) return [{ band: null, upTo: null, quantity, unitPrice: product.basePrice, amount: new D(product.basePrice).times(quantity) }];
+  if (product.pricing === "volume") {
+    const index = product.bands.findIndex((b) => b.upTo === null || b.upTo === undefined || quantity <= b.upTo);
+    const band = product.bands[index];
+    return [{ band: index, upTo: band.upTo ?? null, quantity, unitPrice: band.unitPrice, amount: new D(band.unitPrice).times(quantity) }];
+  }
+  const uses = [];
+  let floor = 0;
+  product.bands.forEach((band, index) => {
+    if (floor >= quantity) return;
+    const ceiling = band.upTo === null || band.upTo === undefined ? quantity : Math.min(band.upTo, quantity);
+    uses.push({ band: index, upTo: band.upTo ?? null, quantity: ceiling - floor, unitPrice: band.unitPrice, amount: new D(band.unitPrice).times(ceiling - floor) });
+    floor = ceiling;
+  });
+  return uses;
+}
+
+export function quote(request, products) {
+  const discount = discountOf(request.tier);
+  const paid = ONE.minus(discount);
+  let subtotal = new D(0);
+  let total = new D(0);
+  const lines = request.lines.map((line, i) => {
+    const product = products.get(line.sku);
+    if (!product) throw new TypeError(`request.lines[${i}].sku: no product "${line.sku}"`);
+    if (product.tiers && !product.tiers.includes(request.tier)) throw new TypeError(`request.lines[${i}].sku: tier restricted`);
+    const quantity = credits(line.quantity, `request.lines[${i}].quantity`);
+    const bands = bandsFor(product, quantity);
+    const lineSubtotal = bands.reduce((sum, b) => sum.plus(b.amount), new D(0));
+    const lineTotal = lineSubtotal.times(paid).toDecimalPlaces(0, D.ROUND_HALF_UP);
+    subtotal = subtotal.plus(lineSubtotal);
+    total = total.plus(lineTotal);
+    return {
+      sku: product.sku,
+      name: product.name,
+      quantity,
+      unitPrice: bands[bands.length - 1].unitPrice,
+      bands: bands.map((b) => ({ ...b, amount: b.amount.toNumber() })),
+      subtotal: lineSubtotal.toNumber(),
+      discountRate: discount.toFixed(4),
+      discount: lineSubtotal.minus(lineTotal).toNumber(),
+      total: lineTotal.toNumber(),
+    };
+  });
+  const result = {
+    tier: request.tier,
+    lines,
+    subtotal: subtotal.toNumber(),
+    discount: subtotal.minus(total).toNumber(),
+    total: total.toNumber(),
+    totalMoney: total.dividedBy(100).toFixed(2, D.ROUND_HALF_UP),
+  };
+  const hash = createHash("sha256");
+  hash.update(JSON.stringify([request.tier, lines.map((l) => [l.sku, l.quantity, l.subtotal, l.total]), result.subtotal, result.total, result.totalMoney]));
+  result.fingerprint = hash.digest("hex");
+  return result;
+}

@@ -1,0 +1,100 @@
+// The benchmark: the same workloads through the wasm package, the decimal.js peer and native Rust,
+// in one run, with medians of several repetitions and the ratios between them. Prints the .wasm
+// size too. Run with `npm run bench` (which builds first).
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { gzipSync } from "node:zlib";
+import { dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import * as wasm from "ally-engine";
+import * as peer from "./peer.mjs";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const TIERS = ["standard", "gold", "platinum"];
+
+function rate(runs, ops, body) {
+  body(); // warm-up
+  const seconds = [];
+  for (let r = 0; r < runs; r++) {
+    const start = process.hrtime.bigint();
+    body();
+    seconds.push(Number(process.hrtime.bigint() - start) / 1e9);
+  }
+  seconds.sort((a, b) => a - b);
+  return ops / seconds[Math.floor(runs / 2)];
+}
+
+// Workload data shared by both JS sides (native builds the same shapes).
+const products = Array.from({ length: 40 }, (_, i) => {
+  const bands = [{ upTo: 10, unitPrice: 100 + i }, { upTo: 50, unitPrice: 90 + i }, { upTo: null, unitPrice: 80 + i }];
+  const sku = `sku-${String(i).padStart(3, "0")}`;
+  if (i % 3 === 0) return { sku, name: `Product ${i}`, basePrice: 1000 + i * 7 };
+  return { sku, name: `Product ${i}`, pricing: i % 3 === 1 ? "volume" : "graduated", bands };
+});
+const requests = Array.from({ length: 30 }, (_, q) => ({
+  tier: TIERS[q % 3],
+  lines: Array.from({ length: 20 }, (_, l) => ({ sku: `sku-${String((l * 2 + q) % 40).padStart(3, "0")}`, quantity: 1 + ((l * 7 + q) % 60) })),
+}));
+const prices = new Float64Array(1_000_000);
+for (let i = 0; i < prices.length; i++) prices[i] = (i * 7919) % 100003;
+
+// Both sides must agree before their speeds mean anything.
+const wasmCatalog = new wasm.Catalog(products);
+const peerCatalog = peer.catalog(products);
+for (const request of requests) {
+  const a = wasm.quote(request, wasmCatalog);
+  const b = peer.quote(request, peerCatalog);
+  if (a.total !== b.total || a.totalMoney !== b.totalMoney || a.lines.some((l, i) => l.total !== b.lines[i].total)) {
+    throw new Error(`wasm and peer disagree on ${JSON.stringify(request)}`);
+  }
+}
+const wasmBatch = wasm.tierCostBatch(prices, "gold");
+const peerBatch = peer.tierCostBatch(prices, "gold");
+for (let i = 0; i < prices.length; i += 997) {
+  if (wasmBatch[i] !== peerBatch[i] || wasm.tierCost(prices[i], "platinum") !== peer.tierCost(prices[i], "platinum")) throw new Error(`disagree at ${prices[i]}`);
+}
+
+const singleCalls = 2_000_000;
+const singles = (fn) => () => {
+  let sum = 0;
+  for (let i = 0; i < singleCalls; i++) sum += fn(i % 100003, TIERS[i % 3]);
+  return sum;
+};
+const quotes = (fn, catalog, n) => () => {
+  let sum = 0;
+  for (let q = 0; q < n; q++) sum += fn(requests[q % requests.length], catalog).total;
+  return sum;
+};
+
+const results = {
+  wasm: {
+    tierCost: rate(5, singleCalls, singles(wasm.tierCost)),
+    tierCostBatch: rate(7, prices.length, () => wasm.tierCostBatch(prices, "gold")),
+    quote: rate(5, 50_000, quotes(wasm.quote, wasmCatalog, 50_000)),
+  },
+  peer: {
+    tierCost: rate(3, singleCalls / 10, () => { for (let i = 0; i < singleCalls / 10; i++) peer.tierCost(i % 100003, TIERS[i % 3]); }),
+    tierCostBatch: rate(3, prices.length, () => peer.tierCostBatch(prices, "gold")),
+    quote: rate(3, 5_000, quotes(peer.quote, peerCatalog, 5_000)),
+  },
+};
+execFileSync("cargo", ["build", "--release", "--quiet", "--example", "bench"], { cwd: root, stdio: "inherit" });
+results.native = JSON.parse(execFileSync(resolve(root, "target/release/examples/bench"), { encoding: "utf8" }));
+
+const targets = { tierCost: 5e6, tierCostBatch: 50e6, quote: 50e3 };
+const units = { tierCost: "calls/s", tierCostBatch: "prices/s", quote: "quotes/s (20 lines)" };
+const fmt = (n) => (n >= 1e6 ? `${(n / 1e6).toFixed(2)} M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} k` : n.toFixed(0));
+console.log(`\nNode ${process.version}, medians of repeated runs, one process run\n`);
+console.log("workload        wasm          decimal.js    native        wasm/peer  native/wasm  target       met");
+for (const key of Object.keys(targets)) {
+  const w = results.wasm[key];
+  const p = results.peer[key];
+  const n = results.native[key];
+  const met = w >= targets[key] && w >= 5 * p ? "yes" : "NO";
+  console.log(
+    `${key.padEnd(15)} ${fmt(w).padEnd(13)} ${fmt(p).padEnd(13)} ${fmt(n).padEnd(13)} ${(w / p).toFixed(1).padStart(7)}x  ${(n / w).toFixed(2).padStart(9)}x  ≥${fmt(targets[key])} & 5x  ${met}`,
+  );
+}
+console.log(`units: ${Object.entries(units).map(([k, u]) => `${k} in ${u}`).join("; ")}`);
+const module = readFileSync(resolve(root, "pkg/ally_engine_bg.wasm"));
+console.log(`\n.wasm after wasm-opt: ${module.length} bytes raw, ${gzipSync(module, { level: 9 }).length} bytes gzipped (target ≤ 262144 raw)`);

@@ -1,0 +1,113 @@
+//! Native side of the benchmark (`npm run bench` runs it next to the wasm package and the
+//! decimal.js peer): the same workloads through the domain API, printed as one JSON line.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use ally_engine::domain::catalog::{Band, Catalog, PricingModel, ProductSpec};
+use ally_engine::domain::money::Credits;
+use ally_engine::domain::quote::{price, LineRequest, PricingContext, QuoteRequest};
+use ally_engine::domain::rounding::Rounding;
+use ally_engine::domain::tier::{tier_cost, TierTable};
+use ally_engine::domain::Error;
+
+const TIERS: [&str; 3] = ["standard", "gold", "platinum"];
+
+/// Median of `runs` timings of `body`, as operations per second.
+fn rate(runs: usize, ops: usize, mut body: impl FnMut()) -> f64 {
+    let mut seconds: Vec<f64> = (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            body();
+            start.elapsed().as_secs_f64()
+        })
+        .collect();
+    seconds.sort_by(f64::total_cmp);
+    ops as f64 / seconds[runs / 2]
+}
+
+fn credits(value: u64) -> Credits {
+    Credits::new(value).unwrap_or_default()
+}
+
+fn catalog() -> Result<Catalog, Error> {
+    let mut specs = Vec::new();
+    for i in 0..40u64 {
+        let bands = vec![
+            Band { up_to: Some(10), unit_price: credits(100 + i) },
+            Band { up_to: Some(50), unit_price: credits(90 + i) },
+            Band { up_to: None, unit_price: credits(80 + i) },
+        ];
+        let (pricing, base_price, bands) = match i % 3 {
+            0 => (PricingModel::PerUnit, Some(credits(1000 + i * 7)), None),
+            1 => (PricingModel::Volume, None, Some(bands)),
+            _ => (PricingModel::Graduated, None, Some(bands)),
+        };
+        specs.push(ProductSpec {
+            sku: format!("sku-{i:03}"),
+            name: format!("Product {i}"),
+            base_price,
+            pricing,
+            bands,
+            tiers: None,
+        });
+    }
+    Catalog::new(specs, "catalog")
+}
+
+fn main() -> Result<(), Error> {
+    let table = TierTable::reference();
+
+    // tierCost: one call per price, the tier looked up by name as the JS entry does.
+    let n_single = 2_000_000usize;
+    let tier_cost_rate = rate(5, n_single, || {
+        let mut sum = 0u64;
+        for i in 0..n_single {
+            let name = TIERS[i % 3];
+            if let Ok((_, tier)) = table.get(black_box(name)) {
+                let base = Credits::from_f64(black_box((i % 100_003) as f64), "basePrice").unwrap_or_default();
+                sum = sum.wrapping_add(tier_cost(base, tier.discount, Rounding::HalfUp).get());
+            }
+        }
+        black_box(sum);
+    });
+
+    // tierCostBatch: a million prices, checked and discounted into a new buffer.
+    let prices: Vec<f64> = (0..1_000_000u64).map(|i| ((i * 7919) % 100_003) as f64).collect();
+    let discount = table.get("gold")?.1.discount;
+    let batch_rate = rate(7, prices.len(), || {
+        let mut out = vec![0.0; prices.len()];
+        for (price, cost) in prices.iter().zip(out.iter_mut()) {
+            let base = Credits::from_f64(*price, "basePrices").unwrap_or_default();
+            *cost = tier_cost(base, discount, Rounding::HalfUp).as_f64();
+        }
+        black_box(out);
+    });
+
+    // quote: a 20-line cart over a 40-product catalog, including building the request.
+    let catalog = catalog()?;
+    let context = PricingContext::default();
+    // The same 30 prepared carts the JS side cycles through; cloning one stands in for reading
+    // the request at the boundary.
+    let requests: Vec<QuoteRequest> = (0..30u64)
+        .map(|q| QuoteRequest {
+            tier: TIERS[(q % 3) as usize].to_owned(),
+            lines: (0..20u64)
+                .map(|l| LineRequest { sku: format!("sku-{:03}", (l * 2 + q) % 40), quantity: 1 + (l * 7 + q) % 60 })
+                .collect(),
+            rounding: Rounding::HalfUp,
+        })
+        .collect();
+    let n_quotes = 50_000usize;
+    let quote_rate = rate(5, n_quotes, || {
+        for q in 0..n_quotes {
+            let request = requests[q % requests.len()].clone();
+            black_box(price(request, &catalog, &context).map(|quote| quote.total));
+        }
+    });
+
+    println!(
+        "{{\"tierCost\":{tier_cost_rate:.0},\"tierCostBatch\":{batch_rate:.0},\"quote\":{quote_rate:.0}}}"
+    );
+    Ok(())
+}
