@@ -34,9 +34,18 @@ fn catalog() -> Result<Catalog, Error> {
     let mut specs = Vec::new();
     for i in 0..40u64 {
         let bands = vec![
-            Band { up_to: Some(10), unit_price: credits(100 + i) },
-            Band { up_to: Some(50), unit_price: credits(90 + i) },
-            Band { up_to: None, unit_price: credits(80 + i) },
+            Band {
+                up_to: Some(10),
+                unit_price: credits(100 + i),
+            },
+            Band {
+                up_to: Some(50),
+                unit_price: credits(90 + i),
+            },
+            Band {
+                up_to: None,
+                unit_price: credits(80 + i),
+            },
         ];
         let (pricing, base_price, bands) = match i % 3 {
             0 => (PricingModel::PerUnit, Some(credits(1000 + i * 7)), None),
@@ -65,7 +74,8 @@ fn main() -> Result<(), Error> {
         for i in 0..n_single {
             let name = TIERS[i % 3];
             if let Ok((_, tier)) = table.get(black_box(name)) {
-                let base = Credits::from_f64(black_box((i % 100_003) as f64), "basePrice").unwrap_or_default();
+                let base = Credits::from_f64(black_box((i % 100_003) as f64), "basePrice")
+                    .unwrap_or_default();
                 sum = sum.wrapping_add(tier_cost(base, tier.discount, Rounding::HalfUp).get());
             }
         }
@@ -73,7 +83,9 @@ fn main() -> Result<(), Error> {
     });
 
     // tierCostBatch: a million prices, checked and discounted into a new buffer.
-    let prices: Vec<f64> = (0..1_000_000u64).map(|i| ((i * 7919) % 100_003) as f64).collect();
+    let prices: Vec<f64> = (0..1_000_000u64)
+        .map(|i| ((i * 7919) % 100_003) as f64)
+        .collect();
     let discount = table.get("gold")?.1.discount;
     let batch_rate = rate(7, prices.len(), || {
         let mut out = vec![0.0; prices.len()];
@@ -93,7 +105,10 @@ fn main() -> Result<(), Error> {
         .map(|q| QuoteRequest {
             tier: TIERS[(q % 3) as usize].to_owned(),
             lines: (0..20u64)
-                .map(|l| LineRequest { sku: format!("sku-{:03}", (l * 2 + q) % 40), quantity: 1 + (l * 7 + q) % 60 })
+                .map(|l| LineRequest {
+                    sku: format!("sku-{:03}", (l * 2 + q) % 40),
+                    quantity: 1 + (l * 7 + q) % 60,
+                })
                 .collect(),
             rounding: Rounding::HalfUp,
         })

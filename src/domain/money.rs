@@ -67,6 +67,19 @@ impl Credits {
         Ok(Self(value as u64))
     }
 
+    /// The hot-path check: `Some` exactly when [`Credits::from_f64`] would succeed.
+    #[inline]
+    #[must_use]
+    pub fn from_f64_exact(value: f64) -> Option<Self> {
+        let whole = value >= 0.0 && value <= Self::MAX.0 as f64 && value.trunc() == value;
+        let negative_zero = value == 0.0 && value.is_sign_negative();
+        if whole && !negative_zero {
+            Some(Self(value as u64))
+        } else {
+            None
+        }
+    }
+
     /// Reads a JS bigint (already narrowed to i128 by the caller).
     pub fn from_i128(value: i128, field: &str) -> Result<Self> {
         if value < 0 {

@@ -134,18 +134,33 @@ impl TierTable {
 /// What a reseller of a tier with `discount` pays for `base_price`:
 /// `base_price × (1 − discount)`, rounded to whole credits under `rounding` (default half-up).
 ///
-/// Exact integer arithmetic without a 128-bit division: the discount is held in ten-thousandths,
-/// and `base = q × 10 000 + r` gives `base × paid / 10 000 = q × paid + r × paid / 10 000`, where
-/// only the last term needs rounding and `r × paid < 10^8`. The result never exceeds the base.
+/// Exact integer arithmetic: the discount is held in ten-thousandths, and
+/// `base = q × 10 000 + r` gives `base × paid / 10 000 = q × paid + r × paid / 10 000`, where only
+/// the last term needs rounding and `r × paid < 10^8` fits 32 bits. wasm has no 64-bit
+/// multiply-high, so a 64-bit division by a constant stays a slow `i64.div_u` there; the split
+/// estimates `q` with one float multiply (exact to ±1 below 2^53) and corrects it, and divides
+/// only in 32 bits, which compiles to a multiply and a shift.
 #[inline]
 #[must_use]
 pub fn tier_cost(base_price: Credits, discount: Rate, rounding: Rounding) -> Credits {
-    let one = u64::from(Rate::ONE_UNITS);
-    let paid_units = u64::from(discount.complement().units());
-    let (whole, rest) = (base_price.get() / one, base_price.get() % one);
-    let rest_paid = rest * paid_units;
-    let cost = rounding.settle(whole * paid_units + rest_paid / one, rest_paid % one, one);
-    // cost <= base_price because paid_units <= ONE_UNITS.
+    const ONE: u64 = Rate::ONE_UNITS as u64;
+    let base = base_price.get();
+    let paid_units = u32::from(discount.complement().units());
+    let mut whole = (base as f64 * 1e-4) as u64;
+    let mut rest = base.wrapping_sub(whole * ONE) as i64;
+    if rest < 0 {
+        whole -= 1;
+        rest += ONE as i64;
+    } else if rest >= ONE as i64 {
+        whole += 1;
+        rest -= ONE as i64;
+    }
+    // 0 <= rest < 10 000, so rest × paid < 10^8.
+    let rest_paid = rest as u32 * paid_units;
+    let quotient = whole * u64::from(paid_units) + u64::from(rest_paid / Rate::ONE_UNITS as u32);
+    let remainder = u64::from(rest_paid % Rate::ONE_UNITS as u32);
+    let cost = rounding.settle(quotient, remainder, ONE);
+    // cost <= base_price because paid_units <= ONE.
     Credits::new(cost).unwrap_or(base_price)
 }
 
@@ -238,6 +253,41 @@ mod tests {
         assert_eq!(table.iter().count(), 4);
         for bad in ["", "Gold", "1st", "a b", "x".repeat(33).as_str(), "gold!"] {
             assert!(TierName::parse(bad, "t").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn split_arithmetic_is_exact_at_the_edges() {
+        let max = (1u64 << 53) - 1;
+        let bases = [
+            0,
+            1,
+            9_999,
+            10_000,
+            10_001,
+            19_999,
+            20_000,
+            99_990_000,
+            max - 10_000,
+            max - 9_999,
+            max - 1,
+            max,
+            1 << 52,
+            (1 << 52) + 1,
+        ];
+        for base in bases {
+            for units in [0u16, 1, 1_500, 3_000, 5_000, 9_999, 10_000] {
+                let rate = Rate::from_units(units).unwrap_or(Rate::ZERO);
+                let exact = i128::from(base) * i128::from(10_000 - units);
+                for mode in Rounding::ALL {
+                    let want = mode.divide(exact, 10_000).unwrap_or(-1);
+                    assert_eq!(
+                        i128::from(tier_cost(credits(base), rate, mode).get()),
+                        want,
+                        "{base} {units} {mode}"
+                    );
+                }
+            }
         }
     }
 

@@ -20,6 +20,8 @@ use crate::domain::Error;
 pub const DEPTH_MAX: u32 = 32;
 /// More values than this in one record is refused.
 pub const NODES_MAX: usize = 1_000_000;
+/// The longest string a record may carry, in UTF-16 units (checked before it is copied in).
+pub const STRING_LEN_MAX: u32 = 1 << 20;
 /// Keys a record may never carry.
 pub const RESERVED_KEYS: [&str; 3] = ["__proto__", "constructor", "prototype"];
 
@@ -27,29 +29,69 @@ thread_local! {
     static OBJECT_PROTOTYPE: JsValue = Object::get_prototype_of(&Object::new()).into();
 }
 
-struct Walker {
+/// One step of a path, rendered only when an error needs it.
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+struct Walker<'a> {
+    root: &'a str,
     nodes: usize,
+    steps: Vec<Step>,
 }
 
 /// Walks `value` into JSON; `path` names it in errors.
 pub fn to_json(value: &JsValue, path: &str) -> Result<Value, Error> {
-    Walker { nodes: 0 }.walk(value, path, 0)
+    Walker {
+        root: path,
+        nodes: 0,
+        steps: Vec::new(),
+    }
+    .walk(value, 0)
 }
 
-impl Walker {
-    fn walk(&mut self, value: &JsValue, path: &str, depth: u32) -> Result<Value, Error> {
+impl Walker<'_> {
+    fn path(&self) -> String {
+        let mut out = self.root.to_owned();
+        for step in &self.steps {
+            match step {
+                Step::Key(key) if out.is_empty() => out.push_str(key),
+                Step::Key(key) => {
+                    out.push('.');
+                    out.push_str(key);
+                }
+                Step::Index(index) => {
+                    out.push('[');
+                    out.push_str(&index.to_string());
+                    out.push(']');
+                }
+            }
+        }
+        out
+    }
+
+    fn fail(&self, reason: impl Into<String>) -> Error {
+        Error::invalid(self.path(), reason)
+    }
+
+    fn walk(&mut self, value: &JsValue, depth: u32) -> Result<Value, Error> {
         self.nodes += 1;
         if self.nodes > NODES_MAX {
-            return Err(Error::invalid(
-                path,
-                format!("more than {NODES_MAX} values"),
-            ));
+            return Err(self.fail(format!("more than {NODES_MAX} values")));
         }
         if depth > DEPTH_MAX {
-            return Err(Error::invalid(
-                path,
-                format!("nested deeper than {DEPTH_MAX} levels"),
-            ));
+            return Err(self.fail(format!("nested deeper than {DEPTH_MAX} levels")));
+        }
+        // The common types first: numbers and strings are most of any record.
+        if let Some(number) = value.as_f64() {
+            return number_to_json(number).map_err(|reason| self.fail(reason));
+        }
+        if let Some(text) = value.dyn_ref::<js_sys::JsString>() {
+            if text.length() > STRING_LEN_MAX {
+                return Err(self.fail(format!("a string longer than {STRING_LEN_MAX} characters")));
+            }
+            return Ok(Value::String(value.as_string().unwrap_or_default()));
         }
         if value.is_null() {
             return Ok(Value::Null);
@@ -57,96 +99,88 @@ impl Walker {
         if let Some(flag) = value.as_bool() {
             return Ok(Value::Bool(flag));
         }
-        if let Some(number) = value.as_f64() {
-            return number_to_json(number, path);
-        }
-        if let Some(text) = value.as_string() {
-            return Ok(Value::String(text));
-        }
         if value.is_bigint() {
             return i64::try_from(value.clone())
                 .map(|n| Value::Number(Number::from(n)))
-                .map_err(|_| Error::invalid(path, "bigint out of the 64-bit range"));
+                .map_err(|_| self.fail("bigint out of the 64-bit range"));
         }
         if let Some(array) = value.dyn_ref::<Array>() {
-            let mut items = Vec::with_capacity(array.length() as usize);
-            for (index, item) in array.iter().enumerate() {
+            let length = array.length();
+            if length as usize > NODES_MAX - self.nodes {
+                return Err(self.fail(format!("more than {NODES_MAX} values")));
+            }
+            // A sparse array can claim billions of slots: reserve for what is there, not its length.
+            let mut items = Vec::with_capacity((length as usize).min(1024));
+            for index in 0..length {
+                let item = array.get(index);
+                self.steps.push(Step::Index(index as usize));
                 if item.is_undefined() {
-                    return Err(Error::invalid(
-                        format!("{path}[{index}]"),
-                        "expected a JSON value, got undefined (or a hole)",
-                    ));
+                    return Err(self.fail("expected a JSON value, got undefined (or a hole)"));
                 }
-                items.push(self.walk(&item, &format!("{path}[{index}]"), depth + 1)?);
+                items.push(self.walk(&item, depth + 1)?);
+                self.steps.pop();
             }
             return Ok(Value::Array(items));
         }
         if value.is_object() && !value.is_function() {
-            return self.walk_object(value, path, depth);
+            return self.walk_object(value, depth);
         }
-        Err(Error::invalid(
-            path,
-            format!("expected a JSON value, got {}", type_name(value)),
-        ))
+        Err(self.fail(format!("expected a JSON value, got {}", type_name(value))))
     }
 
-    fn walk_object(&mut self, value: &JsValue, path: &str, depth: u32) -> Result<Value, Error> {
+    fn walk_object(&mut self, value: &JsValue, depth: u32) -> Result<Value, Error> {
         let object: &Object = value.unchecked_ref();
         let prototype: JsValue = Object::get_prototype_of(value).into();
         let plain = prototype.is_null() || OBJECT_PROTOTYPE.with(|p| *p == prototype);
         if !plain {
-            return Err(Error::invalid(
-                path,
-                format!(
-                    "expected a plain object (own properties only), got {}",
-                    type_name(value)
-                ),
-            ));
+            return Err(self.fail(format!(
+                "expected a plain object (own properties only), got {}",
+                type_name(value)
+            )));
         }
         let keys = Object::keys(object);
-        let join = |key: &str| {
-            if path.is_empty() {
-                key.to_owned()
-            } else {
-                format!("{path}.{key}")
-            }
-        };
         let mut map = Map::new();
-        for key in keys.iter() {
-            let Some(key) = key.as_string() else { continue };
-            let at = join(&key);
-            if RESERVED_KEYS.contains(&key.as_str()) {
-                return Err(Error::invalid(
-                    at,
-                    format!("the key \"{key}\" is not allowed"),
-                ));
+        for index in 0..keys.length() {
+            let key_value = keys.get(index);
+            let Some(key) = key_value.as_string() else {
+                continue;
+            };
+            self.steps.push(Step::Key(key));
+            if let Some(Step::Key(key)) = self.steps.last() {
+                if RESERVED_KEYS.contains(&key.as_str()) {
+                    return Err(self.fail(format!("the key \"{key}\" is not allowed")));
+                }
             }
-            let item = Reflect::get(object, &JsValue::from_str(&key))
-                .map_err(|_| Error::invalid(&at, "reading this property threw"))?;
+            // The key value from Object.keys is reused: no second copy of the name into JS.
+            let item = Reflect::get(object, &key_value)
+                .map_err(|_| self.fail("reading this property threw"))?;
             if item.is_undefined() {
+                self.steps.pop();
                 continue; // `{ tier: undefined }` means the same as leaving tier out
             }
-            let parsed = self.walk(&item, &at, depth + 1)?;
-            map.insert(key, parsed);
+            let parsed = self.walk(&item, depth + 1)?;
+            if let Some(Step::Key(key)) = self.steps.pop() {
+                map.insert(key, parsed);
+            }
         }
         Ok(Value::Object(map))
     }
 }
 
-fn number_to_json(number: f64, path: &str) -> Result<Value, Error> {
+fn number_to_json(number: f64) -> Result<Value, String> {
     if !number.is_finite() || (number == 0.0 && number.is_sign_negative()) {
-        return Err(Error::invalid(
-            path,
-            format!("expected a finite number, got {}", js_number(number)),
+        return Err(format!(
+            "expected a finite number, got {}",
+            js_number(number)
         ));
     }
-    if number.fract() == 0.0 && number.abs() <= Credits::MAX.as_f64() {
+    if number.trunc() == number && number.abs() <= Credits::MAX.as_f64() {
         // Whole and safe: exact as an integer.
         return Ok(Value::Number(Number::from(number as i64)));
     }
     Number::from_f64(number)
         .map(Value::Number)
-        .ok_or_else(|| Error::invalid(path, "not a representable number"))
+        .ok_or_else(|| "not a representable number".to_owned())
 }
 
 /// A short description of a JS value's type for messages.

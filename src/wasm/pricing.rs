@@ -29,6 +29,9 @@ pub const BATCH_LEN_MAX: u32 = 1 << 24;
 
 thread_local! {
     static REFERENCE: PricingContext = PricingContext::default();
+    /// Recently seen tier names (as JS values) and their reference discounts. Comparing a JS
+    /// string with `===` is one cheap call; reading it into Rust copies it through the allocator.
+    static RECENT_TIERS: std::cell::RefCell<Vec<(JsValue, Rate)>> = const { std::cell::RefCell::new(Vec::new()) };
     static CATALOGS: Registry<catalog::Catalog> = Registry::new();
 }
 
@@ -99,6 +102,30 @@ fn discount_of(tiers: &TierTable, tier: &JsValue) -> Result<Rate, Error> {
         )
     })?;
     Ok(tiers.get(&name)?.1.discount)
+}
+
+/// The reference discount of `tier`, through a small cache of recently used tier values.
+fn reference_discount(tier: &JsValue) -> Result<Rate, Error> {
+    const RECENT_MAX: usize = 4;
+    let hit = RECENT_TIERS.with(|recent| {
+        recent
+            .borrow()
+            .iter()
+            .find(|(name, _)| name == tier)
+            .map(|(_, rate)| *rate)
+    });
+    if let Some(rate) = hit {
+        return Ok(rate);
+    }
+    let rate = REFERENCE.with(|r| discount_of(&r.tiers, tier))?;
+    RECENT_TIERS.with(|recent| {
+        let mut recent = recent.borrow_mut();
+        if recent.len() >= RECENT_MAX {
+            recent.pop();
+        }
+        recent.insert(0, (tier.clone(), rate));
+    });
+    Ok(rate)
 }
 
 /// Applies a tier discount to each price; shared by the free function and `Ally#tierCostBatch`.
@@ -172,15 +199,13 @@ pub fn tier_cost(
 ) -> Result<f64, JsValue> {
     let base = credits(&base_price, "basePrice").or_throw()?;
     let Some(options) = options.map(JsValue::from) else {
-        let discount = REFERENCE
-            .with(|r| discount_of(&r.tiers, &tier))
-            .or_throw()?;
+        let discount = reference_discount(&tier).or_throw()?;
         return Ok(domain_tier_cost(base, discount, Rounding::HalfUp).as_f64());
     };
     let options = cost_options(&options).or_throw()?;
     let discount = match &options.tiers {
         Some(tiers) => discount_of(tiers, &tier),
-        None => REFERENCE.with(|r| discount_of(&r.tiers, &tier)),
+        None => reference_discount(&tier),
     }
     .or_throw()?;
     Ok(domain_tier_cost(base, discount, options.rounding).as_f64())
@@ -198,7 +223,7 @@ pub fn tier_cost_batch(
     let options = cost_options(&optional::value(options)).or_throw()?;
     let discount = match &options.tiers {
         Some(tiers) => discount_of(tiers, &tier),
-        None => REFERENCE.with(|r| discount_of(&r.tiers, &tier)),
+        None => reference_discount(&tier),
     }
     .or_throw()?;
     cost_batch(&base_prices, discount, options.rounding).or_throw()

@@ -148,6 +148,15 @@ export function cases(lib, runtime) {
     const total = await fails(AllyError, "INVALID_INPUT", () => quote({ tier: "standard", lines: [{ sku: "big", quantity: 1 }, { sku: "big", quantity: 1 }] }, huge));
     equal(total.details.field, "request.lines", "a total past 2^53 - 1");
     await fails(AllyError, "INVALID_INPUT", () => quote("cart", CATALOG));
+    // Sizes that could exhaust memory are refused before anything is allocated for them.
+    await fails(AllyError, "INVALID_INPUT", () => quote({ tier: "gold", lines: new Array(2 ** 32 - 1) }, CATALOG));
+    await fails(AllyError, "INVALID_INPUT", () => quote({ tier: "gold", lines: [{ sku: "x".repeat(2 ** 21), quantity: 1 }] }, CATALOG));
+    await fails(AllyError, "INVALID_INPUT", () => new Catalog(new Array(2 ** 31)));
+    await fails(AllyError, "INVALID_INPUT", () => tierCostBatch(new Array(2 ** 31), "gold"));
+    const deep = [];
+    let cursor = deep;
+    for (let i = 0; i < 100; i++) cursor = cursor[0] = [];
+    await fails(AllyError, "INVALID_INPUT", () => new Ally().make().metadata({ deep }));
     still();
   });
 
