@@ -27,5 +27,7 @@ fi
 
 if [ ! -x "$root/node_modules/.bin/wasm-opt" ] || [ "$root/package-lock.json" -nt "$root/node_modules/.package-lock.json" ]; then
   log "installing npm dev tools"
-  (cd "$root" && npm ci --no-audit --no-fund)
+  # `npm install` rather than `npm ci`: it follows the lock file, but unlike `npm ci` it accepts
+  # that the lock lists only the platform packages (deno, workerd) this registry serves.
+  (cd "$root" && npm install --no-audit --no-fund)
 fi

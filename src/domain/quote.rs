@@ -484,6 +484,42 @@ mod tests {
         assert_ne!(a, d);
     }
 
+    proptest::proptest! {
+        /// Every credit is on a line: line totals sum to the total, discounts to the discount,
+        /// bands to the line subtotal, and the money total is the credit total at the rate.
+        #[test]
+        fn quotes_add_up(
+            lines in proptest::collection::vec((0usize..4, 1u64..500), 1..25),
+            tier in proptest::sample::select(vec!["standard", "gold", "platinum"]),
+            mode in proptest::sample::select(Rounding::ALL.to_vec()),
+        ) {
+            let skus = ["basic", "pro", "vol", "grad"];
+            let req = QuoteRequest {
+                tier: tier.to_owned(),
+                lines: lines.iter().map(|&(i, q)| LineRequest { sku: skus[i].to_owned(), quantity: q }).collect(),
+                rounding: mode,
+            };
+            let quote = match price(req, &catalog(), &PricingContext::default()) {
+                Ok(quote) => quote,
+                Err(Error::TierRestricted { .. }) => return Ok(()),
+                Err(other) => return Err(proptest::test_runner::TestCaseError::fail(other.to_string())),
+            };
+            let total: u64 = quote.lines.iter().map(|l| l.total.get()).sum();
+            let subtotal: u64 = quote.lines.iter().map(|l| l.subtotal.get()).sum();
+            let discount: u64 = quote.lines.iter().map(|l| l.discount.get()).sum();
+            proptest::prop_assert_eq!(quote.total.get(), total);
+            proptest::prop_assert_eq!(quote.subtotal.get(), subtotal);
+            proptest::prop_assert_eq!(quote.discount.get(), discount);
+            for line in &quote.lines {
+                let bands: u64 = line.bands.iter().map(|b| b.amount.get()).sum();
+                proptest::prop_assert_eq!(bands, line.subtotal.get());
+                proptest::prop_assert_eq!(line.subtotal.get() - line.discount.get(), line.total.get());
+            }
+            let cents = u64::try_from(quote.total_money.amount().mantissa()).unwrap_or(u64::MAX);
+            proptest::prop_assert_eq!(cents, total);
+        }
+    }
+
     #[test]
     fn catalog_validation_names_the_field() {
         let spec = |pricing, base: Option<u64>, bands: Option<Vec<Band>>| ProductSpec {
