@@ -19,6 +19,7 @@ impl Credits {
     pub const ZERO: Self = Self(0);
 
     /// `None` beyond [`Credits::MAX`].
+    #[inline(always)]
     #[must_use]
     pub const fn new(value: u64) -> Option<Self> {
         if value <= Self::MAX.0 {
@@ -68,7 +69,7 @@ impl Credits {
     }
 
     /// The hot-path check: `Some` exactly when [`Credits::from_f64`] would succeed.
-    #[inline]
+    #[inline(always)]
     #[must_use]
     pub fn from_f64_exact(value: f64) -> Option<Self> {
         let whole = value >= 0.0 && value <= Self::MAX.0 as f64 && value.trunc() == value;

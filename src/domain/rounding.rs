@@ -79,7 +79,7 @@ impl Rounding {
     /// Rounds `quotient + remainder / denominator` (with `remainder < denominator`) to an integer.
     /// Callers that split a division use this so that half-even sees the parity of the whole
     /// quotient.
-    #[inline]
+    #[inline(always)]
     #[must_use]
     pub fn settle(self, quotient: u64, remainder: u64, denominator: u64) -> u64 {
         if remainder == 0 {

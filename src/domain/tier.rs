@@ -140,7 +140,8 @@ impl TierTable {
 /// multiply-high, so a 64-bit division by a constant stays a slow `i64.div_u` there; the split
 /// estimates `q` with one float multiply (exact to ±1 below 2^53) and corrects it, and divides
 /// only in 32 bits, which compiles to a multiply and a shift.
-#[inline]
+// Forced inline: the module is built for size, but this is the hot loop of `tierCostBatch`.
+#[inline(always)]
 #[must_use]
 pub fn tier_cost(base_price: Credits, discount: Rate, rounding: Rounding) -> Credits {
     const ONE: u64 = Rate::ONE_UNITS as u64;

@@ -11,7 +11,8 @@ use super::error::{to_js, OrThrow};
 use super::host::{HostClock, HostMailer, HostStorage};
 use super::input::{self, credits, type_name, RESERVED_KEYS};
 use super::pricing::{
-    catalog_from_js, cost_batch, price_to_js, tier_table, to_plain, verify_to_js, ROUNDINGS,
+    catalog_from_js, cost_batch, discount_of, price_to_js, tier_table, to_plain, verify_to_js,
+    ROUNDINGS,
 };
 use super::types::optional::{self, AllyOptionsArg, JsonValueArg, ResellerListFilterArg};
 use super::types::{self, ResellerStatusName};
@@ -517,13 +518,7 @@ impl Ally {
     }
 
     fn discount(&self, tier: &JsValue) -> Result<crate::domain::money::Rate> {
-        let name = tier.as_string().ok_or_else(|| {
-            Error::invalid(
-                "tier",
-                format!("expected a tier name, got {}", type_name(tier)),
-            )
-        })?;
-        Ok(self.engine.config().pricing.tiers.get(&name)?.1.discount)
+        discount_of(&self.engine.config().pricing.tiers, tier)
     }
 }
 

@@ -94,7 +94,8 @@ fn cost_options(options: &JsValue) -> Result<CostOptions, Error> {
     Ok(CostOptions { tiers, rounding })
 }
 
-fn discount_of(tiers: &TierTable, tier: &JsValue) -> Result<Rate, Error> {
+/// The discount of the tier named by a JS value, from `tiers`.
+pub fn discount_of(tiers: &TierTable, tier: &JsValue) -> Result<Rate, Error> {
     let name = tier.as_string().ok_or_else(|| {
         Error::invalid(
             "tier",
