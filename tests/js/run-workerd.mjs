@@ -29,6 +29,7 @@ const modules = [
   ["suite.mjs", "esModule", join(here, "suite.mjs")],
   ["harness.mjs", "esModule", join(here, "harness.mjs")],
   ["host-storage.mjs", "esModule", join(here, "host-storage.mjs")],
+  ["storage-conformance.mjs", "esModule", join(here, "storage-conformance.mjs")],
   ["ally-engine", "esModule", join(root, "pkg", entry)],
   ["web/ally_engine.js", "esModule", join(root, "pkg/web/ally_engine.js")],
   ["ally_engine_bg.wasm", "wasm", join(root, "pkg/ally_engine_bg.wasm")],

@@ -2,6 +2,7 @@
 // imports it; nothing here touches runtime-specific APIs.
 import { Harness, equal, ok, fails, report } from "./harness.mjs";
 import { hostStorage } from "./host-storage.mjs";
+import { conformance } from "./storage-conformance.mjs";
 
 export const CATALOG = [
   { sku: "basic", name: "Basic licence", basePrice: 1000 },
@@ -363,6 +364,9 @@ export function cases(lib, runtime) {
     const iso = new Ally({ clock: () => "2026-01-02T03:04:05+02:00" });
     equal((await iso.make().user(1).company("X").create()).createdAt, "2026-01-02T01:04:05.000Z", "in UTC");
   });
+
+  conformance(h, "memoryStorage()", () => memoryStorage());
+  conformance(h, "test host storage", () => hostStorage({ async: true }));
 
   return h;
 }
