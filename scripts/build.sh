@@ -5,7 +5,9 @@
 #   web/ally_engine.js    ESM glue (wasm-pack --target web), used by:
 #   node.js deno.js workerd.js web.js   thin per-runtime entries from js/
 #   *.d.ts                generated declarations
-# Prints the .wasm size, raw and gzipped.
+#   pricing/              the same layout for the pricing-only module (no engine, no host ports):
+#                         the small download for browsers and edge functions that only price
+# Prints the .wasm sizes, raw and gzipped.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -15,26 +17,35 @@ out=target/wasm-pack
 for target in nodejs web; do
   wasm-pack --quiet build --release --target "$target" --out-dir "$out/$target" --no-pack >/dev/null
 done
+wasm-pack --quiet build --release --target web --out-dir "$out/pricing" --no-pack -- --no-default-features >/dev/null
 # The .wasm must be the same for every target: the package ships it once.
 cmp -s "$out/nodejs/ally_engine_bg.wasm" "$out/web/ally_engine_bg.wasm" \
   || { echo "the nodejs and web targets produced different .wasm files" >&2; exit 1; }
 
+optimise() {
+  wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+    --enable-reference-types --enable-mutable-globals --enable-multivalue "$1" -o "$2"
+}
 rm -rf pkg
-mkdir -p pkg/web
-wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-  --enable-reference-types --enable-mutable-globals --enable-multivalue \
-  "$out/web/ally_engine_bg.wasm" -o pkg/ally_engine_bg.wasm
+mkdir -p pkg/web pkg/pricing/web
+optimise "$out/web/ally_engine_bg.wasm" pkg/ally_engine_bg.wasm
 cp "$out/nodejs/ally_engine.js" pkg/ally_engine.cjs
 cp "$out/nodejs/ally_engine.d.ts" pkg/ally_engine.d.ts
 cp "$out/nodejs/ally_engine.d.ts" pkg/ally_engine.d.cts
 cp "$out/web/ally_engine.js" "$out/web/ally_engine.d.ts" pkg/web/
 printf '{ "type": "module" }\n' > pkg/web/package.json
-cp js/node.js js/deno.js js/workerd.js js/web.js js/web.d.ts js/package.json pkg/
+cp js/node.js js/deno.js js/workerd.js js/web.js js/web.d.ts js/index.d.ts js/package.json pkg/
 cp README.md pkg/README.md 2>/dev/null || true
 
-raw=$(stat -c %s pkg/ally_engine_bg.wasm)
-gz=$(gzip -9 -c pkg/ally_engine_bg.wasm | wc -c)
-printf '[build] pkg/ally_engine_bg.wasm: %d bytes raw, %d bytes gzipped (target: at most 262144 raw)\n' "$raw" "$gz"
-if [ "$raw" -gt 262144 ]; then
-  echo "[build] warning: the .wasm is over the 256 KiB target" >&2
-fi
+# The pricing-only module, with the same entry files in its own folder.
+optimise "$out/pricing/ally_engine_bg.wasm" pkg/pricing/ally_engine_bg.wasm
+cp "$out/pricing/ally_engine.js" "$out/pricing/ally_engine.d.ts" pkg/pricing/web/
+cp js/node.js js/deno.js js/workerd.js js/web.js js/web.d.ts js/index.d.ts pkg/pricing/
+
+for module in pkg/ally_engine_bg.wasm pkg/pricing/ally_engine_bg.wasm; do
+  raw=$(stat -c %s "$module")
+  gz=$(gzip -9 -c "$module" | wc -c)
+  printf '[build] %s: %d bytes raw, %d bytes gzipped (limit for size-bound hosts: 262144 raw)\n' "$module" "$raw" "$gz"
+done
+[ "$(stat -c %s pkg/pricing/ally_engine_bg.wasm)" -le 262144 ] \
+  || { echo "[build] the pricing module is over 256 KiB" >&2; exit 1; }

@@ -27,6 +27,7 @@ cargo fmt --all -- --check
 step "cargo clippy (native and wasm32) -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
 cargo clippy --lib --target wasm32-unknown-unknown --quiet -- -D warnings
+cargo clippy --lib --target wasm32-unknown-unknown --no-default-features --quiet -- -D warnings
 step "the core imports no JavaScript bindings"
 if grep -rnE 'wasm_bindgen|js_sys|JsValue|serde_wasm_bindgen|tsify' src/domain src/engine src/domain.rs src/engine.rs; then
   echo "src/domain and src/engine must not use the bindings" >&2; exit 1

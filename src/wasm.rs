@@ -1,9 +1,14 @@
 //! The JavaScript bindings: values in are checked and converted at the edge, domain errors go out
 //! as `AllyError`. No business rule lives here.
 
+// The engine's surface (Ally, resellers, host ports) is left out of a pricing-only build
+// (`--no-default-features`), the small module for browsers and edge functions that only price.
+#[cfg(feature = "engine")]
 mod ally;
 mod error;
+#[cfg(feature = "engine")]
 mod host;
 mod input;
 mod pricing;
+mod registry;
 mod types;

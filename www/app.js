@@ -1,6 +1,7 @@
 // The pricing preview. All arithmetic happens in the wasm module; this file only reads inputs
-// and renders what the engine returns.
-import init, { Catalog, AllyError, verifyQuote } from "../pkg/web.js";
+// and renders what the engine returns. It loads the pricing-only module: a third of the full
+// engine's download, and all a pricing page needs.
+import init, { Catalog, AllyError, verifyQuote } from "../pkg/pricing/web.js";
 
 const PRODUCTS = [
   { sku: "basic", name: "Basic licence", basePrice: 1000 },

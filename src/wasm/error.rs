@@ -83,6 +83,7 @@ impl<T> OrThrow<T> for Result<T, Error> {
 }
 
 /// What a thrown JavaScript value says, for `STORAGE_FAILED` and `MAIL_FAILED` messages.
+#[cfg(feature = "engine")]
 pub fn describe(thrown: &JsValue) -> String {
     if let Some(error) = thrown.dyn_ref::<js_sys::Error>() {
         let name = String::from(error.name());

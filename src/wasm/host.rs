@@ -2,9 +2,7 @@
 //! the clock and the mailer. Every call into the host is caught, and every answer goes through
 //! `Promise.resolve`, so hosts may answer synchronously or with a Promise.
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 
 use chrono::{DateTime, Utc};
 use js_sys::{Array, Function, Object, Promise, Reflect};
@@ -14,6 +12,7 @@ use wasm_bindgen_futures::JsFuture;
 
 use super::error::describe;
 use super::input::type_name;
+use super::registry::Registry;
 use crate::domain::Error;
 use crate::engine::executor::block_on;
 use crate::engine::memory::MemoryStorage as MemoryStore;
@@ -102,47 +101,6 @@ export interface AllyOptions {
   clock?: AllyClock;
 }
 "#;
-
-/// Weak references from small integers to Rust objects owned by JavaScript handles, so that a
-/// handle passed back in (a `MemoryStorage`, a `Catalog`) is recognised without unsafe code.
-pub struct Registry<T> {
-    next: Cell<u32>,
-    items: RefCell<HashMap<u32, Weak<T>>>,
-}
-
-impl<T> Registry<T> {
-    pub fn new() -> Self {
-        Self {
-            next: Cell::new(1),
-            items: RefCell::new(HashMap::new()),
-        }
-    }
-
-    pub fn insert(&self, item: &Rc<T>) -> u32 {
-        let id = self.next.get();
-        self.next.set(id.wrapping_add(1).max(1));
-        self.items.borrow_mut().insert(id, Rc::downgrade(item));
-        id
-    }
-
-    pub fn remove(&self, id: u32) {
-        self.items.borrow_mut().remove(&id);
-    }
-
-    /// The object behind `value`, if `value` is a live handle whose `method` answers an id here.
-    pub fn lookup(&self, value: &JsValue, method: &str) -> Option<Rc<T>> {
-        if !value.is_object() {
-            return None;
-        }
-        let function = Reflect::get(value, &JsValue::from_str(method))
-            .ok()?
-            .dyn_into::<Function>()
-            .ok()?;
-        let id = function.call0(value).ok()?.as_f64()?;
-        let id = u32::try_from(id as u64).ok()?;
-        self.items.borrow().get(&id).and_then(Weak::upgrade)
-    }
-}
 
 thread_local! {
     static MEMORY_STORES: Registry<MemoryStore> = Registry::new();

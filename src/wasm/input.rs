@@ -255,6 +255,7 @@ pub fn credits(value: &JsValue, path: &str) -> Result<Credits, Error> {
 }
 
 /// A required string.
+#[cfg(feature = "engine")]
 pub fn string(value: &JsValue, path: &str) -> Result<String, Error> {
     value
         .as_string()

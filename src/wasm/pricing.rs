@@ -9,8 +9,8 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 use super::error::{to_js, OrThrow};
-use super::host::Registry;
 use super::input::{self, credits, type_name};
+use super::registry::Registry;
 use super::types::optional::{self, TierCostOptionsArg};
 use super::types::{
     self, BandUseOutput, PricingModelName, QuoteLineEcho, QuoteLineOutput, QuoteRequestEcho,

@@ -216,6 +216,7 @@ pub struct QuoteVerification {
     pub mismatches: Vec<String>,
 }
 
+#[cfg(feature = "engine")]
 /// A currency by ISO code, with its scale when the code is not a common one.
 #[derive(Clone, Debug, Tsify)]
 #[serde(untagged)]
@@ -224,6 +225,7 @@ pub enum CurrencyInput {
     Detailed(CurrencyDetail),
 }
 
+#[cfg(feature = "engine")]
 #[derive(Clone, Debug, Tsify)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CurrencyDetail {
@@ -233,6 +235,7 @@ pub struct CurrencyDetail {
     pub scale: Option<u32>,
 }
 
+#[cfg(feature = "engine")]
 #[derive(Clone, Debug, Default, Tsify)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UrlsConfig {
@@ -241,6 +244,7 @@ pub struct UrlsConfig {
     pub dashboard: Option<String>,
 }
 
+#[cfg(feature = "engine")]
 /// Engine configuration; every key optional, defaults from the reference.
 #[derive(Clone, Debug, Default, Tsify)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -270,6 +274,7 @@ pub struct AllyConfig {
     pub rounding: Option<RoundingName>,
 }
 
+#[cfg(feature = "engine")]
 /// Scopes for `list`.
 #[derive(Clone, Debug, Default, Tsify)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -280,6 +285,7 @@ pub struct ResellerListFilter {
     pub status: Option<ResellerStatusName>,
 }
 
+#[cfg(feature = "engine")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Tsify)]
 #[serde(rename_all = "camelCase")]
 pub enum ResellerStatusName {
@@ -288,6 +294,7 @@ pub enum ResellerStatusName {
     Inactive,
 }
 
+#[cfg(feature = "engine")]
 /// A reseller profile. Plain JSON; pass it (or its `id`) back to any method that takes a reseller.
 #[derive(Clone, Debug, Serialize, Tsify)]
 #[serde(rename_all = "camelCase")]
@@ -321,6 +328,11 @@ pub mod optional {
     extern "C" {
         #[wasm_bindgen(typescript_type = "TierCostOptions")]
         pub type TierCostOptionsArg;
+    }
+
+    #[cfg(feature = "engine")]
+    #[wasm_bindgen]
+    extern "C" {
         #[wasm_bindgen(typescript_type = "AllyOptions")]
         pub type AllyOptionsArg;
         #[wasm_bindgen(typescript_type = "ResellerListFilter")]

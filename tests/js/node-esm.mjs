@@ -1,6 +1,8 @@
-// Node, ES modules: `import "ally-engine"` resolves the package's "node" + "import" export.
-import * as lib from "ally-engine";
-import { runSuite } from "./suite.mjs";
+// Node, ES modules: `import "ally-engine"` resolves the package's "node" + "import" export, and
+// `import "ally-engine/pricing"` the pricing-only module.
+import * as full from "ally-engine";
+import * as pricing from "ally-engine/pricing";
+import { runBoth } from "./suite.mjs";
 
-const summary = await runSuite(lib, "node-esm", console.log);
+const summary = await runBoth(full, pricing, "node-esm", console.log);
 process.exit(summary.failed === 0 && summary.passed > 0 ? 0 : 1);

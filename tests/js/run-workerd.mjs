@@ -23,7 +23,10 @@ const freePort = () =>
 
 const rel = (path) => relative(work, path);
 const pkg = JSON.parse(readFileSync(join(root, "pkg/package.json"), "utf8"));
-const entry = pkg.exports["."].workerd.default; // the package's own map decides the entry
+// The package's own exports map decides the entries; module names mirror the specifiers, so the
+// entries' relative imports resolve as they would in a bundle.
+const entry = pkg.exports["."].workerd.default;
+const pricingEntry = pkg.exports["./pricing"].workerd.default;
 const modules = [
   ["worker.mjs", "esModule", join(here, "workerd-worker.mjs")],
   ["suite.mjs", "esModule", join(here, "suite.mjs")],
@@ -33,6 +36,9 @@ const modules = [
   ["ally-engine", "esModule", join(root, "pkg", entry)],
   ["web/ally_engine.js", "esModule", join(root, "pkg/web/ally_engine.js")],
   ["ally_engine_bg.wasm", "wasm", join(root, "pkg/ally_engine_bg.wasm")],
+  ["ally-engine/pricing", "esModule", join(root, "pkg", pricingEntry)],
+  ["ally-engine/web/ally_engine.js", "esModule", join(root, "pkg/pricing/web/ally_engine.js")],
+  ["ally-engine/ally_engine_bg.wasm", "wasm", join(root, "pkg/pricing/ally_engine_bg.wasm")],
 ];
 const port = await freePort();
 const config = `using Workerd = import "/workerd/workerd.capnp";

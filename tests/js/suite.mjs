@@ -157,7 +157,7 @@ export function cases(lib, runtime) {
     const deep = [];
     let cursor = deep;
     for (let i = 0; i < 100; i++) cursor = cursor[0] = [];
-    await fails(AllyError, "INVALID_INPUT", () => new Ally().make().metadata({ deep }));
+    await fails(AllyError, "INVALID_INPUT", () => quote({ tier: "gold", lines: deep }, CATALOG));
     still();
   });
 
@@ -182,6 +182,15 @@ export function cases(lib, runtime) {
     await fails(AllyError, "INVALID_INPUT", () => quote(GOLDEN_REQUEST, "not a catalog"));
     still();
   });
+
+  if (!Ally) {
+    // The pricing-only module: the pure functions above, and nothing of the engine.
+    t("the pricing module carries no engine", () => {
+      equal([typeof lib.Ally, typeof lib.memoryStorage], ["undefined", "undefined"], "engine exports");
+      equal([typeof AllyError, typeof Catalog, typeof verifyQuote], ["function", "function", "function"], "pricing exports");
+    });
+    return h;
+  }
 
   t("Ally: config defaults, validation and conversion", async () => {
     const ally = new Ally();
@@ -374,5 +383,14 @@ export function cases(lib, runtime) {
 export async function runSuite(lib, runtime, print) {
   const summary = await cases(lib, runtime).run();
   report(summary, print);
+  return summary;
+}
+
+/** Runs the suite on the full package and on its pricing-only module; prints one closing line. */
+export async function runBoth(full, pricing, runtime, print) {
+  const a = await runSuite(full, `${runtime} ally-engine`, print);
+  const b = await runSuite(pricing, `${runtime} ally-engine/pricing`, print);
+  const summary = { runtime, passed: a.passed + b.passed, failed: a.failed + b.failed, failures: [] };
+  print(`[${runtime}] ${summary.passed} passed, ${summary.failed} failed`);
   return summary;
 }

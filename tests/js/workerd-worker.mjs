@@ -1,12 +1,13 @@
-// Runs the suite inside workerd. The package is imported through its "workerd" entry, which
-// imports the .wasm as a compiled module (workerd cannot compile raw bytes at run time).
-import * as lib from "ally-engine";
-import { runSuite } from "./suite.mjs";
+// Runs the suite inside workerd. The package is imported through its "workerd" entries, which
+// import the .wasm as a compiled module (workerd cannot compile raw bytes at run time).
+import * as full from "ally-engine";
+import * as pricing from "ally-engine/pricing";
+import { runBoth } from "./suite.mjs";
 
 export default {
   async fetch() {
     const lines = [];
-    const summary = await runSuite(lib, "workerd", (line) => lines.push(line));
+    const summary = await runBoth(full, pricing, "workerd", (line) => lines.push(line));
     return Response.json({ summary, lines });
   },
 };

@@ -6,6 +6,12 @@ import {
   type Reseller, type StoredRecord, type WriteOutcome,
 } from "ally-engine";
 import initAlly, { tierCost as webTierCost } from "ally-engine/web";
+import * as pricing from "ally-engine/pricing";
+
+const edgeCost: number = pricing.tierCost(1000, "gold");
+const edgeQuote: Quote = pricing.quote({ tier: "gold", lines: [{ sku: "basic", quantity: 1 }] }, new pricing.Catalog([{ sku: "basic", name: "Basic", basePrice: 1000 }]));
+// @ts-expect-error the pricing module has no engine
+void pricing.Ally;
 
 const cost: number = tierCost(1000, "platinum");
 const bigCost: number = tierCost(1000n, "gold", { rounding: "halfEven", tiers: { silver: { discount: "0.1" } } });
@@ -63,6 +69,6 @@ async function main(): Promise<void> {
     }
   }
   await initAlly();
-  console.log(cost, bigCost, costs, lineTotal, money, valid, tier, status, found, paid, listed, webTierCost(1, "gold"));
+  console.log(edgeCost, edgeQuote, cost, bigCost, costs, lineTotal, money, valid, tier, status, found, paid, listed, webTierCost(1, "gold"));
 }
 void main;
