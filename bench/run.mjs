@@ -96,5 +96,8 @@ for (const key of Object.keys(targets)) {
   );
 }
 console.log(`units: ${Object.entries(units).map(([k, u]) => `${k} in ${u}`).join("; ")}`);
-const module = readFileSync(resolve(root, "pkg/ally_engine_bg.wasm"));
-console.log(`\n.wasm after wasm-opt: ${module.length} bytes raw, ${gzipSync(module, { level: 9 }).length} bytes gzipped (target ≤ 262144 raw)`);
+console.log("");
+for (const [name, path] of [["ally-engine", "pkg/ally_engine_bg.wasm"], ["ally-engine/pricing", "pkg/pricing/ally_engine_bg.wasm"]]) {
+  const module = readFileSync(resolve(root, path));
+  console.log(`${name.padEnd(20)} .wasm after wasm-opt: ${module.length} bytes raw, ${gzipSync(module, { level: 9 }).length} bytes gzipped (limit for size-bound hosts: 262144 raw)`);
+}

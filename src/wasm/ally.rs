@@ -57,9 +57,7 @@ fn check_options(options: &JsValue) -> Result<()> {
             format!("expected an object, got {}", type_name(options)),
         ));
     };
-    let prototype: JsValue = Object::get_prototype_of(options).into();
-    let plain_prototype: JsValue = Object::get_prototype_of(&Object::new()).into();
-    if !(prototype.is_null() || prototype == plain_prototype) {
+    if !input::is_plain(options) {
         return Err(config_error(
             "options",
             format!("expected a plain object, got {}", type_name(options)),

@@ -83,15 +83,23 @@ impl Walker<'_> {
         if depth > DEPTH_MAX {
             return Err(self.fail(format!("nested deeper than {DEPTH_MAX} levels")));
         }
-        // The common types first: numbers and strings are most of any record.
+        // Dispatch in as few calls across the boundary as possible: numbers and strings are most
+        // of any record, and `typeof` already tells objects from functions.
         if let Some(number) = value.as_f64() {
             return number_to_json(number).map_err(|reason| self.fail(reason));
         }
-        if let Some(text) = value.dyn_ref::<js_sys::JsString>() {
-            if text.length() > STRING_LEN_MAX {
+        if value.is_string() {
+            let length = value.unchecked_ref::<js_sys::JsString>().length();
+            if length > STRING_LEN_MAX {
                 return Err(self.fail(format!("a string longer than {STRING_LEN_MAX} characters")));
             }
             return Ok(Value::String(value.as_string().unwrap_or_default()));
+        }
+        if value.is_object() {
+            if Array::is_array(value) {
+                return self.walk_array(value.unchecked_ref(), depth);
+            }
+            return self.walk_object(value, depth);
         }
         if value.is_null() {
             return Ok(Value::Null);
@@ -104,35 +112,31 @@ impl Walker<'_> {
                 .map(|n| Value::Number(Number::from(n)))
                 .map_err(|_| self.fail("bigint out of the 64-bit range"));
         }
-        if let Some(array) = value.dyn_ref::<Array>() {
-            let length = array.length();
-            if length as usize > NODES_MAX - self.nodes {
-                return Err(self.fail(format!("more than {NODES_MAX} values")));
-            }
-            // A sparse array can claim billions of slots: reserve for what is there, not its length.
-            let mut items = Vec::with_capacity((length as usize).min(1024));
-            for index in 0..length {
-                let item = array.get(index);
-                self.steps.push(Step::Index(index as usize));
-                if item.is_undefined() {
-                    return Err(self.fail("expected a JSON value, got undefined (or a hole)"));
-                }
-                items.push(self.walk(&item, depth + 1)?);
-                self.steps.pop();
-            }
-            return Ok(Value::Array(items));
-        }
-        if value.is_object() && !value.is_function() {
-            return self.walk_object(value, depth);
-        }
         Err(self.fail(format!("expected a JSON value, got {}", type_name(value))))
+    }
+
+    fn walk_array(&mut self, array: &Array, depth: u32) -> Result<Value, Error> {
+        let length = array.length();
+        if length as usize > NODES_MAX - self.nodes {
+            return Err(self.fail(format!("more than {NODES_MAX} values")));
+        }
+        // A sparse array can claim billions of slots: reserve for what is there, not its length.
+        let mut items = Vec::with_capacity((length as usize).min(1024));
+        for index in 0..length {
+            let item = array.get(index);
+            self.steps.push(Step::Index(index as usize));
+            if item.is_undefined() {
+                return Err(self.fail("expected a JSON value, got undefined (or a hole)"));
+            }
+            items.push(self.walk(&item, depth + 1)?);
+            self.steps.pop();
+        }
+        Ok(Value::Array(items))
     }
 
     fn walk_object(&mut self, value: &JsValue, depth: u32) -> Result<Value, Error> {
         let object: &Object = value.unchecked_ref();
-        let prototype: JsValue = Object::get_prototype_of(value).into();
-        let plain = prototype.is_null() || OBJECT_PROTOTYPE.with(|p| *p == prototype);
-        if !plain {
+        if !is_plain(value) {
             return Err(self.fail(format!(
                 "expected a plain object (own properties only), got {}",
                 type_name(value)
@@ -165,6 +169,13 @@ impl Walker<'_> {
         }
         Ok(Value::Object(map))
     }
+}
+
+/// Whether an object's prototype is `Object.prototype` or `null`: no class instance, no
+/// inherited properties.
+pub fn is_plain(value: &JsValue) -> bool {
+    let prototype: JsValue = Object::get_prototype_of(value).into();
+    OBJECT_PROTOTYPE.with(|p| *p == prototype) || prototype.is_null()
 }
 
 fn number_to_json(number: f64) -> Result<Value, String> {

@@ -24,8 +24,9 @@ use crate::domain::rounding::Rounding;
 use crate::domain::tier::{tier_cost as domain_tier_cost, Tier, TierName, TierTable};
 use crate::domain::Error;
 
-/// The most prices one `tierCostBatch` call takes (128 MiB of input).
-pub const BATCH_LEN_MAX: u32 = 1 << 24;
+/// The most prices one `tierCostBatch` call takes: 4 Mi prices, 32 MiB of wasm memory, an amount
+/// every runtime grants. Longer lists go in several calls.
+pub const BATCH_LEN_MAX: u32 = 1 << 22;
 
 thread_local! {
     static REFERENCE: PricingContext = PricingContext::default();
@@ -135,7 +136,7 @@ pub fn cost_batch(
     discount: Rate,
     rounding: Rounding,
 ) -> Result<Float64Array, Error> {
-    let prices: Vec<f64> = if let Some(typed) = base_prices.dyn_ref::<Float64Array>() {
+    let mut prices: Vec<f64> = if let Some(typed) = base_prices.dyn_ref::<Float64Array>() {
         if typed.length() > BATCH_LEN_MAX {
             return Err(Error::invalid(
                 "basePrices",
@@ -173,18 +174,19 @@ pub fn cost_batch(
             ),
         ));
     };
-    let mut costs = vec![0.0; prices.len()];
-    for (index, (&price, cost)) in prices.iter().zip(costs.iter_mut()).enumerate() {
-        // The check is one compare on the common path; the error path names the index.
-        let base = Credits::from_f64(price, "").map_err(|e| match e {
-            Error::InvalidInput { reason, .. } => {
-                Error::invalid(format!("basePrices[{index}]"), reason)
-            }
-            other => other,
-        })?;
-        *cost = domain_tier_cost(base, discount, rounding).as_f64();
+    // In place: each price becomes its cost, so one buffer crosses in and the same one out.
+    for (index, price) in prices.iter_mut().enumerate() {
+        let Some(base) = Credits::from_f64_exact(*price) else {
+            // Off the hot path: say exactly what is wrong with this element.
+            let reason = match Credits::from_f64(*price, "") {
+                Err(Error::InvalidInput { reason, .. }) => reason,
+                _ => "expected whole credits".to_owned(),
+            };
+            return Err(Error::invalid(format!("basePrices[{index}]"), reason));
+        };
+        *price = domain_tier_cost(base, discount, rounding).as_f64();
     }
-    Ok(Float64Array::from(costs.as_slice()))
+    Ok(Float64Array::from(prices.as_slice()))
 }
 
 /// What a reseller of `tier` pays for `basePrice` credits, in whole credits.

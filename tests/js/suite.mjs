@@ -154,6 +154,8 @@ export function cases(lib, runtime) {
     await fails(AllyError, "INVALID_INPUT", () => quote({ tier: "gold", lines: [{ sku: "x".repeat(2 ** 21), quantity: 1 }] }, CATALOG));
     await fails(AllyError, "INVALID_INPUT", () => new Catalog(new Array(2 ** 31)));
     await fails(AllyError, "INVALID_INPUT", () => tierCostBatch(new Array(2 ** 31), "gold"));
+    await fails(AllyError, "INVALID_INPUT", () => tierCostBatch(new Float64Array(2 ** 22 + 1), "gold"));
+    equal(tierCostBatch(new Float64Array(2 ** 22), "gold").length, 2 ** 22, "the largest batch");
     const deep = [];
     let cursor = deep;
     for (let i = 0; i < 100; i++) cursor = cursor[0] = [];
