@@ -376,19 +376,25 @@ mod tests {
         }
     }
 
+    /// A platinum reseller made from `draft()` with the reference tiers.
+    fn sample() -> Reseller {
+        let standard = TierName::from_literal("standard");
+        create(
+            draft(),
+            "rs_1".into(),
+            "RS-1".into(),
+            &TierTable::reference(),
+            &standard,
+            at(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     #[test]
     fn creates_with_defaults_and_checks() {
         let tiers = TierTable::reference();
         let standard = TierName::from_literal("standard");
-        let r = create(
-            draft(),
-            "rs_1".into(),
-            "RS-1".into(),
-            &tiers,
-            &standard,
-            at(),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let r = sample();
         assert_eq!(
             (r.tier.as_str(), r.status),
             ("platinum", ResellerStatus::Active)
@@ -465,17 +471,7 @@ mod tests {
 
     #[test]
     fn metadata_updates_are_bounded() {
-        let tiers = TierTable::reference();
-        let standard = TierName::from_literal("standard");
-        let r = create(
-            draft(),
-            "rs_1".into(),
-            "RS-1".into(),
-            &tiers,
-            &standard,
-            at(),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let r = sample();
         let held = r
             .with_metadata("hold_provisioning", Some(Value::Bool(true)), at())
             .unwrap_or_else(|e| panic!("{e}"));

@@ -67,3 +67,29 @@ export function report(summary, print) {
   for (const f of summary.failures) print(`FAIL [${summary.runtime}] ${f.name}\n${f.error}\n`);
   print(`[${summary.runtime}] ${summary.passed} passed, ${summary.failed} failed`);
 }
+
+/** Named checks counted for a driver's closing line (for drivers that are not case lists). */
+export class Checks {
+  constructor(runtime, print = console.log) {
+    Object.assign(this, { runtime, print, passed: 0, failed: 0 });
+  }
+
+  check(name, condition, detail = "") {
+    if (condition) this.passed += 1;
+    else {
+      this.failed += 1;
+      this.print(`FAIL [${this.runtime}] ${name} ${detail}`);
+    }
+  }
+
+  crashed(error) {
+    this.failed += 1;
+    this.print(`FAIL [${this.runtime}] ${error && error.stack ? error.stack : error}`);
+  }
+
+  /** Prints `[runtime] N passed, N failed` and returns the exit code. */
+  close() {
+    this.print(`[${this.runtime}] ${this.passed} passed, ${this.failed} failed`);
+    return this.failed === 0 && this.passed > 0 ? 0 : 1;
+  }
+}

@@ -3,6 +3,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import * as lib from "ally-engine";
+import { Checks } from "./harness.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const readme = readFileSync(resolve(here, "../../README.md"), "utf8");
@@ -12,15 +13,8 @@ const examples = Object.fromEntries(
 const work = join(here, ".tmp");
 mkdirSync(work, { recursive: true });
 
-let passed = 0;
-let failed = 0;
-const check = (name, condition, detail = "") => {
-  if (condition) passed += 1;
-  else {
-    failed += 1;
-    console.log(`FAIL [readme] ${name} ${detail}`);
-  }
-};
+const checks = new Checks("readme");
+const check = (...args) => checks.check(...args);
 
 try {
   check("the README has node, browser and edge examples", ["node", "browser", "edge"].every((k) => examples[k]), Object.keys(examples).join(","));
@@ -65,8 +59,6 @@ try {
   const preview = lib.quote({ tier: "gold", lines: [{ sku: "basic", quantity: 3 }] }, [{ sku: "basic", name: "Basic licence", basePrice: 1000 }]);
   check("browser example: the promised figure", examples.browser.includes(`// ${preview.totalMoney} USD`), preview.totalMoney);
 } catch (error) {
-  failed += 1;
-  console.log(`FAIL [readme] ${error.stack ?? error}`);
+  checks.crashed(error);
 }
-console.log(`[readme] ${passed} passed, ${failed} failed`);
-process.exit(failed === 0 && passed > 0 ? 0 : 1);
+process.exit(checks.close());

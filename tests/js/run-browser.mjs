@@ -5,20 +5,14 @@ import { mkdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { serve } from "../../scripts/serve.mjs";
+import { Checks } from "./harness.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const shots = join(here, ".tmp");
 mkdirSync(shots, { recursive: true });
 
-let passed = 0;
-let failed = 0;
-const check = (name, condition, detail = "") => {
-  if (condition) passed += 1;
-  else {
-    failed += 1;
-    console.log(`FAIL [chromium] ${name} ${detail}`);
-  }
-};
+const checks = new Checks("chromium");
+const check = (...args) => checks.check(...args);
 
 const server = await serve(0);
 const base = `http://127.0.0.1:${server.address().port}`;
@@ -35,8 +29,8 @@ try {
   await page.waitForFunction(() => window.__summary, null, { timeout: 60000 });
   const { summary, lines } = await page.evaluate(() => ({ summary: window.__summary, lines: window.__lines }));
   for (const line of lines.slice(0, -1)) console.log(line);
-  passed += summary.passed;
-  failed += summary.failed;
+  checks.passed += summary.passed;
+  checks.failed += summary.failed;
 
   await page.goto(`${base}/www/`);
   await page.waitForSelector("body[data-state=ready]");
@@ -66,11 +60,9 @@ try {
   await page.screenshot({ path: join(shots, "www.png"), fullPage: true });
   check("no page errors", errors.length === 0, errors.join("\n"));
 } catch (error) {
-  failed += 1;
-  console.log(`FAIL [chromium] ${error.stack ?? error}`);
+  checks.crashed(error);
 } finally {
   await browser.close();
   server.close();
 }
-console.log(`[chromium] ${passed} passed, ${failed} failed`);
-process.exit(failed === 0 && passed > 0 ? 0 : 1);
+process.exit(checks.close());
