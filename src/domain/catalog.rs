@@ -24,6 +24,8 @@ pub enum PricingModel {
 }
 
 impl PricingModel {
+    pub const ALL: [Self; 3] = [Self::PerUnit, Self::Volume, Self::Graduated];
+
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {

@@ -216,21 +216,26 @@ impl Fields {
         self.take(key).map(|v| Fields::new(v, &path)).transpose()
     }
 
-    /// A name out of a fixed set.
+    /// One of a fixed set of values, read by its name (`name` gives each value's name).
     pub fn opt_choice<T: Copy>(
         &mut self,
         key: &str,
-        choices: &[(&str, T)],
+        choices: &[T],
+        name: fn(T) -> &'static str,
     ) -> Result<Option<T>, Error> {
         let Some(text) = self.opt_string(key)? else {
             return Ok(None);
         };
         choices
             .iter()
-            .find(|(name, _)| *name == text)
-            .map(|(_, v)| Some(*v))
+            .copied()
+            .find(|&choice| name(choice) == text)
+            .map(Some)
             .ok_or_else(|| {
-                let names: Vec<String> = choices.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+                let names: Vec<String> = choices
+                    .iter()
+                    .map(|&c| format!("\"{}\"", name(c)))
+                    .collect();
                 Error::invalid(
                     self.path(key),
                     format!(

@@ -12,7 +12,6 @@ use super::host::{HostClock, HostMailer, HostStorage};
 use super::input::{self, credits, type_name, RESERVED_KEYS};
 use super::pricing::{
     catalog_from_js, cost_batch, discount_of, price_to_js, tier_table, to_plain, verify_to_js,
-    ROUNDINGS,
 };
 use super::types::optional::{self, AllyOptionsArg, JsonValueArg, ResellerListFilterArg};
 use super::types::{self, ResellerStatusName};
@@ -21,6 +20,7 @@ use crate::domain::money::{ConversionRate, Currency};
 use crate::domain::quote::PricingContext;
 use crate::domain::record::Fields;
 use crate::domain::reseller::{self, Reseller, ResellerDraft, ResellerStatus, UserId};
+use crate::domain::rounding::Rounding;
 use crate::domain::tier::{tier_cost, TierName};
 use crate::domain::{Error, Result};
 use crate::engine::{self, ResellerFilter, Versioned};
@@ -139,7 +139,7 @@ fn read_config(value: &JsValue) -> Result<Config> {
         }
     };
     let rounding = config
-        .opt_choice("rounding", &ROUNDINGS)?
+        .opt_choice("rounding", &Rounding::ALL, Rounding::as_str)?
         .unwrap_or(defaults.rounding);
     config.finish(&CONFIG_KEYS)?;
     Config::new(
@@ -213,16 +213,10 @@ fn user_id(value: &JsValue, field: &str) -> Result<UserId> {
     ))
 }
 
-const STATUSES: [(&str, ResellerStatus); 3] = [
-    ("active", ResellerStatus::Active),
-    ("suspended", ResellerStatus::Suspended),
-    ("inactive", ResellerStatus::Inactive),
-];
-
 fn list_filter(value: &JsValue) -> Result<ResellerFilter> {
     let mut filter = input::record(value, "filter")?;
     let tier = filter.opt_string("tier")?;
-    let status = filter.opt_choice("status", &STATUSES)?;
+    let status = filter.opt_choice("status", &ResellerStatus::ALL, ResellerStatus::as_str)?;
     filter.finish(&["tier", "status"])?;
     Ok(ResellerFilter { tier, status })
 }

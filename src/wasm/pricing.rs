@@ -49,14 +49,6 @@ pub fn to_plain<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
     js_sys::JSON::parse(&text)
 }
 
-/// The rounding names a host may use.
-pub const ROUNDINGS: [(&str, Rounding); 4] = [
-    ("halfUp", Rounding::HalfUp),
-    ("halfEven", Rounding::HalfEven),
-    ("up", Rounding::Up),
-    ("down", Rounding::Down),
-];
-
 /// A tier table from the reference with the `tiers` record (name → `{ discount }`) laid over it.
 pub fn tier_table(overrides: Option<Fields>, field: &str) -> Result<TierTable, Error> {
     let Some(overrides) = overrides else {
@@ -85,7 +77,7 @@ struct CostOptions {
 fn cost_options(options: &JsValue) -> Result<CostOptions, Error> {
     let mut parsed = input::record(options, "options")?;
     let rounding = parsed
-        .opt_choice("rounding", &ROUNDINGS)?
+        .opt_choice("rounding", &Rounding::ALL, Rounding::as_str)?
         .unwrap_or_default();
     let tiers = match parsed.opt_object("tiers")? {
         Some(map) => Some(tier_table(Some(map), "options.tiers")?),
@@ -288,12 +280,6 @@ impl Catalog {
     }
 }
 
-const PRICING_MODELS: [(&str, PricingModel); 3] = [
-    ("perUnit", PricingModel::PerUnit),
-    ("volume", PricingModel::Volume),
-    ("graduated", PricingModel::Graduated),
-];
-
 fn parse_catalog(products: &JsValue) -> Result<catalog::Catalog, Error> {
     if !Array::is_array(products) {
         return Err(Error::invalid(
@@ -330,7 +316,7 @@ fn product_spec(item: serde_json::Value, path: &str) -> Result<ProductSpec, Erro
     let name = product.string("name")?;
     let base_price = product.opt_credits("basePrice")?;
     let pricing = product
-        .opt_choice("pricing", &PRICING_MODELS)?
+        .opt_choice("pricing", &PricingModel::ALL, PricingModel::as_str)?
         .unwrap_or(PricingModel::PerUnit);
     let bands = match product.opt_array("bands")? {
         None => None,
@@ -413,7 +399,7 @@ fn request_from_json(value: serde_json::Value, path: &str) -> Result<QuoteReques
         lines.push(LineRequest { sku, quantity });
     }
     let rounding = request
-        .opt_choice("rounding", &ROUNDINGS)?
+        .opt_choice("rounding", &Rounding::ALL, Rounding::as_str)?
         .unwrap_or_default();
     request.finish(&["tier", "lines", "rounding"])?;
     Ok(QuoteRequest {
