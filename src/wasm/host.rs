@@ -10,7 +10,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
-use super::error::describe;
+use super::error::{describe, OrThrow};
 use super::input::type_name;
 use super::registry::Registry;
 use crate::domain::Error;
@@ -135,6 +135,36 @@ fn ready<T>(future: impl std::future::Future<Output = T>) -> Result<T, JsValue> 
     block_on(future, 1).ok_or_else(|| JsValue::from_str("memory storage suspended"))
 }
 
+/// Reads a string argument of a `MemoryStorage` method.
+fn text_arg(value: &JsValue, field: &str) -> Result<String, Error> {
+    super::input::string(value, field)
+}
+
+/// Reads an array-of-strings argument of a `MemoryStorage` method.
+fn strings_arg(value: &JsValue, field: &str) -> Result<Vec<String>, Error> {
+    let Some(array) = value.dyn_ref::<Array>() else {
+        return Err(Error::invalid(
+            field,
+            format!("expected an array of strings, got {}", type_name(value)),
+        ));
+    };
+    (0..array.length())
+        .map(|i| text_arg(&array.get(i), &format!("{field}[{i}]")))
+        .collect()
+}
+
+/// A page size for `find` and `read`: 1 to 10 000.
+fn limit_arg(limit: u64, field: &str) -> Result<u32, Error> {
+    const LIMIT_MAX: u64 = 10_000;
+    if limit == 0 || limit > LIMIT_MAX {
+        return Err(Error::invalid(
+            field,
+            format!("a limit is 1 to {LIMIT_MAX}, got {limit}"),
+        ));
+    }
+    Ok(limit as u32)
+}
+
 #[wasm_bindgen]
 impl MemoryStorage {
     #[wasm_bindgen(js_name = __allyStorageHandle, skip_typescript)]
@@ -143,85 +173,116 @@ impl MemoryStorage {
         self.handle
     }
 
+    /// The record with this id, or `null` (the storage contract's `get`).
     #[wasm_bindgen(unchecked_return_type = "StoredRecord | null")]
-    pub fn get(&self, collection: &str, id: &str) -> Result<JsValue, JsValue> {
-        let found = ready(self.store.get(collection, id))?.map_err(storage_error_js)?;
+    pub fn get(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] collection: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "string")] id: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let collection = text_arg(&collection, "collection").or_throw()?;
+        let id = text_arg(&id, "id").or_throw()?;
+        let found = ready(self.store.get(&collection, &id))?.map_err(storage_error_js)?;
         Ok(found.map_or(JsValue::NULL, |r| record_to_js(&r)))
     }
 
+    /// Records in id order, optionally by one index value (the storage contract's `find`).
     #[wasm_bindgen(unchecked_return_type = "StoredRecord[]")]
     pub fn find(
         &self,
-        collection: &str,
+        #[wasm_bindgen(unchecked_param_type = "string")] collection: JsValue,
         #[wasm_bindgen(unchecked_param_type = "StorageQuery")] query: JsValue,
     ) -> Result<JsValue, JsValue> {
-        let read = |key: &str| {
-            Reflect::get(&query, &key.into())
-                .ok()
-                .and_then(|v| v.as_string())
-        };
-        let (index, value, after) = (read("index"), read("value"), read("after"));
-        let limit = Reflect::get(&query, &"limit".into())
-            .ok()
-            .and_then(|v| v.as_f64())
-            .map_or(0, |n| n.clamp(0.0, f64::from(u32::MAX)) as u32);
+        let collection = text_arg(&collection, "collection").or_throw()?;
+        let (index, value, after, limit) = (|| {
+            let mut q = super::input::record(&query, "query")?;
+            let index = q.opt_string("index")?;
+            let value = q.opt_string("value")?;
+            let after = q.opt_string("after")?;
+            let limit = limit_arg(q.credits("limit")?.get(), "query.limit")?;
+            q.finish(&["index", "value", "after", "limit"])?;
+            if index.is_some() != value.is_some() {
+                return Err(Error::invalid("query", "index and value go together"));
+            }
+            Ok((index, value, after, limit))
+        })()
+        .or_throw()?;
         let query = Query {
             index: index.as_deref().zip(value.as_deref()),
             after: after.as_deref(),
             limit,
         };
-        let found = ready(self.store.find(collection, query))?.map_err(storage_error_js)?;
+        let found = ready(self.store.find(&collection, query))?.map_err(storage_error_js)?;
         Ok(found.iter().map(record_to_js).collect::<Array>().into())
     }
 
+    /// Compare-and-set write (the storage contract's `put`).
     #[wasm_bindgen(unchecked_return_type = "WriteOutcome")]
     pub fn put(
         &self,
-        collection: &str,
+        #[wasm_bindgen(unchecked_param_type = "string")] collection: JsValue,
         #[wasm_bindgen(unchecked_param_type = "StoredRecord")] record: JsValue,
-        expected_version: f64,
+        #[wasm_bindgen(js_name = expectedVersion, unchecked_param_type = "number")]
+        expected_version: JsValue,
         #[wasm_bindgen(unchecked_param_type = "string[]")] unique: JsValue,
     ) -> Result<JsValue, JsValue> {
+        let collection = text_arg(&collection, "collection").or_throw()?;
         let record = record_from_js(&record)
-            .and_then(|r| {
-                r.ok_or_else(|| StorageError {
-                    reason: "record is null".into(),
-                })
+            .ok()
+            .flatten()
+            .ok_or_else(|| {
+                Error::invalid(
+                    "record",
+                    "expected a StoredRecord { id, version, data, indexes }",
+                )
             })
-            .map_err(storage_error_js)?;
-        let unique: Vec<String> = Array::from(&unique)
-            .iter()
-            .filter_map(|v| v.as_string())
-            .collect();
+            .or_throw()?;
+        let expected_version = super::input::credits(&expected_version, "expectedVersion")
+            .or_throw()?
+            .get();
+        let unique = strings_arg(&unique, "unique").or_throw()?;
         let unique: Vec<&str> = unique.iter().map(String::as_str).collect();
         let outcome = ready(
             self.store
-                .put(collection, &record, expected_version as u64, &unique),
+                .put(&collection, &record, expected_version, &unique),
         )?
         .map_err(storage_error_js)?;
         Ok(outcome_to_js(&outcome))
     }
 
+    /// All-or-none append guarded by the expected length (the storage contract's `append`).
     #[wasm_bindgen(unchecked_return_type = "\"written\" | \"stale\"")]
     pub fn append(
         &self,
-        stream: &str,
-        expected_length: f64,
+        #[wasm_bindgen(unchecked_param_type = "string")] stream: JsValue,
+        #[wasm_bindgen(js_name = expectedLength, unchecked_param_type = "number")]
+        expected_length: JsValue,
         #[wasm_bindgen(unchecked_param_type = "string[]")] entries: JsValue,
     ) -> Result<JsValue, JsValue> {
-        let entries: Vec<String> = Array::from(&entries)
-            .iter()
-            .filter_map(|v| v.as_string())
-            .collect();
-        let outcome = ready(self.store.append(stream, expected_length as u64, &entries))?
+        let stream = text_arg(&stream, "stream").or_throw()?;
+        let expected_length = super::input::credits(&expected_length, "expectedLength")
+            .or_throw()?
+            .get();
+        let entries = strings_arg(&entries, "entries").or_throw()?;
+        let outcome = ready(self.store.append(&stream, expected_length, &entries))?
             .map_err(storage_error_js)?;
         Ok(outcome_to_js(&outcome))
     }
 
+    /// Up to `limit` entries of a stream from position `from` (the storage contract's `read`).
     #[wasm_bindgen(unchecked_return_type = "string[]")]
-    pub fn read(&self, stream: &str, from: f64, limit: u32) -> Result<JsValue, JsValue> {
-        let entries =
-            ready(self.store.read(stream, from as u64, limit))?.map_err(storage_error_js)?;
+    pub fn read(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] stream: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "number")] from: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "number")] limit: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let stream = text_arg(&stream, "stream").or_throw()?;
+        let from = super::input::credits(&from, "from").or_throw()?.get();
+        let limit = super::input::credits(&limit, "limit")
+            .and_then(|l| limit_arg(l.get(), "limit"))
+            .or_throw()?;
+        let entries = ready(self.store.read(&stream, from, limit))?.map_err(storage_error_js)?;
         Ok(entries
             .iter()
             .map(|s| JsValue::from_str(s))

@@ -315,6 +315,33 @@ export function cases(lib, runtime) {
     equal([stored.id, stored.version, JSON.parse(stored.data).companyName, stored.indexes.userId], [r.id, 1, "Shared", "7"], "the JS storage contract on memoryStorage");
   });
 
+  t("memoryStorage() methods check their arguments like every other function", async () => {
+    const s = memoryStorage();
+    const rec = { id: "a", version: 1, data: "{}", indexes: {} };
+    const bad = [
+      () => s.get(5, "a"),
+      () => s.get("c", null),
+      () => s.find("c", { limit: 0 }),
+      () => s.find("c", { limit: 1.5 }),
+      () => s.find("c", { limit: 10, colour: "red" }),
+      () => s.find("c", { limit: 10, index: "tier" }),
+      () => s.find("c", protoKeyed('{"limit": 10, "__proto__": {}}')),
+      () => s.put("c", { id: "a" }, 0, []),
+      () => s.put("c", rec, NaN, []),
+      () => s.put("c", rec, -1, []),
+      () => s.put("c", rec, 0, "userId"),
+      () => s.put("c", rec, 0, [5]),
+      () => s.append("s", 0, [1]),
+      () => s.append("s", 0.5, ["x"]),
+      () => s.read("s", -1, 10),
+      () => s.read("s", 0, Infinity),
+    ];
+    for (const call of bad) await fails(AllyError, "INVALID_INPUT", call, String(call));
+    equal(s.find("c", { limit: 10 }), [], "nothing written");
+    equal(s.read("s", 0, 10), [], "nothing appended");
+    equal(s.put("c", rec, 0, []), "written", "still works");
+  });
+
   for (const mode of ["sync", "async"]) {
     t(`a host storage (${mode}) holds resellers under the contract`, async () => {
       const host = hostStorage({ async: mode === "async" });
