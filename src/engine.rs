@@ -5,6 +5,8 @@ pub mod executor;
 pub mod memory;
 pub mod ports;
 mod resellers;
+#[cfg(test)]
+mod simulation;
 
 use std::cell::RefCell;
 
