@@ -2,11 +2,13 @@
 //! domain, and writes with optimistic concurrency (bounded retries on a version conflict).
 
 pub mod executor;
+mod lock;
 pub mod memory;
 pub mod ports;
 mod resellers;
 #[cfg(test)]
 mod simulation;
+mod wallets;
 
 use std::cell::RefCell;
 
@@ -18,6 +20,10 @@ use crate::domain::{Error, Result};
 use ports::{Clock, Mailer, Storage, StorageError};
 
 pub use resellers::{ResellerFilter, Versioned};
+pub use wallets::{
+    Applied, CreditCheck, LowCreditEvent, APPEND_ATTEMPTS_MAX, HISTORY_LIMIT_DEFAULT,
+    HISTORY_LIMIT_MAX,
+};
 
 /// How many times a write retries after losing a compare-and-set race before `CONFLICT`.
 pub const RETRY_COUNT_MAX: u32 = 8;
@@ -35,6 +41,7 @@ pub struct Ally<S, M, C> {
     mailer: M,
     clock: C,
     ids: RefCell<IdSource>,
+    wallets: wallets::Wallets,
 }
 
 impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
@@ -47,6 +54,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             mailer,
             clock,
             ids: RefCell::new(IdSource::new(id_seed)),
+            wallets: wallets::Wallets::default(),
         }
     }
 

@@ -18,6 +18,10 @@ pub enum ErrorCode {
     Conflict,
     StorageFailed,
     MailFailed,
+    InsufficientCredits,
+    ProvisioningHeld,
+    IdempotencyMismatch,
+    Forbidden,
 }
 
 impl ErrorCode {
@@ -34,6 +38,10 @@ impl ErrorCode {
             Self::Conflict => "CONFLICT",
             Self::StorageFailed => "STORAGE_FAILED",
             Self::MailFailed => "MAIL_FAILED",
+            Self::InsufficientCredits => "INSUFFICIENT_CREDITS",
+            Self::ProvisioningHeld => "PROVISIONING_HELD",
+            Self::IdempotencyMismatch => "IDEMPOTENCY_MISMATCH",
+            Self::Forbidden => "FORBIDDEN",
         }
     }
 }
@@ -75,6 +83,19 @@ pub enum Error {
     },
     /// The host's mailer threw or rejected.
     MailFailed { reason: String },
+    /// The wallet cannot pay. For a bulk provision, `items` gives one result code per item.
+    InsufficientCredits {
+        reseller: String,
+        balance: u64,
+        requested: u64,
+        items: Vec<&'static str>,
+    },
+    /// The reseller's metadata holds `hold_provisioning: true`.
+    ProvisioningHeld { reseller: String },
+    /// An idempotency key was used again with a different request.
+    IdempotencyMismatch { key: String, reason: String },
+    /// A reseller-scoped handle touched another reseller's data.
+    Forbidden { scope: String, target: String },
 }
 
 impl Error {
@@ -90,12 +111,38 @@ impl Error {
             Self::Conflict { .. } => ErrorCode::Conflict,
             Self::StorageFailed { .. } => ErrorCode::StorageFailed,
             Self::MailFailed { .. } => ErrorCode::MailFailed,
+            Self::InsufficientCredits { .. } => ErrorCode::InsufficientCredits,
+            Self::ProvisioningHeld { .. } => ErrorCode::ProvisioningHeld,
+            Self::IdempotencyMismatch { .. } => ErrorCode::IdempotencyMismatch,
+            Self::Forbidden { .. } => ErrorCode::Forbidden,
         }
     }
 
     /// Structured details as (name, value) pairs, in a stable order.
     #[must_use]
-    pub fn details(&self) -> Vec<(&'static str, String)> {
+    pub fn details(&self) -> Vec<(&'static str, Detail)> {
+        let text = self.text_details();
+        let mut out: Vec<(&'static str, Detail)> = text
+            .into_iter()
+            .map(|(k, v)| (k, Detail::Text(v)))
+            .collect();
+        if let Self::InsufficientCredits {
+            balance,
+            requested,
+            items,
+            ..
+        } = self
+        {
+            out.push(("balance", Detail::Number(*balance)));
+            out.push(("requested", Detail::Number(*requested)));
+            if !items.is_empty() {
+                out.push(("items", Detail::Codes(items.clone())));
+            }
+        }
+        out
+    }
+
+    fn text_details(&self) -> Vec<(&'static str, String)> {
         match self {
             Self::InvalidInput { field, reason } => {
                 vec![("field", field.clone()), ("reason", reason.clone())]
@@ -135,6 +182,15 @@ impl Error {
                 ("reason", reason.clone()),
             ],
             Self::MailFailed { reason } => vec![("reason", reason.clone())],
+            Self::InsufficientCredits { reseller, .. } | Self::ProvisioningHeld { reseller } => {
+                vec![("reseller", reseller.clone())]
+            }
+            Self::IdempotencyMismatch { key, reason } => {
+                vec![("key", key.clone()), ("reason", reason.clone())]
+            }
+            Self::Forbidden { scope, target } => {
+                vec![("scope", scope.clone()), ("target", target.clone())]
+            }
         }
     }
 
@@ -189,10 +245,46 @@ impl fmt::Display for Error {
                 write!(f, "storage {operation} failed: {reason}")
             }
             Self::MailFailed { reason } => write!(f, "mail send failed: {reason}"),
+            Self::InsufficientCredits {
+                reseller,
+                balance,
+                requested,
+                items,
+            } => {
+                write!(
+                    f,
+                    "reseller \"{reseller}\" has {balance} credits, {requested} are needed"
+                )?;
+                if !items.is_empty() {
+                    write!(f, " for all {} items; nothing was provisioned", items.len())?;
+                }
+                Ok(())
+            }
+            Self::ProvisioningHeld { reseller } => write!(
+                f,
+                "provisioning is on hold for reseller \"{reseller}\" (metadata hold_provisioning)"
+            ),
+            Self::IdempotencyMismatch { key, reason } => write!(
+                f,
+                "idempotency key \"{key}\" was used for a different request: {reason}"
+            ),
+            Self::Forbidden { scope, target } => write!(
+                f,
+                "a handle for reseller \"{scope}\" may not touch reseller \"{target}\""
+            ),
         }
     }
 }
 
 impl std::error::Error for Error {}
+
+/// One value of an error's details.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Detail {
+    Text(String),
+    Number(u64),
+    /// One code per item, e.g. a refused bulk provision.
+    Codes(Vec<&'static str>),
+}
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -50,6 +50,11 @@ impl IdSource {
         self.token("rs_", 16, true)
     }
 
+    /// A ledger entry id: `le_` and 16 characters (80 bits).
+    pub fn entry_id(&mut self) -> String {
+        self.token("le_", 16, true)
+    }
+
     /// A public reseller reference: `RS-` and 10 characters (50 bits).
     pub fn reseller_refid(&mut self) -> String {
         self.token("RS-", 10, false)

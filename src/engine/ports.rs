@@ -82,18 +82,7 @@ pub trait Storage {
     async fn read(&self, stream: &str, from: u64, limit: u32) -> Result<Vec<String>, StorageError>;
 }
 
-/// A message for the host's mailer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MailMessage {
-    pub to: String,
-    pub subject: String,
-    pub text: String,
-    pub html: String,
-    /// What the mail is about, e.g. `lowCredit`.
-    pub kind: String,
-    /// Stable per logical message, so a host can drop a duplicate delivery.
-    pub idempotency_key: String,
-}
+pub use crate::domain::notice::MailMessage;
 
 /// A mail send that threw or rejected.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -94,10 +94,15 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                 .map_err(storage_failed("put"))?;
             match outcome {
                 WriteOutcome::Written => {
+                    if self.config.auto_provision_wallet {
+                        // A failure here loses nothing: the first credit operation opens the
+                        // wallet when it finds none.
+                        let _ = self.create_wallet_record(&reseller).await;
+                    }
                     return Ok(Versioned {
                         value: reseller,
                         version: 1,
-                    })
+                    });
                 }
                 WriteOutcome::Duplicate { index } if index == INDEX_USER => {
                     return Err(Error::AlreadyExists {

@@ -8,6 +8,7 @@
 use js_sys::{Object, Reflect};
 use wasm_bindgen::prelude::*;
 
+use crate::domain::error::Detail;
 use crate::domain::Error;
 
 /// The class of every error the package throws. Instances are never built by hand.
@@ -33,8 +34,12 @@ export class AllyError extends Error {
   readonly code: AllyErrorCode;
   /** Names the field and the value. */
   readonly message: string;
-  /** Structured context: `field`, `reason`, `tier`, `key`, … depending on the code. */
-  readonly details: Readonly<Record<string, string>>;
+  /**
+   * Structured context, depending on the code: `field`, `reason`, `tier`, `key`, … as strings;
+   * for `INSUFFICIENT_CREDITS` also `balance` and `requested` (numbers) and, for a bulk
+   * provision, `items`: one result code per item.
+   */
+  readonly details: Readonly<Record<string, string | number | readonly string[]>>;
 }
 "#;
 
@@ -64,7 +69,16 @@ pub fn to_js(error: &Error) -> JsValue {
     });
     let details = Object::new();
     for (key, value) in error.details() {
-        let _ = Reflect::set(&details, &key.into(), &value.into());
+        let value: JsValue = match value {
+            Detail::Text(text) => text.into(),
+            Detail::Number(n) => (n as f64).into(),
+            Detail::Codes(codes) => codes
+                .into_iter()
+                .map(JsValue::from_str)
+                .collect::<js_sys::Array>()
+                .into(),
+        };
+        let _ = Reflect::set(&details, &key.into(), &value);
     }
     let _ = Reflect::set(&js, &"code".into(), &error.code().as_str().into());
     let _ = Reflect::set(&js, &"details".into(), &details);

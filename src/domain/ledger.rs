@@ -1,0 +1,854 @@
+//! Credit wallets as append-only ledgers: the entries, their hash chain, the decisions for
+//! top-ups and provisions, and the audit that replays a history.
+//!
+//! A wallet is the sequence of its entries; its balance is never stored apart from them. Each
+//! entry carries the balance after it and a SHA-256 hash over its own fields and the previous
+//! entry's hash, so an edited, dropped or reordered entry breaks the chain from that point on.
+//! Every decision here takes the wallet's state and returns the entries to append (and the
+//! low-credit crossing to raise), or a typed error; the engine performs the append.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::catalog::hex;
+use super::error::{Error, Result};
+use super::money::Credits;
+use super::record::{describe, Fields};
+use super::reseller::iso_time;
+
+/// The longest memo or idempotency key, in bytes.
+pub const TEXT_LEN_MAX: usize = 512;
+/// The most items one bulk provision may hold.
+pub const BULK_LEN_MAX: usize = 10_000;
+/// The hash an empty wallet's chain starts from.
+pub const GENESIS: [u8; 32] = [0; 32];
+
+/// Which way an entry moves credits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EntryKind {
+    /// Credits in: a top-up.
+    Credit,
+    /// Credits out: a provision.
+    Debit,
+}
+
+impl EntryKind {
+    pub const ALL: [Self; 2] = [Self::Credit, Self::Debit];
+
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Credit => "credit",
+            Self::Debit => "debit",
+        }
+    }
+
+    const fn tag(self) -> u8 {
+        match self {
+            Self::Credit => 1,
+            Self::Debit => 2,
+        }
+    }
+}
+
+/// Where an entry sits in a bulk provision: item `index` of `size`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchPosition {
+    pub index: u32,
+    pub size: u32,
+}
+
+/// One ledger entry. Amounts are signed here so that an audit can hold a tampered history; the
+/// decisions below only ever produce positive amounts and non-negative balances.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub id: String,
+    pub wallet_id: String,
+    /// 1 for a wallet's first entry, +1 for each next one.
+    pub sequence: u64,
+    pub kind: EntryKind,
+    pub amount: i64,
+    pub balance_after: i64,
+    pub memo: Option<String>,
+    /// The caller's key; for a bulk provision it sits on the first item only.
+    pub idempotency_key: Option<String>,
+    pub batch: Option<BatchPosition>,
+    /// Milliseconds since the Unix epoch (UTC).
+    pub at_ms: i64,
+    pub hash: [u8; 32],
+}
+
+impl Entry {
+    /// The chain hash of this entry's fields after `previous`.
+    #[must_use]
+    pub fn chain_hash(&self, previous: &[u8; 32]) -> [u8; 32] {
+        let mut buf = Vec::with_capacity(160);
+        buf.extend_from_slice(previous);
+        buf.push(1); // encoding version
+        buf.extend_from_slice(&self.sequence.to_le_bytes());
+        buf.push(self.kind.tag());
+        buf.extend_from_slice(&self.amount.to_le_bytes());
+        buf.extend_from_slice(&self.balance_after.to_le_bytes());
+        buf.extend_from_slice(&self.at_ms.to_le_bytes());
+        put_str(&mut buf, &self.id);
+        put_str(&mut buf, &self.wallet_id);
+        put_opt_str(&mut buf, self.memo.as_deref());
+        put_opt_str(&mut buf, self.idempotency_key.as_deref());
+        match self.batch {
+            None => buf.push(0),
+            Some(b) => {
+                buf.push(1);
+                buf.extend_from_slice(&b.index.to_le_bytes());
+                buf.extend_from_slice(&b.size.to_le_bytes());
+            }
+        }
+        Sha256::digest(&buf).into()
+    }
+
+    /// The time as an ISO-8601 string in UTC.
+    #[must_use]
+    pub fn at_text(&self) -> String {
+        DateTime::from_timestamp_millis(self.at_ms).map_or_else(String::new, iso_time::format)
+    }
+
+    /// The entry as the plain JSON object stored and handed to hosts.
+    #[must_use]
+    pub fn to_json(&self) -> Value {
+        let mut map = Map::with_capacity(11);
+        map.insert("id".into(), self.id.clone().into());
+        map.insert("walletId".into(), self.wallet_id.clone().into());
+        map.insert("sequence".into(), self.sequence.into());
+        map.insert("kind".into(), self.kind.as_str().into());
+        map.insert("amount".into(), self.amount.into());
+        map.insert("balanceAfter".into(), self.balance_after.into());
+        map.insert("memo".into(), self.memo.clone().into());
+        map.insert("idempotencyKey".into(), self.idempotency_key.clone().into());
+        map.insert(
+            "batch".into(),
+            self.batch
+                .map_or(Value::Null, |b| json!({ "index": b.index, "size": b.size })),
+        );
+        map.insert("at".into(), self.at_text().into());
+        map.insert("hash".into(), hex(&self.hash).into());
+        Value::Object(map)
+    }
+
+    /// Reads an entry back from its JSON form. Wrong types are `INVALID_INPUT` naming the field;
+    /// wrong values (a negative amount, a hash that is not 64 hex digits) are kept for the audit to
+    /// report, so that a tampered history reads and fails validation instead of failing to read.
+    pub fn from_json(value: Value, path: &str) -> Result<(Self, EntryFlaws)> {
+        let mut r = Fields::new(value, path)?;
+        let mut flaws = EntryFlaws::default();
+        let kind_text = r.string("kind")?;
+        let kind = EntryKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == kind_text)
+            .ok_or_else(|| {
+                Error::invalid(
+                    r.path("kind"),
+                    "expected \"credit\" or \"debit\"".to_owned(),
+                )
+            })?;
+        let amount = match integer(r.take("amount"), &r.path("amount"))? {
+            Some(v) if v >= 1 && v <= Credits::MAX.get() as i64 => v,
+            Some(v) => {
+                flaws.amount = Some(format!("amount {v} is not between 1 and 2^53 - 1"));
+                0
+            }
+            None => {
+                flaws.amount = Some("amount is not a whole number".to_owned());
+                0
+            }
+        };
+        let balance_after = integer(r.take("balanceAfter"), &r.path("balanceAfter"))?
+            .ok_or_else(|| Error::invalid(r.path("balanceAfter"), "expected a whole number"))?;
+        let sequence = integer(r.take("sequence"), &r.path("sequence"))?
+            .and_then(|v| u64::try_from(v).ok())
+            .ok_or_else(|| Error::invalid(r.path("sequence"), "expected a whole number ≥ 0"))?;
+        let hash_text = r.string("hash")?;
+        let hash = parse_hash(&hash_text).unwrap_or_else(|| {
+            flaws.hash = Some(format!(
+                "hash \"{}\" is not 64 lowercase hexadecimal digits",
+                super::decimal::printable(&hash_text)
+            ));
+            GENESIS
+        });
+        let at_text = r.string("at")?;
+        let at_ms = DateTime::parse_from_rfc3339(&at_text)
+            .map(|at| at.with_timezone(&Utc).timestamp_millis())
+            .map_err(|e| Error::invalid(r.path("at"), format!("not an ISO-8601 time: {e}")))?;
+        let batch = match r.opt_object("batch")? {
+            None => None,
+            Some(mut b) => {
+                let index = small(b.take("index"), &b.path("index"))?;
+                let size = small(b.take("size"), &b.path("size"))?;
+                b.finish(&["index", "size"])?;
+                Some(BatchPosition { index, size })
+            }
+        };
+        let entry = Self {
+            id: r.string("id")?,
+            wallet_id: r.string("walletId")?,
+            sequence,
+            kind,
+            amount,
+            balance_after,
+            memo: r.opt_string("memo")?,
+            idempotency_key: r.opt_string("idempotencyKey")?,
+            batch,
+            at_ms,
+            hash,
+        };
+        r.finish(&[
+            "id",
+            "walletId",
+            "sequence",
+            "kind",
+            "amount",
+            "balanceAfter",
+            "memo",
+            "idempotencyKey",
+            "batch",
+            "at",
+            "hash",
+        ])?;
+        Ok((entry, flaws))
+    }
+}
+
+/// What [`Entry::from_json`] read but could not hold as given.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EntryFlaws {
+    pub amount: Option<String>,
+    pub hash: Option<String>,
+}
+
+impl EntryFlaws {
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.amount.is_none() && self.hash.is_none()
+    }
+}
+
+fn integer(value: Option<Value>, path: &str) -> Result<Option<i64>> {
+    match value {
+        Some(Value::Number(n)) => Ok(n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|v| v.fract() == 0.0 && v.abs() < 9.2e18)
+                .map(|v| v as i64)
+        })),
+        Some(other) => Err(Error::invalid(
+            path,
+            format!("expected a number, got {}", describe(&other)),
+        )),
+        None => Err(Error::invalid(path, "is required")),
+    }
+}
+
+fn small(value: Option<Value>, path: &str) -> Result<u32> {
+    integer(value, path)?
+        .and_then(|v| u32::try_from(v).ok())
+        .ok_or_else(|| Error::invalid(path, "expected a whole number ≥ 0"))
+}
+
+fn parse_hash(text: &str) -> Option<[u8; 32]> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks_exact(2).enumerate() {
+        out[i] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+    }
+    Some(out)
+}
+
+fn put_str(buf: &mut Vec<u8>, text: &str) {
+    buf.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    buf.extend_from_slice(text.as_bytes());
+}
+
+fn put_opt_str(buf: &mut Vec<u8>, text: Option<&str>) {
+    match text {
+        None => buf.push(0),
+        Some(text) => {
+            buf.push(1);
+            put_str(buf, text);
+        }
+    }
+}
+
+/// A memo or idempotency key: printable, at most [`TEXT_LEN_MAX`] bytes, not blank.
+pub fn text(value: &str, field: &str) -> Result<String> {
+    if value.trim().is_empty() {
+        return Err(Error::invalid(field, "must not be blank"));
+    }
+    if value.len() > TEXT_LEN_MAX {
+        return Err(Error::invalid(
+            field,
+            format!("must be at most {TEXT_LEN_MAX} bytes, got {}", value.len()),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Error::invalid(field, "must not hold control characters"));
+    }
+    Ok(value.to_owned())
+}
+
+/// Fast, non-cryptographic hashing for the audit's sets (ids and keys are not attacker-chosen
+/// hash-flooding material here: a duplicate is reported, not stored twice).
+#[derive(Default, Clone, Copy)]
+pub struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+}
+
+type FastSet<T> = HashSet<T, BuildHasherDefault<FxHasher>>;
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+/// How one entry breaks the ledger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ViolationCode {
+    /// `balanceAfter` is not the previous balance plus or minus the amount.
+    BalanceMismatch,
+    /// The balance went below zero.
+    NegativeBalance,
+    /// The sequence number is not the previous one plus one.
+    SequenceGap,
+    /// Another entry has the same id.
+    DuplicateId,
+    /// Another entry has the same idempotency key.
+    DuplicateIdempotencyKey,
+    /// The hash does not follow from the entry and the previous hash.
+    HashMismatch,
+    /// The amount is not a whole number of credits between 1 and 2^53 − 1.
+    InvalidAmount,
+    /// The entry belongs to another wallet.
+    WalletMismatch,
+    /// A bulk provision's items are not all there, in order.
+    IncompleteBatch,
+}
+
+impl ViolationCode {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::BalanceMismatch => "BALANCE_MISMATCH",
+            Self::NegativeBalance => "NEGATIVE_BALANCE",
+            Self::SequenceGap => "SEQUENCE_GAP",
+            Self::DuplicateId => "DUPLICATE_ID",
+            Self::DuplicateIdempotencyKey => "DUPLICATE_IDEMPOTENCY_KEY",
+            Self::HashMismatch => "HASH_MISMATCH",
+            Self::InvalidAmount => "INVALID_AMOUNT",
+            Self::WalletMismatch => "WALLET_MISMATCH",
+            Self::IncompleteBatch => "INCOMPLETE_BATCH",
+        }
+    }
+}
+
+/// One finding of an audit: which entry (0-based position in the history), what, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    pub index: u64,
+    pub code: ViolationCode,
+    pub message: String,
+}
+
+/// Replays a wallet's history one entry at a time, and keeps what the engine needs to decide
+/// the next operation: balance, length, chain head, idempotency keys and the low-credit state.
+///
+/// The engine folds a stored stream through it (and refuses to work on a wallet whose history
+/// does not validate); `validateLedger` folds a history a host hands over.
+#[derive(Clone, Debug)]
+pub struct Wallet {
+    pub id: Option<String>,
+    /// How many entries have been replayed.
+    pub length: u64,
+    /// The balance after the last entry, replayed from the amounts.
+    pub balance: i128,
+    /// `balanceAfter` of the last entry as recorded (to localise a mismatch to one entry).
+    recorded: i128,
+    pub head: [u8; 32],
+    last_sequence: u64,
+    ids: FastSet<Box<str>>,
+    /// Idempotency key → position of the entry that holds it (0-based).
+    pub keys: FastMap<Box<str>, u64>,
+    /// Where the current bulk provision is: (next index expected, size).
+    open_batch: Option<(u32, u32)>,
+    /// The low-credit threshold the crossing state is kept for.
+    threshold: i128,
+    /// Sequence of the debit that took the balance below the threshold, while it stays below.
+    pub low_since: Option<u64>,
+    pub violations: Vec<Violation>,
+    violation_total: u64,
+}
+
+/// The most violations an audit lists; past it, it still counts them.
+pub const VIOLATIONS_LISTED_MAX: usize = 1_000;
+
+impl Wallet {
+    /// An empty wallet. `id`, when given, is checked against every entry's `walletId`.
+    #[must_use]
+    pub fn new(id: Option<String>, opening_balance: u64, threshold: Credits) -> Self {
+        Self {
+            id,
+            length: 0,
+            balance: i128::from(opening_balance),
+            recorded: i128::from(opening_balance),
+            head: GENESIS,
+            last_sequence: 0,
+            ids: FastSet::default(),
+            keys: FastMap::default(),
+            open_batch: None,
+            threshold: i128::from(threshold.get()),
+            low_since: None,
+            violations: Vec::new(),
+            violation_total: 0,
+        }
+    }
+
+    /// How many violations were found (the list stops at [`VIOLATIONS_LISTED_MAX`]).
+    #[must_use]
+    pub fn violation_count(&self) -> u64 {
+        self.violation_total
+    }
+
+    fn violate(&mut self, code: ViolationCode, message: String) {
+        self.violation_total += 1;
+        if self.violations.len() < VIOLATIONS_LISTED_MAX {
+            self.violations.push(Violation {
+                index: self.length,
+                code,
+                message,
+            });
+        }
+    }
+
+    /// The balance as whole credits (an audited history may have gone negative: then zero).
+    #[must_use]
+    pub fn credits(&self) -> Credits {
+        u64::try_from(self.balance)
+            .ok()
+            .and_then(Credits::new)
+            .unwrap_or(Credits::ZERO)
+    }
+
+    /// Replays one entry, recording what it breaks.
+    pub fn apply(&mut self, entry: &Entry, flaws: &EntryFlaws) {
+        self.replay(entry, flaws, true);
+    }
+
+    /// Replays an entry this wallet's own decision produced and sealed: everything is checked
+    /// but the hash, which [`seal`] computed from this very state.
+    pub fn apply_trusted(&mut self, entry: &Entry) {
+        self.replay(entry, &EntryFlaws::default(), false);
+    }
+
+    fn replay(&mut self, entry: &Entry, flaws: &EntryFlaws, verify_hash: bool) {
+        let position = self.length;
+        if let Some(id) = &self.id {
+            if &entry.wallet_id != id {
+                let message = format!(
+                    "entry {position} belongs to wallet \"{}\", not \"{id}\"",
+                    entry.wallet_id
+                );
+                self.violate(ViolationCode::WalletMismatch, message);
+            }
+        } else if position == 0 {
+            self.id = Some(entry.wallet_id.clone());
+        }
+        if entry.sequence != self.last_sequence + 1 {
+            let message = format!(
+                "entry {position} has sequence {}, expected {}",
+                entry.sequence,
+                self.last_sequence + 1
+            );
+            self.violate(ViolationCode::SequenceGap, message);
+        }
+        self.last_sequence = entry.sequence;
+        if !self.ids.insert(entry.id.as_str().into()) {
+            let message = format!("entry {position} repeats id \"{}\"", entry.id);
+            self.violate(ViolationCode::DuplicateId, message);
+        }
+        if let Some(key) = &entry.idempotency_key {
+            if self.keys.contains_key(key.as_str()) {
+                let message = format!("entry {position} repeats idempotency key \"{key}\"");
+                self.violate(ViolationCode::DuplicateIdempotencyKey, message);
+            } else {
+                self.keys.insert(key.as_str().into(), position);
+            }
+        }
+        self.check_batch(entry.batch, position);
+        if let Some(reason) = &flaws.amount {
+            self.violate(
+                ViolationCode::InvalidAmount,
+                format!("entry {position}: {reason}"),
+            );
+        }
+        let signed = match entry.kind {
+            EntryKind::Credit => i128::from(entry.amount),
+            EntryKind::Debit => -i128::from(entry.amount),
+        };
+        let before = self.balance;
+        self.balance += signed;
+        let expected = self.recorded + signed;
+        if i128::from(entry.balance_after) != expected {
+            let message = format!(
+                "entry {position} records balance {} after {} {}, expected {expected}",
+                entry.balance_after,
+                entry.kind.as_str(),
+                entry.amount
+            );
+            self.violate(ViolationCode::BalanceMismatch, message);
+        }
+        if self.balance < 0 || entry.balance_after < 0 {
+            let message = format!(
+                "entry {position} takes the balance to {}",
+                self.balance.min(i128::from(entry.balance_after))
+            );
+            self.violate(ViolationCode::NegativeBalance, message);
+        }
+        self.recorded = i128::from(entry.balance_after);
+        let hash = if verify_hash {
+            entry.chain_hash(&self.head)
+        } else {
+            entry.hash
+        };
+        if let Some(reason) = &flaws.hash {
+            self.violate(
+                ViolationCode::HashMismatch,
+                format!("entry {position}: {reason}"),
+            );
+        } else if hash != entry.hash {
+            let message = format!(
+                "entry {position} has hash {}, its fields and the previous hash give {}",
+                hex(&entry.hash),
+                hex(&hash)
+            );
+            self.violate(ViolationCode::HashMismatch, message);
+        }
+        // Continue the chain from the recorded hash, so one edit is reported once.
+        self.head = if flaws.hash.is_some() {
+            hash
+        } else {
+            entry.hash
+        };
+        self.track_low_credit(entry, before);
+        self.length += 1;
+    }
+
+    fn check_batch(&mut self, batch: Option<BatchPosition>, position: u64) {
+        match (self.open_batch, batch) {
+            (None, None) => {}
+            (None, Some(b)) if b.index == 0 && b.size >= 1 => {
+                self.open_batch = (b.size > 1).then_some((1, b.size));
+            }
+            (Some((next, size)), Some(b)) if b.index == next && b.size == size => {
+                self.open_batch = (next + 1 < size).then_some((next + 1, size));
+            }
+            (open, got) => {
+                let expected = open.map_or_else(
+                    || "no batch or the first item of one".to_owned(),
+                    |(next, size)| format!("item {next} of {size}"),
+                );
+                let found = got.map_or_else(
+                    || "an entry outside any batch".to_owned(),
+                    |b| format!("item {} of {}", b.index, b.size),
+                );
+                let message = format!("entry {position} is {found}; expected {expected}");
+                self.violate(ViolationCode::IncompleteBatch, message);
+                self.open_batch = got
+                    .filter(|b| b.index + 1 < b.size)
+                    .map(|b| (b.index + 1, b.size));
+            }
+        }
+    }
+
+    /// Call after the last entry: a batch still open is incomplete.
+    pub fn finish(&mut self) {
+        if let Some((next, size)) = self.open_batch.take() {
+            let message = format!(
+                "the history ends after item {} of a {size}-item batch",
+                next - 1
+            );
+            self.violate(ViolationCode::IncompleteBatch, message);
+        }
+    }
+
+    fn track_low_credit(&mut self, entry: &Entry, before: i128) {
+        if self.balance >= self.threshold {
+            self.low_since = None;
+        } else if entry.kind == EntryKind::Debit && before >= self.threshold {
+            self.low_since = Some(entry.sequence);
+        }
+    }
+
+    /// Whether the history replayed so far is sound.
+    #[must_use]
+    pub fn is_valid(&self) -> bool {
+        self.violation_total == 0
+    }
+}
+
+/// A low-credit crossing: a debit took the balance from at or above the threshold to below it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LowCredit {
+    pub wallet_id: String,
+    /// Sequence of the debit that crossed: together with the wallet, it names the crossing.
+    pub sequence: u64,
+    pub balance: Credits,
+    pub threshold: Credits,
+    pub at_ms: i64,
+}
+
+impl LowCredit {
+    /// The key of the crossing's notification: one mail per crossing.
+    #[must_use]
+    pub fn key(&self) -> String {
+        format!("lowCredit:{}:{}", self.wallet_id, self.sequence)
+    }
+}
+
+/// What a caller asks to append: the parts of an entry the wallet does not decide.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Movement {
+    pub amount: Credits,
+    pub memo: Option<String>,
+}
+
+/// The entries to append and the crossing to raise.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub entries: Vec<Entry>,
+    pub low_credit: Option<LowCredit>,
+}
+
+/// The fixed inputs of a decision.
+pub struct Context<'a> {
+    pub wallet_id: &'a str,
+    pub reseller_id: &'a str,
+    pub at_ms: i64,
+    pub threshold: Credits,
+    pub idempotency_key: Option<String>,
+}
+
+fn seal(wallet: &Wallet, mut entries: Vec<Entry>) -> Vec<Entry> {
+    let mut head = wallet.head;
+    for entry in &mut entries {
+        entry.hash = entry.chain_hash(&head);
+        head = entry.hash;
+    }
+    entries
+}
+
+/// A top-up: one credit entry. The balance may not pass 2^53 − 1.
+pub fn decide_top_up(
+    wallet: &Wallet,
+    ctx: Context<'_>,
+    movement: Movement,
+    entry_id: String,
+) -> Result<Decision> {
+    let after = wallet
+        .credits()
+        .checked_add(movement.amount)
+        .ok_or_else(|| {
+            Error::invalid(
+                "amount",
+                format!(
+                    "a top-up of {} would take the balance of {} past 2^53 - 1",
+                    movement.amount,
+                    wallet.credits()
+                ),
+            )
+        })?;
+    let entry = Entry {
+        id: entry_id,
+        wallet_id: ctx.wallet_id.to_owned(),
+        sequence: wallet.length + 1,
+        kind: EntryKind::Credit,
+        amount: movement.amount.get() as i64,
+        balance_after: after.get() as i64,
+        memo: movement.memo,
+        idempotency_key: ctx.idempotency_key,
+        batch: None,
+        at_ms: ctx.at_ms,
+        hash: GENESIS,
+    };
+    Ok(Decision {
+        entries: seal(wallet, vec![entry]),
+        low_credit: None,
+    })
+}
+
+/// Result codes of a refused bulk provision, per item.
+pub mod item_code {
+    /// This item is the one the balance could not cover.
+    pub const INSUFFICIENT_CREDITS: &str = "INSUFFICIENT_CREDITS";
+    /// This item was affordable, but the bulk failed as a whole.
+    pub const LINKED_ITEM_FAILED: &str = "LINKED_ITEM_FAILED";
+}
+
+/// One provision: a single debit.
+pub fn decide_provision(
+    wallet: &Wallet,
+    ctx: Context<'_>,
+    movement: Movement,
+    entry_id: String,
+    held: bool,
+) -> Result<Decision> {
+    decide_debits(wallet, ctx, vec![movement], vec![entry_id], held, false)
+}
+
+/// A bulk provision: affordable as a whole or refused as a whole. The entries carry their batch
+/// position; a refusal lists one code per item, the way linked transfers report: the item the
+/// balance could not cover is `INSUFFICIENT_CREDITS`, every other one `LINKED_ITEM_FAILED`.
+pub fn decide_bulk(
+    wallet: &Wallet,
+    ctx: Context<'_>,
+    items: Vec<Movement>,
+    entry_ids: Vec<String>,
+    held: bool,
+) -> Result<Decision> {
+    decide_debits(wallet, ctx, items, entry_ids, held, true)
+}
+
+fn decide_debits(
+    wallet: &Wallet,
+    ctx: Context<'_>,
+    items: Vec<Movement>,
+    entry_ids: Vec<String>,
+    held: bool,
+    bulk: bool,
+) -> Result<Decision> {
+    if held {
+        return Err(Error::ProvisioningHeld {
+            reseller: ctx.reseller_id.to_owned(),
+        });
+    }
+    if items.is_empty() || items.len() > BULK_LEN_MAX || entry_ids.len() != items.len() {
+        return Err(Error::invalid(
+            "items",
+            format!("expected 1 to {BULK_LEN_MAX} items, got {}", items.len()),
+        ));
+    }
+    let balance = wallet.credits();
+    // The total in u128 cannot overflow: at most 10 000 items of at most 2^53 − 1 each.
+    let requested: u128 = items.iter().map(|m| u128::from(m.amount.get())).sum();
+    if requested > u128::from(balance.get()) {
+        let mut codes = Vec::new();
+        if bulk {
+            let mut left = u128::from(balance.get());
+            let mut failed = false;
+            for m in &items {
+                let cost = u128::from(m.amount.get());
+                if !failed && cost > left {
+                    failed = true;
+                    codes.push(item_code::INSUFFICIENT_CREDITS);
+                } else {
+                    left = left.saturating_sub(cost);
+                    codes.push(item_code::LINKED_ITEM_FAILED);
+                }
+            }
+        }
+        return Err(Error::InsufficientCredits {
+            reseller: ctx.reseller_id.to_owned(),
+            balance: balance.get(),
+            requested: u64::try_from(requested).unwrap_or(u64::MAX),
+            items: codes,
+        });
+    }
+    let size = u32::try_from(items.len()).unwrap_or(u32::MAX);
+    let mut running = balance.get();
+    let mut key = ctx.idempotency_key;
+    let entries: Vec<Entry> = items
+        .into_iter()
+        .zip(entry_ids)
+        .enumerate()
+        .map(|(i, (m, id))| {
+            running -= m.amount.get();
+            Entry {
+                id,
+                wallet_id: ctx.wallet_id.to_owned(),
+                sequence: wallet.length + 1 + i as u64,
+                kind: EntryKind::Debit,
+                amount: m.amount.get() as i64,
+                balance_after: running as i64,
+                memo: m.memo,
+                idempotency_key: key.take(),
+                batch: bulk.then_some(BatchPosition {
+                    index: i as u32,
+                    size,
+                }),
+                at_ms: ctx.at_ms,
+                hash: GENESIS,
+            }
+        })
+        .collect();
+    let threshold = ctx.threshold;
+    let crossed = balance >= threshold && running < threshold.get();
+    let low_credit = crossed.then(|| LowCredit {
+        wallet_id: ctx.wallet_id.to_owned(),
+        sequence: wallet.length + u64::from(size),
+        balance: Credits::new(running).unwrap_or(Credits::ZERO),
+        threshold,
+        at_ms: ctx.at_ms,
+    });
+    Ok(Decision {
+        entries: seal(wallet, entries),
+        low_credit,
+    })
+}
+
+/// The report of [`audit`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Audit {
+    pub ok: bool,
+    pub balance: i128,
+    pub length: u64,
+    pub violations: Vec<Violation>,
+    pub violation_count: u64,
+}
+
+/// Replays a whole history (`validateLedger`).
+pub fn audit<I>(entries: I, wallet_id: Option<String>, opening_balance: u64) -> Audit
+where
+    I: IntoIterator<Item = (Entry, EntryFlaws)>,
+{
+    let mut wallet = Wallet::new(wallet_id, opening_balance, Credits::ZERO);
+    for (entry, flaws) in entries {
+        wallet.apply(&entry, &flaws);
+    }
+    wallet.finish();
+    Audit {
+        ok: wallet.is_valid(),
+        balance: wallet.balance,
+        length: wallet.length,
+        violation_count: wallet.violation_total,
+        violations: wallet.violations,
+    }
+}

@@ -1,0 +1,1133 @@
+//! Credit wallets through the storage port: top-ups, provisions, bulk provisions, idempotency,
+//! history, and the low-credit notification through the outbox.
+//!
+//! A wallet's entries live in one storage stream, `ledger:<reseller id>`; the wallet record in
+//! `wallets` only says that the wallet exists. Each instance keeps the replayed state of the
+//! wallets it touched and catches up with entries other instances appended before it decides;
+//! the append names the length it expects, so a decision made on a stale state is refused by the
+//! storage and made again.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+use super::lock::Lock;
+use super::ports::{Clock, MailMessage, Mailer, Query, Storage, StoredRecord, WriteOutcome};
+use super::{storage_failed, Ally, PAGE_SIZE_MAX};
+use crate::domain::ledger::{
+    self, Context, Decision, Entry, EntryFlaws, LowCredit, Movement, Wallet,
+};
+use crate::domain::money::Credits;
+use crate::domain::notice::{self, LOW_CREDIT};
+use crate::domain::reseller::{iso_time, Reseller};
+use crate::domain::{Error, Result};
+
+const WALLETS: &str = "wallets";
+const OUTBOX: &str = "outbox";
+const INDEX_STATUS: &str = "status";
+const STATUS_PENDING: &str = "pending";
+const STATUS_SENT: &str = "sent";
+const STATUS_UNDELIVERABLE: &str = "undeliverable";
+
+/// How many times an append retries after another writer got there first. Each round has a
+/// winner, so this only runs out when more than this many instances write one wallet at once.
+pub const APPEND_ATTEMPTS_MAX: u32 = 64;
+/// The most entries `transactions` returns at once.
+pub const HISTORY_LIMIT_MAX: u32 = 500;
+/// The default of `transactions`: the dashboard's last ten.
+pub const HISTORY_LIMIT_DEFAULT: u32 = 10;
+
+fn stream(wallet_id: &str) -> String {
+    format!("ledger:{wallet_id}")
+}
+
+/// An instance's view of one wallet.
+#[derive(Debug)]
+pub struct Slot {
+    lock: Lock,
+    known: RefCell<bool>,
+    state: RefCell<Wallet>,
+}
+
+/// The wallets an instance has replayed.
+#[derive(Debug, Default)]
+pub struct Wallets {
+    slots: RefCell<HashMap<String, Rc<Slot>>>,
+}
+
+/// What a provision or top-up ended with.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Applied {
+    /// The entries written (or, for a repeated idempotency key, written the first time).
+    pub entries: Vec<Entry>,
+    /// True when an earlier request with the same idempotency key is being answered again.
+    pub replayed: bool,
+    /// The crossing this operation caused, to raise as a `lowCredit` event.
+    pub low_credit: Option<LowCreditEvent>,
+}
+
+/// A `lowCredit` event: the reseller, the balance after the crossing, the threshold, the time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LowCreditEvent {
+    pub reseller: Reseller,
+    pub crossing: LowCredit,
+    /// How the notification went: `sent`, `pending` (will be retried), `undeliverable`.
+    pub notification: &'static str,
+}
+
+/// What `checkCredits` did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CreditCheck {
+    /// Wallets looked at.
+    pub checked: u64,
+    /// Crossings notified for the first time.
+    pub notified: u64,
+    /// Earlier notifications delivered on a retry.
+    pub retried: u64,
+    /// Notifications that failed again (they stay in the outbox).
+    pub failed: u64,
+}
+
+/// A request to move credits: the entries the caller wants, with its idempotency key.
+struct Request {
+    kind: RequestKind,
+    items: Vec<Movement>,
+    key: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RequestKind {
+    TopUp,
+    Provision,
+    Bulk,
+}
+
+impl Request {
+    /// Whether `entries` (read back for the same key) were written for this very request.
+    fn matches(&self, entries: &[Entry]) -> std::result::Result<(), String> {
+        let kind = match self.kind {
+            RequestKind::TopUp => ledger::EntryKind::Credit,
+            _ => ledger::EntryKind::Debit,
+        };
+        if entries.len() != self.items.len() {
+            return Err(format!(
+                "it was used for {} item(s), this request has {}",
+                entries.len(),
+                self.items.len()
+            ));
+        }
+        let bulk = self.kind == RequestKind::Bulk;
+        for (i, (entry, item)) in entries.iter().zip(&self.items).enumerate() {
+            if entry.kind != kind || entry.batch.is_some() != bulk {
+                return Err(format!(
+                    "it was used for a {} of another kind",
+                    entry.kind.as_str()
+                ));
+            }
+            if entry.amount != item.amount.get() as i64 {
+                return Err(format!(
+                    "item {i} was {} credits, this request says {}",
+                    entry.amount, item.amount
+                ));
+            }
+            if entry.memo != item.memo {
+                return Err(format!("item {i} had another memo"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn encode(entry: &Entry) -> Result<String> {
+    serde_json::to_string(&entry.to_json()).map_err(|e| Error::StorageFailed {
+        operation: "append",
+        reason: format!("entry could not be encoded: {e}"),
+    })
+}
+
+fn decode(text: &str, stream: &str, position: u64) -> Result<(Entry, EntryFlaws)> {
+    let unreadable = |reason: String| Error::StorageFailed {
+        operation: "read",
+        reason: format!("entry {position} of {stream} is not readable: {reason}"),
+    };
+    let json: Value = serde_json::from_str(text).map_err(|e| unreadable(e.to_string()))?;
+    Entry::from_json(json, "entry").map_err(|e| unreadable(e.to_string()))
+}
+
+impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
+    fn slot(&self, wallet_id: &str) -> Rc<Slot> {
+        let threshold = self.config.low_credit_threshold;
+        self.wallets
+            .slots
+            .borrow_mut()
+            .entry(wallet_id.to_owned())
+            .or_insert_with(|| {
+                Rc::new(Slot {
+                    lock: Lock::default(),
+                    known: RefCell::new(false),
+                    state: RefCell::new(Wallet::new(Some(wallet_id.to_owned()), 0, threshold)),
+                })
+            })
+            .clone()
+    }
+
+    /// Makes sure the reseller's wallet exists: creates it when `autoProvisionWallet` is on,
+    /// answers `NOT_FOUND` otherwise. `create` is false for reads, which never write.
+    async fn ensure_wallet(&self, slot: &Slot, reseller: &Reseller, create: bool) -> Result<bool> {
+        if *slot.known.borrow() {
+            return Ok(true);
+        }
+        let found = self
+            .storage
+            .get(WALLETS, &reseller.id)
+            .await
+            .map_err(storage_failed("get"))?;
+        if found.is_some() {
+            *slot.known.borrow_mut() = true;
+            return Ok(true);
+        }
+        if !self.config.auto_provision_wallet {
+            return Err(Error::NotFound {
+                entity: "wallet",
+                key: reseller.id.clone(),
+            });
+        }
+        if !create {
+            return Ok(false);
+        }
+        self.create_wallet_record(reseller).await?;
+        *slot.known.borrow_mut() = true;
+        Ok(true)
+    }
+
+    /// Writes the wallet record (a second writer finding it there is fine).
+    pub(super) async fn create_wallet_record(&self, reseller: &Reseller) -> Result<()> {
+        let at = self.now()?;
+        let data = json!({
+            "id": reseller.id,
+            "resellerId": reseller.id,
+            "createdAt": iso_time::format(at),
+        })
+        .to_string();
+        let record = StoredRecord {
+            id: reseller.id.clone(),
+            version: 1,
+            data,
+            indexes: vec![("resellerId".to_owned(), reseller.id.clone())],
+        };
+        self.storage
+            .put(WALLETS, &record, 0, &[])
+            .await
+            .map_err(storage_failed("put"))?;
+        Ok(())
+    }
+
+    /// Opens the wallet of a reseller explicitly (needed when `autoProvisionWallet` is off).
+    pub async fn open_wallet(&self, reseller_id: &str) -> Result<()> {
+        let reseller = self.require_reseller(reseller_id).await?.value;
+        self.create_wallet_record(&reseller).await?;
+        *self.slot(&reseller.id).known.borrow_mut() = true;
+        Ok(())
+    }
+
+    /// Replays the entries other writers appended since this instance last looked. A history
+    /// that does not validate is refused: the engine does not spend from a broken ledger.
+    async fn catch_up(&self, slot: &Slot, wallet_id: &str) -> Result<()> {
+        let stream = stream(wallet_id);
+        loop {
+            let from = slot.state.borrow().length;
+            let page = self
+                .storage
+                .read(&stream, from, PAGE_SIZE_MAX)
+                .await
+                .map_err(storage_failed("read"))?;
+            let count = page.len();
+            let mut state = slot.state.borrow_mut();
+            if state.length != from {
+                continue; // cannot happen under the slot lock; read again to be safe
+            }
+            for (i, text) in page.iter().enumerate() {
+                let position = from + i as u64;
+                let (entry, flaws) = decode(text, &stream, position)?;
+                state.apply(&entry, &flaws);
+                if let Some(v) = state.violations.first() {
+                    let reason = format!(
+                        "the ledger of wallet \"{wallet_id}\" does not validate: {} ({})",
+                        v.message,
+                        v.code.as_str()
+                    );
+                    // Forget the replay: the next operation reads the stream again.
+                    *state = Wallet::new(
+                        Some(wallet_id.to_owned()),
+                        0,
+                        self.config.low_credit_threshold,
+                    );
+                    return Err(Error::StorageFailed {
+                        operation: "read",
+                        reason,
+                    });
+                }
+            }
+            if count < PAGE_SIZE_MAX as usize {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn read_entries(&self, wallet_id: &str, from: u64, count: u32) -> Result<Vec<Entry>> {
+        let stream = stream(wallet_id);
+        let page = self
+            .storage
+            .read(&stream, from, count)
+            .await
+            .map_err(storage_failed("read"))?;
+        page.iter()
+            .enumerate()
+            .map(|(i, text)| decode(text, &stream, from + i as u64).map(|(e, _)| e))
+            .collect()
+    }
+
+    /// Credits a reseller's wallet: the admin action.
+    pub async fn add_credits(
+        &self,
+        reseller_id: &str,
+        amount: Credits,
+        memo: Option<String>,
+        idempotency_key: Option<String>,
+    ) -> Result<Applied> {
+        let request = Request {
+            kind: RequestKind::TopUp,
+            items: vec![Movement { amount, memo }],
+            key: idempotency_key,
+        };
+        self.perform(reseller_id, request).await
+    }
+
+    /// Debits a reseller's wallet for one service.
+    pub async fn provision(
+        &self,
+        reseller_id: &str,
+        cost: Credits,
+        memo: Option<String>,
+        idempotency_key: Option<String>,
+    ) -> Result<Applied> {
+        let request = Request {
+            kind: RequestKind::Provision,
+            items: vec![Movement { amount: cost, memo }],
+            key: idempotency_key,
+        };
+        self.perform(reseller_id, request).await
+    }
+
+    /// Debits a reseller's wallet for several services: all or nothing.
+    pub async fn provision_bulk(
+        &self,
+        reseller_id: &str,
+        items: Vec<Movement>,
+        idempotency_key: Option<String>,
+    ) -> Result<Applied> {
+        let request = Request {
+            kind: RequestKind::Bulk,
+            items,
+            key: idempotency_key,
+        };
+        self.perform(reseller_id, request).await
+    }
+
+    async fn perform(&self, reseller_id: &str, request: Request) -> Result<Applied> {
+        if request.items.is_empty() || request.items.len() > ledger::BULK_LEN_MAX {
+            return Err(Error::invalid(
+                "items",
+                format!(
+                    "expected 1 to {} items, got {}",
+                    ledger::BULK_LEN_MAX,
+                    request.items.len()
+                ),
+            ));
+        }
+        let at = self.now()?;
+        let reseller = self.require_reseller(reseller_id).await?.value;
+        let held = request.kind != RequestKind::TopUp
+            && reseller.metadata.get("hold_provisioning") == Some(&Value::Bool(true));
+        let slot = self.slot(&reseller.id);
+        let _guard = slot.lock.acquire().await;
+        self.ensure_wallet(&slot, &reseller, true).await?;
+        for _ in 0..APPEND_ATTEMPTS_MAX {
+            self.catch_up(&slot, &reseller.id).await?;
+            if let Some(done) = self.replay(&slot, &reseller.id, &request).await? {
+                return Ok(done);
+            }
+            let decision = self.decide(&slot, &reseller, &request, at, held)?;
+            let texts = decision
+                .entries
+                .iter()
+                .map(encode)
+                .collect::<Result<Vec<_>>>()?;
+            let expected = slot.state.borrow().length;
+            let outcome = self
+                .storage
+                .append(&stream(&reseller.id), expected, &texts)
+                .await
+                .map_err(storage_failed("append"))?;
+            match outcome {
+                WriteOutcome::Written => {
+                    {
+                        let mut state = slot.state.borrow_mut();
+                        for entry in &decision.entries {
+                            state.apply_trusted(entry);
+                        }
+                    }
+                    drop(_guard);
+                    let low_credit = match decision.low_credit {
+                        Some(crossing) => Some(self.notify(&reseller, crossing).await),
+                        None => None,
+                    };
+                    return Ok(Applied {
+                        entries: decision.entries,
+                        replayed: false,
+                        low_credit,
+                    });
+                }
+                WriteOutcome::Stale => {}
+                WriteOutcome::Duplicate { index } => {
+                    return Err(Error::StorageFailed {
+                        operation: "append",
+                        reason: format!("an append answered a duplicate of index \"{index}\""),
+                    })
+                }
+            }
+        }
+        Err(Error::Conflict {
+            entity: "wallet",
+            key: reseller.id.clone(),
+            attempts: APPEND_ATTEMPTS_MAX,
+        })
+    }
+
+    /// The first answer to a request with the same idempotency key, or `IDEMPOTENCY_MISMATCH`.
+    async fn replay(
+        &self,
+        slot: &Slot,
+        wallet_id: &str,
+        request: &Request,
+    ) -> Result<Option<Applied>> {
+        let Some(key) = &request.key else {
+            return Ok(None);
+        };
+        let position = slot.state.borrow().keys.get(key.as_str()).copied();
+        let Some(position) = position else {
+            return Ok(None);
+        };
+        let first = self.read_entries(wallet_id, position, 1).await?;
+        let count = first
+            .first()
+            .and_then(|e| e.batch)
+            .map_or(1, |b| b.size.max(1));
+        let entries = if count > 1 {
+            self.read_entries(wallet_id, position, count).await?
+        } else {
+            first
+        };
+        request
+            .matches(&entries)
+            .map_err(|reason| Error::IdempotencyMismatch {
+                key: key.clone(),
+                reason,
+            })?;
+        Ok(Some(Applied {
+            entries,
+            replayed: true,
+            low_credit: None,
+        }))
+    }
+
+    fn decide(
+        &self,
+        slot: &Slot,
+        reseller: &Reseller,
+        request: &Request,
+        at: DateTime<Utc>,
+        held: bool,
+    ) -> Result<Decision> {
+        let state = slot.state.borrow();
+        let ctx = Context {
+            wallet_id: &reseller.id,
+            reseller_id: &reseller.id,
+            at_ms: at.timestamp_millis(),
+            threshold: self.config.low_credit_threshold,
+            idempotency_key: request.key.clone(),
+        };
+        let mut ids = self.ids.borrow_mut();
+        let mut entry_ids = (0..request.items.len()).map(|_| ids.entry_id());
+        match request.kind {
+            RequestKind::TopUp => {
+                let movement = request.items[0].clone();
+                let id = entry_ids.next().unwrap_or_default();
+                ledger::decide_top_up(&state, ctx, movement, id)
+            }
+            RequestKind::Provision => {
+                let movement = request.items[0].clone();
+                let id = entry_ids.next().unwrap_or_default();
+                ledger::decide_provision(&state, ctx, movement, id, held)
+            }
+            RequestKind::Bulk => {
+                let ids: Vec<String> = entry_ids.collect();
+                ledger::decide_bulk(&state, ctx, request.items.clone(), ids, held)
+            }
+        }
+    }
+
+    /// Queues the low-credit mail in the outbox, then tries to deliver it. Never fails: what
+    /// could not be done now is done by `checkCredits`.
+    async fn notify(&self, reseller: &Reseller, crossing: LowCredit) -> LowCreditEvent {
+        let notification = match self.queue_low_credit(reseller, &crossing).await {
+            Ok(Some(record)) => match self.deliver(record).await {
+                Ok(true) => STATUS_SENT,
+                Ok(false) | Err(_) => STATUS_PENDING,
+            },
+            Ok(None) => STATUS_UNDELIVERABLE,
+            Err(_) => STATUS_PENDING,
+        };
+        LowCreditEvent {
+            reseller: reseller.clone(),
+            crossing,
+            notification,
+        }
+    }
+
+    /// Puts the crossing's mail in the outbox. `Ok(None)`: nothing to deliver (no email, or
+    /// another writer queued it first and will deliver it).
+    async fn queue_low_credit(
+        &self,
+        reseller: &Reseller,
+        crossing: &LowCredit,
+    ) -> Result<Option<StoredRecord>> {
+        let at = self.now()?;
+        let message = notice::low_credit_mail(reseller, crossing, &self.config.dashboard_url);
+        let status = if message.is_some() {
+            STATUS_PENDING
+        } else {
+            STATUS_UNDELIVERABLE
+        };
+        let data = json!({
+            "id": crossing.key(),
+            "kind": LOW_CREDIT,
+            "resellerId": reseller.id,
+            "message": message.as_ref().map(message_json),
+            "status": status,
+            "attempts": 0,
+            "lastError": null,
+            "createdAt": iso_time::format(at),
+            "sentAt": null,
+        });
+        let record = StoredRecord {
+            id: crossing.key(),
+            version: 1,
+            data: data.to_string(),
+            indexes: vec![(INDEX_STATUS.to_owned(), status.to_owned())],
+        };
+        let outcome = self
+            .storage
+            .put(OUTBOX, &record, 0, &[])
+            .await
+            .map_err(storage_failed("put"))?;
+        Ok((outcome == WriteOutcome::Written && message.is_some()).then_some(record))
+    }
+
+    /// Claims a pending outbox record (a compare-and-set on its version, so two instances never
+    /// both send it), sends it, and marks it sent. `Ok(false)`: the send failed and the record
+    /// stays pending; `Err`: storage failed or another instance holds the claim.
+    async fn deliver(&self, record: StoredRecord) -> Result<bool> {
+        let mut data: Value =
+            serde_json::from_str(&record.data).map_err(|e| Error::StorageFailed {
+                operation: "get",
+                reason: format!("outbox record \"{}\" is not readable: {e}", record.id),
+            })?;
+        let message = data
+            .get("message")
+            .and_then(message_from_json)
+            .ok_or_else(|| Error::StorageFailed {
+                operation: "get",
+                reason: format!("outbox record \"{}\" holds no readable message", record.id),
+            })?;
+        let attempts = data.get("attempts").and_then(Value::as_u64).unwrap_or(0) + 1;
+        data["attempts"] = attempts.into();
+        let claimed = self.rewrite(&record, &data, STATUS_PENDING).await?;
+        let Some(claimed) = claimed else {
+            return Err(Error::Conflict {
+                entity: "outbox",
+                key: record.id.clone(),
+                attempts: 1,
+            });
+        };
+        match self.mailer.send(&message).await {
+            Ok(()) => {
+                data["status"] = STATUS_SENT.into();
+                data["lastError"] = Value::Null;
+                data["sentAt"] = iso_time::format(self.now()?).into();
+                self.rewrite(&claimed, &data, STATUS_SENT).await?;
+                Ok(true)
+            }
+            Err(e) => {
+                data["lastError"] = e.reason.into();
+                self.rewrite(&claimed, &data, STATUS_PENDING).await?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Writes `data` over `record` (compare-and-set); `None` when another writer got there first.
+    async fn rewrite(
+        &self,
+        record: &StoredRecord,
+        data: &Value,
+        status: &str,
+    ) -> Result<Option<StoredRecord>> {
+        let next = StoredRecord {
+            id: record.id.clone(),
+            version: record.version + 1,
+            data: data.to_string(),
+            indexes: vec![(INDEX_STATUS.to_owned(), status.to_owned())],
+        };
+        let outcome = self
+            .storage
+            .put(OUTBOX, &next, record.version, &[])
+            .await
+            .map_err(storage_failed("put"))?;
+        Ok((outcome == WriteOutcome::Written).then_some(next))
+    }
+
+    /// A reseller's balance in whole credits.
+    pub async fn balance(&self, reseller_id: &str) -> Result<Credits> {
+        let reseller = self.require_reseller(reseller_id).await?.value;
+        let slot = self.slot(&reseller.id);
+        let _guard = slot.lock.acquire().await;
+        if !self.ensure_wallet(&slot, &reseller, false).await? {
+            return Ok(Credits::ZERO);
+        }
+        self.catch_up(&slot, &reseller.id).await?;
+        let balance = slot.state.borrow().credits();
+        Ok(balance)
+    }
+
+    /// Entries newest first: at most `limit`, with a sequence below `before` when given.
+    pub async fn transactions(
+        &self,
+        reseller_id: &str,
+        limit: u32,
+        before: Option<u64>,
+    ) -> Result<Vec<Entry>> {
+        let reseller = self.require_reseller(reseller_id).await?.value;
+        let slot = self.slot(&reseller.id);
+        let _guard = slot.lock.acquire().await;
+        if !self.ensure_wallet(&slot, &reseller, false).await? {
+            return Ok(Vec::new());
+        }
+        self.catch_up(&slot, &reseller.id).await?;
+        let length = slot.state.borrow().length;
+        // Sequence s sits at position s − 1; "before s" ends at position s − 2.
+        let end = before.map_or(length, |b| b.saturating_sub(1).min(length));
+        let from = end.saturating_sub(u64::from(limit));
+        let count = u32::try_from(end - from).unwrap_or(limit);
+        let mut entries = self.read_entries(&reseller.id, from, count).await?;
+        entries.reverse();
+        Ok(entries)
+    }
+
+    /// A reseller's whole history, oldest first (for audits and exports).
+    pub async fn ledger(&self, reseller_id: &str) -> Result<Vec<Entry>> {
+        let reseller = self.require_reseller(reseller_id).await?.value;
+        let mut out = Vec::new();
+        loop {
+            let page = self
+                .read_entries(&reseller.id, out.len() as u64, PAGE_SIZE_MAX)
+                .await?;
+            let full = page.len() >= PAGE_SIZE_MAX as usize;
+            out.extend(page);
+            if !full {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// The daily job: notifies every wallet below the threshold whose crossing has no
+    /// notification yet, and retries the outbox.
+    pub async fn check_credits(&self) -> Result<CreditCheck> {
+        let mut report = CreditCheck::default();
+        let mut after: Option<String> = None;
+        loop {
+            let query = Query {
+                index: None,
+                after: after.as_deref(),
+                limit: PAGE_SIZE_MAX,
+            };
+            let page = self
+                .storage
+                .find(WALLETS, query)
+                .await
+                .map_err(storage_failed("find"))?;
+            for record in &page {
+                report.checked += 1;
+                let Some(reseller) = self.find_reseller(&record.id).await? else {
+                    continue;
+                };
+                let reseller = reseller.value;
+                let slot = self.slot(&reseller.id);
+                let crossing = {
+                    let _guard = slot.lock.acquire().await;
+                    *slot.known.borrow_mut() = true;
+                    self.catch_up(&slot, &reseller.id).await?;
+                    let state = slot.state.borrow();
+                    state.low_since.map(|sequence| LowCredit {
+                        wallet_id: reseller.id.clone(),
+                        sequence,
+                        balance: state.credits(),
+                        threshold: self.config.low_credit_threshold,
+                        at_ms: 0,
+                    })
+                };
+                let Some(crossing) = crossing else { continue };
+                let queued = self
+                    .storage
+                    .get(OUTBOX, &crossing.key())
+                    .await
+                    .map_err(storage_failed("get"))?;
+                if queued.is_some() {
+                    continue; // notified, or pending: the retry pass below handles it
+                }
+                if let Some(record) = self.queue_low_credit(&reseller, &crossing).await? {
+                    match self.deliver(record).await {
+                        Ok(true) => report.notified += 1,
+                        Ok(false) | Err(_) => report.failed += 1,
+                    }
+                }
+            }
+            if page.len() < PAGE_SIZE_MAX as usize {
+                break;
+            }
+            after = page.last().map(|r| r.id.clone());
+        }
+        self.retry_outbox(&mut report).await?;
+        Ok(report)
+    }
+
+    async fn retry_outbox(&self, report: &mut CreditCheck) -> Result<()> {
+        let mut after: Option<String> = None;
+        loop {
+            let query = Query {
+                index: Some((INDEX_STATUS, STATUS_PENDING)),
+                after: after.as_deref(),
+                limit: PAGE_SIZE_MAX,
+            };
+            let page = self
+                .storage
+                .find(OUTBOX, query)
+                .await
+                .map_err(storage_failed("find"))?;
+            for record in &page {
+                match self.deliver(record.clone()).await {
+                    Ok(true) => report.retried += 1,
+                    Ok(false) => report.failed += 1,
+                    Err(Error::Conflict { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if page.len() < PAGE_SIZE_MAX as usize {
+                return Ok(());
+            }
+            after = page.last().map(|r| r.id.clone());
+        }
+    }
+
+    /// The outbox records, for hosts that show or audit notifications.
+    pub async fn outbox(&self) -> Result<Vec<Value>> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let query = Query {
+                index: None,
+                after: after.as_deref(),
+                limit: PAGE_SIZE_MAX,
+            };
+            let page = self
+                .storage
+                .find(OUTBOX, query)
+                .await
+                .map_err(storage_failed("find"))?;
+            for record in &page {
+                let data: Value =
+                    serde_json::from_str(&record.data).map_err(|e| Error::StorageFailed {
+                        operation: "find",
+                        reason: format!("outbox record \"{}\" is not readable: {e}", record.id),
+                    })?;
+                out.push(data);
+            }
+            if page.len() < PAGE_SIZE_MAX as usize {
+                return Ok(out);
+            }
+            after = page.last().map(|r| r.id.clone());
+        }
+    }
+}
+
+fn message_json(m: &MailMessage) -> Value {
+    json!({
+        "to": m.to,
+        "subject": m.subject,
+        "text": m.text,
+        "html": m.html,
+        "kind": m.kind,
+        "idempotencyKey": m.idempotency_key,
+    })
+}
+
+fn message_from_json(v: &Value) -> Option<MailMessage> {
+    let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+    Some(MailMessage {
+        to: text("to")?,
+        subject: text("subject")?,
+        text: text("text")?,
+        html: text("html")?,
+        kind: text("kind")?,
+        idempotency_key: text("idempotencyKey")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::config::Config;
+    use crate::domain::ledger::audit;
+    use crate::domain::reseller::{ResellerDraft, UserId};
+    use crate::engine::executor::block_on;
+    use crate::engine::memory::MemoryStorage;
+    use crate::engine::ports::{FixedClock, MailError};
+    use chrono::TimeZone;
+    use std::cell::Cell;
+
+    /// Records what it is given; fails the first `failures` sends.
+    #[derive(Default)]
+    struct Outbox {
+        sent: RefCell<Vec<MailMessage>>,
+        failures: Cell<u32>,
+    }
+
+    impl Mailer for Rc<Outbox> {
+        async fn send(&self, message: &MailMessage) -> std::result::Result<(), MailError> {
+            if self.failures.get() > 0 {
+                self.failures.set(self.failures.get() - 1);
+                return Err(MailError {
+                    reason: "relay refused".into(),
+                });
+            }
+            self.sent.borrow_mut().push(message.clone());
+            Ok(())
+        }
+    }
+
+    type Engine = Ally<Rc<MemoryStorage>, Rc<Outbox>, FixedClock>;
+
+    fn engine(storage: &Rc<MemoryStorage>, mail: &Rc<Outbox>) -> Engine {
+        let at = Utc
+            .with_ymd_and_hms(2026, 3, 1, 9, 0, 0)
+            .single()
+            .unwrap_or_default();
+        Ally::new(
+            Config::default(),
+            Rc::clone(storage),
+            Rc::clone(mail),
+            FixedClock(at),
+            11,
+        )
+    }
+
+    fn run<F: std::future::Future>(future: F) -> F::Output {
+        block_on(future, 64).unwrap_or_else(|| panic!("the in-memory port suspended"))
+    }
+
+    fn c(n: u64) -> Credits {
+        Credits::new(n).unwrap_or_default()
+    }
+
+    fn reseller(ally: &Engine, user: u64) -> String {
+        let draft = ResellerDraft {
+            user_id: Some(UserId::Number(user)),
+            company_name: Some("Elite <Global>".into()),
+            email: Some("ops@elite.example".into()),
+            ..ResellerDraft::default()
+        };
+        run(ally.create_reseller(draft))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .value
+            .id
+    }
+
+    fn code<T>(result: Result<T>) -> Option<&'static str> {
+        result.err().map(|e| e.code().as_str())
+    }
+
+    fn history(storage: &MemoryStorage, id: &str) -> Vec<Entry> {
+        let texts = run(storage.read(&stream(id), 0, 100_000)).unwrap_or_default();
+        texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| decode(t, id, i as u64).map(|(e, _)| e))
+            .collect::<Result<Vec<_>>>()
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn top_up_provision_and_history() {
+        let (storage, mail) = (Rc::default(), Rc::default());
+        let ally = engine(&storage, &mail);
+        let id = reseller(&ally, 1);
+        assert_eq!(run(ally.balance(&id)).map(Credits::get), Ok(0));
+        let top = run(ally.add_credits(&id, c(50_000), Some("Wire".into()), None))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(top.entries[0].balance_after, 50_000);
+        let debit = run(ally.provision(&id, c(200), Some("Issue Pro License".into()), None))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (debit.entries[0].sequence, debit.entries[0].balance_after),
+            (2, 49_800)
+        );
+        assert_eq!(run(ally.balance(&id)).map(Credits::get), Ok(49_800));
+        assert_eq!(
+            code(run(ally.provision(&id, c(49_801), None, None))),
+            Some("INSUFFICIENT_CREDITS")
+        );
+        assert_eq!(history(&storage, &id).len(), 2, "a refusal writes nothing");
+        let newest = run(ally.transactions(&id, 10, None)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            newest.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+            vec![2, 1]
+        );
+        let older = run(ally.transactions(&id, 10, Some(2))).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            older.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+            vec![1]
+        );
+        let report = audit(
+            history(&storage, &id)
+                .into_iter()
+                .map(|e| (e, EntryFlaws::default())),
+            Some(id.clone()),
+            0,
+        );
+        assert!(report.ok, "{:?}", report.violations);
+        assert_eq!(report.balance, 49_800);
+    }
+
+    #[test]
+    fn bulk_is_all_or_nothing_with_a_code_per_item() {
+        let (storage, mail) = (Rc::default(), Rc::default());
+        let ally = engine(&storage, &mail);
+        let id = reseller(&ally, 1);
+        run(ally.add_credits(&id, c(1_000), None, None)).unwrap_or_else(|e| panic!("{e}"));
+        let items = |costs: &[u64]| {
+            costs
+                .iter()
+                .map(|&n| Movement {
+                    amount: c(n),
+                    memo: None,
+                })
+                .collect::<Vec<_>>()
+        };
+        let refused = run(ally.provision_bulk(&id, items(&[400, 500, 200, 50]), None));
+        match refused {
+            Err(Error::InsufficientCredits {
+                items, requested, ..
+            }) => {
+                assert_eq!(requested, 1_150);
+                assert_eq!(
+                    items,
+                    vec![
+                        "LINKED_ITEM_FAILED",
+                        "LINKED_ITEM_FAILED",
+                        "INSUFFICIENT_CREDITS",
+                        "LINKED_ITEM_FAILED"
+                    ]
+                );
+            }
+            other => panic!("expected INSUFFICIENT_CREDITS, got {other:?}"),
+        }
+        assert_eq!(history(&storage, &id).len(), 1);
+        let done = run(ally.provision_bulk(&id, items(&[400, 500]), Some("b1".into())))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(done.entries.len(), 2);
+        assert_eq!(done.entries[1].balance_after, 100);
+        let again = run(ally.provision_bulk(&id, items(&[400, 500]), Some("b1".into())))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(again.replayed);
+        assert_eq!(again.entries, done.entries);
+        assert_eq!(
+            code(run(ally.provision_bulk(
+                &id,
+                items(&[400, 501]),
+                Some("b1".into())
+            ))),
+            Some("IDEMPOTENCY_MISMATCH")
+        );
+        assert_eq!(
+            code(run(ally.provision(&id, c(400), None, Some("b1".into())))),
+            Some("IDEMPOTENCY_MISMATCH")
+        );
+        assert_eq!(history(&storage, &id).len(), 3);
+    }
+
+    #[test]
+    fn idempotent_provision_and_hold() {
+        let (storage, mail) = (Rc::default(), Rc::default());
+        let ally = engine(&storage, &mail);
+        let id = reseller(&ally, 1);
+        run(ally.add_credits(&id, c(1_000), None, Some("t1".into())))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let again = run(ally.add_credits(&id, c(1_000), None, Some("t1".into())))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(again.replayed);
+        assert_eq!(run(ally.balance(&id)).map(Credits::get), Ok(1_000));
+        let first = run(ally.provision(&id, c(10), Some("m".into()), Some("p1".into())))
+            .unwrap_or_else(|e| panic!("{e}"));
+        // A second engine on the same storage answers the same key the same way.
+        let other = engine(&storage, &mail);
+        let replay = run(other.provision(&id, c(10), Some("m".into()), Some("p1".into())))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(replay.entries, first.entries);
+        assert_eq!(
+            code(run(other.provision(
+                &id,
+                c(10),
+                Some("x".into()),
+                Some("p1".into())
+            ))),
+            Some("IDEMPOTENCY_MISMATCH")
+        );
+        run(ally.update_reseller_metadata(&id, "hold_provisioning", Some(Value::Bool(true))))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            code(run(ally.provision(&id, c(10), None, None))),
+            Some("PROVISIONING_HELD")
+        );
+        assert_eq!(run(ally.balance(&id)).map(Credits::get), Ok(990));
+        assert_eq!(
+            code(run(ally.provision("rs_none", c(1), None, None))),
+            Some("NOT_FOUND")
+        );
+    }
+
+    #[test]
+    fn low_credit_is_raised_once_per_crossing_and_mailed() {
+        let (storage, mail) = (Rc::<MemoryStorage>::default(), Rc::<Outbox>::default());
+        let ally = engine(&storage, &mail);
+        let id = reseller(&ally, 1);
+        run(ally.add_credits(&id, c(700), None, None)).unwrap_or_else(|e| panic!("{e}"));
+        let above = run(ally.provision(&id, c(200), None, None)).unwrap_or_else(|e| panic!("{e}"));
+        assert!(above.low_credit.is_none(), "500 is not below 500");
+        let crossed = run(ally.provision(&id, c(1), None, None)).unwrap_or_else(|e| panic!("{e}"));
+        let event = crossed.low_credit.unwrap_or_else(|| panic!("no event"));
+        assert_eq!(
+            (event.crossing.balance.get(), event.notification),
+            (499, "sent")
+        );
+        let again = run(ally.provision(&id, c(1), None, None)).unwrap_or_else(|e| panic!("{e}"));
+        assert!(again.low_credit.is_none(), "once per crossing");
+        assert_eq!(mail.sent.borrow().len(), 1);
+        let message = mail.sent.borrow()[0].clone();
+        assert_eq!(message.to, "ops@elite.example");
+        assert!(message.subject.contains("Elite <Global>"));
+        assert!(message.html.contains("Elite &lt;Global&gt;"));
+        assert!(message.text.contains("498") || message.text.contains("499"));
+        assert!(message.text.contains("partner/dashboard"));
+        // A top-up over the threshold re-arms it; the next crossing mails again, and a failed
+        // send is retried by the daily check.
+        run(ally.add_credits(&id, c(100), None, None)).unwrap_or_else(|e| panic!("{e}"));
+        mail.failures.set(2);
+        let second = run(ally.provision(&id, c(100), None, None)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(second.low_credit.map(|e| e.notification), Some("pending"));
+        let check = run(ally.check_credits()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (check.checked, check.notified, check.retried, check.failed),
+            (1, 0, 0, 1)
+        );
+        let check = run(ally.check_credits()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((check.retried, check.failed), (1, 0));
+        assert_eq!(mail.sent.borrow().len(), 2);
+        let check = run(ally.check_credits()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            check,
+            CreditCheck {
+                checked: 1,
+                ..CreditCheck::default()
+            }
+        );
+        let keys: Vec<String> = mail
+            .sent
+            .borrow()
+            .iter()
+            .map(|m| m.idempotency_key.clone())
+            .collect();
+        assert_ne!(keys[0], keys[1]);
+    }
+
+    #[test]
+    fn the_daily_check_notifies_a_crossing_whose_mail_was_never_queued() {
+        let (storage, mail) = (Rc::<MemoryStorage>::default(), Rc::<Outbox>::default());
+        let ally = engine(&storage, &mail);
+        let id = reseller(&ally, 1);
+        run(ally.add_credits(&id, c(600), None, None)).unwrap_or_else(|e| panic!("{e}"));
+        run(ally.provision(&id, c(200), None, None)).unwrap_or_else(|e| panic!("{e}"));
+        // Lose the outbox record, as if the process had stopped right after the append.
+        let key = format!("lowCredit:{id}:2");
+        let record = run(storage.get(OUTBOX, &key)).ok().flatten();
+        assert!(record.is_some());
+        let fresh = Rc::<MemoryStorage>::default();
+        let entries = run(storage.read(&stream(&id), 0, 100)).unwrap_or_default();
+        run(fresh.append(&stream(&id), 0, &entries)).unwrap_or_else(|e| panic!("{e:?}"));
+        for collection in ["resellers", WALLETS] {
+            let query = Query {
+                index: None,
+                after: None,
+                limit: 10,
+            };
+            for r in run(storage.find(collection, query)).unwrap_or_default() {
+                let unique: &[&str] = if collection == "resellers" {
+                    &["userId", "refid"]
+                } else {
+                    &[]
+                };
+                run(fresh.put(collection, &r, r.version - 1, unique))
+                    .unwrap_or_else(|e| panic!("{e:?}"));
+            }
+        }
+        let mail2 = Rc::<Outbox>::default();
+        let other = engine(&fresh, &mail2);
+        let check = run(other.check_credits()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((check.checked, check.notified), (1, 1));
+        assert_eq!(mail2.sent.borrow()[0].idempotency_key, key);
+    }
+
+    #[test]
+    fn a_tampered_history_is_refused() {
+        let (storage, mail) = (Rc::<MemoryStorage>::default(), Rc::<Outbox>::default());
+        let ally = engine(&storage, &mail);
+        let id = reseller(&ally, 1);
+        run(ally.add_credits(&id, c(600), None, None)).unwrap_or_else(|e| panic!("{e}"));
+        let mut forged = history(&storage, &id)[0].clone();
+        forged.sequence = 2;
+        forged.id = "le_forged".into();
+        forged.balance_after = 1_200;
+        let text = encode(&forged).unwrap_or_default();
+        run(storage.append(&stream(&id), 1, &[text])).unwrap_or_else(|e| panic!("{e:?}"));
+        let other = engine(&storage, &mail);
+        let refused = run(other.provision(&id, c(1), None, None));
+        match refused {
+            Err(Error::StorageFailed { reason, .. }) => {
+                assert!(reason.contains("HASH_MISMATCH"), "{reason}")
+            }
+            other => panic!("expected STORAGE_FAILED, got {other:?}"),
+        }
+    }
+}
