@@ -12,3 +12,5 @@ mod input;
 mod pricing;
 mod registry;
 mod types;
+#[cfg(feature = "engine")]
+mod wallets;

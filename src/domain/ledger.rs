@@ -112,7 +112,13 @@ impl Entry {
     /// The time as an ISO-8601 string in UTC.
     #[must_use]
     pub fn at_text(&self) -> String {
-        DateTime::from_timestamp_millis(self.at_ms).map_or_else(String::new, iso_time::format)
+        Self::at_ms_text(self.at_ms)
+    }
+
+    /// Milliseconds since the epoch as an ISO-8601 string in UTC.
+    #[must_use]
+    pub fn at_ms_text(at_ms: i64) -> String {
+        DateTime::from_timestamp_millis(at_ms).map_or_else(String::new, iso_time::format)
     }
 
     /// The entry as the plain JSON object stored and handed to hosts.

@@ -483,8 +483,9 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
     /// Queues the low-credit mail in the outbox, then tries to deliver it. Never fails: what
     /// could not be done now is done by `checkCredits`.
     async fn notify(&self, reseller: &Reseller, crossing: LowCredit) -> LowCreditEvent {
-        let notification = match self.queue_low_credit(reseller, &crossing).await {
-            Ok(Some(record)) => match self.deliver(record).await {
+        let at = DateTime::from_timestamp_millis(crossing.at_ms).unwrap_or_default();
+        let notification = match self.queue_low_credit(reseller, &crossing, at).await {
+            Ok(Some(record)) => match self.deliver(record, at).await {
                 Ok(true) => STATUS_SENT,
                 Ok(false) | Err(_) => STATUS_PENDING,
             },
@@ -504,8 +505,8 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         &self,
         reseller: &Reseller,
         crossing: &LowCredit,
+        at: DateTime<Utc>,
     ) -> Result<Option<StoredRecord>> {
-        let at = self.now()?;
         let message = notice::low_credit_mail(reseller, crossing, &self.config.dashboard_url);
         let status = if message.is_some() {
             STATUS_PENDING
@@ -540,7 +541,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
     /// Claims a pending outbox record (a compare-and-set on its version, so two instances never
     /// both send it), sends it, and marks it sent. `Ok(false)`: the send failed and the record
     /// stays pending; `Err`: storage failed or another instance holds the claim.
-    async fn deliver(&self, record: StoredRecord) -> Result<bool> {
+    async fn deliver(&self, record: StoredRecord, at: DateTime<Utc>) -> Result<bool> {
         let mut data: Value =
             serde_json::from_str(&record.data).map_err(|e| Error::StorageFailed {
                 operation: "get",
@@ -567,7 +568,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             Ok(()) => {
                 data["status"] = STATUS_SENT.into();
                 data["lastError"] = Value::Null;
-                data["sentAt"] = iso_time::format(self.now()?).into();
+                data["sentAt"] = iso_time::format(at).into();
                 self.rewrite(&claimed, &data, STATUS_SENT).await?;
                 Ok(true)
             }
@@ -655,7 +656,12 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
 
     /// The daily job: notifies every wallet below the threshold whose crossing has no
     /// notification yet, and retries the outbox.
-    pub async fn check_credits(&self) -> Result<CreditCheck> {
+    /// `at` is the time the job records (default: the clock's).
+    pub async fn check_credits(&self, at: Option<DateTime<Utc>>) -> Result<CreditCheck> {
+        let at = match at {
+            Some(at) => at,
+            None => self.now()?,
+        };
         let mut report = CreditCheck::default();
         let mut after: Option<String> = None;
         loop {
@@ -686,7 +692,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                         sequence,
                         balance: state.credits(),
                         threshold: self.config.low_credit_threshold,
-                        at_ms: 0,
+                        at_ms: at.timestamp_millis(),
                     })
                 };
                 let Some(crossing) = crossing else { continue };
@@ -698,8 +704,8 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                 if queued.is_some() {
                     continue; // notified, or pending: the retry pass below handles it
                 }
-                if let Some(record) = self.queue_low_credit(&reseller, &crossing).await? {
-                    match self.deliver(record).await {
+                if let Some(record) = self.queue_low_credit(&reseller, &crossing, at).await? {
+                    match self.deliver(record, at).await {
                         Ok(true) => report.notified += 1,
                         Ok(false) | Err(_) => report.failed += 1,
                     }
@@ -710,11 +716,11 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             }
             after = page.last().map(|r| r.id.clone());
         }
-        self.retry_outbox(&mut report).await?;
+        self.retry_outbox(&mut report, at).await?;
         Ok(report)
     }
 
-    async fn retry_outbox(&self, report: &mut CreditCheck) -> Result<()> {
+    async fn retry_outbox(&self, report: &mut CreditCheck, at: DateTime<Utc>) -> Result<()> {
         let mut after: Option<String> = None;
         loop {
             let query = Query {
@@ -728,7 +734,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                 .await
                 .map_err(storage_failed("find"))?;
             for record in &page {
-                match self.deliver(record.clone()).await {
+                match self.deliver(record.clone(), at).await {
                     Ok(true) => report.retried += 1,
                     Ok(false) => report.failed += 1,
                     Err(Error::Conflict { .. }) => {}
@@ -1047,15 +1053,15 @@ mod tests {
         mail.failures.set(2);
         let second = run(ally.provision(&id, c(100), None, None)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(second.low_credit.map(|e| e.notification), Some("pending"));
-        let check = run(ally.check_credits()).unwrap_or_else(|e| panic!("{e}"));
+        let check = run(ally.check_credits(None)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             (check.checked, check.notified, check.retried, check.failed),
             (1, 0, 0, 1)
         );
-        let check = run(ally.check_credits()).unwrap_or_else(|e| panic!("{e}"));
+        let check = run(ally.check_credits(None)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((check.retried, check.failed), (1, 0));
         assert_eq!(mail.sent.borrow().len(), 2);
-        let check = run(ally.check_credits()).unwrap_or_else(|e| panic!("{e}"));
+        let check = run(ally.check_credits(None)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             check,
             CreditCheck {
@@ -1104,7 +1110,7 @@ mod tests {
         }
         let mail2 = Rc::<Outbox>::default();
         let other = engine(&fresh, &mail2);
-        let check = run(other.check_credits()).unwrap_or_else(|e| panic!("{e}"));
+        let check = run(other.check_credits(None)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((check.checked, check.notified), (1, 1));
         assert_eq!(mail2.sent.borrow()[0].idempotency_key, key);
     }

@@ -15,6 +15,7 @@ use super::pricing::{
 };
 use super::types::optional::{self, AllyOptionsArg, JsonValueArg, ResellerListFilterArg};
 use super::types::{self, ResellerStatusName};
+use super::wallets::Listeners;
 use crate::domain::config::Config;
 use crate::domain::money::{ConversionRate, Currency};
 use crate::domain::quote::PricingContext;
@@ -25,12 +26,13 @@ use crate::domain::tier::{tier_cost, TierName};
 use crate::domain::{Error, Result};
 use crate::engine::{self, ResellerFilter, Versioned};
 
-type Engine = engine::Ally<HostStorage, HostMailer, HostClock>;
+pub(super) type Engine = engine::Ally<HostStorage, HostMailer, HostClock>;
 
 /// The partner engine with the host's storage, mail and clock.
 #[wasm_bindgen]
 pub struct Ally {
-    engine: Rc<Engine>,
+    pub(super) engine: Rc<Engine>,
+    pub(super) listeners: Rc<Listeners>,
 }
 
 const OPTION_KEYS: [&str; 4] = ["config", "storage", "mail", "clock"];
@@ -167,7 +169,7 @@ fn id_seed() -> Result<u64> {
 }
 
 /// A reseller record (or its id) as the id.
-fn reseller_id(value: &JsValue, field: &str) -> Result<String> {
+pub(super) fn reseller_id(value: &JsValue, field: &str) -> Result<String> {
     if let Some(id) = value.as_string() {
         return Ok(id);
     }
@@ -229,7 +231,7 @@ fn status_name(status: ResellerStatus) -> ResellerStatusName {
     }
 }
 
-fn reseller_output(found: &Versioned<Reseller>) -> types::Reseller {
+pub(super) fn reseller_output(found: &Versioned<Reseller>) -> types::Reseller {
     let r = &found.value;
     types::Reseller {
         id: r.id.clone(),
@@ -260,12 +262,12 @@ type JsResult = std::result::Result<JsValue, JsValue>;
 
 /// Runs an engine operation as a Promise; every failure rejects with an `AllyError`. The future
 /// is boxed so that the promise machinery is compiled once, not once per method.
-fn promise(future: impl std::future::Future<Output = JsResult> + 'static) -> Promise {
+pub(super) fn promise(future: impl std::future::Future<Output = JsResult> + 'static) -> Promise {
     let boxed: std::pin::Pin<Box<dyn std::future::Future<Output = JsResult>>> = Box::pin(future);
     future_to_promise(boxed)
 }
 
-fn rejected(error: &Error) -> Promise {
+pub(super) fn rejected(error: &Error) -> Promise {
     Promise::reject(&to_js(error))
 }
 
@@ -291,6 +293,7 @@ impl Ally {
         let seed = id_seed().or_throw()?;
         Ok(Ally {
             engine: Rc::new(engine::Ally::new(config, storage, mailer, clock, seed)),
+            listeners: Rc::default(),
         })
     }
 

@@ -1,0 +1,806 @@
+//! Credit wallets on `Ally`: top-ups, provisions, history, events, the daily check, reseller-scoped
+//! handles, and `validateLedger`.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use js_sys::{Array, Function, Object, Promise, Reflect};
+use serde_json::{json, Value};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+
+use super::ally::{promise, rejected, reseller_id, reseller_output, Ally, Engine};
+use super::error::{describe, to_js, OrThrow};
+use super::host::instant;
+use super::input::{self, credits, type_name};
+use crate::domain::ledger::{self, Entry, Movement};
+use crate::domain::record::Fields;
+use crate::domain::{Error, Result};
+use crate::engine::{Applied, LowCreditEvent, HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX};
+
+#[wasm_bindgen(typescript_custom_section)]
+const WALLET_TS: &str = r#"
+/** One ledger entry, as stored and as returned. */
+export interface LedgerEntry {
+  id: string;
+  /** The wallet: the reseller's id. */
+  walletId: string;
+  /** 1 for the wallet's first entry, +1 for each next one. */
+  sequence: number;
+  kind: "credit" | "debit";
+  /** Whole credits, at least 1. */
+  amount: number;
+  balanceAfter: number;
+  memo: string | null;
+  /** The caller's key; a bulk provision's key sits on its first item. */
+  idempotencyKey: string | null;
+  /** Item `index` of a `size`-item bulk provision, or `null`. */
+  batch: { index: number; size: number } | null;
+  /** ISO-8601 in UTC. */
+  at: string;
+  /** SHA-256 over the entry's fields and the previous entry's hash, hexadecimal. */
+  hash: string;
+}
+
+export interface AddCreditsOptions {
+  /** The same key with the same request answers the first result again; with another request it is `IDEMPOTENCY_MISMATCH`. */
+  idempotencyKey?: string;
+  memo?: string;
+}
+
+export interface ProvisionOptions {
+  idempotencyKey?: string;
+}
+
+export interface ProvisionItem {
+  cost: number | bigint;
+  memo?: string;
+}
+
+export interface TransactionsOptions {
+  /** At most this many entries, 1 to 500; default 10. */
+  limit?: number;
+  /** Only entries with a smaller sequence number (to page back). */
+  before?: number;
+}
+
+/** Raised once when a provision takes the balance from at or above the threshold to below it. */
+export interface LowCreditEvent {
+  reseller: Reseller;
+  balance: number;
+  threshold: number;
+  /** The sequence number of the debit that crossed. */
+  sequence: number;
+  at: string;
+  /** The built-in mail: `sent`, `pending` (kept in the outbox and retried by `checkCredits`) or `undeliverable` (no email). */
+  notification: "sent" | "pending" | "undeliverable";
+}
+
+/** A listener that threw or rejected; the operation that raised the event stands. */
+export interface ListenerErrorEvent {
+  event: "lowCredit";
+  error: unknown;
+}
+
+export interface AllyEvents {
+  lowCredit: LowCreditEvent;
+  listenerError: ListenerErrorEvent;
+}
+
+export interface Ally {
+  /** Subscribes to an event; listeners may be async. Returns a function that unsubscribes. */
+  on<K extends keyof AllyEvents>(event: K, listener: (event: AllyEvents[K]) => void | Promise<void>): () => void;
+  /** Removes a listener added with `on`. */
+  off<K extends keyof AllyEvents>(event: K, listener: (event: AllyEvents[K]) => void | Promise<void>): void;
+}
+
+export interface CreditCheckReport {
+  /** Wallets looked at. */
+  checked: number;
+  /** Crossings notified for the first time. */
+  notified: number;
+  /** Earlier notifications delivered on this retry. */
+  retried: number;
+  /** Notifications that failed again; they stay in the outbox. */
+  failed: number;
+}
+
+export interface OutboxRecord {
+  id: string;
+  kind: "lowCredit";
+  resellerId: string;
+  message: MailMessage | null;
+  status: "pending" | "sent" | "undeliverable";
+  attempts: number;
+  lastError: string | null;
+  createdAt: string;
+  sentAt: string | null;
+}
+
+export type LedgerViolationCode =
+  | "BALANCE_MISMATCH" | "NEGATIVE_BALANCE" | "SEQUENCE_GAP" | "DUPLICATE_ID"
+  | "DUPLICATE_IDEMPOTENCY_KEY" | "HASH_MISMATCH" | "INVALID_AMOUNT" | "WALLET_MISMATCH"
+  | "INCOMPLETE_BATCH";
+
+export interface LedgerViolation {
+  /** 0-based position of the entry in the history. */
+  index: number;
+  code: LedgerViolationCode;
+  message: string;
+}
+
+export interface LedgerValidation {
+  ok: boolean;
+  /** The balance replayed from the amounts (opening balance included). */
+  balance: number;
+  /** Entries replayed. */
+  entries: number;
+  /** The first 1 000 violations, in history order. */
+  violations: LedgerViolation[];
+  /** All violations, also past the listed ones. */
+  violationCount: number;
+}
+
+export interface ValidateLedgerOptions {
+  /** Every entry must belong to this wallet. */
+  walletId?: string;
+  /** The balance before the first entry (default 0). */
+  openingBalance?: number | bigint;
+}
+"#;
+
+/// Event listeners of one `Ally`: (event name, function), in subscription order.
+#[derive(Default)]
+pub struct Listeners {
+    list: RefCell<Vec<(String, Function)>>,
+}
+
+const EVENTS: [&str; 2] = ["lowCredit", "listenerError"];
+
+impl Listeners {
+    fn of(&self, event: &str) -> Vec<Function> {
+        self.list
+            .borrow()
+            .iter()
+            .filter(|(name, _)| name == event)
+            .map(|(_, f)| f.clone())
+            .collect()
+    }
+
+    /// Calls every listener of `event` and waits for the async ones. A listener that throws or
+    /// rejects is reported to the `listenerError` listeners (or the console when there are none).
+    async fn emit(&self, event: &str, payload: &JsValue) {
+        for listener in self.of(event) {
+            let outcome = match listener.call1(&JsValue::UNDEFINED, payload) {
+                Ok(answer) => JsFuture::from(Promise::resolve(&answer)).await.map(|_| ()),
+                Err(thrown) => Err(thrown),
+            };
+            if let Err(error) = outcome {
+                self.report(event, &error);
+            }
+        }
+    }
+
+    fn report(&self, event: &str, error: &JsValue) {
+        let handlers = self.of("listenerError");
+        if handlers.is_empty() || event == "listenerError" {
+            console_error(&format!(
+                "ally-engine: a \"{event}\" listener failed: {}",
+                describe(error)
+            ));
+            return;
+        }
+        let payload = Object::new();
+        let _ = Reflect::set(&payload, &"event".into(), &event.into());
+        let _ = Reflect::set(&payload, &"error".into(), error);
+        for handler in handlers {
+            if let Err(thrown) = handler.call1(&JsValue::UNDEFINED, &payload) {
+                console_error(&format!(
+                    "ally-engine: a \"listenerError\" listener failed: {}",
+                    describe(&thrown)
+                ));
+            }
+        }
+    }
+}
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_namespace = console, js_name = error)]
+    fn console_error(message: &str);
+}
+
+fn event_name(value: &JsValue) -> Result<String> {
+    let name = input::string(value, "event")?;
+    if EVENTS.contains(&name.as_str()) {
+        Ok(name)
+    } else {
+        Err(Error::invalid(
+            "event",
+            format!("expected \"lowCredit\" or \"listenerError\", got \"{name}\""),
+        ))
+    }
+}
+
+fn listener(value: &JsValue) -> Result<Function> {
+    value.dyn_ref::<Function>().cloned().ok_or_else(|| {
+        Error::invalid(
+            "listener",
+            format!("expected a function, got {}", type_name(value)),
+        )
+    })
+}
+
+fn entry_js(entry: &Entry) -> JsValue {
+    js_sys::JSON::parse(&entry.to_json().to_string()).unwrap_or(JsValue::NULL)
+}
+
+fn entries_js(entries: &[Entry]) -> JsValue {
+    let list = Value::Array(entries.iter().map(Entry::to_json).collect());
+    js_sys::JSON::parse(&list.to_string()).unwrap_or(JsValue::NULL)
+}
+
+fn low_credit_js(event: &LowCreditEvent) -> std::result::Result<JsValue, JsValue> {
+    let reseller = super::pricing::to_plain(&reseller_output(&crate::engine::Versioned {
+        value: event.reseller.clone(),
+        version: 0,
+    }))?;
+    let c = &event.crossing;
+    let rest = json!({
+        "balance": c.balance.get(),
+        "threshold": c.threshold.get(),
+        "sequence": c.sequence,
+        "at": Entry::at_ms_text(c.at_ms),
+        "notification": event.notification,
+    });
+    let payload = js_sys::JSON::parse(&rest.to_string())?;
+    // The version of a record inside an event is not meaningful: drop it.
+    let _ = Reflect::delete_property(reseller.unchecked_ref::<Object>(), &"version".into());
+    let _ = Reflect::set(&payload, &"reseller".into(), &reseller);
+    Ok(payload)
+}
+
+/// An optional memo or key: `undefined`/`null` or a printable string.
+fn opt_text(value: &JsValue, field: &str) -> Result<Option<String>> {
+    if value.is_undefined() || value.is_null() {
+        return Ok(None);
+    }
+    let text = input::string(value, field)?;
+    ledger::text(&text, field).map(Some)
+}
+
+fn opt_text_field(fields: &mut Fields, key: &str) -> Result<Option<String>> {
+    let path = fields.path(key);
+    fields
+        .opt_string(key)?
+        .map(|text| ledger::text(&text, &path))
+        .transpose()
+}
+
+fn movement_items(value: &JsValue) -> Result<Vec<Movement>> {
+    let Some(array) = value.dyn_ref::<Array>() else {
+        return Err(Error::invalid(
+            "items",
+            format!(
+                "expected an array of {{ cost, memo }}, got {}",
+                type_name(value)
+            ),
+        ));
+    };
+    let length = array.length() as usize;
+    if length == 0 || length > ledger::BULK_LEN_MAX {
+        return Err(Error::invalid(
+            "items",
+            format!("expected 1 to {} items, got {length}", ledger::BULK_LEN_MAX),
+        ));
+    }
+    let json = input::to_json(value, "items")?;
+    let Value::Array(items) = json else {
+        return Err(Error::invalid("items", "expected an array"));
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let mut fields = Fields::new(item, &format!("items[{i}]"))?;
+            let amount = fields.credits("cost")?;
+            if amount.get() == 0 {
+                return Err(Error::invalid(
+                    fields.path("cost"),
+                    "must be at least 1 credit",
+                ));
+            }
+            let memo = opt_text_field(&mut fields, "memo")?;
+            fields.finish(&["cost", "memo"])?;
+            Ok(Movement { amount, memo })
+        })
+        .collect()
+}
+
+fn positive_credits(value: &JsValue, field: &str) -> Result<crate::domain::money::Credits> {
+    let amount = credits(value, field)?;
+    if amount.get() == 0 {
+        return Err(Error::invalid(field, "must be at least 1 credit"));
+    }
+    Ok(amount)
+}
+
+/// What an `Ally` or a reseller handle does for the wallet methods.
+#[derive(Clone)]
+struct Wallets {
+    engine: Rc<Engine>,
+    listeners: Rc<Listeners>,
+    /// The reseller a scoped handle is limited to.
+    scope: Option<String>,
+}
+
+impl Wallets {
+    fn target(&self, value: &JsValue) -> Result<String> {
+        let id = reseller_id(value, "reseller")?;
+        match &self.scope {
+            Some(own) if own != &id => Err(Error::Forbidden {
+                scope: own.clone(),
+                target: id,
+            }),
+            _ => Ok(id),
+        }
+    }
+
+    /// Resolves to the entry (or entries), after the `lowCredit` listeners ran.
+    fn finish(&self, outcome: Applied, many: bool) -> Promise {
+        let listeners = Rc::clone(&self.listeners);
+        promise(async move {
+            if let Some(event) = &outcome.low_credit {
+                let payload = low_credit_js(event)?;
+                listeners.emit("lowCredit", &payload).await;
+            }
+            Ok(if many {
+                entries_js(&outcome.entries)
+            } else {
+                outcome.entries.first().map_or(JsValue::NULL, entry_js)
+            })
+        })
+    }
+
+    fn provision(
+        &self,
+        reseller: &JsValue,
+        cost: &JsValue,
+        memo: &JsValue,
+        options: &JsValue,
+    ) -> Promise {
+        let parsed = (|| {
+            let id = self.target(reseller)?;
+            let cost = positive_credits(cost, "cost")?;
+            let memo = opt_text(memo, "memo")?;
+            let mut options = input::record(options, "options")?;
+            let key = opt_text_field(&mut options, "idempotencyKey")?;
+            options.finish(&["idempotencyKey"])?;
+            Ok((id, cost, memo, key))
+        })();
+        let (id, cost, memo, key) = match parsed {
+            Ok(p) => p,
+            Err(e) => return rejected(&e),
+        };
+        let this = self.clone();
+        promise(async move {
+            let outcome = this
+                .engine
+                .provision(&id, cost, memo, key)
+                .await
+                .or_throw()?;
+            JsFuture::from(this.finish(outcome, false)).await
+        })
+    }
+
+    fn provision_bulk(&self, reseller: &JsValue, items: &JsValue, options: &JsValue) -> Promise {
+        let parsed = (|| {
+            let id = self.target(reseller)?;
+            let items = movement_items(items)?;
+            let mut options = input::record(options, "options")?;
+            let key = opt_text_field(&mut options, "idempotencyKey")?;
+            options.finish(&["idempotencyKey"])?;
+            Ok((id, items, key))
+        })();
+        let (id, items, key) = match parsed {
+            Ok(p) => p,
+            Err(e) => return rejected(&e),
+        };
+        let this = self.clone();
+        promise(async move {
+            let outcome = this
+                .engine
+                .provision_bulk(&id, items, key)
+                .await
+                .or_throw()?;
+            JsFuture::from(this.finish(outcome, true)).await
+        })
+    }
+
+    fn balance(&self, reseller: &JsValue) -> Promise {
+        let id = match self.target(reseller) {
+            Ok(id) => id,
+            Err(e) => return rejected(&e),
+        };
+        let engine = Rc::clone(&self.engine);
+        promise(async move {
+            let balance = engine.balance(&id).await.or_throw()?;
+            Ok(JsValue::from_f64(balance.as_f64()))
+        })
+    }
+
+    fn transactions(&self, reseller: &JsValue, options: &JsValue) -> Promise {
+        let parsed = (|| {
+            let id = self.target(reseller)?;
+            let mut options = input::record(options, "options")?;
+            let limit = match options.opt_credits("limit")? {
+                None => HISTORY_LIMIT_DEFAULT,
+                Some(n) if (1..=u64::from(HISTORY_LIMIT_MAX)).contains(&n.get()) => n.get() as u32,
+                Some(n) => {
+                    return Err(Error::invalid(
+                        "options.limit",
+                        format!("expected 1 to {HISTORY_LIMIT_MAX}, got {n}"),
+                    ))
+                }
+            };
+            let before = options.opt_credits("before")?.map(|n| n.get());
+            options.finish(&["limit", "before"])?;
+            Ok((id, limit, before))
+        })();
+        let (id, limit, before) = match parsed {
+            Ok(p) => p,
+            Err(e) => return rejected(&e),
+        };
+        let engine = Rc::clone(&self.engine);
+        promise(async move {
+            let entries = engine.transactions(&id, limit, before).await.or_throw()?;
+            Ok(entries_js(&entries))
+        })
+    }
+
+    fn ledger(&self, reseller: &JsValue) -> Promise {
+        let id = match self.target(reseller) {
+            Ok(id) => id,
+            Err(e) => return rejected(&e),
+        };
+        let engine = Rc::clone(&self.engine);
+        promise(async move {
+            let entries = engine.ledger(&id).await.or_throw()?;
+            Ok(entries_js(&entries))
+        })
+    }
+}
+
+impl Ally {
+    fn wallets(&self) -> Wallets {
+        Wallets {
+            engine: Rc::clone(&self.engine),
+            listeners: Rc::clone(&self.listeners),
+            scope: None,
+        }
+    }
+}
+
+#[wasm_bindgen]
+impl Ally {
+    /// Credits a reseller's wallet (the admin action). Resolves to the credit entry.
+    #[wasm_bindgen(js_name = addCredits, unchecked_return_type = "Promise<LedgerEntry>")]
+    pub fn add_credits(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "number | bigint")] amount: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "AddCreditsOptions")] options: Option<Object>,
+    ) -> Promise {
+        let options: JsValue = options.map_or(JsValue::UNDEFINED, Into::into);
+        let parsed = (|| {
+            let id = reseller_id(&reseller, "reseller")?;
+            let amount = positive_credits(&amount, "amount")?;
+            let mut options = input::record(&options, "options")?;
+            let key = opt_text_field(&mut options, "idempotencyKey")?;
+            let memo = opt_text_field(&mut options, "memo")?;
+            options.finish(&["idempotencyKey", "memo"])?;
+            Ok((id, amount, memo, key))
+        })();
+        let (id, amount, memo, key) = match parsed {
+            Ok(p) => p,
+            Err(e) => return rejected(&e),
+        };
+        let wallets = self.wallets();
+        promise(async move {
+            let outcome = wallets
+                .engine
+                .add_credits(&id, amount, memo, key)
+                .await
+                .or_throw()?;
+            JsFuture::from(wallets.finish(outcome, false)).await
+        })
+    }
+
+    /// Debits `cost` credits for one service. Rejects `INSUFFICIENT_CREDITS` (nothing written),
+    /// `PROVISIONING_HELD` (metadata `hold_provisioning: true`) or `NOT_FOUND`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<LedgerEntry>")]
+    pub fn provision(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "number | bigint")] cost: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "string | null")] memo: Option<js_sys::JsString>,
+        #[wasm_bindgen(unchecked_param_type = "ProvisionOptions")] options: Option<Object>,
+    ) -> Promise {
+        let memo: JsValue = memo.map_or(JsValue::UNDEFINED, Into::into);
+        let options: JsValue = options.map_or(JsValue::UNDEFINED, Into::into);
+        self.wallets().provision(&reseller, &cost, &memo, &options)
+    }
+
+    /// Debits several items as a whole: all entries are written, or none. A refusal is
+    /// `INSUFFICIENT_CREDITS` with `details.items`, one code per item.
+    #[wasm_bindgen(js_name = provisionBulk, unchecked_return_type = "Promise<LedgerEntry[]>")]
+    pub fn provision_bulk(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "ProvisionItem[]")] items: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "ProvisionOptions")] options: Option<Object>,
+    ) -> Promise {
+        let options: JsValue = options.map_or(JsValue::UNDEFINED, Into::into);
+        self.wallets().provision_bulk(&reseller, &items, &options)
+    }
+
+    /// The reseller's balance in whole credits.
+    #[wasm_bindgen(unchecked_return_type = "Promise<number>")]
+    pub fn balance(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
+    ) -> Promise {
+        self.wallets().balance(&reseller)
+    }
+
+    /// Ledger entries, newest first (default the last 10).
+    #[wasm_bindgen(unchecked_return_type = "Promise<LedgerEntry[]>")]
+    pub fn transactions(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "TransactionsOptions")] options: Option<Object>,
+    ) -> Promise {
+        let options: JsValue = options.map_or(JsValue::UNDEFINED, Into::into);
+        self.wallets().transactions(&reseller, &options)
+    }
+
+    /// The reseller's whole ledger, oldest first: what `validateLedger` audits.
+    #[wasm_bindgen(unchecked_return_type = "Promise<LedgerEntry[]>")]
+    pub fn ledger(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
+    ) -> Promise {
+        self.wallets().ledger(&reseller)
+    }
+
+    /// Opens the reseller's wallet; needed only when `autoProvisionWallet` is off.
+    #[wasm_bindgen(js_name = openWallet, unchecked_return_type = "Promise<void>")]
+    pub fn open_wallet(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
+    ) -> Promise {
+        let id = match reseller_id(&reseller, "reseller") {
+            Ok(id) => id,
+            Err(e) => return rejected(&e),
+        };
+        let engine = Rc::clone(&self.engine);
+        promise(async move {
+            engine.open_wallet(&id).await.or_throw()?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// The daily job: notifies every reseller below the threshold not yet notified for its
+    /// current crossing, and retries the outbox.
+    #[wasm_bindgen(js_name = checkCredits, unchecked_return_type = "Promise<CreditCheckReport>")]
+    pub fn check_credits(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Date | string | number")] now: JsValue,
+    ) -> Promise {
+        let at = if now.is_undefined() {
+            None
+        } else {
+            match instant(&now) {
+                Ok(at) => Some(at),
+                Err(reason) => return rejected(&Error::invalid("now", reason)),
+            }
+        };
+        let engine = Rc::clone(&self.engine);
+        promise(async move {
+            let report = engine.check_credits(at).await.or_throw()?;
+            let json = json!({
+                "checked": report.checked,
+                "notified": report.notified,
+                "retried": report.retried,
+                "failed": report.failed,
+            });
+            js_sys::JSON::parse(&json.to_string())
+        })
+    }
+
+    /// The notifications queued so far, with their delivery status.
+    #[wasm_bindgen(unchecked_return_type = "Promise<OutboxRecord[]>")]
+    pub fn outbox(&self) -> Promise {
+        let engine = Rc::clone(&self.engine);
+        promise(async move {
+            let records = engine.outbox().await.or_throw()?;
+            js_sys::JSON::parse(&Value::Array(records).to_string())
+        })
+    }
+
+    /// Subscribes to an event; returns a function that unsubscribes. (Typed in the custom
+    /// section, generically over the event name.)
+    #[wasm_bindgen(skip_typescript)]
+    pub fn on(
+        &self,
+        event: JsValue,
+        listener_fn: JsValue,
+    ) -> std::result::Result<JsValue, JsValue> {
+        let name = event_name(&event).or_throw()?;
+        let function = listener(&listener_fn).or_throw()?;
+        self.listeners
+            .list
+            .borrow_mut()
+            .push((name.clone(), function.clone()));
+        let listeners = Rc::clone(&self.listeners);
+        let off = Closure::once_into_js(move || remove(&listeners, &name, &function));
+        Ok(off)
+    }
+
+    /// Removes a listener added with `on`.
+    #[wasm_bindgen(skip_typescript)]
+    pub fn off(&self, event: JsValue, listener_fn: JsValue) -> std::result::Result<(), JsValue> {
+        let name = event_name(&event).or_throw()?;
+        let function = listener(&listener_fn).or_throw()?;
+        remove(&self.listeners, &name, &function);
+        Ok(())
+    }
+
+    /// A handle limited to one reseller: provisioning and reads of its own data only, no
+    /// `addCredits`. Passing another reseller to it is `FORBIDDEN`.
+    #[wasm_bindgen(js_name = asReseller)]
+    pub fn as_reseller(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
+    ) -> std::result::Result<ResellerScope, JsValue> {
+        let id = reseller_id(&reseller, "reseller").or_throw()?;
+        let mut wallets = self.wallets();
+        wallets.scope = Some(id);
+        Ok(ResellerScope { wallets })
+    }
+}
+
+fn remove(listeners: &Listeners, name: &str, function: &Function) {
+    let mut list = listeners.list.borrow_mut();
+    if let Some(at) = list
+        .iter()
+        .position(|(n, f)| n == name && JsValue::from(f) == JsValue::from(function))
+    {
+        list.remove(at);
+    }
+}
+
+/// One reseller's view of the engine (from `ally.asReseller(id)`): what a public reseller route
+/// may do. Every method takes the reseller like `Ally`'s do, and refuses any other with
+/// `FORBIDDEN`.
+#[wasm_bindgen]
+pub struct ResellerScope {
+    wallets: Wallets,
+}
+
+#[wasm_bindgen]
+impl ResellerScope {
+    /// The reseller this handle is limited to.
+    #[wasm_bindgen(getter, js_name = resellerId)]
+    pub fn reseller_id(&self) -> String {
+        self.wallets.scope.clone().unwrap_or_default()
+    }
+
+    #[wasm_bindgen(unchecked_return_type = "Promise<LedgerEntry>")]
+    pub fn provision(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "number | bigint")] cost: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "string | null")] memo: Option<js_sys::JsString>,
+        #[wasm_bindgen(unchecked_param_type = "ProvisionOptions")] options: Option<Object>,
+    ) -> Promise {
+        let memo: JsValue = memo.map_or(JsValue::UNDEFINED, Into::into);
+        let options: JsValue = options.map_or(JsValue::UNDEFINED, Into::into);
+        self.wallets.provision(&reseller, &cost, &memo, &options)
+    }
+
+    #[wasm_bindgen(js_name = provisionBulk, unchecked_return_type = "Promise<LedgerEntry[]>")]
+    pub fn provision_bulk(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "ProvisionItem[]")] items: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "ProvisionOptions")] options: Option<Object>,
+    ) -> Promise {
+        let options: JsValue = options.map_or(JsValue::UNDEFINED, Into::into);
+        self.wallets.provision_bulk(&reseller, &items, &options)
+    }
+
+    #[wasm_bindgen(unchecked_return_type = "Promise<number>")]
+    pub fn balance(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
+    ) -> Promise {
+        self.wallets.balance(&reseller)
+    }
+
+    #[wasm_bindgen(unchecked_return_type = "Promise<LedgerEntry[]>")]
+    pub fn transactions(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "TransactionsOptions")] options: Option<Object>,
+    ) -> Promise {
+        let options: JsValue = options.map_or(JsValue::UNDEFINED, Into::into);
+        self.wallets.transactions(&reseller, &options)
+    }
+
+    #[wasm_bindgen(unchecked_return_type = "Promise<LedgerEntry[]>")]
+    pub fn ledger(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
+    ) -> Promise {
+        self.wallets.ledger(&reseller)
+    }
+
+    /// The reseller's own record.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Reseller | null>")]
+    pub fn reseller(&self) -> Promise {
+        let id = self.reseller_id();
+        let engine = Rc::clone(&self.wallets.engine);
+        promise(async move {
+            let found = engine.find_reseller(&id).await.or_throw()?;
+            match found {
+                None => Ok(JsValue::NULL),
+                Some(found) => super::pricing::to_plain(&reseller_output(&found)),
+            }
+        })
+    }
+}
+
+/// Replays a wallet's history and reports what breaks it: a balance that does not follow, a
+/// negative balance, a sequence gap, a duplicate id or idempotency key, a broken hash chain, an
+/// invalid amount, an entry of another wallet, a bulk provision cut short. Pure: no engine needed.
+#[wasm_bindgen(js_name = validateLedger, unchecked_return_type = "LedgerValidation")]
+pub fn validate_ledger(
+    #[wasm_bindgen(unchecked_param_type = "readonly LedgerEntry[]")] entries: JsValue,
+    #[wasm_bindgen(unchecked_param_type = "ValidateLedgerOptions")] options: Option<Object>,
+) -> std::result::Result<JsValue, JsValue> {
+    let options: JsValue = options.map_or(JsValue::UNDEFINED, Into::into);
+    let mut opts = input::record(&options, "options").or_throw()?;
+    let wallet_id = opts.opt_string("walletId").or_throw()?;
+    let opening = opts.opt_credits("openingBalance").or_throw()?;
+    opts.finish(&["walletId", "openingBalance"]).or_throw()?;
+    let Some(array) = entries.dyn_ref::<Array>() else {
+        return Err(to_js(&Error::invalid(
+            "entries",
+            format!(
+                "expected an array of ledger entries, got {}",
+                type_name(&entries)
+            ),
+        )));
+    };
+    let mut parsed = Vec::with_capacity(array.length() as usize);
+    for (i, item) in array.iter().enumerate() {
+        let path = format!("entries[{i}]");
+        let json = input::to_json(&item, &path).or_throw()?;
+        parsed.push(Entry::from_json(json, &path).or_throw()?);
+    }
+    let report = ledger::audit(parsed, wallet_id, opening.map_or(0, |c| c.get()));
+    let violations: Vec<Value> = report
+        .violations
+        .iter()
+        .map(|v| json!({ "index": v.index, "code": v.code.as_str(), "message": v.message }))
+        .collect();
+    let out = json!({
+        "ok": report.ok,
+        "balance": i64::try_from(report.balance).unwrap_or(i64::MAX),
+        "entries": report.length,
+        "violations": violations,
+        "violationCount": report.violation_count,
+    });
+    js_sys::JSON::parse(&out.to_string())
+}
