@@ -5,6 +5,13 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use ally_engine::domain::catalog::{Band, Catalog, PricingModel, ProductSpec};
+use ally_engine::domain::config::Config;
+use ally_engine::domain::ledger::{audit, Entry, EntryFlaws};
+use ally_engine::domain::reseller::{ResellerDraft, UserId};
+use ally_engine::engine::executor::block_on;
+use ally_engine::engine::memory::MemoryStorage;
+use ally_engine::engine::ports::{NoMailer, SystemClock};
+use ally_engine::engine::Ally;
 use ally_engine::domain::money::Credits;
 use ally_engine::domain::quote::{price, LineRequest, PricingContext, QuoteRequest};
 use ally_engine::domain::rounding::Rounding;
@@ -123,8 +130,60 @@ fn main() -> Result<(), Error> {
         black_box(sum);
     });
 
+    let (provision_rate, ledger) = provisions()?;
+    // validateLedger: replay the history, hash chain included (the entries already parsed).
+    let validate_seconds = {
+        let mut seconds: Vec<f64> = (0..3)
+            .map(|_| {
+                let start = Instant::now();
+                let report = audit(
+                    ledger.iter().map(|e| (e.clone(), EntryFlaws::default())),
+                    None,
+                    0,
+                );
+                assert!(report.ok, "the benchmark ledger must validate");
+                start.elapsed().as_secs_f64()
+            })
+            .collect();
+        seconds.sort_by(f64::total_cmp);
+        seconds[1]
+    };
+
     println!(
-        "{{\"tierCost\":{tier_cost_rate:.0},\"tierCostBatch\":{batch_rate:.0},\"quote\":{quote_rate:.0}}}"
+        "{{\"tierCost\":{tier_cost_rate:.0},\"tierCostBatch\":{batch_rate:.0},\"quote\":{quote_rate:.0},\"provision\":{provision_rate:.0},\"validateLedgerSeconds\":{validate_seconds:.4},\"validateLedgerEntries\":{}}}",
+        ledger.len()
     );
     Ok(())
+}
+
+/// `provision` through the engine with the in-memory storage, one at a time; then the
+/// million-entry ledger for `validateLedger`, made by the same engine.
+fn provisions() -> Result<(f64, Vec<Entry>), Error> {
+    let ally = Ally::new(
+        Config::default(),
+        MemoryStorage::new(),
+        NoMailer,
+        SystemClock,
+        42,
+    );
+    let suspended = || Error::invalid("bench", "the in-memory storage suspended");
+    let draft = ResellerDraft {
+        user_id: Some(UserId::Number(1)),
+        company_name: Some("Bench".into()),
+        ..ResellerDraft::default()
+    };
+    let id = block_on(ally.create_reseller(draft), 64)
+        .ok_or_else(suspended)??
+        .value
+        .id;
+    block_on(ally.add_credits(&id, credits(1 << 52), None, None), 64).ok_or_else(suspended)??;
+    let n = 200_000usize;
+    let provision_rate = rate(3, n, || {
+        for _ in 0..n {
+            let done = block_on(ally.provision(&id, credits(1), None, None), 64);
+            black_box(done);
+        }
+    });
+    let ledger = block_on(ally.ledger(&id), 64).ok_or_else(suspended)??;
+    Ok((provision_rate, ledger))
 }

@@ -1,0 +1,103 @@
+// The PostgreSQL adapter against a real server: the storage conformance suite, the wallet
+// operations end to end, and concurrent provisions from several processes at one wallet.
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { fileURLToPath } from "node:url";
+import pg from "pg";
+import { Ally, AllyError, validateLedger } from "ally-engine";
+import { postgresStorage, setupPostgres } from "ally-engine/postgres";
+import { Harness, equal, ok, fails, report } from "../js/harness.mjs";
+import { conformance } from "../js/storage-conformance.mjs";
+import { startPostgres } from "./pg-cluster.mjs";
+
+const run = promisify(execFile);
+const cluster = await startPostgres();
+const pool = new pg.Pool({ ...cluster, max: 20 });
+const h = new Harness("postgres");
+let schemas = 0;
+const fresh = () => postgresStorage(pool, { schema: `t${++schemas}`, createSchema: true });
+
+conformance(h, "postgresStorage()", fresh);
+
+h.test("setupPostgres is idempotent and safe to run concurrently", async () => {
+  await Promise.all([setupPostgres(pool, { schema: "twice" }), setupPostgres(pool, { schema: "twice" })]);
+  await setupPostgres(pool, { schema: "twice" });
+  const { rows } = await pool.query("SELECT count(*)::int AS n FROM information_schema.tables WHERE table_schema = 'twice'");
+  equal(rows[0].n, 5, "tables");
+});
+
+h.test("postgresStorage refuses a schema that is not an identifier", () => {
+  let thrown;
+  try {
+    postgresStorage(pool, { schema: "x; DROP TABLE y" });
+  } catch (e) {
+    thrown = e;
+  }
+  ok(thrown instanceof TypeError, "a TypeError");
+});
+
+h.test("wallet operations end to end on PostgreSQL", async () => {
+  const sent = [];
+  const ally = new Ally({ storage: fresh(), mail: { send: (m) => void sent.push(m) } });
+  const r = await ally.make().user(7).company("Elite Global").email("ops@elite.example").gold().create();
+  await ally.addCredits(r, 1000, { idempotencyKey: "wire-1", memo: "Wire transfer" });
+  await ally.provision(r, 300, "Issue Pro License");
+  await ally.provisionBulk(r, [{ cost: 100 }, { cost: 150, memo: "seat" }], { idempotencyKey: "bulk-1" });
+  const again = await ally.provisionBulk(r, [{ cost: 100 }, { cost: 150, memo: "seat" }], { idempotencyKey: "bulk-1" });
+  equal(again.map((e) => e.sequence), [3, 4], "the bulk is answered again, not written twice");
+  equal(await ally.balance(r), 450, "balance");
+  equal(sent.length, 1, "one low-credit mail");
+  const e = await fails(AllyError, "INSUFFICIENT_CREDITS", () => ally.provisionBulk(r, [{ cost: 400 }, { cost: 51 }]));
+  equal(e.details.items, ["LINKED_ITEM_FAILED", "INSUFFICIENT_CREDITS"], "per item");
+  const ledger = await ally.ledger(r);
+  const audit = validateLedger(ledger, { walletId: r.id });
+  equal([audit.ok, audit.balance, audit.entries], [true, 450, 4], "audit");
+  equal((await ally.transactions(r, { limit: 2 })).map((x) => x.sequence), [4, 3], "newest first");
+  // A second engine (another process, in production) sees the same wallet.
+  const other = new Ally({ storage: postgresStorage(pool, { schema: `t${schemas}` }) });
+  equal(await other.balance(r.id), 450, "shared");
+});
+
+h.test("4 processes × 250 concurrent provisions at one wallet: no overdraft, every refusal is INSUFFICIENT_CREDITS", async () => {
+  const schema = "concurrency";
+  await setupPostgres(pool, { schema });
+  const storage = postgresStorage(pool, { schema });
+  const ally = new Ally({ storage });
+  const r = await ally.make().user(1).company("Race Corp").create();
+  const start = 60_000, cost = 100, processes = 4, each = 250;
+  await ally.addCredits(r, start);
+  const worker = fileURLToPath(new URL("./pg-provision-worker.mjs", import.meta.url));
+  const began = performance.now();
+  const results = await Promise.all(
+    Array.from({ length: processes }, () =>
+      run(process.execPath, [worker, String(cluster.port), schema, r.id, String(each), String(cost)], { maxBuffer: 1 << 20 }),
+    ),
+  );
+  const seconds = (performance.now() - began) / 1000;
+  const outcomes = results.map((x) => JSON.parse(x.stdout.trim().split("\n").pop()));
+  const accepted = outcomes.reduce((n, o) => n + o.accepted, 0);
+  const refusedCodes = {};
+  for (const o of outcomes) for (const [code, n] of Object.entries(o.refused)) refusedCodes[code] = (refusedCodes[code] ?? 0) + n;
+  const balance = await new Ally({ storage }).balance(r);
+  const ledger = await new Ally({ storage }).ledger(r);
+  const audit = validateLedger(ledger, { walletId: r.id });
+  const debits = ledger.filter((x) => x.kind === "debit").reduce((n, x) => n + x.amount, 0);
+  console.log(
+    `[postgres] concurrency: ${processes} processes × ${each} provisions of ${cost} from ${start}: ` +
+      `${accepted} accepted, refused ${JSON.stringify(refusedCodes)}, balance ${balance}, ` +
+      `ledger ${ledger.length} entries (validates: ${audit.ok}), ${seconds.toFixed(2)} s`,
+  );
+  equal(accepted + (refusedCodes.INSUFFICIENT_CREDITS ?? 0), processes * each, "every provision accepted or refused INSUFFICIENT_CREDITS");
+  equal(Object.keys(refusedCodes).filter((c) => c !== "INSUFFICIENT_CREDITS"), [], "no other refusal");
+  equal(accepted, start / cost, "exactly what the credit covers");
+  equal(balance, start - accepted * cost, "balance = start − accepted × cost");
+  equal(debits, accepted * cost, "the sum of the entries");
+  equal(ledger.length, accepted + 1, "one entry per accepted provision");
+  ok(audit.ok, `validateLedger: ${JSON.stringify(audit.violations.slice(0, 3))}`);
+});
+
+const summary = await h.run();
+report(summary, console.log);
+await pool.end();
+cluster.stop();
+process.exit(summary.failed === 0 && summary.passed > 0 ? 0 : 1);
