@@ -7,16 +7,16 @@ use std::time::Instant;
 use ally_engine::domain::catalog::{Band, Catalog, PricingModel, ProductSpec};
 use ally_engine::domain::config::Config;
 use ally_engine::domain::ledger::{audit, Entry, EntryFlaws};
+use ally_engine::domain::money::Credits;
+use ally_engine::domain::quote::{price, LineRequest, PricingContext, QuoteRequest};
 use ally_engine::domain::reseller::{ResellerDraft, UserId};
+use ally_engine::domain::rounding::Rounding;
+use ally_engine::domain::tier::{tier_cost, TierTable};
+use ally_engine::domain::Error;
 use ally_engine::engine::executor::block_on;
 use ally_engine::engine::memory::MemoryStorage;
 use ally_engine::engine::ports::{NoMailer, SystemClock};
 use ally_engine::engine::Ally;
-use ally_engine::domain::money::Credits;
-use ally_engine::domain::quote::{price, LineRequest, PricingContext, QuoteRequest};
-use ally_engine::domain::rounding::Rounding;
-use ally_engine::domain::tier::{tier_cost, TierTable};
-use ally_engine::domain::Error;
 
 const TIERS: [&str; 3] = ["standard", "gold", "platinum"];
 

@@ -22,6 +22,18 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 command -v chromium >/dev/null 2>&1 || { echo "chromium is required for the browser tests" >&2; exit 1; }
 
+# PostgreSQL for the storage adapter tests: Debian's server binaries; the test starts a throwaway
+# cluster on loopback and removes it after.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  step "installing Debian's postgresql"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  fi
+fi
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "postgresql is required for the storage adapter tests" >&2; exit 1; }
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy (native and wasm32) -D warnings"
@@ -66,6 +78,10 @@ run_js readme node tests/js/readme.mjs
 run_js deno env DENO_NO_UPDATE_CHECK=1 deno run --no-prompt --allow-read=. --node-modules-dir=manual tests/js/deno.mjs
 run_js workerd node tests/js/run-workerd.mjs
 run_js chromium node tests/js/run-browser.mjs
+run_js postgres node tests/node/postgres.mjs
+run_js smtp node tests/node/smtp.mjs
+run_js faults node tests/node/faults.mjs
+run_js edge node tests/node/run-edge.mjs
 
 step "summary"
 total_passed=0; total_failed=0

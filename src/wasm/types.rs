@@ -339,6 +339,18 @@ pub mod optional {
         pub type ResellerListFilterArg;
         #[wasm_bindgen(typescript_type = "JsonValue")]
         pub type JsonValueArg;
+        #[wasm_bindgen(typescript_type = "AddCreditsOptions")]
+        pub type AddCreditsOptionsArg;
+        #[wasm_bindgen(typescript_type = "ProvisionOptions")]
+        pub type ProvisionOptionsArg;
+        #[wasm_bindgen(typescript_type = "TransactionsOptions")]
+        pub type TransactionsOptionsArg;
+        #[wasm_bindgen(typescript_type = "ValidateLedgerOptions")]
+        pub type ValidateLedgerOptionsArg;
+        #[wasm_bindgen(typescript_type = "string | null")]
+        pub type MemoArg;
+        #[wasm_bindgen(typescript_type = "Date | string | number")]
+        pub type InstantArg;
     }
 
     /// The argument as a plain value; an omitted one is `undefined`.

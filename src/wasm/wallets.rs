@@ -13,6 +13,10 @@ use super::ally::{promise, rejected, reseller_id, reseller_output, Ally, Engine}
 use super::error::{describe, to_js, OrThrow};
 use super::host::instant;
 use super::input::{self, credits, type_name};
+use super::types::optional::{
+    self, AddCreditsOptionsArg, InstantArg, MemoArg, ProvisionOptionsArg, TransactionsOptionsArg,
+    ValidateLedgerOptionsArg,
+};
 use crate::domain::ledger::{self, Entry, Movement};
 use crate::domain::record::Fields;
 use crate::domain::{Error, Result};
@@ -489,9 +493,9 @@ impl Ally {
         &self,
         #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
         #[wasm_bindgen(unchecked_param_type = "number | bigint")] amount: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "AddCreditsOptions")] options: Option<Object>,
+        options: Option<AddCreditsOptionsArg>,
     ) -> Promise {
-        let options: JsValue = options.map_or(JsValue::UNDEFINED, Into::into);
+        let options: JsValue = optional::value(options);
         let parsed = (|| {
             let id = reseller_id(&reseller, "reseller")?;
             let amount = positive_credits(&amount, "amount")?;
@@ -523,11 +527,11 @@ impl Ally {
         &self,
         #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
         #[wasm_bindgen(unchecked_param_type = "number | bigint")] cost: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "string | null")] memo: Option<js_sys::JsString>,
-        #[wasm_bindgen(unchecked_param_type = "ProvisionOptions")] options: Option<Object>,
+        memo: Option<MemoArg>,
+        options: Option<ProvisionOptionsArg>,
     ) -> Promise {
-        let memo: JsValue = memo.map_or(JsValue::UNDEFINED, Into::into);
-        let options: JsValue = options.map_or(JsValue::UNDEFINED, Into::into);
+        let memo: JsValue = optional::value(memo);
+        let options: JsValue = optional::value(options);
         self.wallets().provision(&reseller, &cost, &memo, &options)
     }
 
@@ -538,9 +542,9 @@ impl Ally {
         &self,
         #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
         #[wasm_bindgen(unchecked_param_type = "ProvisionItem[]")] items: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "ProvisionOptions")] options: Option<Object>,
+        options: Option<ProvisionOptionsArg>,
     ) -> Promise {
-        let options: JsValue = options.map_or(JsValue::UNDEFINED, Into::into);
+        let options: JsValue = optional::value(options);
         self.wallets().provision_bulk(&reseller, &items, &options)
     }
 
@@ -558,9 +562,9 @@ impl Ally {
     pub fn transactions(
         &self,
         #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "TransactionsOptions")] options: Option<Object>,
+        options: Option<TransactionsOptionsArg>,
     ) -> Promise {
-        let options: JsValue = options.map_or(JsValue::UNDEFINED, Into::into);
+        let options: JsValue = optional::value(options);
         self.wallets().transactions(&reseller, &options)
     }
 
@@ -593,10 +597,8 @@ impl Ally {
     /// The daily job: notifies every reseller below the threshold not yet notified for its
     /// current crossing, and retries the outbox.
     #[wasm_bindgen(js_name = checkCredits, unchecked_return_type = "Promise<CreditCheckReport>")]
-    pub fn check_credits(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "Date | string | number")] now: JsValue,
-    ) -> Promise {
+    pub fn check_credits(&self, now: Option<InstantArg>) -> Promise {
+        let now = optional::value(now);
         let at = if now.is_undefined() {
             None
         } else {
@@ -701,11 +703,11 @@ impl ResellerScope {
         &self,
         #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
         #[wasm_bindgen(unchecked_param_type = "number | bigint")] cost: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "string | null")] memo: Option<js_sys::JsString>,
-        #[wasm_bindgen(unchecked_param_type = "ProvisionOptions")] options: Option<Object>,
+        memo: Option<MemoArg>,
+        options: Option<ProvisionOptionsArg>,
     ) -> Promise {
-        let memo: JsValue = memo.map_or(JsValue::UNDEFINED, Into::into);
-        let options: JsValue = options.map_or(JsValue::UNDEFINED, Into::into);
+        let memo: JsValue = optional::value(memo);
+        let options: JsValue = optional::value(options);
         self.wallets.provision(&reseller, &cost, &memo, &options)
     }
 
@@ -714,9 +716,9 @@ impl ResellerScope {
         &self,
         #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
         #[wasm_bindgen(unchecked_param_type = "ProvisionItem[]")] items: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "ProvisionOptions")] options: Option<Object>,
+        options: Option<ProvisionOptionsArg>,
     ) -> Promise {
-        let options: JsValue = options.map_or(JsValue::UNDEFINED, Into::into);
+        let options: JsValue = optional::value(options);
         self.wallets.provision_bulk(&reseller, &items, &options)
     }
 
@@ -732,9 +734,9 @@ impl ResellerScope {
     pub fn transactions(
         &self,
         #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "TransactionsOptions")] options: Option<Object>,
+        options: Option<TransactionsOptionsArg>,
     ) -> Promise {
-        let options: JsValue = options.map_or(JsValue::UNDEFINED, Into::into);
+        let options: JsValue = optional::value(options);
         self.wallets.transactions(&reseller, &options)
     }
 
@@ -767,9 +769,9 @@ impl ResellerScope {
 #[wasm_bindgen(js_name = validateLedger, unchecked_return_type = "LedgerValidation")]
 pub fn validate_ledger(
     #[wasm_bindgen(unchecked_param_type = "readonly LedgerEntry[]")] entries: JsValue,
-    #[wasm_bindgen(unchecked_param_type = "ValidateLedgerOptions")] options: Option<Object>,
+    options: Option<ValidateLedgerOptionsArg>,
 ) -> std::result::Result<JsValue, JsValue> {
-    let options: JsValue = options.map_or(JsValue::UNDEFINED, Into::into);
+    let options: JsValue = optional::value(options);
     let mut opts = input::record(&options, "options").or_throw()?;
     let wallet_id = opts.opt_string("walletId").or_throw()?;
     let opening = opts.opt_credits("openingBalance").or_throw()?;

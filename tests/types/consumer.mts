@@ -64,7 +64,7 @@ async function main(): Promise<void> {
   } catch (e) {
     if (e instanceof AllyError) {
       const code: AllyErrorCode = e.code;
-      const field: string | undefined = e.details["field"];
+      const field = e.details["field"];
       console.log(code, field, e.message, e.name === "AllyError");
     }
   }
@@ -72,3 +72,26 @@ async function main(): Promise<void> {
   console.log(edgeCost, edgeQuote, cost, bigCost, costs, lineTotal, money, valid, tier, status, found, paid, listed, webTierCost(1, "gold"));
 }
 void main;
+
+// Wallets: entries, bulk items, events and the audit are precisely typed.
+{
+  const { Ally, validateLedger } = await import("ally-engine");
+  const ally = new Ally();
+  const entry: import("ally-engine").LedgerEntry = await ally.provision("rs_x", 200, "Issue Pro License", { idempotencyKey: "k1" });
+  const kind: "credit" | "debit" = entry.kind;
+  const bulk: import("ally-engine").LedgerEntry[] = await ally.provisionBulk("rs_x", [{ cost: 1 }, { cost: 2n, memo: "m" }]);
+  const off: () => void = ally.on("lowCredit", (event) => {
+    const balance: number = event.balance;
+    const company: string = event.reseller.companyName;
+    void balance, company;
+  });
+  ally.on("listenerError", async (event) => void event.error);
+  // @ts-expect-error: unknown events are refused
+  ally.on("highCredit", () => {});
+  // @ts-expect-error: a scoped handle has no addCredits
+  ally.asReseller("rs_x").addCredits("rs_x", 5);
+  const audit = validateLedger(await ally.ledger("rs_x"), { walletId: "rs_x" });
+  const code: import("ally-engine").LedgerViolationCode | undefined = audit.violations[0]?.code;
+  const report: import("ally-engine").CreditCheckReport = await ally.checkCredits(new Date());
+  void kind, bulk, off, code, report;
+}

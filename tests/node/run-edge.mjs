@@ -1,0 +1,100 @@
+// The edge example (examples/edge-worker) in a real workerd on loopback: a genuine request passes;
+// a tampered quote, a forged ledger, a balance that does not cover the quote and a malformed body
+// are refused with the right status.
+import { spawn } from "node:child_process";
+import { mkdirSync, writeFileSync, readFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { dirname, join, relative, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Ally, Catalog } from "ally-engine";
+import { Checks } from "../js/harness.mjs";
+import { PRODUCTS } from "../../examples/edge-worker/catalog.js";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, "../..");
+const work = join(root, "target", "edge-worker");
+mkdirSync(work, { recursive: true });
+const freePort = () =>
+  new Promise((ok, fail) => {
+    const server = createServer();
+    server.once("error", fail);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => ok(port));
+    });
+  });
+const pkg = JSON.parse(readFileSync(join(root, "pkg/package.json"), "utf8"));
+const modules = [
+  ["worker.js", "esModule", join(root, "examples/edge-worker/worker.js")],
+  ["catalog.js", "esModule", join(root, "examples/edge-worker/catalog.js")],
+  ["ally-engine", "esModule", join(root, "pkg", pkg.exports["."].workerd.default)],
+  ["web/ally_engine.js", "esModule", join(root, "pkg/web/ally_engine.js")],
+  ["ally_engine_bg.wasm", "wasm", join(root, "pkg/ally_engine_bg.wasm")],
+];
+const port = await freePort();
+writeFileSync(
+  join(work, "config.capnp"),
+  `using Workerd = import "/workerd/workerd.capnp";
+const config :Workerd.Config = (
+  services = [(name = "main", worker = .guard)],
+  sockets = [(name = "http", address = "127.0.0.1:${port}", http = (), service = "main")],
+);
+const guard :Workerd.Worker = (
+  modules = [
+${modules.map(([name, kind, path]) => `    (name = "${name}", ${kind} = embed "${relative(work, path)}")`).join(",\n")}
+  ],
+  compatibilityDate = "2025-09-01",
+);
+`,
+);
+const workerd = spawn(join(root, "node_modules/.bin/workerd"), ["serve", join(work, "config.capnp")], { stdio: ["ignore", "inherit", "inherit"] });
+const checks = new Checks("edge");
+try {
+  const post = async (body) => {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const response = await fetch(`http://127.0.0.1:${port}/provision`, { method: "POST", body: typeof body === "string" ? body : JSON.stringify(body) });
+        return { status: response.status, body: await response.json() };
+      } catch (error) {
+        if (attempt > 100) throw error;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  };
+  // The origin's side: a gold reseller with a real ledger, and a quote priced by the same module.
+  const ally = new Ally();
+  const r = await ally.make().user(1).company("Edge Partners").gold().create();
+  await ally.addCredits(r, 20_000, { memo: "wire" });
+  await ally.provision(r, 1_500, "earlier order");
+  const ledger = await ally.ledger(r);
+  const catalog = new Catalog(PRODUCTS);
+  const quote = ally.quote({ tier: "gold", lines: [{ sku: "pro", quantity: 2 }, { sku: "seats", quantity: 12 }] }, catalog);
+  const ok = await post({ quote, ledger, walletId: r.id });
+  checks.check("a genuine request passes", ok.status === 200 && ok.body.accepted === true, JSON.stringify(ok));
+  checks.check("the worker's numbers are the origin's", ok.body.total === quote.total && ok.body.balance === 18_500 && ok.body.balanceAfter === 18_500 - quote.total, JSON.stringify(ok.body));
+  const tampered = await post({ quote: { ...quote, total: 1 }, ledger, walletId: r.id });
+  checks.check("a tampered quote is refused", tampered.status === 409 && tampered.body.refused === "QUOTE_TAMPERED", JSON.stringify(tampered));
+  const forged = structuredClone(ledger);
+  forged[0].amount = 200_000;
+  forged[0].balanceAfter = 200_000;
+  const forgedAnswer = await post({ quote, ledger: forged, walletId: r.id });
+  checks.check(
+    "a forged ledger is refused, naming the broken hash chain",
+    forgedAnswer.status === 409 && forgedAnswer.body.violations?.some((v) => v.code === "HASH_MISMATCH"),
+    JSON.stringify(forgedAnswer.body),
+  );
+  const big = ally.quote({ tier: "gold", lines: [{ sku: "pro", quantity: 5 }] }, catalog);
+  const poor = await post({ quote: big, ledger, walletId: r.id });
+  checks.check("a quote the balance does not cover is refused", poor.status === 402 && poor.body.refused === "INSUFFICIENT_CREDITS", JSON.stringify(poor));
+  const other = await post({ quote, ledger, walletId: "rs_someone_else" });
+  checks.check("another wallet's ledger is refused", other.status === 409 && other.body.violations?.[0]?.code === "WALLET_MISMATCH", JSON.stringify(other.body));
+  const garbage = await post("{not json");
+  checks.check("a malformed body is a 400", garbage.status === 400, JSON.stringify(garbage));
+  const wrong = await post({ quote, ledger: "nope", walletId: r.id });
+  checks.check("a ledger of the wrong type is INVALID_INPUT", wrong.status === 400 && wrong.body.code === "INVALID_INPUT", JSON.stringify(wrong));
+} catch (error) {
+  checks.crashed(error);
+} finally {
+  workerd.kill("SIGTERM");
+}
+process.exit(checks.close());
