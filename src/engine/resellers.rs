@@ -488,7 +488,9 @@ mod tests {
 
     #[test]
     fn storage_failures_are_reported_and_leave_nothing_behind() {
-        for fail_at in 1..=3 {
+        // Call 1 creates the reseller, call 2 opens its wallet (a failure there is repaired by
+        // the first credit operation, so it is not reported), calls 3 and 4 update it.
+        for fail_at in [1, 3, 4] {
             let flaky = Rc::new(Flaky {
                 inner: MemoryStorage::new(),
                 calls: Cell::new(0),
