@@ -33,6 +33,18 @@ try {
   check("node example: quote", printed[1] === "7000 70.00", printed[1]);
   check("node example: error", printed[2] === 'ALREADY_EXISTS a reseller with userId "1" already exists', printed[2]);
 
+  // Wallet: the same, for the credit wallet example.
+  const walletPrinted = [];
+  console.log = (...args) => walletPrinted.push(args.join(" "));
+  try {
+    writeFileSync(join(work, "readme-wallet.mjs"), examples.wallet);
+    await import(pathToFileURL(join(work, "readme-wallet.mjs")).href);
+  } finally {
+    console.log = log;
+  }
+  const promised = [...examples.wallet.matchAll(/console\.log\([^\n]*\/\/ (.*)$/gm)].map((m) => m[1]);
+  check("wallet example: prints what its comments promise", JSON.stringify(walletPrinted) === JSON.stringify(promised), `${JSON.stringify(walletPrinted)} vs ${JSON.stringify(promised)}`);
+
   // Edge: call the Worker's handler with a genuine, a tampered and a malformed quote.
   writeFileSync(join(work, "readme-edge.mjs"), examples.edge);
   const worker = (await import(pathToFileURL(join(work, "readme-edge.mjs")).href)).default;
