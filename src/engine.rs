@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use crate::domain::config::Config;
 use crate::domain::ids::IdSource;
 use crate::domain::{Error, Result};
-use ports::{Clock, Mailer, Storage, StorageError};
+use ports::{Clock, Mailer, Query, Storage, StorageError, StoredRecord};
 
 pub use resellers::{ResellerFilter, Versioned};
 pub use wallets::{
@@ -71,6 +71,32 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
     #[must_use]
     pub fn mailer(&self) -> &M {
         &self.mailer
+    }
+
+    /// One page of `find` over a collection (optionally one index value), after `after`, and
+    /// the cursor of the next page: `None` when this page was the last.
+    async fn find_page(
+        &self,
+        collection: &str,
+        index: Option<(&str, &str)>,
+        after: Option<&str>,
+    ) -> Result<(Vec<StoredRecord>, Option<String>)> {
+        let query = Query {
+            index,
+            after,
+            limit: PAGE_SIZE_MAX,
+        };
+        let page = self
+            .storage
+            .find(collection, query)
+            .await
+            .map_err(storage_failed("find"))?;
+        let next = if page.len() < PAGE_SIZE_MAX as usize {
+            None
+        } else {
+            page.last().map(|r| r.id.clone())
+        };
+        Ok((page, next))
     }
 
     fn now(&self) -> Result<DateTime<Utc>> {

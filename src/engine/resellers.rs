@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use super::ports::{Clock, Mailer, Query, Storage, StoredRecord, WriteOutcome};
-use super::{storage_failed, Ally, ID_ATTEMPTS_MAX, LIST_SIZE_MAX, PAGE_SIZE_MAX, RETRY_COUNT_MAX};
+use super::{storage_failed, Ally, ID_ATTEMPTS_MAX, LIST_SIZE_MAX, RETRY_COUNT_MAX};
 use crate::domain::money::Credits;
 use crate::domain::reseller::{self, Reseller, ResellerDraft, ResellerStatus, UserId};
 use crate::domain::{Error, Result};
@@ -192,18 +192,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         let mut out = Vec::new();
         let mut after: Option<String> = None;
         loop {
-            let query = Query {
-                index,
-                after: after.as_deref(),
-                limit: PAGE_SIZE_MAX,
-            };
-            let page = self
-                .storage
-                .find(COLLECTION, query)
-                .await
-                .map_err(storage_failed("find"))?;
-            let full = page.len() as u32 >= PAGE_SIZE_MAX;
-            after = page.last().map(|r| r.id.clone());
+            let (page, next) = self.find_page(COLLECTION, index, after.as_deref()).await?;
             for record in page {
                 let found = from_record(record)?;
                 let tier_ok = filter.tier.as_ref().is_none_or(|t| &found.value.tier == t);
@@ -218,8 +207,9 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                     format!("more than {LIST_SIZE_MAX} resellers match; narrow the filter"),
                 ));
             }
-            if !full || after.is_none() {
-                break;
+            match next {
+                Some(next) => after = Some(next),
+                None => break,
             }
         }
         // Ids are unique, so an unstable sort gives one order.
@@ -291,6 +281,7 @@ mod tests {
     use crate::engine::executor::block_on;
     use crate::engine::memory::MemoryStorage;
     use crate::engine::ports::{FixedClock, NoMailer, StorageError};
+    use crate::engine::PAGE_SIZE_MAX;
     use chrono::{TimeZone, Utc};
     use std::cell::Cell;
     use std::rc::Rc;

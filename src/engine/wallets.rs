@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use super::lock::Lock;
-use super::ports::{Clock, MailMessage, Mailer, Query, Storage, StoredRecord, WriteOutcome};
+use super::ports::{Clock, MailMessage, Mailer, Storage, StoredRecord, WriteOutcome};
 use super::{storage_failed, Ally, PAGE_SIZE_MAX};
 use crate::domain::ledger::{
     self, Context, Decision, Entry, EntryFlaws, LowCredit, Movement, Wallet,
@@ -665,16 +665,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         let mut report = CreditCheck::default();
         let mut after: Option<String> = None;
         loop {
-            let query = Query {
-                index: None,
-                after: after.as_deref(),
-                limit: PAGE_SIZE_MAX,
-            };
-            let page = self
-                .storage
-                .find(WALLETS, query)
-                .await
-                .map_err(storage_failed("find"))?;
+            let (page, next) = self.find_page(WALLETS, None, after.as_deref()).await?;
             for record in &page {
                 report.checked += 1;
                 let Some(reseller) = self.find_reseller(&record.id).await? else {
@@ -711,28 +702,20 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                     }
                 }
             }
-            if page.len() < PAGE_SIZE_MAX as usize {
-                break;
+            match next {
+                Some(next) => after = Some(next),
+                None => break,
             }
-            after = page.last().map(|r| r.id.clone());
         }
         self.retry_outbox(&mut report, at).await?;
         Ok(report)
     }
 
     async fn retry_outbox(&self, report: &mut CreditCheck, at: DateTime<Utc>) -> Result<()> {
+        let pending = Some((INDEX_STATUS, STATUS_PENDING));
         let mut after: Option<String> = None;
         loop {
-            let query = Query {
-                index: Some((INDEX_STATUS, STATUS_PENDING)),
-                after: after.as_deref(),
-                limit: PAGE_SIZE_MAX,
-            };
-            let page = self
-                .storage
-                .find(OUTBOX, query)
-                .await
-                .map_err(storage_failed("find"))?;
+            let (page, next) = self.find_page(OUTBOX, pending, after.as_deref()).await?;
             for record in &page {
                 match self.deliver(record.clone(), at).await {
                     Ok(true) => report.retried += 1,
@@ -741,10 +724,10 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                     Err(e) => return Err(e),
                 }
             }
-            if page.len() < PAGE_SIZE_MAX as usize {
-                return Ok(());
+            match next {
+                Some(next) => after = Some(next),
+                None => return Ok(()),
             }
-            after = page.last().map(|r| r.id.clone());
         }
     }
 
@@ -753,16 +736,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         let mut out = Vec::new();
         let mut after: Option<String> = None;
         loop {
-            let query = Query {
-                index: None,
-                after: after.as_deref(),
-                limit: PAGE_SIZE_MAX,
-            };
-            let page = self
-                .storage
-                .find(OUTBOX, query)
-                .await
-                .map_err(storage_failed("find"))?;
+            let (page, next) = self.find_page(OUTBOX, None, after.as_deref()).await?;
             for record in &page {
                 let data: Value =
                     serde_json::from_str(&record.data).map_err(|e| Error::StorageFailed {
@@ -771,10 +745,10 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                     })?;
                 out.push(data);
             }
-            if page.len() < PAGE_SIZE_MAX as usize {
-                return Ok(out);
+            match next {
+                Some(next) => after = Some(next),
+                None => return Ok(out),
             }
-            after = page.last().map(|r| r.id.clone());
         }
     }
 }
@@ -810,7 +784,7 @@ mod tests {
     use crate::domain::reseller::{ResellerDraft, UserId};
     use crate::engine::executor::block_on;
     use crate::engine::memory::MemoryStorage;
-    use crate::engine::ports::{FixedClock, MailError};
+    use crate::engine::ports::{FixedClock, MailError, Query};
     use chrono::TimeZone;
     use std::cell::Cell;
 
