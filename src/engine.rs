@@ -11,6 +11,8 @@ mod simulation;
 mod wallets;
 
 use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
 
 use chrono::{DateTime, Utc};
 
@@ -33,6 +35,11 @@ pub const ID_ATTEMPTS_MAX: u32 = 4;
 pub const PAGE_SIZE_MAX: u32 = 500;
 /// The most resellers `list` returns.
 pub const LIST_SIZE_MAX: usize = 10_000;
+/// How many parsed reseller records an instance keeps for reuse before it starts afresh.
+const PARSED_RESELLERS_MAX: usize = 100_000;
+
+/// Parsed resellers by id, with the version and text they were parsed from.
+type ParsedResellers = HashMap<String, (u64, String, Rc<crate::domain::reseller::Reseller>)>;
 
 /// One engine instance: configuration, ports and an identifier source.
 pub struct Ally<S, M, C> {
@@ -42,6 +49,7 @@ pub struct Ally<S, M, C> {
     clock: C,
     ids: RefCell<IdSource>,
     wallets: wallets::Wallets,
+    parsed: RefCell<ParsedResellers>,
 }
 
 impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
@@ -55,6 +63,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             clock,
             ids: RefCell::new(IdSource::new(id_seed)),
             wallets: wallets::Wallets::default(),
+            parsed: RefCell::default(),
         }
     }
 

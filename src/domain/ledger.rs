@@ -55,6 +55,36 @@ impl EntryKind {
     }
 }
 
+/// Appends `text` as a JSON string.
+fn push_json_str(out: &mut String, text: &str) {
+    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(text);
+        out.push('"');
+    } else {
+        // Escaping a string cannot fail.
+        out.push_str(&serde_json::to_string(text).unwrap_or_default());
+    }
+}
+
+fn push_json_opt_str(out: &mut String, text: Option<&str>) {
+    match text {
+        Some(text) => push_json_str(out, text),
+        None => out.push_str("null"),
+    }
+}
+
+fn push_hex(out: &mut String, bytes: &[u8; 32]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = [0u8; 64];
+    for (pair, &b) in text.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0xf)];
+    }
+    // Hex digits are ASCII.
+    out.push_str(std::str::from_utf8(&text).unwrap_or_default());
+}
+
 /// Where an entry sits in a bulk provision: item `index` of `size`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BatchPosition {
@@ -118,7 +148,7 @@ impl Entry {
     /// Milliseconds since the epoch as an ISO-8601 string in UTC.
     #[must_use]
     pub fn at_ms_text(at_ms: i64) -> String {
-        DateTime::from_timestamp_millis(at_ms).map_or_else(String::new, iso_time::format)
+        iso_time::format_millis(at_ms)
     }
 
     /// The entry as the plain JSON object stored and handed to hosts.
@@ -141,6 +171,47 @@ impl Entry {
         map.insert("at".into(), self.at_text().into());
         map.insert("hash".into(), hex(&self.hash).into());
         Value::Object(map)
+    }
+
+    /// The entry's JSON text, the same object as [`Entry::to_json`], written directly: the
+    /// provision path writes one per call, and a map built first would cost more than the rest
+    /// of the call.
+    #[must_use]
+    pub fn to_json_text(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::with_capacity(320);
+        out.push_str("{\"id\":");
+        push_json_str(&mut out, &self.id);
+        out.push_str(",\"walletId\":");
+        push_json_str(&mut out, &self.wallet_id);
+        // Writing into a String cannot fail.
+        let _ = write!(
+            out,
+            ",\"sequence\":{},\"kind\":\"{}\",\"amount\":{},\"balanceAfter\":{},\"memo\":",
+            self.sequence,
+            self.kind.as_str(),
+            self.amount,
+            self.balance_after
+        );
+        push_json_opt_str(&mut out, self.memo.as_deref());
+        out.push_str(",\"idempotencyKey\":");
+        push_json_opt_str(&mut out, self.idempotency_key.as_deref());
+        match self.batch {
+            None => out.push_str(",\"batch\":null"),
+            Some(b) => {
+                let _ = write!(
+                    out,
+                    ",\"batch\":{{\"index\":{},\"size\":{}}}",
+                    b.index, b.size
+                );
+            }
+        }
+        out.push_str(",\"at\":");
+        push_json_str(&mut out, &self.at_text());
+        out.push_str(",\"hash\":\"");
+        push_hex(&mut out, &self.hash);
+        out.push_str("\"}");
+        out
     }
 
     /// Reads an entry back from its JSON form. Wrong types are `INVALID_INPUT` naming the field;
@@ -856,5 +927,221 @@ where
         length: wallet.length,
         violation_count: wallet.violation_total,
         violations: wallet.violations,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WALLET: &str = "rs_0000000000000001";
+
+    fn credits(n: u64) -> Credits {
+        Credits::new(n).expect("a valid amount")
+    }
+
+    fn ctx(key: Option<&str>) -> Context<'static> {
+        Context {
+            wallet_id: WALLET,
+            reseller_id: WALLET,
+            at_ms: 1_767_225_600_000,
+            threshold: credits(100),
+            idempotency_key: key.map(str::to_owned),
+        }
+    }
+
+    fn movement(amount: u64, memo: Option<&str>) -> Movement {
+        Movement {
+            amount: credits(amount),
+            memo: memo.map(str::to_owned),
+        }
+    }
+
+    /// A wallet history built by the decisions, each applied as the engine applies it.
+    fn history() -> (Wallet, Vec<Entry>) {
+        let mut wallet = Wallet::new(Some(WALLET.to_owned()), 0, credits(100));
+        let mut entries = Vec::new();
+        let mut push = |wallet: &mut Wallet, decision: Decision| {
+            for entry in decision.entries {
+                wallet.apply_trusted(&entry);
+                entries.push(entry);
+            }
+        };
+        let d = decide_top_up(
+            &wallet,
+            ctx(Some("top-1")),
+            movement(500, None),
+            "le_1".into(),
+        );
+        push(&mut wallet, d.expect("a top-up"));
+        let d = decide_provision(
+            &wallet,
+            ctx(None),
+            movement(150, Some("site \"a\"\n")),
+            "le_2".into(),
+            false,
+        );
+        push(&mut wallet, d.expect("a provision"));
+        let items = vec![movement(100, None), movement(50, Some("ünï"))];
+        let d = decide_bulk(
+            &wallet,
+            ctx(Some("bulk-1")),
+            items,
+            vec!["le_3".into(), "le_4".into()],
+            false,
+        );
+        push(&mut wallet, d.expect("a bulk"));
+        (wallet, entries)
+    }
+
+    #[test]
+    fn decisions_chain_balances_and_hashes() {
+        let (wallet, entries) = history();
+        assert_eq!(wallet.credits(), credits(200));
+        let balances: Vec<i64> = entries.iter().map(|e| e.balance_after).collect();
+        assert_eq!(balances, [500, 350, 250, 200]);
+        let sequences: Vec<u64> = entries.iter().map(|e| e.sequence).collect();
+        assert_eq!(sequences, [1, 2, 3, 4]);
+        assert_eq!(entries[2].batch, Some(BatchPosition { index: 0, size: 2 }));
+        assert_eq!(entries[2].idempotency_key.as_deref(), Some("bulk-1"));
+        assert_eq!(entries[3].idempotency_key, None);
+        let report = audit(
+            entries.into_iter().map(|e| (e, EntryFlaws::default())),
+            None,
+            0,
+        );
+        assert!(report.ok, "{:?}", report.violations);
+        assert_eq!((report.balance, report.length), (200, 4));
+    }
+
+    #[test]
+    fn the_json_text_is_the_json_object() {
+        let (_, entries) = history();
+        for entry in &entries {
+            let text = entry.to_json_text();
+            let parsed: Value = serde_json::from_str(&text).expect("valid JSON");
+            assert_eq!(parsed, entry.to_json(), "{text}");
+            let (back, flaws) = Entry::from_json(parsed, "entry").expect("reads back");
+            assert!(flaws.is_empty());
+            assert_eq!(&back, entry);
+        }
+    }
+
+    #[test]
+    fn a_refused_bulk_names_the_item_that_could_not_be_covered() {
+        let (wallet, _) = history();
+        let items = vec![movement(150, None), movement(100, None), movement(10, None)];
+        let ids = vec!["a".into(), "b".into(), "c".into()];
+        let refused = decide_bulk(&wallet, ctx(None), items, ids, false);
+        match refused {
+            Err(Error::InsufficientCredits {
+                balance,
+                requested,
+                items,
+                ..
+            }) => {
+                assert_eq!((balance, requested), (200, 260));
+                assert_eq!(
+                    items,
+                    [
+                        item_code::LINKED_ITEM_FAILED,
+                        item_code::INSUFFICIENT_CREDITS,
+                        item_code::LINKED_ITEM_FAILED
+                    ]
+                );
+            }
+            other => panic!("expected INSUFFICIENT_CREDITS, got {other:?}"),
+        }
+        let held = decide_provision(&wallet, ctx(None), movement(1, None), "x".into(), true);
+        assert!(matches!(held, Err(Error::ProvisioningHeld { .. })));
+    }
+
+    #[test]
+    fn a_provision_below_the_threshold_crosses_once() {
+        let (wallet, _) = history();
+        let d = decide_provision(&wallet, ctx(None), movement(101, None), "x".into(), false)
+            .expect("affordable");
+        let crossing = d.low_credit.expect("200 → 99 crosses 100");
+        assert_eq!((crossing.balance, crossing.sequence), (credits(99), 5));
+        let d = decide_provision(&wallet, ctx(None), movement(100, None), "x".into(), false)
+            .expect("affordable");
+        assert_eq!(d.low_credit, None, "200 → 100 stays at the threshold");
+    }
+
+    /// Every tampering the audit names, one at a time, as a table.
+    #[test]
+    fn the_audit_names_each_kind_of_tampering() {
+        type Tamper = fn(&mut Vec<Entry>);
+        let cases: [(&str, Tamper, ViolationCode, u64); 8] = [
+            (
+                "edited amount",
+                |e| e[1].amount = 149,
+                ViolationCode::HashMismatch,
+                1,
+            ),
+            (
+                "edited balance",
+                |e| e[1].balance_after = 9_999,
+                ViolationCode::BalanceMismatch,
+                1,
+            ),
+            (
+                "dropped entry",
+                |e| drop(e.remove(1)),
+                ViolationCode::SequenceGap,
+                1,
+            ),
+            (
+                "repeated id",
+                |e| e[3].id = "le_1".into(),
+                ViolationCode::DuplicateId,
+                3,
+            ),
+            (
+                "repeated key",
+                |e| e[1].idempotency_key = Some("top-1".into()),
+                ViolationCode::DuplicateIdempotencyKey,
+                1,
+            ),
+            (
+                "other wallet",
+                |e| e[2].wallet_id = "rs_other".into(),
+                ViolationCode::WalletMismatch,
+                2,
+            ),
+            (
+                "half a bulk",
+                |e| drop(e.pop()),
+                ViolationCode::IncompleteBatch,
+                3,
+            ),
+            (
+                "overdrawn",
+                |e| {
+                    e[1].amount = 600;
+                    e[1].balance_after = -100;
+                },
+                ViolationCode::NegativeBalance,
+                1,
+            ),
+        ];
+        for (name, tamper, code, index) in cases {
+            let (_, mut entries) = history();
+            tamper(&mut entries);
+            let report = audit(
+                entries.into_iter().map(|e| (e, EntryFlaws::default())),
+                Some(WALLET.to_owned()),
+                0,
+            );
+            assert!(!report.ok, "{name}: must not validate");
+            assert!(
+                report
+                    .violations
+                    .iter()
+                    .any(|v| v.code == code && v.index == index),
+                "{name}: expected {code:?} at {index}, got {:?}",
+                report.violations
+            );
+        }
     }
 }

@@ -351,13 +351,106 @@ pub mod iso_time {
 
     #[must_use]
     pub fn format(at: DateTime<Utc>) -> String {
-        at.to_rfc3339_opts(SecondsFormat::Millis, true)
+        format_millis(at.timestamp_millis())
+    }
+
+    /// Milliseconds since the Unix epoch as ISO-8601 in UTC. Years 0 to 9999 are written
+    /// directly (every ledger entry carries one, so this sits on the provision path); others,
+    /// and times chrono cannot hold, go through chrono (which writes a sign and more digits) or
+    /// give an empty string.
+    #[must_use]
+    pub fn format_millis(ms: i64) -> String {
+        const MS_PER_DAY: i64 = 86_400_000;
+        // 0000-01-01T00:00:00.000Z and 9999-12-31T23:59:59.999Z.
+        const FIRST: i64 = -62_167_219_200_000;
+        const LAST: i64 = 253_402_300_799_999;
+        if !(FIRST..=LAST).contains(&ms) {
+            return DateTime::from_timestamp_millis(ms).map_or_else(String::new, |at| {
+                at.to_rfc3339_opts(SecondsFormat::Millis, true)
+            });
+        }
+        let days = ms.div_euclid(MS_PER_DAY);
+        let of_day = ms.rem_euclid(MS_PER_DAY);
+        let (year, month, day) = civil_from_days(days);
+        let mut out = [0u8; 24];
+        put_digits(&mut out[0..4], year);
+        out[4] = b'-';
+        put_digits(&mut out[5..7], month);
+        out[7] = b'-';
+        put_digits(&mut out[8..10], day);
+        out[10] = b'T';
+        put_digits(&mut out[11..13], of_day / 3_600_000);
+        out[13] = b':';
+        put_digits(&mut out[14..16], of_day / 60_000 % 60);
+        out[16] = b':';
+        put_digits(&mut out[17..19], of_day / 1_000 % 60);
+        out[19] = b'.';
+        put_digits(&mut out[20..23], of_day % 1_000);
+        out[23] = b'Z';
+        // Digits and separators are ASCII.
+        std::str::from_utf8(&out).unwrap_or_default().to_owned()
+    }
+
+    fn put_digits(out: &mut [u8], mut value: i64) {
+        for slot in out.iter_mut().rev() {
+            // `value % 10` is a digit: the callers pass values in range.
+            *slot = b'0' + u8::try_from(value % 10).unwrap_or(0);
+            value /= 10;
+        }
+    }
+
+    /// Year, month, day of a count of days since 1970-01-01 (the proleptic Gregorian calendar;
+    /// H. Hinnant's `civil_from_days`).
+    fn civil_from_days(days: i64) -> (i64, i64, i64) {
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        (year, month, day)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn iso_times_are_written_as_chrono_writes_them(ms in -62_167_219_200_000i64..=253_402_300_799_999) {
+            let at = DateTime::from_timestamp_millis(ms).expect("in chrono's range");
+            proptest::prop_assert_eq!(
+                iso_time::format_millis(ms),
+                at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            );
+        }
+    }
+
+    #[test]
+    fn iso_times_at_the_edges() {
+        for ms in [
+            0,
+            -1,
+            951_782_400_000,
+            1_767_225_599_999,
+            -62_167_219_200_000,
+            253_402_300_799_999,
+            253_402_300_800_000,
+            -62_167_219_200_001,
+        ] {
+            let at = DateTime::from_timestamp_millis(ms).expect("in chrono's range");
+            assert_eq!(
+                iso_time::format_millis(ms),
+                at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "{ms}"
+            );
+        }
+        assert_eq!(iso_time::format_millis(i64::MAX), "");
+    }
     use chrono::TimeZone;
 
     fn at() -> DateTime<Utc> {

@@ -1,9 +1,13 @@
 //! Reseller operations through the storage port.
 
+use std::rc::Rc;
+
 use serde_json::Value;
 
 use super::ports::{Clock, Mailer, Query, Storage, StoredRecord, WriteOutcome};
-use super::{storage_failed, Ally, ID_ATTEMPTS_MAX, LIST_SIZE_MAX, RETRY_COUNT_MAX};
+use super::{
+    storage_failed, Ally, ID_ATTEMPTS_MAX, LIST_SIZE_MAX, PARSED_RESELLERS_MAX, RETRY_COUNT_MAX,
+};
 use crate::domain::money::Credits;
 use crate::domain::reseller::{self, Reseller, ResellerDraft, ResellerStatus, UserId};
 use crate::domain::{Error, Result};
@@ -130,6 +134,35 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             .await
             .map_err(storage_failed("get"))?;
         record.map(from_record).transpose()
+    }
+
+    /// The reseller with this id, or `NOT_FOUND`, shared: a record whose version and text are
+    /// those of the last one read is not parsed again (the provision path reads the reseller on
+    /// every call for its hold flag).
+    pub(super) async fn require_reseller_shared(&self, id: &str) -> Result<Rc<Reseller>> {
+        let record = self
+            .storage
+            .get(COLLECTION, id)
+            .await
+            .map_err(storage_failed("get"))?
+            .ok_or_else(|| Error::NotFound {
+                entity: "reseller",
+                key: id.to_owned(),
+            })?;
+        if let Some((version, data, reseller)) = self.parsed.borrow().get(id) {
+            if *version == record.version && *data == record.data {
+                return Ok(Rc::clone(reseller));
+            }
+        }
+        let version = record.version;
+        let data = record.data.clone();
+        let reseller = Rc::new(from_record(record)?.value);
+        let mut parsed = self.parsed.borrow_mut();
+        if parsed.len() >= PARSED_RESELLERS_MAX {
+            parsed.clear();
+        }
+        parsed.insert(id.to_owned(), (version, data, Rc::clone(&reseller)));
+        Ok(reseller)
     }
 
     /// The reseller with this id, or `NOT_FOUND`.

@@ -141,13 +141,6 @@ impl Request {
     }
 }
 
-fn encode(entry: &Entry) -> Result<String> {
-    serde_json::to_string(&entry.to_json()).map_err(|e| Error::StorageFailed {
-        operation: "append",
-        reason: format!("entry could not be encoded: {e}"),
-    })
-}
-
 fn decode(text: &str, stream: &str, position: u64) -> Result<(Entry, EntryFlaws)> {
     let unreadable = |reason: String| Error::StorageFailed {
         operation: "read",
@@ -227,7 +220,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
 
     /// Opens the wallet of a reseller explicitly (needed when `autoProvisionWallet` is off).
     pub async fn open_wallet(&self, reseller_id: &str) -> Result<()> {
-        let reseller = self.require_reseller(reseller_id).await?.value;
+        let reseller = self.require_reseller_shared(reseller_id).await?;
         self.create_wallet_record(&reseller).await?;
         *self.slot(&reseller.id).known.borrow_mut() = true;
         Ok(())
@@ -349,7 +342,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             ));
         }
         let at = self.now()?;
-        let reseller = self.require_reseller(reseller_id).await?.value;
+        let reseller = self.require_reseller_shared(reseller_id).await?;
         let held = request.kind != RequestKind::TopUp
             && reseller.metadata.get("hold_provisioning") == Some(&Value::Bool(true));
         let slot = self.slot(&reseller.id);
@@ -361,11 +354,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                 return Ok(done);
             }
             let decision = self.decide(&slot, &reseller, &request, at, held)?;
-            let texts = decision
-                .entries
-                .iter()
-                .map(encode)
-                .collect::<Result<Vec<_>>>()?;
+            let texts: Vec<String> = decision.entries.iter().map(Entry::to_json_text).collect();
             let expected = slot.state.borrow().length;
             let outcome = self
                 .storage
@@ -603,7 +592,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
 
     /// A reseller's balance in whole credits.
     pub async fn balance(&self, reseller_id: &str) -> Result<Credits> {
-        let reseller = self.require_reseller(reseller_id).await?.value;
+        let reseller = self.require_reseller_shared(reseller_id).await?;
         let slot = self.slot(&reseller.id);
         let _guard = slot.lock.acquire().await;
         if !self.ensure_wallet(&slot, &reseller, false).await? {
@@ -621,7 +610,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         limit: u32,
         before: Option<u64>,
     ) -> Result<Vec<Entry>> {
-        let reseller = self.require_reseller(reseller_id).await?.value;
+        let reseller = self.require_reseller_shared(reseller_id).await?;
         let slot = self.slot(&reseller.id);
         let _guard = slot.lock.acquire().await;
         if !self.ensure_wallet(&slot, &reseller, false).await? {
@@ -640,7 +629,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
 
     /// A reseller's whole history, oldest first (for audits and exports).
     pub async fn ledger(&self, reseller_id: &str) -> Result<Vec<Entry>> {
-        let reseller = self.require_reseller(reseller_id).await?.value;
+        let reseller = self.require_reseller_shared(reseller_id).await?;
         let mut out = Vec::new();
         loop {
             let page = self
@@ -1099,7 +1088,7 @@ mod tests {
         forged.sequence = 2;
         forged.id = "le_forged".into();
         forged.balance_after = 1_200;
-        let text = encode(&forged).unwrap_or_default();
+        let text = forged.to_json_text();
         run(storage.append(&stream(&id), 1, &[text])).unwrap_or_else(|e| panic!("{e:?}"));
         let other = engine(&storage, &mail);
         let refused = run(other.provision(&id, c(1), None, None));

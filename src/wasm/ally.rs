@@ -258,13 +258,23 @@ fn optional_reseller_js(
     found.as_ref().map_or(Ok(JsValue::NULL), reseller_js)
 }
 
-type JsResult = std::result::Result<JsValue, JsValue>;
+pub(super) type JsResult = std::result::Result<JsValue, JsValue>;
 
 /// Runs an engine operation as a Promise; every failure rejects with an `AllyError`. The future
 /// is boxed so that the promise machinery is compiled once, not once per method.
+/// The promise of an engine operation. The operation is polled once at once: with the built-in
+/// memory storage it is already done, and a settled promise skips a trip through the task queue.
+/// Otherwise the event loop drives it from there (every future in the engine registers the
+/// waker of its latest poll, so the first poll's inert waker is never the one woken).
 pub(super) fn promise(future: impl std::future::Future<Output = JsResult> + 'static) -> Promise {
-    let boxed: std::pin::Pin<Box<dyn std::future::Future<Output = JsResult>>> = Box::pin(future);
-    future_to_promise(boxed)
+    let mut boxed: std::pin::Pin<Box<dyn std::future::Future<Output = JsResult>>> =
+        Box::pin(future);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match boxed.as_mut().poll(&mut context) {
+        std::task::Poll::Ready(Ok(value)) => Promise::resolve(&value),
+        std::task::Poll::Ready(Err(error)) => Promise::reject(&error),
+        std::task::Poll::Pending => future_to_promise(boxed),
+    }
 }
 
 pub(super) fn rejected(error: &Error) -> Promise {

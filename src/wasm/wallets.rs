@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
-use super::ally::{promise, rejected, reseller_id, reseller_output, Ally, Engine};
+use super::ally::{promise, rejected, reseller_id, reseller_output, Ally, Engine, JsResult};
 use super::error::{describe, to_js, OrThrow};
 use super::host::instant;
 use super::input::{self, credits, type_name};
@@ -236,12 +236,20 @@ fn listener(value: &JsValue) -> Result<Function> {
 }
 
 fn entry_js(entry: &Entry) -> JsValue {
-    js_sys::JSON::parse(&entry.to_json().to_string()).unwrap_or(JsValue::NULL)
+    js_sys::JSON::parse(&entry.to_json_text()).unwrap_or(JsValue::NULL)
 }
 
 fn entries_js(entries: &[Entry]) -> JsValue {
-    let list = Value::Array(entries.iter().map(Entry::to_json).collect());
-    js_sys::JSON::parse(&list.to_string()).unwrap_or(JsValue::NULL)
+    let mut list = String::with_capacity(entries.len() * 320 + 2);
+    list.push('[');
+    for (i, entry) in entries.iter().enumerate() {
+        if i > 0 {
+            list.push(',');
+        }
+        list.push_str(&entry.to_json_text());
+    }
+    list.push(']');
+    js_sys::JSON::parse(&list).unwrap_or(JsValue::NULL)
 }
 
 fn low_credit_js(event: &LowCreditEvent) -> std::result::Result<JsValue, JsValue> {
@@ -350,19 +358,16 @@ impl Wallets {
         }
     }
 
-    /// Resolves to the entry (or entries), after the `lowCredit` listeners ran.
-    fn finish(&self, outcome: Applied, many: bool) -> Promise {
-        let listeners = Rc::clone(&self.listeners);
-        promise(async move {
-            if let Some(event) = &outcome.low_credit {
-                let payload = low_credit_js(event)?;
-                listeners.emit("lowCredit", &payload).await;
-            }
-            Ok(if many {
-                entries_js(&outcome.entries)
-            } else {
-                outcome.entries.first().map_or(JsValue::NULL, entry_js)
-            })
+    /// The entry (or entries), after the `lowCredit` listeners ran.
+    async fn finish(listeners: &Listeners, outcome: Applied, many: bool) -> JsResult {
+        if let Some(event) = &outcome.low_credit {
+            let payload = low_credit_js(event)?;
+            listeners.emit("lowCredit", &payload).await;
+        }
+        Ok(if many {
+            entries_js(&outcome.entries)
+        } else {
+            outcome.entries.first().map_or(JsValue::NULL, entry_js)
         })
     }
 
@@ -393,7 +398,7 @@ impl Wallets {
                 .provision(&id, cost, memo, key)
                 .await
                 .or_throw()?;
-            JsFuture::from(this.finish(outcome, false)).await
+            Self::finish(&this.listeners, outcome, false).await
         })
     }
 
@@ -417,7 +422,7 @@ impl Wallets {
                 .provision_bulk(&id, items, key)
                 .await
                 .or_throw()?;
-            JsFuture::from(this.finish(outcome, true)).await
+            Self::finish(&this.listeners, outcome, true).await
         })
     }
 
@@ -516,7 +521,7 @@ impl Ally {
                 .add_credits(&id, amount, memo, key)
                 .await
                 .or_throw()?;
-            JsFuture::from(wallets.finish(outcome, false)).await
+            Wallets::finish(&wallets.listeners, outcome, false).await
         })
     }
 
