@@ -112,7 +112,9 @@ function u64(n) {
 }
 function str(s) {
   const bytes = Buffer.from(s, "utf8");
-  return Buffer.concat([u64(bytes.length), bytes]);
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(bytes.length);
+  return Buffer.concat([len, bytes]);
 }
 function optStr(s) {
   return s == null ? Buffer.from([0]) : Buffer.concat([Buffer.from([1]), str(s)]);
@@ -123,7 +125,7 @@ export function chainHash(entry, previous) {
     : Buffer.from([0]);
   return createHash("sha256")
     .update(Buffer.concat([
-      previous, Buffer.from([1]), u64(entry.sequence), Buffer.from([entry.kind === "credit" ? 1 : 2]),
+      previous, Buffer.from([2]), u64(entry.sequence), Buffer.from([entry.kind === "credit" ? 1 : 2]),
       u64(entry.amount), u64(entry.balanceAfter), u64(Date.parse(entry.at)),
       str(entry.id), str(entry.walletId), optStr(entry.memo), optStr(entry.idempotencyKey), batch,
     ]))
@@ -167,5 +169,47 @@ export function validateLedger(entries) {
     if (hash.toString("hex") !== entry.hash) violations.push({ index, code: "HASH_MISMATCH" });
     head = Buffer.from(entry.hash, "hex");
   });
+  return { ok: violations.length === 0, balance: balance.toNumber(), violations };
+}
+
+// The binary ledger (exportLedger's layout), read with a DataView and checked the same way.
+export function validateLedgerBytes(bytes) {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (Buffer.from(bytes.subarray(0, 8)).toString("latin1") !== "ALLYLDG\x02") throw new TypeError("not a binary ledger");
+  const decoder = new TextDecoder();
+  let at = 8;
+  let head = Buffer.alloc(32);
+  let balance = new D(0);
+  const ids = new Set();
+  const violations = [];
+  const text = () => {
+    const len = view.getUint32(at, true);
+    const value = decoder.decode(bytes.subarray(at + 4, at + 4 + len));
+    at += 4 + len;
+    return value;
+  };
+  for (let index = 0; at < bytes.length; index++) {
+    const start = at;
+    const sequence = Number(view.getBigUint64(at + 1, true));
+    const kind = bytes[at + 9];
+    const amount = Number(view.getBigInt64(at + 10, true));
+    const balanceAfter = Number(view.getBigInt64(at + 18, true));
+    at += 34;
+    const id = text();
+    text(); // walletId
+    if (bytes[at++] === 1) text(); // memo
+    if (bytes[at++] === 1) text(); // idempotencyKey
+    if (bytes[at++] === 1) at += 8; // batch
+    const hash = createHash("sha256").update(head).update(bytes.subarray(start, at)).digest();
+    const recorded = bytes.subarray(at, at + 32);
+    at += 32;
+    balance = kind === 1 ? balance.plus(amount) : balance.minus(amount);
+    if (!balance.equals(balanceAfter)) violations.push({ index, code: "BALANCE_MISMATCH" });
+    if (sequence !== index + 1) violations.push({ index, code: "SEQUENCE_GAP" });
+    if (ids.has(id)) violations.push({ index, code: "DUPLICATE_ID" });
+    ids.add(id);
+    if (!hash.equals(recorded)) violations.push({ index, code: "HASH_MISMATCH" });
+    head = Buffer.from(recorded);
+  }
   return { ok: violations.length === 0, balance: balance.toNumber(), violations };
 }

@@ -403,6 +403,146 @@ export function cases(lib, runtime) {
     equal((await iso.make().user(1).company("X").create()).createdAt, "2026-01-02T01:04:05.000Z", "in UTC");
   });
 
+  t("wallets: top-up, provision, bulk, idempotency, history and balance", async () => {
+    const ally = new Ally({ config: { lowCreditThreshold: 100 } });
+    const r = await ally.make().user(1).company("Wallet Co").email("ops@wallet.example").create();
+    equal(await ally.balance(r), 0, "a new wallet is empty");
+    const top = await ally.addCredits(r, 1000, { idempotencyKey: "top-1", memo: "opening" });
+    equal([top.kind, top.amount, top.balanceAfter, top.sequence, top.memo], ["credit", 1000, 1000, 1, "opening"], "top-up entry");
+    ok(/^[0-9a-f]{64}$/.test(top.hash), "a SHA-256 hash");
+    const again = await ally.addCredits(r, 1000, { idempotencyKey: "top-1", memo: "opening" });
+    equal(again, top, "the same key and payload answer the first entry");
+    await fails(AllyError, "IDEMPOTENCY_MISMATCH", () => ally.addCredits(r, 999, { idempotencyKey: "top-1", memo: "opening" }));
+    const one = await ally.provision(r.id, 250, "site A");
+    equal([one.kind, one.amount, one.balanceAfter], ["debit", 250, 750], "provision");
+    const bulk = await ally.provisionBulk(r, [{ cost: 100, memo: "b1" }, { cost: 50 }], { idempotencyKey: "bulk-1" });
+    equal(bulk.map((e) => [e.balanceAfter, e.batch]), [[650, { index: 0, size: 2 }], [600, { index: 1, size: 2 }]], "bulk");
+    const refused = await fails(AllyError, "INSUFFICIENT_CREDITS", () => ally.provisionBulk(r, [{ cost: 500 }, { cost: 200 }, { cost: 1 }]));
+    equal(refused.details.items, ["LINKED_ITEM_FAILED", "INSUFFICIENT_CREDITS", "LINKED_ITEM_FAILED"], "per-item codes");
+    await fails(AllyError, "INSUFFICIENT_CREDITS", () => ally.provision(r, 601));
+    await fails(AllyError, "NOT_FOUND", () => ally.provision("rs_none", 1));
+    equal(await ally.balance(r), 600, "refusals wrote nothing");
+    const last = await ally.transactions(r, { limit: 2 });
+    equal(last.map((e) => e.sequence), [4, 3], "newest first");
+    equal((await ally.transactions(r, { before: 3 })).map((e) => e.sequence), [2, 1], "before");
+    const held = await ally.updateMetadata(r, "hold_provisioning", true);
+    await fails(AllyError, "PROVISIONING_HELD", () => ally.provision(held, 1));
+    await ally.updateMetadata(r, "hold_provisioning", undefined);
+    const events = [];
+    const off = ally.on("lowCredit", (e) => events.push([e.reseller.id, e.balance, e.threshold]));
+    await ally.provision(r, 550);
+    await ally.provision(r, 10);
+    equal(events, [[r.id, 50, 100]], "one lowCredit per crossing");
+    off();
+    const scope = ally.asReseller(r.id);
+    equal(typeof scope.addCredits, "undefined", "a reseller handle has no top-up");
+    equal(await scope.balance(r.id), 40, "own balance");
+    const other = await ally.make().user(2).company("Other").create();
+    await fails(AllyError, "FORBIDDEN", () => scope.provision(other, 1));
+    await fails(AllyError, "FORBIDDEN", () => scope.transactions(other.id));
+  });
+
+  t("validateLedger: entries and the binary export agree, and tampering shows", async () => {
+    const { validateLedger } = lib;
+    const ally = new Ally();
+    const r = await ally.make().user(1).company("Audit").create();
+    await ally.addCredits(r, 500, { memo: "ünïcode \"quoted\"" });
+    for (let i = 0; i < 20; i++) await ally.provision(r, 7, i % 3 ? undefined : `memo ${i}`);
+    await ally.provisionBulk(r, [{ cost: 10 }, { cost: 20 }]);
+    const entries = await ally.ledger(r);
+    const bytes = await ally.exportLedger(r);
+    ok(bytes instanceof Uint8Array, "exportLedger gives bytes");
+    equal(String.fromCharCode(...bytes.subarray(0, 7)), "ALLYLDG", "magic");
+    const fromEntries = validateLedger(entries, { walletId: r.id });
+    const fromBytes = validateLedger(bytes, { walletId: r.id });
+    equal(fromEntries, fromBytes, "the same report");
+    equal([fromBytes.ok, fromBytes.balance, fromBytes.entries], [true, 330, 23], "valid");
+    const edited = structuredClone(entries);
+    edited[5].amount = 1;
+    equal(validateLedger(edited).violations.map((v) => [v.index, v.code]).slice(0, 2), [[5, "BALANCE_MISMATCH"], [5, "HASH_MISMATCH"]], "an edited amount");
+    const flipped = bytes.slice();
+    flipped[flipped.length - 40] ^= 1;
+    ok(!validateLedger(flipped).ok, "a flipped byte breaks the chain");
+    equal(validateLedger(bytes, { walletId: "rs_other" }).violations[0].code, "WALLET_MISMATCH", "another wallet");
+    equal(validateLedger(bytes, { openingBalance: 5 }).violations[0].code, "BALANCE_MISMATCH", "opening balance");
+    for (const bad of [bytes.subarray(0, bytes.length - 1), new Uint8Array([65, 76, 76]), new Uint8Array(0)]) {
+      await fails(AllyError, "INVALID_INPUT", () => validateLedger(bad), "a truncated buffer");
+    }
+    for (const bad of [null, undefined, 5, "[]", {}, [null], [{}], [{ ...entries[0], amount: "5" }], new Float64Array(3)]) {
+      await fails(AllyError, "INVALID_INPUT", () => validateLedger(bad), `validateLedger(${typeof bad})`);
+    }
+    for (const bad of [{ walletId: 5 }, { openingBalance: -1 }, { openingBalance: 1.5 }, { openingBalance: NaN }, { extra: 1 }, protoKeyed('{"__proto__": {}}'), 5]) {
+      await fails(AllyError, "INVALID_INPUT", () => validateLedger(entries, bad), `options ${JSON.stringify(bad)}`);
+    }
+    equal(validateLedger(entries).ok, true, "still works");
+  });
+
+  t("wallets: bad input at every function, state unchanged", async () => {
+    const ally = new Ally();
+    const r = await ally.make().user(1).company("Bad Input").create();
+    await ally.addCredits(r, 1000, { idempotencyKey: "k0" });
+    const before = await ally.ledger(r);
+    for (const bad of NOT_CREDITS) {
+      await fails(AllyError, "INVALID_INPUT", () => ally.addCredits(r, bad), `addCredits(${String(bad)})`);
+      await fails(AllyError, "INVALID_INPUT", () => ally.provision(r, bad), `provision(${String(bad)})`);
+      await fails(AllyError, "INVALID_INPUT", () => ally.provisionBulk(r, [{ cost: bad }]), `provisionBulk cost ${String(bad)}`);
+    }
+    await fails(AllyError, "INVALID_INPUT", () => ally.provision(r, 0), "zero cost");
+    await fails(AllyError, "INVALID_INPUT", () => ally.addCredits(r, 0), "zero top-up");
+    for (const target of [5, null, undefined, {}, { id: 5 }, Object.create({ id: r.id })]) {
+      await fails(AllyError, "INVALID_INPUT", () => ally.provision(target, 1), `reseller ${String(target)}`);
+      await fails(AllyError, "INVALID_INPUT", () => ally.balance(target), `balance of ${String(target)}`);
+    }
+    for (const memo of [5, "", "   ", "a\u0000b", "x".repeat(513), {}]) {
+      await fails(AllyError, "INVALID_INPUT", () => ally.provision(r, 1, memo), `memo ${JSON.stringify(memo)}`);
+    }
+    for (const options of [5, "k", { idempotencyKey: 5 }, { idempotencyKey: "" }, { key: "k" }, protoKeyed('{"__proto__": {"idempotencyKey": "x"}}')]) {
+      await fails(AllyError, "INVALID_INPUT", () => ally.provision(r, 1, undefined, options), `options ${JSON.stringify(options)}`);
+      await fails(AllyError, "INVALID_INPUT", () => ally.addCredits(r, 1, options), `addCredits options ${JSON.stringify(options)}`);
+    }
+    for (const items of [[], null, "x", [null], [{}], [{ cost: 1, extra: 1 }], [{ cost: 1, memo: 5 }], protoKeyed('[{"cost": 1, "__proto__": {}}]'), Array.from({ length: 10001 }, () => ({ cost: 1 }))]) {
+      await fails(AllyError, "INVALID_INPUT", () => ally.provisionBulk(r, items), `items ${String(items).slice(0, 20)}`);
+    }
+    for (const options of [{ limit: 0 }, { limit: 501 }, { limit: 1.5 }, { limit: NaN }, { before: -1 }, { before: "3" }, { newest: true }]) {
+      await fails(AllyError, "INVALID_INPUT", () => ally.transactions(r, options), `transactions ${JSON.stringify(options)}`);
+    }
+    for (const bad of ["tomorrow", NaN, Infinity, {}, true]) await fails(AllyError, "INVALID_INPUT", () => ally.checkCredits(bad), `checkCredits(${String(bad)})`);
+    for (const [event, listener] of [["lowcredit", () => {}], ["lowCredit", 5], [5, () => {}]]) {
+      await fails(AllyError, "INVALID_INPUT", () => ally.on(event, listener), `on(${String(event)})`);
+    }
+    await fails(AllyError, "INVALID_INPUT", () => ally.asReseller(5));
+    equal(await ally.ledger(r), before, "nothing was written");
+    equal((await ally.provision(r, 1)).balanceAfter, 999, "the instance still works");
+  });
+
+  t("wallets: a mail callback that throws or rejects leaves the provision standing and the mail pending", async () => {
+    for (const mode of ["throw", "reject"]) {
+      let calls = 0;
+      const sent = [];
+      const mail = {
+        send(message) {
+          calls += 1;
+          if (calls <= 2) {
+            if (mode === "throw") throw new Error("relay down");
+            return Promise.reject(new Error("relay down"));
+          }
+          sent.push(message);
+        },
+      };
+      const ally = new Ally({ mail, config: { lowCreditThreshold: 100, urls: { dashboard: "https://partners.example/dash" } } });
+      const r = await ally.make().user(1).company("Mail & Co").email("ops@mail.example").create();
+      await ally.addCredits(r, 150);
+      const entry = await ally.provision(r, 100);
+      equal(entry.balanceAfter, 50, `${mode}: the provision stands`);
+      equal((await ally.outbox()).map((m) => m.status), ["pending"], `${mode}: pending`);
+      equal((await ally.checkCredits()).failed, 1, `${mode}: a retry that fails again`);
+      const third = await ally.checkCredits();
+      equal([third.retried, sent.length], [1, 1], `${mode}: delivered once, later`);
+      ok(sent[0].subject.includes("Mail & Co") && sent[0].text.includes("https://partners.example/dash"), `${mode}: the mail names company and dashboard`);
+      equal((await ally.checkCredits()).retried, 0, `${mode}: not again`);
+    }
+  });
+
   conformance(h, "memoryStorage()", () => memoryStorage());
   conformance(h, "test host storage", () => hostStorage({ async: true }));
 

@@ -91,7 +91,11 @@ void main;
   // @ts-expect-error: a scoped handle has no addCredits
   ally.asReseller("rs_x").addCredits("rs_x", 5);
   const audit = validateLedger(await ally.ledger("rs_x"), { walletId: "rs_x" });
+  const bytes: Uint8Array = await ally.exportLedger("rs_x");
+  const fromBytes: boolean = validateLedger(bytes).ok;
+  // @ts-expect-error: a string is neither entries nor bytes
+  validateLedger("[]");
   const code: import("ally-engine").LedgerViolationCode | undefined = audit.violations[0]?.code;
   const report: import("ally-engine").CreditCheckReport = await ally.checkCredits(new Date());
-  void kind, bulk, off, code, report;
+  void kind, bulk, off, code, report, fromBytes;
 }
