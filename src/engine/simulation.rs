@@ -1,7 +1,8 @@
-//! Seeded simulation: random reseller operations against a storage that fails before applying a
-//! write, fails after applying it (the reply is lost), or reports a conflict that did not
-//! happen. Invariants are checked after every step; a failure prints the seed that replays it
-//! (`ALLY_SIM_SEED=<seed> cargo test simulation`).
+//! Seeded simulation: random reseller and wallet operations against a storage that fails before
+//! applying a write, fails after applying it (the reply is lost), reports a conflict that did
+//! not happen, or answers late; wallet operations also run two at a time on two engine instances
+//! over one store, so their appends really race. Invariants are checked after every step; a
+//! failure prints the seed that replays it (`ALLY_SIM_SEED=<seed> cargo test simulation`).
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -33,12 +34,33 @@ enum Fault {
     Before,
     /// Applies a write, then throws: the engine never hears it landed.
     After,
-    /// Answers `Stale` to a put without applying it, as if another writer had won.
+    /// Answers `Stale` to a write without applying it, as if another writer had won.
     Conflict,
+    /// Answers, but only after yielding to the executor a few times.
+    Delay(u8),
+}
+
+/// Yields `n` times before it is ready: a port that answers late.
+struct Yield(u8);
+
+impl std::future::Future for Yield {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 == 0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 -= 1;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
 }
 
 struct FaultyStorage {
-    inner: MemoryStorage,
+    inner: Rc<MemoryStorage>,
     dice: std::cell::RefCell<IdSource>,
     faults: Cell<u64>,
 }
@@ -50,6 +72,7 @@ impl FaultyStorage {
             0..=7 => Fault::Before,
             8..=13 if write => Fault::After,
             14..=21 if write => Fault::Conflict,
+            22..=31 => Fault::Delay(1 + (roll % 3) as u8),
             _ => Fault::None,
         };
         if fault != Fault::None {
@@ -69,6 +92,10 @@ impl Storage for FaultyStorage {
     async fn get(&self, collection: &str, id: &str) -> Result<Option<StoredRecord>, StorageError> {
         match self.roll(false) {
             Fault::Before => Err(Self::injected()),
+            Fault::Delay(n) => {
+                Yield(n).await;
+                self.inner.get(collection, id).await
+            }
             _ => self.inner.get(collection, id).await,
         }
     }
@@ -80,6 +107,10 @@ impl Storage for FaultyStorage {
     ) -> Result<Vec<StoredRecord>, StorageError> {
         match self.roll(false) {
             Fault::Before => Err(Self::injected()),
+            Fault::Delay(n) => {
+                Yield(n).await;
+                self.inner.find(collection, query).await
+            }
             _ => self.inner.find(collection, query).await,
         }
     }
@@ -100,6 +131,12 @@ impl Storage for FaultyStorage {
                     .await?;
                 Err(Self::injected())
             }
+            Fault::Delay(n) => {
+                Yield(n).await;
+                self.inner
+                    .put(collection, record, expected_version, unique)
+                    .await
+            }
             Fault::None => {
                 self.inner
                     .put(collection, record, expected_version, unique)
@@ -114,17 +151,40 @@ impl Storage for FaultyStorage {
         expected: u64,
         entries: &[String],
     ) -> Result<WriteOutcome, StorageError> {
-        self.inner.append(stream, expected, entries).await
+        match self.roll(true) {
+            Fault::Before => Err(Self::injected()),
+            Fault::Conflict => Ok(WriteOutcome::Stale),
+            Fault::After => {
+                self.inner.append(stream, expected, entries).await?;
+                Err(Self::injected())
+            }
+            Fault::Delay(n) => {
+                Yield(n).await;
+                self.inner.append(stream, expected, entries).await
+            }
+            Fault::None => self.inner.append(stream, expected, entries).await,
+        }
     }
 
     async fn read(&self, stream: &str, from: u64, limit: u32) -> Result<Vec<String>, StorageError> {
-        self.inner.read(stream, from, limit).await
+        match self.roll(false) {
+            Fault::Before => Err(Self::injected()),
+            Fault::Delay(n) => {
+                Yield(n).await;
+                self.inner.read(stream, from, limit).await
+            }
+            _ => self.inner.read(stream, from, limit).await,
+        }
     }
 }
 
+/// Polls to completion; delayed answers wake themselves, so a bound on polls only catches a
+/// future that would never finish.
 fn run<F: std::future::Future>(future: F) -> F::Output {
-    block_on(future, 64).unwrap_or_else(|| panic!("the simulated storage suspended"))
+    block_on(future, POLLS_MAX).unwrap_or_else(|| panic!("an operation never finished"))
 }
+
+const POLLS_MAX: u32 = 1_000_000;
 
 /// Every stored reseller, straight from the inner store (no faults), by user key.
 fn stored(storage: &FaultyStorage) -> BTreeMap<String, Vec<(String, u64, Value)>> {
@@ -153,7 +213,7 @@ fn stored(storage: &FaultyStorage) -> BTreeMap<String, Vec<(String, u64, Value)>
 
 fn simulate(seed: u64) -> Result<u64, String> {
     let storage = Rc::new(FaultyStorage {
-        inner: MemoryStorage::new(),
+        inner: Rc::new(MemoryStorage::new()),
         dice: std::cell::RefCell::new(IdSource::new(seed ^ 0x5EED)),
         faults: Cell::new(0),
     });
@@ -292,6 +352,310 @@ fn reseller_operations_survive_faulty_storage() {
     }
     assert!(
         faults > 100,
+        "the simulation must actually inject faults (got {faults})"
+    );
+}
+
+/// Polls two operations in turn until both are done, so that their storage calls interleave.
+fn run_both<A: std::future::Future, B: std::future::Future>(a: A, b: B) -> (A::Output, B::Output) {
+    use std::task::{Context, Poll, Waker};
+    let mut a = std::pin::pin!(a);
+    let mut b = std::pin::pin!(b);
+    let (mut done_a, mut done_b) = (None, None);
+    let mut cx = Context::from_waker(Waker::noop());
+    for _ in 0..POLLS_MAX {
+        if done_a.is_none() {
+            if let Poll::Ready(out) = a.as_mut().poll(&mut cx) {
+                done_a = Some(out);
+            }
+        }
+        if done_b.is_none() {
+            if let Poll::Ready(out) = b.as_mut().poll(&mut cx) {
+                done_b = Some(out);
+            }
+        }
+        if let (Some(_), Some(_)) = (&done_a, &done_b) {
+            break;
+        }
+    }
+    match (done_a, done_b) {
+        (Some(a), Some(b)) => (a, b),
+        _ => panic!("two operations never finished"),
+    }
+}
+
+/// A wallet operation, always with an idempotency key so that a failed attempt can be retried
+/// until its outcome is known.
+#[derive(Clone, Debug)]
+enum WalletOp {
+    TopUp(u64),
+    Provision(u64),
+    Bulk(Vec<u64>),
+}
+
+impl WalletOp {
+    /// The balance change it makes when accepted.
+    fn delta(&self) -> i128 {
+        match self {
+            Self::TopUp(n) => i128::from(*n),
+            Self::Provision(n) => -i128::from(*n),
+            Self::Bulk(items) => -items.iter().map(|&n| i128::from(n)).sum::<i128>(),
+        }
+    }
+}
+
+/// How many attempts a retried operation gets; each has a fair chance, so running out means a
+/// retry does not converge.
+const ATTEMPTS_MAX: usize = 60;
+
+/// Performs `op`, retrying `STORAGE_FAILED` and `CONFLICT` with the same key.
+async fn settle<S: Storage>(
+    ally: &Ally<S, NoMailer, FixedClock>,
+    wallet: &str,
+    op: &WalletOp,
+    key: &str,
+) -> Result<super::Applied, Error> {
+    use crate::domain::ledger::Movement;
+    use crate::domain::money::Credits;
+    let credits = |n: u64| Credits::new(n).unwrap_or_default();
+    let mut last = None;
+    for _ in 0..ATTEMPTS_MAX {
+        let key = Some(key.to_owned());
+        let outcome = match op {
+            WalletOp::TopUp(n) => ally.add_credits(wallet, credits(*n), None, key).await,
+            WalletOp::Provision(n) => ally.provision(wallet, credits(*n), None, key).await,
+            WalletOp::Bulk(items) => {
+                let items = items
+                    .iter()
+                    .map(|&n| Movement {
+                        amount: credits(n),
+                        memo: Some(format!("item of {n}")),
+                    })
+                    .collect();
+                ally.provision_bulk(wallet, items, key).await
+            }
+        };
+        match outcome {
+            Err(e @ (Error::StorageFailed { .. } | Error::Conflict { .. })) => last = Some(e),
+            other => return other,
+        }
+    }
+    Err(last.unwrap_or(Error::Conflict {
+        entity: "simulation",
+        key: key.to_owned(),
+        attempts: 0,
+    }))
+}
+
+/// What the model knows of one wallet: the balance accepted operations add up to, and their
+/// keys with the number of entries each wrote.
+#[derive(Default)]
+struct WalletModel {
+    balance: i128,
+    accepted: BTreeMap<String, usize>,
+    refused: Vec<String>,
+}
+
+fn check_wallet(inner: &MemoryStorage, wallet: &str, model: &WalletModel) -> Result<(), String> {
+    use crate::domain::ledger::{audit, Entry};
+    let texts = run(inner.read(&format!("ledger:{wallet}"), 0, u32::MAX)).unwrap_or_default();
+    let mut entries = Vec::with_capacity(texts.len());
+    for text in &texts {
+        let json: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let (entry, flaws) = Entry::from_json(json, "entry").map_err(|e| e.to_string())?;
+        if !flaws.is_empty() {
+            return Err(format!("{wallet} holds a flawed entry: {flaws:?}"));
+        }
+        entries.push(entry);
+    }
+    let mut keys: BTreeMap<String, usize> = BTreeMap::new();
+    let mut current = None;
+    for entry in &entries {
+        if let Some(key) = &entry.idempotency_key {
+            current = Some(key.clone());
+            *keys.entry(key.clone()).or_default() += 1;
+        } else if let (Some(key), Some(_)) = (&current, entry.batch) {
+            *keys.entry(key.clone()).or_default() += 1;
+        }
+    }
+    let report = audit(
+        entries.into_iter().map(|e| (e, Default::default())),
+        Some(wallet.to_owned()),
+        0,
+    );
+    if !report.ok {
+        return Err(format!(
+            "{wallet} does not validate: {:?}",
+            report.violations
+        ));
+    }
+    if report.balance != model.balance {
+        return Err(format!(
+            "{wallet} holds {} credits, the accepted operations add up to {}",
+            report.balance, model.balance
+        ));
+    }
+    if keys != model.accepted {
+        return Err(format!(
+            "{wallet} holds operations {keys:?}, accepted were {:?}",
+            model.accepted
+        ));
+    }
+    if let Some(key) = model.refused.iter().find(|k| keys.contains_key(*k)) {
+        return Err(format!("{wallet} holds refused operation {key}"));
+    }
+    Ok(())
+}
+
+fn simulate_wallets(seed: u64) -> Result<u64, String> {
+    use crate::domain::ledger::EntryKind;
+    let inner = Rc::new(MemoryStorage::new());
+    let at = Utc
+        .with_ymd_and_hms(2026, 5, 1, 12, 0, 0)
+        .single()
+        .unwrap_or_default();
+    let faulty = |salt: u64| {
+        Rc::new(FaultyStorage {
+            inner: Rc::clone(&inner),
+            dice: std::cell::RefCell::new(IdSource::new(seed ^ salt)),
+            faults: Cell::new(0),
+        })
+    };
+    let (storage_a, storage_b) = (faulty(0xA), faulty(0xB));
+    let config = Config::default();
+    let a = Ally::new(
+        config.clone(),
+        Rc::clone(&storage_a),
+        NoMailer,
+        FixedClock(at),
+        seed,
+    );
+    let b = Ally::new(
+        config,
+        Rc::clone(&storage_b),
+        NoMailer,
+        FixedClock(at),
+        !seed,
+    );
+    // Resellers are made on the clean store: the simulation is about their wallets.
+    let clean = Ally::new(
+        Config::default(),
+        Rc::clone(&inner),
+        NoMailer,
+        FixedClock(at),
+        seed ^ 0xC1EA,
+    );
+    let mut wallets = Vec::new();
+    for user in 1..=3u64 {
+        let draft = ResellerDraft {
+            user_id: Some(UserId::Number(user)),
+            company_name: Some(format!("Wallet {user}")),
+            ..ResellerDraft::default()
+        };
+        let id = run(clean.create_reseller(draft))
+            .map_err(|e| e.to_string())?
+            .value
+            .id;
+        wallets.push(id);
+    }
+    let mut models: Vec<WalletModel> = wallets.iter().map(|_| WalletModel::default()).collect();
+    let mut dice = IdSource::new(seed);
+    let mut next_key = 0u64;
+    for step in 0..WALLET_STEPS {
+        let fail = |what: String| format!("seed {seed}, step {step}: {what}");
+        let mut pick = || {
+            let w = (dice.next_u64() % 3) as usize;
+            let op = match dice.next_u64() % 5 {
+                0 | 1 => WalletOp::TopUp(1 + dice.next_u64() % 400),
+                2 | 3 => WalletOp::Provision(1 + dice.next_u64() % 250),
+                _ => {
+                    let n = 1 + dice.next_u64() % 4;
+                    WalletOp::Bulk((0..n).map(|_| 1 + dice.next_u64() % 120).collect())
+                }
+            };
+            next_key += 1;
+            (w, op, format!("op-{next_key}"))
+        };
+        let (first, second) = (pick(), pick());
+        // Usually two instances race; sometimes both operations go through one instance.
+        let same_instance = dice.next_u64() % 4 == 0;
+        let (out_1, out_2) = if same_instance {
+            run_both(
+                settle(&a, &wallets[first.0], &first.1, &first.2),
+                settle(&a, &wallets[second.0], &second.1, &second.2),
+            )
+        } else {
+            run_both(
+                settle(&a, &wallets[first.0], &first.1, &first.2),
+                settle(&b, &wallets[second.0], &second.1, &second.2),
+            )
+        };
+        for ((w, op, key), outcome) in [(first, out_1), (second, out_2)] {
+            let model = &mut models[w];
+            match outcome {
+                Ok(applied) => {
+                    let size = match &op {
+                        WalletOp::Bulk(items) => items.len(),
+                        _ => 1,
+                    };
+                    let kind = match op {
+                        WalletOp::TopUp(_) => EntryKind::Credit,
+                        _ => EntryKind::Debit,
+                    };
+                    if applied.entries.len() != size
+                        || applied.entries.iter().any(|e| e.kind != kind)
+                    {
+                        return Err(fail(format!("{key} answered {:?}", applied.entries)));
+                    }
+                    model.balance += op.delta();
+                    model.accepted.insert(key, size);
+                }
+                Err(Error::InsufficientCredits { .. }) if !matches!(op, WalletOp::TopUp(_)) => {
+                    model.refused.push(key);
+                }
+                Err(other) => return Err(fail(format!("{key} ({op:?}): unexpected {other}"))),
+            }
+        }
+        for (wallet, model) in wallets.iter().zip(&models) {
+            check_wallet(&inner, wallet, model).map_err(&fail)?;
+        }
+        // A read through a faulty instance agrees with the model whenever it answers.
+        let w = (dice.next_u64() % 3) as usize;
+        let reader = if dice.next_u64() % 2 == 0 { &a } else { &b };
+        if let Ok(balance) = run(reader.balance(&wallets[w])) {
+            if i128::from(balance.get()) != models[w].balance {
+                return Err(fail(format!(
+                    "balance of {} read {balance}, expected {}",
+                    wallets[w], models[w].balance
+                )));
+            }
+        }
+    }
+    let refused: usize = models.iter().map(|m| m.refused.len()).sum();
+    if refused == 0 {
+        return Err(format!("seed {seed}: no operation was ever refused"));
+    }
+    Ok(storage_a.faults.get() + storage_b.faults.get())
+}
+
+const WALLET_STEPS: usize = 150;
+const WALLET_SEEDS: u64 = 24;
+
+#[test]
+fn wallet_operations_survive_faulty_storage_and_racing_instances() {
+    let seeds: Vec<u64> = match std::env::var("ALLY_SIM_SEED") {
+        Ok(seed) => vec![seed.parse().unwrap_or(0)],
+        Err(_) => (1..=WALLET_SEEDS).collect(),
+    };
+    let mut faults = 0;
+    for seed in seeds {
+        match simulate_wallets(seed) {
+            Ok(n) => faults += n,
+            Err(failure) => panic!("{failure}\nreplay: ALLY_SIM_SEED={seed} cargo test simulation"),
+        }
+    }
+    assert!(
+        faults > 1_000,
         "the simulation must actually inject faults (got {faults})"
     );
 }
