@@ -22,17 +22,10 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 command -v chromium >/dev/null 2>&1 || { echo "chromium is required for the browser tests" >&2; exit 1; }
 
-# PostgreSQL for the storage adapter tests: Debian's server binaries; the test starts a throwaway
-# cluster on loopback and removes it after.
-if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-  step "installing Debian's postgresql"
-  if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
-  elif command -v sudo >/dev/null 2>&1; then
-    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
-  fi
-fi
-ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "postgresql is required for the storage adapter tests" >&2; exit 1; }
+# PostgreSQL for the storage adapter tests.
+source scripts/postgres.sh
+step "PostgreSQL"
+ensure_postgresql
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

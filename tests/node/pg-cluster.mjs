@@ -3,9 +3,9 @@
 // removed after. Needs Debian's `postgresql` package (scripts/test.sh installs it).
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, rmSync, chownSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { freePort } from "../js/loopback.mjs";
 
 function binaries() {
   const root = "/usr/lib/postgresql";
@@ -17,18 +17,11 @@ function binaries() {
   throw new Error("PostgreSQL is not installed (apt-get install -y postgresql)");
 }
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-export async function startPostgres() {
+/**
+ * Starts a cluster. Tests run with `fsync=off` (nothing there needs to survive a crash);
+ * `{ durable: true }` keeps PostgreSQL's defaults, as a benchmark should.
+ */
+export async function startPostgres({ durable = false } = {}) {
   const bin = binaries();
   const dir = mkdtempSync(join(tmpdir(), "ally-pg-"));
   const data = join(dir, "data");
@@ -44,7 +37,7 @@ export async function startPostgres() {
       : execFileSync(cmd, args, { stdio: "pipe" });
   as(join(bin, "initdb"), ["-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"]);
   const port = await freePort();
-  const options = `-c listen_addresses=127.0.0.1 -p ${port} -k ${dir} -c fsync=off -c max_connections=200`;
+  const options = `-c listen_addresses=127.0.0.1 -p ${port} -k ${dir}${durable ? "" : " -c fsync=off"} -c max_connections=200`;
   as(join(bin, "pg_ctl"), ["-D", data, "-o", options, "-l", join(dir, "server.log"), "-w", "start"]);
   let stopped = false;
   const stop = () => {

@@ -1,28 +1,16 @@
 // The edge example (examples/edge-worker) in a real workerd on loopback: a genuine request passes;
 // a tampered quote, a forged ledger, a balance that does not cover the quote and a malformed body
 // are refused with the right status.
-import { spawn } from "node:child_process";
-import { mkdirSync, writeFileSync, readFileSync } from "node:fs";
-import { createServer } from "node:net";
-import { dirname, join, relative, resolve } from "node:path";
+import { readFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Ally, Catalog } from "ally-engine";
 import { Checks } from "../js/harness.mjs";
+import { fetchWhenUp, startWorkerd } from "../js/loopback.mjs";
 import { PRODUCTS } from "../../examples/edge-worker/catalog.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "../..");
-const work = join(root, "target", "edge-worker");
-mkdirSync(work, { recursive: true });
-const freePort = () =>
-  new Promise((ok, fail) => {
-    const server = createServer();
-    server.once("error", fail);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => ok(port));
-    });
-  });
 const pkg = JSON.parse(readFileSync(join(root, "pkg/package.json"), "utf8"));
 const modules = [
   ["worker.js", "esModule", join(root, "examples/edge-worker/worker.js")],
@@ -31,35 +19,13 @@ const modules = [
   ["web/ally_engine.js", "esModule", join(root, "pkg/web/ally_engine.js")],
   ["ally_engine_bg.wasm", "wasm", join(root, "pkg/ally_engine_bg.wasm")],
 ];
-const port = await freePort();
-writeFileSync(
-  join(work, "config.capnp"),
-  `using Workerd = import "/workerd/workerd.capnp";
-const config :Workerd.Config = (
-  services = [(name = "main", worker = .guard)],
-  sockets = [(name = "http", address = "127.0.0.1:${port}", http = (), service = "main")],
-);
-const guard :Workerd.Worker = (
-  modules = [
-${modules.map(([name, kind, path]) => `    (name = "${name}", ${kind} = embed "${relative(work, path)}")`).join(",\n")}
-  ],
-  compatibilityDate = "2025-09-01",
-);
-`,
-);
-const workerd = spawn(join(root, "node_modules/.bin/workerd"), ["serve", join(work, "config.capnp")], { stdio: ["ignore", "inherit", "inherit"] });
+const workerd = await startWorkerd({ work: join(root, "target", "edge-worker"), modules });
 const checks = new Checks("edge");
 try {
   const post = async (body) => {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        const response = await fetch(`http://127.0.0.1:${port}/provision`, { method: "POST", body: typeof body === "string" ? body : JSON.stringify(body) });
-        return { status: response.status, body: await response.json() };
-      } catch (error) {
-        if (attempt > 100) throw error;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
+    const init = { method: "POST", body: typeof body === "string" ? body : JSON.stringify(body) };
+    const response = await fetchWhenUp(`http://127.0.0.1:${workerd.port}/provision`, init);
+    return { status: response.status, body: await response.json() };
   };
   // The origin's side: a gold reseller with a real ledger, and a quote priced by the same module.
   const ally = new Ally();
@@ -95,6 +61,6 @@ try {
 } catch (error) {
   checks.crashed(error);
 } finally {
-  workerd.kill("SIGTERM");
+  workerd.stop();
 }
 process.exit(checks.close());
