@@ -2,6 +2,7 @@
 //! returns a value or a typed [`Error`]: it decides, it never performs.
 
 pub mod catalog;
+pub mod commission;
 pub mod config;
 pub mod decimal;
 pub mod error;

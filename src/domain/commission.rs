@@ -1,0 +1,1393 @@
+//! Commissions: what resellers earn on what their customers pay, with overrides up the reseller
+//! hierarchy, clawbacks for refunds and chargebacks, caps per period, a hold before a commission
+//! is payable, and a minimum payout.
+//!
+//! Amounts are whole minor units of the currency (cents for USD) in `i64`; rates are
+//! ten-thousandths ([`Rate`]). Every product of an amount and a rate is exact in `i128` and
+//! rounded once, under the plan's [`Rounding`]. Where one amount is split (the levels of one
+//! payment, a graduated commission over its payments, a cap over the lines it cuts, a partial
+//! refund over the lines it claws back) the remainder is allocated by largest fractional part,
+//! so the parts always sum to the whole.
+//!
+//! Payments, customers and resellers are addressed by index: a run over a million payments
+//! reads flat arrays, and the host's ids are looked up once, at the boundary.
+
+use super::error::{Error, Result};
+use super::money::Rate;
+use super::rounding::Rounding;
+
+/// Milliseconds in a day.
+const DAY_MS: i64 = 86_400_000;
+/// The deepest hierarchy a plan may pay overrides through.
+pub const LEVELS_MAX: usize = 8;
+/// Ten-thousandths in a whole: the denominator of every rate.
+const RATE_ONE: i128 = Rate::ONE_UNITS as i128;
+
+/// What a payment record is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PaymentKind {
+    /// Money in from a customer: earns commission.
+    Payment,
+    /// Money given back: claws commission back.
+    Refund,
+    /// Money taken back by the card network: claws commission back.
+    Chargeback,
+}
+
+impl PaymentKind {
+    pub const ALL: [Self; 3] = [Self::Payment, Self::Refund, Self::Chargeback];
+
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Payment => "payment",
+            Self::Refund => "refund",
+            Self::Chargeback => "chargeback",
+        }
+    }
+}
+
+/// Where a payment stands; only completed ones count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PaymentStatus {
+    Completed,
+    Pending,
+    Failed,
+}
+
+impl PaymentStatus {
+    pub const ALL: [Self; 3] = [Self::Completed, Self::Pending, Self::Failed];
+
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Completed => "completed",
+            Self::Pending => "pending",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// One payment, refund or chargeback by a customer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Payment {
+    /// Index into [`Hierarchy::customers`].
+    pub customer: u32,
+    /// Minor units, at least 1; a refund's amount is what was given back.
+    pub amount: i64,
+    pub at_ms: i64,
+    pub status: PaymentStatus,
+    pub kind: PaymentKind,
+    /// For a refund or chargeback: the index of the payment it reverses, when known.
+    pub reverses: Option<u32>,
+}
+
+/// A reseller as commissions see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResellerNode {
+    pub id: String,
+    /// Index of the parent reseller.
+    pub parent: Option<u32>,
+    /// Its own commission rate (the reference's `commission_rate`).
+    pub rate: Rate,
+    /// Only approved resellers earn; an unapproved one is skipped and its parent still earns.
+    pub approved: bool,
+}
+
+/// A customer (child account) of one reseller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CustomerNode {
+    /// Index of its reseller.
+    pub reseller: u32,
+    /// When it became a customer: recurring limits count months from here.
+    pub since_ms: i64,
+}
+
+/// Resellers with their parents, and customers with their resellers, checked: every index is in
+/// range, no reseller is its own ancestor, and no chain is deeper than the bound.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hierarchy {
+    resellers: Vec<ResellerNode>,
+    customers: Vec<CustomerNode>,
+    /// Customers per reseller.
+    child_counts: Vec<u32>,
+}
+
+impl Hierarchy {
+    /// `depth_max`: how many ancestors a reseller may have (1 allows parent only).
+    pub fn new(
+        resellers: Vec<ResellerNode>,
+        customers: Vec<CustomerNode>,
+        depth_max: usize,
+    ) -> Result<Self> {
+        let n = resellers.len();
+        for (i, r) in resellers.iter().enumerate() {
+            if let Some(p) = r.parent {
+                if p as usize >= n {
+                    return Err(Error::invalid(
+                        format!("hierarchy.resellers[{i}].parentId"),
+                        "names no reseller of the hierarchy",
+                    ));
+                }
+            }
+        }
+        // Each reseller walks up at most `depth_max + 1` steps; only a walk that goes further
+        // is followed to the end, to tell a cycle from a chain that is too deep.
+        for start in 0..n {
+            let mut steps = 0usize;
+            let mut at = start;
+            while let Some(parent) = resellers[at].parent {
+                steps += 1;
+                at = parent as usize;
+                if steps > depth_max {
+                    let mut seen = vec![false; n];
+                    seen[start] = true;
+                    let mut walk = start;
+                    let mut cycle = false;
+                    while let Some(p) = resellers[walk].parent {
+                        walk = p as usize;
+                        if seen[walk] {
+                            cycle = true;
+                            break;
+                        }
+                        seen[walk] = true;
+                    }
+                    let id = &resellers[start].id;
+                    let reason = if cycle {
+                        format!("reseller \"{id}\" is in a cycle of parents")
+                    } else {
+                        format!("reseller \"{id}\" has more than {depth_max} levels above it")
+                    };
+                    return Err(Error::invalid(
+                        format!("hierarchy.resellers[{start}].parentId"),
+                        reason,
+                    ));
+                }
+            }
+        }
+        let mut child_counts = vec![0u32; n];
+        for (i, c) in customers.iter().enumerate() {
+            let slot = child_counts.get_mut(c.reseller as usize).ok_or_else(|| {
+                Error::invalid(
+                    format!("hierarchy.customers[{i}].resellerId"),
+                    "names no reseller of the hierarchy",
+                )
+            })?;
+            *slot += 1;
+        }
+        Ok(Self {
+            resellers,
+            customers,
+            child_counts,
+        })
+    }
+
+    #[must_use]
+    pub fn resellers(&self) -> &[ResellerNode] {
+        &self.resellers
+    }
+
+    #[must_use]
+    pub fn customers(&self) -> &[CustomerNode] {
+        &self.customers
+    }
+
+    /// How many customers a reseller has.
+    #[must_use]
+    pub fn child_count(&self, reseller: u32) -> u32 {
+        self.child_counts
+            .get(reseller as usize)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// How revenue bands set a reseller's rate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BandMode {
+    /// The band the period's revenue reaches sets the rate for all of it.
+    Volume,
+    /// Each band's part of the revenue earns that band's rate.
+    Graduated,
+}
+
+/// A revenue band: up to `up_to` minor units (inclusive; `None` for the last, open band).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RevenueBand {
+    pub up_to: Option<i64>,
+    pub rate: Rate,
+}
+
+/// The rate a reseller earns on its own customers' payments.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BaseRule {
+    /// The reseller's own `commissionRate`.
+    OwnRate,
+    /// By number of customers: the first row whose minimum the count reaches, rows by
+    /// descending minimum.
+    ChildCount(Vec<(u32, Rate)>),
+    /// By the period's revenue from its customers.
+    Revenue {
+        mode: BandMode,
+        bands: Vec<RevenueBand>,
+    },
+}
+
+/// The reference's tiers by number of child accounts: 50 or more 20 %, 25 or more 15 %, 10 or
+/// more 12 %, otherwise 10 %.
+#[must_use]
+pub fn child_count_reference() -> Vec<(u32, Rate)> {
+    let rate = |units| Rate::from_units(units).unwrap_or(Rate::ZERO);
+    vec![
+        (50, rate(2000)),
+        (25, rate(1500)),
+        (10, rate(1200)),
+        (0, rate(1000)),
+    ]
+}
+
+/// A commission plan. Built with [`Plan::reference`] and adjusted; checked by [`Plan::check`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub base: BaseRule,
+    /// Minor units paid on each payment, beside the percentage.
+    pub flat_fee: i64,
+    /// Commission only in a customer's first N months (`None`: for its lifetime).
+    pub recurring_months: Option<u32>,
+    /// The most direct commission (percentage and flat fee) one reseller earns per period.
+    pub cap_per_period: Option<i64>,
+    /// Days after the payment before a commission is payable (pending until then).
+    pub hold_days: u32,
+    /// The smallest payout; below it the balance waits for the next one.
+    pub minimum_payout: i64,
+    /// The override each level above the direct reseller earns on the payment: `[parent,
+    /// grandparent, …]`.
+    pub overrides: Vec<Rate>,
+    pub rounding: Rounding,
+}
+
+impl Plan {
+    /// The reference plan: the reseller's own rate, and its parent earns a 5 % override.
+    #[must_use]
+    pub fn reference() -> Self {
+        Self {
+            base: BaseRule::OwnRate,
+            flat_fee: 0,
+            recurring_months: None,
+            cap_per_period: None,
+            hold_days: 0,
+            minimum_payout: 0,
+            overrides: vec![Rate::from_units(500).unwrap_or(Rate::ZERO)],
+            rounding: Rounding::HalfUp,
+        }
+    }
+
+    /// Refuses a plan that cannot be applied: bands out of order, empty tables, negative
+    /// amounts, more override levels than [`LEVELS_MAX`].
+    pub fn check(&self) -> Result<()> {
+        match &self.base {
+            BaseRule::OwnRate => {}
+            BaseRule::ChildCount(rows) => {
+                if rows.is_empty() || rows.last().map(|r| r.0) != Some(0) {
+                    return Err(Error::invalid(
+                        "plan.childCountTiers",
+                        "needs rows by descending minimum, the last with minimum 0",
+                    ));
+                }
+                if rows.windows(2).any(|w| w[0].0 <= w[1].0) {
+                    return Err(Error::invalid(
+                        "plan.childCountTiers",
+                        "minimums must strictly descend",
+                    ));
+                }
+            }
+            BaseRule::Revenue { bands, .. } => {
+                let open = bands.last().is_some_and(|b| b.up_to.is_none());
+                let limits: Vec<i64> = bands.iter().filter_map(|b| b.up_to).collect();
+                if !open || limits.len() + 1 != bands.len() {
+                    return Err(Error::invalid(
+                        "plan.revenueBands",
+                        "needs bands with ascending upTo, the last open (upTo null)",
+                    ));
+                }
+                if limits.first().is_some_and(|&l| l <= 0)
+                    || limits.windows(2).any(|w| w[0] >= w[1])
+                {
+                    return Err(Error::invalid(
+                        "plan.revenueBands",
+                        "upTo limits must be positive and strictly ascend",
+                    ));
+                }
+            }
+        }
+        for (field, value) in [
+            ("plan.flatFee", Some(self.flat_fee)),
+            ("plan.capPerPeriod", self.cap_per_period),
+            ("plan.minimumPayout", Some(self.minimum_payout)),
+        ] {
+            if value.is_some_and(|v| v < 0) {
+                return Err(Error::invalid(field, "must not be negative"));
+            }
+        }
+        if self.overrides.len() > LEVELS_MAX {
+            return Err(Error::invalid(
+                "plan.overrides",
+                format!("at most {LEVELS_MAX} levels"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Which rule produced a commission line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rule {
+    /// The reseller's own rate.
+    Percentage,
+    /// The child-count tier's rate.
+    ChildCountTier,
+    /// The revenue band reached (volume mode).
+    RevenueVolume,
+    /// Banded revenue, each band at its rate (graduated mode); the line's rate is the effective one.
+    RevenueGraduated,
+    /// The flat fee per payment.
+    FlatFee,
+    /// A level above the direct reseller.
+    Override,
+}
+
+impl Rule {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Percentage => "percentage",
+            Self::ChildCountTier => "childCountTier",
+            Self::RevenueVolume => "revenueVolume",
+            Self::RevenueGraduated => "revenueGraduated",
+            Self::FlatFee => "flatFee",
+            Self::Override => "override",
+        }
+    }
+}
+
+/// One commission line: who earns what on which payment, and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Line {
+    /// Index of the payment (or refund) it comes from.
+    pub payment: u32,
+    pub reseller: u32,
+    /// 0 for the direct reseller, 1 for its parent, …
+    pub level: u8,
+    pub rule: Rule,
+    pub rate: Rate,
+    /// The amount the rate applied to (minor units; negative for a clawback).
+    pub base: i64,
+    /// Minor units; negative for a clawback.
+    pub amount: i64,
+    /// When it becomes payable: the payment's time plus the hold.
+    pub payable_at_ms: i64,
+}
+
+impl Line {
+    #[must_use]
+    pub const fn is_clawback(&self) -> bool {
+        self.amount < 0
+    }
+}
+
+/// The run's window: payments with `start ≤ at < end` count; lines payable by `as_of` are
+/// approved, the others pending.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Period {
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub as_of_ms: i64,
+}
+
+/// One reseller's figures for the period.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResellerTotal {
+    /// Completed payments of its own customers in the period (before refunds).
+    pub revenue: i64,
+    /// How many completed payments made that revenue.
+    pub payments: u32,
+    /// Its customers.
+    pub child_count: u32,
+    /// The direct rate it earned at (the effective rate in graduated mode).
+    pub rate: Rate,
+    /// Percentage and flat-fee commission on its own customers, after any cap.
+    pub direct: i64,
+    /// Overrides earned on customers further down.
+    pub overrides: i64,
+    /// Commission clawed back for refunds and chargebacks (≤ 0).
+    pub clawbacks: i64,
+    /// Direct commission the cap removed.
+    pub capped: i64,
+    /// `direct + overrides + clawbacks`.
+    pub total: i64,
+    /// Of `total`: payable by `as_of`.
+    pub approved: i64,
+    /// Of `total`: still in the hold period.
+    pub pending: i64,
+}
+
+/// What a run produced: every line, and per reseller (by index) its totals.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Run {
+    pub lines: Vec<Line>,
+    pub totals: Vec<ResellerTotal>,
+}
+
+fn narrow(value: i128) -> i64 {
+    i64::try_from(value).unwrap_or(if value < 0 { i64::MIN } else { i64::MAX })
+}
+
+/// Splits `total` over parts in proportion to `weights` (all of one sign as `total`, or zero):
+/// each part gets the floor of its share and the remainder goes, one unit each, to the parts
+/// with the largest fractional shares (earlier parts first on a tie). The parts sum to `total`.
+pub fn allocate(total: i64, weights: &[i128]) -> Vec<i64> {
+    if weights.is_empty() {
+        return Vec::new();
+    }
+    let sum: i128 = weights.iter().map(|w| w.abs()).sum();
+    let mut parts = vec![0i128; weights.len()];
+    let magnitude = i128::from(total).abs();
+    if sum == 0 {
+        parts[0] = magnitude;
+    } else {
+        let mut remainders = Vec::with_capacity(weights.len());
+        let mut given: i128 = 0;
+        for (i, w) in weights.iter().enumerate() {
+            let share = magnitude * w.abs();
+            parts[i] = share / sum;
+            given += parts[i];
+            remainders.push((share % sum, i));
+        }
+        let left = usize::try_from(magnitude - given).unwrap_or(0);
+        if left > 0 {
+            remainders.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+            for &(_, i) in remainders.iter().take(left) {
+                parts[i] += 1;
+            }
+        }
+    }
+    parts
+        .into_iter()
+        .map(|p| narrow(if total < 0 { -p } else { p }))
+        .collect()
+}
+
+/// Whole calendar months from `since` to `at` (UTC), for recurring limits.
+fn months_between(since_ms: i64, at_ms: i64) -> i64 {
+    let month = |ms: i64| {
+        let days = ms.div_euclid(DAY_MS);
+        // Civil year and month of a day count (H. Hinnant's algorithm).
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 };
+        let y = yoe + era * 400 + i64::from(m <= 2);
+        (y * 12 + m - 1, day, ms.rem_euclid(DAY_MS))
+    };
+    let (a, a_day, a_time) = month(since_ms);
+    let (b, b_day, b_time) = month(at_ms);
+    let mut months = b - a;
+    if (b_day, b_time) < (a_day, a_time) {
+        months -= 1;
+    }
+    months
+}
+
+/// The direct rate each reseller earns at, and for graduated bands the commission on its whole
+/// revenue (allocated over its payments later).
+fn direct_terms(
+    plan: &Plan,
+    hierarchy: &Hierarchy,
+    totals: &[ResellerTotal],
+) -> Vec<(Rule, Rate, Option<i64>)> {
+    hierarchy
+        .resellers
+        .iter()
+        .enumerate()
+        .map(|(i, r)| match &plan.base {
+            BaseRule::OwnRate => (Rule::Percentage, r.rate, None),
+            BaseRule::ChildCount(rows) => {
+                let count = hierarchy.child_count(i as u32);
+                let rate = rows
+                    .iter()
+                    .find(|(min, _)| count >= *min)
+                    .map_or(Rate::ZERO, |row| row.1);
+                (Rule::ChildCountTier, rate, None)
+            }
+            BaseRule::Revenue { mode, bands } => {
+                let revenue = totals[i].revenue;
+                match mode {
+                    BandMode::Volume => {
+                        let rate = bands
+                            .iter()
+                            .find(|b| b.up_to.is_none_or(|limit| revenue <= limit))
+                            .map_or(Rate::ZERO, |b| b.rate);
+                        (Rule::RevenueVolume, rate, None)
+                    }
+                    BandMode::Graduated => {
+                        let mut exact: i128 = 0;
+                        let mut floor = 0i64;
+                        for band in bands {
+                            let top = band.up_to.unwrap_or(i64::MAX).min(revenue);
+                            if top > floor {
+                                exact += i128::from(top - floor) * i128::from(band.rate.units());
+                            }
+                            floor = band.up_to.unwrap_or(i64::MAX);
+                            if floor >= revenue {
+                                break;
+                            }
+                        }
+                        let total = narrow(plan.rounding.divide(exact, RATE_ONE).unwrap_or(0));
+                        let effective = if revenue > 0 {
+                            let units = Rounding::HalfUp
+                                .divide(exact, i128::from(revenue))
+                                .unwrap_or(0);
+                            Rate::from_units(u16::try_from(units).unwrap_or(0))
+                                .unwrap_or(Rate::ZERO)
+                        } else {
+                            Rate::ZERO
+                        };
+                        (Rule::RevenueGraduated, effective, Some(total))
+                    }
+                }
+            }
+        })
+        .collect()
+}
+
+/// Checks the payments against the hierarchy; the first bad one is `INVALID_INPUT` naming it.
+fn check_payments(payments: &[Payment], hierarchy: &Hierarchy) -> Result<()> {
+    let customers = hierarchy.customers.len();
+    for (i, p) in payments.iter().enumerate() {
+        if p.customer as usize >= customers {
+            return Err(Error::invalid(
+                format!("payments[{i}].customerId"),
+                "names no customer of the hierarchy",
+            ));
+        }
+        if p.amount < 1 {
+            return Err(Error::invalid(
+                format!("payments[{i}].amount"),
+                "must be a positive amount",
+            ));
+        }
+        match (p.kind, p.reverses) {
+            (PaymentKind::Payment, Some(_)) => {
+                return Err(Error::invalid(
+                    format!("payments[{i}].reverses"),
+                    "only a refund or chargeback reverses a payment",
+                ))
+            }
+            (_, Some(original)) => {
+                let Some(o) = payments.get(original as usize) else {
+                    return Err(Error::invalid(
+                        format!("payments[{i}].reverses"),
+                        "names no payment of the batch",
+                    ));
+                };
+                if o.kind != PaymentKind::Payment || o.customer != p.customer {
+                    return Err(Error::invalid(
+                        format!("payments[{i}].reverses"),
+                        "must name a payment of the same customer",
+                    ));
+                }
+                if p.amount > o.amount {
+                    return Err(Error::invalid(
+                        format!("payments[{i}].amount"),
+                        "reverses more than the payment it names",
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The commission lines of one payment of `amount` (positive, or negative for a reversal) by a
+/// customer of `direct`, at time `at_ms`, appended to `out`. `graduated` carries the direct
+/// amount already allocated in graduated mode.
+#[allow(clippy::too_many_arguments)]
+fn payment_lines(
+    plan: &Plan,
+    hierarchy: &Hierarchy,
+    terms: &[(Rule, Rate, Option<i64>)],
+    payment: u32,
+    direct: u32,
+    amount: i64,
+    payable_at_ms: i64,
+    graduated: Option<i64>,
+    out: &mut Vec<Line>,
+) {
+    let resellers = &hierarchy.resellers;
+    // The earners: the direct reseller (when approved), then approved ancestors per override.
+    let mut levels: [(u32, Rule, Rate); LEVELS_MAX + 1] =
+        [(0, Rule::Override, Rate::ZERO); LEVELS_MAX + 1];
+    let mut count = 0usize;
+    let (rule, rate, _) = terms[direct as usize];
+    let direct_earns = resellers[direct as usize].approved;
+    if direct_earns && graduated.is_none() {
+        levels[count] = (direct, rule, rate);
+        count += 1;
+    }
+    let mut at = resellers[direct as usize].parent;
+    for &override_rate in &plan.overrides {
+        let Some(up) = at else { break };
+        if resellers[up as usize].approved {
+            levels[count] = (up, Rule::Override, override_rate);
+            count += 1;
+        }
+        at = resellers[up as usize].parent;
+    }
+    let level_of = |reseller: u32| -> u8 {
+        let mut level = 0u8;
+        let mut at = direct;
+        while at != reseller {
+            match resellers[at as usize].parent {
+                Some(p) => {
+                    at = p;
+                    level += 1;
+                }
+                None => break,
+            }
+        }
+        level
+    };
+    if let (true, Some(share)) = (direct_earns, graduated) {
+        out.push(Line {
+            payment,
+            reseller: direct,
+            level: 0,
+            rule,
+            rate,
+            base: amount,
+            amount: share,
+            payable_at_ms,
+        });
+    }
+    let earners = &levels[..count];
+    if !earners.is_empty() {
+        // One rounding for the payment's whole split, then the parts by largest remainder.
+        let rate_sum: i128 = earners.iter().map(|e| i128::from(e.2.units())).sum();
+        let total = narrow(
+            plan.rounding
+                .divide(i128::from(amount) * rate_sum, RATE_ONE)
+                .unwrap_or(0),
+        );
+        let weights: Vec<i128> = earners.iter().map(|e| i128::from(e.2.units())).collect();
+        let parts = allocate(total, &weights);
+        for (&(reseller, rule, rate), part) in earners.iter().zip(parts) {
+            out.push(Line {
+                payment,
+                reseller,
+                level: level_of(reseller),
+                rule,
+                rate,
+                base: amount,
+                amount: part,
+                payable_at_ms,
+            });
+        }
+    }
+    if direct_earns && plan.flat_fee > 0 {
+        out.push(Line {
+            payment,
+            reseller: direct,
+            level: 0,
+            rule: Rule::FlatFee,
+            rate: Rate::ZERO,
+            base: amount,
+            amount: if amount < 0 {
+                -plan.flat_fee
+            } else {
+                plan.flat_fee
+            },
+            payable_at_ms,
+        });
+    }
+}
+
+/// The commission run over `payments` for `period` (the pure form: nothing is stored).
+pub fn commission(
+    plan: &Plan,
+    payments: &[Payment],
+    hierarchy: &Hierarchy,
+    period: Period,
+) -> Result<Run> {
+    plan.check()?;
+    check_payments(payments, hierarchy)?;
+    if period.end_ms <= period.start_ms {
+        return Err(Error::invalid("period", "end must be after start"));
+    }
+    let in_period = |p: &Payment| {
+        p.status == PaymentStatus::Completed
+            && p.at_ms >= period.start_ms
+            && p.at_ms < period.end_ms
+    };
+    let customers = &hierarchy.customers;
+    let mut totals = vec![ResellerTotal::default(); hierarchy.resellers.len()];
+    for (i, t) in totals.iter_mut().enumerate() {
+        t.child_count = hierarchy.child_count(i as u32);
+    }
+    for p in payments
+        .iter()
+        .filter(|p| in_period(p) && p.kind == PaymentKind::Payment)
+    {
+        let t = &mut totals[customers[p.customer as usize].reseller as usize];
+        t.revenue = t.revenue.saturating_add(p.amount);
+        t.payments += 1;
+    }
+    let terms = direct_terms(plan, hierarchy, &totals);
+    for (t, term) in totals.iter_mut().zip(&terms) {
+        t.rate = term.1;
+    }
+    let eligible = |p: &Payment| match plan.recurring_months {
+        None => true,
+        Some(months) => {
+            let since = customers[p.customer as usize].since_ms;
+            months_between(since, p.at_ms) < i64::from(months)
+        }
+    };
+    // Graduated mode: each reseller's commission on its whole revenue, allocated over its
+    // payments in proportion to their amounts.
+    let mut graduated_share: Vec<Option<i64>> = Vec::new();
+    if matches!(
+        plan.base,
+        BaseRule::Revenue {
+            mode: BandMode::Graduated,
+            ..
+        }
+    ) {
+        graduated_share = vec![None; payments.len()];
+        let mut by_reseller: Vec<Vec<u32>> = vec![Vec::new(); hierarchy.resellers.len()];
+        for (i, p) in payments.iter().enumerate() {
+            if in_period(p) && p.kind == PaymentKind::Payment {
+                by_reseller[customers[p.customer as usize].reseller as usize].push(i as u32);
+            }
+        }
+        for (r, indexes) in by_reseller.iter().enumerate() {
+            let total = terms[r].2.unwrap_or(0);
+            let weights: Vec<i128> = indexes
+                .iter()
+                .map(|&i| i128::from(payments[i as usize].amount))
+                .collect();
+            for (&i, share) in indexes.iter().zip(allocate(total, &weights)) {
+                graduated_share[i as usize] = Some(share);
+            }
+        }
+    }
+    let hold_ms = i64::from(plan.hold_days) * DAY_MS;
+    let mut lines = Vec::with_capacity(payments.len() * (1 + plan.overrides.len()));
+    // Lines of payments outside the period that a reversal in the period mirrors.
+    let mut mirrored: Vec<Line> = Vec::new();
+    for (i, p) in payments.iter().enumerate() {
+        if !in_period(p) {
+            continue;
+        }
+        let direct = customers[p.customer as usize].reseller;
+        match p.kind {
+            PaymentKind::Payment => {
+                if !eligible(p) {
+                    continue;
+                }
+                let share = graduated_share.get(i).copied().flatten();
+                payment_lines(
+                    plan,
+                    hierarchy,
+                    &terms,
+                    i as u32,
+                    direct,
+                    p.amount,
+                    p.at_ms.saturating_add(hold_ms),
+                    share,
+                    &mut lines,
+                );
+            }
+            PaymentKind::Refund | PaymentKind::Chargeback => {
+                // The original's lines (recomputed when it is not in this run), scaled by the
+                // share reversed, claw back; without an original, the reversal is priced as a
+                // negative payment at today's terms.
+                let original = p.reverses.map(|o| (o, payments[o as usize]));
+                let source: Vec<Line> = match original {
+                    Some((o, op)) if eligible(&op) => {
+                        mirrored.clear();
+                        let share = graduated_share.get(o as usize).copied().flatten();
+                        payment_lines(
+                            plan,
+                            hierarchy,
+                            &terms,
+                            o,
+                            direct,
+                            op.amount,
+                            0,
+                            share,
+                            &mut mirrored,
+                        );
+                        mirrored.clone()
+                    }
+                    Some(_) => Vec::new(),
+                    None => {
+                        mirrored.clear();
+                        let share = graduated_share.get(i).copied().flatten();
+                        payment_lines(
+                            plan,
+                            hierarchy,
+                            &terms,
+                            i as u32,
+                            direct,
+                            p.amount,
+                            0,
+                            share,
+                            &mut mirrored,
+                        );
+                        mirrored.clone()
+                    }
+                };
+                let (original_amount, earned) = match original {
+                    Some((_, op)) => (op.amount, source.iter().map(|l| l.amount).sum::<i64>()),
+                    None => (p.amount, source.iter().map(|l| l.amount).sum::<i64>()),
+                };
+                let clawed = narrow(
+                    plan.rounding
+                        .divide(
+                            i128::from(earned) * i128::from(p.amount),
+                            i128::from(original_amount),
+                        )
+                        .unwrap_or(0),
+                );
+                let weights: Vec<i128> = source.iter().map(|l| i128::from(l.amount)).collect();
+                for (line, part) in source.iter().zip(allocate(-clawed, &weights)) {
+                    lines.push(Line {
+                        payment: i as u32,
+                        base: -p.amount,
+                        amount: part,
+                        payable_at_ms: p.at_ms,
+                        ..*line
+                    });
+                }
+            }
+        }
+    }
+    // Caps: a reseller's positive direct commission above the cap is cut, over its lines.
+    if let Some(cap) = plan.cap_per_period {
+        let mut direct_sum = vec![0i64; totals.len()];
+        for l in lines.iter().filter(|l| l.level == 0 && l.amount > 0) {
+            direct_sum[l.reseller as usize] += l.amount;
+        }
+        let over: Vec<usize> = (0..totals.len()).filter(|&r| direct_sum[r] > cap).collect();
+        for r in over {
+            let indexes: Vec<usize> = (0..lines.len())
+                .filter(|&k| {
+                    let l = &lines[k];
+                    l.reseller as usize == r && l.level == 0 && l.amount > 0
+                })
+                .collect();
+            let weights: Vec<i128> = indexes
+                .iter()
+                .map(|&k| i128::from(lines[k].amount))
+                .collect();
+            let cut = direct_sum[r] - cap;
+            for (&k, part) in indexes.iter().zip(allocate(cut, &weights)) {
+                lines[k].amount -= part;
+            }
+            totals[r].capped = cut;
+        }
+    }
+    for l in &lines {
+        let t = &mut totals[l.reseller as usize];
+        if l.amount < 0 {
+            t.clawbacks += l.amount;
+        } else if l.level == 0 {
+            t.direct += l.amount;
+        } else {
+            t.overrides += l.amount;
+        }
+        if l.payable_at_ms <= period.as_of_ms {
+            t.approved += l.amount;
+        } else {
+            t.pending += l.amount;
+        }
+    }
+    for t in &mut totals {
+        t.total = t.direct + t.overrides + t.clawbacks;
+    }
+    Ok(Run { lines, totals })
+}
+
+#[cfg(test)]
+// Amounts are written in cents with the cents apart: `100_00` is 100.00.
+#[allow(clippy::inconsistent_digit_grouping)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = DAY_MS;
+    /// 2026-01-01T00:00:00Z.
+    const JAN: i64 = 1_767_225_600_000;
+    const FEB: i64 = JAN + 31 * DAY;
+
+    fn rate(units: u16) -> Rate {
+        Rate::from_units(units).expect("a rate")
+    }
+
+    fn reseller(id: &str, parent: Option<u32>, units: u16) -> ResellerNode {
+        ResellerNode {
+            id: id.to_owned(),
+            parent,
+            rate: rate(units),
+            approved: true,
+        }
+    }
+
+    /// super (0) ← sub (1) ← leaf (2); customers 0..10 of leaf, 10 of sub, 11 of super.
+    fn three_levels() -> Hierarchy {
+        let resellers = vec![
+            reseller("super", None, 1000),
+            reseller("sub", Some(0), 1200),
+            reseller("leaf", Some(1), 1500),
+        ];
+        let mut customers: Vec<CustomerNode> = (0..10)
+            .map(|_| CustomerNode {
+                reseller: 2,
+                since_ms: JAN,
+            })
+            .collect();
+        customers.push(CustomerNode {
+            reseller: 1,
+            since_ms: JAN,
+        });
+        customers.push(CustomerNode {
+            reseller: 0,
+            since_ms: JAN,
+        });
+        Hierarchy::new(resellers, customers, 3).expect("a valid hierarchy")
+    }
+
+    fn pay(customer: u32, amount: i64, at_ms: i64) -> Payment {
+        Payment {
+            customer,
+            amount,
+            at_ms,
+            status: PaymentStatus::Completed,
+            kind: PaymentKind::Payment,
+            reverses: None,
+        }
+    }
+
+    fn january() -> Period {
+        Period {
+            start_ms: JAN,
+            end_ms: FEB,
+            as_of_ms: FEB,
+        }
+    }
+
+    fn no_overrides() -> Plan {
+        Plan {
+            overrides: Vec::new(),
+            ..Plan::reference()
+        }
+    }
+
+    #[test]
+    fn the_reference_example_5000_over_25_payments_at_15_percent_is_750() {
+        let h = three_levels();
+        let payments: Vec<Payment> = (0..25)
+            .map(|i| pay(i % 10, 200_00, JAN + i64::from(i) * DAY))
+            .collect();
+        let run = commission(&no_overrides(), &payments, &h, january()).expect("runs");
+        let leaf = run.totals[2];
+        assert_eq!(
+            (
+                leaf.revenue,
+                leaf.payments,
+                leaf.rate,
+                leaf.direct,
+                leaf.child_count
+            ),
+            (5000_00, 25, rate(1500), 750_00, 10)
+        );
+        assert_eq!(run.lines.len(), 25);
+        assert!(run
+            .lines
+            .iter()
+            .all(|l| l.rule == Rule::Percentage && l.amount == 30_00));
+    }
+
+    #[test]
+    fn overrides_go_up_the_hierarchy_and_levels_sum_to_the_split() {
+        let h = three_levels();
+        let plan = Plan {
+            overrides: vec![rate(500), rate(200)],
+            ..Plan::reference()
+        };
+        // 33.33 at 15 % + 5 % + 2 % = 22 % → 7.3326 → 7.33 split 4.9995 / 1.6665 / 0.6666.
+        let run = commission(&plan, &[pay(0, 33_33, JAN)], &h, january()).expect("runs");
+        let got: Vec<(u32, u8, Rule, i64)> = run
+            .lines
+            .iter()
+            .map(|l| (l.reseller, l.level, l.rule, l.amount))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (2, 0, Rule::Percentage, 5_00),
+                (1, 1, Rule::Override, 1_66),
+                (0, 2, Rule::Override, 67),
+            ]
+        );
+        assert_eq!(got.iter().map(|g| g.3).sum::<i64>(), 7_33);
+        // The reference default: the grandparent level earns 5 % of the payment.
+        let run =
+            commission(&Plan::reference(), &[pay(10, 100_00, JAN)], &h, january()).expect("runs");
+        assert_eq!(run.totals[0].overrides, 5_00);
+        assert_eq!(run.totals[1].direct, 12_00);
+    }
+
+    #[test]
+    fn an_unapproved_reseller_earns_nothing_and_its_parent_still_earns() {
+        let mut resellers = vec![reseller("top", None, 1000), reseller("mid", Some(0), 1500)];
+        resellers[1].approved = false;
+        let customers = vec![CustomerNode {
+            reseller: 1,
+            since_ms: JAN,
+        }];
+        let h = Hierarchy::new(resellers, customers, 2).expect("valid");
+        let run =
+            commission(&Plan::reference(), &[pay(0, 100_00, JAN)], &h, january()).expect("runs");
+        assert_eq!((run.totals[1].total, run.totals[0].overrides), (0, 5_00));
+    }
+
+    #[test]
+    fn child_count_tiers_follow_the_reference_table() {
+        let table = [
+            (0u32, 1000u16),
+            (9, 1000),
+            (10, 1200),
+            (24, 1200),
+            (25, 1500),
+            (49, 1500),
+            (50, 2000),
+            (400, 2000),
+        ];
+        for (children, units) in table {
+            let resellers = vec![reseller("r", None, 0)];
+            let customers = vec![
+                CustomerNode {
+                    reseller: 0,
+                    since_ms: JAN
+                };
+                children.max(1) as usize
+            ];
+            let h = Hierarchy::new(resellers, customers, 1).expect("valid");
+            let plan = Plan {
+                base: BaseRule::ChildCount(child_count_reference()),
+                ..no_overrides()
+            };
+            let expected_count = children.max(1);
+            let run = commission(&plan, &[pay(0, 100_00, JAN)], &h, january()).expect("runs");
+            let expected = if expected_count == children {
+                units
+            } else {
+                1000
+            };
+            assert_eq!(run.totals[0].rate, rate(expected), "{children} children");
+            assert_eq!(run.lines[0].rule, Rule::ChildCountTier);
+        }
+    }
+
+    fn banded(mode: BandMode) -> Plan {
+        Plan {
+            base: BaseRule::Revenue {
+                mode,
+                bands: vec![
+                    RevenueBand {
+                        up_to: Some(1000_00),
+                        rate: rate(500),
+                    },
+                    RevenueBand {
+                        up_to: Some(5000_00),
+                        rate: rate(1000),
+                    },
+                    RevenueBand {
+                        up_to: None,
+                        rate: rate(1500),
+                    },
+                ],
+            },
+            ..no_overrides()
+        }
+    }
+
+    #[test]
+    fn revenue_bands_in_volume_and_graduated_mode() {
+        let h = three_levels();
+        // Revenue 6000.00 in three payments of 2000.00.
+        let payments = [
+            pay(0, 2000_00, JAN),
+            pay(1, 2000_00, JAN + DAY),
+            pay(2, 2000_00, JAN + 2 * DAY),
+        ];
+        let volume = commission(&banded(BandMode::Volume), &payments, &h, january()).expect("runs");
+        assert_eq!(
+            (volume.totals[2].rate, volume.totals[2].direct),
+            (rate(1500), 900_00)
+        );
+        // Graduated: 1000 × 5 % + 4000 × 10 % + 1000 × 15 % = 50 + 400 + 150 = 600.00.
+        let graduated =
+            commission(&banded(BandMode::Graduated), &payments, &h, january()).expect("runs");
+        assert_eq!(
+            (graduated.totals[2].rate, graduated.totals[2].direct),
+            (rate(1000), 600_00)
+        );
+        assert_eq!(
+            graduated.lines.iter().map(|l| l.amount).collect::<Vec<_>>(),
+            [200_00; 3]
+        );
+        // A revenue exactly at a limit stays in that band.
+        let at_limit = commission(
+            &banded(BandMode::Volume),
+            &[pay(0, 1000_00, JAN)],
+            &h,
+            january(),
+        )
+        .expect("runs");
+        assert_eq!(at_limit.totals[2].rate, rate(500));
+    }
+
+    #[test]
+    fn recurring_limits_caps_holds_and_flat_fees() {
+        let h = three_levels();
+        let plan = Plan {
+            recurring_months: Some(1),
+            ..no_overrides()
+        };
+        let period = Period {
+            start_ms: JAN,
+            end_ms: JAN + 90 * DAY,
+            as_of_ms: JAN + 90 * DAY,
+        };
+        let payments = [pay(0, 100_00, JAN + 5 * DAY), pay(0, 100_00, FEB + 5 * DAY)];
+        let run = commission(&plan, &payments, &h, period).expect("runs");
+        assert_eq!(run.lines.len(), 1, "only the first month earns");
+
+        let plan = Plan {
+            cap_per_period: Some(40_00),
+            flat_fee: 1_00,
+            hold_days: 30,
+            ..no_overrides()
+        };
+        let payments = [
+            pay(0, 100_00, JAN),
+            pay(1, 100_00, JAN + 20 * DAY),
+            pay(2, 100_00, JAN + 25 * DAY),
+        ];
+        let as_of = Period {
+            as_of_ms: JAN + 35 * DAY,
+            ..january()
+        };
+        let run = commission(&plan, &payments, &h, as_of).expect("runs");
+        let leaf = run.totals[2];
+        // 3 × (15.00 + 1.00) = 48.00, capped at 40.00.
+        assert_eq!((leaf.direct, leaf.capped, leaf.total), (40_00, 8_00, 40_00));
+        // Only the first payment's lines are past their 30-day hold on day 35.
+        let first: i64 = run
+            .lines
+            .iter()
+            .filter(|l| l.payment == 0)
+            .map(|l| l.amount)
+            .sum();
+        assert_eq!((leaf.approved, leaf.pending), (first, 40_00 - first));
+        assert!(run.lines.iter().any(|l| l.rule == Rule::FlatFee));
+    }
+
+    #[test]
+    fn refunds_claw_back_in_proportion_and_a_full_refund_nets_to_zero() {
+        let h = three_levels();
+        let plan = Plan {
+            overrides: vec![rate(500), rate(200)],
+            flat_fee: 50,
+            ..Plan::reference()
+        };
+        let mut refund = pay(0, 100_00, JAN + DAY);
+        refund.kind = PaymentKind::Refund;
+        refund.reverses = Some(0);
+        let run = commission(&plan, &[pay(0, 100_00, JAN), refund], &h, january()).expect("runs");
+        for t in &run.totals {
+            assert_eq!(t.total, 0, "{t:?}");
+        }
+        assert!(run
+            .lines
+            .iter()
+            .filter(|l| l.payment == 1)
+            .all(Line::is_clawback));
+        let mut partial = refund;
+        partial.amount = 25_00;
+        partial.kind = PaymentKind::Chargeback;
+        let run = commission(&plan, &[pay(0, 100_00, JAN), partial], &h, january()).expect("runs");
+        let clawed: i64 = run
+            .lines
+            .iter()
+            .filter(|l| l.payment == 1)
+            .map(|l| l.amount)
+            .sum();
+        // Earned 15 + 5 + 2 + 0.50 = 22.50; a quarter back is 5.63 (half up).
+        assert_eq!(clawed, -5_63);
+        // A refund of a payment from an earlier period claws back in this one.
+        let feb = Period {
+            start_ms: FEB,
+            end_ms: FEB + 28 * DAY,
+            as_of_ms: FEB + 28 * DAY,
+        };
+        let mut late = refund;
+        late.at_ms = FEB + DAY;
+        let run = commission(&plan, &[pay(0, 100_00, JAN), late], &h, feb).expect("runs");
+        assert_eq!(run.totals[2].clawbacks, -15_50);
+        assert_eq!(
+            run.totals[2].total, -15_50,
+            "a payable balance may go negative"
+        );
+    }
+
+    #[test]
+    fn only_completed_payments_in_the_half_open_period_count() {
+        let h = three_levels();
+        let mut pending = pay(0, 100_00, JAN);
+        pending.status = PaymentStatus::Pending;
+        let mut failed = pay(0, 100_00, JAN);
+        failed.status = PaymentStatus::Failed;
+        let payments = [
+            pending,
+            failed,
+            pay(0, 100_00, JAN - 1),
+            pay(0, 100_00, FEB),
+            pay(0, 100_00, FEB - 1),
+        ];
+        let run = commission(&no_overrides(), &payments, &h, january()).expect("runs");
+        assert_eq!((run.totals[2].payments, run.totals[2].revenue), (1, 100_00));
+    }
+
+    #[test]
+    fn bad_hierarchies_plans_and_payments_are_invalid_input() {
+        let cycle = vec![reseller("a", Some(1), 0), reseller("b", Some(0), 0)];
+        let e = Hierarchy::new(cycle, Vec::new(), 8).expect_err("a cycle");
+        assert!(e.to_string().contains("cycle"), "{e}");
+        let deep = vec![
+            reseller("a", None, 0),
+            reseller("b", Some(0), 0),
+            reseller("c", Some(1), 0),
+        ];
+        let e = Hierarchy::new(deep.clone(), Vec::new(), 1).expect_err("too deep");
+        assert!(e.to_string().contains("more than 1 levels"), "{e}");
+        assert!(Hierarchy::new(deep, Vec::new(), 2).is_ok());
+        let dangling = vec![reseller("a", Some(7), 0)];
+        assert!(Hierarchy::new(dangling, Vec::new(), 2).is_err());
+        let orphan = vec![CustomerNode {
+            reseller: 3,
+            since_ms: 0,
+        }];
+        assert!(Hierarchy::new(vec![reseller("a", None, 0)], orphan, 2).is_err());
+
+        let h = three_levels();
+        let bad_plans = [
+            Plan {
+                base: BaseRule::ChildCount(vec![(10, rate(1))]),
+                ..Plan::reference()
+            },
+            Plan {
+                base: BaseRule::ChildCount(vec![(0, rate(1)), (10, rate(1))]),
+                ..Plan::reference()
+            },
+            Plan {
+                base: BaseRule::Revenue {
+                    mode: BandMode::Volume,
+                    bands: vec![RevenueBand {
+                        up_to: Some(5),
+                        rate: rate(1),
+                    }],
+                },
+                ..Plan::reference()
+            },
+            Plan {
+                flat_fee: -1,
+                ..Plan::reference()
+            },
+            Plan {
+                overrides: vec![rate(1); LEVELS_MAX + 1],
+                ..Plan::reference()
+            },
+        ];
+        for plan in bad_plans {
+            assert!(commission(&plan, &[], &h, january()).is_err(), "{plan:?}");
+        }
+        let mut refund = pay(0, 200_00, JAN);
+        refund.kind = PaymentKind::Refund;
+        refund.reverses = Some(0);
+        let bad_payments = [
+            vec![pay(99, 1, JAN)],
+            vec![pay(0, 0, JAN)],
+            vec![pay(0, 100_00, JAN), refund],
+            vec![Payment {
+                reverses: Some(0),
+                ..pay(0, 1, JAN)
+            }],
+        ];
+        for payments in bad_payments {
+            assert!(matches!(
+                commission(&Plan::reference(), &payments, &h, january()),
+                Err(Error::InvalidInput { .. })
+            ));
+        }
+        assert!(commission(
+            &Plan::reference(),
+            &[],
+            &h,
+            Period {
+                end_ms: JAN,
+                ..january()
+            }
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn allocation_keeps_the_whole() {
+        assert_eq!(allocate(10, &[1, 1, 1]), [4, 3, 3]);
+        assert_eq!(allocate(-10, &[1, 1, 1]), [-4, -3, -3]);
+        assert_eq!(allocate(7, &[0, 0]), [7, 0]);
+        assert_eq!(allocate(5, &[3, 1]), [4, 1]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn levels_sum_to_the_split_and_a_full_refund_nets_to_zero(
+            amount in 1i64..10_000_000_00,
+            own in 0u16..=10_000,
+            o1 in 0u16..=2_000,
+            o2 in 0u16..=2_000,
+            fee in 0i64..500,
+        ) {
+            let resellers = vec![reseller("a", None, 0), reseller("b", Some(0), 0), reseller("c", Some(1), own)];
+            let h = Hierarchy::new(resellers, vec![CustomerNode { reseller: 2, since_ms: JAN }], 3).expect("valid");
+            let plan = Plan { overrides: vec![rate(o1), rate(o2)], flat_fee: fee, ..Plan::reference() };
+            let mut refund = pay(0, amount, JAN + DAY);
+            refund.kind = PaymentKind::Refund;
+            refund.reverses = Some(0);
+            let run = commission(&plan, &[pay(0, amount, JAN), refund], &h, january()).expect("runs");
+            let split: i64 = run.lines.iter().filter(|l| l.payment == 0 && l.rule != Rule::FlatFee).map(|l| l.amount).sum();
+            let exact = i128::from(amount) * i128::from(own + o1 + o2);
+            proptest::prop_assert_eq!(i128::from(split), Rounding::HalfUp.divide(exact, RATE_ONE).unwrap_or(-1));
+            for t in &run.totals {
+                proptest::prop_assert_eq!(t.total, 0);
+            }
+        }
+    }
+}
