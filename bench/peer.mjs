@@ -213,3 +213,54 @@ export function validateLedgerBytes(bytes) {
   }
   return { ok: violations.length === 0, balance: balance.toNumber(), violations };
 }
+
+// The monthly commission run over columns (what a JS team would pass at this scale): the
+// reseller's own rate, overrides up the parents, a hold before a line is payable, refunds as
+// clawbacks. Money on decimal.js in minor units; each payment's split rounded once (half up) and
+// allocated over its levels by largest remainder, as the engine does.
+export function commissionRun({ payments, customers, resellers, plan, start, end, asOf }) {
+  const n = payments.customer.length;
+  const holdMs = plan.holdDays * 86_400_000;
+  const totals = resellers.map(() => ({ direct: new D(0), overrides: new D(0), clawbacks: new D(0), approved: new D(0), pending: new D(0) }));
+  const overrides = plan.overrides.map((r) => new D(r).times(10_000));
+  const levels = [];
+  for (let i = 0; i < n; i++) {
+    const at = payments.at[i];
+    if (payments.status[i] !== 0 || at < start || at >= end) continue;
+    const direct = customers.reseller[payments.customer[i]];
+    levels.length = 0;
+    if (resellers[direct].approved) levels.push([direct, new D(resellers[direct].rate).times(10_000), 0]);
+    let up = resellers[direct].parent;
+    for (let l = 0; l < overrides.length && up != null; l++) {
+      if (resellers[up].approved) levels.push([up, overrides[l], l + 1]);
+      up = resellers[up].parent;
+    }
+    if (levels.length === 0) continue;
+    const amount = new D(payments.amountMinor[i]);
+    const rateSum = levels.reduce((s, [, r]) => s.plus(r), new D(0));
+    const total = amount.times(rateSum).div(10_000).toDecimalPlaces(0, D.ROUND_HALF_UP);
+    // Largest remainder: floor shares, then one unit to the largest remainders (compared as
+    // exact integers: total × rate mod the rate sum).
+    const products = levels.map(([, r]) => total.times(r));
+    const parts = products.map((x) => x.divToInt(rateSum));
+    let left = total.minus(parts.reduce((a, b) => a.plus(b), new D(0))).toNumber();
+    const order = products.map((x, k) => [x.mod(rateSum), k]).sort((a, b) => b[0].comparedTo(a[0]) || a[1] - b[1]);
+    for (const [, k] of order) {
+      if (left <= 0) break;
+      parts[k] = parts[k].plus(1);
+      left -= 1;
+    }
+    const refund = payments.kind[i] !== 0;
+    const payableAt = refund ? at : at + holdMs;
+    levels.forEach(([r, , level], k) => {
+      const part = refund ? parts[k].negated() : parts[k];
+      const t = totals[r];
+      if (refund) t.clawbacks = t.clawbacks.plus(part);
+      else if (level === 0) t.direct = t.direct.plus(part);
+      else t.overrides = t.overrides.plus(part);
+      if (payableAt <= asOf) t.approved = t.approved.plus(part);
+      else t.pending = t.pending.plus(part);
+    });
+  }
+  return totals.map((t) => ({ total: t.direct.plus(t.overrides).plus(t.clawbacks), approved: t.approved, pending: t.pending }));
+}

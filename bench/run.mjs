@@ -126,6 +126,69 @@ results.wasm.validateLedger = wasmBytesSeconds;
 results.peer.validateLedger = peerBytesSeconds;
 results.ledgerBytes = bytes.length;
 
+// The monthly commission run: 1 000 000 payments by 200 000 customers of 10 000 resellers in
+// three levels (100 at the top, 900 under them, 9 000 under those), the same data native builds.
+const JAN = Date.UTC(2026, 0, 1);
+const MONTH = 31 * 86_400_000;
+const commissionResellers = Array.from({ length: 10_000 }, (_, i) => ({
+  id: `rs_${String(i).padStart(5, "0")}`,
+  parent: i < 100 ? null : i < 1000 ? i % 100 : 100 + (i % 900),
+  rate: (1000 + (i % 6) * 100) / 10_000,
+  approved: i % 50 !== 7,
+}));
+const hierarchy = {
+  resellers: commissionResellers.map((r) => ({
+    id: r.id,
+    ...(r.parent === null ? {} : { parentId: commissionResellers[r.parent].id }),
+    commissionRate: r.rate,
+    ...(r.approved ? {} : { status: "suspended" }),
+  })),
+  customers: {
+    reseller: Uint32Array.from({ length: 200_000 }, (_, c) => (c * 7919) % 10_000),
+    since: Float64Array.from({ length: 200_000 }, (_, c) => JAN - (c % 24) * MONTH),
+  },
+};
+const paymentCount = 1_000_000;
+const columns = {
+  customer: new Uint32Array(paymentCount),
+  amountMinor: new Float64Array(paymentCount),
+  at: new Float64Array(paymentCount),
+  status: new Uint8Array(paymentCount),
+  kind: new Uint8Array(paymentCount),
+};
+for (let i = 0; i < paymentCount; i++) {
+  columns.customer[i] = (i * 31) % 200_000;
+  columns.amountMinor[i] = 1000 + (i % 50_000);
+  columns.at[i] = JAN + i * 2000;
+  columns.status[i] = i % 41 === 0 ? 1 : 0;
+  columns.kind[i] = i % 97 === 3 && i > 0 ? 1 : 0;
+}
+const commissionPlan = { overrides: ["0.05", "0.02"], holdDays: 14 };
+const period = { start: JAN, end: JAN + MONTH };
+const [wasmRun, wasmRunSeconds] = bestOf(3, () => wasm.commission(commissionPlan, columns, hierarchy, { ...period, lines: "columns" }));
+const [, wasmTotalsSeconds] = bestOf(3, () => wasm.commission(commissionPlan, columns, hierarchy, { ...period, lines: "none" }));
+const [peerTotals, peerRunSeconds] = bestOf(1, () =>
+  peer.commissionRun({
+    payments: columns,
+    customers: hierarchy.customers,
+    resellers: commissionResellers,
+    plan: { overrides: [0.05, 0.02], holdDays: 14 },
+    start: period.start,
+    end: period.end,
+    asOf: period.end,
+  }),
+);
+peerTotals.forEach((t, i) => {
+  const w = wasmRun.resellers[i];
+  if (w.total !== t.total.div(100).toFixed(2) || w.approved !== t.approved.div(100).toFixed(2)) {
+    throw new Error(`commission: wasm and peer disagree on ${w.resellerId}: ${w.total}/${w.approved} vs ${t.total}/${t.approved}`);
+  }
+});
+results.wasm.commission = wasmRunSeconds;
+results.wasm.commissionTotalsOnly = wasmTotalsSeconds;
+results.peer.commission = peerRunSeconds;
+results.commissionLines = wasmRun.lineCount;
+
 // Native Rust at opt-level 3 (profile bench-native), the build a server would choose.
 execFileSync("cargo", ["build", "--profile", "bench-native", "--quiet", "--example", "bench"], { cwd: root, stdio: "inherit" });
 results.native = JSON.parse(execFileSync(resolve(root, "target/bench-native/examples/bench"), { encoding: "utf8" }));
@@ -156,6 +219,9 @@ row("provision", fmt(w.provision), fmt(p.provision), fmt(n.provision), "≥200 k
 row("validateLedger", `${w.validateLedger.toFixed(3)} s`, `${p.validateLedger.toFixed(3)} s`, `${n.validateLedgerSeconds.toFixed(3)} s`, "≤1 s", w.validateLedger <= 1);
 row("  (array form)", `${w.validateLedgerArray.toFixed(2)} s`, `${p.validateLedgerArray.toFixed(2)} s`, `${nativeArray.toFixed(2)} s`, "-", true);
 console.log(`ratios: provision wasm/peer ${(w.provision / p.provision).toFixed(2)}x, native/wasm ${(n.provision / w.provision).toFixed(2)}x; validateLedger peer/wasm ${(p.validateLedger / w.validateLedger).toFixed(2)}x, wasm/native ${(w.validateLedger / n.validateLedgerSeconds).toFixed(2)}x`);
+row("commission", `${w.commission.toFixed(3)} s`, `${p.commission.toFixed(3)} s`, `${n.commissionSeconds.toFixed(3)} s`, "≤1.5 s", w.commission <= 1.5);
+row("  (totals only)", `${w.commissionTotalsOnly.toFixed(3)} s`, "-", "-", "-", true);
+console.log(`units: commission in seconds for the monthly run over ${paymentCount.toLocaleString("en")} payments (columns), 200 000 customers, 10 000 resellers, 3 levels, ${results.commissionLines.toLocaleString("en")} lines returned as columns; totals only skips the lines; the peer's totals are checked equal to the cent`);
 console.log(`units: provision in provisions/s (in-memory storage, awaited one by one); validateLedger in seconds for ${million.toLocaleString("en")} entries as exportLedger's buffer (${results.ledgerBytes.toLocaleString("en")} bytes), hash chain included, best of runs; the array form in seconds per 1 M entries, from ${wasmLedger.length.toLocaleString("en")} JSON entries (native: parsed entries)`);
 console.log("");
 for (const [name, path] of [["ally-engine", "pkg/ally_engine_bg.wasm"], ["ally-engine/pricing", "pkg/pricing/ally_engine_bg.wasm"]]) {

@@ -163,8 +163,10 @@ fn main() -> Result<(), Error> {
         assert!(report.ok, "the benchmark ledger must validate");
     });
 
+    let (commission_seconds, commission_lines) = commissions();
+
     println!(
-        "{{\"tierCost\":{tier_cost_rate:.0},\"tierCostBatch\":{batch_rate:.0},\"quote\":{quote_rate:.0},\"provision\":{provision_rate:.0},\"validateLedgerSeconds\":{validate_seconds:.4},\"validateLedgerArraySeconds\":{validate_array_seconds:.4},\"validateLedgerEntries\":{}}}",
+        "{{\"tierCost\":{tier_cost_rate:.0},\"tierCostBatch\":{batch_rate:.0},\"quote\":{quote_rate:.0},\"provision\":{provision_rate:.0},\"validateLedgerSeconds\":{validate_seconds:.4},\"validateLedgerArraySeconds\":{validate_array_seconds:.4},\"validateLedgerEntries\":{},\"commissionSeconds\":{commission_seconds:.4},\"commissionLines\":{commission_lines}}}",
         ledger.len()
     );
     Ok(())
@@ -204,4 +206,78 @@ fn provisions() -> Result<(f64, Vec<Entry>), Error> {
     }
     let ledger = block_on(ally.ledger(&id), 64).ok_or_else(suspended)??;
     Ok((provision_rate, ledger))
+}
+
+/// The monthly commission run: 1 000 000 payments by 200 000 customers of 10 000 resellers in a
+/// three-level hierarchy (100 at the top, 900 under them, 9 000 under those), the reference plan
+/// with a second override level.
+fn commissions() -> (f64, usize) {
+    use ally_engine::domain::commission::{
+        commission, CustomerNode, Hierarchy, Payment, PaymentKind, PaymentStatus, Period, Plan,
+        ResellerNode,
+    };
+    use ally_engine::domain::money::Rate;
+    const JAN: i64 = 1_767_225_600_000;
+    const MONTH: i64 = 31 * 86_400_000;
+    let resellers: Vec<ResellerNode> = (0..10_000u32)
+        .map(|i| ResellerNode {
+            id: format!("rs_{i:05}"),
+            parent: match i {
+                0..=99 => None,
+                100..=999 => Some(i % 100),
+                _ => Some(100 + i % 900),
+            },
+            rate: Rate::from_units(1000 + (i % 6) as u16 * 100).unwrap_or(Rate::ZERO),
+            approved: i % 50 != 7,
+        })
+        .collect();
+    let customers: Vec<CustomerNode> = (0..200_000u32)
+        .map(|c| CustomerNode {
+            reseller: (c * 7919) % 10_000,
+            since_ms: JAN - i64::from(c % 24) * MONTH,
+        })
+        .collect();
+    let hierarchy = Hierarchy::new(resellers, customers, 3).unwrap_or_else(|e| panic!("{e}"));
+    let payments: Vec<Payment> = (0..1_000_000u32)
+        .map(|i| {
+            let refund = i % 97 == 3 && i > 0;
+            Payment {
+                customer: (i * 31) % 200_000,
+                amount: 1_000 + i64::from(i % 50_000),
+                at_ms: JAN + i64::from(i) * 2_000,
+                status: if i % 41 == 0 {
+                    PaymentStatus::Pending
+                } else {
+                    PaymentStatus::Completed
+                },
+                kind: if refund {
+                    PaymentKind::Refund
+                } else {
+                    PaymentKind::Payment
+                },
+                reverses: None,
+            }
+        })
+        .collect();
+    let plan = Plan {
+        overrides: vec![
+            Rate::from_units(500).unwrap_or(Rate::ZERO),
+            Rate::from_units(200).unwrap_or(Rate::ZERO),
+        ],
+        hold_days: 14,
+        ..Plan::reference()
+    };
+    let period = Period {
+        start_ms: JAN,
+        end_ms: JAN + MONTH,
+        as_of_ms: JAN + MONTH,
+    };
+    let mut lines = 0;
+    let seconds = median(3, || {
+        let run =
+            commission(&plan, &payments, &hierarchy, period).unwrap_or_else(|e| panic!("{e}"));
+        lines = run.lines.len();
+        black_box(run);
+    });
+    (seconds, lines)
 }

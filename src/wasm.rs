@@ -5,6 +5,8 @@
 // (`--no-default-features`), the small module for browsers and edge functions that only price.
 #[cfg(feature = "engine")]
 mod ally;
+#[cfg(feature = "engine")]
+mod commission;
 mod error;
 #[cfg(feature = "engine")]
 mod host;
