@@ -368,7 +368,10 @@ fn time_ms(value: &JsValue, path: &str) -> Result<i64> {
     if let Some(text) = value.as_string() {
         if text.len() == 10 {
             if let Ok(date) = chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d") {
-                return Ok(date.and_time(chrono::NaiveTime::MIN).and_utc().timestamp_millis());
+                return Ok(date
+                    .and_time(chrono::NaiveTime::MIN)
+                    .and_utc()
+                    .timestamp_millis());
             }
         }
     }
