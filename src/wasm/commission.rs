@@ -27,6 +27,11 @@ use crate::domain::{Error, Result};
 
 #[wasm_bindgen(typescript_custom_section)]
 const COMMISSION_TYPES: &str = r#"
+/** An amount of money: a decimal string at most at the currency's scale (`"1999.99"`), or a finite number. */
+export type Money = string | number;
+/** A rate in [0, 1] with at most 4 decimals: `"0.15"` or `0.15`. */
+export type Rate = string | number;
+
 /** A commission plan; every key is optional (the reference plan: own rate, 5 % override). */
 export interface CommissionPlan {
   /** What sets the direct rate: the reseller's own `commissionRate` (default), its number of customers, or the period's revenue. */

@@ -174,6 +174,9 @@ impl Walker<'_> {
 /// Whether an object's prototype is `Object.prototype` or `null`: no class instance, no
 /// inherited properties.
 pub fn is_plain(value: &JsValue) -> bool {
+    if !value.is_object() {
+        return false; // primitives, null and undefined (which getPrototypeOf would throw on)
+    }
     let prototype: JsValue = Object::get_prototype_of(value).into();
     OBJECT_PROTOTYPE.with(|p| *p == prototype) || prototype.is_null()
 }

@@ -543,6 +543,115 @@ export function cases(lib, runtime) {
     }
   });
 
+  const HIERARCHY = {
+    resellers: [
+      { id: "super", commissionRate: "0.10" },
+      { id: "sub", parentId: "super", commissionRate: 0.12 },
+      { id: "abc", parentId: "sub", commissionRate: "0.15" },
+    ],
+    customers: Array.from({ length: 10 }, (_, i) => ({ id: `c${i}`, resellerId: "abc", since: "2025-12-01T00:00:00Z" })),
+  };
+  const JANUARY = { start: "2026-01-01", end: "2026-02-01" };
+
+  t("commission: the reference example, overrides, refunds and explanations", () => {
+    const { commission } = lib;
+    const payments = Array.from({ length: 25 }, (_, i) => ({ id: `p${i}`, customerId: `c${i % 10}`, amount: "200.00", at: `2026-01-${String(1 + i).padStart(2, "0")}T10:00:00Z` }));
+    const run = commission({ overrides: [] }, payments, HIERARCHY, JANUARY);
+    const abc = run.resellers[2];
+    equal([abc.resellerId, abc.revenue, abc.payments, abc.rate, abc.direct, abc.childCount], ["abc", "5000.00", 25, "0.1500", "750.00", 10], "5000.00 at 15 % is 750.00");
+    equal(run.lines[0], { amount: "30.00", base: "200.00", clawback: false, level: 0, payableAt: "2026-01-01T10:00:00.000Z", paymentId: "p0", rate: "0.1500", resellerId: "abc", rule: "percentage" }, "an explained line");
+    const split = commission({ overrides: ["0.05", "0.02"] }, [{ id: "x", customerId: "c0", amount: "33.33", at: "2026-01-05T00:00:00Z" }], HIERARCHY, JANUARY);
+    equal(split.lines.map((l) => [l.resellerId, l.level, l.rule, l.amount]), [["abc", 0, "percentage", "5.00"], ["sub", 1, "override", "1.66"], ["super", 2, "override", "0.67"]], "levels sum to 7.33");
+    const refunded = commission({}, [
+      { id: "p", customerId: "c1", amount: "100.00", at: "2026-01-02T00:00:00Z" },
+      { id: "r", customerId: "c1", amount: "100.00", at: "2026-01-03T00:00:00Z", kind: "refund", reverses: "p" },
+    ], HIERARCHY, JANUARY);
+    equal(refunded.resellers.map((r) => r.total), ["0.00", "0.00", "0.00"], "a full refund nets to zero");
+    ok(refunded.lines.filter((l) => l.paymentId === "r").every((l) => l.clawback && l.amount.startsWith("-")), "clawback lines");
+    const held = commission({ holdDays: 30, minimumPayout: "20.00" }, [{ customerId: "c2", amount: "100.00", at: "2026-01-20T00:00:00Z" }], HIERARCHY, { ...JANUARY, asOf: "2026-02-01" });
+    equal([held.resellers[2].pending, held.resellers[2].approved, held.resellers[2].payoutEligible], ["15.00", "0.00", false], "held");
+    const tiers = commission({ base: "childCount", overrides: [] }, [{ customerId: "c3", amount: "100.00", at: "2026-01-04" }], HIERARCHY, JANUARY);
+    equal([tiers.resellers[2].rate, tiers.lines[0].rule, tiers.lines[0].amount], ["0.1200", "childCountTier", "12.00"], "10 children: 12 %");
+    const graduated = commission(
+      { base: "revenue", bandMode: "graduated", overrides: [], revenueBands: [{ upTo: "1000.00", rate: "0.05" }, { upTo: "5000.00", rate: "0.10" }, { upTo: null, rate: "0.15" }] },
+      [0, 1, 2].map((i) => ({ customerId: `c${i}`, amount: "2000.00", at: `2026-01-1${i}` })),
+      HIERARCHY,
+      JANUARY,
+    );
+    equal([graduated.resellers[2].direct, graduated.resellers[2].rate], ["600.00", "0.1000"], "graduated bands");
+    equal(commission({}, [{ customerId: "c0", amount: "1.00", at: "2026-02-01" }], HIERARCHY, JANUARY).lineCount, 0, "the period is half-open");
+  });
+
+  t("commission: payment and customer columns give the same totals as objects", () => {
+    const { commission } = lib;
+    const objects = [];
+    const n = 500;
+    const columns = { customer: new Uint32Array(n), amountMinor: new Float64Array(n), at: new Float64Array(n), kind: new Uint8Array(n), status: new Uint8Array(n) };
+    const start = Date.UTC(2026, 0, 1);
+    for (let i = 0; i < n; i++) {
+      const refund = i % 23 === 5;
+      const status = i % 31 === 0 ? 1 : 0;
+      columns.customer[i] = i % 10;
+      columns.amountMinor[i] = 100 + i * 7;
+      columns.at[i] = start + i * 3_600_000;
+      columns.kind[i] = refund ? 1 : 0;
+      columns.status[i] = status;
+      objects.push({ customerId: `c${i % 10}`, amount: ((100 + i * 7) / 100).toFixed(2), at: start + i * 3_600_000, ...(refund ? { kind: "refund" } : {}), ...(status ? { status: "pending" } : {}) });
+    }
+    const customers = { reseller: new Uint32Array(10).fill(2), since: new Float64Array(10).fill(Date.UTC(2025, 11, 1)) };
+    const plan = { overrides: ["0.05", "0.02"], holdDays: 3 };
+    const a = commission(plan, objects, HIERARCHY, JANUARY);
+    const b = commission(plan, columns, { ...HIERARCHY, customers }, JANUARY);
+    equal(b.resellers, a.resellers, "the same totals");
+    ok(b.lines.amountMinor instanceof Float64Array && b.lines.amountMinor.length === a.lineCount, "lines as columns");
+    equal(b.lines.rules[b.lines.rule[0]], a.lines[0].rule, "rule names");
+    equal(commission(plan, columns, { ...HIERARCHY, customers }, { ...JANUARY, lines: "none" }).lines, undefined, "no lines");
+  });
+
+  t("commission: bad input at every argument is INVALID_INPUT", async () => {
+    const { commission } = lib;
+    const pay = [{ customerId: "c0", amount: "10.00", at: "2026-01-02" }];
+    const bad = (what, fn) => fails(AllyError, "INVALID_INPUT", fn, what);
+    for (const plan of [5, "x", { base: "magic" }, { overrides: ["1.5"] }, { overrides: Array(9).fill("0.01") }, { flatFee: "-1.00" }, { flatFee: "1.001" }, { holdDays: -1 }, { holdDays: 1.5 }, { recurringMonths: NaN }, { rounding: "sideways" }, { extra: 1 }, protoKeyed('{"__proto__": {"base": "ownRate"}}'), { base: "revenue" }, { base: "revenue", revenueBands: [{ upTo: "5.00", rate: "0.1" }] }, { base: "childCount", childCountTiers: [{ min: 10, rate: "0.1" }] }]) {
+      await bad(`plan ${JSON.stringify(plan)}`, () => commission(plan, pay, HIERARCHY, JANUARY));
+    }
+    for (const amount of ["1e3", "10.001", NaN, Infinity, -1, "0.00", null, "1_000"]) {
+      await bad(`amount ${String(amount)}`, () => commission({}, [{ ...pay[0], amount }], HIERARCHY, JANUARY));
+    }
+    for (const payment of [{ ...pay[0], customerId: "nobody" }, { ...pay[0], at: "yesterday" }, { ...pay[0], kind: "gift" }, { ...pay[0], status: "done" }, { ...pay[0], extra: 1 }, { ...pay[0], reverses: "none" }, protoKeyed('{"customerId": "c0", "amount": "1.00", "at": "2026-01-02", "__proto__": {}}')]) {
+      await bad(`payment ${JSON.stringify(payment)}`, () => commission({}, [payment], HIERARCHY, JANUARY));
+    }
+    const cols = (patch) => ({ customer: new Uint32Array([0]), amountMinor: new Float64Array([100]), at: new Float64Array([Date.UTC(2026, 0, 2)]), ...patch });
+    for (const [what, columns] of [
+      ["fractional cents", cols({ amountMinor: new Float64Array([1.5]) })],
+      ["NaN time", cols({ at: new Float64Array([NaN]) })],
+      ["short column", cols({ at: new Float64Array(0) })],
+      ["wrong array type", cols({ customer: [0] })],
+      ["bad kind", cols({ kind: new Uint8Array([7]) })],
+      ["unknown key", cols({ extra: new Uint8Array(1) })],
+      ["customer out of range", cols({ customer: new Uint32Array([99]) })],
+      ["reverses a refund of itself", cols({ reverses: new Int32Array([0]), kind: new Uint8Array([1]) })],
+    ]) {
+      await bad(what, () => commission({}, columns, HIERARCHY, JANUARY));
+    }
+    for (const hierarchy of [
+      null,
+      { resellers: [{ id: "a", parentId: "b", commissionRate: "0.1" }, { id: "b", parentId: "a", commissionRate: "0.1" }], customers: [] },
+      { resellers: [{ id: "a", commissionRate: "0.1" }, { id: "a", commissionRate: "0.1" }], customers: [] },
+      { resellers: [{ id: "a", commissionRate: "1.5" }], customers: [] },
+      { resellers: [{ id: "a", commissionRate: "0.1", parentId: "ghost" }], customers: [] },
+      { resellers: [{ id: "a", commissionRate: "0.1" }], customers: [{ id: "c", resellerId: "ghost" }] },
+      { ...HIERARCHY, depthMax: 1 },
+      { ...HIERARCHY, extra: 1 },
+    ]) {
+      await bad(`hierarchy ${JSON.stringify(hierarchy)?.slice(0, 60)}`, () => commission({}, pay, hierarchy, JANUARY));
+    }
+    for (const options of [undefined, {}, { start: "2026-01-01" }, { start: "2026-02-01", end: "2026-01-01" }, { ...JANUARY, currency: "ZZZ" }, { ...JANUARY, lines: "all" }, { ...JANUARY, extra: 1 }, { start: NaN, end: 5 }]) {
+      await bad(`options ${JSON.stringify(options)}`, () => commission({}, pay, HIERARCHY, options));
+    }
+    equal(commission({}, pay, HIERARCHY, JANUARY).resellers[2].direct, "1.50", "still works");
+  });
+
   conformance(h, "memoryStorage()", () => memoryStorage());
   conformance(h, "test host storage", () => hostStorage({ async: true }));
 

@@ -99,3 +99,23 @@ void main;
   const report: import("ally-engine").CreditCheckReport = await ally.checkCredits(new Date());
   void kind, bulk, off, code, report, fromBytes;
 }
+
+// Commissions: plans, payments (objects or columns) and the run are precisely typed.
+{
+  const { commission } = await import("ally-engine");
+  const hierarchy: import("ally-engine").CommissionHierarchy = {
+    resellers: [{ id: "top", commissionRate: "0.10" }, { id: "abc", parentId: "top", commissionRate: 0.15, status: "approved" }],
+    customers: [{ id: "c1", resellerId: "abc", since: new Date() }],
+  };
+  const run = commission({ overrides: ["0.05"], holdDays: 14 }, [{ customerId: "c1", amount: "200.00", at: "2026-01-05" }], hierarchy, { start: "2026-01-01", end: "2026-02-01" });
+  const total: string | undefined = run.resellers[0]?.total;
+  const eligible: boolean | undefined = run.resellers[0]?.payoutEligible;
+  const columns: import("ally-engine").PaymentColumns = { customer: new Uint32Array(1), amountMinor: new Float64Array([20000]), at: new Float64Array([Date.now()]) };
+  const packed = commission({}, columns, { ...hierarchy, customers: { reseller: new Uint32Array([1]) } }, { start: 0, end: Date.now(), lines: "columns" });
+  const lineCount: number = packed.lineCount;
+  // @ts-expect-error: the period is required
+  commission({}, columns, hierarchy);
+  // @ts-expect-error: an unknown base rule
+  commission({ base: "magic" }, columns, hierarchy, { start: 0, end: 1 });
+  void total, eligible, lineCount;
+}
