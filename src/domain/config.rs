@@ -21,10 +21,16 @@ pub struct Config {
     pub low_credit_threshold: Credits,
     /// Where the reseller dashboard lives (`urls.dashboard`, default `partner/dashboard`).
     pub dashboard_url: String,
+    /// The longest chain of resellers, the top included (`hierarchyLevelsMax`, default 3: a
+    /// super reseller, a sub-reseller, and one more level).
+    pub hierarchy_levels_max: usize,
 }
 
 impl Config {
     pub const URL_LEN_MAX: usize = 2_048;
+    pub const HIERARCHY_LEVELS_DEFAULT: usize = 3;
+    /// The most levels `hierarchyLevelsMax` may allow (commission overrides go at most this deep).
+    pub const HIERARCHY_LEVELS_MAX: usize = 9;
 
     /// Checks the parts against each other: the default tier must be in the tier table, the
     /// dashboard URL must be printable.
@@ -61,6 +67,7 @@ impl Config {
             auto_provision_wallet,
             low_credit_threshold,
             dashboard_url,
+            hierarchy_levels_max: Self::HIERARCHY_LEVELS_DEFAULT,
         })
     }
 }
@@ -74,6 +81,7 @@ impl Default for Config {
             auto_provision_wallet: true,
             low_credit_threshold: Credits::new(500).unwrap_or(Credits::ZERO),
             dashboard_url: "partner/dashboard".to_owned(),
+            hierarchy_levels_max: Self::HIERARCHY_LEVELS_DEFAULT,
         }
     }
 }

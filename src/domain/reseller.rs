@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use super::decimal::printable;
 use super::error::{Error, Result};
-use super::money::Credits;
+use super::money::{Credits, Rate};
 use super::record::Fields;
 use super::rounding::Rounding;
 use super::tier::{tier_cost, TierName, TierTable};
@@ -129,6 +129,11 @@ pub struct Reseller {
     pub tier: String,
     pub status: ResellerStatus,
     pub metadata: Metadata,
+    /// Its own commission rate on its customers' payments (`None`: not set).
+    #[serde(serialize_with = "rate_text")]
+    pub commission_rate: Option<Rate>,
+    /// The reseller above it in the hierarchy.
+    pub parent_id: Option<String>,
     #[serde(serialize_with = "iso_time::serialize")]
     pub created_at: DateTime<Utc>,
     #[serde(serialize_with = "iso_time::serialize")]
@@ -143,6 +148,18 @@ pub struct ResellerDraft {
     pub email: Option<String>,
     pub tier: Option<String>,
     pub metadata: Option<Metadata>,
+    pub commission_rate: Option<Rate>,
+}
+
+/// A rate as its 4-decimal text (`"0.1500"`), or null.
+fn rate_text<S: serde::Serializer>(
+    rate: &Option<Rate>,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match rate {
+        Some(rate) => serializer.serialize_str(&rate.to_decimal().to_string()),
+        None => serializer.serialize_none(),
+    }
 }
 
 pub const COMPANY_LEN_MAX: usize = 200;
@@ -210,6 +227,32 @@ pub fn metadata(map: Metadata, field: &str) -> Result<Metadata> {
     Ok(map)
 }
 
+/// Checks that `child` may sit under a parent whose ancestors are `ancestors` (the parent
+/// first, the top last) when the deepest reseller under `child` is `below` levels down: no
+/// reseller may become its own ancestor, and no chain of resellers may be longer than
+/// `levels_max` (the top included).
+pub fn check_parent(
+    child: &str,
+    ancestors: &[String],
+    below: usize,
+    levels_max: usize,
+) -> Result<()> {
+    if ancestors.iter().any(|a| a == child) {
+        return Err(Error::invalid(
+            "parent",
+            format!("\"{child}\" cannot sit under itself or one of its descendants"),
+        ));
+    }
+    let levels = ancestors.len() + 1 + below;
+    if levels > levels_max {
+        return Err(Error::invalid(
+            "parent",
+            format!("the chain of resellers would be {levels} levels long; at most {levels_max} are allowed (hierarchyLevelsMax)"),
+        ));
+    }
+    Ok(())
+}
+
 /// Decides the reseller a draft describes, with the identifiers and time the engine supplies.
 pub fn create(
     draft: ResellerDraft,
@@ -244,6 +287,8 @@ pub fn create(
         tier,
         status: ResellerStatus::Active,
         metadata: draft.metadata.unwrap_or_default(),
+        commission_rate: draft.commission_rate,
+        parent_id: None,
         created_at: at,
         updated_at: at,
     })
@@ -280,6 +325,11 @@ impl Reseller {
             tier: r.string("tier")?,
             status: ResellerStatus::parse(&status_text, &r.path("status"))?,
             metadata,
+            commission_rate: match r.opt_string("commissionRate")? {
+                None => None,
+                Some(text) => Some(Rate::parse(&text, &r.path("commissionRate"))?),
+            },
+            parent_id: r.opt_string("parentId")?,
             created_at: read_time(&mut r, "createdAt")?,
             updated_at: read_time(&mut r, "updatedAt")?,
         };
@@ -292,6 +342,8 @@ impl Reseller {
             "tier",
             "status",
             "metadata",
+            "commissionRate",
+            "parentId",
             "createdAt",
             "updatedAt",
         ])?;
@@ -317,6 +369,25 @@ impl Reseller {
         next.metadata = metadata(next.metadata, "value")?;
         next.updated_at = at;
         Ok(next)
+    }
+
+    /// The reseller with its commission rate set (or cleared).
+    #[must_use]
+    pub fn with_commission_rate(&self, rate: Option<Rate>, at: DateTime<Utc>) -> Self {
+        let mut next = self.clone();
+        next.commission_rate = rate;
+        next.updated_at = at;
+        next
+    }
+
+    /// The reseller under another parent (or at the top, for `None`). The engine checks the
+    /// hierarchy first with [`check_parent`].
+    #[must_use]
+    pub fn with_parent(&self, parent_id: Option<String>, at: DateTime<Utc>) -> Self {
+        let mut next = self.clone();
+        next.parent_id = parent_id;
+        next.updated_at = at;
+        next
     }
 
     /// What this reseller pays for `base_price` under its tier (the reference's
@@ -466,6 +537,7 @@ mod tests {
             email: Some("ops@elite.example".into()),
             tier: Some("platinum".into()),
             metadata: None,
+            commission_rate: None,
         }
     }
 

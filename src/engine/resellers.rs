@@ -8,7 +8,8 @@ use super::ports::{Clock, Mailer, Query, Storage, StoredRecord, WriteOutcome};
 use super::{
     storage_failed, Ally, ID_ATTEMPTS_MAX, LIST_SIZE_MAX, PARSED_RESELLERS_MAX, RETRY_COUNT_MAX,
 };
-use crate::domain::money::Credits;
+use crate::domain::config::Config;
+use crate::domain::money::{Credits, Rate};
 use crate::domain::reseller::{self, Reseller, ResellerDraft, ResellerStatus, UserId};
 use crate::domain::{Error, Result};
 
@@ -17,6 +18,7 @@ const INDEX_USER: &str = "userId";
 const INDEX_REFID: &str = "refid";
 const INDEX_TIER: &str = "tier";
 const INDEX_STATUS: &str = "status";
+const INDEX_PARENT: &str = "parentId";
 
 /// A stored value with the version its next compare-and-set write must name.
 #[derive(Clone, Debug, PartialEq)]
@@ -41,12 +43,20 @@ fn to_record(reseller: &Reseller, version: u64) -> Result<StoredRecord> {
         id: reseller.id.clone(),
         version,
         data,
-        indexes: vec![
+        indexes: [
             (INDEX_USER.to_owned(), reseller.user_id.key()),
             (INDEX_REFID.to_owned(), reseller.refid.clone()),
             (INDEX_TIER.to_owned(), reseller.tier.clone()),
             (INDEX_STATUS.to_owned(), reseller.status.as_str().to_owned()),
-        ],
+        ]
+        .into_iter()
+        .chain(
+            reseller
+                .parent_id
+                .clone()
+                .map(|parent| (INDEX_PARENT.to_owned(), parent)),
+        )
+        .collect(),
     })
 }
 
@@ -259,11 +269,115 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         key: &str,
         value: Option<Value>,
     ) -> Result<Versioned<Reseller>> {
+        let at = self.now()?;
+        self.update_reseller(id, |current| current.with_metadata(key, value.clone(), at))
+            .await
+    }
+
+    /// Sets (or clears) a reseller's own commission rate.
+    pub async fn set_commission_rate(
+        &self,
+        id: &str,
+        rate: Option<Rate>,
+    ) -> Result<Versioned<Reseller>> {
+        let at = self.now()?;
+        self.update_reseller(id, |current| Ok(current.with_commission_rate(rate, at)))
+            .await
+    }
+
+    /// Puts a reseller under `parent` (or at the top, for `None`). Refused with
+    /// `INVALID_INPUT` when the reseller would become its own ancestor or a chain would grow
+    /// past `hierarchyLevelsMax`; `NOT_FOUND` for an unknown parent.
+    pub async fn set_parent(&self, id: &str, parent: Option<&str>) -> Result<Versioned<Reseller>> {
+        let child = self.require_reseller(id).await?.value;
+        let ancestors = match parent {
+            None => Vec::new(),
+            Some(parent) => self.ancestors(parent).await?,
+        };
+        let below = self.levels_below(&child.id).await?;
+        reseller::check_parent(
+            &child.id,
+            &ancestors,
+            below,
+            self.config.hierarchy_levels_max,
+        )?;
+        let parent = ancestors.first().cloned();
+        let at = self.now()?;
+        // A concurrent move elsewhere in the tree is not re-checked here: hierarchy edits are
+        // admin actions, and the commission run checks the whole tree again.
+        self.update_reseller(id, |current| Ok(current.with_parent(parent.clone(), at)))
+            .await
+    }
+
+    /// `id` and the resellers above it, nearest first (`NOT_FOUND` if `id` is unknown). A
+    /// stored chain longer than the bound is reported, not followed forever.
+    async fn ancestors(&self, id: &str) -> Result<Vec<String>> {
+        let mut chain = vec![self.require_reseller(id).await?.value];
+        while let Some(parent) = chain.last().and_then(|r| r.parent_id.clone()) {
+            if chain.len() > Config::HIERARCHY_LEVELS_MAX || chain.iter().any(|r| r.id == parent) {
+                return Err(Error::StorageFailed {
+                    operation: "get",
+                    reason: format!(
+                        "the stored parents above \"{id}\" form a cycle or too long a chain"
+                    ),
+                });
+            }
+            chain.push(self.require_reseller(&parent).await?.value);
+        }
+        Ok(chain.into_iter().map(|r| r.id).collect())
+    }
+
+    /// The resellers directly under `id`, oldest first.
+    pub async fn children(&self, id: &str) -> Result<Vec<Versioned<Reseller>>> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let (page, next) = self
+                .find_page(COLLECTION, Some((INDEX_PARENT, id)), after.as_deref())
+                .await?;
+            for record in page {
+                out.push(from_record(record)?);
+            }
+            match next {
+                Some(cursor) => after = Some(cursor),
+                None => break,
+            }
+        }
+        out.sort_by(|a, b| {
+            (a.value.created_at, &a.value.id).cmp(&(b.value.created_at, &b.value.id))
+        });
+        Ok(out)
+    }
+
+    /// How many levels of resellers sit under `id` (0 for none).
+    async fn levels_below(&self, id: &str) -> Result<usize> {
+        let mut level = vec![id.to_owned()];
+        let mut depth = 0;
+        loop {
+            let mut next = Vec::new();
+            for parent in &level {
+                next.extend(self.children(parent).await?.into_iter().map(|c| c.value.id));
+            }
+            if next.is_empty() {
+                return Ok(depth);
+            }
+            depth += 1;
+            if depth > Config::HIERARCHY_LEVELS_MAX {
+                return Ok(depth); // deeper than any bound: refused by the caller
+            }
+            level = next;
+        }
+    }
+
+    /// Rewrites one reseller with `change`, compare-and-set, retrying on concurrent writes.
+    async fn update_reseller(
+        &self,
+        id: &str,
+        change: impl Fn(&Reseller) -> Result<Reseller>,
+    ) -> Result<Versioned<Reseller>> {
         for _ in 0..RETRY_COUNT_MAX {
             let current = self.require_reseller(id).await?;
-            let next = current
-                .value
-                .with_metadata(key, value.clone(), self.now()?)?;
+            let next = change(&current.value)?;
             let record = to_record(&next, current.version + 1)?;
             let outcome = self
                 .storage
@@ -340,6 +454,7 @@ mod tests {
             email: Some(format!("ops{user}@example.com")),
             tier: tier.map(str::to_owned),
             metadata: None,
+            commission_rate: None,
         }
     }
 
@@ -569,5 +684,50 @@ mod tests {
         flaky.stale_puts.set(RETRY_COUNT_MAX);
         let gave_up = run(ally.update_reseller_metadata(&r.value.id, "k", Some(Value::from(2))));
         assert_eq!(gave_up.err().map(|e| e.code().as_str()), Some("CONFLICT"));
+    }
+
+    #[test]
+    fn the_hierarchy_refuses_cycles_and_chains_past_the_bound() {
+        let ally = engine(MemoryStorage::new());
+        let ids: Vec<String> = (1..=4)
+            .map(|u| {
+                run(ally.create_reseller(draft(u, None)))
+                    .unwrap_or_else(|e| panic!("{e}"))
+                    .value
+                    .id
+            })
+            .collect();
+        let set = |child: usize, parent: Option<usize>| {
+            run(ally.set_parent(&ids[child], parent.map(|p| ids[p].as_str())))
+        };
+        assert!(set(1, Some(0)).is_ok());
+        assert!(set(2, Some(1)).is_ok());
+        let code = |r: Result<Versioned<Reseller>>| r.err().map(|e| e.code().as_str());
+        assert_eq!(code(set(0, Some(2))), Some("INVALID_INPUT"), "a cycle");
+        assert_eq!(
+            code(set(3, Some(2))),
+            Some("INVALID_INPUT"),
+            "a fourth level"
+        );
+        assert_eq!(
+            code(set(0, Some(3))),
+            Some("INVALID_INPUT"),
+            "the chain pushed down"
+        );
+        let children = run(ally.children(&ids[0])).unwrap_or_default();
+        assert_eq!(children.len(), 1);
+        assert_eq!(children[0].value.id, ids[1]);
+        let rate = Rate::from_units(1500);
+        let updated =
+            run(ally.set_commission_rate(&ids[2], rate)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((updated.value.commission_rate, updated.version), (rate, 3));
+        // A record written before the hierarchy fields existed still reads.
+        let mut json: Value = serde_json::to_value(&updated.value).unwrap_or_default();
+        if let Value::Object(map) = &mut json {
+            map.remove("commissionRate");
+            map.remove("parentId");
+        }
+        let old = Reseller::from_json(json, "reseller").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((old.commission_rate, old.parent_id), (None, None));
     }
 }

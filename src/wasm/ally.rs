@@ -17,7 +17,7 @@ use super::types::optional::{self, AllyOptionsArg, JsonValueArg, ResellerListFil
 use super::types::{self, ResellerStatusName};
 use super::wallets::Listeners;
 use crate::domain::config::Config;
-use crate::domain::money::{ConversionRate, Currency};
+use crate::domain::money::{ConversionRate, Currency, Rate};
 use crate::domain::quote::PricingContext;
 use crate::domain::record::Fields;
 use crate::domain::reseller::{self, Reseller, ResellerDraft, ResellerStatus, UserId};
@@ -76,7 +76,7 @@ fn check_options(options: &JsValue) -> Result<()> {
     Ok(())
 }
 
-const CONFIG_KEYS: [&str; 8] = [
+const CONFIG_KEYS: [&str; 9] = [
     "defaultTier",
     "creditConversionRate",
     "autoProvisionWallet",
@@ -85,6 +85,7 @@ const CONFIG_KEYS: [&str; 8] = [
     "tiers",
     "currency",
     "rounding",
+    "hierarchyLevelsMax",
 ];
 
 /// Builds the validated config from the host's `config` record; every failure is
@@ -143,8 +144,18 @@ fn read_config(value: &JsValue) -> Result<Config> {
     let rounding = config
         .opt_choice("rounding", &Rounding::ALL, Rounding::as_str)?
         .unwrap_or(defaults.rounding);
+    let levels = match config.opt_credits("hierarchyLevelsMax")? {
+        None => Config::HIERARCHY_LEVELS_DEFAULT,
+        Some(n) if (1..=Config::HIERARCHY_LEVELS_MAX as u64).contains(&n.get()) => n.get() as usize,
+        Some(n) => {
+            return Err(Error::invalid(
+                "hierarchyLevelsMax",
+                format!("expected 1 to {}, got {n}", Config::HIERARCHY_LEVELS_MAX),
+            ))
+        }
+    };
     config.finish(&CONFIG_KEYS)?;
-    Config::new(
+    let mut built = Config::new(
         default_tier,
         PricingContext {
             tiers,
@@ -155,7 +166,9 @@ fn read_config(value: &JsValue) -> Result<Config> {
         auto_provision_wallet,
         low_credit_threshold,
         dashboard_url,
-    )
+    )?;
+    built.hierarchy_levels_max = levels;
+    Ok(built)
 }
 
 /// A seed for identifiers from the runtime's cryptographic source.
@@ -242,6 +255,8 @@ pub(super) fn reseller_output(found: &Versioned<Reseller>) -> types::Reseller {
         tier: r.tier.clone(),
         status: status_name(r.status),
         metadata: r.metadata.clone(),
+        commission_rate: r.commission_rate.map(|rate| rate.to_decimal().to_string()),
+        parent_id: r.parent_id.clone(),
         created_at: reseller::iso_time::format(r.created_at),
         updated_at: reseller::iso_time::format(r.updated_at),
         version: found.version,
@@ -409,6 +424,87 @@ impl Ally {
                     .await
                     .or_throw()?,
             )
+        })
+    }
+
+    /// Sets the reseller's own commission rate (`"0.15"` or `0.15`, at most 4 decimals, in
+    /// [0, 1]); `null` clears it. Resolves to the updated record.
+    #[wasm_bindgen(js_name = setCommissionRate, unchecked_return_type = "Promise<Reseller>")]
+    pub fn set_commission_rate(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "string | number | null")] rate: JsValue,
+    ) -> Promise {
+        let parsed = reseller_id(&reseller, "reseller").and_then(|id| {
+            let rate = if rate.is_null() {
+                None
+            } else if let Some(text) = rate.as_string() {
+                Some(Rate::parse(&text, "rate")?)
+            } else if let Some(number) = rate.as_f64() {
+                Some(Rate::from_f64(number, "rate")?)
+            } else {
+                return Err(Error::invalid(
+                    "rate",
+                    format!(
+                        "expected a rate (decimal string or number) or null, got {}",
+                        type_name(&rate)
+                    ),
+                ));
+            };
+            Ok((id, rate))
+        });
+        let (id, rate) = match parsed {
+            Ok(p) => p,
+            Err(e) => return rejected(&e),
+        };
+        let engine = Rc::clone(&self.engine);
+        promise(
+            async move { reseller_js(&engine.set_commission_rate(&id, rate).await.or_throw()?) },
+        )
+    }
+
+    /// Puts the reseller under `parent` (a reseller or its id), or at the top with `null`.
+    /// Refused with `INVALID_INPUT` when it would sit under itself or a descendant, or when a
+    /// chain would grow past `hierarchyLevelsMax`; `NOT_FOUND` for an unknown reseller.
+    #[wasm_bindgen(js_name = setParent, unchecked_return_type = "Promise<Reseller>")]
+    pub fn set_parent(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Reseller | string | null")] parent: JsValue,
+    ) -> Promise {
+        let parsed = reseller_id(&reseller, "reseller").and_then(|id| {
+            let parent = if parent.is_null() {
+                None
+            } else {
+                Some(reseller_id(&parent, "parent")?)
+            };
+            Ok((id, parent))
+        });
+        let (id, parent) = match parsed {
+            Ok(p) => p,
+            Err(e) => return rejected(&e),
+        };
+        let engine = Rc::clone(&self.engine);
+        promise(
+            async move { reseller_js(&engine.set_parent(&id, parent.as_deref()).await.or_throw()?) },
+        )
+    }
+
+    /// The resellers directly under this one, oldest first.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Reseller[]>")]
+    pub fn children(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
+    ) -> Promise {
+        let id = match reseller_id(&reseller, "reseller") {
+            Ok(id) => id,
+            Err(e) => return rejected(&e),
+        };
+        let engine = Rc::clone(&self.engine);
+        promise(async move {
+            let found = engine.children(&id).await.or_throw()?;
+            let list: Vec<types::Reseller> = found.iter().map(reseller_output).collect();
+            to_plain(&list)
         })
     }
 

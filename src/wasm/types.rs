@@ -272,6 +272,9 @@ pub struct AllyConfig {
     /// Rounding of tier costs and money conversions; default `"halfUp"`.
     #[tsify(optional)]
     pub rounding: Option<RoundingName>,
+    /// The longest chain of resellers, the top included: 1 to 9, default 3.
+    #[tsify(optional, type = "number")]
+    pub hierarchy_levels_max: Option<CreditsField>,
 }
 
 #[cfg(feature = "engine")]
@@ -310,6 +313,10 @@ pub struct Reseller {
     pub status: ResellerStatusName,
     #[tsify(type = "Record<string, JsonValue>")]
     pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// Its own commission rate (`"0.1500"`), or null when not set.
+    pub commission_rate: Option<String>,
+    /// The reseller above it, or null at the top.
+    pub parent_id: Option<String>,
     /// ISO-8601, UTC.
     pub created_at: String,
     pub updated_at: String,

@@ -543,6 +543,42 @@ export function cases(lib, runtime) {
     }
   });
 
+  t("resellers: commission rates and the parent hierarchy, cycles and depth refused", async () => {
+    const ally = new Ally();
+    const make = (user, name) => ally.make().user(user).company(name).create();
+    const a = await make(1, "Super");
+    const b = await make(2, "Sub");
+    const c = await make(3, "Leaf");
+    const d = await make(4, "Fourth");
+    equal([a.commissionRate, a.parentId], [null, null], "new resellers have neither");
+    equal((await ally.setCommissionRate(a, "0.10")).commissionRate, "0.1000", "rate as 4-decimal text");
+    equal((await ally.setCommissionRate(a.id, 0.125)).commissionRate, "0.1250", "a number rate");
+    equal((await ally.setCommissionRate(a, null)).commissionRate, null, "cleared");
+    for (const bad of ["1.5", -0.1, "0.12345", "1e-2", NaN, Infinity, {}, true, undefined]) {
+      await fails(AllyError, "INVALID_INPUT", () => ally.setCommissionRate(a, bad), `rate ${String(bad)}`);
+    }
+    equal((await ally.setParent(b, a)).parentId, a.id, "b under a");
+    equal((await ally.setParent(c.id, b.id)).parentId, b.id, "c under b");
+    equal((await ally.children(a)).map((r) => r.id), [b.id], "children");
+    await fails(AllyError, "INVALID_INPUT", () => ally.setParent(a, c), "a cycle");
+    await fails(AllyError, "INVALID_INPUT", () => ally.setParent(a, a), "itself");
+    await fails(AllyError, "INVALID_INPUT", () => ally.setParent(d, c), "a fourth level (default 3)");
+    await fails(AllyError, "INVALID_INPUT", () => ally.setParent(a, d), "a whole chain pushed one level down");
+    await fails(AllyError, "NOT_FOUND", () => ally.setParent(d, "rs_none"));
+    await fails(AllyError, "NOT_FOUND", () => ally.setParent("rs_none", a));
+    for (const bad of [5, undefined, {}, true]) await fails(AllyError, "INVALID_INPUT", () => ally.setParent(d, bad), `parent ${String(bad)}`);
+    equal((await ally.setParent(b, null)).parentId, null, "back to the top");
+    equal((await ally.setParent(a, c)).parentId, c.id, "now allowed: b → c → a");
+    const deep = new Ally({ config: { hierarchyLevelsMax: 4 } });
+    const chain = [];
+    for (let i = 0; i < 4; i++) chain.push(await deep.make().user(i + 1).company(`L${i}`).create());
+    for (let i = 1; i < 4; i++) await deep.setParent(chain[i], chain[i - 1]);
+    equal((await deep.find(chain[3].id)).parentId, chain[2].id, "four levels when configured");
+    for (const bad of [0, 10, 1.5, "3"]) {
+      await fails(AllyError, "INVALID_CONFIG", () => new Ally({ config: { hierarchyLevelsMax: bad } }), `hierarchyLevelsMax ${bad}`);
+    }
+  });
+
   const HIERARCHY = {
     resellers: [
       { id: "super", commissionRate: "0.10" },
