@@ -1,6 +1,7 @@
 //! The engine performs what the domain decides: it loads state through the ports, asks the
 //! domain, and writes with optimistic concurrency (bounded retries on a version conflict).
 
+mod applications;
 pub mod executor;
 mod lock;
 pub mod memory;

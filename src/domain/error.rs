@@ -22,6 +22,7 @@ pub enum ErrorCode {
     ProvisioningHeld,
     IdempotencyMismatch,
     Forbidden,
+    StatusTransitionDenied,
 }
 
 impl ErrorCode {
@@ -42,6 +43,7 @@ impl ErrorCode {
             Self::ProvisioningHeld => "PROVISIONING_HELD",
             Self::IdempotencyMismatch => "IDEMPOTENCY_MISMATCH",
             Self::Forbidden => "FORBIDDEN",
+            Self::StatusTransitionDenied => "STATUS_TRANSITION_DENIED",
         }
     }
 }
@@ -96,6 +98,13 @@ pub enum Error {
     IdempotencyMismatch { key: String, reason: String },
     /// A reseller-scoped handle touched another reseller's data.
     Forbidden { scope: String, target: String },
+    /// A record's status does not allow this change (e.g. approving a rejected application).
+    StatusTransitionDenied {
+        entity: &'static str,
+        key: String,
+        from: &'static str,
+        action: &'static str,
+    },
 }
 
 impl Error {
@@ -115,6 +124,7 @@ impl Error {
             Self::ProvisioningHeld { .. } => ErrorCode::ProvisioningHeld,
             Self::IdempotencyMismatch { .. } => ErrorCode::IdempotencyMismatch,
             Self::Forbidden { .. } => ErrorCode::Forbidden,
+            Self::StatusTransitionDenied { .. } => ErrorCode::StatusTransitionDenied,
         }
     }
 
@@ -191,6 +201,17 @@ impl Error {
             Self::Forbidden { scope, target } => {
                 vec![("scope", scope.clone()), ("target", target.clone())]
             }
+            Self::StatusTransitionDenied {
+                entity,
+                key,
+                from,
+                action,
+            } => vec![
+                ("entity", (*entity).to_owned()),
+                ("key", key.clone()),
+                ("from", (*from).to_owned()),
+                ("action", (*action).to_owned()),
+            ],
         }
     }
 
@@ -272,6 +293,12 @@ impl fmt::Display for Error {
                 f,
                 "a handle for reseller \"{scope}\" may not touch reseller \"{target}\""
             ),
+            Self::StatusTransitionDenied {
+                entity,
+                key,
+                from,
+                action,
+            } => write!(f, "{entity} \"{key}\" is {from}: it cannot be {action}"),
         }
     }
 }

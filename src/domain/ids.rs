@@ -50,6 +50,11 @@ impl IdSource {
         self.token("rs_", 16, true)
     }
 
+    /// A reseller application id: `ap_` and 16 characters (80 bits).
+    pub fn application_id(&mut self) -> String {
+        self.token("ap_", 16, true)
+    }
+
     /// A ledger entry id: `le_` and 16 characters (80 bits).
     pub fn entry_id(&mut self) -> String {
         self.token("le_", 16, true)

@@ -371,6 +371,23 @@ impl Reseller {
         Ok(next)
     }
 
+    /// The reseller active, with this commission rate (an approved application).
+    #[must_use]
+    pub fn activated(&self, rate: Rate, at: DateTime<Utc>) -> Self {
+        let mut next = self.with_commission_rate(Some(rate), at);
+        next.status = ResellerStatus::Active;
+        next
+    }
+
+    /// The reseller inactive (its application was rejected after all).
+    #[must_use]
+    pub fn deactivated(&self, at: DateTime<Utc>) -> Self {
+        let mut next = self.clone();
+        next.status = ResellerStatus::Inactive;
+        next.updated_at = at;
+        next
+    }
+
     /// The reseller with its commission rate set (or cleared).
     #[must_use]
     pub fn with_commission_rate(&self, rate: Option<Rate>, at: DateTime<Utc>) -> Self {

@@ -370,7 +370,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
     }
 
     /// Rewrites one reseller with `change`, compare-and-set, retrying on concurrent writes.
-    async fn update_reseller(
+    pub(super) async fn update_reseller(
         &self,
         id: &str,
         change: impl Fn(&Reseller) -> Result<Reseller>,

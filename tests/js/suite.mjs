@@ -579,6 +579,43 @@ export function cases(lib, runtime) {
     }
   });
 
+  t("applications: submit, approve creates the reseller with its rate, reject needs a reason, nothing else moves", async () => {
+    const ally = new Ally();
+    const form = { name: "Ada Lovelace", email: "ada@abc.example", phone: "+44 20 7946 0958", businessName: "ABC Resellers", businessAddress: "1 Main St", businessType: "company", expectedCustomers: 40, termsAccepted: true };
+    const app = await ally.applications.submit(form);
+    equal([app.status, app.businessName, app.resellerId, app.decidedAt], ["pending", "ABC Resellers", null, null], "pending");
+    ok(/^ap_[0-9a-z]{16}$/.test(app.id), "an application id");
+    const { application, reseller } = await ally.applications.approve(app.id, { commissionRate: "0.15", notes: "strong pipeline", approvedBy: "admin-1" });
+    equal([application.status, application.commissionRate, application.decidedBy, application.resellerId], ["approved", "0.1500", "admin-1", reseller.id], "approved");
+    equal([reseller.companyName, reseller.email, reseller.commissionRate, reseller.status], ["ABC Resellers", "ada@abc.example", "0.1500", "active"], "the reseller");
+    equal((await ally.find(reseller.id)).id, reseller.id, "stored");
+    const e = await fails(AllyError, "STATUS_TRANSITION_DENIED", () => ally.applications.reject(app.id, { reason: "late", rejectedBy: "admin-2" }));
+    equal([e.details.from, e.details.action], ["approved", "rejected"], "details");
+    await fails(AllyError, "STATUS_TRANSITION_DENIED", () => ally.applications.approve(app.id, { commissionRate: 0.2, approvedBy: "admin-2" }));
+    const other = await ally.applications.submit({ ...form, email: "bob@abc.example" });
+    await fails(AllyError, "INVALID_INPUT", () => ally.applications.reject(other.id, { reason: "  ", rejectedBy: "admin-2" }), "a blank reason");
+    const no = await ally.applications.reject(other.id, { reason: "outside our region", rejectedBy: "admin-2" });
+    equal([no.status, no.rejectionReason], ["rejected", "outside our region"], "rejected");
+    await fails(AllyError, "STATUS_TRANSITION_DENIED", () => ally.applications.approve(other.id, { commissionRate: "0.1", approvedBy: "admin-1" }));
+    equal((await ally.applications.list({ status: "pending" })).length, 0, "none pending");
+    equal((await ally.applications.list()).map((a) => a.status).sort(), ["approved", "rejected"], "all");
+    equal((await ally.applications.get(other.id)).status, "rejected", "get");
+    equal(await ally.applications.get("ap_none"), null, "unknown id");
+    await fails(AllyError, "NOT_FOUND", () => ally.applications.approve("ap_none", { commissionRate: "0.1", approvedBy: "a" }));
+    for (const [key, value] of [["termsAccepted", false], ["email", "nope"], ["phone", "call me"], ["businessType", "empire"], ["expectedCustomers", 1.5], ["expectedCustomers", -1], ["name", ""], ["extra", 1]]) {
+      await fails(AllyError, "INVALID_INPUT", () => ally.applications.submit({ ...form, [key]: value }), `${key}: ${String(value)}`);
+    }
+    await fails(AllyError, "INVALID_INPUT", () => ally.applications.submit(protoKeyed(JSON.stringify(form).replace("{", '{"__proto__":{},'))), "a __proto__ key");
+    const third = await ally.applications.submit({ ...form, email: "cy@abc.example" });
+    for (const options of [{ commissionRate: "1.5", approvedBy: "a" }, { commissionRate: "0.12345", approvedBy: "a" }, { commissionRate: NaN, approvedBy: "a" }, { commissionRate: "0.1" }, { commissionRate: "0.1", approvedBy: "a", extra: 1 }, null, 5]) {
+      await fails(AllyError, "INVALID_INPUT", () => ally.applications.approve(third.id, options), `approve ${JSON.stringify(options)}`);
+    }
+    for (const bad of [5, null, {}]) await fails(AllyError, "INVALID_INPUT", () => ally.applications.get(bad), `get(${String(bad)})`);
+    await fails(AllyError, "INVALID_INPUT", () => ally.applications.list({ status: "lost" }));
+    equal((await ally.applications.get(third.id)).status, "pending", "bad input changed nothing");
+    equal((await ally.list()).length, 1, "one reseller, from the one approval");
+  });
+
   const HIERARCHY = {
     resellers: [
       { id: "super", commissionRate: "0.10" },

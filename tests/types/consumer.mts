@@ -119,3 +119,21 @@ void main;
   commission({ base: "magic" }, columns, hierarchy, { start: 0, end: 1 });
   void total, eligible, lineCount;
 }
+
+// Applications and the hierarchy.
+{
+  const { Ally } = await import("ally-engine");
+  const ally = new Ally({ config: { hierarchyLevelsMax: 4 } });
+  const app: import("ally-engine").ResellerApplication = await ally.applications.submit({
+    name: "Ada", email: "ada@abc.example", phone: "555 0100", businessName: "ABC", businessAddress: "1 Main St",
+    businessType: "company", expectedCustomers: 10, termsAccepted: true,
+  });
+  const { reseller } = await ally.applications.approve(app.id, { commissionRate: "0.15", approvedBy: "admin" });
+  const rate: string | null = reseller.commissionRate;
+  const moved = await ally.setParent(reseller, null);
+  const parent: string | null = moved.parentId;
+  const pending: import("ally-engine").ResellerApplication[] = await ally.applications.list({ status: "pending" });
+  // @ts-expect-error: the business type is one of two
+  await ally.applications.submit({ ...app, businessType: "empire", termsAccepted: true });
+  void rate, parent, pending, (await ally.children(reseller)).length, (await ally.setCommissionRate(reseller, 0.1)).version;
+}
