@@ -446,35 +446,62 @@ fn narrow(value: i128) -> i64 {
 /// each part gets the floor of its share and the remainder goes, one unit each, to the parts
 /// with the largest fractional shares (earlier parts first on a tie). The parts sum to `total`.
 pub fn allocate(total: i64, weights: &[i128]) -> Vec<i64> {
+    let mut parts = vec![0; weights.len()];
+    allocate_into(total, weights, &mut parts);
+    parts
+}
+
+/// [`allocate`] into `parts` (as long as `weights`), without allocating when there are few
+/// parts: the remainder is at most one unit per part, handed out by repeated maximum.
+pub fn allocate_into(total: i64, weights: &[i128], parts: &mut [i64]) {
     if weights.is_empty() {
-        return Vec::new();
+        return;
     }
     let sum: i128 = weights.iter().map(|w| w.abs()).sum();
-    let mut parts = vec![0i128; weights.len()];
     let magnitude = i128::from(total).abs();
+    let sign: i128 = if total < 0 { -1 } else { 1 };
     if sum == 0 {
-        parts[0] = magnitude;
-    } else {
-        let mut remainders = Vec::with_capacity(weights.len());
-        let mut given: i128 = 0;
-        for (i, w) in weights.iter().enumerate() {
-            let share = magnitude * w.abs();
-            parts[i] = share / sum;
-            given += parts[i];
-            remainders.push((share % sum, i));
-        }
-        let left = usize::try_from(magnitude - given).unwrap_or(0);
-        if left > 0 {
-            remainders.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-            for &(_, i) in remainders.iter().take(left) {
+        parts.fill(0);
+        parts[0] = total;
+        return;
+    }
+    let mut given: i128 = 0;
+    for (part, w) in parts.iter_mut().zip(weights) {
+        let share = magnitude * w.abs() / sum;
+        given += share;
+        *part = narrow(share);
+    }
+    let mut left = magnitude - given;
+    if left > 0 {
+        let remainder = |i: usize| magnitude * weights[i].abs() % sum;
+        if weights.len() <= 16 {
+            // Few parts: pick the largest remainder not yet served, earlier first on a tie.
+            let mut served = [false; 16];
+            while left > 0 {
+                let mut best: Option<usize> = None;
+                for (i, done) in served.iter().enumerate().take(weights.len()) {
+                    if !done && best.is_none_or(|b| remainder(i) > remainder(b)) {
+                        best = Some(i);
+                    }
+                }
+                let Some(i) = best else { break };
+                served[i] = true;
+                parts[i] += 1;
+                left -= 1;
+            }
+        } else {
+            let mut order: Vec<usize> = (0..weights.len()).collect();
+            order.sort_by(|&a, &b| remainder(b).cmp(&remainder(a)).then(a.cmp(&b)));
+            for &i in order.iter().take(usize::try_from(left).unwrap_or(0)) {
                 parts[i] += 1;
             }
         }
     }
-    parts
-        .into_iter()
-        .map(|p| narrow(if total < 0 { -p } else { p }))
-        .collect()
+    if sign < 0 {
+        for part in parts.iter_mut() {
+            *part = -*part;
+        }
+    }
 }
 
 /// Whole calendar months from `since` to `at` (UTC), for recurring limits.
@@ -629,39 +656,26 @@ fn payment_lines(
     out: &mut Vec<Line>,
 ) {
     let resellers = &hierarchy.resellers;
-    // The earners: the direct reseller (when approved), then approved ancestors per override.
-    let mut levels: [(u32, Rule, Rate); LEVELS_MAX + 1] =
-        [(0, Rule::Override, Rate::ZERO); LEVELS_MAX + 1];
+    // The earners: the direct reseller (when approved), then approved ancestors per override,
+    // each with its level; on the stack, as this runs once per payment.
+    let mut levels: [(u32, Rule, Rate, u8); LEVELS_MAX + 1] =
+        [(0, Rule::Override, Rate::ZERO, 0); LEVELS_MAX + 1];
     let mut count = 0usize;
     let (rule, rate, _) = terms[direct as usize];
     let direct_earns = resellers[direct as usize].approved;
     if direct_earns && graduated.is_none() {
-        levels[count] = (direct, rule, rate);
+        levels[count] = (direct, rule, rate, 0);
         count += 1;
     }
     let mut at = resellers[direct as usize].parent;
-    for &override_rate in &plan.overrides {
+    for (level, &override_rate) in (1u8..).zip(&plan.overrides) {
         let Some(up) = at else { break };
         if resellers[up as usize].approved {
-            levels[count] = (up, Rule::Override, override_rate);
+            levels[count] = (up, Rule::Override, override_rate, level);
             count += 1;
         }
         at = resellers[up as usize].parent;
     }
-    let level_of = |reseller: u32| -> u8 {
-        let mut level = 0u8;
-        let mut at = direct;
-        while at != reseller {
-            match resellers[at as usize].parent {
-                Some(p) => {
-                    at = p;
-                    level += 1;
-                }
-                None => break,
-            }
-        }
-        level
-    };
     if let (true, Some(share)) = (direct_earns, graduated) {
         out.push(Line {
             payment,
@@ -677,19 +691,24 @@ fn payment_lines(
     let earners = &levels[..count];
     if !earners.is_empty() {
         // One rounding for the payment's whole split, then the parts by largest remainder.
-        let rate_sum: i128 = earners.iter().map(|e| i128::from(e.2.units())).sum();
+        let mut weights = [0i128; LEVELS_MAX + 1];
+        for (w, e) in weights.iter_mut().zip(earners) {
+            *w = i128::from(e.2.units());
+        }
+        let weights = &weights[..count];
+        let rate_sum: i128 = weights.iter().sum();
         let total = narrow(
             plan.rounding
                 .divide(i128::from(amount) * rate_sum, RATE_ONE)
                 .unwrap_or(0),
         );
-        let weights: Vec<i128> = earners.iter().map(|e| i128::from(e.2.units())).collect();
-        let parts = allocate(total, &weights);
-        for (&(reseller, rule, rate), part) in earners.iter().zip(parts) {
+        let mut parts = [0i64; LEVELS_MAX + 1];
+        allocate_into(total, weights, &mut parts[..count]);
+        for (&(reseller, rule, rate, level), &part) in earners.iter().zip(&parts[..count]) {
             out.push(Line {
                 payment,
                 reseller,
-                level: level_of(reseller),
+                level,
                 rule,
                 rate,
                 base: amount,
@@ -1367,6 +1386,23 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn allocation_sums_to_the_whole_and_each_part_is_within_one_unit_of_its_share(
+            total in -1_000_000_000i64..1_000_000_000,
+            weights in proptest::collection::vec(0i128..100_000, 1..40),
+        ) {
+            let parts = allocate(total, &weights);
+            proptest::prop_assert_eq!(parts.iter().sum::<i64>(), total);
+            let sum: i128 = weights.iter().sum();
+            if sum > 0 {
+                for (part, w) in parts.iter().zip(&weights) {
+                    let exact = i128::from(total) * w;
+                    let low = exact.div_euclid(sum);
+                    proptest::prop_assert!(i128::from(*part) >= low.min(low + 1) - 1 && i128::from(*part) <= low + 1);
+                }
+            }
+        }
+
         #[test]
         fn levels_sum_to_the_split_and_a_full_refund_nets_to_zero(
             amount in 1i64..10_000_000_00,

@@ -28,7 +28,10 @@ fn to_record(application: &Application, version: u64) -> Result<StoredRecord> {
                 INDEX_STATUS.to_owned(),
                 application.status.as_str().to_owned(),
             ),
-            (INDEX_EMAIL.to_owned(), application.email.to_lowercase()),
+            (
+                INDEX_EMAIL.to_owned(),
+                application.email.to_ascii_lowercase(),
+            ),
         ],
     })
 }

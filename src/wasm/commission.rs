@@ -367,17 +367,34 @@ fn parse_plan(value: &JsValue, currency: &Currency) -> Result<Plan> {
     Ok(plan)
 }
 
+/// `YYYY-MM-DD` as a calendar date (read by hand: chrono's format parser would add its whole
+/// strftime machinery to the module).
+fn iso_date(text: &str) -> Option<chrono::NaiveDate> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 10 || bytes[4] != b'-' || bytes[7] != b'-' {
+        return None;
+    }
+    let number = |range: std::ops::Range<usize>| -> Option<u32> {
+        let part = text.get(range)?;
+        if part.bytes().all(|b| b.is_ascii_digit()) {
+            part.parse().ok()
+        } else {
+            None
+        }
+    };
+    let year = i32::try_from(number(0..4)?).ok()?;
+    chrono::NaiveDate::from_ymd_opt(year, number(5..7)?, number(8..10)?)
+}
+
 /// A time: a `Date`, epoch milliseconds, an ISO-8601 time, or an ISO-8601 date (`2026-01-31`,
 /// midnight UTC, as periods are usually written).
 fn time_ms(value: &JsValue, path: &str) -> Result<i64> {
     if let Some(text) = value.as_string() {
-        if text.len() == 10 {
-            if let Ok(date) = chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d") {
-                return Ok(date
-                    .and_time(chrono::NaiveTime::MIN)
-                    .and_utc()
-                    .timestamp_millis());
-            }
+        if let Some(date) = iso_date(&text) {
+            return Ok(date
+                .and_time(chrono::NaiveTime::MIN)
+                .and_utc()
+                .timestamp_millis());
         }
     }
     instant(value)
