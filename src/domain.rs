@@ -3,6 +3,7 @@
 
 pub mod application;
 pub mod catalog;
+pub mod client;
 pub mod commission;
 pub mod config;
 pub mod decimal;

@@ -2,6 +2,7 @@
 //! domain, and writes with optimistic concurrency (bounded retries on a version conflict).
 
 mod applications;
+mod clients;
 pub mod executor;
 mod lock;
 pub mod memory;

@@ -8,6 +8,8 @@ mod ally;
 #[cfg(feature = "engine")]
 mod applications;
 #[cfg(feature = "engine")]
+mod clients;
+#[cfg(feature = "engine")]
 mod commission;
 mod error;
 #[cfg(feature = "engine")]

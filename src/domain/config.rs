@@ -24,11 +24,14 @@ pub struct Config {
     /// The longest chain of resellers, the top included (`hierarchyLevelsMax`, default 3: a
     /// super reseller, a sub-reseller, and one more level).
     pub hierarchy_levels_max: usize,
+    /// What client refids start with (`clientRefidPrefix`, default `CL-`).
+    pub client_refid_prefix: String,
 }
 
 impl Config {
     pub const URL_LEN_MAX: usize = 2_048;
     pub const HIERARCHY_LEVELS_DEFAULT: usize = 3;
+    pub const CLIENT_REFID_PREFIX_DEFAULT: &'static str = "CL-";
     /// The most levels `hierarchyLevelsMax` may allow (commission overrides go at most this deep).
     pub const HIERARCHY_LEVELS_MAX: usize = 9;
 
@@ -68,6 +71,7 @@ impl Config {
             low_credit_threshold,
             dashboard_url,
             hierarchy_levels_max: Self::HIERARCHY_LEVELS_DEFAULT,
+            client_refid_prefix: Self::CLIENT_REFID_PREFIX_DEFAULT.to_owned(),
         })
     }
 }
@@ -82,6 +86,7 @@ impl Default for Config {
             low_credit_threshold: Credits::new(500).unwrap_or(Credits::ZERO),
             dashboard_url: "partner/dashboard".to_owned(),
             hierarchy_levels_max: Self::HIERARCHY_LEVELS_DEFAULT,
+            client_refid_prefix: Self::CLIENT_REFID_PREFIX_DEFAULT.to_owned(),
         }
     }
 }

@@ -23,6 +23,8 @@ pub enum ErrorCode {
     IdempotencyMismatch,
     Forbidden,
     StatusTransitionDenied,
+    DuplicateEmail,
+    InvalidReseller,
 }
 
 impl ErrorCode {
@@ -44,6 +46,8 @@ impl ErrorCode {
             Self::IdempotencyMismatch => "IDEMPOTENCY_MISMATCH",
             Self::Forbidden => "FORBIDDEN",
             Self::StatusTransitionDenied => "STATUS_TRANSITION_DENIED",
+            Self::DuplicateEmail => "DUPLICATE_EMAIL",
+            Self::InvalidReseller => "INVALID_RESELLER",
         }
     }
 }
@@ -105,6 +109,10 @@ pub enum Error {
         from: &'static str,
         action: &'static str,
     },
+    /// Another record already uses this email.
+    DuplicateEmail { entity: &'static str, email: String },
+    /// The reseller named cannot take this (unknown, or not active).
+    InvalidReseller { reseller: String, reason: String },
 }
 
 impl Error {
@@ -125,6 +133,8 @@ impl Error {
             Self::IdempotencyMismatch { .. } => ErrorCode::IdempotencyMismatch,
             Self::Forbidden { .. } => ErrorCode::Forbidden,
             Self::StatusTransitionDenied { .. } => ErrorCode::StatusTransitionDenied,
+            Self::DuplicateEmail { .. } => ErrorCode::DuplicateEmail,
+            Self::InvalidReseller { .. } => ErrorCode::InvalidReseller,
         }
     }
 
@@ -212,6 +222,12 @@ impl Error {
                 ("from", (*from).to_owned()),
                 ("action", (*action).to_owned()),
             ],
+            Self::DuplicateEmail { entity, email } => {
+                vec![("entity", (*entity).to_owned()), ("email", email.clone())]
+            }
+            Self::InvalidReseller { reseller, reason } => {
+                vec![("reseller", reseller.clone()), ("reason", reason.clone())]
+            }
         }
     }
 
@@ -299,6 +315,12 @@ impl fmt::Display for Error {
                 from,
                 action,
             } => write!(f, "{entity} \"{key}\" is {from}: it cannot be {action}"),
+            Self::DuplicateEmail { entity, email } => {
+                write!(f, "a {entity} with email \"{email}\" already exists")
+            }
+            Self::InvalidReseller { reseller, reason } => {
+                write!(f, "reseller \"{reseller}\" cannot take clients: {reason}")
+            }
         }
     }
 }

@@ -55,6 +55,16 @@ impl IdSource {
         self.token("ap_", 16, true)
     }
 
+    /// A client id: `cl_` and 16 characters (80 bits).
+    pub fn client_id(&mut self) -> String {
+        self.token("cl_", 16, true)
+    }
+
+    /// A public client reference: `prefix` and 10 characters (50 bits).
+    pub fn client_refid(&mut self, prefix: &str) -> String {
+        self.token(prefix, 10, false)
+    }
+
     /// A ledger entry id: `le_` and 16 characters (80 bits).
     pub fn entry_id(&mut self) -> String {
         self.token("le_", 16, true)

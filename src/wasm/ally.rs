@@ -76,7 +76,7 @@ fn check_options(options: &JsValue) -> Result<()> {
     Ok(())
 }
 
-const CONFIG_KEYS: [&str; 9] = [
+const CONFIG_KEYS: [&str; 10] = [
     "defaultTier",
     "creditConversionRate",
     "autoProvisionWallet",
@@ -86,6 +86,7 @@ const CONFIG_KEYS: [&str; 9] = [
     "currency",
     "rounding",
     "hierarchyLevelsMax",
+    "clientRefidPrefix",
 ];
 
 /// Builds the validated config from the host's `config` record; every failure is
@@ -154,6 +155,22 @@ fn read_config(value: &JsValue) -> Result<Config> {
             ))
         }
     };
+    let client_prefix = match config.opt_string("clientRefidPrefix")? {
+        None => Config::CLIENT_REFID_PREFIX_DEFAULT.to_owned(),
+        Some(prefix) => {
+            let ok = (1..=8).contains(&prefix.len())
+                && prefix.bytes().all(|b| {
+                    b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                });
+            if !ok {
+                return Err(Error::invalid(
+                    "clientRefidPrefix",
+                    "expected 1 to 8 characters from A-Z, 0-9, - and _",
+                ));
+            }
+            prefix
+        }
+    };
     config.finish(&CONFIG_KEYS)?;
     let mut built = Config::new(
         default_tier,
@@ -168,6 +185,7 @@ fn read_config(value: &JsValue) -> Result<Config> {
         dashboard_url,
     )?;
     built.hierarchy_levels_max = levels;
+    built.client_refid_prefix = client_prefix;
     Ok(built)
 }
 
@@ -183,6 +201,11 @@ fn id_seed() -> Result<u64> {
 
 /// A reseller record (or its id) as the id.
 pub(super) fn reseller_id(value: &JsValue, field: &str) -> Result<String> {
+    record_id(value, field, "reseller")
+}
+
+/// The id of a record of `kind` given as the record (its own `id`) or as the id string.
+pub(super) fn record_id(value: &JsValue, field: &str, kind: &str) -> Result<String> {
     if let Some(id) = value.as_string() {
         return Ok(id);
     }
@@ -199,7 +222,7 @@ pub(super) fn reseller_id(value: &JsValue, field: &str) -> Result<String> {
     Err(Error::invalid(
         field,
         format!(
-            "expected a reseller record or its id (a string), got {}",
+            "expected a {kind} record or its id (a string), got {}",
             type_name(value)
         ),
     ))

@@ -275,6 +275,9 @@ pub struct AllyConfig {
     /// The longest chain of resellers, the top included: 1 to 9, default 3.
     #[tsify(optional, type = "number")]
     pub hierarchy_levels_max: Option<CreditsField>,
+    /// What client refids start with: 1 to 8 of A-Z, 0-9, - and _; default `"CL-"`.
+    #[tsify(optional)]
+    pub client_refid_prefix: Option<String>,
 }
 
 #[cfg(feature = "engine")]

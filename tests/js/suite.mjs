@@ -616,6 +616,44 @@ export function cases(lib, runtime) {
     equal((await ally.list()).length, 1, "one reseller, from the one approval");
   });
 
+  t("clients: builder, refids, unique email, reseller checks, lookups and the status table", async () => {
+    const ally = new Ally();
+    const r = await ally.make().user(1).company("Elite").create();
+    const c = await ally.clients.make().name("Acme Ltd").email("IT@acme.example").reseller(r).metadata({ plan: "fiber" }).create();
+    equal([c.name, c.email, c.resellerId, c.status, c.metadata, c.version], ["Acme Ltd", "IT@acme.example", r.id, "pending", { plan: "fiber" }, 1], "a pending client");
+    ok(/^CL-[0-9A-Z]{10}$/.test(c.refid), `refid ${c.refid}`);
+    ok(/^cl_[0-9a-z]{16}$/.test(c.id), `id ${c.id}`);
+    const e = await fails(AllyError, "DUPLICATE_EMAIL", () => ally.clients.make().name("Again").email("it@ACME.example").create());
+    equal(e.details.email, "it@ACME.example", "details");
+    await fails(AllyError, "INVALID_RESELLER", () => ally.clients.make().name("X").reseller("rs_none").create());
+    const standalone = await ally.clients.make().name("Walk-in").create();
+    equal([standalone.resellerId, standalone.email], [null, null], "standalone, no email");
+    equal((await ally.clients.findByRefid(c.refid)).id, c.id, "findByRefid");
+    equal(await ally.clients.findByRefid("CL-NOPE"), null, "unknown refid");
+    equal((await ally.clients.getByReseller(r)).map((x) => x.id), [c.id], "getByReseller");
+    equal((await ally.clients.activate(c)).status, "active", "activate");
+    equal((await ally.clients.suspend(c.id)).status, "suspended", "suspend");
+    await fails(AllyError, "STATUS_TRANSITION_DENIED", () => ally.clients.suspend(c));
+    equal((await ally.clients.deactivate(c)).status, "inactive", "deactivate");
+    const denied = await fails(AllyError, "STATUS_TRANSITION_DENIED", () => ally.clients.deactivate(c));
+    equal([denied.details.from, denied.details.action], ["inactive", "deactivated"], "details");
+    equal((await ally.clients.activate(c)).version, 5, "reactivated");
+    await fails(AllyError, "NOT_FOUND", () => ally.clients.activate("cl_none"));
+    const b = ally.clients.make();
+    for (const bad of ["", "  ", 5, null, "x".repeat(201)]) await fails(AllyError, "INVALID_INPUT", () => b.name(bad), `name ${String(bad)}`);
+    for (const bad of ["", "nope", "a@b", 5]) await fails(AllyError, "INVALID_INPUT", () => b.email(bad), `email ${String(bad)}`);
+    for (const bad of [5, null, {}]) await fails(AllyError, "INVALID_INPUT", () => b.reseller(bad), `reseller ${String(bad)}`);
+    for (const bad of [[1], "x", null, { n: NaN }, protoKeyed('{"__proto__": 1}')]) await fails(AllyError, "INVALID_INPUT", () => b.metadata(bad), "metadata");
+    await fails(AllyError, "INVALID_INPUT", () => b.create(), "a client needs a name");
+    for (const bad of [5, null, {}]) await fails(AllyError, "INVALID_INPUT", () => ally.clients.activate(bad), `activate(${String(bad)})`);
+    await ally.updateMetadata(r, "note", "x");
+    const suspended = new Ally({ config: { clientRefidPrefix: "ACME-" } });
+    const s2 = await suspended.make().user(1).company("S").create();
+    ok((await suspended.clients.make().name("A").reseller(s2).create()).refid.startsWith("ACME-"), "a configured prefix");
+    for (const bad of ["", "lower", "TOO-LONG-PREFIX", 5]) await fails(AllyError, "INVALID_CONFIG", () => new Ally({ config: { clientRefidPrefix: bad } }), `prefix ${String(bad)}`);
+    equal((await ally.clients.getByReseller(r)).length, 1, "bad input wrote nothing");
+  });
+
   const HIERARCHY = {
     resellers: [
       { id: "super", commissionRate: "0.10" },

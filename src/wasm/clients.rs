@@ -1,0 +1,242 @@
+//! `ally.clients`: the customers resellers serve, for JavaScript.
+
+use std::rc::Rc;
+
+use js_sys::Promise;
+use wasm_bindgen::prelude::*;
+
+use super::ally::{promise, record_id, rejected, reseller_id, Ally, Engine};
+use super::error::OrThrow;
+use super::input;
+use super::pricing::to_plain;
+use crate::domain::client::{self, ClientAction, ClientDraft};
+use crate::domain::reseller;
+use crate::domain::{Error, Result};
+use crate::engine::Versioned;
+
+#[wasm_bindgen(typescript_custom_section)]
+const CLIENT_TYPES: &str = r#"
+export type ClientStatus = "pending" | "active" | "suspended" | "inactive";
+
+/** A client: a customer a reseller serves (or a standalone customer, with `resellerId: null`). */
+export interface Client {
+  id: string;
+  /** Public, non-sequential reference, e.g. `"CL-7K3M9Q2XAB"` (prefix from `clientRefidPrefix`). */
+  refid: string;
+  name: string;
+  email: string | null;
+  resellerId: string | null;
+  status: ClientStatus;
+  metadata: Record<string, JsonValue>;
+  createdAt: string;
+  updatedAt: string;
+  version: number;
+}
+"#;
+
+/// Clients: `ally.clients.make().name(n).email(e).reseller(id).metadata(obj).create()`, lookups,
+/// and the status transitions (pending → active; active → suspended; suspended or inactive →
+/// active; pending, active or suspended → inactive; anything else `STATUS_TRANSITION_DENIED`).
+#[wasm_bindgen]
+pub struct Clients {
+    engine: Rc<Engine>,
+}
+
+#[wasm_bindgen]
+impl Ally {
+    /// Clients.
+    #[wasm_bindgen(getter)]
+    pub fn clients(&self) -> Clients {
+        Clients {
+            engine: Rc::clone(&self.engine),
+        }
+    }
+}
+
+fn client_js(found: &Versioned<client::Client>) -> std::result::Result<JsValue, JsValue> {
+    let mut value = serde_json::to_value(&found.value).map_err(|e| {
+        super::error::to_js(&Error::invalid(
+            "client",
+            format!("could not be encoded: {e}"),
+        ))
+    })?;
+    value["version"] = found.version.into();
+    to_plain(&value)
+}
+
+/// A client record or its id.
+fn client_id(value: &JsValue) -> Result<String> {
+    record_id(value, "client", "client")
+}
+
+#[wasm_bindgen]
+impl Clients {
+    /// A builder for a new client.
+    pub fn make(&self) -> ClientBuilder {
+        ClientBuilder {
+            engine: Rc::clone(&self.engine),
+            draft: ClientDraft::default(),
+        }
+    }
+
+    /// The client with this id, or null.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Client | null>")]
+    pub fn find(&self, #[wasm_bindgen(unchecked_param_type = "string")] id: JsValue) -> Promise {
+        let id = match input::string(&id, "id") {
+            Ok(id) => id,
+            Err(e) => return rejected(&e),
+        };
+        let engine = Rc::clone(&self.engine);
+        promise(async move {
+            match engine.find_client(&id).await.or_throw()? {
+                Some(found) => client_js(&found),
+                None => Ok(JsValue::NULL),
+            }
+        })
+    }
+
+    /// The client with this refid, or null.
+    #[wasm_bindgen(js_name = findByRefid, unchecked_return_type = "Promise<Client | null>")]
+    pub fn find_by_refid(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] refid: JsValue,
+    ) -> Promise {
+        let refid = match input::string(&refid, "refid") {
+            Ok(r) => r,
+            Err(e) => return rejected(&e),
+        };
+        let engine = Rc::clone(&self.engine);
+        promise(async move {
+            match engine.find_client_by_refid(&refid).await.or_throw()? {
+                Some(found) => client_js(&found),
+                None => Ok(JsValue::NULL),
+            }
+        })
+    }
+
+    /// A reseller's clients, oldest first.
+    #[wasm_bindgen(js_name = getByReseller, unchecked_return_type = "Promise<Client[]>")]
+    pub fn get_by_reseller(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
+    ) -> Promise {
+        let id = match reseller_id(&reseller, "reseller") {
+            Ok(id) => id,
+            Err(e) => return rejected(&e),
+        };
+        let engine = Rc::clone(&self.engine);
+        promise(async move {
+            let found = engine.clients_of_reseller(&id).await.or_throw()?;
+            let list = js_sys::Array::new();
+            for client in &found {
+                list.push(&client_js(client)?);
+            }
+            Ok(list.into())
+        })
+    }
+
+    fn act(&self, client: &JsValue, action: ClientAction) -> Promise {
+        let id = match client_id(client) {
+            Ok(id) => id,
+            Err(e) => return rejected(&e),
+        };
+        let engine = Rc::clone(&self.engine);
+        promise(async move { client_js(&engine.transition_client(&id, action).await.or_throw()?) })
+    }
+
+    /// pending, suspended or inactive → active.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Client>")]
+    pub fn activate(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Client | string")] client: JsValue,
+    ) -> Promise {
+        self.act(&client, ClientAction::Activate)
+    }
+
+    /// active → suspended.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Client>")]
+    pub fn suspend(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Client | string")] client: JsValue,
+    ) -> Promise {
+        self.act(&client, ClientAction::Suspend)
+    }
+
+    /// pending, active or suspended → inactive.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Client>")]
+    pub fn deactivate(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Client | string")] client: JsValue,
+    ) -> Promise {
+        self.act(&client, ClientAction::Deactivate)
+    }
+}
+
+/// Builds a client; each setter checks its value at once and returns a new builder.
+#[wasm_bindgen]
+#[derive(Clone)]
+pub struct ClientBuilder {
+    engine: Rc<Engine>,
+    draft: ClientDraft,
+}
+
+impl ClientBuilder {
+    fn with(&self, change: impl FnOnce(&mut ClientDraft)) -> ClientBuilder {
+        let mut next = self.clone();
+        change(&mut next.draft);
+        next
+    }
+}
+
+#[wasm_bindgen]
+impl ClientBuilder {
+    pub fn name(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] name: JsValue,
+    ) -> std::result::Result<ClientBuilder, JsValue> {
+        let name = input::string(&name, "name")
+            .and_then(|n| client::name(&n, "name"))
+            .or_throw()?;
+        Ok(self.with(|d| d.name = Some(name)))
+    }
+
+    pub fn email(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] email: JsValue,
+    ) -> std::result::Result<ClientBuilder, JsValue> {
+        let email = input::string(&email, "email")
+            .and_then(|e| client::client_email(&e, "email"))
+            .or_throw()?;
+        Ok(self.with(|d| d.email = Some(email)))
+    }
+
+    /// The reseller serving the client (a record or its id); it must exist and be active.
+    pub fn reseller(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
+    ) -> std::result::Result<ClientBuilder, JsValue> {
+        let id = reseller_id(&reseller, "reseller").or_throw()?;
+        Ok(self.with(|d| d.reseller_id = Some(id)))
+    }
+
+    /// Free-form JSON data (at most 16 KiB).
+    pub fn metadata(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Record<string, JsonValue>")] value: JsValue,
+    ) -> std::result::Result<ClientBuilder, JsValue> {
+        let parsed = input::to_json(&value, "metadata").and_then(|json| match json {
+            serde_json::Value::Object(map) => reseller::metadata(map, "metadata"),
+            _ => Err(Error::invalid("metadata", "expected a plain object")),
+        });
+        let map = parsed.or_throw()?;
+        Ok(self.with(|d| d.metadata = Some(map)))
+    }
+
+    /// Creates the client: pending, with a fresh refid. `DUPLICATE_EMAIL`, `INVALID_RESELLER`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Client>")]
+    pub fn create(&self) -> Promise {
+        let engine = Rc::clone(&self.engine);
+        let draft = self.draft.clone();
+        promise(async move { client_js(&engine.create_client(draft).await.or_throw()?) })
+    }
+}
