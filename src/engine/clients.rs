@@ -186,12 +186,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             let record = to_record(&next, current.version + 1)?;
             let outcome = self
                 .storage
-                .put(
-                    COLLECTION,
-                    &record,
-                    current.version,
-                    &[INDEX_EMAIL, INDEX_REFID],
-                )
+                .put(COLLECTION, &record, current.version, unique(&next))
                 .await
                 .map_err(storage_failed("put"))?;
             match outcome {

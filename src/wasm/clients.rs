@@ -10,6 +10,7 @@ use super::error::OrThrow;
 use super::input;
 use super::pricing::to_plain;
 use crate::domain::client::{self, ClientAction, ClientDraft};
+use crate::domain::permissions;
 use crate::domain::reseller;
 use crate::domain::{Error, Result};
 use crate::engine::Versioned;
@@ -238,5 +239,78 @@ impl ClientBuilder {
         let engine = Rc::clone(&self.engine);
         let draft = self.draft.clone();
         promise(async move { client_js(&engine.create_client(draft).await.or_throw()?) })
+    }
+}
+
+#[wasm_bindgen]
+impl Ally {
+    /// Whether the reseller may manage the client: only its own clients, only while active.
+    /// Unknown records are `NOT_FOUND`.
+    #[wasm_bindgen(js_name = canManageChildAccount, unchecked_return_type = "Promise<boolean>")]
+    pub fn can_manage_child_account(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Client | string")] client: JsValue,
+    ) -> Promise {
+        self.check_pair(&reseller, &client, permissions::can_manage_child_account)
+    }
+
+    /// Whether the reseller may take the client as a child account: it is active, and the
+    /// client is standalone (or already its own) and not inactive.
+    #[wasm_bindgen(js_name = canAssignChildAccount, unchecked_return_type = "Promise<boolean>")]
+    pub fn can_assign_child_account(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Client | string")] client: JsValue,
+    ) -> Promise {
+        self.check_pair(&reseller, &client, permissions::can_assign_child_account)
+    }
+
+    /// Whether the reseller may open the reseller dashboard: while it is active.
+    #[wasm_bindgen(js_name = canViewResellerDashboard, unchecked_return_type = "Promise<boolean>")]
+    pub fn can_view_reseller_dashboard(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
+    ) -> Promise {
+        let id = match reseller_id(&reseller, "reseller") {
+            Ok(id) => id,
+            Err(e) => return rejected(&e),
+        };
+        let engine = Rc::clone(&self.engine);
+        promise(async move {
+            let r = engine.require_reseller(&id).await.or_throw()?;
+            Ok(permissions::can_view_reseller_dashboard(&r.value).into())
+        })
+    }
+}
+
+impl Ally {
+    /// Reads both records from storage (a record passed in is read again, so a stale copy
+    /// cannot grant what the stored one would not) and applies `check`.
+    fn check_pair(
+        &self,
+        reseller: &JsValue,
+        client: &JsValue,
+        check: fn(&crate::domain::reseller::Reseller, &client::Client) -> bool,
+    ) -> Promise {
+        let ids = reseller_id(reseller, "reseller").and_then(|r| Ok((r, client_id(client)?)));
+        let (reseller_id, client_id) = match ids {
+            Ok(ids) => ids,
+            Err(e) => return rejected(&e),
+        };
+        let engine = Rc::clone(&self.engine);
+        promise(async move {
+            let r = engine.require_reseller(&reseller_id).await.or_throw()?;
+            let c = engine
+                .find_client(&client_id)
+                .await
+                .or_throw()?
+                .ok_or_else(|| Error::NotFound {
+                    entity: "client",
+                    key: client_id.clone(),
+                })
+                .or_throw()?;
+            Ok(check(&r.value, &c.value).into())
+        })
     }
 }

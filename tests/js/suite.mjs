@@ -654,6 +654,28 @@ export function cases(lib, runtime) {
     equal((await ally.clients.getByReseller(r)).length, 1, "bad input wrote nothing");
   });
 
+  t("permissions: a reseller manages only its own clients, only while active", async () => {
+    const ally = new Ally();
+    const mine = await ally.make().user(1).company("Mine").create();
+    const other = await ally.make().user(2).company("Other").create();
+    const own = await ally.clients.make().name("Own").reseller(mine).create();
+    const theirs = await ally.clients.make().name("Theirs").reseller(other).create();
+    const free = await ally.clients.make().name("Free").create();
+    equal(
+      [await ally.canManageChildAccount(mine, own), await ally.canManageChildAccount(mine, theirs), await ally.canManageChildAccount(mine.id, free.id)],
+      [true, false, false],
+      "manage",
+    );
+    equal([await ally.canAssignChildAccount(mine, free), await ally.canAssignChildAccount(mine, theirs)], [true, false], "assign");
+    equal(await ally.canViewResellerDashboard(mine), true, "dashboard");
+    // A stale record passed in does not decide: the stored one does.
+    await ally.clients.deactivate(free);
+    equal(await ally.canAssignChildAccount(mine, free), false, "an inactive client cannot be assigned");
+    await fails(AllyError, "NOT_FOUND", () => ally.canManageChildAccount("rs_none", own));
+    await fails(AllyError, "NOT_FOUND", () => ally.canManageChildAccount(mine, "cl_none"));
+    for (const bad of [5, null, {}]) await fails(AllyError, "INVALID_INPUT", () => ally.canManageChildAccount(mine, bad), `client ${String(bad)}`);
+  });
+
   const HIERARCHY = {
     resellers: [
       { id: "super", commissionRate: "0.10" },

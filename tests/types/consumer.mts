@@ -137,3 +137,16 @@ void main;
   await ally.applications.submit({ ...app, businessType: "empire", termsAccepted: true });
   void rate, parent, pending, (await ally.children(reseller)).length, (await ally.setCommissionRate(reseller, 0.1)).version;
 }
+
+// Clients and permissions.
+{
+  const { Ally } = await import("ally-engine");
+  const ally = new Ally({ config: { clientRefidPrefix: "CL-" } });
+  const client: import("ally-engine").Client = await ally.clients.make().name("Acme").email("it@acme.example").reseller("rs_x").metadata({ plan: "fiber" }).create();
+  const status: import("ally-engine").ClientStatus = (await ally.clients.activate(client)).status;
+  const mine: boolean = await ally.canManageChildAccount("rs_x", client);
+  const found: import("ally-engine").Client | null = await ally.clients.findByRefid(client.refid);
+  // @ts-expect-error: a client is not a reseller's builder
+  ally.clients.make().company("Acme");
+  void status, mine, found, (await ally.clients.getByReseller("rs_x")).length;
+}
