@@ -12,6 +12,7 @@ pub mod ids;
 pub mod ledger;
 pub mod money;
 pub mod notice;
+pub mod payment;
 pub mod permissions;
 pub mod quote;
 pub mod record;

@@ -6,6 +6,7 @@ mod clients;
 pub mod executor;
 mod lock;
 pub mod memory;
+mod payments;
 pub mod ports;
 mod resellers;
 #[cfg(test)]
@@ -23,6 +24,7 @@ use crate::domain::ids::IdSource;
 use crate::domain::{Error, Result};
 use ports::{Clock, Mailer, Query, Storage, StorageError, StoredRecord};
 
+pub use payments::{ChildAccountsRevenue, ClientRevenue, PaymentInput};
 pub use resellers::{ResellerFilter, Versioned};
 pub use wallets::{
     Applied, CreditCheck, LowCreditEvent, APPEND_ATTEMPTS_MAX, HISTORY_LIMIT_DEFAULT,

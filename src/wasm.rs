@@ -15,6 +15,8 @@ mod error;
 #[cfg(feature = "engine")]
 mod host;
 mod input;
+#[cfg(feature = "engine")]
+mod payments;
 mod pricing;
 mod registry;
 mod types;

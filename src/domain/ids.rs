@@ -55,6 +55,11 @@ impl IdSource {
         self.token("ap_", 16, true)
     }
 
+    /// A payment id: `pm_` and 16 characters (80 bits).
+    pub fn payment_id(&mut self) -> String {
+        self.token("pm_", 16, true)
+    }
+
     /// A client id: `cl_` and 16 characters (80 bits).
     pub fn client_id(&mut self) -> String {
         self.token("cl_", 16, true)

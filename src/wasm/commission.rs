@@ -194,7 +194,7 @@ const RULES: [Rule; 6] = [
 ];
 
 /// Whole minor units from a money value at the currency's scale.
-fn minor(value: &Value, currency: &Currency, path: &str) -> Result<i64> {
+pub(super) fn minor(value: &Value, currency: &Currency, path: &str) -> Result<i64> {
     let text = fields::decimal_text(value, path)?;
     let parsed =
         decimal::parse(&text, currency.scale()).map_err(|reason| Error::invalid(path, reason))?;
@@ -206,7 +206,7 @@ fn minor(value: &Value, currency: &Currency, path: &str) -> Result<i64> {
 }
 
 /// Minor units as a decimal string at `scale`: `-563` at 2 is `"-5.63"`.
-fn minor_text(value: i64, scale: u32) -> String {
+pub(super) fn minor_text(value: i64, scale: u32) -> String {
     let sign = if value < 0 { "-" } else { "" };
     let magnitude = value.unsigned_abs();
     if scale == 0 {
@@ -388,7 +388,7 @@ fn iso_date(text: &str) -> Option<chrono::NaiveDate> {
 
 /// A time: a `Date`, epoch milliseconds, an ISO-8601 time, or an ISO-8601 date (`2026-01-31`,
 /// midnight UTC, as periods are usually written).
-fn time_ms(value: &JsValue, path: &str) -> Result<i64> {
+pub(super) fn time_ms(value: &JsValue, path: &str) -> Result<i64> {
     if let Some(text) = value.as_string() {
         if let Some(date) = iso_date(&text) {
             return Ok(date
@@ -402,7 +402,7 @@ fn time_ms(value: &JsValue, path: &str) -> Result<i64> {
         .map_err(|reason| Error::invalid(path, reason))
 }
 
-fn time_value_ms(value: &Value, path: &str) -> Result<i64> {
+pub(super) fn time_value_ms(value: &Value, path: &str) -> Result<i64> {
     let js: JsValue = match value {
         Value::String(s) => JsValue::from_str(s),
         Value::Number(n) => n.as_f64().map_or(JsValue::UNDEFINED, JsValue::from_f64),
@@ -536,7 +536,8 @@ fn parse_hierarchy(value: &JsValue) -> Result<ParsedHierarchy> {
     let customers_value = own(value, "customers");
     let mut customer_index = HashMap::new();
     let customers = if customers_value.is_instance_of::<js_sys::Array>() {
-        let Value::Array(rows) = input::to_json(&customers_value, "hierarchy.customers")? else {
+        let Value::Array(rows) = input::to_json_dated(&customers_value, "hierarchy.customers")?
+        else {
             return Err(Error::invalid("hierarchy.customers", "expected an array"));
         };
         customer_index.reserve(rows.len());
@@ -660,7 +661,7 @@ fn parse_payment_objects(
     parsed: &ParsedHierarchy,
     currency: &Currency,
 ) -> Result<ParsedPayments> {
-    let Value::Array(rows) = input::to_json(value, "payments")? else {
+    let Value::Array(rows) = input::to_json_dated(value, "payments")? else {
         return Err(Error::invalid("payments", "expected an array"));
     };
     let mut by_id: HashMap<String, u32> = HashMap::new();

@@ -39,6 +39,8 @@ struct Walker<'a> {
     root: &'a str,
     nodes: usize,
     steps: Vec<Step>,
+    /// Read a `Date` as its ISO-8601 text (for records whose fields are times).
+    dates: bool,
 }
 
 /// Walks `value` into JSON; `path` names it in errors.
@@ -47,6 +49,20 @@ pub fn to_json(value: &JsValue, path: &str) -> Result<Value, Error> {
         root: path,
         nodes: 0,
         steps: Vec::new(),
+        dates: false,
+    }
+    .walk(value, 0)
+}
+
+/// [`to_json`] for records that hold times: a `Date` anywhere reads as its ISO-8601 text (an
+/// invalid `Date` is refused). Metadata and other free-form data use [`to_json`], which
+/// refuses a `Date` like any other class instance.
+pub fn to_json_dated(value: &JsValue, path: &str) -> Result<Value, Error> {
+    Walker {
+        root: path,
+        nodes: 0,
+        steps: Vec::new(),
+        dates: true,
     }
     .walk(value, 0)
 }
@@ -96,6 +112,15 @@ impl Walker<'_> {
             return Ok(Value::String(value.as_string().unwrap_or_default()));
         }
         if value.is_object() {
+            if self.dates {
+                if let Some(date) = value.dyn_ref::<js_sys::Date>() {
+                    let ms = date.get_time();
+                    return chrono::DateTime::from_timestamp_millis(ms as i64)
+                        .filter(|_| ms.is_finite())
+                        .map(|at| Value::String(crate::domain::reseller::iso_time::format(at)))
+                        .ok_or_else(|| self.fail("an invalid Date"));
+                }
+            }
             if Array::is_array(value) {
                 return self.walk_array(value.unchecked_ref(), depth);
             }

@@ -676,6 +676,51 @@ export function cases(lib, runtime) {
     for (const bad of [5, null, {}]) await fails(AllyError, "INVALID_INPUT", () => ally.canManageChildAccount(mine, bad), `client ${String(bad)}`);
   });
 
+  t("payments and the reference reports: 5000.00 over 25 payments at 15 % is 750.00", async () => {
+    const ally = new Ally();
+    const abc = await ally.make().user(1).company("ABC Resellers").create();
+    await ally.setCommissionRate(abc, "0.15");
+    const clients = [];
+    for (let i = 0; i < 10; i++) clients.push(await ally.clients.make().name(`Client ${i}`).reseller(abc).create());
+    for (let i = 0; i < 25; i++) {
+      await ally.payments.record({ clientId: clients[i % 10].id, amount: "200.00", at: new Date(Date.UTC(2026, 0, 1 + i, 10)) });
+    }
+    // Outside the period, not completed, or another reseller's: none of these count.
+    await ally.payments.record({ clientId: clients[0].id, amount: "999.00", at: "2026-02-01T00:00:00Z" });
+    await ally.payments.record({ clientId: clients[1].id, amount: "999.00", at: "2026-01-15", status: "pending" });
+    const other = await ally.make().user(2).company("Other").create();
+    const stranger = await ally.clients.make().name("Stranger").reseller(other).create();
+    const paid = await ally.payments.record({ id: "pay-1", clientId: stranger.id, amount: 50, at: "2026-01-10", description: "fiber" });
+    equal([paid.id, paid.resellerId, paid.amount, paid.status, paid.kind], ["pay-1", other.id, "50.00", "completed", "payment"], "a payment record");
+    const revenue = await ally.calculateChildAccountsRevenue(abc, "2026-01-01", "2026-02-01");
+    equal(
+      [revenue.totalRevenue, revenue.totalPayments, revenue.commission, revenue.commissionRate, revenue.childCount],
+      ["5000.00", 25, "750.00", "0.1500", 10],
+      "the reference example",
+    );
+    equal(revenue.breakdown.find((b) => b.clientId === clients[0].id), { clientId: clients[0].id, commission: "90.00", name: "Client 0", payments: 3, refid: clients[0].refid, revenue: "600.00" }, "breakdown");
+    const report = await ally.commissionReport(abc.id, "2026-01-01", "2026-02-01");
+    equal(report.summary, { commissionRate: "15%", totalChildAccounts: 10, totalCommission: "750.00", totalPayments: 25, totalRevenue: "5000.00" }, "report summary");
+    equal([report.resellerName, report.reportPeriod], ["ABC Resellers", { end: "2026-02-01T00:00:00.000Z", start: "2026-01-01T00:00:00.000Z" }], "report head");
+    const all = await ally.allResellersCommission("2026-01-01", "2026-02-01");
+    equal(all.map((r) => [r.resellerName, r.totalCommission]), [["ABC Resellers", "750.00"], ["Other", "0.00"]], "all resellers (Other has no rate)");
+    // A refund claws back in the period it happens.
+    await ally.payments.record({ clientId: clients[2].id, amount: "200.00", at: "2026-02-03", kind: "refund", reverses: (await ally.payments.record({ clientId: clients[2].id, amount: "200.00", at: "2026-02-02" })).id });
+    const february = await ally.calculateChildAccountsRevenue(abc, "2026-02-01", "2026-03-01");
+    // 999.00 on February 1 earns 149.85; the 200.00 payment and its refund net to zero.
+    equal([february.totalRevenue, february.commission], ["1199.00", "149.85"], "a refunded payment nets to zero");
+    await fails(AllyError, "NOT_FOUND", () => ally.payments.record({ clientId: "cl_none", amount: "1.00", at: "2026-01-01" }));
+    await fails(AllyError, "ALREADY_EXISTS", () => ally.payments.record({ id: "pay-1", clientId: stranger.id, amount: 1, at: "2026-01-01" }));
+    await fails(AllyError, "INVALID_INPUT", () => ally.payments.record({ clientId: stranger.id, amount: "60.00", at: "2026-01-11", kind: "refund", reverses: "pay-1" }), "reverses more than paid");
+    for (const bad of [{ amount: "1.001" }, { amount: NaN }, { amount: "0.00" }, { amount: -5 }, { at: "soon" }, { at: new Date(NaN) }, { status: "done" }, { kind: "gift" }, { extra: 1 }, { reverses: "pay-1" }]) {
+      await fails(AllyError, "INVALID_INPUT", () => ally.payments.record({ clientId: stranger.id, amount: "1.00", at: "2026-01-01", ...bad }), `payment ${JSON.stringify(bad)}`);
+    }
+    for (const [start, end] of [["2026-02-01", "2026-01-01"], ["nope", "2026-01-01"], [null, "2026-01-01"]]) {
+      await fails(AllyError, "INVALID_INPUT", () => ally.calculateChildAccountsRevenue(abc, start, end), `period ${start}..${end}`);
+    }
+    await fails(AllyError, "NOT_FOUND", () => ally.commissionReport("rs_none", "2026-01-01", "2026-02-01"));
+  });
+
   const HIERARCHY = {
     resellers: [
       { id: "super", commissionRate: "0.10" },

@@ -150,3 +150,17 @@ void main;
   ally.clients.make().company("Acme");
   void status, mine, found, (await ally.clients.getByReseller("rs_x")).length;
 }
+
+// Payments and the reference reports.
+{
+  const { Ally } = await import("ally-engine");
+  const ally = new Ally();
+  const paid: import("ally-engine").PaymentRecord = await ally.payments.record({ clientId: "cl_x", amount: "200.00", at: new Date(), kind: "payment" });
+  const revenue: import("ally-engine").ChildAccountsRevenue = await ally.calculateChildAccountsRevenue("rs_x", "2026-01-01", new Date());
+  const report: import("ally-engine").CommissionReport = await ally.commissionReport("rs_x", "2026-01-01", "2026-02-01");
+  const all = await ally.allResellersCommission("2026-01-01", "2026-02-01");
+  const first: string | undefined = all[0]?.resellerName;
+  // @ts-expect-error: a payment needs a client
+  await ally.payments.record({ amount: "1.00", at: "2026-01-01" });
+  void paid, revenue.breakdown, report.summary.commissionRate, first;
+}

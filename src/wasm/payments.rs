@@ -1,0 +1,357 @@
+//! `ally.payments.record(…)` and the commission reports for JavaScript.
+
+use std::rc::Rc;
+
+use chrono::DateTime;
+use js_sys::Promise;
+use serde_json::{json, Value};
+use wasm_bindgen::prelude::*;
+
+use super::ally::{promise, rejected, reseller_id, Ally, Engine};
+use super::commission::{minor, minor_text, time_ms, time_value_ms};
+use super::error::OrThrow;
+use super::input;
+use super::pricing::to_plain;
+use crate::domain::commission::{PaymentKind, PaymentStatus};
+use crate::domain::money::Rate;
+use crate::domain::payment::PaymentRecord;
+use crate::domain::record::Fields;
+use crate::domain::reseller::iso_time;
+use crate::domain::{Error, Result};
+use crate::engine::{ChildAccountsRevenue, PaymentInput, ResellerFilter};
+
+#[wasm_bindgen(typescript_custom_section)]
+const PAYMENT_TYPES: &str = r#"
+export interface PaymentInput {
+  /** Default: a fresh `pm_…` id. */
+  id?: string;
+  clientId: string;
+  /** In the configured currency. */
+  amount: Money;
+  at: string | Date | number;
+  /** Default `completed`; only completed payments count. */
+  status?: "completed" | "pending" | "failed";
+  /** Default `payment`. */
+  kind?: "payment" | "refund" | "chargeback";
+  /** For a refund or chargeback: the id of the payment it reverses. */
+  reverses?: string;
+  description?: string;
+}
+
+export interface PaymentRecord {
+  id: string;
+  clientId: string;
+  /** The client's reseller when the payment was recorded. */
+  resellerId: string | null;
+  amount: string;
+  at: string;
+  status: "completed" | "pending" | "failed";
+  kind: "payment" | "refund" | "chargeback";
+  reverses: string | null;
+  description: string | null;
+}
+
+export interface ClientRevenue {
+  clientId: string;
+  refid: string;
+  name: string;
+  revenue: string;
+  payments: number;
+  commission: string;
+}
+
+/** The reference's `calculateChildAccountsRevenue`. */
+export interface ChildAccountsRevenue {
+  totalRevenue: string;
+  totalPayments: number;
+  commission: string;
+  commissionRate: string;
+  childCount: number;
+  breakdown: ClientRevenue[];
+}
+
+/** The reference's `generateCommissionReport`. */
+export interface CommissionReport {
+  resellerId: string;
+  resellerName: string;
+  reportPeriod: { start: string; end: string };
+  summary: {
+    totalChildAccounts: number;
+    totalRevenue: string;
+    /** As a percentage, e.g. `"15%"`. */
+    commissionRate: string;
+    totalCommission: string;
+    totalPayments: number;
+  };
+  childAccountsBreakdown: ClientRevenue[];
+}
+"#;
+
+/// Client payments: `ally.payments.record({ clientId, amount, at, status?, kind?, reverses? })`.
+#[wasm_bindgen]
+pub struct Payments {
+    engine: Rc<Engine>,
+}
+
+fn payment_js(p: &PaymentRecord, scale: u32) -> Value {
+    json!({
+        "id": p.id,
+        "clientId": p.client_id,
+        "resellerId": p.reseller_id,
+        "amount": minor_text(p.amount, scale),
+        "at": iso_time::format(p.at),
+        "status": p.status.as_str(),
+        "kind": p.kind.as_str(),
+        "reverses": p.reverses,
+        "description": p.description,
+    })
+}
+
+fn time_value(value: &Value, path: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+    let ms = time_value_ms(value, path)?;
+    DateTime::from_timestamp_millis(ms).ok_or_else(|| Error::invalid(path, "is out of range"))
+}
+
+fn time(value: &JsValue, path: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+    let ms = time_ms(value, path)?;
+    DateTime::from_timestamp_millis(ms).ok_or_else(|| Error::invalid(path, "is out of range"))
+}
+
+/// `0.1500` as `"15%"`, `0.1250` as `"12.5%"`.
+fn percent(rate: Rate) -> String {
+    let units = rate.units();
+    let whole = units / 100;
+    let rest = units % 100;
+    if rest == 0 {
+        format!("{whole}%")
+    } else {
+        let fraction = format!("{rest:02}");
+        format!("{whole}.{}%", fraction.trim_end_matches('0'))
+    }
+}
+
+fn breakdown_js(report: &ChildAccountsRevenue, scale: u32) -> Vec<Value> {
+    report
+        .breakdown
+        .iter()
+        .map(|row| {
+            json!({
+                "clientId": row.client.id,
+                "refid": row.client.refid,
+                "name": row.client.name,
+                "revenue": minor_text(row.revenue, scale),
+                "payments": row.payments,
+                "commission": minor_text(row.commission, scale),
+            })
+        })
+        .collect()
+}
+
+fn summary_js(report: &ChildAccountsRevenue, scale: u32) -> Value {
+    json!({
+        "totalChildAccounts": report.child_count,
+        "totalRevenue": minor_text(report.total_revenue, scale),
+        "commissionRate": percent(report.commission_rate),
+        "totalCommission": minor_text(report.commission, scale),
+        "totalPayments": report.total_payments,
+    })
+}
+
+#[wasm_bindgen]
+impl Ally {
+    /// Client payments.
+    #[wasm_bindgen(getter)]
+    pub fn payments(&self) -> Payments {
+        Payments {
+            engine: Rc::clone(&self.engine),
+        }
+    }
+
+    /// A reseller's clients' completed payments in `[start, end)` and the commission its own
+    /// rate earns on them: `{ totalRevenue, totalPayments, commission, commissionRate,
+    /// childCount, breakdown }`.
+    #[wasm_bindgen(
+        js_name = calculateChildAccountsRevenue,
+        unchecked_return_type = "Promise<ChildAccountsRevenue>"
+    )]
+    pub fn calculate_child_accounts_revenue(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "string | Date | number")] start: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "string | Date | number")] end: JsValue,
+    ) -> Promise {
+        let parsed = reseller_id(&reseller, "reseller")
+            .and_then(|id| Ok((id, time(&start, "start")?, time(&end, "end")?)));
+        let (id, start, end) = match parsed {
+            Ok(p) => p,
+            Err(e) => return rejected(&e),
+        };
+        let engine = Rc::clone(&self.engine);
+        promise(async move {
+            let scale = engine.config().pricing.currency.scale();
+            let r = engine
+                .child_accounts_revenue(&id, start, end)
+                .await
+                .or_throw()?;
+            to_plain(&json!({
+                "totalRevenue": minor_text(r.total_revenue, scale),
+                "totalPayments": r.total_payments,
+                "commission": minor_text(r.commission, scale),
+                "commissionRate": r.commission_rate.to_decimal().to_string(),
+                "childCount": r.child_count,
+                "breakdown": breakdown_js(&r, scale),
+            }))
+        })
+    }
+
+    /// The reference's commission report for one reseller over `[start, end)`.
+    #[wasm_bindgen(js_name = commissionReport, unchecked_return_type = "Promise<CommissionReport>")]
+    pub fn commission_report(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "string | Date | number")] start: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "string | Date | number")] end: JsValue,
+    ) -> Promise {
+        let parsed = reseller_id(&reseller, "reseller")
+            .and_then(|id| Ok((id, time(&start, "start")?, time(&end, "end")?)));
+        let (id, start, end) = match parsed {
+            Ok(p) => p,
+            Err(e) => return rejected(&e),
+        };
+        let engine = Rc::clone(&self.engine);
+        promise(async move {
+            let scale = engine.config().pricing.currency.scale();
+            let r = engine
+                .child_accounts_revenue(&id, start, end)
+                .await
+                .or_throw()?;
+            to_plain(&json!({
+                "resellerId": r.reseller.id,
+                "resellerName": r.reseller.company_name,
+                "reportPeriod": { "start": iso_time::format(start), "end": iso_time::format(end) },
+                "summary": summary_js(&r, scale),
+                "childAccountsBreakdown": breakdown_js(&r, scale),
+            }))
+        })
+    }
+
+    /// Every reseller's commission summary over `[start, end)`, oldest reseller first.
+    #[wasm_bindgen(
+        js_name = allResellersCommission,
+        unchecked_return_type = "Promise<(CommissionReport[\"summary\"] & { resellerId: string; resellerName: string })[]>"
+    )]
+    pub fn all_resellers_commission(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string | Date | number")] start: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "string | Date | number")] end: JsValue,
+    ) -> Promise {
+        let parsed = time(&start, "start").and_then(|s| Ok((s, time(&end, "end")?)));
+        let (start, end) = match parsed {
+            Ok(p) => p,
+            Err(e) => return rejected(&e),
+        };
+        let engine = Rc::clone(&self.engine);
+        promise(async move {
+            let scale = engine.config().pricing.currency.scale();
+            let resellers = engine
+                .list_resellers(&ResellerFilter::default())
+                .await
+                .or_throw()?;
+            let mut out = Vec::with_capacity(resellers.len());
+            for r in resellers {
+                let report = engine
+                    .child_accounts_revenue(&r.value.id, start, end)
+                    .await
+                    .or_throw()?;
+                let mut row = summary_js(&report, scale);
+                row["resellerId"] = report.reseller.id.into();
+                row["resellerName"] = report.reseller.company_name.into();
+                out.push(row);
+            }
+            to_plain(&out)
+        })
+    }
+}
+
+#[wasm_bindgen]
+impl Payments {
+    /// Records a payment of a known client (`NOT_FOUND` otherwise); the reseller is the
+    /// client's now. A refund or chargeback names the payment it reverses.
+    #[wasm_bindgen(unchecked_return_type = "Promise<PaymentRecord>")]
+    pub fn record(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "PaymentInput")] input: JsValue,
+    ) -> Promise {
+        let currency = self.engine.config().pricing.currency.clone();
+        let parsed = (|| {
+            let mut f = Fields::new(input::to_json_dated(&input, "payment")?, "payment")?;
+            let id = f.opt_string("id")?;
+            let client_id = f.string("clientId")?;
+            let amount = minor(
+                &f.take("amount").unwrap_or(Value::Null),
+                &currency,
+                "payment.amount",
+            )?;
+            let at = time_value(&f.take("at").unwrap_or(Value::Null), "payment.at")?;
+            let status = f
+                .opt_choice("status", &PaymentStatus::ALL, PaymentStatus::as_str)?
+                .unwrap_or(PaymentStatus::Completed);
+            let kind = f
+                .opt_choice("kind", &PaymentKind::ALL, PaymentKind::as_str)?
+                .unwrap_or(PaymentKind::Payment);
+            let reverses = f.opt_string("reverses")?;
+            let description = f.opt_string("description")?;
+            f.finish(&[
+                "id",
+                "clientId",
+                "amount",
+                "at",
+                "status",
+                "kind",
+                "reverses",
+                "description",
+            ])?;
+            Ok(PaymentInput {
+                id,
+                client_id,
+                amount,
+                at,
+                status,
+                kind,
+                reverses,
+                description,
+            })
+        })();
+        let input = match parsed {
+            Ok(p) => p,
+            Err(e) => return rejected(&e),
+        };
+        let engine = Rc::clone(&self.engine);
+        promise(async move {
+            let scale = engine.config().pricing.currency.scale();
+            let record = engine.record_payment(input).await.or_throw()?;
+            to_plain(&payment_js(&record, scale))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent;
+    use crate::domain::money::Rate;
+
+    #[test]
+    fn rates_as_percentages() {
+        let p = |u| percent(Rate::from_units(u).unwrap_or(Rate::ZERO));
+        assert_eq!(
+            (p(1500), p(1250), p(5), p(0), p(10_000)),
+            (
+                "15%".into(),
+                "12.5%".into(),
+                "0.05%".into(),
+                "0%".into(),
+                "100%".into()
+            )
+        );
+    }
+}
