@@ -57,6 +57,7 @@ pub fn to_json(value: &JsValue, path: &str) -> Result<Value, Error> {
 /// [`to_json`] for records that hold times: a `Date` anywhere reads as its ISO-8601 text (an
 /// invalid `Date` is refused). Metadata and other free-form data use [`to_json`], which
 /// refuses a `Date` like any other class instance.
+#[cfg(feature = "engine")]
 pub fn to_json_dated(value: &JsValue, path: &str) -> Result<Value, Error> {
     Walker {
         root: path,
