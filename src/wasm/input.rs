@@ -39,7 +39,8 @@ struct Walker<'a> {
     root: &'a str,
     nodes: usize,
     steps: Vec<Step>,
-    /// Read a `Date` as its ISO-8601 text (for records whose fields are times).
+    /// Read a `Date` as its ISO-8601 text (for records whose fields are times; engine build).
+    #[cfg_attr(not(feature = "engine"), allow(dead_code))]
     dates: bool,
 }
 
@@ -113,6 +114,7 @@ impl Walker<'_> {
             return Ok(Value::String(value.as_string().unwrap_or_default()));
         }
         if value.is_object() {
+            #[cfg(feature = "engine")]
             if self.dates {
                 if let Some(date) = value.dyn_ref::<js_sys::Date>() {
                     let ms = date.get_time();
