@@ -9,7 +9,9 @@ pub mod memory;
 mod payments;
 pub mod ports;
 mod resellers;
+// The seeded simulations: test code, kept under `tests/`.
 #[cfg(test)]
+#[path = "engine/tests/simulation.rs"]
 mod simulation;
 mod wallets;
 
