@@ -114,6 +114,28 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         Ok((page, next))
     }
 
+    /// Every record of a collection (or of one index value), through all pages, each read by
+    /// `read`.
+    async fn find_all<T>(
+        &self,
+        collection: &str,
+        index: Option<(&str, &str)>,
+        read: impl Fn(StoredRecord) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let (page, next) = self.find_page(collection, index, after.as_deref()).await?;
+            for record in page {
+                out.push(read(record)?);
+            }
+            match next {
+                Some(cursor) => after = Some(cursor),
+                None => return Ok(out),
+            }
+        }
+    }
+
     fn now(&self) -> Result<DateTime<Utc>> {
         self.clock.now().map_err(|reason| Error::InvalidConfig {
             key: "clock".to_owned(),

@@ -102,19 +102,10 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         &self,
         status: Option<ApplicationStatus>,
     ) -> Result<Vec<Application>> {
-        let mut out = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let index = status.map(|s| (INDEX_STATUS, s.as_str()));
-            let (page, next) = self.find_page(COLLECTION, index, after.as_deref()).await?;
-            for record in page {
-                out.push(from_record(record)?.value);
-            }
-            match next {
-                Some(cursor) => after = Some(cursor),
-                None => break,
-            }
-        }
+        let index = status.map(|s| (INDEX_STATUS, s.as_str()));
+        let mut out = self
+            .find_all(COLLECTION, index, |r| from_record(r).map(|v| v.value))
+            .await?;
         out.sort_by(|a, b| (a.submitted_at, &a.id).cmp(&(b.submitted_at, &b.id)));
         Ok(out)
     }

@@ -157,25 +157,10 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
 
     /// Every payment made by a reseller's clients (all times; the report filters).
     async fn payments_of_reseller(&self, reseller_id: &str) -> Result<Vec<PaymentRecord>> {
-        let mut out = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let (page, next) = self
-                .find_page(
-                    COLLECTION,
-                    Some((INDEX_RESELLER, reseller_id)),
-                    after.as_deref(),
-                )
-                .await?;
-            for record in &page {
-                out.push(from_record(record)?);
-            }
-            match next {
-                Some(cursor) => after = Some(cursor),
-                None => break,
-            }
-        }
-        Ok(out)
+        self.find_all(COLLECTION, Some((INDEX_RESELLER, reseller_id)), |r| {
+            from_record(&r)
+        })
+        .await
     }
 
     /// The reference's `calculateChildAccountsRevenue` over `[start, end)`.

@@ -329,20 +329,9 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
 
     /// The resellers directly under `id`, oldest first.
     pub async fn children(&self, id: &str) -> Result<Vec<Versioned<Reseller>>> {
-        let mut out = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let (page, next) = self
-                .find_page(COLLECTION, Some((INDEX_PARENT, id)), after.as_deref())
-                .await?;
-            for record in page {
-                out.push(from_record(record)?);
-            }
-            match next {
-                Some(cursor) => after = Some(cursor),
-                None => break,
-            }
-        }
+        let mut out = self
+            .find_all(COLLECTION, Some((INDEX_PARENT, id)), from_record)
+            .await?;
         out.sort_by(|a, b| {
             (a.value.created_at, &a.value.id).cmp(&(b.value.created_at, &b.value.id))
         });

@@ -725,23 +725,13 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
 
     /// The outbox records, for hosts that show or audit notifications.
     pub async fn outbox(&self) -> Result<Vec<Value>> {
-        let mut out = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let (page, next) = self.find_page(OUTBOX, None, after.as_deref()).await?;
-            for record in &page {
-                let data: Value =
-                    serde_json::from_str(&record.data).map_err(|e| Error::StorageFailed {
-                        operation: "find",
-                        reason: format!("outbox record \"{}\" is not readable: {e}", record.id),
-                    })?;
-                out.push(data);
-            }
-            match next {
-                Some(next) => after = Some(next),
-                None => return Ok(out),
-            }
-        }
+        self.find_all(OUTBOX, None, |record| {
+            serde_json::from_str(&record.data).map_err(|e| Error::StorageFailed {
+                operation: "find",
+                reason: format!("outbox record \"{}\" is not readable: {e}", record.id),
+            })
+        })
+        .await
     }
 }
 
