@@ -180,19 +180,7 @@ impl Ally {
         #[wasm_bindgen(unchecked_param_type = "string | Date | number")] start: JsValue,
         #[wasm_bindgen(unchecked_param_type = "string | Date | number")] end: JsValue,
     ) -> Promise {
-        let parsed = reseller_id(&reseller, "reseller")
-            .and_then(|id| Ok((id, time(&start, "start")?, time(&end, "end")?)));
-        let (id, start, end) = match parsed {
-            Ok(p) => p,
-            Err(e) => return rejected(&e),
-        };
-        let engine = Rc::clone(&self.engine);
-        promise(async move {
-            let scale = engine.config().pricing.currency.scale();
-            let r = engine
-                .child_accounts_revenue(&id, start, end)
-                .await
-                .or_throw()?;
+        self.revenue_report(&reseller, &start, &end, |r, scale, _, _| {
             to_plain(&json!({
                 "totalRevenue": minor_text(r.total_revenue, scale),
                 "totalPayments": r.total_payments,
@@ -212,19 +200,7 @@ impl Ally {
         #[wasm_bindgen(unchecked_param_type = "string | Date | number")] start: JsValue,
         #[wasm_bindgen(unchecked_param_type = "string | Date | number")] end: JsValue,
     ) -> Promise {
-        let parsed = reseller_id(&reseller, "reseller")
-            .and_then(|id| Ok((id, time(&start, "start")?, time(&end, "end")?)));
-        let (id, start, end) = match parsed {
-            Ok(p) => p,
-            Err(e) => return rejected(&e),
-        };
-        let engine = Rc::clone(&self.engine);
-        promise(async move {
-            let scale = engine.config().pricing.currency.scale();
-            let r = engine
-                .child_accounts_revenue(&id, start, end)
-                .await
-                .or_throw()?;
+        self.revenue_report(&reseller, &start, &end, |r, scale, start, end| {
             to_plain(&json!({
                 "resellerId": r.reseller.id,
                 "resellerName": r.reseller.company_name,
@@ -269,6 +245,40 @@ impl Ally {
                 out.push(row);
             }
             to_plain(&out)
+        })
+    }
+}
+
+impl Ally {
+    /// Reads `(reseller, start, end)`, computes the reseller's revenue report and hands it to
+    /// `shape` with the currency scale and the period.
+    fn revenue_report(
+        &self,
+        reseller: &JsValue,
+        start: &JsValue,
+        end: &JsValue,
+        shape: impl FnOnce(
+                ChildAccountsRevenue,
+                u32,
+                chrono::DateTime<chrono::Utc>,
+                chrono::DateTime<chrono::Utc>,
+            ) -> std::result::Result<JsValue, JsValue>
+            + 'static,
+    ) -> Promise {
+        let parsed = reseller_id(reseller, "reseller")
+            .and_then(|id| Ok((id, time(start, "start")?, time(end, "end")?)));
+        let (id, start, end) = match parsed {
+            Ok(p) => p,
+            Err(e) => return rejected(&e),
+        };
+        let engine = Rc::clone(&self.engine);
+        promise(async move {
+            let scale = engine.config().pricing.currency.scale();
+            let report = engine
+                .child_accounts_revenue(&id, start, end)
+                .await
+                .or_throw()?;
+            shape(report, scale, start, end)
         })
     }
 }
