@@ -14,6 +14,7 @@
 
 use super::error::{Error, Result};
 use super::money::Rate;
+use super::reseller::iso_time;
 use super::rounding::Rounding;
 
 /// Milliseconds in a day.
@@ -507,17 +508,7 @@ pub fn allocate_into(total: i64, weights: &[i128], parts: &mut [i64]) {
 /// Whole calendar months from `since` to `at` (UTC), for recurring limits.
 fn months_between(since_ms: i64, at_ms: i64) -> i64 {
     let month = |ms: i64| {
-        let days = ms.div_euclid(DAY_MS);
-        // Civil year and month of a day count (H. Hinnant's algorithm).
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z.rem_euclid(146_097);
-        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let m = if mp < 10 { mp + 3 } else { mp - 9 };
-        let y = yoe + era * 400 + i64::from(m <= 2);
+        let (y, m, day) = iso_time::civil_from_days(ms.div_euclid(DAY_MS));
         (y * 12 + m - 1, day, ms.rem_euclid(DAY_MS))
     };
     let (a, a_day, a_time) = month(since_ms);

@@ -489,7 +489,7 @@ pub mod iso_time {
 
     /// Year, month, day of a count of days since 1970-01-01 (the proleptic Gregorian calendar;
     /// H. Hinnant's `civil_from_days`).
-    fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    pub(crate) fn civil_from_days(days: i64) -> (i64, i64, i64) {
         let z = days + 719_468;
         let era = z.div_euclid(146_097);
         let doe = z.rem_euclid(146_097);
