@@ -13,6 +13,7 @@ pub mod ledger;
 pub mod money;
 pub mod notice;
 pub mod payment;
+pub mod payout;
 pub mod permissions;
 pub mod quote;
 pub mod record;

@@ -3,6 +3,10 @@
 
 mod applications;
 mod clients;
+mod commissions;
+#[cfg(test)]
+#[path = "engine/tests/commissions.rs"]
+mod commission_tests;
 pub mod executor;
 mod lock;
 pub mod memory;
@@ -26,6 +30,9 @@ use crate::domain::ids::IdSource;
 use crate::domain::{Error, Result};
 use ports::{Clock, Mailer, Query, Storage, StorageError, StoredRecord};
 
+pub use commissions::{
+    check_description, CommissionBalance, LineFilter, ProcessSummary, Progress, DESCRIPTION_LEN_MAX,
+};
 pub use payments::{ChildAccountsRevenue, ClientRevenue, PaymentInput};
 pub use resellers::{ResellerFilter, Versioned};
 pub use wallets::{

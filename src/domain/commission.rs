@@ -358,6 +358,15 @@ pub enum Rule {
 }
 
 impl Rule {
+    pub const ALL: [Self; 6] = [
+        Self::Percentage,
+        Self::ChildCountTier,
+        Self::RevenueVolume,
+        Self::RevenueGraduated,
+        Self::FlatFee,
+        Self::Override,
+    ];
+
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {

@@ -1,5 +1,6 @@
 //! Engine configuration, with the reference defaults.
 
+use super::commission::Plan;
 use super::error::{Error, Result};
 use super::money::Credits;
 use super::quote::PricingContext;
@@ -26,6 +27,9 @@ pub struct Config {
     pub hierarchy_levels_max: usize,
     /// What client refids start with (`clientRefidPrefix`, default `CL-`).
     pub client_refid_prefix: String,
+    /// The plan the engine's commission runs, payouts and reconciliation use (`commissionPlan`,
+    /// default [`Plan::reference`]: the reseller's own rate and a 5 % override for its parent).
+    pub commission_plan: Plan,
 }
 
 impl Config {
@@ -72,6 +76,7 @@ impl Config {
             dashboard_url,
             hierarchy_levels_max: Self::HIERARCHY_LEVELS_DEFAULT,
             client_refid_prefix: Self::CLIENT_REFID_PREFIX_DEFAULT.to_owned(),
+            commission_plan: Plan::reference(),
         })
     }
 }
@@ -87,6 +92,7 @@ impl Default for Config {
             dashboard_url: "partner/dashboard".to_owned(),
             hierarchy_levels_max: Self::HIERARCHY_LEVELS_DEFAULT,
             client_refid_prefix: Self::CLIENT_REFID_PREFIX_DEFAULT.to_owned(),
+            commission_plan: Plan::reference(),
         }
     }
 }

@@ -60,6 +60,16 @@ impl IdSource {
         self.token("pm_", 16, true)
     }
 
+    /// A commission payment id: `cp_` and 16 characters (80 bits).
+    pub fn commission_payment_id(&mut self) -> String {
+        self.token("cp_", 16, true)
+    }
+
+    /// A payout batch id: `pb_` and 16 characters (80 bits).
+    pub fn batch_id(&mut self) -> String {
+        self.token("pb_", 16, true)
+    }
+
     /// A client id: `cl_` and 16 characters (80 bits).
     pub fn client_id(&mut self) -> String {
         self.token("cl_", 16, true)

@@ -16,7 +16,7 @@ use crate::domain::payment::PaymentRecord;
 use crate::domain::reseller::Reseller;
 use crate::domain::{Error, Result};
 
-const COLLECTION: &str = "payments";
+pub(super) const COLLECTION: &str = "payments";
 const INDEX_RESELLER: &str = "resellerId";
 const INDEX_CLIENT: &str = "clientId";
 
@@ -55,7 +55,7 @@ pub struct ChildAccountsRevenue {
     pub breakdown: Vec<ClientRevenue>,
 }
 
-fn from_record(record: &StoredRecord) -> Result<PaymentRecord> {
+pub(super) fn from_record(record: &StoredRecord) -> Result<PaymentRecord> {
     let json: Value = serde_json::from_str(&record.data).map_err(|e| Error::StorageFailed {
         operation: "get",
         reason: format!("stored payment \"{}\" is not readable: {e}", record.id),

@@ -13,7 +13,7 @@ use crate::domain::money::{Credits, Rate};
 use crate::domain::reseller::{self, Reseller, ResellerDraft, ResellerStatus, UserId};
 use crate::domain::{Error, Result};
 
-const COLLECTION: &str = "resellers";
+pub(super) const COLLECTION: &str = "resellers";
 const INDEX_USER: &str = "userId";
 const INDEX_REFID: &str = "refid";
 const INDEX_TIER: &str = "tier";
@@ -60,7 +60,7 @@ fn to_record(reseller: &Reseller, version: u64) -> Result<StoredRecord> {
     })
 }
 
-fn from_record(record: StoredRecord) -> Result<Versioned<Reseller>> {
+pub(super) fn from_record(record: StoredRecord) -> Result<Versioned<Reseller>> {
     let unreadable = |reason: String| Error::StorageFailed {
         operation: "get",
         reason: format!(

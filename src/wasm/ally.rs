@@ -16,6 +16,8 @@ use super::pricing::{
 use super::types::optional::{self, AllyOptionsArg, JsonValueArg, ResellerListFilterArg};
 use super::types::{self, ResellerStatusName};
 use super::wallets::Listeners;
+use super::commission::plan_from_fields;
+use crate::domain::commission::Plan;
 use crate::domain::config::Config;
 use crate::domain::money::{ConversionRate, Currency, Rate};
 use crate::domain::quote::PricingContext;
@@ -76,7 +78,7 @@ fn check_options(options: &JsValue) -> Result<()> {
     Ok(())
 }
 
-const CONFIG_KEYS: [&str; 10] = [
+const CONFIG_KEYS: [&str; 11] = [
     "defaultTier",
     "creditConversionRate",
     "autoProvisionWallet",
@@ -87,6 +89,7 @@ const CONFIG_KEYS: [&str; 10] = [
     "rounding",
     "hierarchyLevelsMax",
     "clientRefidPrefix",
+    "commissionPlan",
 ];
 
 /// Builds the validated config from the host's `config` record; every failure is
@@ -171,6 +174,10 @@ fn read_config(value: &JsValue) -> Result<Config> {
             prefix
         }
     };
+    let plan = match config.opt_object("commissionPlan")? {
+        None => Plan::reference(),
+        Some(fields) => plan_from_fields(fields, &currency)?,
+    };
     config.finish(&CONFIG_KEYS)?;
     let mut built = Config::new(
         default_tier,
@@ -186,6 +193,7 @@ fn read_config(value: &JsValue) -> Result<Config> {
     )?;
     built.hierarchy_levels_max = levels;
     built.client_refid_prefix = client_prefix;
+    built.commission_plan = plan;
     Ok(built)
 }
 

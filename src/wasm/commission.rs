@@ -243,7 +243,12 @@ fn whole(value: &Value, path: &str, max: u64) -> Result<u64> {
 }
 
 fn parse_plan(value: &JsValue, currency: &Currency) -> Result<Plan> {
-    let mut f = input::record(value, "plan")?;
+    plan_from_fields(input::record(value, "plan")?, currency)
+}
+
+/// A plan from its record (`plan` for a preview, `commissionPlan` in the config); every key is
+/// optional and defaults to the reference plan's.
+pub(super) fn plan_from_fields(mut f: Fields, currency: &Currency) -> Result<Plan> {
     let mut plan = Plan::reference();
     let base = f.opt_string("base")?;
     let tiers = f.opt_array("childCountTiers")?;
@@ -253,7 +258,7 @@ fn parse_plan(value: &JsValue, currency: &Currency) -> Result<Plan> {
         Some("graduated") => BandMode::Graduated,
         Some(other) => {
             return Err(Error::invalid(
-                "plan.bandMode",
+                &f.path("bandMode"),
                 format!(
                     "expected \"volume\" or \"graduated\", got \"{}\"",
                     decimal::printable(other)
@@ -283,7 +288,7 @@ fn parse_plan(value: &JsValue, currency: &Currency) -> Result<Plan> {
         },
         Some("revenue") => {
             let rows = bands.ok_or_else(|| {
-                Error::invalid("plan.revenueBands", "is required for base \"revenue\"")
+                Error::invalid(&f.path("revenueBands"), "is required for base \"revenue\"")
             })?;
             let bands = rows
                 .into_iter()
@@ -302,7 +307,7 @@ fn parse_plan(value: &JsValue, currency: &Currency) -> Result<Plan> {
         }
         Some(other) => {
             return Err(Error::invalid(
-                "plan.base",
+                &f.path("base"),
                 format!(
                     "expected \"ownRate\", \"childCount\" or \"revenue\", got \"{}\"",
                     decimal::printable(other)
@@ -311,26 +316,26 @@ fn parse_plan(value: &JsValue, currency: &Currency) -> Result<Plan> {
         }
     };
     if let Some(v) = f.take("flatFee") {
-        plan.flat_fee = minor(&v, currency, "plan.flatFee")?;
+        plan.flat_fee = minor(&v, currency, &f.path("flatFee"))?;
     }
     match f.take("recurringMonths") {
         None | Some(Value::Null) => {}
-        Some(v) => plan.recurring_months = Some(whole(&v, "plan.recurringMonths", 1200)? as u32),
+        Some(v) => plan.recurring_months = Some(whole(&v, &f.path("recurringMonths"), 1200)? as u32),
     }
     match f.take("capPerPeriod") {
         None | Some(Value::Null) => {}
-        Some(v) => plan.cap_per_period = Some(minor(&v, currency, "plan.capPerPeriod")?),
+        Some(v) => plan.cap_per_period = Some(minor(&v, currency, &f.path("capPerPeriod"))?),
     }
     if let Some(v) = f.take("holdDays") {
-        plan.hold_days = whole(&v, "plan.holdDays", 3650)? as u32;
+        plan.hold_days = whole(&v, &f.path("holdDays"), 3650)? as u32;
     }
     if let Some(v) = f.take("minimumPayout") {
-        plan.minimum_payout = minor(&v, currency, "plan.minimumPayout")?;
+        plan.minimum_payout = minor(&v, currency, &f.path("minimumPayout"))?;
     }
     if let Some(rows) = f.opt_array("overrides")? {
         if rows.len() > LEVELS_MAX {
             return Err(Error::invalid(
-                "plan.overrides",
+                &f.path("overrides"),
                 format!("at most {LEVELS_MAX} levels"),
             ));
         }
@@ -342,7 +347,7 @@ fn parse_plan(value: &JsValue, currency: &Currency) -> Result<Plan> {
     if let Some(name) = f.opt_string("rounding")? {
         plan.rounding = Rounding::parse(&name).ok_or_else(|| {
             Error::invalid(
-                "plan.rounding",
+                &f.path("rounding"),
                 format!(
                     "expected halfUp, halfEven, up or down, got \"{}\"",
                     decimal::printable(&name)

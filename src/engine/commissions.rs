@@ -1,0 +1,974 @@
+//! The engine form of commissions: a run over the stored network records its lines (once per
+//! payment, level and rule, so a run repeats safely), lines move pending → approved → paid (or
+//! reversed), payments of commission are recorded, payout batches pay each reseller's approved
+//! balance, and reconciliation compares the recorded lines with a fresh run.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+use super::ports::{Clock, Mailer, Storage, StoredRecord, WriteOutcome};
+use super::{clients, payments, resellers, storage_failed, Ally, Versioned, RETRY_COUNT_MAX};
+use crate::domain::commission::{
+    self, CustomerNode, Hierarchy, Payment, PaymentKind, PaymentStatus, Period, ResellerNode,
+};
+use crate::domain::money::Rate;
+use crate::domain::payment::PaymentRecord;
+use crate::domain::payout::{
+    self, BatchStatus, CommissionLine, CommissionPayment, CommissionStatus, HoldReason,
+    PayoutBatch, Reconciliation,
+};
+use crate::domain::reseller::ResellerStatus;
+use crate::domain::{Error, Result};
+
+const LINES: &str = "commissions";
+const COMMISSION_PAYMENTS: &str = "commission_payments";
+const BATCHES: &str = "payout_batches";
+const STATE: &str = "commission_state";
+/// The state record naming the batch in progress, if any.
+const STATE_PAYOUTS: &str = "payouts";
+const INDEX_RESELLER: &str = "resellerId";
+const INDEX_STATUS: &str = "status";
+const INDEX_BATCH: &str = "batchId";
+const INDEX_PAYMENT: &str = "paymentId";
+/// How many lines a run records between two progress reports.
+const PROGRESS_EVERY: usize = 1_000;
+/// The longest description of a commission payment or batch, in bytes.
+pub const DESCRIPTION_LEN_MAX: usize = 1_000;
+
+/// Where a long run stands: `phase` is `load`, `compute`, `record` or `approve`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    pub phase: &'static str,
+    pub done: u64,
+    pub total: u64,
+}
+
+/// What a commission run did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessSummary {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub as_of: DateTime<Utc>,
+    /// Completed payments, refunds and chargebacks in the period.
+    pub payments: u32,
+    /// Lines the run gives.
+    pub lines: u32,
+    /// Of those, recorded now; the others were recorded by an earlier run.
+    pub recorded: u32,
+    /// Lines moved to reversed (an unpaid line and the clawback that cancels it).
+    pub reversed: u32,
+    /// Pending lines (of any period) approved because their hold has passed.
+    pub approved: u32,
+    /// Sum of the run's lines.
+    pub total: i64,
+}
+
+/// Which recorded lines to read: any combination narrows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LineFilter {
+    pub reseller: Option<String>,
+    pub status: Option<CommissionStatus>,
+    pub batch: Option<String>,
+    pub payment: Option<String>,
+}
+
+/// A reseller's commission account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommissionBalance {
+    pub reseller_id: String,
+    /// Lines still in their hold.
+    pub pending: i64,
+    /// Approved lines not yet paid, clawbacks included.
+    pub approved: i64,
+    /// Commission paid by hand and not yet netted out by a batch.
+    pub advances: i64,
+    /// `approved − advances`: what the next batch would pay.
+    pub payable: i64,
+    /// Lines paid by batches, and commission paid by hand, in all.
+    pub paid: i64,
+    /// Why the next batch would leave it out, if it would.
+    pub withheld: Option<HoldReason>,
+}
+
+/// The stored network, as the pure commission run reads it.
+struct Network {
+    reseller_ids: Vec<String>,
+    /// Per customer node: the client's id.
+    client_ids: Vec<String>,
+    /// Per payment: the payment's id.
+    payment_ids: Vec<String>,
+    payment_at: Vec<DateTime<Utc>>,
+    hierarchy: Hierarchy,
+    payments: Vec<Payment>,
+}
+
+fn unreadable(entity: &str, id: &str, reason: impl std::fmt::Display) -> Error {
+    Error::StorageFailed {
+        operation: "get",
+        reason: format!("stored {entity} \"{id}\" is not readable: {reason}"),
+    }
+}
+
+fn parse<T>(
+    record: &StoredRecord,
+    entity: &str,
+    from_json: fn(Value, &str) -> Result<T>,
+) -> Result<Versioned<T>> {
+    let json: Value =
+        serde_json::from_str(&record.data).map_err(|e| unreadable(entity, &record.id, e))?;
+    let value = from_json(json, entity).map_err(|e| unreadable(entity, &record.id, e))?;
+    Ok(Versioned {
+        value,
+        version: record.version,
+    })
+}
+
+fn line_record(line: &CommissionLine, version: u64) -> StoredRecord {
+    let mut indexes = vec![
+        (INDEX_RESELLER.to_owned(), line.reseller_id.clone()),
+        (INDEX_STATUS.to_owned(), line.status.as_str().to_owned()),
+        (INDEX_PAYMENT.to_owned(), line.payment_id.clone()),
+    ];
+    if let Some(batch) = &line.batch_id {
+        indexes.push((INDEX_BATCH.to_owned(), batch.clone()));
+    }
+    StoredRecord {
+        id: line.id.clone(),
+        version,
+        data: line.to_json(),
+        indexes,
+    }
+}
+
+fn read_line(record: StoredRecord) -> Result<Versioned<CommissionLine>> {
+    parse(&record, "commission", CommissionLine::from_json)
+}
+
+/// `open` (an advance not yet netted out), `settled`, or `batch` (paid by a batch).
+fn payment_state(p: &CommissionPayment) -> &'static str {
+    match (&p.batch_id, &p.settled_by) {
+        (Some(_), _) => "batch",
+        (None, Some(_)) => "settled",
+        (None, None) => "open",
+    }
+}
+
+fn payment_record(p: &CommissionPayment, version: u64) -> StoredRecord {
+    StoredRecord {
+        id: p.id.clone(),
+        version,
+        data: p.to_json(),
+        indexes: vec![
+            (INDEX_RESELLER.to_owned(), p.reseller_id.clone()),
+            (INDEX_STATUS.to_owned(), payment_state(p).to_owned()),
+        ],
+    }
+}
+
+fn read_payment(record: StoredRecord) -> Result<Versioned<CommissionPayment>> {
+    parse(&record, "commissionPayment", CommissionPayment::from_json)
+}
+
+fn batch_record(batch: &PayoutBatch, version: u64) -> StoredRecord {
+    StoredRecord {
+        id: batch.id.clone(),
+        version,
+        data: batch.to_json(),
+        indexes: vec![(INDEX_STATUS.to_owned(), batch.status.as_str().to_owned())],
+    }
+}
+
+fn read_batch(record: StoredRecord) -> Result<Versioned<PayoutBatch>> {
+    parse(&record, "payoutBatch", PayoutBatch::from_json)
+}
+
+/// Checks a free-text description: at most [`DESCRIPTION_LEN_MAX`] bytes, no control
+/// characters other than line breaks.
+pub fn check_description(text: &str, field: &str) -> Result<()> {
+    if text.len() > DESCRIPTION_LEN_MAX {
+        return Err(Error::invalid(
+            field,
+            format!("at most {DESCRIPTION_LEN_MAX} bytes"),
+        ));
+    }
+    if text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t')
+    {
+        return Err(Error::invalid(field, "must not hold control characters"));
+    }
+    Ok(())
+}
+
+impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
+    /// Read, change, write at the read version; a stale write reads again, at most
+    /// [`RETRY_COUNT_MAX`] times. `change` returns `None` when there is nothing to write.
+    async fn update_record<T: Clone>(
+        &self,
+        collection: &str,
+        id: &str,
+        entity: &'static str,
+        read: fn(StoredRecord) -> Result<Versioned<T>>,
+        write: fn(&T, u64) -> StoredRecord,
+        mut change: impl FnMut(&T) -> Result<Option<T>>,
+    ) -> Result<Versioned<T>> {
+        for _ in 0..RETRY_COUNT_MAX {
+            let current = self
+                .storage
+                .get(collection, id)
+                .await
+                .map_err(storage_failed("get"))?
+                .ok_or_else(|| Error::NotFound {
+                    entity,
+                    key: id.to_owned(),
+                })
+                .and_then(read)?;
+            let Some(next) = change(&current.value)? else {
+                return Ok(current);
+            };
+            let record = write(&next, current.version + 1);
+            match self
+                .storage
+                .put(collection, &record, current.version, &[])
+                .await
+                .map_err(storage_failed("put"))?
+            {
+                WriteOutcome::Written => {
+                    return Ok(Versioned {
+                        value: next,
+                        version: record.version,
+                    })
+                }
+                WriteOutcome::Stale => {}
+                WriteOutcome::Duplicate { index } => {
+                    return Err(Error::StorageFailed {
+                        operation: "put",
+                        reason: format!("no unique index was named, yet {index} is a duplicate"),
+                    })
+                }
+            }
+        }
+        Err(Error::Conflict {
+            entity,
+            key: id.to_owned(),
+            attempts: RETRY_COUNT_MAX,
+        })
+    }
+
+    /// Resellers, clients and payments from storage, as the pure run reads them. A payment
+    /// stays with the reseller its client had when it was made.
+    async fn network(&self, progress: &mut dyn FnMut(Progress) -> Result<()>) -> Result<Network> {
+        let resellers = self
+            .find_all(resellers::COLLECTION, None, resellers::from_record)
+            .await?;
+        let clients = self
+            .find_all(clients::COLLECTION, None, clients::from_record)
+            .await?;
+        let records = self
+            .find_all(payments::COLLECTION, None, |r| payments::from_record(&r))
+            .await?;
+        progress(Progress {
+            phase: "load",
+            done: records.len() as u64,
+            total: records.len() as u64,
+        })?;
+        let reseller_index: HashMap<&str, u32> = resellers
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.value.id.as_str(), i as u32))
+            .collect();
+        let nodes = resellers
+            .iter()
+            .map(|r| ResellerNode {
+                id: r.value.id.clone(),
+                parent: r
+                    .value
+                    .parent_id
+                    .as_deref()
+                    .and_then(|p| reseller_index.get(p).copied()),
+                rate: r.value.commission_rate.unwrap_or(Rate::ZERO),
+                approved: r.value.status == ResellerStatus::Active,
+            })
+            .collect();
+        let client_since: HashMap<&str, i64> = clients
+            .iter()
+            .map(|c| (c.value.id.as_str(), c.value.created_at.timestamp_millis()))
+            .collect();
+        // One customer node per (client, reseller) pair that has payments: a client that moved
+        // keeps its earlier payments with its earlier reseller.
+        let mut customers = Vec::new();
+        let mut client_ids = Vec::new();
+        let mut customer_index: HashMap<(&str, u32), u32> = HashMap::new();
+        for c in &clients {
+            if let Some(&r) = c
+                .value
+                .reseller_id
+                .as_deref()
+                .and_then(|id| reseller_index.get(id))
+            {
+                customer_index.insert((c.value.id.as_str(), r), customers.len() as u32);
+                customers.push(CustomerNode {
+                    reseller: r,
+                    since_ms: c.value.created_at.timestamp_millis(),
+                });
+                client_ids.push(c.value.id.clone());
+            }
+        }
+        let kept: Vec<(&PaymentRecord, u32)> = records
+            .iter()
+            .filter_map(|p| {
+                let r = *reseller_index.get(p.reseller_id.as_deref()?)?;
+                Some((p, r))
+            })
+            .collect();
+        let payment_index: HashMap<&str, u32> = kept
+            .iter()
+            .enumerate()
+            .map(|(i, (p, _))| (p.id.as_str(), i as u32))
+            .collect();
+        let mut list = Vec::with_capacity(kept.len());
+        for (p, r) in &kept {
+            let customer = match customer_index.get(&(p.client_id.as_str(), *r)) {
+                Some(&c) => c,
+                None => {
+                    let c = customers.len() as u32;
+                    customer_index.insert((p.client_id.as_str(), *r), c);
+                    customers.push(CustomerNode {
+                        reseller: *r,
+                        since_ms: client_since
+                            .get(p.client_id.as_str())
+                            .copied()
+                            .unwrap_or_else(|| p.at.timestamp_millis()),
+                    });
+                    client_ids.push(p.client_id.clone());
+                    c
+                }
+            };
+            list.push(Payment {
+                customer,
+                amount: p.amount,
+                at_ms: p.at.timestamp_millis(),
+                status: p.status,
+                kind: p.kind,
+                reverses: p
+                    .reverses
+                    .as_deref()
+                    .and_then(|o| payment_index.get(o).copied()),
+            });
+        }
+        let hierarchy = Hierarchy::new(nodes, customers, self.config.hierarchy_levels_max)
+            .map_err(|e| Error::StorageFailed {
+                operation: "find",
+                reason: format!("the stored reseller hierarchy is not valid: {e}"),
+            })?;
+        Ok(Network {
+            reseller_ids: resellers.into_iter().map(|r| r.value.id).collect(),
+            client_ids,
+            payment_ids: kept.iter().map(|(p, _)| p.id.clone()).collect(),
+            payment_at: kept.iter().map(|(p, _)| p.at).collect(),
+            hierarchy,
+            payments: list,
+        })
+    }
+
+    /// The lines the configured plan gives for payments in `[start, end)`, as they would be
+    /// recorded at `now`.
+    async fn expected_lines(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        now: DateTime<Utc>,
+        progress: &mut dyn FnMut(Progress) -> Result<()>,
+    ) -> Result<(Vec<CommissionLine>, u32)> {
+        if end <= start {
+            return Err(Error::invalid("end", "must be after start"));
+        }
+        let network = self.network(progress).await?;
+        let period = Period {
+            start_ms: start.timestamp_millis(),
+            end_ms: end.timestamp_millis(),
+            as_of_ms: now.timestamp_millis(),
+        };
+        let run = commission::commission(
+            &self.config.commission_plan,
+            &network.payments,
+            &network.hierarchy,
+            period,
+        )?;
+        let in_period = network
+            .payments
+            .iter()
+            .filter(|p| {
+                p.status == PaymentStatus::Completed
+                    && p.at_ms >= period.start_ms
+                    && p.at_ms < period.end_ms
+            })
+            .count();
+        let total = run.lines.len() as u64;
+        progress(Progress {
+            phase: "compute",
+            done: total,
+            total,
+        })?;
+        let lines = run
+            .lines
+            .iter()
+            .map(|l| {
+                let p = &network.payments[l.payment as usize];
+                let payment_id = &network.payment_ids[l.payment as usize];
+                let payable_at = DateTime::from_timestamp_millis(l.payable_at_ms)
+                    .ok_or_else(|| Error::invalid("end", "a hold reaches past the last date"))?;
+                let reverses = match (p.kind, p.reverses) {
+                    (PaymentKind::Payment, _) | (_, None) => None,
+                    (_, Some(o)) => Some(CommissionLine::line_id(
+                        &network.payment_ids[o as usize],
+                        l.level,
+                        l.rule,
+                    )),
+                };
+                Ok(CommissionLine {
+                    id: CommissionLine::line_id(payment_id, l.level, l.rule),
+                    payment_id: payment_id.clone(),
+                    client_id: network.client_ids[p.customer as usize].clone(),
+                    reseller_id: network.reseller_ids[l.reseller as usize].clone(),
+                    level: l.level,
+                    rule: l.rule,
+                    rate: l.rate,
+                    base: l.base,
+                    amount: l.amount,
+                    payment_at: network.payment_at[l.payment as usize],
+                    payable_at,
+                    status: if payable_at > now {
+                        CommissionStatus::Pending
+                    } else {
+                        CommissionStatus::Approved
+                    },
+                    reverses,
+                    batch_id: None,
+                    recorded_at: now,
+                    updated_at: now,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((lines, u32::try_from(in_period).unwrap_or(u32::MAX)))
+    }
+
+    /// The monthly run (the reference's "process commissions"): records the configured plan's
+    /// lines for payments in `[start, end)`. A line already recorded is left as it is, so a run
+    /// repeats safely and an interrupted run is finished by running it again. A clawback that
+    /// cancels an unpaid line reverses both; pending lines whose hold has passed are approved.
+    /// `progress` may stop the run by returning an error: what is recorded stays recorded.
+    pub async fn process_commissions(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        progress: &mut dyn FnMut(Progress) -> Result<()>,
+    ) -> Result<ProcessSummary> {
+        let now = self.now()?;
+        let (lines, payments) = self.expected_lines(start, end, now, progress).await?;
+        let mut summary = ProcessSummary {
+            start,
+            end,
+            as_of: now,
+            payments,
+            lines: u32::try_from(lines.len()).unwrap_or(u32::MAX),
+            recorded: 0,
+            reversed: 0,
+            approved: 0,
+            total: lines.iter().fold(0i64, |s, l| s.saturating_add(l.amount)),
+        };
+        let total = lines.len() as u64;
+        for (i, line) in lines.iter().enumerate() {
+            if i % PROGRESS_EVERY == 0 {
+                progress(Progress {
+                    phase: "record",
+                    done: i as u64,
+                    total,
+                })?;
+            }
+            let outcome = self
+                .storage
+                .put(LINES, &line_record(line, 1), 0, &[])
+                .await
+                .map_err(storage_failed("put"))?;
+            if outcome == WriteOutcome::Written {
+                summary.recorded += 1;
+            }
+        }
+        progress(Progress {
+            phase: "record",
+            done: total,
+            total,
+        })?;
+        for line in lines.iter().filter(|l| l.reverses.is_some()) {
+            summary.reversed += self.cancel_pair(&line.id, now).await?;
+        }
+        summary.approved = self.approve_due(now, progress).await?;
+        Ok(summary)
+    }
+
+    /// Reverses an open clawback and the open line it claws back in full; how many lines moved.
+    async fn cancel_pair(&self, clawback_id: &str, now: DateTime<Utc>) -> Result<u32> {
+        let Some(clawback) = self.find_line(clawback_id).await? else {
+            return Ok(0);
+        };
+        let Some(original_id) = clawback.value.reverses.clone() else {
+            return Ok(0);
+        };
+        let Some(original) = self.find_line(&original_id).await? else {
+            return Ok(0);
+        };
+        let cancels = clawback.value.status.is_open()
+            && original.value.status.is_open()
+            && original.value.reseller_id == clawback.value.reseller_id
+            && original.value.amount.checked_add(clawback.value.amount) == Some(0);
+        if !cancels {
+            return Ok(0);
+        }
+        // The original first: if the clawback were reversed alone, the line it cancels would
+        // still be paid.
+        let mut moved = 0;
+        for id in [original_id.as_str(), clawback_id] {
+            let mut changed = false;
+            self.update_record(LINES, id, "commission", read_line, line_record, |l| {
+                changed = l.status.is_open();
+                if changed {
+                    l.reverse(now).map(Some)
+                } else {
+                    Ok(None)
+                }
+            })
+            .await?;
+            moved += u32::from(changed);
+        }
+        Ok(moved)
+    }
+
+    /// Approves every pending line whose hold has passed by `now`; how many.
+    async fn approve_due(
+        &self,
+        now: DateTime<Utc>,
+        progress: &mut dyn FnMut(Progress) -> Result<()>,
+    ) -> Result<u32> {
+        let pending = self
+            .find_all(
+                LINES,
+                Some((INDEX_STATUS, CommissionStatus::Pending.as_str())),
+                read_line,
+            )
+            .await?;
+        let due: Vec<&Versioned<CommissionLine>> = pending
+            .iter()
+            .filter(|l| l.value.payable_at <= now)
+            .collect();
+        let mut approved = 0;
+        for (i, line) in due.iter().enumerate() {
+            if i % PROGRESS_EVERY == 0 {
+                progress(Progress {
+                    phase: "approve",
+                    done: i as u64,
+                    total: due.len() as u64,
+                })?;
+            }
+            let mut changed = false;
+            self.update_record(LINES, &line.value.id, "commission", read_line, line_record, |l| {
+                changed = l.status == CommissionStatus::Pending && l.payable_at <= now;
+                if changed {
+                    l.approve(now).map(Some)
+                } else {
+                    Ok(None)
+                }
+            })
+            .await?;
+            approved += u32::from(changed);
+        }
+        progress(Progress {
+            phase: "approve",
+            done: due.len() as u64,
+            total: due.len() as u64,
+        })?;
+        Ok(approved)
+    }
+
+    pub async fn find_line(&self, id: &str) -> Result<Option<Versioned<CommissionLine>>> {
+        self.storage
+            .get(LINES, id)
+            .await
+            .map_err(storage_failed("get"))?
+            .map(read_line)
+            .transpose()
+    }
+
+    /// Recorded lines matching `filter`, by payment time then id.
+    pub async fn commission_lines(&self, filter: &LineFilter) -> Result<Vec<CommissionLine>> {
+        let index = match (&filter.batch, &filter.payment, &filter.reseller, filter.status) {
+            (Some(b), _, _, _) => Some((INDEX_BATCH, b.as_str())),
+            (None, Some(p), _, _) => Some((INDEX_PAYMENT, p.as_str())),
+            (None, None, Some(r), _) => Some((INDEX_RESELLER, r.as_str())),
+            (None, None, None, Some(s)) => Some((INDEX_STATUS, s.as_str())),
+            (None, None, None, None) => None,
+        };
+        let mut out: Vec<CommissionLine> = self
+            .find_all(LINES, index, |r| read_line(r).map(|l| l.value))
+            .await?
+            .into_iter()
+            .filter(|l| {
+                filter.reseller.as_ref().is_none_or(|r| &l.reseller_id == r)
+                    && filter.status.is_none_or(|s| l.status == s)
+                    && filter.batch.as_ref().is_none_or(|b| l.batch_id.as_ref() == Some(b))
+                    && filter.payment.as_ref().is_none_or(|p| &l.payment_id == p)
+            })
+            .collect();
+        out.sort_by(|a, b| (a.payment_at, &a.id).cmp(&(b.payment_at, &b.id)));
+        Ok(out)
+    }
+
+    /// Commission paid to a reseller (by batches and by hand), newest last.
+    pub async fn commission_payments(&self, reseller_id: &str) -> Result<Vec<CommissionPayment>> {
+        let mut out: Vec<CommissionPayment> = self
+            .find_all(
+                COMMISSION_PAYMENTS,
+                Some((INDEX_RESELLER, reseller_id)),
+                |r| read_payment(r).map(|p| p.value),
+            )
+            .await?;
+        out.sort_by(|a, b| (a.at, &a.id).cmp(&(b.at, &b.id)));
+        Ok(out)
+    }
+
+    /// A reseller's commission account: held, approved, advanced, payable and paid.
+    pub async fn commission_balance(&self, reseller_id: &str) -> Result<CommissionBalance> {
+        let reseller = self.require_reseller(reseller_id).await?.value;
+        let lines = self
+            .find_all(LINES, Some((INDEX_RESELLER, &reseller.id)), |r| {
+                read_line(r).map(|l| l.value)
+            })
+            .await?;
+        let paid_out = self.commission_payments(&reseller.id).await?;
+        let sum = |status: CommissionStatus| {
+            lines
+                .iter()
+                .filter(|l| l.status == status)
+                .fold(0i64, |s, l| s.saturating_add(l.amount))
+        };
+        let (payable, withheld) = payout::plan_payouts(
+            &lines,
+            &paid_out,
+            self.config.commission_plan.minimum_payout,
+        );
+        let advances = paid_out
+            .iter()
+            .filter(|p| p.is_open_advance())
+            .fold(0i64, |s, p| s.saturating_add(p.amount));
+        let approved = sum(CommissionStatus::Approved);
+        Ok(CommissionBalance {
+            reseller_id: reseller.id,
+            pending: sum(CommissionStatus::Pending),
+            approved,
+            advances,
+            payable: approved.saturating_sub(advances),
+            paid: paid_out
+                .iter()
+                .fold(0i64, |s, p| s.saturating_add(p.amount)),
+            withheld: if payable.is_empty() {
+                Some(withheld.first().map_or(HoldReason::NothingPayable, |w| w.reason))
+            } else {
+                None
+            },
+        })
+    }
+
+    /// The reference's `payCommission(reseller, amount, description)`: records commission paid
+    /// to a reseller by hand. It counts against the reseller's payable balance: the next batch
+    /// nets it out, and until earned commission covers it the balance is negative.
+    pub async fn pay_commission(
+        &self,
+        reseller_id: &str,
+        amount: i64,
+        description: Option<String>,
+    ) -> Result<CommissionPayment> {
+        if amount < 1 {
+            return Err(Error::invalid("amount", "must be positive"));
+        }
+        if let Some(text) = &description {
+            check_description(text, "description")?;
+        }
+        let reseller = self.require_reseller(reseller_id).await?.value;
+        let payment = CommissionPayment {
+            id: self.ids.borrow_mut().commission_payment_id(),
+            reseller_id: reseller.id,
+            amount,
+            description,
+            at: self.now()?,
+            batch_id: None,
+            settled_by: None,
+        };
+        match self
+            .storage
+            .put(COMMISSION_PAYMENTS, &payment_record(&payment, 1), 0, &[])
+            .await
+            .map_err(storage_failed("put"))?
+        {
+            WriteOutcome::Written => Ok(payment),
+            _ => Err(Error::Conflict {
+                entity: "commissionPayment",
+                key: payment.id,
+                attempts: 1,
+            }),
+        }
+    }
+
+    pub async fn payout_batch(&self, id: &str) -> Result<Option<PayoutBatch>> {
+        self.storage
+            .get(BATCHES, id)
+            .await
+            .map_err(storage_failed("get"))?
+            .map(|r| read_batch(r).map(|b| b.value))
+            .transpose()
+    }
+
+    /// Payout batches, oldest first.
+    pub async fn payout_batches(&self) -> Result<Vec<PayoutBatch>> {
+        let mut out = self
+            .find_all(BATCHES, None, |r| read_batch(r).map(|b| b.value))
+            .await?;
+        out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(out)
+    }
+
+    /// The batch in progress named by the state record, and the state's version.
+    async fn open_batch(&self) -> Result<(Option<String>, u64)> {
+        let state = self
+            .storage
+            .get(STATE, STATE_PAYOUTS)
+            .await
+            .map_err(storage_failed("get"))?;
+        let Some(state) = state else {
+            return Ok((None, 0));
+        };
+        let json: Value = serde_json::from_str(&state.data)
+            .map_err(|e| unreadable("commissionState", STATE_PAYOUTS, e))?;
+        let open = json
+            .get("openBatch")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        Ok((open, state.version))
+    }
+
+    async fn set_open_batch(&self, batch: Option<&str>, version: u64) -> Result<bool> {
+        let record = StoredRecord {
+            id: STATE_PAYOUTS.to_owned(),
+            version: version + 1,
+            data: json!({ "openBatch": batch }).to_string(),
+            indexes: Vec::new(),
+        };
+        let outcome = self
+            .storage
+            .put(STATE, &record, version, &[])
+            .await
+            .map_err(storage_failed("put"))?;
+        Ok(outcome == WriteOutcome::Written)
+    }
+
+    /// Pays every reseller whose approved commission, net of clawbacks and advances, is
+    /// positive and reaches the plan's minimum payout: one batch, one commission payment per
+    /// reseller, its lines marked paid. Pending lines whose hold has passed are approved first.
+    /// One batch is made at a time across every instance on the storage: a batch left open by
+    /// an interrupted call is finished first (nothing in it is paid twice).
+    pub async fn create_payout_batch(&self, description: Option<String>) -> Result<PayoutBatch> {
+        if let Some(text) = &description {
+            check_description(text, "description")?;
+        }
+        let now = self.now()?;
+        for _ in 0..RETRY_COUNT_MAX {
+            let (open, version) = self.open_batch().await?;
+            if let Some(id) = open {
+                self.finish_batch(&id, now).await?;
+                self.set_open_batch(None, version).await?;
+                continue;
+            }
+            let id = self.ids.borrow_mut().batch_id();
+            if !self.set_open_batch(Some(&id), version).await? {
+                continue;
+            }
+            self.approve_due(now, &mut |_| Ok(())).await?;
+            let approved = self
+                .find_all(
+                    LINES,
+                    Some((INDEX_STATUS, CommissionStatus::Approved.as_str())),
+                    |r| read_line(r).map(|l| l.value),
+                )
+                .await?;
+            let advances = self
+                .find_all(COMMISSION_PAYMENTS, Some((INDEX_STATUS, "open")), |r| {
+                    read_payment(r).map(|p| p.value)
+                })
+                .await?;
+            let (payouts, withheld) = payout::plan_payouts(
+                &approved,
+                &advances,
+                self.config.commission_plan.minimum_payout,
+            );
+            let batch = PayoutBatch {
+                id: id.clone(),
+                description,
+                status: BatchStatus::Open,
+                created_at: now,
+                completed_at: None,
+                payouts,
+                withheld,
+            };
+            let written = self
+                .storage
+                .put(BATCHES, &batch_record(&batch, 1), 0, &[])
+                .await
+                .map_err(storage_failed("put"))?;
+            if written != WriteOutcome::Written {
+                return Err(Error::Conflict {
+                    entity: "payoutBatch",
+                    key: id,
+                    attempts: 1,
+                });
+            }
+            let paid = self.finish_batch(&id, now).await?;
+            let (_, version) = self.open_batch().await?;
+            self.set_open_batch(None, version).await?;
+            return Ok(paid);
+        }
+        Err(Error::Conflict {
+            entity: "payoutBatch",
+            key: "new batch".to_owned(),
+            attempts: RETRY_COUNT_MAX,
+        })
+    }
+
+    /// Claims an open batch's lines and advances, records its payments, and marks it paid;
+    /// safe to repeat. A line that changed since the batch was planned (reversed by a
+    /// refund) is left out, and the payout is what the claimed lines add up to.
+    async fn finish_batch(&self, id: &str, now: DateTime<Utc>) -> Result<PayoutBatch> {
+        let Some(stored) = self
+            .storage
+            .get(BATCHES, id)
+            .await
+            .map_err(storage_failed("get"))?
+        else {
+            // The state named a batch whose record was never written: nothing was claimed.
+            return Ok(PayoutBatch {
+                id: id.to_owned(),
+                description: None,
+                status: BatchStatus::Paid,
+                created_at: now,
+                completed_at: Some(now),
+                payouts: Vec::new(),
+                withheld: Vec::new(),
+            });
+        };
+        let stored = read_batch(stored)?;
+        if stored.value.status == BatchStatus::Paid {
+            return Ok(stored.value);
+        }
+        let mut batch = stored.value.clone();
+        for payout in &mut batch.payouts {
+            let (mut earned, mut clawbacks, mut advances) = (0i64, 0i64, 0i64);
+            let mut lines = Vec::with_capacity(payout.line_ids.len());
+            for line_id in &payout.line_ids {
+                let line = self
+                    .update_record(LINES, line_id, "commission", read_line, line_record, |l| {
+                        if l.status == CommissionStatus::Approved {
+                            l.pay(id, now).map(Some)
+                        } else {
+                            Ok(None)
+                        }
+                    })
+                    .await?;
+                if line.value.batch_id.as_deref() == Some(id) {
+                    if line.value.amount >= 0 {
+                        earned = earned.saturating_add(line.value.amount);
+                    } else {
+                        clawbacks = clawbacks.saturating_add(line.value.amount);
+                    }
+                    lines.push(line_id.clone());
+                }
+            }
+            let mut settled = Vec::with_capacity(payout.advance_ids.len());
+            for advance_id in &payout.advance_ids {
+                let advance = self
+                    .update_record(
+                        COMMISSION_PAYMENTS,
+                        advance_id,
+                        "commissionPayment",
+                        read_payment,
+                        payment_record,
+                        |p| {
+                            if p.is_open_advance() {
+                                p.settle(id).map(Some)
+                            } else {
+                                Ok(None)
+                            }
+                        },
+                    )
+                    .await?;
+                if advance.value.settled_by.as_deref() == Some(id) {
+                    advances = advances.saturating_add(advance.value.amount);
+                    settled.push(advance_id.clone());
+                }
+            }
+            payout.line_ids = lines;
+            payout.advance_ids = settled;
+            payout.earned = earned;
+            payout.clawbacks = clawbacks;
+            payout.advances = advances;
+            payout.amount = earned.saturating_add(clawbacks).saturating_sub(advances);
+            payout.payment_id = None;
+            if payout.amount > 0 {
+                let payment = CommissionPayment {
+                    id: PayoutBatch::payment_id(id, &payout.reseller_id),
+                    reseller_id: payout.reseller_id.clone(),
+                    amount: payout.amount,
+                    description: batch.description.clone(),
+                    at: now,
+                    batch_id: Some(id.to_owned()),
+                    settled_by: None,
+                };
+                // Written by an earlier attempt at this batch, it is the same payment.
+                self.storage
+                    .put(COMMISSION_PAYMENTS, &payment_record(&payment, 1), 0, &[])
+                    .await
+                    .map_err(storage_failed("put"))?;
+                payout.payment_id = Some(payment.id);
+            }
+        }
+        batch.status = BatchStatus::Paid;
+        batch.completed_at = Some(now);
+        let record = batch_record(&batch, stored.version + 1);
+        match self
+            .storage
+            .put(BATCHES, &record, stored.version, &[])
+            .await
+            .map_err(storage_failed("put"))?
+        {
+            WriteOutcome::Written => Ok(batch),
+            // Another instance finished it meanwhile: its record stands.
+            _ => self.payout_batch(id).await?.ok_or_else(|| Error::NotFound {
+                entity: "payoutBatch",
+                key: id.to_owned(),
+            }),
+        }
+    }
+
+    /// Recomputes the configured plan's lines for payments in `[start, end)` and compares them
+    /// with the lines recorded for those payments: every missing, unexpected or changed line.
+    pub async fn reconcile(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> Result<Reconciliation> {
+        let now = self.now()?;
+        let (expected, _) = self.expected_lines(start, end, now, &mut |_| Ok(())).await?;
+        let recorded: Vec<CommissionLine> = self
+            .find_all(LINES, None, |r| read_line(r).map(|l| l.value))
+            .await?
+            .into_iter()
+            .filter(|l| l.payment_at >= start && l.payment_at < end)
+            .collect();
+        Ok(payout::reconcile(&expected, &recorded))
+    }
+}

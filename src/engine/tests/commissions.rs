@@ -1,0 +1,431 @@
+//! The engine form of commissions over the in-memory storage: a run, its repeat, holds,
+//! reversals, payout batches with minimums, advances and negative balances, an interrupted
+//! batch, and reconciliation against tampered records.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use super::memory::MemoryStorage;
+use super::ports::{Clock, NoMailer, Storage, StorageError, StoredRecord, WriteOutcome, Query};
+use super::{Ally, LineFilter};
+use crate::domain::client::ClientDraft;
+use crate::domain::commission::{PaymentKind, PaymentStatus, Plan};
+use crate::domain::config::Config;
+use crate::domain::money::Rate;
+use crate::domain::payout::{BatchStatus, CommissionStatus, DiscrepancyKind, HoldReason};
+use crate::domain::reseller::{ResellerDraft, UserId};
+use crate::engine::executor::block_on;
+use crate::engine::PaymentInput;
+
+/// A clock the test moves.
+#[derive(Clone)]
+struct StepClock(Rc<Cell<i64>>);
+
+impl StepClock {
+    fn set(&self, at: DateTime<Utc>) {
+        self.0.set(at.timestamp_millis());
+    }
+}
+
+impl Clock for StepClock {
+    fn now(&self) -> Result<DateTime<Utc>, String> {
+        DateTime::from_timestamp_millis(self.0.get()).ok_or_else(|| "out of range".to_owned())
+    }
+}
+
+/// The in-memory storage, shared, that can be told to fail every write after `n` more.
+#[derive(Clone)]
+struct Failing {
+    inner: Rc<MemoryStorage>,
+    writes_left: Rc<Cell<Option<u32>>>,
+}
+
+impl Failing {
+    fn spend(&self) -> Result<(), StorageError> {
+        match self.writes_left.get() {
+            Some(0) => Err(StorageError {
+                reason: "disk full".to_owned(),
+            }),
+            Some(n) => {
+                self.writes_left.set(Some(n - 1));
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+impl Storage for Failing {
+    async fn get(&self, c: &str, id: &str) -> Result<Option<StoredRecord>, StorageError> {
+        self.inner.get(c, id).await
+    }
+    async fn find(&self, c: &str, q: Query<'_>) -> Result<Vec<StoredRecord>, StorageError> {
+        self.inner.find(c, q).await
+    }
+    async fn put(
+        &self,
+        c: &str,
+        record: &StoredRecord,
+        expected: u64,
+        unique: &[&str],
+    ) -> Result<WriteOutcome, StorageError> {
+        self.spend()?;
+        self.inner.put(c, record, expected, unique).await
+    }
+    async fn append(&self, s: &str, n: u64, e: &[String]) -> Result<WriteOutcome, StorageError> {
+        self.spend()?;
+        self.inner.append(s, n, e).await
+    }
+    async fn read(&self, s: &str, from: u64, limit: u32) -> Result<Vec<String>, StorageError> {
+        self.inner.read(s, from, limit).await
+    }
+}
+
+fn err<T>(result: crate::domain::Result<T>) -> Option<&'static str> {
+    result.err().map(|e| e.code().as_str())
+}
+
+fn run<F: std::future::Future>(future: F) -> F::Output {
+    block_on(future, 16).unwrap_or_else(|| panic!("the in-memory port suspended"))
+}
+
+fn at(y: i32, m: u32, d: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, m, d, 12, 0, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+fn rate(units: u16) -> Rate {
+    Rate::from_units(units).unwrap_or(Rate::ZERO)
+}
+
+struct Fixture {
+    ally: Ally<Failing, NoMailer, StepClock>,
+    clock: StepClock,
+    storage: Failing,
+    top: String,
+    sub: String,
+    client: String,
+}
+
+/// A top reseller (10 %) over a sub-reseller (15 %) with one client; the plan holds lines 30
+/// days, pays at least 50.00, and gives the parent 5 %.
+fn fixture() -> Fixture {
+    let clock = StepClock(Rc::new(Cell::new(at(2026, 1, 1).timestamp_millis())));
+    let storage = Failing {
+        inner: Rc::new(MemoryStorage::new()),
+        writes_left: Rc::new(Cell::new(None)),
+    };
+    let mut config = Config::default();
+    config.commission_plan = Plan {
+        hold_days: 30,
+        minimum_payout: 5_000,
+        ..Plan::reference()
+    };
+    let ally = Ally::new(config, storage.clone(), NoMailer, clock.clone(), 5);
+    let make = |user: u64, name: &str, units: u16| {
+        let draft = ResellerDraft {
+            user_id: Some(UserId::Number(user)),
+            company_name: Some(name.to_owned()),
+            commission_rate: Some(rate(units)),
+            ..ResellerDraft::default()
+        };
+        run(ally.create_reseller(draft))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .value
+            .id
+    };
+    let top = make(1, "Top", 1000);
+    let sub = make(2, "Sub", 1500);
+    run(ally.set_parent(&sub, Some(&top))).unwrap_or_else(|e| panic!("{e}"));
+    let client = run(ally.create_client(ClientDraft {
+        name: Some("Client".to_owned()),
+        email: None,
+        reseller_id: Some(sub.clone()),
+        metadata: None,
+    }))
+    .unwrap_or_else(|e| panic!("{e}"))
+    .value
+    .id;
+    Fixture {
+        ally,
+        clock,
+        storage,
+        top,
+        sub,
+        client,
+    }
+}
+
+impl Fixture {
+    fn pay(&self, id: &str, amount: i64, when: DateTime<Utc>, kind: PaymentKind, reverses: Option<&str>) {
+        run(self.ally.record_payment(PaymentInput {
+            id: Some(id.to_owned()),
+            client_id: self.client.clone(),
+            amount,
+            at: when,
+            status: PaymentStatus::Completed,
+            kind,
+            reverses: reverses.map(str::to_owned),
+            description: None,
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn process(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> super::ProcessSummary {
+        run(self.ally.process_commissions(start, end, &mut |_| Ok(()))).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn status_of(&self, id: &str) -> CommissionStatus {
+        run(self.ally.find_line(id))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .map(|l| l.value.status)
+            .unwrap_or_else(|| panic!("no line {id}"))
+    }
+}
+
+#[test]
+fn a_run_records_holds_reverses_and_repeats_safely() {
+    let f = fixture();
+    f.pay("p1", 100_000, at(2026, 1, 10), PaymentKind::Payment, None);
+    f.pay("p2", 20_000, at(2026, 1, 20), PaymentKind::Payment, None);
+    f.pay("r2", 20_000, at(2026, 1, 25), PaymentKind::Refund, Some("p2"));
+    f.pay("p3", 50_000, at(2026, 2, 5), PaymentKind::Payment, None);
+    f.clock.set(at(2026, 2, 1));
+    let mut phases = Vec::new();
+    let summary = run(f.ally.process_commissions(at(2026, 1, 1), at(2026, 2, 1), &mut |p| {
+        phases.push(p.phase);
+        Ok(())
+    }))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(phases.starts_with(&["load", "compute", "record"]), "{phases:?}");
+    assert_eq!(
+        (summary.payments, summary.lines, summary.recorded, summary.reversed, summary.approved),
+        (3, 6, 6, 4, 0)
+    );
+    // 15 % and 5 % of 1000.00 and of 200.00, and the refund claws the 200.00 back.
+    assert_eq!(summary.total, 15_000 + 5_000);
+    assert_eq!(f.status_of("cm_p1_0_percentage"), CommissionStatus::Pending);
+    assert_eq!(f.status_of("cm_p1_1_override"), CommissionStatus::Pending);
+    for id in ["cm_p2_0_percentage", "cm_p2_1_override", "cm_r2_0_percentage", "cm_r2_1_override"] {
+        assert_eq!(f.status_of(id), CommissionStatus::Reversed, "{id}");
+    }
+    let sub = run(f.ally.commission_balance(&f.sub)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((sub.pending, sub.approved, sub.payable), (15_000, 0, 0));
+    assert_eq!(sub.withheld, Some(HoldReason::NothingPayable));
+
+    let again = f.process(at(2026, 1, 1), at(2026, 2, 1));
+    assert_eq!((again.lines, again.recorded, again.reversed), (6, 0, 0));
+    assert_eq!(f.storage.inner.count("commissions"), 6);
+
+    // After the hold, the next run approves January's lines with February's.
+    f.clock.set(at(2026, 3, 1));
+    let feb = f.process(at(2026, 2, 1), at(2026, 3, 1));
+    assert_eq!((feb.lines, feb.recorded, feb.approved), (2, 2, 2));
+    assert_eq!(f.status_of("cm_p1_0_percentage"), CommissionStatus::Approved);
+    assert_eq!(f.status_of("cm_p3_0_percentage"), CommissionStatus::Pending);
+}
+
+#[test]
+fn batches_pay_above_the_minimum_net_advances_and_withhold_negative_balances() {
+    let f = fixture();
+    f.pay("p1", 100_000, at(2026, 1, 10), PaymentKind::Payment, None);
+    f.clock.set(at(2026, 2, 1));
+    f.process(at(2026, 1, 1), at(2026, 2, 1));
+    // Still in the hold: nothing to pay.
+    let early = run(f.ally.create_payout_batch(None)).unwrap_or_else(|e| panic!("{e}"));
+    assert!(early.payouts.is_empty());
+    assert_eq!(early.status, BatchStatus::Paid);
+
+    f.clock.set(at(2026, 2, 10));
+    let batch = run(f.ally.create_payout_batch(Some("February payout".to_owned())))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let paid: Vec<(&str, i64)> = batch
+        .payouts
+        .iter()
+        .map(|p| (p.reseller_id.as_str(), p.amount))
+        .collect();
+    let mut want = vec![(f.sub.as_str(), 15_000), (f.top.as_str(), 5_000)];
+    want.sort();
+    assert_eq!(paid, want);
+    assert_eq!(batch.total(), 20_000);
+    assert_eq!(f.status_of("cm_p1_0_percentage"), CommissionStatus::Paid);
+    let by_batch = run(f.ally.commission_lines(&LineFilter {
+        batch: Some(batch.id.clone()),
+        ..LineFilter::default()
+    }))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(by_batch.len(), 2);
+    // Nothing is paid twice.
+    let next = run(f.ally.create_payout_batch(None)).unwrap_or_else(|e| panic!("{e}"));
+    assert!(next.payouts.is_empty() && next.withheld.is_empty());
+
+    // 100.00 paid by hand, then a refund of half of p1 claws back 75.00 from sub.
+    run(f.ally.pay_commission(&f.sub, 10_000, Some("Advance".to_owned())))
+        .unwrap_or_else(|e| panic!("{e}"));
+    f.pay("r1", 50_000, at(2026, 2, 12), PaymentKind::Refund, Some("p1"));
+    f.clock.set(at(2026, 3, 1));
+    f.process(at(2026, 2, 1), at(2026, 3, 1));
+    let sub = run(f.ally.commission_balance(&f.sub)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((sub.approved, sub.advances, sub.payable), (-7_500, 10_000, -17_500));
+    assert_eq!(sub.withheld, Some(HoldReason::NegativeBalance));
+    let blocked = run(f.ally.create_payout_batch(None)).unwrap_or_else(|e| panic!("{e}"));
+    assert!(blocked.payouts.is_empty());
+    let reasons: Vec<(&str, i64, HoldReason)> = blocked
+        .withheld
+        .iter()
+        .map(|w| (w.reseller_id.as_str(), w.payable, w.reason))
+        .collect();
+    let mut want = vec![
+        (f.sub.as_str(), -17_500, HoldReason::NegativeBalance),
+        (f.top.as_str(), -2_500, HoldReason::NegativeBalance),
+    ];
+    want.sort_by_key(|w| w.0);
+    assert_eq!(reasons, want);
+
+    // 2000.00 more in March: sub earns 300.00, nets 125.00; top earns 100.00, nets 75.00.
+    f.pay("p4", 200_000, at(2026, 3, 2), PaymentKind::Payment, None);
+    f.clock.set(at(2026, 4, 10));
+    f.process(at(2026, 3, 1), at(2026, 4, 1));
+    let april = run(f.ally.create_payout_batch(None)).unwrap_or_else(|e| panic!("{e}"));
+    let paid: Vec<(&str, i64, i64, i64, i64)> = april
+        .payouts
+        .iter()
+        .map(|p| (p.reseller_id.as_str(), p.earned, p.clawbacks, p.advances, p.amount))
+        .collect();
+    let mut want = vec![
+        (f.sub.as_str(), 30_000, -7_500, 10_000, 12_500),
+        (f.top.as_str(), 10_000, -2_500, 0, 7_500),
+    ];
+    want.sort();
+    assert_eq!(paid, want);
+    let sub = run(f.ally.commission_balance(&f.sub)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((sub.approved, sub.advances, sub.payable), (0, 0, 0));
+    // Paid in all: 150.00 (February) + 100.00 (by hand) + 125.00 (April).
+    assert_eq!(sub.paid, 37_500);
+}
+
+#[test]
+fn below_the_minimum_waits_for_the_next_batch() {
+    let f = fixture();
+    f.pay("p1", 20_000, at(2026, 1, 10), PaymentKind::Payment, None);
+    f.clock.set(at(2026, 2, 15));
+    f.process(at(2026, 1, 1), at(2026, 2, 1));
+    let batch = run(f.ally.create_payout_batch(None)).unwrap_or_else(|e| panic!("{e}"));
+    assert!(batch.payouts.is_empty());
+    assert!(batch
+        .withheld
+        .iter()
+        .all(|w| w.reason == HoldReason::BelowMinimum));
+    assert_eq!(f.status_of("cm_p1_0_percentage"), CommissionStatus::Approved);
+}
+
+#[test]
+fn an_interrupted_batch_is_finished_by_the_next_and_pays_once() {
+    let f = fixture();
+    f.pay("p1", 100_000, at(2026, 1, 10), PaymentKind::Payment, None);
+    f.pay("p2", 100_000, at(2026, 1, 11), PaymentKind::Payment, None);
+    f.clock.set(at(2026, 3, 1));
+    f.process(at(2026, 1, 1), at(2026, 2, 1));
+    // State, batch, one line claimed: then the storage fails.
+    f.storage.writes_left.set(Some(3));
+    let failed = run(f.ally.create_payout_batch(None));
+    assert_eq!(
+        failed.err().map(|e| e.code().as_str()),
+        Some("STORAGE_FAILED")
+    );
+    f.storage.writes_left.set(None);
+    let finished = run(f.ally.create_payout_batch(None)).unwrap_or_else(|e| panic!("{e}"));
+    // The interrupted batch was finished first; this one found nothing left.
+    assert!(finished.payouts.is_empty());
+    let batches = run(f.ally.payout_batches()).unwrap_or_else(|e| panic!("{e}"));
+    let mut totals: Vec<(BatchStatus, i64)> = batches.iter().map(|b| (b.status, b.total())).collect();
+    totals.sort_by_key(|t| t.1);
+    assert_eq!(totals, vec![(BatchStatus::Paid, 0), (BatchStatus::Paid, 40_000)]);
+    let sub = run(f.ally.commission_payments(&f.sub)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(sub.iter().map(|p| p.amount).collect::<Vec<_>>(), vec![30_000]);
+}
+
+#[test]
+fn reconciliation_lists_missing_unexpected_and_changed_lines() {
+    let f = fixture();
+    f.pay("p1", 100_000, at(2026, 1, 10), PaymentKind::Payment, None);
+    f.pay("p2", 30_000, at(2026, 1, 12), PaymentKind::Payment, None);
+    f.clock.set(at(2026, 2, 1));
+    f.process(at(2026, 1, 1), at(2026, 2, 1));
+    let clean = run(f.ally.reconcile(at(2026, 1, 1), at(2026, 2, 1))).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((clean.matched, clean.discrepancies.len()), (4, 0));
+    assert_eq!(clean.expected_total, clean.recorded_total);
+
+    // A payment recorded after the run, and a line altered in storage.
+    f.pay("p3", 10_000, at(2026, 1, 20), PaymentKind::Payment, None);
+    let stored = run(f.storage.inner.get("commissions", "cm_p1_0_percentage"))
+        .unwrap_or_else(|e| panic!("{}", e.reason))
+        .unwrap_or_else(|| panic!("line missing"));
+    let altered = StoredRecord {
+        version: stored.version + 1,
+        data: stored.data.replace("\"amountMinor\":15000", "\"amountMinor\":16000"),
+        ..stored.clone()
+    };
+    run(f.storage.inner.put("commissions", &altered, stored.version, &[]))
+        .unwrap_or_else(|e| panic!("{}", e.reason));
+    let report = run(f.ally.reconcile(at(2026, 1, 1), at(2026, 2, 1))).unwrap_or_else(|e| panic!("{e}"));
+    let kinds: Vec<(&str, DiscrepancyKind, Vec<&str>)> = report
+        .discrepancies
+        .iter()
+        .map(|d| (d.line_id.as_str(), d.kind, d.fields.clone()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("cm_p1_0_percentage", DiscrepancyKind::Changed, vec!["amount"]),
+            ("cm_p3_0_percentage", DiscrepancyKind::Missing, vec![]),
+            ("cm_p3_1_override", DiscrepancyKind::Missing, vec![]),
+        ]
+    );
+    assert_eq!(report.recorded_total - report.expected_total, 1_000 - 1_500 - 500);
+
+    // The reseller's rate changed: every line of its payments now differs.
+    run(f.ally.set_commission_rate(&f.sub, Some(rate(2000)))).unwrap_or_else(|e| panic!("{e}"));
+    f.process(at(2026, 1, 1), at(2026, 2, 1));
+    let report = run(f.ally.reconcile(at(2026, 1, 1), at(2026, 2, 1))).unwrap_or_else(|e| panic!("{e}"));
+    let changed: Vec<&str> = report
+        .discrepancies
+        .iter()
+        .filter(|d| d.kind == DiscrepancyKind::Changed)
+        .map(|d| d.line_id.as_str())
+        .collect();
+    assert_eq!(changed, vec!["cm_p1_0_percentage", "cm_p2_0_percentage"]);
+}
+
+#[test]
+fn bad_arguments_are_refused_before_anything_is_written() {
+    let f = fixture();
+    let before = f.storage.inner.count("commission_payments");
+    assert_eq!(err(run(f.ally.pay_commission(&f.sub, 0, None))), Some("INVALID_INPUT"));
+    assert_eq!(
+        err(run(f.ally.pay_commission(&f.sub, 1, Some("x".repeat(1_001))))),
+        Some("INVALID_INPUT")
+    );
+    assert_eq!(err(run(f.ally.pay_commission("rs_none", 1, None))), Some("NOT_FOUND"));
+    assert_eq!(
+        err(run(f.ally.process_commissions(at(2026, 2, 1), at(2026, 1, 1), &mut |_| Ok(())))),
+        Some("INVALID_INPUT")
+    );
+    assert_eq!(f.storage.inner.count("commission_payments"), before);
+    // A progress callback that fails stops the run; running again finishes it.
+    f.pay("p1", 100_000, at(2026, 1, 10), PaymentKind::Payment, None);
+    let stopped = run(f.ally.process_commissions(at(2026, 1, 1), at(2026, 2, 1), &mut |p| {
+        if p.phase == "record" {
+            Err(crate::domain::Error::invalid("onProgress", "stop"))
+        } else {
+            Ok(())
+        }
+    }));
+    assert_eq!(err(stopped), Some("INVALID_INPUT"));
+    assert_eq!(f.storage.inner.count("commissions"), 0);
+    let done = f.process(at(2026, 1, 1), at(2026, 2, 1));
+    assert_eq!(done.recorded, 2);
+}
