@@ -3,10 +3,10 @@
 
 mod applications;
 mod clients;
-mod commissions;
 #[cfg(test)]
 #[path = "engine/tests/commissions.rs"]
 mod commission_tests;
+mod commissions;
 pub mod executor;
 mod lock;
 pub mod memory;

@@ -17,6 +17,8 @@ mod host;
 mod input;
 #[cfg(feature = "engine")]
 mod payments;
+#[cfg(feature = "engine")]
+mod payouts;
 mod pricing;
 mod registry;
 mod types;

@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
@@ -664,8 +663,7 @@ pub fn reconcile(expected: &[CommissionLine], recorded: &[CommissionLine]) -> Re
             });
         }
     }
-    out.discrepancies
-        .sort_by(|a, b| a.line_id.cmp(&b.line_id));
+    out.discrepancies.sort_by(|a, b| a.line_id.cmp(&b.line_id));
     out
 }
 
@@ -718,11 +716,19 @@ mod tests {
     fn statuses_move_only_along_the_table() {
         use CommissionStatus::{Approved, Paid, Pending, Reversed};
         let pending = line("a", "r", 100, Pending);
-        assert_eq!(pending.approve(at(9)).err().map(|e| e.code().as_str()), Some("INVALID_INPUT"));
+        assert_eq!(
+            pending.approve(at(9)).err().map(|e| e.code().as_str()),
+            Some("INVALID_INPUT")
+        );
         let approved = pending.approve(at(10)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(approved.status, Approved);
-        let paid = approved.pay("pb_1", at(11)).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!((paid.status, paid.batch_id.as_deref()), (Paid, Some("pb_1")));
+        let paid = approved
+            .pay("pb_1", at(11))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (paid.status, paid.batch_id.as_deref()),
+            (Paid, Some("pb_1"))
+        );
         // Every other move is denied, naming where the line stood.
         for (from, step) in [
             (Pending, "pay"),
@@ -746,8 +752,20 @@ mod tests {
                 "{from:?} {step}"
             );
         }
-        assert_eq!(line("a", "r", 1, Pending).reverse(at(2)).map(|l| l.status).ok(), Some(Reversed));
-        assert_eq!(line("a", "r", 1, Approved).reverse(at(2)).map(|l| l.status).ok(), Some(Reversed));
+        assert_eq!(
+            line("a", "r", 1, Pending)
+                .reverse(at(2))
+                .map(|l| l.status)
+                .ok(),
+            Some(Reversed)
+        );
+        assert_eq!(
+            line("a", "r", 1, Approved)
+                .reverse(at(2))
+                .map(|l| l.status)
+                .ok(),
+            Some(Reversed)
+        );
     }
 
     #[test]
@@ -812,7 +830,13 @@ mod tests {
         assert_eq!(paid.len(), 1);
         let a = &paid[0];
         assert_eq!(
-            (a.reseller_id.as_str(), a.earned, a.clawbacks, a.advances, a.amount),
+            (
+                a.reseller_id.as_str(),
+                a.earned,
+                a.clawbacks,
+                a.advances,
+                a.amount
+            ),
             ("a", 10_000, -2_000, 1_000, 7_000)
         );
         assert_eq!(a.line_ids, vec!["a1", "a2"]);

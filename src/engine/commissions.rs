@@ -573,14 +573,21 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                 })?;
             }
             let mut changed = false;
-            self.update_record(LINES, &line.value.id, "commission", read_line, line_record, |l| {
-                changed = l.status == CommissionStatus::Pending && l.payable_at <= now;
-                if changed {
-                    l.approve(now).map(Some)
-                } else {
-                    Ok(None)
-                }
-            })
+            self.update_record(
+                LINES,
+                &line.value.id,
+                "commission",
+                read_line,
+                line_record,
+                |l| {
+                    changed = l.status == CommissionStatus::Pending && l.payable_at <= now;
+                    if changed {
+                        l.approve(now).map(Some)
+                    } else {
+                        Ok(None)
+                    }
+                },
+            )
             .await?;
             approved += u32::from(changed);
         }
@@ -603,7 +610,12 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
 
     /// Recorded lines matching `filter`, by payment time then id.
     pub async fn commission_lines(&self, filter: &LineFilter) -> Result<Vec<CommissionLine>> {
-        let index = match (&filter.batch, &filter.payment, &filter.reseller, filter.status) {
+        let index = match (
+            &filter.batch,
+            &filter.payment,
+            &filter.reseller,
+            filter.status,
+        ) {
             (Some(b), _, _, _) => Some((INDEX_BATCH, b.as_str())),
             (None, Some(p), _, _) => Some((INDEX_PAYMENT, p.as_str())),
             (None, None, Some(r), _) => Some((INDEX_RESELLER, r.as_str())),
@@ -617,7 +629,10 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             .filter(|l| {
                 filter.reseller.as_ref().is_none_or(|r| &l.reseller_id == r)
                     && filter.status.is_none_or(|s| l.status == s)
-                    && filter.batch.as_ref().is_none_or(|b| l.batch_id.as_ref() == Some(b))
+                    && filter
+                        .batch
+                        .as_ref()
+                        .is_none_or(|b| l.batch_id.as_ref() == Some(b))
                     && filter.payment.as_ref().is_none_or(|p| &l.payment_id == p)
             })
             .collect();
@@ -673,7 +688,11 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                 .iter()
                 .fold(0i64, |s, p| s.saturating_add(p.amount)),
             withheld: if payable.is_empty() {
-                Some(withheld.first().map_or(HoldReason::NothingPayable, |w| w.reason))
+                Some(
+                    withheld
+                        .first()
+                        .map_or(HoldReason::NothingPayable, |w| w.reason),
+                )
             } else {
                 None
             },
@@ -960,9 +979,15 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
 
     /// Recomputes the configured plan's lines for payments in `[start, end)` and compares them
     /// with the lines recorded for those payments: every missing, unexpected or changed line.
-    pub async fn reconcile(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> Result<Reconciliation> {
+    pub async fn reconcile(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<Reconciliation> {
         let now = self.now()?;
-        let (expected, _) = self.expected_lines(start, end, now, &mut |_| Ok(())).await?;
+        let (expected, _) = self
+            .expected_lines(start, end, now, &mut |_| Ok(()))
+            .await?;
         let recorded: Vec<CommissionLine> = self
             .find_all(LINES, None, |r| read_line(r).map(|l| l.value))
             .await?

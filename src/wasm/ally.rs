@@ -7,6 +7,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::future_to_promise;
 
+use super::commission::plan_from_fields;
 use super::error::{to_js, OrThrow};
 use super::host::{HostClock, HostMailer, HostStorage};
 use super::input::{self, credits, type_name, RESERVED_KEYS};
@@ -16,7 +17,6 @@ use super::pricing::{
 use super::types::optional::{self, AllyOptionsArg, JsonValueArg, ResellerListFilterArg};
 use super::types::{self, ResellerStatusName};
 use super::wallets::Listeners;
-use super::commission::plan_from_fields;
 use crate::domain::commission::Plan;
 use crate::domain::config::Config;
 use crate::domain::money::{ConversionRate, Currency, Rate};

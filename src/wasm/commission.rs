@@ -258,7 +258,7 @@ pub(super) fn plan_from_fields(mut f: Fields, currency: &Currency) -> Result<Pla
         Some("graduated") => BandMode::Graduated,
         Some(other) => {
             return Err(Error::invalid(
-                &f.path("bandMode"),
+                f.path("bandMode"),
                 format!(
                     "expected \"volume\" or \"graduated\", got \"{}\"",
                     decimal::printable(other)
@@ -288,7 +288,7 @@ pub(super) fn plan_from_fields(mut f: Fields, currency: &Currency) -> Result<Pla
         },
         Some("revenue") => {
             let rows = bands.ok_or_else(|| {
-                Error::invalid(&f.path("revenueBands"), "is required for base \"revenue\"")
+                Error::invalid(f.path("revenueBands"), "is required for base \"revenue\"")
             })?;
             let bands = rows
                 .into_iter()
@@ -307,7 +307,7 @@ pub(super) fn plan_from_fields(mut f: Fields, currency: &Currency) -> Result<Pla
         }
         Some(other) => {
             return Err(Error::invalid(
-                &f.path("base"),
+                f.path("base"),
                 format!(
                     "expected \"ownRate\", \"childCount\" or \"revenue\", got \"{}\"",
                     decimal::printable(other)
@@ -320,7 +320,9 @@ pub(super) fn plan_from_fields(mut f: Fields, currency: &Currency) -> Result<Pla
     }
     match f.take("recurringMonths") {
         None | Some(Value::Null) => {}
-        Some(v) => plan.recurring_months = Some(whole(&v, &f.path("recurringMonths"), 1200)? as u32),
+        Some(v) => {
+            plan.recurring_months = Some(whole(&v, &f.path("recurringMonths"), 1200)? as u32)
+        }
     }
     match f.take("capPerPeriod") {
         None | Some(Value::Null) => {}
@@ -335,7 +337,7 @@ pub(super) fn plan_from_fields(mut f: Fields, currency: &Currency) -> Result<Pla
     if let Some(rows) = f.opt_array("overrides")? {
         if rows.len() > LEVELS_MAX {
             return Err(Error::invalid(
-                &f.path("overrides"),
+                f.path("overrides"),
                 format!("at most {LEVELS_MAX} levels"),
             ));
         }
@@ -347,7 +349,7 @@ pub(super) fn plan_from_fields(mut f: Fields, currency: &Currency) -> Result<Pla
     if let Some(name) = f.opt_string("rounding")? {
         plan.rounding = Rounding::parse(&name).ok_or_else(|| {
             Error::invalid(
-                &f.path("rounding"),
+                f.path("rounding"),
                 format!(
                     "expected halfUp, halfEven, up or down, got \"{}\"",
                     decimal::printable(&name)

@@ -112,7 +112,7 @@ fn time_value(value: &Value, path: &str) -> Result<chrono::DateTime<chrono::Utc>
     DateTime::from_timestamp_millis(ms).ok_or_else(|| Error::invalid(path, "is out of range"))
 }
 
-fn time(value: &JsValue, path: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+pub(super) fn time(value: &JsValue, path: &str) -> Result<chrono::DateTime<chrono::Utc>> {
     let ms = time_ms(value, path)?;
     DateTime::from_timestamp_millis(ms).ok_or_else(|| Error::invalid(path, "is out of range"))
 }

@@ -721,6 +721,147 @@ export function cases(lib, runtime) {
     await fails(AllyError, "NOT_FOUND", () => ally.commissionReport("rs_none", "2026-01-01", "2026-02-01"));
   });
 
+  /** An engine over a host storage with a clock the test moves, a top reseller (10 %) over a
+   * sub-reseller (15 %) and one client; the plan holds lines 30 days and pays at least 50.00. */
+  const payoutNetwork = async () => {
+    const clock = { now: Date.UTC(2026, 0, 1, 12) };
+    const host = hostStorage({ async: true });
+    const ally = new Ally({ storage: host, clock: () => new Date(clock.now), config: { commissionPlan: { holdDays: 30, minimumPayout: "50.00" } } });
+    const top = await ally.make().user(1).company("Top").create();
+    const sub = await ally.make().user(2).company("Sub").create();
+    await ally.setCommissionRate(top, "0.10");
+    await ally.setCommissionRate(sub, "0.15");
+    await ally.setParent(sub, top);
+    const client = await ally.clients.make().name("Client").reseller(sub).create();
+    const pay = (id, amount, at, extra = {}) => ally.payments.record({ id, clientId: client.id, amount, at, ...extra });
+    return { ally, host, clock, top, sub, pay };
+  };
+  const byReseller = (rows, pick) => rows.map(pick).sort((a, b) => (a[0] < b[0] ? -1 : 1));
+
+  t("commissions: a recorded run holds, reverses, repeats safely and reconciles", async () => {
+    const { ally, clock, top, sub, pay } = await payoutNetwork();
+    await pay("p1", "1000.00", "2026-01-10");
+    await pay("p2", "200.00", "2026-01-20");
+    await pay("r2", "200.00", "2026-01-25", { kind: "refund", reverses: "p2" });
+    clock.now = Date.UTC(2026, 1, 1, 12);
+    const phases = [];
+    const run = await ally.commissions.process("2026-01-01", "2026-02-01", { onProgress: (p) => phases.push(`${p.phase} ${p.done}/${p.total}`) });
+    equal([run.payments, run.lines, run.recorded, run.reversed, run.approved, run.total, run.asOf], [3, 6, 6, 4, 0, "200.00", "2026-02-01T12:00:00.000Z"], "the run");
+    equal(phases.slice(0, 3), ["load 3/3", "compute 6/6", "record 0/6"], "progress");
+    const p1 = await ally.commissions.lines({ payment: "p1" });
+    equal(p1.map((l) => [l.id, l.resellerId, l.level, l.rule, l.rate, l.base, l.amount, l.status, l.payableAt]), [
+      ["cm_p1_0_percentage", sub.id, 0, "percentage", "0.1500", "1000.00", "150.00", "pending", "2026-02-09T00:00:00.000Z"],
+      ["cm_p1_1_override", top.id, 1, "override", "0.0500", "1000.00", "50.00", "pending", "2026-02-09T00:00:00.000Z"],
+    ], "each line explains itself");
+    equal((await ally.commissions.lines({ status: "reversed" })).map((l) => [l.id, l.amount, l.reverses]), [
+      ["cm_p2_0_percentage", "30.00", null], ["cm_p2_1_override", "10.00", null],
+      ["cm_r2_0_percentage", "-30.00", "cm_p2_0_percentage"], ["cm_r2_1_override", "-10.00", "cm_p2_1_override"],
+    ], "a full refund before payment reverses both lines");
+    const balance = await ally.commissions.balance(sub);
+    equal([balance.pending, balance.approved, balance.payable, balance.withheld], ["150.00", "0.00", "0.00", "nothingPayable"], "held");
+    const again = await ally.commissions.process(new Date(Date.UTC(2026, 0, 1)), "2026-02-01");
+    equal([again.lines, again.recorded, again.reversed], [6, 0, 0], "a repeat records nothing");
+    const clean = await ally.reconcile("2026-01-01", "2026-02-01");
+    equal([clean.expectedLines, clean.recordedLines, clean.matched, clean.difference, clean.discrepancies], [6, 6, 6, "0.00", []], "reconciled");
+    await pay("p3", "100.00", "2026-01-15");
+    const late = await ally.reconcile("2026-01-01", "2026-02-01");
+    equal(late.discrepancies.map((d) => [d.kind, d.lineId, d.expected.amount, d.recorded]), [["missing", "cm_p3_0_percentage", "15.00", null], ["missing", "cm_p3_1_override", "5.00", null]], "a payment after the run");
+    equal([late.expectedTotal, late.recordedTotal, late.difference], ["220.00", "200.00", "-20.00"], "totals");
+    await ally.setCommissionRate(sub, "0.20");
+    const changed = await ally.reconcile("2026-01-01", "2026-02-01");
+    equal(changed.discrepancies.filter((d) => d.kind === "changed").map((d) => [d.lineId, d.fields, d.expected.amount, d.recorded.amount]), [
+      ["cm_p1_0_percentage", ["amount", "rate"], "200.00", "150.00"],
+      ["cm_p2_0_percentage", ["amount", "rate"], "40.00", "30.00"],
+      ["cm_r2_0_percentage", ["amount", "rate"], "-40.00", "-30.00"],
+    ], "a rate changed since: every line of the reseller's payments differs");
+  });
+
+  t("commissions: payout batches pay above the minimum, net advances and clawbacks, and wait out a negative balance", async () => {
+    const { ally, host, clock, top, sub, pay } = await payoutNetwork();
+    await pay("p1", "1000.00", "2026-01-10");
+    clock.now = Date.UTC(2026, 1, 1, 12);
+    await ally.commissions.process("2026-01-01", "2026-02-01");
+    equal((await ally.commissions.createPayoutBatch()).payouts, [], "everything is still held");
+    clock.now = Date.UTC(2026, 1, 10, 12);
+    const feb = await ally.commissions.createPayoutBatch({ description: "February payout" });
+    equal([feb.status, feb.total, feb.currency, feb.minimumPayout, feb.description, feb.withheld], ["paid", "200.00", "USD", "50.00", "February payout", []], "the batch");
+    equal(byReseller(feb.payouts, (p) => [p.resellerId, p.amount, p.lineIds.length, p.paymentId]), byReseller([[sub.id, "150.00", 1, `cp_${feb.id}_${sub.id}`], [top.id, "50.00", 1, `cp_${feb.id}_${top.id}`]], (x) => x), "one payment per reseller");
+    equal((await ally.commissions.lines({ batch: feb.id })).map((l) => l.status), ["paid", "paid"], "its lines are paid");
+    equal((await ally.commissions.createPayoutBatch()).payouts, [], "nothing is paid twice");
+    clock.now = Date.UTC(2026, 1, 11, 12);
+    const advance = await ally.payCommission(sub, 100, "Commission for January 2026");
+    equal([advance.amount, advance.paymentMethod, advance.status, advance.description, advance.batchId], ["100.00", "commission", "completed", "Commission for January 2026", null], "payCommission");
+    await pay("r1", "500.00", "2026-02-12", { kind: "refund", reverses: "p1" });
+    clock.now = Date.UTC(2026, 2, 1, 12);
+    await ally.commissions.process("2026-02-01", "2026-03-01");
+    const owed = await ally.commissions.balance(sub.id);
+    equal([owed.approved, owed.advances, owed.payable, owed.withheld], ["-75.00", "100.00", "-175.00", "negativeBalance"], "a clawback after payment and an advance");
+    const blocked = await ally.commissions.createPayoutBatch();
+    equal([blocked.payouts, byReseller(blocked.withheld, (w) => [w.resellerId, w.payable, w.reason])], [[], byReseller([[sub.id, "-175.00", "negativeBalance"], [top.id, "-25.00", "negativeBalance"]], (x) => x)], "withheld");
+    await pay("p4", "2000.00", "2026-03-02");
+    clock.now = Date.UTC(2026, 3, 10, 12);
+    await ally.commissions.process("2026-03-01", "2026-04-01");
+    const april = await ally.commissions.createPayoutBatch();
+    equal(byReseller(april.payouts, (p) => [p.resellerId, p.earned, p.clawbacks, p.advances, p.amount]), byReseller([[sub.id, "300.00", "-75.00", "100.00", "125.00"], [top.id, "100.00", "-25.00", "0.00", "75.00"]], (x) => x), "netted");
+    equal((await ally.commissions.payments(sub)).map((p) => [p.amount, p.batchId === null, p.settledBy]), [["150.00", false, null], ["100.00", true, april.id], ["125.00", false, null]], "paid to sub");
+    equal((await ally.commissions.batches()).length, 5, "every batch is kept");
+    equal((await ally.commissions.batch(feb.id)).total, "200.00", "batch by id");
+    // A storage that fails mid-batch: the batch is finished by the next call, and pays once.
+    await pay("p5", "1000.00", "2026-04-02");
+    clock.now = Date.UTC(2026, 4, 10, 12);
+    await ally.commissions.process("2026-04-01", "2026-05-01");
+    host.failNext("put", "throw");
+    await fails(AllyError, "STORAGE_FAILED", () => ally.commissions.createPayoutBatch());
+    host.failNext("put", null);
+    const may = await ally.commissions.createPayoutBatch();
+    equal(byReseller(may.payouts, (p) => [p.resellerId, p.amount]), byReseller([[sub.id, "150.00"], [top.id, "50.00"]], (x) => x), "paid after the failure");
+    equal(host.dump("commission_payments").length, 7, "no payment twice");
+  });
+
+  t("commissions: bad input at every function is refused and changes nothing", async () => {
+    const { ally, host, clock, sub, pay } = await payoutNetwork();
+    await pay("p1", "1000.00", "2026-01-10");
+    clock.now = Date.UTC(2026, 1, 20, 12);
+    const stored = () => ["commissions", "commission_payments", "payout_batches"].map((c) => host.dump(c).length);
+    const before = stored();
+    const bad = (what, fn, code = "INVALID_INPUT") => fails(AllyError, code, fn, what);
+    for (const amount of [NaN, Infinity, -Infinity, "1.001", "-1.00", 0, "0.00", "1e3", "1_000", " 5", 1e30, null, undefined, {}, [], true]) {
+      await bad(`payCommission ${String(amount)}`, () => ally.payCommission(sub, amount, "x"));
+    }
+    for (const [reseller, code] of [[5, "INVALID_INPUT"], [null, "INVALID_INPUT"], [{}, "INVALID_INPUT"], ["rs_none", "NOT_FOUND"]]) {
+      await bad(`payCommission reseller ${JSON.stringify(reseller)}`, () => ally.payCommission(reseller, "1.00"), code);
+      await bad(`balance ${JSON.stringify(reseller)}`, () => ally.commissions.balance(reseller), code);
+      await bad(`payments ${JSON.stringify(reseller)}`, () => ally.commissions.payments(reseller), code);
+    }
+    for (const description of [5, {}, "x".repeat(1001), "bell\u0007"]) {
+      await bad(`description ${String(description).slice(0, 10)}`, () => ally.payCommission(sub, "1.00", description));
+      await bad(`batch description ${String(description).slice(0, 10)}`, () => ally.commissions.createPayoutBatch({ description }));
+    }
+    for (const [start, end] of [["2026-02-01", "2026-01-01"], ["soon", "2026-01-01"], [NaN, 5], [null, "2026-01-01"], [new Date(NaN), "2026-01-01"]]) {
+      await bad(`process ${start}..${end}`, () => ally.commissions.process(start, end));
+      await bad(`reconcile ${start}..${end}`, () => ally.reconcile(start, end));
+    }
+    for (const options of [5, "x", { extra: 1 }, { onProgress: 5 }, protoKeyed('{"__proto__": {"onProgress": null}}')]) {
+      await bad(`process options ${JSON.stringify(options)}`, () => ally.commissions.process("2026-01-01", "2026-02-01", options));
+    }
+    for (const filter of [5, { status: "lost" }, { extra: 1 }, { reseller: 5 }, protoKeyed('{"__proto__": {}}')]) {
+      await bad(`lines ${JSON.stringify(filter)}`, () => ally.commissions.lines(filter));
+    }
+    for (const options of [5, { colour: "red" }, protoKeyed('{"__proto__": {}}')]) {
+      await bad(`createPayoutBatch ${JSON.stringify(options)}`, () => ally.commissions.createPayoutBatch(options));
+    }
+    await bad("batch(5)", () => ally.commissions.batch(5));
+    await bad("batch unknown", () => ally.commissions.batch("pb_none"), "NOT_FOUND");
+    const thrown = await bad("onProgress throws", () => ally.commissions.process("2026-01-01", "2026-02-01", { onProgress() { throw new Error("stop") } }));
+    ok(thrown.message.includes("stop"), "the thrown message is kept");
+    equal(stored(), before, "nothing was written");
+    for (const plan of [{ holdDays: -1 }, { minimumPayout: "1.001" }, { overrides: ["2"] }, { extra: 1 }, 5]) {
+      await fails(AllyError, "INVALID_CONFIG", () => new Ally({ config: { commissionPlan: plan } }), `commissionPlan ${JSON.stringify(plan)}`);
+    }
+    const run = await ally.commissions.process("2026-01-01", "2026-02-01");
+    equal([run.recorded, run.approved, run.total], [2, 0, "200.00"], "still works");
+  });
+
   const HIERARCHY = {
     resellers: [
       { id: "super", commissionRate: "0.10" },

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::memory::MemoryStorage;
-use super::ports::{Clock, NoMailer, Storage, StorageError, StoredRecord, WriteOutcome, Query};
+use super::ports::{Clock, NoMailer, Query, Storage, StorageError, StoredRecord, WriteOutcome};
 use super::{Ally, LineFilter};
 use crate::domain::client::ClientDraft;
 use crate::domain::commission::{PaymentKind, PaymentStatus, Plan};
@@ -118,11 +118,13 @@ fn fixture() -> Fixture {
         inner: Rc::new(MemoryStorage::new()),
         writes_left: Rc::new(Cell::new(None)),
     };
-    let mut config = Config::default();
-    config.commission_plan = Plan {
-        hold_days: 30,
-        minimum_payout: 5_000,
-        ..Plan::reference()
+    let config = Config {
+        commission_plan: Plan {
+            hold_days: 30,
+            minimum_payout: 5_000,
+            ..Plan::reference()
+        },
+        ..Config::default()
     };
     let ally = Ally::new(config, storage.clone(), NoMailer, clock.clone(), 5);
     let make = |user: u64, name: &str, units: u16| {
@@ -160,7 +162,14 @@ fn fixture() -> Fixture {
 }
 
 impl Fixture {
-    fn pay(&self, id: &str, amount: i64, when: DateTime<Utc>, kind: PaymentKind, reverses: Option<&str>) {
+    fn pay(
+        &self,
+        id: &str,
+        amount: i64,
+        when: DateTime<Utc>,
+        kind: PaymentKind,
+        reverses: Option<&str>,
+    ) {
         run(self.ally.record_payment(PaymentInput {
             id: Some(id.to_owned()),
             client_id: self.client.clone(),
@@ -175,7 +184,8 @@ impl Fixture {
     }
 
     fn process(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> super::ProcessSummary {
-        run(self.ally.process_commissions(start, end, &mut |_| Ok(()))).unwrap_or_else(|e| panic!("{e}"))
+        run(self.ally.process_commissions(start, end, &mut |_| Ok(())))
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn status_of(&self, id: &str) -> CommissionStatus {
@@ -191,25 +201,47 @@ fn a_run_records_holds_reverses_and_repeats_safely() {
     let f = fixture();
     f.pay("p1", 100_000, at(2026, 1, 10), PaymentKind::Payment, None);
     f.pay("p2", 20_000, at(2026, 1, 20), PaymentKind::Payment, None);
-    f.pay("r2", 20_000, at(2026, 1, 25), PaymentKind::Refund, Some("p2"));
+    f.pay(
+        "r2",
+        20_000,
+        at(2026, 1, 25),
+        PaymentKind::Refund,
+        Some("p2"),
+    );
     f.pay("p3", 50_000, at(2026, 2, 5), PaymentKind::Payment, None);
     f.clock.set(at(2026, 2, 1));
     let mut phases = Vec::new();
-    let summary = run(f.ally.process_commissions(at(2026, 1, 1), at(2026, 2, 1), &mut |p| {
-        phases.push(p.phase);
-        Ok(())
-    }))
+    let summary = run(f
+        .ally
+        .process_commissions(at(2026, 1, 1), at(2026, 2, 1), &mut |p| {
+            phases.push(p.phase);
+            Ok(())
+        }))
     .unwrap_or_else(|e| panic!("{e}"));
-    assert!(phases.starts_with(&["load", "compute", "record"]), "{phases:?}");
+    assert!(
+        phases.starts_with(&["load", "compute", "record"]),
+        "{phases:?}"
+    );
     assert_eq!(
-        (summary.payments, summary.lines, summary.recorded, summary.reversed, summary.approved),
+        (
+            summary.payments,
+            summary.lines,
+            summary.recorded,
+            summary.reversed,
+            summary.approved
+        ),
         (3, 6, 6, 4, 0)
     );
     // 15 % and 5 % of 1000.00 and of 200.00, and the refund claws the 200.00 back.
     assert_eq!(summary.total, 15_000 + 5_000);
     assert_eq!(f.status_of("cm_p1_0_percentage"), CommissionStatus::Pending);
     assert_eq!(f.status_of("cm_p1_1_override"), CommissionStatus::Pending);
-    for id in ["cm_p2_0_percentage", "cm_p2_1_override", "cm_r2_0_percentage", "cm_r2_1_override"] {
+    for id in [
+        "cm_p2_0_percentage",
+        "cm_p2_1_override",
+        "cm_r2_0_percentage",
+        "cm_r2_1_override",
+    ] {
         assert_eq!(f.status_of(id), CommissionStatus::Reversed, "{id}");
     }
     let sub = run(f.ally.commission_balance(&f.sub)).unwrap_or_else(|e| panic!("{e}"));
@@ -224,7 +256,10 @@ fn a_run_records_holds_reverses_and_repeats_safely() {
     f.clock.set(at(2026, 3, 1));
     let feb = f.process(at(2026, 2, 1), at(2026, 3, 1));
     assert_eq!((feb.lines, feb.recorded, feb.approved), (2, 2, 2));
-    assert_eq!(f.status_of("cm_p1_0_percentage"), CommissionStatus::Approved);
+    assert_eq!(
+        f.status_of("cm_p1_0_percentage"),
+        CommissionStatus::Approved
+    );
     assert_eq!(f.status_of("cm_p3_0_percentage"), CommissionStatus::Pending);
 }
 
@@ -240,8 +275,10 @@ fn batches_pay_above_the_minimum_net_advances_and_withhold_negative_balances() {
     assert_eq!(early.status, BatchStatus::Paid);
 
     f.clock.set(at(2026, 2, 10));
-    let batch = run(f.ally.create_payout_batch(Some("February payout".to_owned())))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let batch = run(f
+        .ally
+        .create_payout_batch(Some("February payout".to_owned())))
+    .unwrap_or_else(|e| panic!("{e}"));
     let paid: Vec<(&str, i64)> = batch
         .payouts
         .iter()
@@ -263,13 +300,24 @@ fn batches_pay_above_the_minimum_net_advances_and_withhold_negative_balances() {
     assert!(next.payouts.is_empty() && next.withheld.is_empty());
 
     // 100.00 paid by hand, then a refund of half of p1 claws back 75.00 from sub.
-    run(f.ally.pay_commission(&f.sub, 10_000, Some("Advance".to_owned())))
-        .unwrap_or_else(|e| panic!("{e}"));
-    f.pay("r1", 50_000, at(2026, 2, 12), PaymentKind::Refund, Some("p1"));
+    run(f
+        .ally
+        .pay_commission(&f.sub, 10_000, Some("Advance".to_owned())))
+    .unwrap_or_else(|e| panic!("{e}"));
+    f.pay(
+        "r1",
+        50_000,
+        at(2026, 2, 12),
+        PaymentKind::Refund,
+        Some("p1"),
+    );
     f.clock.set(at(2026, 3, 1));
     f.process(at(2026, 2, 1), at(2026, 3, 1));
     let sub = run(f.ally.commission_balance(&f.sub)).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!((sub.approved, sub.advances, sub.payable), (-7_500, 10_000, -17_500));
+    assert_eq!(
+        (sub.approved, sub.advances, sub.payable),
+        (-7_500, 10_000, -17_500)
+    );
     assert_eq!(sub.withheld, Some(HoldReason::NegativeBalance));
     let blocked = run(f.ally.create_payout_batch(None)).unwrap_or_else(|e| panic!("{e}"));
     assert!(blocked.payouts.is_empty());
@@ -293,7 +341,15 @@ fn batches_pay_above_the_minimum_net_advances_and_withhold_negative_balances() {
     let paid: Vec<(&str, i64, i64, i64, i64)> = april
         .payouts
         .iter()
-        .map(|p| (p.reseller_id.as_str(), p.earned, p.clawbacks, p.advances, p.amount))
+        .map(|p| {
+            (
+                p.reseller_id.as_str(),
+                p.earned,
+                p.clawbacks,
+                p.advances,
+                p.amount,
+            )
+        })
         .collect();
     let mut want = vec![
         (f.sub.as_str(), 30_000, -7_500, 10_000, 12_500),
@@ -319,7 +375,10 @@ fn below_the_minimum_waits_for_the_next_batch() {
         .withheld
         .iter()
         .all(|w| w.reason == HoldReason::BelowMinimum));
-    assert_eq!(f.status_of("cm_p1_0_percentage"), CommissionStatus::Approved);
+    assert_eq!(
+        f.status_of("cm_p1_0_percentage"),
+        CommissionStatus::Approved
+    );
 }
 
 #[test]
@@ -341,11 +400,18 @@ fn an_interrupted_batch_is_finished_by_the_next_and_pays_once() {
     // The interrupted batch was finished first; this one found nothing left.
     assert!(finished.payouts.is_empty());
     let batches = run(f.ally.payout_batches()).unwrap_or_else(|e| panic!("{e}"));
-    let mut totals: Vec<(BatchStatus, i64)> = batches.iter().map(|b| (b.status, b.total())).collect();
+    let mut totals: Vec<(BatchStatus, i64)> =
+        batches.iter().map(|b| (b.status, b.total())).collect();
     totals.sort_by_key(|t| t.1);
-    assert_eq!(totals, vec![(BatchStatus::Paid, 0), (BatchStatus::Paid, 40_000)]);
+    assert_eq!(
+        totals,
+        vec![(BatchStatus::Paid, 0), (BatchStatus::Paid, 40_000)]
+    );
     let sub = run(f.ally.commission_payments(&f.sub)).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(sub.iter().map(|p| p.amount).collect::<Vec<_>>(), vec![30_000]);
+    assert_eq!(
+        sub.iter().map(|p| p.amount).collect::<Vec<_>>(),
+        vec![30_000]
+    );
 }
 
 #[test]
@@ -355,7 +421,8 @@ fn reconciliation_lists_missing_unexpected_and_changed_lines() {
     f.pay("p2", 30_000, at(2026, 1, 12), PaymentKind::Payment, None);
     f.clock.set(at(2026, 2, 1));
     f.process(at(2026, 1, 1), at(2026, 2, 1));
-    let clean = run(f.ally.reconcile(at(2026, 1, 1), at(2026, 2, 1))).unwrap_or_else(|e| panic!("{e}"));
+    let clean =
+        run(f.ally.reconcile(at(2026, 1, 1), at(2026, 2, 1))).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((clean.matched, clean.discrepancies.len()), (4, 0));
     assert_eq!(clean.expected_total, clean.recorded_total);
 
@@ -366,12 +433,18 @@ fn reconciliation_lists_missing_unexpected_and_changed_lines() {
         .unwrap_or_else(|| panic!("line missing"));
     let altered = StoredRecord {
         version: stored.version + 1,
-        data: stored.data.replace("\"amountMinor\":15000", "\"amountMinor\":16000"),
+        data: stored
+            .data
+            .replace("\"amountMinor\":15000", "\"amountMinor\":16000"),
         ..stored.clone()
     };
-    run(f.storage.inner.put("commissions", &altered, stored.version, &[]))
-        .unwrap_or_else(|e| panic!("{}", e.reason));
-    let report = run(f.ally.reconcile(at(2026, 1, 1), at(2026, 2, 1))).unwrap_or_else(|e| panic!("{e}"));
+    run(f
+        .storage
+        .inner
+        .put("commissions", &altered, stored.version, &[]))
+    .unwrap_or_else(|e| panic!("{}", e.reason));
+    let report =
+        run(f.ally.reconcile(at(2026, 1, 1), at(2026, 2, 1))).unwrap_or_else(|e| panic!("{e}"));
     let kinds: Vec<(&str, DiscrepancyKind, Vec<&str>)> = report
         .discrepancies
         .iter()
@@ -380,17 +453,25 @@ fn reconciliation_lists_missing_unexpected_and_changed_lines() {
     assert_eq!(
         kinds,
         vec![
-            ("cm_p1_0_percentage", DiscrepancyKind::Changed, vec!["amount"]),
+            (
+                "cm_p1_0_percentage",
+                DiscrepancyKind::Changed,
+                vec!["amount"]
+            ),
             ("cm_p3_0_percentage", DiscrepancyKind::Missing, vec![]),
             ("cm_p3_1_override", DiscrepancyKind::Missing, vec![]),
         ]
     );
-    assert_eq!(report.recorded_total - report.expected_total, 1_000 - 1_500 - 500);
+    assert_eq!(
+        report.recorded_total - report.expected_total,
+        1_000 - 1_500 - 500
+    );
 
     // The reseller's rate changed: every line of its payments now differs.
     run(f.ally.set_commission_rate(&f.sub, Some(rate(2000)))).unwrap_or_else(|e| panic!("{e}"));
     f.process(at(2026, 1, 1), at(2026, 2, 1));
-    let report = run(f.ally.reconcile(at(2026, 1, 1), at(2026, 2, 1))).unwrap_or_else(|e| panic!("{e}"));
+    let report =
+        run(f.ally.reconcile(at(2026, 1, 1), at(2026, 2, 1))).unwrap_or_else(|e| panic!("{e}"));
     let changed: Vec<&str> = report
         .discrepancies
         .iter()
@@ -404,26 +485,42 @@ fn reconciliation_lists_missing_unexpected_and_changed_lines() {
 fn bad_arguments_are_refused_before_anything_is_written() {
     let f = fixture();
     let before = f.storage.inner.count("commission_payments");
-    assert_eq!(err(run(f.ally.pay_commission(&f.sub, 0, None))), Some("INVALID_INPUT"));
     assert_eq!(
-        err(run(f.ally.pay_commission(&f.sub, 1, Some("x".repeat(1_001))))),
+        err(run(f.ally.pay_commission(&f.sub, 0, None))),
         Some("INVALID_INPUT")
     );
-    assert_eq!(err(run(f.ally.pay_commission("rs_none", 1, None))), Some("NOT_FOUND"));
     assert_eq!(
-        err(run(f.ally.process_commissions(at(2026, 2, 1), at(2026, 1, 1), &mut |_| Ok(())))),
+        err(run(f.ally.pay_commission(
+            &f.sub,
+            1,
+            Some("x".repeat(1_001))
+        ))),
+        Some("INVALID_INPUT")
+    );
+    assert_eq!(
+        err(run(f.ally.pay_commission("rs_none", 1, None))),
+        Some("NOT_FOUND")
+    );
+    assert_eq!(
+        err(run(f.ally.process_commissions(
+            at(2026, 2, 1),
+            at(2026, 1, 1),
+            &mut |_| Ok(())
+        ))),
         Some("INVALID_INPUT")
     );
     assert_eq!(f.storage.inner.count("commission_payments"), before);
     // A progress callback that fails stops the run; running again finishes it.
     f.pay("p1", 100_000, at(2026, 1, 10), PaymentKind::Payment, None);
-    let stopped = run(f.ally.process_commissions(at(2026, 1, 1), at(2026, 2, 1), &mut |p| {
-        if p.phase == "record" {
-            Err(crate::domain::Error::invalid("onProgress", "stop"))
-        } else {
-            Ok(())
-        }
-    }));
+    let stopped = run(f
+        .ally
+        .process_commissions(at(2026, 1, 1), at(2026, 2, 1), &mut |p| {
+            if p.phase == "record" {
+                Err(crate::domain::Error::invalid("onProgress", "stop"))
+            } else {
+                Ok(())
+            }
+        }));
     assert_eq!(err(stopped), Some("INVALID_INPUT"));
     assert_eq!(f.storage.inner.count("commissions"), 0);
     let done = f.process(at(2026, 1, 1), at(2026, 2, 1));
