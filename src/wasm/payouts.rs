@@ -106,7 +106,7 @@ export interface CommissionBalance {
 }
 
 /** Commission paid to a reseller, by a batch or by hand. */
-export interface CommissionPayment {
+export interface CommissionPaymentRecord {
   id: string;
   resellerId: string;
   amount: string;
@@ -415,7 +415,7 @@ impl Ally {
     /// to a reseller by hand (`paymentMethod: "commission"`, `status: "completed"`). The next
     /// payout batch nets it out of what the reseller is owed; until earned commission covers
     /// it, the reseller's payable balance is negative and its payouts wait.
-    #[wasm_bindgen(js_name = payCommission, unchecked_return_type = "Promise<CommissionPayment>")]
+    #[wasm_bindgen(js_name = payCommission, unchecked_return_type = "Promise<CommissionPaymentRecord>")]
     pub fn pay_commission(
         &self,
         #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
@@ -546,7 +546,7 @@ impl Commissions {
     }
 
     /// Commission paid to a reseller, by batches and by hand, oldest first.
-    #[wasm_bindgen(unchecked_return_type = "Promise<CommissionPayment[]>")]
+    #[wasm_bindgen(unchecked_return_type = "Promise<CommissionPaymentRecord[]>")]
     pub fn payments(
         &self,
         #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,

@@ -278,6 +278,10 @@ pub struct AllyConfig {
     /// What client refids start with: 1 to 8 of A-Z, 0-9, - and _; default `"CL-"`.
     #[tsify(optional)]
     pub client_refid_prefix: Option<String>,
+    /// The plan of the engine's commission runs, payouts and reconciliation; default the
+    /// reference plan (the reseller's own rate, 5 % override for its parent).
+    #[tsify(optional, type = "CommissionPlan")]
+    pub commission_plan: Option<serde_json::Value>,
 }
 
 #[cfg(feature = "engine")]

@@ -33,8 +33,8 @@ try {
   check("node example: quote", printed[1] === "7000 70.00", printed[1]);
   check("node example: error", printed[2] === 'ALREADY_EXISTS a reseller with userId "1" already exists', printed[2]);
 
-  // Wallet and commission: run each and compare what it prints with what its comments promise.
-  for (const name of ["wallet", "commission"]) {
+  // Wallet, commission and payout: run each and compare what it prints with what its comments promise.
+  for (const name of ["wallet", "commission", "payout"]) {
     const printed = [];
     console.log = (...args) => printed.push(args.join(" "));
     try {

@@ -164,3 +164,24 @@ void main;
   await ally.payments.record({ amount: "1.00", at: "2026-01-01" });
   void paid, revenue.breakdown, report.summary.commissionRate, first;
 }
+
+// Recorded commission: runs, balances, payouts and reconciliation.
+{
+  const { Ally } = await import("ally-engine");
+  const ally = new Ally({ config: { commissionPlan: { holdDays: 30, minimumPayout: "50.00" } } });
+  const phases: string[] = [];
+  const run: import("ally-engine").CommissionRunSummary = await ally.commissions.process("2026-01-01", new Date(), {
+    onProgress: (p: import("ally-engine").CommissionProgress) => phases.push(p.phase),
+  });
+  const lines: import("ally-engine").CommissionRecord[] = await ally.commissions.lines({ status: "approved", reseller: "rs_x" });
+  const balance: import("ally-engine").CommissionBalance = await ally.commissions.balance("rs_x");
+  const withheld: import("ally-engine").WithheldReason | null = balance.withheld;
+  const advance: import("ally-engine").CommissionPaymentRecord = await ally.payCommission("rs_x", "750.00", "Commission for January 2026");
+  const batch: import("ally-engine").PayoutBatch = await ally.commissions.createPayoutBatch({ description: "January" });
+  const again: import("ally-engine").PayoutBatch = await ally.commissions.batch(batch.id);
+  const report: import("ally-engine").Reconciliation = await ally.reconcile("2026-01-01", "2026-02-01");
+  const kind: "missing" | "unexpected" | "changed" | undefined = report.discrepancies[0]?.kind;
+  // @ts-expect-error: statuses are the four documented ones
+  await ally.commissions.lines({ status: "lost" });
+  void run.total, lines.length, withheld, advance.paymentMethod, again.payouts, kind, (await ally.commissions.batches()).length;
+}
