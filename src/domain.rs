@@ -8,6 +8,7 @@ pub mod commission;
 pub mod config;
 pub mod decimal;
 pub mod error;
+pub mod health;
 pub mod ids;
 pub mod ledger;
 pub mod money;
