@@ -264,3 +264,34 @@ export function commissionRun({ payments, customers, resellers, plan, start, end
   }
   return totals.map((t) => ({ total: t.direct.plus(t.overrides).plus(t.clawbacks), approved: t.approved, pending: t.pending }));
 }
+
+// Partner health over columns, the way a JS team would write it on decimal.js: each metric
+// normalised between the reference floor and target, weighted, missing components re-weighted.
+const HEALTH = [
+  ["revenue", 25, "0", "10000"],
+  ["newCustomers", 20, "0", "10"],
+  ["retentionRate", 20, "0.70", "0.95"],
+  ["growthRate", 15, "-0.10", "0.10"],
+  ["activeDays", 10, "0", "20"],
+  ["slaCompliance", 5, "0.80", "0.99"],
+  ["satisfaction", 5, "5", "9"],
+].map(([metric, weight, floor, target]) => ({ metric, weight, floor: new D(floor), span: new D(target).minus(floor) }));
+
+export function healthBatch(columns, count) {
+  const scores = new Uint16Array(count);
+  for (let i = 0; i < count; i++) {
+    let total = new D(0);
+    let weights = 0;
+    for (const c of HEALTH) {
+      const v = columns[c.metric][i];
+      if (Number.isNaN(v)) continue;
+      let n = new D(v).minus(c.floor).div(c.span).times(100);
+      if (n.lt(0)) n = new D(0);
+      if (n.gt(100)) n = new D(100);
+      total = total.plus(n.toDecimalPlaces(2).times(c.weight));
+      weights += c.weight;
+    }
+    scores[i] = total.div(weights).toDecimalPlaces(2).times(100).toNumber();
+  }
+  return scores;
+}

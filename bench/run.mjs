@@ -189,6 +189,26 @@ results.wasm.commissionTotalsOnly = wasmTotalsSeconds;
 results.peer.commission = peerRunSeconds;
 results.commissionLines = wasmRun.lineCount;
 
+// Partner health: 100 000 partners in one batch call, a tenth of them missing two metrics.
+const partners = 100_000;
+const healthColumns = Object.fromEntries(["revenue", "newCustomers", "retentionRate", "growthRate", "activeDays", "slaCompliance", "satisfaction"].map((k) => [k, new Float64Array(partners)]));
+for (let i = 0; i < partners; i++) {
+  healthColumns.revenue[i] = ((i * 7919) % 2_000_000) / 100;
+  healthColumns.newCustomers[i] = i % 15;
+  healthColumns.retentionRate[i] = ((i * 31) % 10_001) / 10_000;
+  healthColumns.growthRate[i] = (((i * 17) % 4_001) - 2_000) / 10_000;
+  healthColumns.activeDays[i] = i % 10 === 0 ? NaN : i % 31;
+  healthColumns.slaCompliance[i] = ((i * 13) % 10_001) / 10_000;
+  healthColumns.satisfaction[i] = i % 10 === 0 ? NaN : ((i * 7) % 1_001) / 100;
+}
+const [wasmHealth, wasmHealthSeconds] = bestOf(5, () => wasm.healthScoreBatch(healthColumns));
+const [peerHealth, peerHealthSeconds] = bestOf(1, () => peer.healthBatch(healthColumns, partners));
+for (let i = 0; i < partners; i++) {
+  if (wasmHealth.score[i] !== peerHealth[i]) throw new Error(`health: wasm and peer disagree on partner ${i}: ${wasmHealth.score[i]} vs ${peerHealth[i]}`);
+}
+results.wasm.health = wasmHealthSeconds;
+results.peer.health = peerHealthSeconds;
+
 // Native Rust at opt-level 3 (profile bench-native), the build a server would choose.
 execFileSync("cargo", ["build", "--profile", "bench-native", "--quiet", "--example", "bench"], { cwd: root, stdio: "inherit" });
 results.native = JSON.parse(execFileSync(resolve(root, "target/bench-native/examples/bench"), { encoding: "utf8" }));
@@ -220,6 +240,8 @@ row("validateLedger", `${w.validateLedger.toFixed(3)} s`, `${p.validateLedger.to
 row("  (array form)", `${w.validateLedgerArray.toFixed(2)} s`, `${p.validateLedgerArray.toFixed(2)} s`, `${nativeArray.toFixed(2)} s`, "-", true);
 console.log(`ratios: provision wasm/peer ${(w.provision / p.provision).toFixed(2)}x, native/wasm ${(n.provision / w.provision).toFixed(2)}x; validateLedger peer/wasm ${(p.validateLedger / w.validateLedger).toFixed(2)}x, wasm/native ${(w.validateLedger / n.validateLedgerSeconds).toFixed(2)}x`);
 row("commission", `${w.commission.toFixed(3)} s`, `${p.commission.toFixed(3)} s`, `${n.commissionSeconds.toFixed(3)} s`, "≤1.5 s", w.commission <= 1.5);
+row("healthScore", `${(w.health * 1e3).toFixed(1)} ms`, `${(p.health * 1e3).toFixed(1)} ms`, `${(n.healthSeconds * 1e3).toFixed(1)} ms`, "≤50 ms", w.health <= 0.05);
+console.log(`units: healthScore in milliseconds for ${partners.toLocaleString("en")} partners in one healthScoreBatch call (Float64Array columns in, Uint16Array scores out), best of runs; the peer's scores are checked equal to the hundredth`);
 row("  (totals only)", `${w.commissionTotalsOnly.toFixed(3)} s`, "-", "-", "-", true);
 console.log(`units: commission in seconds for the monthly run over ${paymentCount.toLocaleString("en")} payments (columns), 200 000 customers, 10 000 resellers, 3 levels, ${results.commissionLines.toLocaleString("en")} lines returned as columns; totals only skips the lines; the peer's totals are checked equal to the cent`);
 console.log(`units: provision in provisions/s (in-memory storage, awaited one by one); validateLedger in seconds for ${million.toLocaleString("en")} entries as exportLedger's buffer (${results.ledgerBytes.toLocaleString("en")} bytes), hash chain included, best of runs; the array form in seconds per 1 M entries, from ${wasmLedger.length.toLocaleString("en")} JSON entries (native: parsed entries)`);

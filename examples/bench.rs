@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use ally_engine::domain::catalog::{Band, Catalog, PricingModel, ProductSpec};
 use ally_engine::domain::config::Config;
+use ally_engine::domain::health::{score_only, HealthOptions, Metrics};
 use ally_engine::domain::ledger::{audit, audit_bytes, encode_ledger, Entry, EntryFlaws};
 use ally_engine::domain::money::Credits;
 use ally_engine::domain::quote::{price, LineRequest, PricingContext, QuoteRequest};
@@ -165,8 +166,33 @@ fn main() -> Result<(), Error> {
 
     let (commission_seconds, commission_lines) = commissions();
 
+    // Partner health: 100 000 partners as the wasm side builds them (the same metrics, in the
+    // components' units), scored one by one.
+    let options = HealthOptions::default();
+    let partners: Vec<Metrics> = (0..100_000i64)
+        .map(|i| {
+            let gap = i % 10 == 0;
+            [
+                Some((i * 7919) % 2_000_000),
+                Some(i % 15),
+                Some((i * 31) % 10_001),
+                Some((i * 17) % 4_001 - 2_000),
+                (!gap).then_some(i % 31),
+                Some((i * 13) % 10_001),
+                (!gap).then_some((i * 7) % 1_001),
+            ]
+        })
+        .collect();
+    let health_seconds = median(5, || {
+        let mut out = vec![0u16; partners.len()];
+        for (m, score) in partners.iter().zip(out.iter_mut()) {
+            *score = score_only(m, &options).map_or(0, |(s, _)| s as u16);
+        }
+        black_box(out);
+    });
+
     println!(
-        "{{\"tierCost\":{tier_cost_rate:.0},\"tierCostBatch\":{batch_rate:.0},\"quote\":{quote_rate:.0},\"provision\":{provision_rate:.0},\"validateLedgerSeconds\":{validate_seconds:.4},\"validateLedgerArraySeconds\":{validate_array_seconds:.4},\"validateLedgerEntries\":{},\"commissionSeconds\":{commission_seconds:.4},\"commissionLines\":{commission_lines}}}",
+        "{{\"tierCost\":{tier_cost_rate:.0},\"tierCostBatch\":{batch_rate:.0},\"quote\":{quote_rate:.0},\"provision\":{provision_rate:.0},\"validateLedgerSeconds\":{validate_seconds:.4},\"validateLedgerArraySeconds\":{validate_array_seconds:.4},\"validateLedgerEntries\":{},\"commissionSeconds\":{commission_seconds:.4},\"commissionLines\":{commission_lines},\"healthSeconds\":{health_seconds:.5}}}",
         ledger.len()
     );
     Ok(())

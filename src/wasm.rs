@@ -13,6 +13,8 @@ mod clients;
 mod commission;
 mod error;
 #[cfg(feature = "engine")]
+mod health;
+#[cfg(feature = "engine")]
 mod host;
 mod input;
 #[cfg(feature = "engine")]

@@ -421,36 +421,24 @@ pub fn normalise(value: i64, range: Range) -> u32 {
     div_half_up(along * i128::from(POINTS_MAX), span) as u32
 }
 
-/// The score of one partner's metrics (the pure form: nothing is stored). `previous` is the
-/// band the partner was in, for hysteresis.
-pub fn health_score(
-    metrics: &Metrics,
-    options: &HealthOptions,
-    previous: Option<Band>,
-) -> Result<HealthScore> {
-    let mut components = [ComponentScore {
-        component: Component::RevenuePerformance,
-        raw: None,
-        normalised: None,
-        weight: 0,
-        effective_weight: 0,
-        contribution: 0,
-    }; 7];
-    let mut missing = Vec::new();
+/// The score alone and a bit per missing component (bit `i` for `Component::ALL[i]`): the batch
+/// path, which allocates nothing. Same checks and the same score as [`health_score`].
+pub fn score_only(metrics: &Metrics, options: &HealthOptions) -> Result<(u32, u8)> {
+    let mut total: i128 = 0;
     let mut weight_present: u32 = 0;
+    let mut missing = 0u8;
     for (i, c) in Component::ALL.iter().enumerate() {
-        let raw = metrics[i];
-        if let Some(v) = raw {
-            let (low, high) = c.unit().bounds();
-            if !(low..=high).contains(&v) {
-                return Err(Error::invalid(
-                    format!("metrics.{}", c.metric()),
-                    "is outside the values the metric can take",
-                ));
+        let normalised = match (metrics[i], options.missing) {
+            (Some(v), _) => {
+                let (low, high) = c.unit().bounds();
+                if !(low..=high).contains(&v) {
+                    return Err(Error::invalid(
+                        format!("metrics.{}", c.metric()),
+                        "is outside the values the metric can take",
+                    ));
+                }
+                Some(normalise(v, options.ranges[i]))
             }
-        }
-        let normalised = match (raw, options.missing) {
-            (Some(v), _) => Some(normalise(v, options.ranges[i])),
             (None, MissingPolicy::Zero) => Some(0),
             (None, MissingPolicy::Reweight) => None,
             (None, MissingPolicy::Refuse) => {
@@ -460,20 +448,14 @@ pub fn health_score(
                 ))
             }
         };
-        if raw.is_none() {
-            missing.push(*c);
+        if metrics[i].is_none() {
+            missing |= 1 << i;
         }
-        if normalised.is_some() {
-            weight_present += u32::from(options.weights[i]);
+        if let Some(n) = normalised {
+            let w = u32::from(options.weights[i]);
+            weight_present += w;
+            total += i128::from(n) * i128::from(w);
         }
-        components[i] = ComponentScore {
-            component: *c,
-            raw,
-            normalised,
-            weight: options.weights[i],
-            effective_weight: 0,
-            contribution: 0,
-        };
     }
     if weight_present == 0 {
         return Err(Error::invalid(
@@ -481,26 +463,48 @@ pub fn health_score(
             "no component with a weight has data; at least one is needed",
         ));
     }
-    // The score is rounded once from the exact weighted sum; contributions are allocated
-    // from it by largest remainder so that they add up to the score.
+    Ok((
+        div_half_up(total, i128::from(weight_present)) as u32,
+        missing,
+    ))
+}
+
+/// The score of one partner's metrics (the pure form: nothing is stored). `previous` is the
+/// band the partner was in, for hysteresis.
+pub fn health_score(
+    metrics: &Metrics,
+    options: &HealthOptions,
+    previous: Option<Band>,
+) -> Result<HealthScore> {
+    let (score, mask) = score_only(metrics, options)?;
+    let components: [ComponentScore; 7] = std::array::from_fn(|i| {
+        let normalised = match (metrics[i], options.missing) {
+            (Some(v), _) => Some(normalise(v, options.ranges[i])),
+            (None, MissingPolicy::Zero) => Some(0),
+            (None, _) => None,
+        };
+        ComponentScore {
+            component: Component::ALL[i],
+            raw: metrics[i],
+            normalised,
+            weight: options.weights[i],
+            effective_weight: 0,
+            contribution: 0,
+        }
+    });
+    // Contributions are the score allocated over the components by their exact weighted
+    // values (largest remainder), so that they add up to the score.
     let exact: Vec<i128> = components
         .iter()
         .map(|c| i128::from(c.normalised.unwrap_or(0)) * i128::from(c.weight))
         .collect();
-    let total: i128 = exact.iter().sum();
-    let score = div_half_up(total, i128::from(weight_present)) as u32;
     let contributions = super::commission::allocate(i64::from(score), &exact);
     let weights: Vec<i128> = components
         .iter()
-        .map(|c| {
-            if c.normalised.is_some() {
-                i128::from(c.weight)
-            } else {
-                0
-            }
-        })
+        .map(|c| i128::from(if c.normalised.is_some() { c.weight } else { 0 }))
         .collect();
     let effective = super::commission::allocate(10_000, &weights);
+    let mut components = components;
     for (i, c) in components.iter_mut().enumerate() {
         c.contribution = u32::try_from(contributions[i]).unwrap_or(0);
         c.effective_weight = u32::try_from(effective[i]).unwrap_or(0);
@@ -509,7 +513,12 @@ pub fn health_score(
         score,
         band: options.next_band(previous, score),
         components,
-        missing,
+        missing: Component::ALL
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| mask & (1 << i) != 0)
+            .map(|(_, c)| *c)
+            .collect(),
     })
 }
 

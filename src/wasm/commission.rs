@@ -427,7 +427,7 @@ pub(super) fn time_value_ms(value: &Value, path: &str) -> Result<i64> {
 }
 
 /// A JS property of a record, own properties only (inherited ones read as absent).
-fn own(object: &JsValue, key: &str) -> JsValue {
+pub(super) fn own(object: &JsValue, key: &str) -> JsValue {
     let key = JsValue::from_str(key);
     let is_own = object
         .dyn_ref::<Object>()
@@ -440,7 +440,7 @@ fn own(object: &JsValue, key: &str) -> JsValue {
 }
 
 /// The keys of a columns record must be known ones.
-fn check_keys(object: &JsValue, path: &str, known: &[&str]) -> Result<()> {
+pub(super) fn check_keys(object: &JsValue, path: &str, known: &[&str]) -> Result<()> {
     let Some(object) = object.dyn_ref::<Object>() else {
         return Ok(());
     };
@@ -627,7 +627,7 @@ fn parse_hierarchy(value: &JsValue) -> Result<ParsedHierarchy> {
 }
 
 /// An optional `Float64Array` column of `len` values.
-fn typed_f64(value: &JsValue, path: &str, len: usize) -> Result<Option<Vec<f64>>> {
+pub(super) fn typed_f64(value: &JsValue, path: &str, len: usize) -> Result<Option<Vec<f64>>> {
     if value.is_undefined() {
         return Ok(None);
     }

@@ -971,6 +971,88 @@ export function cases(lib, runtime) {
     equal(commission({}, pay, HIERARCHY, JANUARY).resellers[2].direct, "1.50", "still works");
   });
 
+  const PERFECT = { revenue: "10000.00", newCustomers: 10, retentionRate: "0.95", growthRate: "0.10", activeDays: 20, slaCompliance: "0.99", satisfaction: 9 };
+  const HALF = { revenue: "5000.00", newCustomers: 5, retentionRate: "0.825", growthRate: 0, slaCompliance: "0.99" };
+
+  t("healthScore: seven weighted components, explained, with missing data re-weighted", () => {
+    const { healthScore } = lib;
+    const perfect = healthScore(PERFECT);
+    equal([perfect.score, perfect.band, perfect.missing, perfect.trend], ["100.00", "healthy", [], null], "a perfect partner");
+    equal(perfect.components.map((c) => [c.component, c.weight, c.contribution]), [
+      ["revenuePerformance", 25, "25.00"], ["customerAcquisition", 20, "20.00"], ["customerRetention", 20, "20.00"],
+      ["growthTrajectory", 15, "15.00"], ["engagement", 10, "10.00"], ["operationalExcellence", 5, "5.00"], ["partnerSatisfaction", 5, "5.00"],
+    ], "the reference weights");
+    const half = healthScore(HALF, { previous: { score: "60.00" } });
+    // (50·25 + 50·20 + 50·20 + 50·15 + 100·5) / 85
+    equal([half.score, half.band, half.missing, half.policy], ["52.94", "atRisk", ["engagement", "partnerSatisfaction"], "reweight"], "re-weighted");
+    equal(half.components[0], { component: "revenuePerformance", contribution: "14.71", effectiveWeight: "29.41", metric: "revenue", normalised: "50.00", raw: "5000.00", weight: 25 }, "one component explained");
+    equal(half.components[4], { component: "engagement", contribution: "0.00", effectiveWeight: "0.00", metric: "activeDays", normalised: null, raw: null, weight: 10 }, "a missing component");
+    const sum = (xs) => xs.reduce((a, c) => a + Math.round(Number(c) * 100), 0);
+    equal(sum(half.components.map((c) => c.contribution)), 5294, "contributions add up to the score");
+    equal(sum(half.components.map((c) => c.effectiveWeight)), 10000, "effective weights add up to 100 %");
+    equal(half.trend, { change: "-7.06", direction: "declining", previous: "60.00" }, "trend");
+    equal(healthScore(HALF, { missing: "zero" }).score, "45.00", "missing counts as zero");
+    equal(healthScore({ ...HALF, activeDays: 10, satisfaction: "7.00" }, { missing: "refuse" }).score, "52.50", "nothing missing");
+    equal(healthScore({ revenue: "2500.00" }, { weights: { revenuePerformance: 40, customerAcquisition: 5 } }).components[0].weight, 40, "weights overlay");
+    equal(healthScore({ revenue: 250 }, { targets: { revenuePerformance: { floor: 0, target: "1000" } }, currency: "EUR" }).score, "25.00", "targets");
+    equal(healthScore({ growthRate: "-0.05" }).score, "25.00", "shrinking 5 % is a quarter of the way");
+    // Hysteresis: back from atRisk only at 75.
+    equal(["7200.00", "7499.00", "7500.00"].map((revenue) => healthScore({ revenue }, { weights: { revenuePerformance: 100, customerAcquisition: 0, customerRetention: 0, growthTrajectory: 0, engagement: 0, operationalExcellence: 0, partnerSatisfaction: 0 }, previous: { score: 60, band: "atRisk" } }).band), ["atRisk", "atRisk", "healthy"], "hysteresis");
+    equal(healthScore({ revenue: 3000 }, { bands: { healthy: 30, atRisk: 10 } }).band, "healthy", "bands are configurable");
+  });
+
+  t("healthScoreBatch: columns give what healthScore gives, partner by partner", () => {
+    const { healthScore, healthScoreBatch } = lib;
+    const n = 500;
+    const col = () => new Float64Array(n);
+    const c = { revenue: col(), newCustomers: col(), retentionRate: col(), growthRate: col(), activeDays: col(), slaCompliance: col(), satisfaction: col() };
+    let seed = 7;
+    const next = () => (seed = (seed * 48271) % 2147483647);
+    for (let i = 0; i < n; i++) {
+      c.revenue[i] = (next() % 2000000) / 100;
+      c.newCustomers[i] = next() % 15;
+      c.retentionRate[i] = (next() % 10001) / 10000;
+      c.growthRate[i] = ((next() % 4001) - 2000) / 10000;
+      c.activeDays[i] = i % 9 === 0 ? NaN : next() % 31;
+      c.slaCompliance[i] = (next() % 10001) / 10000;
+      c.satisfaction[i] = i % 7 === 0 ? NaN : (next() % 1001) / 100;
+    }
+    const batch = healthScoreBatch(c);
+    equal([batch.count, batch.score.constructor.name, batch.bands, batch.components.length], [n, "Uint16Array", ["healthy", "atRisk", "critical"], 7], "shape");
+    for (let i = 0; i < n; i++) {
+      const metrics = {};
+      for (const [k, v] of Object.entries(c)) if (!Number.isNaN(v[i])) metrics[k] = v[i];
+      const one = healthScore(metrics);
+      equal([(batch.score[i] / 100).toFixed(2), batch.bands[batch.band[i]]], [one.score, one.band], `partner ${i}`);
+      equal(batch.missing[i], (Number.isNaN(c.activeDays[i]) ? 16 : 0) | (Number.isNaN(c.satisfaction[i]) ? 64 : 0), `missing bits ${i}`);
+    }
+    const prev = healthScoreBatch({ revenue: new Float64Array([7200, 7200, 3000]) , previousBand: new Uint8Array([1, 255, 0]) }, { weights: { revenuePerformance: 100, customerAcquisition: 0, customerRetention: 0, growthTrajectory: 0, engagement: 0, operationalExcellence: 0, partnerSatisfaction: 0 } });
+    equal([...prev.band], [1, 0, 2], "previous bands with hysteresis");
+  });
+
+  t("healthScore: bad input at every argument is INVALID_INPUT", async () => {
+    const { healthScore, healthScoreBatch } = lib;
+    const bad = (what, fn) => fails(AllyError, "INVALID_INPUT", fn, what);
+    for (const metrics of [undefined, null, 5, "x", [], {}, { revenue: NaN }, { revenue: Infinity }, { revenue: "1e3" }, { revenue: "-1.00" }, { revenue: "1.001" }, { newCustomers: 1.5 }, { newCustomers: -1 }, { retentionRate: "1.5" }, { retentionRate: "0.12345" }, { growthRate: "-2" }, { satisfaction: 11 }, { satisfaction: "9.999" }, { activeDays: "many" }, { colour: 1 }, protoKeyed('{"__proto__": {"revenue": 1}}'), { revenue: 1e300 }]) {
+      await bad(`metrics ${JSON.stringify(metrics)}`, () => healthScore(metrics));
+    }
+    for (const options of [5, { weights: { revenuePerformance: 30 } }, { weights: { luck: 5 } }, { weights: { revenuePerformance: 2.5 } }, { targets: { revenuePerformance: { floor: 5, target: 5 } } }, { targets: { revenuePerformance: { floor: 0 } } }, { missing: "guess" }, { bands: { healthy: 30, atRisk: 40 } }, { bands: { healthy: 101 } }, { hysteresis: 40 }, { trendTolerance: -1 }, { previous: { score: 101 } }, { previous: { score: 50, band: "fine" } }, { currency: "ZZZ" }, { extra: 1 }, protoKeyed('{"__proto__": {}}')]) {
+      await bad(`options ${JSON.stringify(options)}`, () => healthScore(PERFECT, options));
+    }
+    const cols = (patch) => ({ revenue: new Float64Array([100, 200]), ...patch });
+    for (const [what, columns] of [
+      ["not an object", 5], ["no metric column", {}], ["an array column", { revenue: [1, 2] }], ["short column", cols({ activeDays: new Float64Array(1) })],
+      ["fractional count", cols({ newCustomers: new Float64Array([1.5, 2]) })], ["Infinity", cols({ revenue: new Float64Array([Infinity, 1]) })],
+      ["too many decimals", cols({ retentionRate: new Float64Array([0.123456, 0.5]) })], ["out of range", cols({ retentionRate: new Float64Array([2, 0.5]) })],
+      ["bad band", cols({ previousBand: new Uint8Array([7, 0]) })], ["unknown key", cols({ luck: new Float64Array(2) })],
+      ["all missing", { revenue: new Float64Array([NaN]) }],
+    ]) {
+      await bad(`batch ${what}`, () => healthScoreBatch(columns));
+    }
+    await bad("batch previous option", () => healthScoreBatch(cols({}), { previous: { score: 50 } }));
+    equal(healthScore(PERFECT).score, "100.00", "still works");
+  });
+
   conformance(h, "memoryStorage()", () => memoryStorage());
   conformance(h, "test host storage", () => hostStorage({ async: true }));
 

@@ -185,3 +185,16 @@ void main;
   await ally.commissions.lines({ status: "lost" });
   void run.total, lines.length, withheld, advance.paymentMethod, again.payouts, kind, (await ally.commissions.batches()).length;
 }
+
+// Partner health.
+{
+  const { healthScore, healthScoreBatch } = await import("ally-engine");
+  const one: import("ally-engine").HealthScore = healthScore({ revenue: "7500.00", newCustomers: 6, retentionRate: "0.88" }, { missing: "reweight", previous: { score: "68.20", band: "atRisk" } });
+  const band: import("ally-engine").HealthBand = one.band;
+  const parts: string[] = one.components.map((c) => c.contribution);
+  const batch: import("ally-engine").HealthBatch = healthScoreBatch({ revenue: new Float64Array([7500]), activeDays: new Float64Array([NaN]) });
+  const scores: Uint16Array = batch.score;
+  // @ts-expect-error: the policy is one of three
+  healthScore({}, { missing: "guess" });
+  void band, parts, scores;
+}
