@@ -10,6 +10,7 @@ use super::commission::{check_keys, minor_text, own, typed_f64};
 use super::error::{to_js, OrThrow};
 use super::input::{self, type_name};
 use super::pricing::to_plain;
+use super::types::optional::{self, HealthOptionsArg};
 use crate::domain::decimal;
 use crate::domain::health::{
     self, points_text, Band, Component, HealthOptions, Metrics, MissingPolicy, Range, Unit,
@@ -280,9 +281,9 @@ fn raw_text(value: i64, unit: Unit, currency: &Currency) -> String {
 #[wasm_bindgen(js_name = healthScore, unchecked_return_type = "HealthScore")]
 pub fn health_score(
     #[wasm_bindgen(unchecked_param_type = "HealthMetrics")] metrics: JsValue,
-    #[wasm_bindgen(unchecked_param_type = "HealthOptions")] options: Option<JsValue>,
+    options: Option<HealthOptionsArg>,
 ) -> std::result::Result<JsValue, JsValue> {
-    let parsed = parse_options(&options.unwrap_or(JsValue::UNDEFINED)).or_throw()?;
+    let parsed = parse_options(&optional::value(options)).or_throw()?;
     let mut f = input::record(&metrics, "metrics").or_throw()?;
     if metrics.is_undefined() || metrics.is_null() {
         return Err(to_js(&Error::invalid(
@@ -359,9 +360,9 @@ fn column_value(value: f64, scale: u32, path: &dyn Fn() -> String) -> Result<Opt
 #[wasm_bindgen(js_name = healthScoreBatch, unchecked_return_type = "HealthBatch")]
 pub fn health_score_batch(
     #[wasm_bindgen(unchecked_param_type = "HealthColumns")] columns: JsValue,
-    #[wasm_bindgen(unchecked_param_type = "HealthOptions")] options: Option<JsValue>,
+    options: Option<HealthOptionsArg>,
 ) -> std::result::Result<JsValue, JsValue> {
-    let parsed = parse_options(&options.unwrap_or(JsValue::UNDEFINED)).or_throw()?;
+    let parsed = parse_options(&optional::value(options)).or_throw()?;
     if parsed.previous.is_some() {
         return Err(to_js(&Error::invalid(
             "options.previous",

@@ -16,6 +16,9 @@ use super::error::{describe, OrThrow};
 use super::input::{self, type_name};
 use super::payments::time;
 use super::pricing::to_plain;
+use super::types::optional::{
+    self, CommissionLineFilterArg, MemoArg, PayoutBatchOptionsArg, ProcessCommissionsOptionsArg,
+};
 use crate::domain::payout::{
     CommissionLine, CommissionPayment, CommissionStatus, Discrepancy, PayoutBatch, Reconciliation,
 };
@@ -32,6 +35,10 @@ export interface CommissionProgress {
   phase: "load" | "compute" | "record" | "approve";
   done: number;
   total: number;
+}
+
+export interface PayoutBatchOptions {
+  description?: string;
 }
 
 export interface ProcessCommissionsOptions {
@@ -420,14 +427,13 @@ impl Ally {
         &self,
         #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
         #[wasm_bindgen(unchecked_param_type = "Money")] amount: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "string")] description: Option<JsValue>,
+        description: Option<MemoArg>,
     ) -> Promise {
         let currency = self.engine.config().pricing.currency.clone();
         let parsed = (|| {
             let id = reseller_id(&reseller, "reseller")?;
             let amount = minor(&input::to_json(&amount, "amount")?, &currency, "amount")?;
-            let description =
-                opt_description(&description.unwrap_or(JsValue::UNDEFINED), "description")?;
+            let description = opt_description(&optional::value(description), "description")?;
             Ok::<_, Error>((id, amount, description))
         })();
         let (id, amount, description) = match parsed {
@@ -478,15 +484,13 @@ impl Commissions {
         &self,
         #[wasm_bindgen(unchecked_param_type = "string | Date | number")] start: JsValue,
         #[wasm_bindgen(unchecked_param_type = "string | Date | number")] end: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "ProcessCommissionsOptions")] options: Option<
-            JsValue,
-        >,
+        options: Option<ProcessCommissionsOptionsArg>,
     ) -> Promise {
         let parsed = time(&start, "start").and_then(|s| {
             Ok((
                 s,
                 time(&end, "end")?,
-                progress_option(&options.unwrap_or(JsValue::UNDEFINED))?,
+                progress_option(&optional::value(options))?,
             ))
         });
         let (start, end, on_progress) = match parsed {
@@ -511,11 +515,8 @@ impl Commissions {
     /// Recorded lines, by payment time; the filter narrows by reseller, status, batch or
     /// payment.
     #[wasm_bindgen(unchecked_return_type = "Promise<CommissionRecord[]>")]
-    pub fn lines(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "CommissionLineFilter")] filter: Option<JsValue>,
-    ) -> Promise {
-        let filter = match line_filter(&filter.unwrap_or(JsValue::UNDEFINED)) {
+    pub fn lines(&self, filter: Option<CommissionLineFilterArg>) -> Promise {
+        let filter = match line_filter(&optional::value(filter)) {
             Ok(f) => f,
             Err(e) => return rejected(&e),
         };
@@ -574,12 +575,9 @@ impl Commissions {
     /// lines marked paid; the others are listed as withheld with the reason. A batch left open
     /// by an interrupted call is finished first.
     #[wasm_bindgen(js_name = createPayoutBatch, unchecked_return_type = "Promise<PayoutBatch>")]
-    pub fn create_payout_batch(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "{ description?: string }")] options: Option<JsValue>,
-    ) -> Promise {
+    pub fn create_payout_batch(&self, options: Option<PayoutBatchOptionsArg>) -> Promise {
         let parsed = (|| {
-            let mut f = input::record(&options.unwrap_or(JsValue::UNDEFINED), "options")?;
+            let mut f = input::record(&optional::value(options), "options")?;
             let description = f.opt_string("description")?;
             f.finish(&["description"])?;
             if let Some(text) = &description {

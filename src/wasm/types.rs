@@ -361,10 +361,20 @@ pub mod optional {
         pub type TransactionsOptionsArg;
         #[wasm_bindgen(typescript_type = "ValidateLedgerOptions")]
         pub type ValidateLedgerOptionsArg;
-        #[wasm_bindgen(typescript_type = "string | null")]
+        /// Optional text: the `Option` adds `| null` in the declarations.
+        #[wasm_bindgen(typescript_type = "string")]
         pub type MemoArg;
         #[wasm_bindgen(typescript_type = "Date | string | number")]
         pub type InstantArg;
+        #[wasm_bindgen(typescript_type = "HealthOptions")]
+        pub type HealthOptionsArg;
+        #[wasm_bindgen(typescript_type = "ProcessCommissionsOptions")]
+        pub type ProcessCommissionsOptionsArg;
+        #[wasm_bindgen(typescript_type = "CommissionLineFilter")]
+        pub type CommissionLineFilterArg;
+        #[wasm_bindgen(typescript_type = "PayoutBatchOptions")]
+        pub type PayoutBatchOptionsArg;
+
     }
 
     /// The argument as a plain value; an omitted one is `undefined`.
