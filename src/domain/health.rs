@@ -710,4 +710,30 @@ mod tests {
         assert_eq!(points_text(7_245), "72.45");
         assert_eq!(points_text(-5), "-0.05");
     }
+
+    proptest::proptest! {
+        /// For any metrics within their bounds: the score is 0–100, the contributions add up to
+        /// it, the effective weights to 100 %, and the batch path gives the same score.
+        #[test]
+        fn contributions_add_up_and_the_batch_path_agrees(
+            values in proptest::collection::vec(proptest::option::of(0i64..2_000_000), 7),
+        ) {
+            let metrics: Metrics = std::array::from_fn(|i| {
+                let (low, high) = Component::ALL[i].unit().bounds();
+                values[i].map(|v| low + v % (high.min(2_000_000) - low + 1))
+            });
+            let options = HealthOptions::default();
+            match health_score(&metrics, &options, None) {
+                Ok(s) => {
+                    proptest::prop_assert!(s.score <= POINTS_MAX);
+                    let sum: u32 = s.components.iter().map(|c| c.contribution).sum();
+                    proptest::prop_assert_eq!(sum, s.score);
+                    let shares: u32 = s.components.iter().map(|c| c.effective_weight).sum();
+                    proptest::prop_assert_eq!(shares, 10_000);
+                    proptest::prop_assert_eq!(score_only(&metrics, &options).map(|r| r.0).ok(), Some(s.score));
+                }
+                Err(_) => proptest::prop_assert!(metrics.iter().all(Option::is_none)),
+            }
+        }
+    }
 }
