@@ -1,6 +1,7 @@
 //! The pure rules of the partner network. Every function takes its inputs, time included, and
 //! returns a value or a typed [`Error`]: it decides, it never performs.
 
+pub mod analytics;
 pub mod application;
 pub mod catalog;
 pub mod client;

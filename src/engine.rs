@@ -1,6 +1,10 @@
 //! The engine performs what the domain decides: it loads state through the ports, asks the
 //! domain, and writes with optimistic concurrency (bounded retries on a version conflict).
 
+mod analytics;
+#[cfg(test)]
+#[path = "engine/tests/analytics.rs"]
+mod analytics_tests;
 mod applications;
 mod clients;
 #[cfg(test)]
@@ -30,6 +34,7 @@ use crate::domain::ids::IdSource;
 use crate::domain::{Error, Result};
 use ports::{Clock, Mailer, Query, Storage, StorageError, StoredRecord};
 
+pub use analytics::{ResellerStats, Segmentation, TopReseller, TOP_LIMIT_MAX};
 pub use commissions::{
     check_description, CommissionBalance, LineFilter, ProcessSummary, Progress, DESCRIPTION_LEN_MAX,
 };

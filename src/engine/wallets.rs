@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use super::lock::Lock;
 use super::ports::{Clock, MailMessage, Mailer, Storage, StoredRecord, WriteOutcome};
 use super::{storage_failed, Ally, PAGE_SIZE_MAX};
+use crate::domain::analytics::DayVolumes;
 use crate::domain::ledger::{
     self, Context, Decision, Entry, EntryFlaws, LowCredit, Movement, Wallet,
 };
@@ -53,6 +54,8 @@ pub struct Slot {
     lock: Lock,
     known: RefCell<bool>,
     state: RefCell<Wallet>,
+    /// The replayed entries as totals per day, for the credit trends.
+    volumes: RefCell<DayVolumes>,
 }
 
 /// The wallets an instance has replayed.
@@ -165,6 +168,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                     lock: Lock::default(),
                     known: RefCell::new(false),
                     state: RefCell::new(Wallet::new(Some(wallet_id.to_owned()), 0, threshold)),
+                    volumes: RefCell::new(DayVolumes::default()),
                 })
             })
             .clone()
@@ -245,10 +249,16 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             if state.length != from {
                 continue; // cannot happen under the slot lock; read again to be safe
             }
+            let mut volumes = slot.volumes.borrow_mut();
             for (i, text) in page.iter().enumerate() {
                 let position = from + i as u64;
                 let (entry, flaws) = decode(text, &stream, position)?;
                 state.apply(&entry, &flaws);
+                volumes.add(
+                    entry.at_ms,
+                    entry.kind == ledger::EntryKind::Credit,
+                    entry.amount,
+                );
                 if let Some(v) = state.violations.first() {
                     let reason = format!(
                         "the ledger of wallet \"{wallet_id}\" does not validate: {} ({})",
@@ -261,6 +271,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                         0,
                         self.config.low_credit_threshold,
                     );
+                    *volumes = DayVolumes::default();
                     return Err(Error::StorageFailed {
                         operation: "read",
                         reason,
@@ -368,8 +379,11 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                 WriteOutcome::Written => {
                     {
                         let mut state = slot.state.borrow_mut();
+                        let mut volumes = slot.volumes.borrow_mut();
                         for entry in &decision.entries {
                             state.apply_trusted(entry);
+                            let credit = entry.kind == ledger::EntryKind::Credit;
+                            volumes.add(entry.at_ms, credit, entry.amount);
                         }
                     }
                     drop(_guard);
@@ -591,6 +605,24 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             .await
             .map_err(storage_failed("put"))?;
         Ok((outcome == WriteOutcome::Written).then_some(next))
+    }
+
+    /// Reads a reseller's replayed wallet after catching up with its stream: `None` when it has no
+    /// wallet yet. What the analytics read instead of the entries.
+    pub(super) async fn with_wallet<T>(
+        &self,
+        reseller: &Reseller,
+        read: impl FnOnce(&Wallet, &DayVolumes) -> T,
+    ) -> Result<Option<T>> {
+        let slot = self.slot(&reseller.id);
+        let _guard = slot.lock.acquire().await;
+        if !self.ensure_wallet(&slot, reseller, false).await? {
+            return Ok(None);
+        }
+        self.catch_up(&slot, &reseller.id).await?;
+        let state = slot.state.borrow();
+        let volumes = slot.volumes.borrow();
+        Ok(Some(read(&state, &volumes)))
     }
 
     /// A reseller's balance in whole credits.
