@@ -6,6 +6,8 @@
 #[cfg(feature = "engine")]
 mod ally;
 #[cfg(feature = "engine")]
+mod analytics;
+#[cfg(feature = "engine")]
 mod applications;
 #[cfg(feature = "engine")]
 mod clients;

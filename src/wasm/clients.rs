@@ -38,9 +38,51 @@ export interface Client {
 /// Clients: `ally.clients.make().name(n).email(e).reseller(id).metadata(obj).create()`, lookups,
 /// and the status transitions (pending → active; active → suspended; suspended or inactive →
 /// active; pending, active or suspended → inactive; anything else `STATUS_TRANSITION_DENIED`).
+/// From `ally.asReseller(id).clients`, only that reseller's clients can be seen or changed
+/// (`FORBIDDEN` otherwise), and new clients are its own.
 #[wasm_bindgen]
 pub struct Clients {
     engine: Rc<Engine>,
+    scope: Option<String>,
+}
+
+impl Clients {
+    pub(super) fn new(engine: Rc<Engine>, scope: Option<String>) -> Self {
+        Self { engine, scope }
+    }
+
+    pub(super) fn engine(&self) -> Rc<Engine> {
+        Rc::clone(&self.engine)
+    }
+
+    pub(super) fn scope(&self) -> Option<String> {
+        self.scope.clone()
+    }
+}
+
+/// `FORBIDDEN` unless a scoped handle's reseller is `owner`.
+fn check_scope(scope: Option<&str>, owner: Option<&str>) -> Result<()> {
+    match scope {
+        Some(own) if owner != Some(own) => Err(Error::Forbidden {
+            scope: own.to_owned(),
+            target: owner.unwrap_or("standalone").to_owned(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A client read through a scoped handle: its own, or `FORBIDDEN`.
+fn visible(
+    scope: Option<&str>,
+    found: Option<Versioned<client::Client>>,
+) -> std::result::Result<JsValue, JsValue> {
+    match found {
+        Some(found) => {
+            check_scope(scope, found.value.reseller_id.as_deref()).or_throw()?;
+            client_js(&found)
+        }
+        None => Ok(JsValue::NULL),
+    }
 }
 
 #[wasm_bindgen]
@@ -48,9 +90,7 @@ impl Ally {
     /// Clients.
     #[wasm_bindgen(getter)]
     pub fn clients(&self) -> Clients {
-        Clients {
-            engine: Rc::clone(&self.engine),
-        }
+        Clients::new(Rc::clone(&self.engine), None)
     }
 }
 
@@ -76,7 +116,11 @@ impl Clients {
     pub fn make(&self) -> ClientBuilder {
         ClientBuilder {
             engine: Rc::clone(&self.engine),
-            draft: ClientDraft::default(),
+            draft: ClientDraft {
+                reseller_id: self.scope.clone(),
+                ..ClientDraft::default()
+            },
+            scope: self.scope.clone(),
         }
     }
 
@@ -87,12 +131,10 @@ impl Clients {
             Ok(id) => id,
             Err(e) => return rejected(&e),
         };
-        let engine = Rc::clone(&self.engine);
+        let (engine, scope) = (Rc::clone(&self.engine), self.scope.clone());
         promise(async move {
-            match engine.find_client(&id).await.or_throw()? {
-                Some(found) => client_js(&found),
-                None => Ok(JsValue::NULL),
-            }
+            let found = engine.find_client(&id).await.or_throw()?;
+            visible(scope.as_deref(), found)
         })
     }
 
@@ -106,12 +148,10 @@ impl Clients {
             Ok(r) => r,
             Err(e) => return rejected(&e),
         };
-        let engine = Rc::clone(&self.engine);
+        let (engine, scope) = (Rc::clone(&self.engine), self.scope.clone());
         promise(async move {
-            match engine.find_client_by_refid(&refid).await.or_throw()? {
-                Some(found) => client_js(&found),
-                None => Ok(JsValue::NULL),
-            }
+            let found = engine.find_client_by_refid(&refid).await.or_throw()?;
+            visible(scope.as_deref(), found)
         })
     }
 
@@ -121,7 +161,9 @@ impl Clients {
         &self,
         #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
     ) -> Promise {
-        let id = match reseller_id(&reseller, "reseller") {
+        let id = reseller_id(&reseller, "reseller")
+            .and_then(|id| check_scope(self.scope.as_deref(), Some(&id)).map(|()| id));
+        let id = match id {
             Ok(id) => id,
             Err(e) => return rejected(&e),
         };
@@ -141,8 +183,22 @@ impl Clients {
             Ok(id) => id,
             Err(e) => return rejected(&e),
         };
-        let engine = Rc::clone(&self.engine);
-        promise(async move { client_js(&engine.transition_client(&id, action).await.or_throw()?) })
+        let (engine, scope) = (Rc::clone(&self.engine), self.scope.clone());
+        promise(async move {
+            if scope.is_some() {
+                let found = engine
+                    .find_client(&id)
+                    .await
+                    .or_throw()?
+                    .ok_or_else(|| Error::NotFound {
+                        entity: "client",
+                        key: id.clone(),
+                    })
+                    .or_throw()?;
+                check_scope(scope.as_deref(), found.value.reseller_id.as_deref()).or_throw()?;
+            }
+            client_js(&engine.transition_client(&id, action).await.or_throw()?)
+        })
     }
 
     /// pending, suspended or inactive → active.
@@ -179,6 +235,8 @@ impl Clients {
 pub struct ClientBuilder {
     engine: Rc<Engine>,
     draft: ClientDraft,
+    /// The reseller of a scoped handle: the only one the client may be given to.
+    scope: Option<String>,
 }
 
 impl ClientBuilder {
@@ -217,6 +275,7 @@ impl ClientBuilder {
         #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
     ) -> std::result::Result<ClientBuilder, JsValue> {
         let id = reseller_id(&reseller, "reseller").or_throw()?;
+        check_scope(self.scope.as_deref(), Some(&id)).or_throw()?;
         Ok(self.with(|d| d.reseller_id = Some(id)))
     }
 

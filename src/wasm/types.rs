@@ -374,6 +374,10 @@ pub mod optional {
         pub type CommissionLineFilterArg;
         #[wasm_bindgen(typescript_type = "PayoutBatchOptions")]
         pub type PayoutBatchOptionsArg;
+        #[wasm_bindgen(typescript_type = "AnalyticsDay")]
+        pub type AnalyticsDayArg;
+        #[wasm_bindgen(typescript_type = "number")]
+        pub type LimitArg;
 
     }
 

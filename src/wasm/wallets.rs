@@ -718,8 +718,20 @@ pub struct ResellerScope {
     wallets: Wallets,
 }
 
+impl ResellerScope {
+    pub(super) fn engine(&self) -> Rc<super::ally::Engine> {
+        Rc::clone(&self.wallets.engine)
+    }
+}
+
 #[wasm_bindgen]
 impl ResellerScope {
+    /// This reseller's clients: its own only (`FORBIDDEN` otherwise).
+    #[wasm_bindgen(getter)]
+    pub fn clients(&self) -> super::clients::Clients {
+        super::clients::Clients::new(Rc::clone(&self.wallets.engine), self.wallets.scope.clone())
+    }
+
     /// The reseller this handle is limited to.
     #[wasm_bindgen(getter, js_name = resellerId)]
     pub fn reseller_id(&self) -> String {

@@ -1053,6 +1053,151 @@ export function cases(lib, runtime) {
     equal(healthScore(PERFECT).score, "100.00", "still works");
   });
 
+  /** Two resellers over a host storage and a clock the test moves: top-ups, provisions and
+   * clients on known days. */
+  const analyticsNetwork = async () => {
+    const clock = { now: Date.UTC(2026, 0, 5, 12) };
+    const host = hostStorage({ async: true });
+    const ally = new Ally({ storage: host, clock: () => new Date(clock.now) });
+    const on = (y, m, d) => { clock.now = Date.UTC(y, m - 1, d, 12); };
+    const gold = await ally.make().user(1).company("Gold Co").gold().create();
+    const std = await ally.make().user(2).company("Standard Co").create();
+    on(2026, 1, 10);
+    await ally.addCredits(gold, 50000);
+    await ally.provision(gold, 2000, "Issue Pro License");
+    await ally.clients.make().name("A").reseller(gold).create();
+    on(2026, 3, 31);
+    await ally.addCredits(gold, 7000);
+    await ally.addCredits(std, 1000);
+    await ally.clients.make().name("B").reseller(std).create();
+    await ally.clients.make().name("C").reseller(std).create();
+    await ally.clients.make().name("Direct").create();
+    return { ally, host, on, gold, std };
+  };
+
+  t("analytics: credit trends by day, month and year, scoped, with empty buckets", async () => {
+    const { ally, gold, std } = await analyticsNetwork();
+    const a = ally.analytics();
+    equal([a.interval, a.resellerId, a.daily().interval, a.forReseller(gold).resellerId], ["monthly", undefined, "daily", gold.id], "handles are immutable");
+    equal(await a.monthly().creditTrends("2026-01-01", "2026-06-30"), { "2026-01": 50000, "2026-02": 0, "2026-03": 8000, "2026-04": 0, "2026-05": 0, "2026-06": 0 }, "monthly");
+    equal(Object.keys(await a.monthly().creditTrends("2026-01-01", "2026-06-30")), ["2026-01", "2026-02", "2026-03", "2026-04", "2026-05", "2026-06"], "keys in order");
+    equal(await a.forReseller(gold.id).daily().creditTrends("2026-03-30", new Date(Date.UTC(2026, 3, 1, 23))), { "2026-03-30": 0, "2026-03-31": 7000, "2026-04-01": 0 }, "daily, scoped, a Date as the end");
+    equal(await a.yearly().forReseller(std).creditTrends("2025-01-01", "2026-12-31"), { 2025: 0, 2026: 1000 }, "yearly");
+    equal(await a.creditTrends("2026-03-31", "2026-03-31"), { "2026-03": 8000 }, "one day");
+    equal(await a.tierSnapshot(), { gold: 1, platinum: 0, standard: 1 }, "tier snapshot");
+    equal(await a.tierSnapshot("2026-02-01"), { gold: 0, platinum: 0, standard: 0 }, "registered since February");
+    equal(await a.totalCreditsDistributed(), 56000, "credits outstanding");
+    equal(await a.forReseller(std).totalCreditsDistributed(), 1000, "scoped outstanding");
+    const top = await a.topResellers(5, "2026-01-01", "2026-01-31");
+    equal(top.map((r) => [r.company, r.tier, r.acquisitions, r.creditVolume, r.provisioned, r.balance]), [["Gold Co", "gold", 1, 50000, 2000, 55000], ["Standard Co", "standard", 0, 0, 0, 1000]], "top resellers in January");
+    equal((await a.topResellers(1)).map((r) => r.refid), [gold.refid], "limit 1, all time");
+    const stats = await a.resellerStats(gold);
+    equal(stats, { id: gold.id, refid: gold.refid, company: "Gold Co", tier: "gold", status: "active", discount: "0.1500", balance: 55000, creditsPurchased: 57000, creditsProvisioned: 2000, transactions: 3, clients: { pending: 1, active: 0, suspended: 0, inactive: 0, total: 1 }, lastActivity: "2026-03-31" }, "reseller stats");
+    // A top-up moves the trend at once.
+    await ally.addCredits(std, 250);
+    equal((await a.creditTrends("2026-03-01", "2026-03-31"))["2026-03"], 8250, "the trend follows a top-up");
+  });
+
+  t("client analytics: status breakdown, growth, segmentation and signup trends", async () => {
+    const { ally, on, gold, std } = await analyticsNetwork();
+    const c = ally.clients.analytics();
+    const [first] = await ally.clients.getByReseller(gold);
+    await ally.clients.activate(first);
+    equal(await c.statusBreakdown(), { pending: 3, active: 1, suspended: 0, inactive: 0 }, "breakdown");
+    equal(await c.forReseller(gold).statusBreakdown(), { pending: 0, active: 1, suspended: 0, inactive: 0 }, "scoped breakdown");
+    equal([await c.growth(), await c.growth("2026-03-01", "2026-03-31"), await c.forReseller(std).growth("2026-01-01", "2026-01-31")], [4, 3, 0], "growth");
+    equal(await c.segmentation(), { standalone: { count: 1, percentage: 25 }, resold: { count: 3, percentage: 75 } }, "segmentation");
+    equal(await c.segmentation("2027-01-01", "2027-12-31"), { standalone: { count: 0, percentage: 0 }, resold: { count: 0, percentage: 0 } }, "an empty period");
+    equal(await c.monthly().signupTrends("2026-01-01", "2026-04-30"), { "2026-01": 1, "2026-02": 0, "2026-03": 3, "2026-04": 0 }, "signup trends");
+    // The reference example: 50 standalone and 100 resold are 33.33 % and 66.67 %.
+    const big = new Ally();
+    const r = await big.make().user(1).company("R").create();
+    for (let i = 0; i < 50; i++) await big.clients.make().name(`S${i}`).create();
+    for (let i = 0; i < 100; i++) await big.clients.make().name(`R${i}`).reseller(r).create();
+    const seg = await big.clients.analytics().segmentation();
+    equal(seg, { standalone: { count: 50, percentage: 33.33 }, resold: { count: 100, percentage: 66.67 } }, "the reference segmentation");
+    equal(Math.round((seg.standalone.percentage + seg.resold.percentage) * 100), 10000, "sums to 100.00");
+    on(2026, 5, 1);
+  });
+
+  t("asReseller: a reseller sees and changes only its own clients and analytics", async () => {
+    const { ally, gold, std } = await analyticsNetwork();
+    const mine = ally.asReseller(std);
+    const theirs = (await ally.clients.getByReseller(gold))[0];
+    const own = await mine.clients.getByReseller(std);
+    equal(own.map((c) => c.name).sort(), ["B", "C"], "its own clients");
+    const made = await mine.clients.make().name("New").create();
+    equal(made.resellerId, std.id, "a new client is its own");
+    equal((await mine.clients.activate(made)).status, "active", "changes its own");
+    const found = await mine.clients.findByRefid(made.refid);
+    equal(found.id, made.id, "finds its own");
+    const before = JSON.stringify(await ally.clients.find(theirs.id));
+    await fails(AllyError, "FORBIDDEN", () => mine.clients.getByReseller(gold), "another's list");
+    await fails(AllyError, "FORBIDDEN", () => mine.clients.find(theirs.id), "another's client");
+    await fails(AllyError, "FORBIDDEN", () => mine.clients.findByRefid(theirs.refid), "another's refid");
+    await fails(AllyError, "FORBIDDEN", () => mine.clients.activate(theirs), "another's transition");
+    await fails(AllyError, "FORBIDDEN", () => mine.clients.make().name("X").reseller(gold), "giving a client to another");
+    const direct = (await ally.clients.analytics().segmentation()).standalone.count;
+    equal(direct, 1, "one standalone client");
+    equal(JSON.stringify(await ally.clients.find(theirs.id)), before, "another's client is unchanged");
+    equal(await mine.clients.find("cl_missing"), null, "a missing client is null");
+    equal(await mine.analytics().creditTrends("2026-03-01", "2026-03-31"), { "2026-03": 1000 }, "its own trend");
+    equal(await mine.analytics().forReseller(std).totalCreditsDistributed(), 1000, "itself again");
+    await fails(AllyError, "FORBIDDEN", () => mine.analytics().forReseller(gold), "another's analytics");
+    await fails(AllyError, "FORBIDDEN", () => mine.analytics().resellerStats(gold), "another's stats");
+    equal(await mine.clients.analytics().statusBreakdown(), { pending: 2, active: 1, suspended: 0, inactive: 0 }, "its clients' breakdown");
+  });
+
+  t("analytics: bad input everywhere is INVALID_INPUT and changes nothing", async () => {
+    const { ally, host, gold } = await analyticsNetwork();
+    const a = ally.analytics();
+    const c = ally.clients.analytics();
+    const stored = () => JSON.stringify(["resellers", "clients", "wallets", "outbox"].map((name) => host.dump(name)));
+    const snapshot = stored();
+    const badDays = [undefined, null, "", "2026-13-01", "2026-02-30", "yesterday", NaN, Infinity, -Infinity, 1e20, {}, [], true, Symbol("d"), 10n];
+    for (const bad of badDays) {
+      const label = typeof bad === "symbol" ? "symbol" : typeof bad === "bigint" ? "bigint" : JSON.stringify(bad);
+      await fails(AllyError, "INVALID_INPUT", () => a.creditTrends(bad, "2026-01-31"), `creditTrends start ${label}`);
+      await fails(AllyError, "INVALID_INPUT", () => c.signupTrends("2026-01-01", bad), `signupTrends end ${label}`);
+      if (bad !== undefined && bad !== null) {
+        await fails(AllyError, "INVALID_INPUT", () => a.tierSnapshot(bad), `tierSnapshot ${label}`);
+        await fails(AllyError, "INVALID_INPUT", () => c.statusBreakdown(undefined, bad), `statusBreakdown ${label}`);
+        await fails(AllyError, "INVALID_INPUT", () => c.segmentation(bad), `segmentation ${label}`);
+        await fails(AllyError, "INVALID_INPUT", () => c.growth(bad), `growth ${label}`);
+      }
+    }
+    await fails(AllyError, "INVALID_INPUT", () => a.creditTrends("2026-02-01", "2026-01-31"), "end before start");
+    await fails(AllyError, "INVALID_INPUT", () => a.daily().creditTrends("1000-01-01", "2026-01-31"), "too many buckets");
+    equal(Object.keys(await a.yearly().creditTrends("1000-01-01", "2026-01-31")).length, 1027, "the same period by year");
+    for (const limit of [0, -1, 1.5, NaN, Infinity, 1001, "5", {}, 2 ** 53]) {
+      await fails(AllyError, "INVALID_INPUT", () => a.topResellers(limit), `limit ${String(limit)}`);
+    }
+    for (const who of [5, {}, [], { id: 5 }, protoKeyed('{"__proto__": {"id": "x"}}'), null]) {
+      await fails(AllyError, "INVALID_INPUT", () => a.forReseller(who), `forReseller ${JSON.stringify(who)}`);
+      await fails(AllyError, "INVALID_INPUT", () => c.forReseller(who), `client forReseller ${JSON.stringify(who)}`);
+    }
+    await fails(AllyError, "NOT_FOUND", () => a.forReseller("rs_missing").creditTrends("2026-01-01", "2026-01-31"), "unknown reseller");
+    await fails(AllyError, "NOT_FOUND", () => c.forReseller("rs_missing").growth(), "unknown reseller's clients");
+    await fails(AllyError, "NOT_FOUND", () => a.resellerStats("rs_missing"), "unknown stats");
+    equal(stored(), snapshot, "nothing changed");
+    equal((await a.resellerStats(gold)).balance, 55000, "still works");
+  });
+
+  t("analytics: a storage that throws or rejects is STORAGE_FAILED, and the next call works", async () => {
+    const { ally, host, gold } = await analyticsNetwork();
+    const fresh = new Ally({ storage: host });
+    const want = await ally.analytics().creditTrends("2026-01-01", "2026-12-31");
+    for (const [method, failure] of [["find", "throw"], ["find", "reject"], ["find", "garbage"], ["read", "throw"], ["read", "reject"], ["get", "garbage"]]) {
+      host.failNext(method, failure);
+      await fails(AllyError, "STORAGE_FAILED", () => fresh.analytics().creditTrends("2026-01-01", "2026-12-31"), `${method} ${failure}`);
+      await fails(AllyError, "STORAGE_FAILED", () => fresh.analytics().topResellers(3), `top: ${method} ${failure}`);
+      if (method === "find") await fails(AllyError, "STORAGE_FAILED", () => fresh.clients.analytics().segmentation(), `clients: ${method} ${failure}`);
+      host.failNext(method, null);
+    }
+    equal(await fresh.analytics().creditTrends("2026-01-01", "2026-12-31"), want, "then the same answer as before");
+    equal((await fresh.analytics().resellerStats(gold)).balance, 55000, "and the wallet replays whole");
+  });
+
   conformance(h, "memoryStorage()", () => memoryStorage());
   conformance(h, "test host storage", () => hostStorage({ async: true }));
 

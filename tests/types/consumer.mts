@@ -198,3 +198,26 @@ void main;
   healthScore({}, { missing: "guess" });
   void band, parts, scores;
 }
+
+// Analytics, fluent, and a reseller's own view.
+{
+  const { Ally } = await import("ally-engine");
+  const ally = new Ally();
+  const trends: import("ally-engine").Trend = await ally.analytics().monthly().forReseller("rs_x").creditTrends("2026-01-01", new Date());
+  const snapshot: Record<string, number> = await ally.analytics().tierSnapshot();
+  const top: import("ally-engine").TopReseller[] = await ally.analytics().topResellers(5, "2026-01-01", "2026-01-31");
+  const outstanding: number = await ally.analytics().totalCreditsDistributed();
+  const stats: import("ally-engine").ResellerStats = await ally.analytics().resellerStats("rs_x");
+  const interval: import("ally-engine").AnalyticsInterval = ally.analytics().daily().interval;
+  const clients = ally.clients.analytics().forReseller("rs_x");
+  const breakdown: Record<import("ally-engine").ClientStatus, number> = await clients.statusBreakdown();
+  const segments: import("ally-engine").ClientSegmentation = await clients.segmentation();
+  const signups: import("ally-engine").Trend = await clients.yearly().signupTrends("2020-01-01", "2026-12-31");
+  const growth: number = await clients.growth();
+  const mine = ally.asReseller("rs_x");
+  const own: import("ally-engine").Client[] = await mine.clients.getByReseller("rs_x");
+  const ownTrend: import("ally-engine").Trend = await mine.analytics().daily().creditTrends("2026-01-01", "2026-01-31");
+  // @ts-expect-error: a trend needs its period
+  await ally.analytics().creditTrends();
+  void trends, snapshot, top[0]?.creditVolume, outstanding, stats.clients.total, interval, breakdown.active, segments.resold.percentage, signups, growth, own, ownTrend;
+}
