@@ -295,3 +295,22 @@ export function healthBatch(columns, count) {
   }
   return scores;
 }
+
+/** Credits distributed (credit entries) per month of [start, end], every month present, over
+ * ledger entries as the engine stores them: what `analytics().monthly().creditTrends` answers. */
+export function creditTrendsMonthly(entries, start, end) {
+  const first = start.slice(0, 7);
+  const last = end.slice(0, 7);
+  const sums = new Map();
+  for (let [y, m] = first.split("-").map(Number); `${y}-${String(m).padStart(2, "0")}` <= last; m === 12 ? ((y += 1), (m = 1)) : (m += 1)) {
+    sums.set(`${y}-${String(m).padStart(2, "0")}`, new D(0));
+  }
+  for (const entry of entries) {
+    if (entry.kind !== "credit") continue;
+    const day = entry.at.slice(0, 10);
+    if (day < start || day > end) continue;
+    const key = entry.at.slice(0, 7);
+    sums.set(key, sums.get(key).plus(entry.amount));
+  }
+  return Object.fromEntries([...sums].map(([k, v]) => [k, v.toNumber()]));
+}

@@ -209,6 +209,40 @@ for (let i = 0; i < partners; i++) {
 results.wasm.health = wasmHealthSeconds;
 results.peer.health = peerHealthSeconds;
 
+// creditTrends, monthly over a year: 100 resellers, 10 000 ledger entries each (1 000 top-ups and
+// 9 bulk provisions of 1 000), spread over 2026. Cold: a fresh instance over the same storage
+// replays and checks every entry (hash chain included) before it answers; warm: the next call,
+// which reads the per-day totals the replay kept. The peer buckets the same entries, already
+// parsed, with decimal.js.
+const trendStorage = wasm.memoryStorage();
+let trendNow = Date.UTC(2026, 0, 1, 12);
+const trendWriter = new wasm.Ally({ storage: trendStorage, clock: () => new Date(trendNow) });
+const trendEntries = [];
+for (let r = 0; r < 100; r++) {
+  const reseller = await trendWriter.make().user(10_000 + r).company(`Trend ${r}`).create();
+  for (let k = 0; k < 1_000; k++) {
+    trendNow = Date.UTC(2026, 0, 1 + ((k * 365) / 1_000) | 0, 12);
+    await trendWriter.addCredits(reseller, 10_000 + ((r * 7 + k) % 100));
+    if (k % 111 === 110) await trendWriter.provisionBulk(reseller, Array.from({ length: 1_000 }, () => ({ cost: 1 })));
+  }
+  trendEntries.push(...(await trendWriter.ledger(reseller)));
+}
+if (trendEntries.length !== 1_000_000) throw new Error(`creditTrends: expected 1 000 000 entries, got ${trendEntries.length}`);
+const timeAsync = async (body) => { const t = performance.now(); const out = await body(); return [out, (performance.now() - t) / 1000]; };
+const trendReader = new wasm.Ally({ storage: trendStorage });
+const [coldTrend, wasmTrendColdSeconds] = await timeAsync(() => trendReader.analytics().monthly().creditTrends("2026-01-01", "2026-12-31"));
+let wasmTrendWarmSeconds = Infinity;
+for (let r = 0; r < 5; r++) {
+  const [warm, seconds] = await timeAsync(() => trendReader.analytics().monthly().creditTrends("2026-01-01", "2026-12-31"));
+  if (JSON.stringify(warm) !== JSON.stringify(coldTrend)) throw new Error("creditTrends: the warm answer differs from the cold one");
+  wasmTrendWarmSeconds = Math.min(wasmTrendWarmSeconds, seconds);
+}
+const [peerTrend, peerTrendSeconds] = bestOf(3, () => peer.creditTrendsMonthly(trendEntries, "2026-01-01", "2026-12-31"));
+if (JSON.stringify(peerTrend) !== JSON.stringify(coldTrend)) throw new Error(`creditTrends: wasm and peer disagree: ${JSON.stringify(coldTrend)} vs ${JSON.stringify(peerTrend)}`);
+results.wasm.trendsCold = wasmTrendColdSeconds;
+results.wasm.trendsWarm = wasmTrendWarmSeconds;
+results.peer.trends = peerTrendSeconds;
+
 // Native Rust at opt-level 3 (profile bench-native), the build a server would choose.
 execFileSync("cargo", ["build", "--profile", "bench-native", "--quiet", "--example", "bench"], { cwd: root, stdio: "inherit" });
 results.native = JSON.parse(execFileSync(resolve(root, "target/bench-native/examples/bench"), { encoding: "utf8" }));
@@ -242,6 +276,9 @@ console.log(`ratios: provision wasm/peer ${(w.provision / p.provision).toFixed(2
 row("commission", `${w.commission.toFixed(3)} s`, `${p.commission.toFixed(3)} s`, `${n.commissionSeconds.toFixed(3)} s`, "≤1.5 s", w.commission <= 1.5);
 row("healthScore", `${(w.health * 1e3).toFixed(1)} ms`, `${(p.health * 1e3).toFixed(1)} ms`, `${(n.healthSeconds * 1e3).toFixed(1)} ms`, "≤50 ms", w.health <= 0.05);
 console.log(`units: healthScore in milliseconds for ${partners.toLocaleString("en")} partners in one healthScoreBatch call (Float64Array columns in, Uint16Array scores out), best of runs; the peer's scores are checked equal to the hundredth`);
+row("creditTrends", `${(w.trendsWarm * 1e3).toFixed(1)} ms`, `${(p.trends * 1e3).toFixed(1)} ms`, `${(n.trendsWarmSeconds * 1e3).toFixed(1)} ms`, "≤200 ms", w.trendsWarm <= 0.2);
+row("  (cold)", `${(w.trendsCold * 1e3).toFixed(0)} ms`, "-", `${(n.trendsColdSeconds * 1e3).toFixed(0)} ms`, "≤200 ms", w.trendsCold <= 0.2);
+console.log("units: creditTrends in milliseconds, monthly over 2026 for 100 resellers and 1 000 000 ledger entries (100 000 top-ups); warm is an instance that has replayed the wallets (best of 5), cold a fresh instance that reads and checks all 1 000 000 entries first; the peer scans the parsed entries with decimal.js, and its buckets are checked equal");
 row("  (totals only)", `${w.commissionTotalsOnly.toFixed(3)} s`, "-", "-", "-", true);
 console.log(`units: commission in seconds for the monthly run over ${paymentCount.toLocaleString("en")} payments (columns), 200 000 customers, 10 000 resellers, 3 levels, ${results.commissionLines.toLocaleString("en")} lines returned as columns; totals only skips the lines; the peer's totals are checked equal to the cent`);
 console.log(`units: provision in provisions/s (in-memory storage, awaited one by one); validateLedger in seconds for ${million.toLocaleString("en")} entries as exportLedger's buffer (${results.ledgerBytes.toLocaleString("en")} bytes), hash chain included, best of runs; the array form in seconds per 1 M entries, from ${wasmLedger.length.toLocaleString("en")} JSON entries (native: parsed entries)`);

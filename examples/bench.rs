@@ -1,13 +1,18 @@
 //! Native side of the benchmark (`npm run bench` runs it next to the wasm package and the
 //! decimal.js peer): the same workloads through the domain API, printed as one JSON line.
 
+use std::cell::Cell;
 use std::hint::black_box;
+use std::rc::Rc;
 use std::time::Instant;
 
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+
+use ally_engine::domain::analytics::{Days, Interval};
 use ally_engine::domain::catalog::{Band, Catalog, PricingModel, ProductSpec};
 use ally_engine::domain::config::Config;
 use ally_engine::domain::health::{score_only, HealthOptions, Metrics};
-use ally_engine::domain::ledger::{audit, audit_bytes, encode_ledger, Entry, EntryFlaws};
+use ally_engine::domain::ledger::{audit, audit_bytes, encode_ledger, Entry, EntryFlaws, Movement};
 use ally_engine::domain::money::Credits;
 use ally_engine::domain::quote::{price, LineRequest, PricingContext, QuoteRequest};
 use ally_engine::domain::reseller::{ResellerDraft, UserId};
@@ -16,7 +21,7 @@ use ally_engine::domain::tier::{tier_cost, TierTable};
 use ally_engine::domain::Error;
 use ally_engine::engine::executor::block_on;
 use ally_engine::engine::memory::MemoryStorage;
-use ally_engine::engine::ports::{NoMailer, SystemClock};
+use ally_engine::engine::ports::{Clock, NoMailer, SystemClock};
 use ally_engine::engine::Ally;
 
 const TIERS: [&str; 3] = ["standard", "gold", "platinum"];
@@ -191,8 +196,10 @@ fn main() -> Result<(), Error> {
         black_box(out);
     });
 
+    let (trends_cold_seconds, trends_warm_seconds) = trends()?;
+
     println!(
-        "{{\"tierCost\":{tier_cost_rate:.0},\"tierCostBatch\":{batch_rate:.0},\"quote\":{quote_rate:.0},\"provision\":{provision_rate:.0},\"validateLedgerSeconds\":{validate_seconds:.4},\"validateLedgerArraySeconds\":{validate_array_seconds:.4},\"validateLedgerEntries\":{},\"commissionSeconds\":{commission_seconds:.4},\"commissionLines\":{commission_lines},\"healthSeconds\":{health_seconds:.5}}}",
+        "{{\"tierCost\":{tier_cost_rate:.0},\"tierCostBatch\":{batch_rate:.0},\"quote\":{quote_rate:.0},\"provision\":{provision_rate:.0},\"validateLedgerSeconds\":{validate_seconds:.4},\"validateLedgerArraySeconds\":{validate_array_seconds:.4},\"validateLedgerEntries\":{},\"commissionSeconds\":{commission_seconds:.4},\"commissionLines\":{commission_lines},\"healthSeconds\":{health_seconds:.5},\"trendsColdSeconds\":{trends_cold_seconds:.5},\"trendsWarmSeconds\":{trends_warm_seconds:.6}}}",
         ledger.len()
     );
     Ok(())
@@ -306,4 +313,82 @@ fn commissions() -> (f64, usize) {
         black_box(run);
     });
     (seconds, lines)
+}
+
+/// A clock the workload moves.
+#[derive(Clone)]
+struct StepClock(Rc<Cell<i64>>);
+
+impl Clock for StepClock {
+    fn now(&self) -> Result<DateTime<Utc>, String> {
+        DateTime::from_timestamp_millis(self.0.get()).ok_or_else(|| "out of range".to_owned())
+    }
+}
+
+/// creditTrends, monthly over 2026, as the wasm side measures it: 100 resellers with 10 000
+/// entries each (1 000 top-ups, 9 bulk provisions of 1 000). Cold: a fresh instance over the same
+/// storage, which replays every entry first; warm: the next call (median of 5).
+fn trends() -> Result<(f64, f64), Error> {
+    let suspended = || Error::invalid("bench", "the in-memory storage suspended");
+    let storage = Rc::new(MemoryStorage::new());
+    let noon = |day: i64| {
+        NaiveDate::from_ymd_opt(2026, 1, 1).map_or(0, |d| {
+            d.and_time(NaiveTime::MIN).and_utc().timestamp_millis() + day * 86_400_000 + 43_200_000
+        })
+    };
+    let clock = StepClock(Rc::new(Cell::new(noon(0))));
+    let writer = Ally::new(
+        Config::default(),
+        Rc::clone(&storage),
+        NoMailer,
+        clock.clone(),
+        7,
+    );
+    for r in 0..100u64 {
+        let draft = ResellerDraft {
+            user_id: Some(UserId::Number(10_000 + r)),
+            company_name: Some(format!("Trend {r}")),
+            ..ResellerDraft::default()
+        };
+        let id = block_on(writer.create_reseller(draft), 64)
+            .ok_or_else(suspended)??
+            .value
+            .id;
+        for k in 0..1_000u64 {
+            clock.0.set(noon((k * 365 / 1_000) as i64));
+            let amount = credits(10_000 + (r * 7 + k) % 100);
+            block_on(writer.add_credits(&id, amount, None, None), 64).ok_or_else(suspended)??;
+            if k % 111 == 110 {
+                let items = (0..1_000)
+                    .map(|_| Movement {
+                        amount: credits(1),
+                        memo: None,
+                    })
+                    .collect();
+                block_on(writer.provision_bulk(&id, items, None), 64).ok_or_else(suspended)??;
+            }
+        }
+    }
+    let first = noon(0) / 86_400_000;
+    let year = Days::new(first, first + 364)?;
+    let reader = Ally::new(
+        Config::default(),
+        Rc::clone(&storage),
+        NoMailer,
+        SystemClock,
+        8,
+    );
+    let start = Instant::now();
+    let cold = block_on(reader.credit_trends(None, year, Interval::Monthly), 64)
+        .ok_or_else(suspended)??;
+    let cold_seconds = start.elapsed().as_secs_f64();
+    assert_eq!(cold.len(), 12, "twelve months");
+    let warm_seconds = median(5, || {
+        let warm = block_on(reader.credit_trends(None, year, Interval::Monthly), 64);
+        assert!(
+            matches!(warm, Some(Ok(ref w)) if *w == cold),
+            "the warm answer must equal the cold one"
+        );
+    });
+    Ok((cold_seconds, warm_seconds))
 }
