@@ -12,6 +12,10 @@ mod clients;
 mod commission_tests;
 mod commissions;
 pub mod executor;
+mod health;
+#[cfg(test)]
+#[path = "engine/tests/health.rs"]
+mod health_tests;
 mod lock;
 pub mod memory;
 mod payments;
@@ -38,6 +42,7 @@ pub use analytics::{ResellerStats, Segmentation, TopReseller, TOP_LIMIT_MAX};
 pub use commissions::{
     check_description, CommissionBalance, LineFilter, ProcessSummary, Progress, DESCRIPTION_LEN_MAX,
 };
+pub use health::{check_note, HealthAlertEvent, Recorded, ACCOUNT_MANAGER_KEY, NOTE_LEN_MAX};
 pub use payments::{ChildAccountsRevenue, ClientRevenue, PaymentInput};
 pub use resellers::{ResellerFilter, Versioned};
 pub use wallets::{

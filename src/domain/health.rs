@@ -6,7 +6,10 @@
 //! Arithmetic is integer fixed point: a normalised value and the score are hundredths of a point
 //! (`0..=10_000`), rounded half up once each, so every runtime gives the same score.
 
+use serde_json::{json, Value};
+
 use super::error::{Error, Result};
+use super::money::Currency;
 
 /// Hundredths of a point: 100.00 is `10_000`.
 pub const POINTS_MAX: u32 = 10_000;
@@ -528,6 +531,130 @@ pub fn points_text(hundredths: i64) -> String {
     let sign = if hundredths < 0 { "-" } else { "" };
     let v = hundredths.unsigned_abs();
     format!("{sign}{}.{:02}", v / 100, v % 100)
+}
+
+/// `value` in units of `10^-scale` as decimal text: `12345, 2` is `"123.45"`.
+fn fixed_text(value: i64, scale: u32) -> String {
+    let sign = if value < 0 { "-" } else { "" };
+    let magnitude = value.unsigned_abs();
+    if scale == 0 {
+        return format!("{sign}{magnitude}");
+    }
+    let unit = 10u64.pow(scale);
+    format!(
+        "{sign}{}.{:0width$}",
+        magnitude / unit,
+        magnitude % unit,
+        width = scale as usize
+    )
+}
+
+/// How many decimals a component's raw value has: the currency's for money.
+#[must_use]
+pub const fn scale_of(unit: Unit, currency: &Currency) -> u32 {
+    match unit {
+        Unit::Money => currency.scale(),
+        Unit::Count => 0,
+        Unit::Rate | Unit::SignedRate => 4,
+        Unit::Score => 2,
+    }
+}
+
+/// A score as the plain object hosts receive: the score and band, which components were
+/// missing, the trend against `previous` (hundredths), and every component explained.
+#[must_use]
+pub fn score_json(
+    score: &HealthScore,
+    options: &HealthOptions,
+    currency: &Currency,
+    previous: Option<u32>,
+) -> Value {
+    let trend = previous.map(|previous| {
+        let (change, direction) = options.trend(previous, score.score);
+        json!({
+            "previous": points_text(i64::from(previous)),
+            "change": points_text(change),
+            "direction": direction.as_str(),
+        })
+    });
+    let components: Vec<Value> = score
+        .components
+        .iter()
+        .map(|c| {
+            let unit = c.component.unit();
+            json!({
+                "component": c.component.as_str(),
+                "metric": c.component.metric(),
+                "raw": c.raw.map(|v| fixed_text(v, scale_of(unit, currency))),
+                "normalised": c.normalised.map(|n| points_text(i64::from(n))),
+                "weight": c.weight,
+                "effectiveWeight": points_text(i64::from(c.effective_weight)),
+                "contribution": points_text(i64::from(c.contribution)),
+            })
+        })
+        .collect();
+    json!({
+        "score": points_text(i64::from(score.score)),
+        "band": score.band.as_str(),
+        "missing": score.missing.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+        "policy": options.missing().as_str(),
+        "trend": trend,
+        "components": components,
+    })
+}
+
+/// Where an alert stands: `open` when raised, `acknowledged` while an intervention is open,
+/// `resolved` when the intervention is closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AlertStatus {
+    Open,
+    Acknowledged,
+    Resolved,
+}
+
+impl AlertStatus {
+    pub const ALL: [Self; 3] = [Self::Open, Self::Acknowledged, Self::Resolved];
+
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Acknowledged => "acknowledged",
+            Self::Resolved => "resolved",
+        }
+    }
+
+    /// Opening an intervention: only on an open alert.
+    pub fn open_intervention(self, key: &str) -> Result<Self> {
+        match self {
+            Self::Open => Ok(Self::Acknowledged),
+            other => Err(other.denied(key, "openIntervention")),
+        }
+    }
+
+    /// Closing the intervention: only while one is open.
+    pub fn close_intervention(self, key: &str) -> Result<Self> {
+        match self {
+            Self::Acknowledged => Ok(Self::Resolved),
+            other => Err(other.denied(key, "closeIntervention")),
+        }
+    }
+
+    fn denied(self, key: &str, action: &'static str) -> Error {
+        Error::StatusTransitionDenied {
+            entity: "health alert",
+            key: key.to_owned(),
+            from: self.as_str(),
+            action,
+        }
+    }
+}
+
+/// Whether moving from `previous` to `band` crosses into a worse band: what raises an alert.
+/// The first score of a partner raises one only when it starts below healthy.
+#[must_use]
+pub fn is_worse(previous: Option<Band>, band: Band) -> bool {
+    band > previous.unwrap_or(Band::Healthy)
 }
 
 #[cfg(test)]

@@ -71,3 +71,44 @@ pub fn escape_html(text: &str) -> String {
     }
     out
 }
+
+/// The kind of the health alert mail.
+pub const HEALTH_ALERT: &str = "healthAlert";
+
+/// The account manager's mail for a partner that fell into a worse health band, or `None`
+/// without an address. `key` is the alert's id.
+#[must_use]
+pub fn health_alert_mail(
+    reseller: &Reseller,
+    to: Option<&str>,
+    key: &str,
+    from_band: &str,
+    band: &str,
+    score: &str,
+    dashboard_url: &str,
+) -> Option<MailMessage> {
+    let to = to?.to_owned();
+    let company = &reseller.company_name;
+    let subject = format!("{company}: partner health fell to {band} ({score})");
+    let text = format!(
+        "{company} ({refid}) moved from {from_band} to {band}, with a health score of {score}.\n\
+         Review the partner and open an intervention:\n{dashboard_url}\n",
+        refid = reseller.refid
+    );
+    let html = format!(
+        "<p><strong>{company_html}</strong> ({refid}) moved from {from_band} to \
+         <strong>{band}</strong>, with a health score of {score}.</p>\
+         <p>Review the partner and open an intervention: <a href=\"{url}\">{url}</a></p>",
+        company_html = escape_html(company),
+        refid = escape_html(&reseller.refid),
+        url = escape_html(dashboard_url),
+    );
+    Some(MailMessage {
+        to,
+        subject,
+        text,
+        html,
+        kind: HEALTH_ALERT.to_owned(),
+        idempotency_key: key.to_owned(),
+    })
+}

@@ -205,7 +205,7 @@ pub fn check_description(text: &str, field: &str) -> Result<()> {
 impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
     /// Read, change, write at the read version; a stale write reads again, at most
     /// [`RETRY_COUNT_MAX`] times. `change` returns `None` when there is nothing to write.
-    async fn update_record<T: Clone>(
+    pub(super) async fn update_record<T: Clone>(
         &self,
         collection: &str,
         id: &str,

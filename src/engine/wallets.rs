@@ -514,15 +514,30 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         at: DateTime<Utc>,
     ) -> Result<Option<StoredRecord>> {
         let message = notice::low_credit_mail(reseller, crossing, &self.config.dashboard_url);
+        self.queue_mail(&crossing.key(), LOW_CREDIT, &reseller.id, message, at)
+            .await
+    }
+
+    /// Puts a mail in the outbox under `id` (`undeliverable` when there is no message: no
+    /// address to send it to). `Ok(None)`: nothing to deliver now (no message, or another writer
+    /// queued it first and will deliver it).
+    pub(super) async fn queue_mail(
+        &self,
+        id: &str,
+        kind: &str,
+        reseller_id: &str,
+        message: Option<MailMessage>,
+        at: DateTime<Utc>,
+    ) -> Result<Option<StoredRecord>> {
         let status = if message.is_some() {
             STATUS_PENDING
         } else {
             STATUS_UNDELIVERABLE
         };
         let data = json!({
-            "id": crossing.key(),
-            "kind": LOW_CREDIT,
-            "resellerId": reseller.id,
+            "id": id,
+            "kind": kind,
+            "resellerId": reseller_id,
             "message": message.as_ref().map(message_json),
             "status": status,
             "attempts": 0,
@@ -531,7 +546,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             "sentAt": null,
         });
         let record = StoredRecord {
-            id: crossing.key(),
+            id: id.to_owned(),
             version: 1,
             data: data.to_string(),
             indexes: vec![(INDEX_STATUS.to_owned(), status.to_owned())],
@@ -542,6 +557,26 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             .await
             .map_err(storage_failed("put"))?;
         Ok((outcome == WriteOutcome::Written && message.is_some()).then_some(record))
+    }
+
+    /// Queues a mail and tries to send it at once: `sent`, `pending` (retried by the daily
+    /// `checkCredits`), or `undeliverable` (no address). Never fails.
+    pub(super) async fn notify_mail(
+        &self,
+        id: &str,
+        kind: &str,
+        reseller_id: &str,
+        message: Option<MailMessage>,
+        at: DateTime<Utc>,
+    ) -> &'static str {
+        match self.queue_mail(id, kind, reseller_id, message, at).await {
+            Ok(Some(record)) => match self.deliver(record, at).await {
+                Ok(true) => STATUS_SENT,
+                Ok(false) | Err(_) => STATUS_PENDING,
+            },
+            Ok(None) => STATUS_UNDELIVERABLE,
+            Err(_) => STATUS_PENDING,
+        }
     }
 
     /// Claims a pending outbox record (a compare-and-set on its version, so two instances never

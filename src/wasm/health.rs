@@ -6,15 +6,14 @@ use serde_json::{json, Value};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use super::commission::{check_keys, minor_text, own, typed_f64};
+use super::commission::{check_keys, own, typed_f64};
 use super::error::{to_js, OrThrow};
 use super::input::{self, type_name};
 use super::pricing::to_plain;
 use super::types::optional::{self, HealthOptionsArg};
 use crate::domain::decimal;
 use crate::domain::health::{
-    self, points_text, Band, Component, HealthOptions, Metrics, MissingPolicy, Range, Unit,
-    POINTS_MAX,
+    self, scale_of, Band, Component, HealthOptions, Metrics, MissingPolicy, Range, POINTS_MAX,
 };
 use crate::domain::money::Currency;
 use crate::domain::record::{self as fields, Fields};
@@ -126,15 +125,6 @@ const OPTION_KEYS: [&str; 8] = [
 ];
 
 /// Digits after the point a unit's values carry.
-const fn scale_of(unit: Unit, currency: &Currency) -> u32 {
-    match unit {
-        Unit::Money => currency.scale(),
-        Unit::Count => 0,
-        Unit::Rate | Unit::SignedRate => 4,
-        Unit::Score => 2,
-    }
-}
-
 /// A decimal (string or number) as a whole number of `10^-scale` units.
 fn fixed(value: &Value, scale: u32, path: &str) -> Result<i64> {
     let text = fields::decimal_text(value, path)?;
@@ -266,15 +256,6 @@ fn parse_options(value: &JsValue) -> Result<Parsed> {
     })
 }
 
-fn raw_text(value: i64, unit: Unit, currency: &Currency) -> String {
-    match unit {
-        Unit::Money => minor_text(value, currency.scale()),
-        Unit::Count => value.to_string(),
-        Unit::Rate | Unit::SignedRate => minor_text(value, 4),
-        Unit::Score => minor_text(value, 2),
-    }
-}
-
 /// Scores one partner's metrics: the score (0 to 100, 2 decimals), its band, the components
 /// with raw value, normalised value, weight and contribution, which were missing, and the trend
 /// against `options.previous`. Pure: nothing is stored.
@@ -302,37 +283,13 @@ pub fn health_score(
     f.finish(&names).or_throw()?;
     let previous_band = parsed.previous.and_then(|(_, band)| band);
     let score = health::health_score(&values, &parsed.options, previous_band).or_throw()?;
-    let trend = parsed.previous.map(|(previous, _)| {
-        let (change, direction) = parsed.options.trend(previous, score.score);
-        json!({
-            "previous": points_text(i64::from(previous)),
-            "change": points_text(change),
-            "direction": direction.as_str(),
-        })
-    });
-    let components: Vec<Value> = score
-        .components
-        .iter()
-        .map(|c| {
-            json!({
-                "component": c.component.as_str(),
-                "metric": c.component.metric(),
-                "raw": c.raw.map(|v| raw_text(v, c.component.unit(), &parsed.currency)),
-                "normalised": c.normalised.map(|n| points_text(i64::from(n))),
-                "weight": c.weight,
-                "effectiveWeight": points_text(i64::from(c.effective_weight)),
-                "contribution": points_text(i64::from(c.contribution)),
-            })
-        })
-        .collect();
-    to_plain(&json!({
-        "score": points_text(i64::from(score.score)),
-        "band": score.band.as_str(),
-        "missing": score.missing.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
-        "policy": parsed.options.missing().as_str(),
-        "trend": trend,
-        "components": components,
-    }))
+    let previous = parsed.previous.map(|(score, _)| score);
+    to_plain(&health::score_json(
+        &score,
+        &parsed.options,
+        &parsed.currency,
+        previous,
+    ))
 }
 
 /// `value` as a whole number of `10^-scale` units, if it is exactly such a decimal; NaN is

@@ -58,6 +58,50 @@ try {
   await page.waitForSelector("body[data-state=ready]");
   check("platinum may sell enterprise", (await read()).total === "21,350");
   await page.screenshot({ path: join(shots, "www.png"), fullPage: true });
+
+  // The dashboard: seeded in the page, every figure from the engine; a top-up made in the page
+  // changes the balance, the trend, and the admin's credits outstanding.
+  await page.goto(`${base}/www/dashboard.html`);
+  await page.waitForSelector("body[data-state=ready]", { timeout: 60000 });
+  const board = () => page.evaluate(() => {
+    const bars = (id) => [...document.querySelectorAll(`#${id} svg rect`)].map((r) => ({ label: r.dataset.label, value: Number(r.dataset.value), height: Number(r.getAttribute("height")) }));
+    const text = (id) => document.querySelector(`#${id}`).textContent;
+    return {
+      balance: text("balance"), tier: text("tier"), health: text("health"), band: text("band"), outstanding: text("outstanding"), resellers: text("reseller-count"),
+      trend: bars("trend"), healthBars: bars("health-chart"), tiers: bars("tier-chart"),
+      transactions: [...document.querySelectorAll("#transactions tbody tr")].map((tr) => [...tr.cells].map((c) => c.textContent)),
+      top: [...document.querySelectorAll("#top tbody tr")].map((tr) => tr.cells[0].textContent),
+      alerts: [...document.querySelectorAll("#alerts tbody tr")].map((tr) => [tr.cells[0].textContent, tr.dataset.band]),
+    };
+  });
+  const first = await board();
+  check("dashboard: the reseller's balance (its last entry's) and tier", first.balance === first.transactions[0][5] && first.balance !== "" && first.tier === "platinum", JSON.stringify([first.balance, first.transactions[0], first.tier]));
+  check("dashboard: the credit trend chart has a bar per month", first.trend.map((b) => b.label).join() === "2026-06,2026-07,2026-08,2026-09,2026-10,2026-11" && first.trend.map((b) => b.value).join() === "60000,40000,50000,45000,60000,55000" && first.trend.every((b) => b.height > 0), JSON.stringify(first.trend));
+  const contributions = first.healthBars.reduce((sum, b) => sum + Math.round(b.value * 100), 0);
+  check("dashboard: the health chart has the 7 components and they add up to the score", first.healthBars.length === 7 && contributions === Math.round(Number(first.health) * 100), JSON.stringify([first.health, first.healthBars]));
+  check("dashboard: the last 10 transactions, newest first", first.transactions.length === 10 && Number(first.transactions[0][0]) > Number(first.transactions[9][0]), JSON.stringify(first.transactions.slice(0, 2)));
+  check("dashboard: tier snapshot chart", first.tiers.map((b) => `${b.label}:${b.value}`).join() === "gold:2,platinum:1,standard:2", JSON.stringify(first.tiers));
+  check("dashboard: top resellers, most credits first", first.top[0] === "Elite Global" && first.top.length === 5, JSON.stringify(first.top));
+  check("dashboard: health alerts name the partner that fell a band", first.alerts.some(([name]) => name === "Bluebird Telecom") && !first.alerts.some(([name]) => name === "Elite Global"), JSON.stringify(first.alerts));
+  const number = (text) => Number(text.replace(/,/g, ""));
+  await page.fill("#amount", "2500");
+  await page.click("#topup button");
+  await page.waitForFunction((before) => document.querySelector("#balance").textContent !== before && document.body.dataset.state === "ready", first.balance);
+  const after = await board();
+  check("dashboard: a top-up changes the balance", number(after.balance) === number(first.balance) + 2500, `${first.balance} → ${after.balance}`);
+  check("dashboard: … and this month's bar of the trend", after.trend[5].value === first.trend[5].value + 2500 && after.trend[5].height >= first.trend[5].height && after.trend.slice(0, 5).every((b, i) => b.value === first.trend[i].value), JSON.stringify([first.trend[5], after.trend[5]]));
+  check("dashboard: … and the credits outstanding", number(after.outstanding) === number(first.outstanding) + 2500, `${first.outstanding} → ${after.outstanding}`);
+  check("dashboard: … and the newest transaction", after.transactions[0][2] === "top-up" && after.transactions[0][4] === "+2,500", JSON.stringify(after.transactions[0]));
+  await page.selectOption("#reseller", { label: "Harbor Digital (standard)" });
+  await page.waitForFunction(() => document.querySelector("#tier").textContent === "standard");
+  const harbor = await board();
+  check("dashboard: another reseller's own figures", harbor.trend.map((b) => b.value).join() === "8000,0,0,5000,0,0", JSON.stringify(harbor.trend));
+  await page.fill("#amount", "0.5");
+  await page.click("#topup button");
+  await page.waitForSelector("body[data-state=error]");
+  const refused = await page.textContent("#error");
+  check("dashboard: a fractional top-up is refused with its code, and nothing changes", refused.startsWith("INVALID_INPUT") && (await board()).balance === harbor.balance, refused);
+  await page.screenshot({ path: join(shots, "dashboard.png"), fullPage: true });
   check("no page errors", errors.length === 0, errors.join("\n"));
 } catch (error) {
   checks.crashed(error);
