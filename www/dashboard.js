@@ -1,20 +1,20 @@
 // The partner dashboard. A demo network is seeded into the engine's in-memory storage when the
 // page loads; every figure shown is then asked of the engine (balances, trends, rankings, health
 // scores). This file only seeds, asks and draws.
-import init, { Ally, AllyError, healthScore } from "../pkg/web.js";
+import init, { Ally, AllyError } from "../pkg/web.js";
 
 const MONTHS = ["2026-06", "2026-07", "2026-08", "2026-09", "2026-10", "2026-11"];
 const PERIOD = ["2026-06-01", "2026-11-30"];
-const NOW = Date.UTC(2026, 10, 20, 12);
+const NOW = Date.UTC(2026, 10, 30, 18);
 
 /** The demo network: each reseller's monthly activity (top-ups, provisions, new clients) and the
  * figures a CRM would hold for it (retention, SLA, satisfaction). */
 const NETWORK = [
-  { company: "Elite Global", tier: "platinum", topUps: [60000, 40000, 50000, 45000, 60000, 55000], spend: [38000, 41000, 47000, 52000, 58000, 61000], signups: [3, 2, 4, 3, 5, 4], crm: { retentionRate: "0.94", slaCompliance: "0.98", satisfaction: "8.8" } },
-  { company: "Northwind Partners", tier: "gold", topUps: [20000, 15000, 15000, 20000, 20000, 20000], spend: [14000, 15000, 16000, 18000, 19000, 21000], signups: [1, 2, 1, 2, 2, 3], crm: { retentionRate: "0.88", slaCompliance: "0.95", satisfaction: "8.1" } },
-  { company: "Bluebird Telecom", tier: "gold", topUps: [30000, 25000, 20000, 15000, 10000, 0], spend: [26000, 24000, 21000, 17000, 11000, 600], signups: [2, 1, 1, 0, 0, 0], crm: { retentionRate: "0.74", slaCompliance: "0.86", satisfaction: "6.2" } },
-  { company: "Cedar Networks", tier: "standard", topUps: [5000, 5000, 10000, 5000, 10000, 10000], spend: [4000, 4500, 6000, 7000, 8000, 9500], signups: [0, 1, 1, 1, 2, 1], crm: { retentionRate: "0.83", slaCompliance: "0.92", satisfaction: "7.4" } },
-  { company: "Harbor Digital", tier: "standard", topUps: [8000, 0, 0, 5000, 0, 0], spend: [5000, 2000, 1000, 3000, 1500, 400], signups: [1, 0, 0, 1, 0, 0], crm: { retentionRate: "0.71", slaCompliance: "0.81", satisfaction: "5.6" } },
+  { company: "Elite Global", tier: "platinum", topUps: [60000, 40000, 50000, 45000, 60000, 55000], spend: [38000, 41000, 47000, 52000, 58000, 61000], signups: [3, 2, 4, 3, 5, 4], crm: { retentionRate: "0.94", slaCompliance: "0.98", satisfaction: "8.8", activeDays: [21, 22] } },
+  { company: "Northwind Partners", tier: "gold", topUps: [20000, 15000, 15000, 20000, 20000, 20000], spend: [14000, 15000, 16000, 18000, 19000, 21000], signups: [1, 2, 1, 2, 4, 3], crm: { retentionRate: "0.91", slaCompliance: "0.97", satisfaction: "8.6", activeDays: [19, 20] } },
+  { company: "Bluebird Telecom", tier: "gold", topUps: [30000, 25000, 20000, 15000, 16000, 0], spend: [26000, 24000, 21000, 17000, 17000, 600], signups: [2, 1, 1, 0, 1, 0], crm: { retentionRate: "0.86", slaCompliance: "0.93", satisfaction: "7.6", activeDays: [18, 4] } },
+  { company: "Cedar Networks", tier: "standard", topUps: [5000, 5000, 10000, 5000, 10000, 10000], spend: [4000, 4500, 6000, 7000, 8000, 9500], signups: [0, 1, 1, 1, 2, 1], crm: { retentionRate: "0.83", slaCompliance: "0.92", satisfaction: "7.4", activeDays: [15, 15] } },
+  { company: "Harbor Digital", tier: "standard", topUps: [8000, 0, 0, 5000, 0, 0], spend: [5000, 2000, 1000, 3000, 1500, 400], signups: [1, 0, 0, 1, 0, 0], crm: { retentionRate: "0.71", slaCompliance: "0.81", satisfaction: "5.6", activeDays: [6, 3] } },
 ];
 
 const $ = (selector) => document.querySelector(selector);
@@ -92,34 +92,42 @@ function barChart(figure, entries, { max, format = (v) => fmt.format(v) } = {}) 
   figure.replaceChildren(svg);
 }
 
-/** The month's health metrics of a reseller, from the engine's figures and its CRM data. */
+/** The month's health metrics of a reseller: revenue, acquisitions and growth from the engine's
+ * figures, the rest from what a CRM would hold for it. */
 async function metrics(reseller, month, previousMonth) {
   const [first, last] = [`${month}-01`, `${month}-${new Date(Date.UTC(+month.slice(0, 4), +month.slice(5), 0)).getUTCDate()}`];
   const signups = await ally.clients.analytics().forReseller(reseller.id).growth(first, last);
   const ledger = await ally.ledger(reseller.id);
-  const inMonth = (e, m) => e.at.startsWith(m);
-  const spent = (m) => ledger.filter((e) => e.kind === "debit" && inMonth(e, m)).reduce((sum, e) => sum + e.amount, 0);
-  const activeDays = new Set(ledger.filter((e) => inMonth(e, month)).map((e) => e.at.slice(0, 10))).size;
+  const spent = (m) => ledger.filter((e) => e.kind === "debit" && e.at.startsWith(m)).reduce((sum, e) => sum + e.amount, 0);
   const before = spent(previousMonth);
-  const growth = before === 0 ? 0 : Math.max(-1, Math.round(((spent(month) - before) / before) * 10000) / 10000);
+  // Growth as a rate with 4 decimals, computed in whole hundredths of a percent.
+  const growth = before === 0 ? 0 : Math.max(-10000, Math.round(((spent(month) - before) * 10000) / before)) / 10000;
+  const { activeDays, ...crm } = reseller.crm;
   return {
-    // Demo revenue: what its clients paid for the licences it provisioned, at three times cost.
-    revenue: ally.creditsToMoney(spent(month) * 3),
+    // Demo revenue: what its clients paid for the licences it provisioned, at 40 times cost.
+    revenue: ally.creditsToMoney(spent(month) * 40),
     newCustomers: signups,
     growthRate: growth,
-    activeDays,
-    ...reseller.crm,
+    activeDays: activeDays[MONTHS.indexOf(month) - 4],
+    ...crm,
   };
 }
 
-async function health(reseller) {
-  const previous = healthScore(await metrics(reseller, MONTHS[4], MONTHS[3]));
-  const current = healthScore(await metrics(reseller, MONTHS[5], MONTHS[4]), { previous: { score: previous.score, band: previous.band } });
-  return { previous, current };
+/** Records October's and November's scores: the engine keeps the history, and raises an alert
+ * when a partner crosses into a worse band. */
+async function scoreHealth() {
+  for (const reseller of resellers) {
+    for (const m of [4, 5]) {
+      now = Math.min(day(MONTHS[m], 28), NOW);
+      await ally.health.record(reseller.id, await metrics(reseller, MONTHS[m], MONTHS[m - 1]), { period: MONTHS[m] });
+    }
+  }
+  now = NOW;
 }
 
+/** Chart labels of the seven components. */
+const SHORT = { revenuePerformance: "revenue", customerAcquisition: "acquisition", customerRetention: "retention", growthTrajectory: "growth", engagement: "engagement", operationalExcellence: "operations", partnerSatisfaction: "satisfaction" };
 const BAND_TEXT = { healthy: "healthy", atRisk: "at risk", critical: "critical" };
-const BAND_RANK = { healthy: 0, atRisk: 1, critical: 2 };
 
 async function renderReseller() {
   const reseller = resellers.find((r) => r.id === $("#reseller").value);
@@ -130,13 +138,13 @@ async function renderReseller() {
   $("#discount").textContent = `${(Number(stats.discount) * 100).toFixed(0)} % off base prices`;
   const trend = await own.analytics().monthly().creditTrends(...PERIOD);
   barChart($("#trend"), Object.entries(trend));
-  const { current } = await health(reseller);
+  const current = (await ally.health.history(reseller.id)).at(-1);
   $("#health").textContent = current.score;
   $("#band").textContent = `${BAND_TEXT[current.band]}${current.trend ? `, ${current.trend.direction} (${current.trend.change})` : ""}`;
   $("#health").dataset.band = current.band;
   barChart(
     $("#health-chart"),
-    current.components.map((c) => [c.component.replace(/([A-Z])/g, " $1").toLowerCase(), Number(c.contribution)]),
+    current.components.map((c) => [SHORT[c.component], Number(c.contribution)]),
     { max: 25, format: (v) => v.toFixed(2) },
   );
   const body = $("#transactions tbody");
@@ -170,15 +178,14 @@ async function renderAdmin() {
   }
   const alerts = $("#alerts tbody");
   alerts.replaceChildren();
-  for (const reseller of resellers) {
-    const { previous, current } = await health(reseller);
-    if (BAND_RANK[current.band] <= BAND_RANK[previous.band]) continue;
+  for (const alert of await ally.health.alerts({ status: "open" })) {
+    const reseller = resellers.find((r) => r.id === alert.resellerId);
     const tr = alerts.insertRow();
-    tr.dataset.band = current.band;
-    [reseller.company, previous.score, current.score, BAND_TEXT[current.band], current.trend?.direction ?? ""].forEach((value, i) => {
+    tr.dataset.band = alert.band;
+    [reseller.company, alert.period, alert.previousScore ?? "—", alert.score, `${alert.fromBand ? BAND_TEXT[alert.fromBand] : "first score"} → ${BAND_TEXT[alert.band]}`].forEach((value, i) => {
       const cell = tr.insertCell();
       cell.textContent = value;
-      if (i === 1 || i === 2) cell.className = "num";
+      if (i === 2 || i === 3) cell.className = "num";
     });
   }
 }
@@ -210,6 +217,7 @@ async function topUp(event) {
 try {
   await init();
   await seed();
+  await scoreHealth();
   for (const reseller of resellers) $("#reseller").append(new Option(`${reseller.company} (${reseller.tier})`, reseller.id));
   $("#reseller").addEventListener("change", () => render().then(() => (document.body.dataset.state = "ready"), fail));
   $("#topup").addEventListener("submit", topUp);

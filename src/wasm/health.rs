@@ -1,23 +1,31 @@
 //! `healthScore(metrics, options?)` and `healthScoreBatch(columns, options?)`: the pure partner
 //! health score for JavaScript.
 
-use js_sys::{Float64Array, Object, Uint16Array, Uint8Array};
+use std::rc::Rc;
+
+use js_sys::{Float64Array, Object, Promise, Reflect, Uint16Array, Uint8Array};
 use serde_json::{json, Value};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
+use super::ally::{promise, record_id, rejected, reseller_id, reseller_output, Ally, Engine};
 use super::commission::{check_keys, own, typed_f64};
 use super::error::{to_js, OrThrow};
 use super::input::{self, type_name};
 use super::pricing::to_plain;
-use super::types::optional::{self, HealthOptionsArg};
+use super::types::optional::{
+    self, HealthAlertFilterArg, HealthOptionsArg, RecordHealthOptionsArg,
+};
+use super::wallets::Listeners;
 use crate::domain::decimal;
 use crate::domain::health::{
-    self, scale_of, Band, Component, HealthOptions, Metrics, MissingPolicy, Range, POINTS_MAX,
+    self, scale_of, AlertStatus, Band, Component, HealthOptions, Metrics, MissingPolicy, Range,
+    POINTS_MAX,
 };
 use crate::domain::money::Currency;
 use crate::domain::record::{self as fields, Fields};
 use crate::domain::{Error, Result};
+use crate::engine::{check_note, Versioned};
 
 #[wasm_bindgen(typescript_custom_section)]
 const HEALTH_TYPES: &str = r#"
@@ -256,6 +264,27 @@ fn parse_options(value: &JsValue) -> Result<Parsed> {
     })
 }
 
+/// One partner's metrics: each a decimal in its component's unit, missing when absent.
+fn parse_metrics(metrics: &JsValue, currency: &Currency) -> Result<Metrics> {
+    if metrics.is_undefined() || metrics.is_null() {
+        return Err(Error::invalid(
+            "metrics",
+            format!("expected an object, got {}", type_name(metrics)),
+        ));
+    }
+    let mut f = input::record(metrics, "metrics")?;
+    let mut values: Metrics = [None; 7];
+    for (i, c) in Component::ALL.iter().enumerate() {
+        if let Some(v) = f.take(c.metric()) {
+            let scale = scale_of(c.unit(), currency);
+            values[i] = Some(fixed(&v, scale, &format!("metrics.{}", c.metric()))?);
+        }
+    }
+    let names: Vec<&str> = Component::ALL.iter().map(|c| c.metric()).collect();
+    f.finish(&names)?;
+    Ok(values)
+}
+
 /// Scores one partner's metrics: the score (0 to 100, 2 decimals), its band, the components
 /// with raw value, normalised value, weight and contribution, which were missing, and the trend
 /// against `options.previous`. Pure: nothing is stored.
@@ -265,22 +294,7 @@ pub fn health_score(
     options: Option<HealthOptionsArg>,
 ) -> std::result::Result<JsValue, JsValue> {
     let parsed = parse_options(&optional::value(options)).or_throw()?;
-    let mut f = input::record(&metrics, "metrics").or_throw()?;
-    if metrics.is_undefined() || metrics.is_null() {
-        return Err(to_js(&Error::invalid(
-            "metrics",
-            format!("expected an object, got {}", type_name(&metrics)),
-        )));
-    }
-    let mut values: Metrics = [None; 7];
-    for (i, c) in Component::ALL.iter().enumerate() {
-        if let Some(v) = f.take(c.metric()) {
-            let scale = scale_of(c.unit(), &parsed.currency);
-            values[i] = Some(fixed(&v, scale, &format!("metrics.{}", c.metric())).or_throw()?);
-        }
-    }
-    let names: Vec<&str> = Component::ALL.iter().map(|c| c.metric()).collect();
-    f.finish(&names).or_throw()?;
+    let values = parse_metrics(&metrics, &parsed.currency).or_throw()?;
     let previous_band = parsed.previous.and_then(|(_, band)| band);
     let score = health::health_score(&values, &parsed.options, previous_band).or_throw()?;
     let previous = parsed.previous.map(|(score, _)| score);
@@ -430,4 +444,297 @@ pub fn health_score_batch(
         &to_plain(&json!(Component::ALL.map(Component::as_str)))?,
     );
     Ok(out.into())
+}
+
+#[wasm_bindgen(typescript_custom_section)]
+const PARTNER_HEALTH_TYPES: &str = r#"
+/** A recorded score: `healthScore`'s answer, with its place in the partner's history. */
+export interface HealthRecord extends HealthScore {
+  /** `hs_<reseller>_<sequence>`. */
+  id: string;
+  resellerId: string;
+  /** 1 for the partner's first score, +1 for each next one. */
+  sequence: number;
+  /** The host's name for the period scored, e.g. `"2026-11"`, or null. */
+  period: string | null;
+  recordedAt: string;
+}
+
+export type HealthAlertStatus = "open" | "acknowledged" | "resolved";
+
+/** Raised once per crossing into a worse band. */
+export interface HealthAlert {
+  /** `ha_<reseller>_<sequence>`, the sequence of the score that raised it. */
+  id: string;
+  resellerId: string;
+  scoreId: string;
+  period: string | null;
+  /** The band before, or null for a partner's first score. */
+  fromBand: HealthBand | null;
+  band: HealthBand;
+  score: string;
+  previousScore: string | null;
+  /** open → acknowledged (an intervention opened) → resolved (it closed). */
+  status: HealthAlertStatus;
+  raisedAt: string;
+  intervention: {
+    note: string; openedBy: string; openedAt: string;
+    outcome: string | null; closedBy: string | null; closedAt: string | null;
+  } | null;
+}
+
+export interface RecordHealthOptions {
+  /** The host's name for the period scored, e.g. `"2026-11"`. */
+  period?: string;
+  /** As `healthScore`'s options, but without `previous`: the engine uses the last recorded score. */
+  options?: Omit<HealthOptions, "previous">;
+}
+
+export interface RecordedHealth extends HealthRecord {
+  /** The alert this score raised, or null. */
+  alert: HealthAlert | null;
+}
+
+/** A `healthAlert` event. */
+export interface HealthAlertEvent {
+  reseller: Reseller;
+  alert: HealthAlert;
+  /** The account manager's mail (to the reseller's `metadata.accountManager`): `sent`, `pending` (kept in the outbox and retried by `checkCredits`) or `undeliverable` (no address). */
+  notification: "sent" | "pending" | "undeliverable";
+}
+"#;
+
+/// Partner health through the engine: `ally.health`.
+#[wasm_bindgen]
+pub struct PartnerHealth {
+    engine: Rc<Engine>,
+    listeners: Rc<Listeners>,
+}
+
+#[wasm_bindgen]
+impl Ally {
+    /// Partner health: recorded scores, alerts and interventions.
+    #[wasm_bindgen(getter)]
+    pub fn health(&self) -> PartnerHealth {
+        PartnerHealth {
+            engine: Rc::clone(&self.engine),
+            listeners: Rc::clone(&self.listeners),
+        }
+    }
+}
+
+fn alert_id(value: &JsValue) -> Result<String> {
+    record_id(value, "alert", "health alert")
+}
+
+/// `{ key: text, by: text }` of an intervention call.
+fn intervention_args(value: &JsValue, key: &str, by: &str) -> Result<(String, String)> {
+    let mut f = input::record(value, "details")?;
+    if value.is_undefined() || value.is_null() {
+        return Err(Error::invalid(
+            "details",
+            format!("expected {{ {key}, {by} }}"),
+        ));
+    }
+    let text = f
+        .opt_string(key)?
+        .ok_or_else(|| Error::invalid(format!("details.{key}"), "is required"))?;
+    let actor = f
+        .opt_string(by)?
+        .ok_or_else(|| Error::invalid(format!("details.{by}"), "is required"))?;
+    f.finish(&[key, by])?;
+    Ok((
+        check_note(&text, &format!("details.{key}"))?,
+        check_note(&actor, &format!("details.{by}"))?,
+    ))
+}
+
+#[wasm_bindgen]
+impl PartnerHealth {
+    /// Scores the reseller's metrics against its last recorded score (trend and hysteresis),
+    /// adds the score to its history, and, when it crossed into a worse band, raises an alert:
+    /// the `healthAlert` event and a mail to the reseller's account manager.
+    #[wasm_bindgen(unchecked_return_type = "Promise<RecordedHealth>")]
+    pub fn record(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "HealthMetrics")] metrics: JsValue,
+        options: Option<RecordHealthOptionsArg>,
+    ) -> Promise {
+        let options: JsValue = optional::value(options);
+        let parsed = (|| {
+            let id = reseller_id(&reseller, "reseller")?;
+            let mut f = input::record(&options, "options")?;
+            let period = f.opt_string("period")?;
+            if let Some(p) = &period {
+                check_note(p, "options.period")?;
+            }
+            let inner = f.take("options");
+            f.finish(&["period", "options"])?;
+            let inner_js = match &inner {
+                None => JsValue::UNDEFINED,
+                Some(v) => to_plain(v)
+                    .map_err(|_| Error::invalid("options.options", "is not plain data"))?,
+            };
+            let scoring = parse_options(&inner_js).map_err(|e| match e {
+                Error::InvalidInput { field, reason } => {
+                    Error::invalid(format!("options.{field}"), reason)
+                }
+                other => other,
+            })?;
+            if scoring.previous.is_some() {
+                return Err(Error::invalid(
+                    "options.options.previous",
+                    "the engine scores against the last recorded score; leave previous out",
+                ));
+            }
+            let metrics = parse_metrics(&metrics, &scoring.currency)?;
+            Ok((id, period, scoring, metrics))
+        })();
+        let (id, period, scoring, metrics) = match parsed {
+            Ok(parsed) => parsed,
+            Err(e) => return rejected(&e),
+        };
+        let (engine, listeners) = (Rc::clone(&self.engine), Rc::clone(&self.listeners));
+        promise(async move {
+            let done = engine
+                .record_health(&id, &metrics, &scoring.options, &scoring.currency, period)
+                .await
+                .or_throw()?;
+            if let Some(event) = &done.event {
+                let payload = Object::new();
+                let reseller = to_plain(&reseller_output(&Versioned {
+                    value: event.reseller.clone(),
+                    version: 0,
+                }))?;
+                // The version of a record inside an event is not meaningful: drop it.
+                Reflect::delete_property(reseller.unchecked_ref::<Object>(), &"version".into())?;
+                Reflect::set(&payload, &"reseller".into(), &reseller)?;
+                Reflect::set(&payload, &"alert".into(), &to_plain(&event.alert)?)?;
+                Reflect::set(&payload, &"notification".into(), &event.notification.into())?;
+                listeners.emit("healthAlert", &payload.into()).await;
+            }
+            let mut out = done.score;
+            out["alert"] = done.alert.unwrap_or(Value::Null);
+            to_plain(&out)
+        })
+    }
+
+    /// A reseller's recorded scores, oldest first.
+    #[wasm_bindgen(unchecked_return_type = "Promise<HealthRecord[]>")]
+    pub fn history(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
+    ) -> Promise {
+        let id = match reseller_id(&reseller, "reseller") {
+            Ok(id) => id,
+            Err(e) => return rejected(&e),
+        };
+        let engine = Rc::clone(&self.engine);
+        promise(async move { to_plain(&engine.health_history(&id).await.or_throw()?) })
+    }
+
+    /// Alerts, oldest first; `{ reseller?, status? }` narrows them.
+    #[wasm_bindgen(unchecked_return_type = "Promise<HealthAlert[]>")]
+    pub fn alerts(&self, filter: Option<HealthAlertFilterArg>) -> Promise {
+        let filter: JsValue = optional::value(filter);
+        let parsed = (|| {
+            let mut f = input::record(&filter, "filter")?;
+            let reseller = match f.take("reseller") {
+                None => None,
+                Some(Value::String(id)) => Some(id),
+                Some(Value::Object(mut o)) => match o.remove("id") {
+                    Some(Value::String(id)) => Some(id),
+                    _ => {
+                        return Err(Error::invalid(
+                            "filter.reseller",
+                            "expected a reseller or its id",
+                        ))
+                    }
+                },
+                Some(_) => {
+                    return Err(Error::invalid(
+                        "filter.reseller",
+                        "expected a reseller or its id",
+                    ))
+                }
+            };
+            let status = f.opt_choice("status", &AlertStatus::ALL, AlertStatus::as_str)?;
+            f.finish(&["reseller", "status"])?;
+            Ok((reseller, status))
+        })();
+        let (reseller, status) = match parsed {
+            Ok(parsed) => parsed,
+            Err(e) => return rejected(&e),
+        };
+        let engine = Rc::clone(&self.engine);
+        promise(async move {
+            to_plain(
+                &engine
+                    .health_alerts(reseller.as_deref(), status)
+                    .await
+                    .or_throw()?,
+            )
+        })
+    }
+
+    /// One alert, or `NOT_FOUND`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<HealthAlert>")]
+    pub fn alert(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "HealthAlert | string")] alert: JsValue,
+    ) -> Promise {
+        let id = match alert_id(&alert) {
+            Ok(id) => id,
+            Err(e) => return rejected(&e),
+        };
+        let engine = Rc::clone(&self.engine);
+        promise(async move { to_plain(&engine.health_alert(&id).await.or_throw()?) })
+    }
+
+    /// Opens an intervention on an open alert: `{ note, openedBy }`; the alert becomes
+    /// `acknowledged`. Any other status is `STATUS_TRANSITION_DENIED`.
+    #[wasm_bindgen(js_name = openIntervention, unchecked_return_type = "Promise<HealthAlert>")]
+    pub fn open_intervention(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "HealthAlert | string")] alert: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "{ note: string; openedBy: string }")]
+        details: JsValue,
+    ) -> Promise {
+        let parsed = alert_id(&alert)
+            .and_then(|id| Ok((id, intervention_args(&details, "note", "openedBy")?)));
+        let (id, (note, by)) = match parsed {
+            Ok(parsed) => parsed,
+            Err(e) => return rejected(&e),
+        };
+        let engine = Rc::clone(&self.engine);
+        promise(
+            async move { to_plain(&engine.open_intervention(&id, &note, &by).await.or_throw()?) },
+        )
+    }
+
+    /// Closes the alert's intervention: `{ outcome, closedBy }`; the alert becomes `resolved`.
+    #[wasm_bindgen(js_name = closeIntervention, unchecked_return_type = "Promise<HealthAlert>")]
+    pub fn close_intervention(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "HealthAlert | string")] alert: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "{ outcome: string; closedBy: string }")]
+        details: JsValue,
+    ) -> Promise {
+        let parsed = alert_id(&alert)
+            .and_then(|id| Ok((id, intervention_args(&details, "outcome", "closedBy")?)));
+        let (id, (outcome, by)) = match parsed {
+            Ok(parsed) => parsed,
+            Err(e) => return rejected(&e),
+        };
+        let engine = Rc::clone(&self.engine);
+        promise(async move {
+            to_plain(
+                &engine
+                    .close_intervention(&id, &outcome, &by)
+                    .await
+                    .or_throw()?,
+            )
+        })
+    }
 }

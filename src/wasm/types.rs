@@ -374,6 +374,12 @@ pub mod optional {
         pub type CommissionLineFilterArg;
         #[wasm_bindgen(typescript_type = "PayoutBatchOptions")]
         pub type PayoutBatchOptionsArg;
+        #[wasm_bindgen(typescript_type = "RecordHealthOptions")]
+        pub type RecordHealthOptionsArg;
+        #[wasm_bindgen(
+            typescript_type = "{ reseller?: Reseller | string; status?: HealthAlertStatus }"
+        )]
+        pub type HealthAlertFilterArg;
         #[wasm_bindgen(typescript_type = "AnalyticsDay")]
         pub type AnalyticsDayArg;
         #[wasm_bindgen(typescript_type = "number")]

@@ -82,12 +82,13 @@ export interface LowCreditEvent {
 
 /** A listener that threw or rejected; the operation that raised the event stands. */
 export interface ListenerErrorEvent {
-  event: "lowCredit";
+  event: "lowCredit" | "healthAlert";
   error: unknown;
 }
 
 export interface AllyEvents {
   lowCredit: LowCreditEvent;
+  healthAlert: HealthAlertEvent;
   listenerError: ListenerErrorEvent;
 }
 
@@ -111,7 +112,7 @@ export interface CreditCheckReport {
 
 export interface OutboxRecord {
   id: string;
-  kind: "lowCredit";
+  kind: "lowCredit" | "healthAlert";
   resellerId: string;
   message: MailMessage | null;
   status: "pending" | "sent" | "undeliverable";
@@ -159,7 +160,7 @@ pub struct Listeners {
     list: RefCell<Vec<(String, Function)>>,
 }
 
-const EVENTS: [&str; 2] = ["lowCredit", "listenerError"];
+const EVENTS: [&str; 3] = ["lowCredit", "healthAlert", "listenerError"];
 
 impl Listeners {
     fn of(&self, event: &str) -> Vec<Function> {
@@ -173,7 +174,7 @@ impl Listeners {
 
     /// Calls every listener of `event` and waits for the async ones. A listener that throws or
     /// rejects is reported to the `listenerError` listeners (or the console when there are none).
-    async fn emit(&self, event: &str, payload: &JsValue) {
+    pub(super) async fn emit(&self, event: &str, payload: &JsValue) {
         for listener in self.of(event) {
             let outcome = match listener.call1(&JsValue::UNDEFINED, payload) {
                 Ok(answer) => JsFuture::from(Promise::resolve(&answer)).await.map(|_| ()),
@@ -221,7 +222,7 @@ fn event_name(value: &JsValue) -> Result<String> {
     } else {
         Err(Error::invalid(
             "event",
-            format!("expected \"lowCredit\" or \"listenerError\", got \"{name}\""),
+            format!("expected \"lowCredit\", \"healthAlert\" or \"listenerError\", got \"{name}\""),
         ))
     }
 }

@@ -82,7 +82,8 @@ try {
   check("dashboard: the last 10 transactions, newest first", first.transactions.length === 10 && Number(first.transactions[0][0]) > Number(first.transactions[9][0]), JSON.stringify(first.transactions.slice(0, 2)));
   check("dashboard: tier snapshot chart", first.tiers.map((b) => `${b.label}:${b.value}`).join() === "gold:2,platinum:1,standard:2", JSON.stringify(first.tiers));
   check("dashboard: top resellers, most credits first", first.top[0] === "Elite Global" && first.top.length === 5, JSON.stringify(first.top));
-  check("dashboard: health alerts name the partner that fell a band", first.alerts.some(([name]) => name === "Bluebird Telecom") && !first.alerts.some(([name]) => name === "Elite Global"), JSON.stringify(first.alerts));
+  check("dashboard: health alerts name the partner that fell a band", first.alerts.some(([name, band]) => name === "Bluebird Telecom" && band === "critical") && !first.alerts.some(([name]) => name === "Elite Global" || name === "Northwind Partners"), JSON.stringify(first.alerts));
+  check("dashboard: a healthy partner's score", first.band.startsWith("healthy") && Number(first.health) >= 70, JSON.stringify([first.health, first.band]));
   const number = (text) => Number(text.replace(/,/g, ""));
   await page.fill("#amount", "2500");
   await page.click("#topup button");

@@ -1198,6 +1198,79 @@ export function cases(lib, runtime) {
     equal((await fresh.analytics().resellerStats(gold)).balance, 55000, "and the wallet replays whole");
   });
 
+  t("ally.health: history, one alert per crossing, the manager's mail, interventions", async () => {
+    const sent = [];
+    let failMail = false;
+    const mail = { send(message) { if (failMail) throw new Error("relay down"); sent.push(message); } };
+    const host = hostStorage({ async: true });
+    const ally = new Ally({ storage: host, mail, clock: () => new Date(Date.UTC(2026, 10, 1, 9)) });
+    const r = await ally.make().user(1).company("Hover & Co").metadata({ accountManager: "am@business.example" }).create();
+    const events = [];
+    ally.on("healthAlert", (e) => events.push(e));
+    const only = { weights: { revenuePerformance: 100, customerAcquisition: 0, customerRetention: 0, growthTrajectory: 0, engagement: 0, operationalExcellence: 0, partnerSatisfaction: 0 } };
+    const scores = ["8000.00", "6900.00", "7100.00", "6900.00", "7600.00", "3000.00", "2000.00"];
+    const seen = [];
+    for (const [i, revenue] of scores.entries()) {
+      const done = await ally.health.record(r, { revenue }, { period: `2026-${String(i + 1).padStart(2, "0")}`, options: only });
+      seen.push([done.score, done.band, done.alert?.band ?? null, done.sequence]);
+    }
+    equal(seen, [["80.00", "healthy", null, 1], ["69.00", "atRisk", "atRisk", 2], ["71.00", "atRisk", null, 3], ["69.00", "atRisk", null, 4], ["76.00", "healthy", null, 5], ["30.00", "critical", "critical", 6], ["20.00", "critical", null, 7]], "bands with hysteresis, alerts once per crossing");
+    equal(events.map((e) => [e.reseller.id, e.alert.band, e.alert.fromBand, e.notification, "version" in e.reseller]), [[r.id, "atRisk", "healthy", "sent", false], [r.id, "critical", "healthy", "sent", false]], "healthAlert events");
+    equal(sent.map((m) => [m.to, m.kind, m.subject]), [["am@business.example", "healthAlert", "Hover & Co: partner health fell to atRisk (69.00)"], ["am@business.example", "healthAlert", "Hover & Co: partner health fell to critical (30.00)"]], "the account manager's mail");
+    equal(sent[0].html.includes("Hover &amp; Co"), true, "escaped html");
+    const history = await ally.health.history(r);
+    equal(history.map((h) => [h.sequence, h.period, h.trend?.direction ?? null]), [[1, "2026-01", null], [2, "2026-02", "declining"], [3, "2026-03", "improving"], [4, "2026-04", "declining"], [5, "2026-05", "improving"], [6, "2026-06", "declining"], [7, "2026-07", "declining"]], "history");
+    const open = await ally.health.alerts({ status: "open" });
+    equal(open.length, 2, "two open alerts");
+    const acknowledged = await ally.health.openIntervention(open[0], { note: "Call booked", openedBy: "am@business.example" });
+    equal([acknowledged.status, acknowledged.intervention.note, acknowledged.intervention.closedAt], ["acknowledged", "Call booked", null], "an intervention opens");
+    await fails(AllyError, "STATUS_TRANSITION_DENIED", () => ally.health.openIntervention(open[0].id, { note: "Again", openedBy: "x" }), "a second intervention");
+    await fails(AllyError, "STATUS_TRANSITION_DENIED", () => ally.health.closeIntervention(open[1].id, { outcome: "x", closedBy: "x" }), "closing none");
+    const resolved = await ally.health.closeIntervention(open[0].id, { outcome: "Back on plan", closedBy: "am" });
+    equal([resolved.status, resolved.intervention.outcome], ["resolved", "Back on plan"], "and closes");
+    equal((await ally.health.alert(open[1].id)).status, "open", "the other is still open");
+    equal((await ally.health.alerts({ reseller: r })).map((a) => a.status), ["resolved", "open"], "by reseller");
+    // A mail that fails stays in the outbox; the alert stands.
+    failMail = true;
+    await ally.health.record(r, { revenue: "9000.00" }, { options: only });
+    const again = await ally.health.record(r, { revenue: "1000.00" }, { options: only });
+    equal([again.alert?.band, events.at(-1).notification], ["critical", "pending"], "the mail is pending");
+    failMail = false;
+    equal((await ally.checkCredits()).retried, 1, "checkCredits retries it");
+    equal(sent.length, 3, "and it is sent");
+  });
+
+  t("ally.health: bad input is INVALID_INPUT and changes nothing; storage failures are STORAGE_FAILED", async () => {
+    const host = hostStorage({ async: true });
+    const ally = new Ally({ storage: host });
+    const r = await ally.make().user(1).company("R").create();
+    const bad = (what, fn) => fails(AllyError, "INVALID_INPUT", fn, what);
+    for (const metrics of [undefined, null, 5, "x", [], {}, { revenue: NaN }, { revenue: Infinity }, { revenue: "1e3" }, { newCustomers: 1.5 }, { colour: 1 }, protoKeyed('{"__proto__": {"revenue": 1}}')]) {
+      await bad(`metrics ${JSON.stringify(metrics)}`, () => ally.health.record(r, metrics));
+    }
+    for (const options of [5, { period: "" }, { period: 5 }, { extra: 1 }, { options: { previous: { score: 50 } } }, { options: { weights: { luck: 5 } } }, { options: 5 }, protoKeyed('{"__proto__": {"period": "x"}}')]) {
+      await bad(`options ${JSON.stringify(options)}`, () => ally.health.record(r, { revenue: "1.00" }, options));
+    }
+    await bad("reseller", () => ally.health.record(5, { revenue: "1.00" }));
+    await fails(AllyError, "NOT_FOUND", () => ally.health.record("rs_none", { revenue: "1.00" }), "unknown reseller");
+    for (const details of [undefined, {}, { note: "" }, { note: "x" }, { note: "x", openedBy: 5 }, { note: "x", openedBy: "y", extra: 1 }, { note: "x".repeat(2001), openedBy: "y" }]) {
+      await bad(`details ${JSON.stringify(details)?.slice(0, 40)}`, () => ally.health.openIntervention("ha_x", details));
+    }
+    for (const filter of [5, { status: "lost" }, { reseller: 5 }, { extra: 1 }]) {
+      await bad(`filter ${JSON.stringify(filter)}`, () => ally.health.alerts(filter));
+    }
+    await fails(AllyError, "NOT_FOUND", () => ally.health.alert("ha_none"), "unknown alert");
+    equal([host.dump("health").length, host.dump("health_scores").length, host.dump("health_alerts").length], [0, 0, 0], "nothing was written");
+    for (const [method, failure] of [["get", "throw"], ["put", "reject"], ["find", "garbage"]]) {
+      host.failNext(method, failure);
+      const call = method === "find" ? () => ally.health.history(r) : () => ally.health.record(r, { revenue: "1.00" });
+      await fails(AllyError, "STORAGE_FAILED", call, `${method} ${failure}`);
+      host.failNext(method, null);
+    }
+    const ok = await ally.health.record(r, { revenue: "10000.00" });
+    equal([ok.sequence, ok.band], [1, "healthy"], "then it works");
+  });
+
   conformance(h, "memoryStorage()", () => memoryStorage());
   conformance(h, "test host storage", () => hostStorage({ async: true }));
 
