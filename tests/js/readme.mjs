@@ -34,7 +34,7 @@ try {
   check("node example: error", printed[2] === 'ALREADY_EXISTS a reseller with userId "1" already exists', printed[2]);
 
   // Wallet, commission and payout: run each and compare what it prints with what its comments promise.
-  for (const name of ["wallet", "commission", "payout", "analytics"]) {
+  for (const name of ["wallet", "commission", "payout", "analytics", "health"]) {
     const printed = [];
     console.log = (...args) => printed.push(args.join(" "));
     try {

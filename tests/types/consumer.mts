@@ -221,3 +221,20 @@ void main;
   await ally.analytics().creditTrends();
   void trends, snapshot, top[0]?.creditVolume, outstanding, stats.clients.total, interval, breakdown.active, segments.resold.percentage, signups, growth, own, ownTrend;
 }
+
+// Partner health through the engine.
+{
+  const { Ally } = await import("ally-engine");
+  const ally = new Ally();
+  const off = ally.on("healthAlert", (e: import("ally-engine").HealthAlertEvent) => { void e.alert.band, e.notification; });
+  const recorded: import("ally-engine").RecordedHealth = await ally.health.record("rs_x", { revenue: "7500.00" }, { period: "2026-11", options: { missing: "zero" } });
+  const alert: import("ally-engine").HealthAlert | null = recorded.alert;
+  const history: import("ally-engine").HealthRecord[] = await ally.health.history("rs_x");
+  const open: import("ally-engine").HealthAlert[] = await ally.health.alerts({ status: "open" });
+  const acknowledged = await ally.health.openIntervention(open[0]!, { note: "Call booked", openedBy: "am" });
+  const status: import("ally-engine").HealthAlertStatus = (await ally.health.closeIntervention(acknowledged, { outcome: "Done", closedBy: "am" })).status;
+  // @ts-expect-error: the engine supplies the previous score
+  await ally.health.record("rs_x", {}, { options: { previous: { score: 50 } } });
+  off();
+  void alert, history.length, status;
+}
