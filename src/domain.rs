@@ -22,5 +22,6 @@ pub mod record;
 pub mod reseller;
 pub mod rounding;
 pub mod tier;
+pub mod workflow;
 
 pub use error::{Error, ErrorCode, Result};

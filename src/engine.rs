@@ -26,6 +26,7 @@ mod resellers;
 #[path = "engine/tests/simulation.rs"]
 mod simulation;
 mod wallets;
+mod workflows;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -49,6 +50,7 @@ pub use wallets::{
     Applied, CreditCheck, LowCreditEvent, APPEND_ATTEMPTS_MAX, HISTORY_LIMIT_DEFAULT,
     HISTORY_LIMIT_MAX,
 };
+pub use workflows::LIFECYCLE_HISTORY_MAX;
 
 /// How many times a write retries after losing a compare-and-set race before `CONFLICT`.
 pub const RETRY_COUNT_MAX: u32 = 8;

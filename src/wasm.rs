@@ -28,3 +28,5 @@ mod registry;
 mod types;
 #[cfg(feature = "engine")]
 mod wallets;
+#[cfg(feature = "engine")]
+mod workflows;

@@ -204,8 +204,8 @@ impl Application {
             Err(Error::StatusTransitionDenied {
                 entity: "application",
                 key: self.id.clone(),
-                from: self.status.as_str(),
-                action,
+                from: self.status.as_str().into(),
+                action: action.into(),
             })
         }
     }

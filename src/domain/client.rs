@@ -147,8 +147,8 @@ impl Client {
             .ok_or_else(|| Error::StatusTransitionDenied {
                 entity: "client",
                 key: self.id.clone(),
-                from: self.status.as_str(),
-                action: action.past_tense(),
+                from: self.status.as_str().into(),
+                action: action.past_tense().into(),
             })?;
         Ok(Self {
             status: to,

@@ -6,6 +6,7 @@ use super::money::Credits;
 use super::quote::PricingContext;
 use super::rounding::Rounding;
 use super::tier::TierName;
+use super::workflow::{Checklist, Lifecycle};
 
 /// Everything an `Ally` instance is configured with. Built valid by [`Config::new`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,6 +31,10 @@ pub struct Config {
     /// The plan the engine's commission runs, payouts and reconciliation use (`commissionPlan`,
     /// default [`Plan::reference`]: the reseller's own rate and a 5 % override for its parent).
     pub commission_plan: Plan,
+    /// The resellers' onboarding checklist (`onboarding`, default [`Checklist::reference`]).
+    pub onboarding: Checklist,
+    /// The clients' lifecycle stages (`lifecycle`, default [`Lifecycle::reference`]).
+    pub lifecycle: Lifecycle,
 }
 
 impl Config {
@@ -77,6 +82,8 @@ impl Config {
             hierarchy_levels_max: Self::HIERARCHY_LEVELS_DEFAULT,
             client_refid_prefix: Self::CLIENT_REFID_PREFIX_DEFAULT.to_owned(),
             commission_plan: Plan::reference(),
+            onboarding: Checklist::reference(),
+            lifecycle: Lifecycle::reference(),
         })
     }
 }
@@ -93,6 +100,8 @@ impl Default for Config {
             hierarchy_levels_max: Self::HIERARCHY_LEVELS_DEFAULT,
             client_refid_prefix: Self::CLIENT_REFID_PREFIX_DEFAULT.to_owned(),
             commission_plan: Plan::reference(),
+            onboarding: Checklist::reference(),
+            lifecycle: Lifecycle::reference(),
         }
     }
 }

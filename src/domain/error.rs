@@ -106,8 +106,8 @@ pub enum Error {
     StatusTransitionDenied {
         entity: &'static str,
         key: String,
-        from: &'static str,
-        action: &'static str,
+        from: std::borrow::Cow<'static, str>,
+        action: std::borrow::Cow<'static, str>,
     },
     /// Another record already uses this email.
     DuplicateEmail { entity: &'static str, email: String },
@@ -219,8 +219,8 @@ impl Error {
             } => vec![
                 ("entity", (*entity).to_owned()),
                 ("key", key.clone()),
-                ("from", (*from).to_owned()),
-                ("action", (*action).to_owned()),
+                ("from", from.to_string()),
+                ("action", action.to_string()),
             ],
             Self::DuplicateEmail { entity, email } => {
                 vec![("entity", (*entity).to_owned()), ("email", email.clone())]

@@ -644,8 +644,8 @@ impl AlertStatus {
         Error::StatusTransitionDenied {
             entity: "health alert",
             key: key.to_owned(),
-            from: self.as_str(),
-            action,
+            from: self.as_str().into(),
+            action: action.into(),
         }
     }
 }

@@ -107,8 +107,8 @@ impl CommissionLine {
             return Err(Error::StatusTransitionDenied {
                 entity: "commission",
                 key: self.id.clone(),
-                from: self.status.as_str(),
-                action,
+                from: self.status.as_str().into(),
+                action: action.into(),
             });
         }
         Ok(Self {
@@ -232,8 +232,8 @@ impl CommissionPayment {
             return Err(Error::StatusTransitionDenied {
                 entity: "commissionPayment",
                 key: self.id.clone(),
-                from: "settled",
-                action: "settled",
+                from: "settled".into(),
+                action: "settled".into(),
             });
         }
         Ok(Self {

@@ -25,6 +25,7 @@ use crate::domain::record::Fields;
 use crate::domain::reseller::{self, Reseller, ResellerDraft, ResellerStatus, UserId};
 use crate::domain::rounding::Rounding;
 use crate::domain::tier::{tier_cost, TierName};
+use crate::domain::workflow::{Checklist, Lifecycle, Stage, Task};
 use crate::domain::{Error, Result};
 use crate::engine::{self, ResellerFilter, Versioned};
 
@@ -78,7 +79,7 @@ fn check_options(options: &JsValue) -> Result<()> {
     Ok(())
 }
 
-const CONFIG_KEYS: [&str; 11] = [
+const CONFIG_KEYS: [&str; 13] = [
     "defaultTier",
     "creditConversionRate",
     "autoProvisionWallet",
@@ -90,6 +91,8 @@ const CONFIG_KEYS: [&str; 11] = [
     "hierarchyLevelsMax",
     "clientRefidPrefix",
     "commissionPlan",
+    "onboarding",
+    "lifecycle",
 ];
 
 /// Builds the validated config from the host's `config` record; every failure is
@@ -178,6 +181,14 @@ fn read_config(value: &JsValue) -> Result<Config> {
         None => Plan::reference(),
         Some(fields) => plan_from_fields(fields, &currency)?,
     };
+    let onboarding = match config.opt_array("onboarding")? {
+        None => Checklist::reference(),
+        Some(items) => checklist(items)?,
+    };
+    let lifecycle = match config.opt_array("lifecycle")? {
+        None => Lifecycle::reference(),
+        Some(items) => lifecycle(items)?,
+    };
     config.finish(&CONFIG_KEYS)?;
     let mut built = Config::new(
         default_tier,
@@ -194,7 +205,56 @@ fn read_config(value: &JsValue) -> Result<Config> {
     built.hierarchy_levels_max = levels;
     built.client_refid_prefix = client_prefix;
     built.commission_plan = plan;
+    built.onboarding = onboarding;
+    built.lifecycle = lifecycle;
     Ok(built)
+}
+
+/// Keys listed in an array field: strings only.
+fn keys(fields: &mut Fields, key: &str) -> Result<Vec<String>> {
+    match fields.opt_array(key)? {
+        None => Ok(Vec::new()),
+        Some(items) => items
+            .into_iter()
+            .map(|(path, v)| match v {
+                serde_json::Value::String(s) => Ok(s),
+                _ => Err(Error::invalid(path, "expected a key")),
+            })
+            .collect(),
+    }
+}
+
+/// `onboarding`: `[{ key, title, required?, dependsOn? }]`.
+fn checklist(items: Vec<(String, serde_json::Value)>) -> Result<Checklist> {
+    let mut tasks = Vec::with_capacity(items.len());
+    for (path, item) in items {
+        let mut f = Fields::new(item, &path)?;
+        let task = Task {
+            key: f.string("key")?,
+            title: f.string("title")?,
+            required: f.opt_bool("required")?.unwrap_or(true),
+            depends_on: keys(&mut f, "dependsOn")?,
+        };
+        f.finish(&["key", "title", "required", "dependsOn"])?;
+        tasks.push(task);
+    }
+    Checklist::new(tasks, "onboarding")
+}
+
+/// `lifecycle`: `[{ key, title, next? }]`, the first stage where every client starts.
+fn lifecycle(items: Vec<(String, serde_json::Value)>) -> Result<Lifecycle> {
+    let mut stages = Vec::with_capacity(items.len());
+    for (path, item) in items {
+        let mut f = Fields::new(item, &path)?;
+        let stage = Stage {
+            key: f.string("key")?,
+            title: f.string("title")?,
+            next: keys(&mut f, "next")?,
+        };
+        f.finish(&["key", "title", "next"])?;
+        stages.push(stage);
+    }
+    Lifecycle::new(stages, "lifecycle")
 }
 
 /// A seed for identifiers from the runtime's cryptographic source.

@@ -71,6 +71,22 @@ fn check_scope(scope: Option<&str>, owner: Option<&str>) -> Result<()> {
     }
 }
 
+/// Through a scoped handle, the client must be the reseller's own (`FORBIDDEN` otherwise;
+/// `NOT_FOUND` when there is no such client).
+pub(super) async fn own_client(engine: &Engine, scope: Option<&str>, id: &str) -> Result<()> {
+    if scope.is_none() {
+        return Ok(());
+    }
+    let found = engine
+        .find_client(id)
+        .await?
+        .ok_or_else(|| Error::NotFound {
+            entity: "client",
+            key: id.to_owned(),
+        })?;
+    check_scope(scope, found.value.reseller_id.as_deref())
+}
+
 /// A client read through a scoped handle: its own, or `FORBIDDEN`.
 fn visible(
     scope: Option<&str>,
@@ -185,18 +201,9 @@ impl Clients {
         };
         let (engine, scope) = (Rc::clone(&self.engine), self.scope.clone());
         promise(async move {
-            if scope.is_some() {
-                let found = engine
-                    .find_client(&id)
-                    .await
-                    .or_throw()?
-                    .ok_or_else(|| Error::NotFound {
-                        entity: "client",
-                        key: id.clone(),
-                    })
-                    .or_throw()?;
-                check_scope(scope.as_deref(), found.value.reseller_id.as_deref()).or_throw()?;
-            }
+            own_client(&engine, scope.as_deref(), &id)
+                .await
+                .or_throw()?;
             client_js(&engine.transition_client(&id, action).await.or_throw()?)
         })
     }

@@ -282,6 +282,12 @@ pub struct AllyConfig {
     /// reference plan (the reseller's own rate, 5 % override for its parent).
     #[tsify(optional, type = "CommissionPlan")]
     pub commission_plan: Option<serde_json::Value>,
+    /// The resellers' onboarding checklist; default the 11-task partner checklist.
+    #[tsify(optional, type = "OnboardingTaskConfig[]")]
+    pub onboarding: Option<serde_json::Value>,
+    /// The clients' lifecycle stages (they start at the first); default the 12-stage journey.
+    #[tsify(optional, type = "LifecycleStageConfig[]")]
+    pub lifecycle: Option<serde_json::Value>,
 }
 
 #[cfg(feature = "engine")]
@@ -380,6 +386,8 @@ pub mod optional {
             typescript_type = "{ reseller?: Reseller | string; status?: HealthAlertStatus }"
         )]
         pub type HealthAlertFilterArg;
+        #[wasm_bindgen(typescript_type = "ActorOptions")]
+        pub type ActorOptionsArg;
         #[wasm_bindgen(typescript_type = "AnalyticsDay")]
         pub type AnalyticsDayArg;
         #[wasm_bindgen(typescript_type = "number")]

@@ -1271,6 +1271,63 @@ export function cases(lib, runtime) {
     equal([ok.sequence, ok.band], [1, "healthy"], "then it works");
   });
 
+  t("onboarding and lifecycle: data-driven steps, progress, and refusals", async () => {
+    let now = Date.UTC(2026, 10, 2, 9);
+    const ally = new Ally({ storage: hostStorage({ async: true }), clock: () => new Date(now) });
+    const r = await ally.make().user(1).company("R").create();
+    const start = await ally.onboarding.progress(r);
+    equal([start.completed, start.total, start.progress, start.done, start.tasks.length, start.tasks.filter((t) => t.available).map((t) => t.key)], [0, 11, "0.00", false, 11, ["agreement"]], "the reference checklist");
+    await fails(AllyError, "INVALID_INPUT", () => ally.onboarding.complete(r, "taxForms"), "a task before its dependency");
+    const one = await ally.onboarding.complete(r, "agreement", { by: "ops@business.example" });
+    const agreement = one.tasks.find((t) => t.key === "agreement");
+    equal([one.completed, one.progress, agreement.done, agreement.completedBy, agreement.completedAt], [1, "9.09", true, "ops@business.example", "2026-11-02T09:00:00.000Z"], "one task done");
+    equal(one.tasks.filter((t) => t.available).map((t) => t.key), ["businessVerification", "taxForms", "portalAccess"], "what opens next");
+    await fails(AllyError, "INVALID_INPUT", () => ally.onboarding.complete(r, "agreement"), "done twice");
+    await ally.onboarding.complete(r, "taxForms");
+    await fails(AllyError, "INVALID_INPUT", () => ally.onboarding.reopen(r, "agreement"), "reopening what others need");
+    equal((await ally.onboarding.reopen(r, "taxForms")).completed, 1, "reopened");
+    for (const [task, label] of [[5, "number"], ["", "empty"], ["lunch", "unknown"], [null, "null"]]) {
+      await fails(AllyError, "INVALID_INPUT", () => ally.onboarding.complete(r, task), `task ${label}`);
+    }
+    for (const options of [5, { by: "" }, { by: 5 }, { who: "x" }, protoKeyed('{"__proto__": {"by": "x"}}')]) {
+      await fails(AllyError, "INVALID_INPUT", () => ally.onboarding.complete(r, "taxForms", options), `options ${JSON.stringify(options)}`);
+    }
+    await fails(AllyError, "NOT_FOUND", () => ally.onboarding.progress("rs_none"), "unknown reseller");
+    equal((await ally.onboarding.progress(r)).completed, 1, "refusals changed nothing");
+
+    const c = await ally.clients.make().name("Acme").reseller(r).create();
+    const fresh = await ally.clients.lifecycle(c);
+    equal([fresh.stage, fresh.next, fresh.progress, fresh.history.length], ["prospect", ["lead"], "0.00", 0], "a client starts as a prospect");
+    await fails(AllyError, "STATUS_TRANSITION_DENIED", () => ally.clients.moveTo(c, "active"), "skipping ahead");
+    for (const stage of ["lead", "qualified", "proposal", "negotiation", "contracted", "onboarding", "active"]) {
+      now += 86_400_000;
+      await ally.clients.moveTo(c, stage, { by: "sales" });
+    }
+    const active = await ally.clients.lifecycle(c.id);
+    equal([active.stage, active.title, active.next, active.progress, active.history.length, active.history[0]], ["active", "Active", ["expansion", "renewal", "atRisk"], "63.63", 7, { at: "2026-11-03T09:00:00.000Z", by: "sales", from: "prospect", to: "lead" }], "moved along");
+    await fails(AllyError, "INVALID_INPUT", () => ally.clients.moveTo(c, "moon"), "an unknown stage");
+    await fails(AllyError, "NOT_FOUND", () => ally.clients.lifecycle("cl_none"), "an unknown client");
+    const other = await ally.make().user(2).company("Other").create();
+    await fails(AllyError, "FORBIDDEN", () => ally.asReseller(other).clients.moveTo(c, "atRisk"), "another reseller's client");
+    equal((await ally.asReseller(r).clients.moveTo(c, "atRisk")).stage, "atRisk", "its own reseller may");
+
+    // A host's own workflows.
+    const custom = new Ally({ config: { onboarding: [{ key: "kickoff", title: "Kick-off call" }, { key: "swag", title: "Send swag", required: false, dependsOn: ["kickoff"] }], lifecycle: [{ key: "trial", title: "Trial", next: ["paid"] }, { key: "paid", title: "Paid", next: ["trial"] }] } });
+    const cr = await custom.make().user(1).company("C").create();
+    equal((await custom.onboarding.complete(cr, "kickoff")).progress, "100.00", "an optional task is not counted");
+    const cc = await custom.clients.make().name("T").create();
+    equal((await custom.clients.moveTo(cc, "paid")).progress, "100.00", "a two-stage lifecycle");
+    for (const [config, key] of [
+      [{ onboarding: [] }, "onboarding"], [{ onboarding: [{ key: "a", title: "A", dependsOn: ["b"] }] }, "onboarding[0].dependsOn"],
+      [{ onboarding: [{ key: "a", title: "A" }, { key: "a", title: "B" }] }, "onboarding[1].key"], [{ onboarding: [{ key: "a b", title: "A" }] }, "onboarding[0].key"],
+      [{ onboarding: [{ key: "a", title: "A", extra: 1 }] }, "onboarding[0].extra"], [{ lifecycle: [{ key: "a", title: "A", next: ["z"] }] }, "lifecycle[0].next"],
+      [{ lifecycle: "stages" }, "lifecycle"],
+    ]) {
+      const e = await fails(AllyError, "INVALID_CONFIG", () => new Ally({ config }), `config ${JSON.stringify(config)}`);
+      equal(e.details.key, key, "the key is named");
+    }
+  });
+
   conformance(h, "memoryStorage()", () => memoryStorage());
   conformance(h, "test host storage", () => hostStorage({ async: true }));
 

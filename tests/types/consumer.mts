@@ -238,3 +238,13 @@ void main;
   off();
   void alert, history.length, status;
 }
+
+// Onboarding and lifecycle.
+{
+  const { Ally } = await import("ally-engine");
+  const ally = new Ally({ config: { onboarding: [{ key: "kickoff", title: "Kick-off call" }], lifecycle: [{ key: "trial", title: "Trial", next: ["paid"] }, { key: "paid", title: "Paid" }] } });
+  const progress: import("ally-engine").OnboardingProgress = await ally.onboarding.complete("rs_x", "kickoff", { by: "ops" });
+  const stage: import("ally-engine").ClientLifecycle = await ally.clients.moveTo("cl_x", "paid");
+  const own: import("ally-engine").ClientLifecycle = await ally.asReseller("rs_x").clients.lifecycle("cl_x");
+  void progress.progress, stage.next, own.history, (await ally.onboarding.progress("rs_x")).tasks[0]?.available, (await ally.onboarding.reopen("rs_x", "kickoff")).done;
+}
