@@ -312,6 +312,82 @@ impl Entry {
     }
 }
 
+/// A stored entry as its JSON text lays it out, strings borrowed where they need no unescaping:
+/// the fast way to read a history back (no map per entry).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct StoredEntry<'a> {
+    #[serde(borrow)]
+    id: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    wallet_id: std::borrow::Cow<'a, str>,
+    sequence: u64,
+    #[serde(borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    amount: i64,
+    balance_after: i64,
+    #[serde(borrow)]
+    memo: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    idempotency_key: Option<std::borrow::Cow<'a, str>>,
+    batch: Option<StoredBatch>,
+    #[serde(borrow)]
+    at: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    hash: std::borrow::Cow<'a, str>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredBatch {
+    index: u32,
+    size: u32,
+}
+
+impl Entry {
+    /// Reads an entry from its stored JSON text. A well-formed entry takes the fast path; any
+    /// other text is read by [`Entry::from_json`], which names what is wrong or keeps the flaw
+    /// for the audit, so both paths read the same entries the same way.
+    pub fn from_json_text(text: &str, path: &str) -> Result<(Self, EntryFlaws)> {
+        if let Some(entry) = Self::from_stored(text) {
+            return Ok((entry, EntryFlaws::default()));
+        }
+        let json: Value = serde_json::from_str(text)
+            .map_err(|e| Error::invalid(path, format!("not JSON: {e}")))?;
+        Self::from_json(json, path)
+    }
+
+    /// The fast path: `None` for anything but a well-formed entry with valid values.
+    fn from_stored(text: &str) -> Option<Self> {
+        let s: StoredEntry<'_> = serde_json::from_str(text).ok()?;
+        let kind = EntryKind::ALL.into_iter().find(|k| k.as_str() == s.kind)?;
+        if s.amount < 1 || s.amount > Credits::MAX.get() as i64 {
+            return None;
+        }
+        let hash = parse_hash(&s.hash)?;
+        let at_ms = DateTime::parse_from_rfc3339(&s.at)
+            .ok()?
+            .with_timezone(&Utc)
+            .timestamp_millis();
+        Some(Self {
+            id: s.id.into_owned(),
+            wallet_id: s.wallet_id.into_owned(),
+            sequence: s.sequence,
+            kind,
+            amount: s.amount,
+            balance_after: s.balance_after,
+            memo: s.memo.map(std::borrow::Cow::into_owned),
+            idempotency_key: s.idempotency_key.map(std::borrow::Cow::into_owned),
+            batch: s.batch.map(|b| BatchPosition {
+                index: b.index,
+                size: b.size,
+            }),
+            at_ms,
+            hash,
+        })
+    }
+}
+
 /// What [`Entry::from_json`] read but could not hold as given.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EntryFlaws {
@@ -1189,6 +1265,37 @@ mod tests {
             amount: credits(amount),
             memo: memo.map(str::to_owned),
         }
+    }
+
+    #[test]
+    fn stored_text_reads_back_the_same_by_either_path() {
+        let (_, entries) = history();
+        for entry in &entries {
+            let text = entry.to_json_text();
+            let fast = Entry::from_stored(&text);
+            assert_eq!(fast.as_ref(), Some(entry), "the fast path reads {text}");
+            let json: Value = serde_json::from_str(&text).expect("JSON");
+            let slow = Entry::from_json(json, "entry").expect("the slow path");
+            assert_eq!(&slow.0, entry);
+            assert_eq!(slow.1, EntryFlaws::default());
+        }
+        // A tampered amount is not for the fast path: the slow one keeps the flaw for the audit.
+        let tampered = entries[1]
+            .to_json_text()
+            .replace("\"amount\":150", "\"amount\":-150");
+        assert!(Entry::from_stored(&tampered).is_none());
+        let (entry, flaws) = Entry::from_json_text(&tampered, "entry").expect("readable");
+        assert_eq!(entry.amount, 0);
+        assert!(flaws.amount.is_some());
+        // An unknown key or a wrong type is named by the slow path.
+        let extra = entries[0]
+            .to_json_text()
+            .replace("{\"id\"", "{\"colour\":1,\"id\"");
+        let err = Entry::from_json_text(&extra, "entry")
+            .err()
+            .map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("colour")));
+        assert!(Entry::from_json_text("not json", "entry").is_err());
     }
 
     /// A wallet history built by the decisions, each applied as the engine applies it.

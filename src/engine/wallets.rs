@@ -148,12 +148,10 @@ impl Request {
 }
 
 fn decode(text: &str, stream: &str, position: u64) -> Result<(Entry, EntryFlaws)> {
-    let unreadable = |reason: String| Error::StorageFailed {
+    Entry::from_json_text(text, "entry").map_err(|e| Error::StorageFailed {
         operation: "read",
-        reason: format!("entry {position} of {stream} is not readable: {reason}"),
-    };
-    let json: Value = serde_json::from_str(text).map_err(|e| unreadable(e.to_string()))?;
-    Entry::from_json(json, "entry").map_err(|e| unreadable(e.to_string()))
+        reason: format!("entry {position} of {stream} is not readable: {e}"),
+    })
 }
 
 impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
