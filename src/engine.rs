@@ -25,6 +25,10 @@ mod resellers;
 #[cfg(test)]
 #[path = "engine/tests/simulation.rs"]
 mod simulation;
+// What the tests above share.
+#[cfg(test)]
+#[path = "engine/tests/support.rs"]
+mod test_support;
 mod wallets;
 mod workflows;
 

@@ -131,6 +131,24 @@ pub fn js_number(value: f64) -> String {
     }
 }
 
+/// `value` in units of `10^-scale` as decimal text: `(12345, 2)` is `"123.45"`, `(-5, 2)` is
+/// `"-0.05"`.
+#[must_use]
+pub fn units_text(value: i64, scale: u32) -> String {
+    let sign = if value < 0 { "-" } else { "" };
+    let magnitude = value.unsigned_abs();
+    if scale == 0 {
+        return format!("{sign}{magnitude}");
+    }
+    let unit = 10u64.pow(scale);
+    format!(
+        "{sign}{}.{:0width$}",
+        magnitude / unit,
+        magnitude % unit,
+        width = scale as usize
+    )
+}
+
 /// Text safe to echo in a message: long inputs are cut, control characters escaped.
 #[must_use]
 pub fn printable(text: &str) -> String {

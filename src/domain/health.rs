@@ -8,6 +8,7 @@
 
 use serde_json::{json, Value};
 
+use super::decimal::units_text;
 use super::error::{Error, Result};
 use super::money::Currency;
 
@@ -533,22 +534,6 @@ pub fn points_text(hundredths: i64) -> String {
     format!("{sign}{}.{:02}", v / 100, v % 100)
 }
 
-/// `value` in units of `10^-scale` as decimal text: `12345, 2` is `"123.45"`.
-fn fixed_text(value: i64, scale: u32) -> String {
-    let sign = if value < 0 { "-" } else { "" };
-    let magnitude = value.unsigned_abs();
-    if scale == 0 {
-        return format!("{sign}{magnitude}");
-    }
-    let unit = 10u64.pow(scale);
-    format!(
-        "{sign}{}.{:0width$}",
-        magnitude / unit,
-        magnitude % unit,
-        width = scale as usize
-    )
-}
-
 /// How many decimals a component's raw value has: the currency's for money.
 #[must_use]
 pub const fn scale_of(unit: Unit, currency: &Currency) -> u32 {
@@ -585,7 +570,7 @@ pub fn score_json(
             json!({
                 "component": c.component.as_str(),
                 "metric": c.component.metric(),
-                "raw": c.raw.map(|v| fixed_text(v, scale_of(unit, currency))),
+                "raw": c.raw.map(|v| units_text(v, scale_of(unit, currency))),
                 "normalised": c.normalised.map(|n| points_text(i64::from(n))),
                 "weight": c.weight,
                 "effectiveWeight": points_text(i64::from(c.effective_weight)),

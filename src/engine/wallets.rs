@@ -488,14 +488,10 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
     /// could not be done now is done by `checkCredits`.
     async fn notify(&self, reseller: &Reseller, crossing: LowCredit) -> LowCreditEvent {
         let at = DateTime::from_timestamp_millis(crossing.at_ms).unwrap_or_default();
-        let notification = match self.queue_low_credit(reseller, &crossing, at).await {
-            Ok(Some(record)) => match self.deliver(record, at).await {
-                Ok(true) => STATUS_SENT,
-                Ok(false) | Err(_) => STATUS_PENDING,
-            },
-            Ok(None) => STATUS_UNDELIVERABLE,
-            Err(_) => STATUS_PENDING,
-        };
+        let message = notice::low_credit_mail(reseller, &crossing, &self.config.dashboard_url);
+        let notification = self
+            .notify_mail(&crossing.key(), LOW_CREDIT, &reseller.id, message, at)
+            .await;
         LowCreditEvent {
             reseller: reseller.clone(),
             crossing,

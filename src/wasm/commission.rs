@@ -205,21 +205,8 @@ pub(super) fn minor(value: &Value, currency: &Currency, path: &str) -> Result<i6
         .ok_or_else(|| Error::invalid(path, "is too large"))
 }
 
-/// Minor units as a decimal string at `scale`: `-563` at 2 is `"-5.63"`.
-pub(super) fn minor_text(value: i64, scale: u32) -> String {
-    let sign = if value < 0 { "-" } else { "" };
-    let magnitude = value.unsigned_abs();
-    if scale == 0 {
-        return format!("{sign}{magnitude}");
-    }
-    let unit = 10u64.pow(scale);
-    format!(
-        "{sign}{}.{:0width$}",
-        magnitude / unit,
-        magnitude % unit,
-        width = scale as usize
-    )
-}
+/// Minor units as decimal text, e.g. `(12345, 2)` → `"123.45"`.
+pub(super) use crate::domain::decimal::units_text as minor_text;
 
 fn rate(value: &Value, path: &str) -> Result<Rate> {
     match value {

@@ -8,7 +8,8 @@ use std::rc::Rc;
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::memory::MemoryStorage;
-use super::ports::{Clock, NoMailer};
+use super::ports::NoMailer;
+use super::test_support::StepClock;
 use super::Ally;
 use crate::domain::analytics::{day_of, Days, Interval};
 use crate::domain::client::{ClientAction, ClientDraft};
@@ -16,15 +17,6 @@ use crate::domain::config::Config;
 use crate::domain::money::Credits;
 use crate::domain::reseller::{ResellerDraft, UserId};
 use crate::engine::executor::block_on;
-
-#[derive(Clone)]
-struct StepClock(Rc<Cell<i64>>);
-
-impl Clock for StepClock {
-    fn now(&self) -> Result<DateTime<Utc>, String> {
-        DateTime::from_timestamp_millis(self.0.get()).ok_or_else(|| "out of range".to_owned())
-    }
-}
 
 type Engine = Ally<Rc<MemoryStorage>, NoMailer, StepClock>;
 

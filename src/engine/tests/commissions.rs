@@ -8,7 +8,8 @@ use std::rc::Rc;
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::memory::MemoryStorage;
-use super::ports::{Clock, NoMailer, Query, Storage, StorageError, StoredRecord, WriteOutcome};
+use super::ports::{NoMailer, Storage, StoredRecord};
+use super::test_support::{Failing, StepClock};
 use super::{Ally, LineFilter};
 use crate::domain::client::ClientDraft;
 use crate::domain::commission::{PaymentKind, PaymentStatus, Plan};
@@ -18,70 +19,6 @@ use crate::domain::payout::{BatchStatus, CommissionStatus, DiscrepancyKind, Hold
 use crate::domain::reseller::{ResellerDraft, UserId};
 use crate::engine::executor::block_on;
 use crate::engine::PaymentInput;
-
-/// A clock the test moves.
-#[derive(Clone)]
-struct StepClock(Rc<Cell<i64>>);
-
-impl StepClock {
-    fn set(&self, at: DateTime<Utc>) {
-        self.0.set(at.timestamp_millis());
-    }
-}
-
-impl Clock for StepClock {
-    fn now(&self) -> Result<DateTime<Utc>, String> {
-        DateTime::from_timestamp_millis(self.0.get()).ok_or_else(|| "out of range".to_owned())
-    }
-}
-
-/// The in-memory storage, shared, that can be told to fail every write after `n` more.
-#[derive(Clone)]
-struct Failing {
-    inner: Rc<MemoryStorage>,
-    writes_left: Rc<Cell<Option<u32>>>,
-}
-
-impl Failing {
-    fn spend(&self) -> Result<(), StorageError> {
-        match self.writes_left.get() {
-            Some(0) => Err(StorageError {
-                reason: "disk full".to_owned(),
-            }),
-            Some(n) => {
-                self.writes_left.set(Some(n - 1));
-                Ok(())
-            }
-            None => Ok(()),
-        }
-    }
-}
-
-impl Storage for Failing {
-    async fn get(&self, c: &str, id: &str) -> Result<Option<StoredRecord>, StorageError> {
-        self.inner.get(c, id).await
-    }
-    async fn find(&self, c: &str, q: Query<'_>) -> Result<Vec<StoredRecord>, StorageError> {
-        self.inner.find(c, q).await
-    }
-    async fn put(
-        &self,
-        c: &str,
-        record: &StoredRecord,
-        expected: u64,
-        unique: &[&str],
-    ) -> Result<WriteOutcome, StorageError> {
-        self.spend()?;
-        self.inner.put(c, record, expected, unique).await
-    }
-    async fn append(&self, s: &str, n: u64, e: &[String]) -> Result<WriteOutcome, StorageError> {
-        self.spend()?;
-        self.inner.append(s, n, e).await
-    }
-    async fn read(&self, s: &str, from: u64, limit: u32) -> Result<Vec<String>, StorageError> {
-        self.inner.read(s, from, limit).await
-    }
-}
 
 fn err<T>(result: crate::domain::Result<T>) -> Option<&'static str> {
     result.err().map(|e| e.code().as_str())

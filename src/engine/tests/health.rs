@@ -8,10 +8,8 @@ use chrono::{TimeZone, Utc};
 use serde_json::Value;
 
 use super::memory::MemoryStorage;
-use super::ports::{
-    FixedClock, MailError, MailMessage, Mailer, Query, Storage, StorageError, StoredRecord,
-    WriteOutcome,
-};
+use super::ports::{FixedClock, MailError, MailMessage, Mailer};
+use super::test_support::Failing;
 use super::Ally;
 use crate::domain::config::Config;
 use crate::domain::health::{AlertStatus, Component, HealthOptions, Metrics};
@@ -26,54 +24,6 @@ impl Mailer for Outbox {
     async fn send(&self, message: &MailMessage) -> Result<(), MailError> {
         self.0.borrow_mut().push(message.clone());
         Ok(())
-    }
-}
-
-/// The in-memory storage that fails every write after `n` more.
-#[derive(Clone)]
-struct Failing {
-    inner: Rc<MemoryStorage>,
-    writes_left: Rc<Cell<Option<u32>>>,
-}
-
-impl Failing {
-    fn spend(&self) -> Result<(), StorageError> {
-        match self.writes_left.get() {
-            Some(0) => Err(StorageError {
-                reason: "disk full".to_owned(),
-            }),
-            Some(n) => {
-                self.writes_left.set(Some(n - 1));
-                Ok(())
-            }
-            None => Ok(()),
-        }
-    }
-}
-
-impl Storage for Failing {
-    async fn get(&self, c: &str, id: &str) -> Result<Option<StoredRecord>, StorageError> {
-        self.inner.get(c, id).await
-    }
-    async fn find(&self, c: &str, q: Query<'_>) -> Result<Vec<StoredRecord>, StorageError> {
-        self.inner.find(c, q).await
-    }
-    async fn put(
-        &self,
-        c: &str,
-        record: &StoredRecord,
-        expected: u64,
-        unique: &[&str],
-    ) -> Result<WriteOutcome, StorageError> {
-        self.spend()?;
-        self.inner.put(c, record, expected, unique).await
-    }
-    async fn append(&self, s: &str, n: u64, e: &[String]) -> Result<WriteOutcome, StorageError> {
-        self.spend()?;
-        self.inner.append(s, n, e).await
-    }
-    async fn read(&self, s: &str, from: u64, limit: u32) -> Result<Vec<String>, StorageError> {
-        self.inner.read(s, from, limit).await
     }
 }
 
