@@ -191,6 +191,62 @@ fn optional<T: AsRef<JsValue>>(arg: Option<T>) -> JsValue {
     optional::value(arg)
 }
 
+/// The fluent part both handles share: the interval, the scope, and what they are.
+macro_rules! fluent {
+    ($handle:ident) => {
+        impl $handle {
+            fn with(&self, lens: Lens) -> $handle {
+                $handle {
+                    engine: Rc::clone(&self.engine),
+                    lens,
+                }
+            }
+        }
+
+        #[wasm_bindgen]
+        impl $handle {
+            /// Trends by day (`YYYY-MM-DD`).
+            pub fn daily(&self) -> $handle {
+                self.with(self.lens.with_interval(Interval::Daily))
+            }
+
+            /// Trends by month (`YYYY-MM`), the default.
+            pub fn monthly(&self) -> $handle {
+                self.with(self.lens.with_interval(Interval::Monthly))
+            }
+
+            /// Trends by year (`YYYY`).
+            pub fn yearly(&self) -> $handle {
+                self.with(self.lens.with_interval(Interval::Yearly))
+            }
+
+            /// Limits every figure to one reseller: its wallet, its clients.
+            #[wasm_bindgen(js_name = forReseller)]
+            pub fn for_reseller(
+                &self,
+                #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
+            ) -> std::result::Result<$handle, JsValue> {
+                Ok(self.with(self.lens.for_reseller(&reseller).or_throw()?))
+            }
+
+            /// The interval trends use.
+            #[wasm_bindgen(getter, unchecked_return_type = "AnalyticsInterval")]
+            pub fn interval(&self) -> String {
+                self.lens.interval.as_str().to_owned()
+            }
+
+            /// The reseller figures are limited to, or null.
+            #[wasm_bindgen(getter, js_name = resellerId)]
+            pub fn reseller_id(&self) -> Option<String> {
+                self.lens.scope.clone()
+            }
+        }
+    };
+}
+
+fluent!(Analytics);
+fluent!(ClientAnalytics);
+
 /// The network's analytics: `ally.analytics().monthly().forReseller(id).creditTrends(start, end)`.
 #[wasm_bindgen]
 pub struct Analytics {
@@ -226,42 +282,6 @@ impl ResellerScope {
 
 #[wasm_bindgen]
 impl Analytics {
-    /// Trends by day (`YYYY-MM-DD`).
-    pub fn daily(&self) -> Analytics {
-        self.with(self.lens.with_interval(Interval::Daily))
-    }
-
-    /// Trends by month (`YYYY-MM`), the default.
-    pub fn monthly(&self) -> Analytics {
-        self.with(self.lens.with_interval(Interval::Monthly))
-    }
-
-    /// Trends by year (`YYYY`).
-    pub fn yearly(&self) -> Analytics {
-        self.with(self.lens.with_interval(Interval::Yearly))
-    }
-
-    /// Limits every figure to one reseller: its wallet, its clients.
-    #[wasm_bindgen(js_name = forReseller)]
-    pub fn for_reseller(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
-    ) -> std::result::Result<Analytics, JsValue> {
-        Ok(self.with(self.lens.for_reseller(&reseller).or_throw()?))
-    }
-
-    /// The interval trends use.
-    #[wasm_bindgen(getter, unchecked_return_type = "AnalyticsInterval")]
-    pub fn interval(&self) -> String {
-        self.lens.interval.as_str().to_owned()
-    }
-
-    /// The reseller figures are limited to, or null.
-    #[wasm_bindgen(getter, js_name = resellerId)]
-    pub fn reseller_id(&self) -> Option<String> {
-        self.lens.scope.clone()
-    }
-
     /// Credits distributed (top-ups) per bucket from `start` to `end`, both days included.
     #[wasm_bindgen(js_name = creditTrends, unchecked_return_type = "Promise<Trend>")]
     pub fn credit_trends(
@@ -413,15 +433,6 @@ impl Analytics {
     }
 }
 
-impl Analytics {
-    fn with(&self, lens: Lens) -> Analytics {
-        Analytics {
-            engine: Rc::clone(&self.engine),
-            lens,
-        }
-    }
-}
-
 fn top_limit(value: &JsValue) -> Result<u32> {
     if value.is_undefined() || value.is_null() {
         return Ok(10);
@@ -480,37 +491,6 @@ impl Clients {
 
 #[wasm_bindgen]
 impl ClientAnalytics {
-    pub fn daily(&self) -> ClientAnalytics {
-        self.with(self.lens.with_interval(Interval::Daily))
-    }
-
-    pub fn monthly(&self) -> ClientAnalytics {
-        self.with(self.lens.with_interval(Interval::Monthly))
-    }
-
-    pub fn yearly(&self) -> ClientAnalytics {
-        self.with(self.lens.with_interval(Interval::Yearly))
-    }
-
-    /// Limits every figure to the clients of one reseller.
-    #[wasm_bindgen(js_name = forReseller)]
-    pub fn for_reseller(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
-    ) -> std::result::Result<ClientAnalytics, JsValue> {
-        Ok(self.with(self.lens.for_reseller(&reseller).or_throw()?))
-    }
-
-    #[wasm_bindgen(getter, unchecked_return_type = "AnalyticsInterval")]
-    pub fn interval(&self) -> String {
-        self.lens.interval.as_str().to_owned()
-    }
-
-    #[wasm_bindgen(getter, js_name = resellerId)]
-    pub fn reseller_id(&self) -> Option<String> {
-        self.lens.scope.clone()
-    }
-
     /// Clients by status (every status present), of those created in the period when given.
     #[wasm_bindgen(
         js_name = statusBreakdown,
@@ -614,14 +594,5 @@ impl ClientAnalytics {
                 .or_throw()?;
             trend_js(trend)
         })
-    }
-}
-
-impl ClientAnalytics {
-    fn with(&self, lens: Lens) -> ClientAnalytics {
-        ClientAnalytics {
-            engine: Rc::clone(&self.engine),
-            lens,
-        }
     }
 }
