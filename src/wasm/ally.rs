@@ -383,6 +383,22 @@ pub(super) fn promise(future: impl std::future::Future<Output = JsResult> + 'sta
     }
 }
 
+/// Runs `work` on the engine with arguments checked first: a bad argument is a rejected Promise
+/// before anything runs.
+pub(super) fn call<T, F>(
+    engine: &Rc<Engine>,
+    args: Result<T>,
+    work: impl FnOnce(Rc<Engine>, T) -> F,
+) -> Promise
+where
+    F: std::future::Future<Output = JsResult> + 'static,
+{
+    match args {
+        Ok(args) => promise(work(Rc::clone(engine), args)),
+        Err(e) => rejected(&e),
+    }
+}
+
 pub(super) fn rejected(error: &Error) -> Promise {
     Promise::reject(&to_js(error))
 }

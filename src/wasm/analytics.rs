@@ -10,7 +10,7 @@ use js_sys::{Array, Object, Promise, Reflect};
 use serde_json::Value;
 use wasm_bindgen::prelude::*;
 
-use super::ally::{promise, rejected, reseller_id, Ally, Engine};
+use super::ally::{call, reseller_id, Ally, Engine};
 use super::clients::Clients;
 use super::commission::time_ms;
 use super::error::OrThrow;
@@ -289,18 +289,15 @@ impl Analytics {
         #[wasm_bindgen(unchecked_param_type = "AnalyticsDay")] start: JsValue,
         #[wasm_bindgen(unchecked_param_type = "AnalyticsDay")] end: JsValue,
     ) -> Promise {
-        let days = match period(&start, &end) {
-            Ok(days) => days,
-            Err(e) => return rejected(&e),
-        };
-        let (engine, lens) = (Rc::clone(&self.engine), self.lens.clone());
-        promise(async move {
-            let trend = engine
-                .credit_trends(lens.scope(), days, lens.interval)
-                .await
-                .or_throw()?;
-            trend_js(trend)
-        })
+        let lens = self.lens.clone();
+        call(
+            &self.engine,
+            period(&start, &end),
+            |engine, days| async move {
+                let trend = engine.credit_trends(lens.scope(), days, lens.interval);
+                trend_js(trend.await.or_throw()?)
+            },
+        )
     }
 
     /// Resellers per tier (every configured tier present), of those registered in the period
@@ -311,12 +308,9 @@ impl Analytics {
         start: Option<AnalyticsDayArg>,
         end: Option<AnalyticsDayArg>,
     ) -> Promise {
-        let days = match open_period(&optional(start), &optional(end)) {
-            Ok(days) => days,
-            Err(e) => return rejected(&e),
-        };
-        let (engine, lens) = (Rc::clone(&self.engine), self.lens.clone());
-        promise(async move {
+        let lens = self.lens.clone();
+        let days = open_period(&optional(start), &optional(end));
+        call(&self.engine, days, |engine, days| async move {
             let snapshot = engine.tier_snapshot(lens.scope(), days).await.or_throw()?;
             ordered(
                 snapshot
@@ -339,12 +333,8 @@ impl Analytics {
         let limit = optional(limit);
         let parsed = top_limit(&limit)
             .and_then(|limit| Ok((limit, open_period(&optional(start), &optional(end))?)));
-        let (limit, days) = match parsed {
-            Ok(parsed) => parsed,
-            Err(e) => return rejected(&e),
-        };
-        let (engine, lens) = (Rc::clone(&self.engine), self.lens.clone());
-        promise(async move {
+        let lens = self.lens.clone();
+        call(&self.engine, parsed, |engine, (limit, days)| async move {
             let rows = engine
                 .top_resellers(lens.scope(), limit, days)
                 .await
@@ -375,8 +365,8 @@ impl Analytics {
     /// The credits held in wallets now: what the business owes its network in services.
     #[wasm_bindgen(js_name = totalCreditsDistributed, unchecked_return_type = "Promise<number>")]
     pub fn total_credits_distributed(&self) -> Promise {
-        let (engine, lens) = (Rc::clone(&self.engine), self.lens.clone());
-        promise(async move {
+        let lens = self.lens.clone();
+        call(&self.engine, Ok(()), |engine, ()| async move {
             let total = engine
                 .total_credits_distributed(lens.scope())
                 .await
@@ -391,12 +381,11 @@ impl Analytics {
         &self,
         #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
     ) -> Promise {
-        let id = match self.lens.for_reseller(&reseller) {
-            Ok(lens) => lens.scope.unwrap_or_default(),
-            Err(e) => return rejected(&e),
-        };
-        let engine = Rc::clone(&self.engine);
-        promise(async move {
+        let id = self
+            .lens
+            .for_reseller(&reseller)
+            .map(|lens| lens.scope.unwrap_or_default());
+        call(&self.engine, id, |engine, id| async move {
             let stats = engine.reseller_stats(&id).await.or_throw()?;
             let mut clients: Vec<(&str, Value)> = ClientStatus::ALL
                 .iter()
@@ -501,12 +490,9 @@ impl ClientAnalytics {
         start: Option<AnalyticsDayArg>,
         end: Option<AnalyticsDayArg>,
     ) -> Promise {
-        let days = match open_period(&optional(start), &optional(end)) {
-            Ok(days) => days,
-            Err(e) => return rejected(&e),
-        };
-        let (engine, lens) = (Rc::clone(&self.engine), self.lens.clone());
-        promise(async move {
+        let lens = self.lens.clone();
+        let days = open_period(&optional(start), &optional(end));
+        call(&self.engine, days, |engine, days| async move {
             let counts = engine
                 .client_status_breakdown(lens.scope(), days)
                 .await
@@ -524,12 +510,9 @@ impl ClientAnalytics {
     /// How many clients were created in the period (all time when left out).
     #[wasm_bindgen(unchecked_return_type = "Promise<number>")]
     pub fn growth(&self, start: Option<AnalyticsDayArg>, end: Option<AnalyticsDayArg>) -> Promise {
-        let days = match open_period(&optional(start), &optional(end)) {
-            Ok(days) => days,
-            Err(e) => return rejected(&e),
-        };
-        let (engine, lens) = (Rc::clone(&self.engine), self.lens.clone());
-        promise(async move {
+        let lens = self.lens.clone();
+        let days = open_period(&optional(start), &optional(end));
+        call(&self.engine, days, |engine, days| async move {
             let n = engine.client_growth(lens.scope(), days).await.or_throw()?;
             Ok(JsValue::from_f64(n as f64))
         })
@@ -542,12 +525,9 @@ impl ClientAnalytics {
         start: Option<AnalyticsDayArg>,
         end: Option<AnalyticsDayArg>,
     ) -> Promise {
-        let days = match open_period(&optional(start), &optional(end)) {
-            Ok(days) => days,
-            Err(e) => return rejected(&e),
-        };
-        let (engine, lens) = (Rc::clone(&self.engine), self.lens.clone());
-        promise(async move {
+        let lens = self.lens.clone();
+        let days = open_period(&optional(start), &optional(end));
+        call(&self.engine, days, |engine, days| async move {
             let s = engine
                 .client_segmentation(lens.scope(), days)
                 .await
@@ -582,17 +562,14 @@ impl ClientAnalytics {
         #[wasm_bindgen(unchecked_param_type = "AnalyticsDay")] start: JsValue,
         #[wasm_bindgen(unchecked_param_type = "AnalyticsDay")] end: JsValue,
     ) -> Promise {
-        let days = match period(&start, &end) {
-            Ok(days) => days,
-            Err(e) => return rejected(&e),
-        };
-        let (engine, lens) = (Rc::clone(&self.engine), self.lens.clone());
-        promise(async move {
-            let trend = engine
-                .signup_trends(lens.scope(), days, lens.interval)
-                .await
-                .or_throw()?;
-            trend_js(trend)
-        })
+        let lens = self.lens.clone();
+        call(
+            &self.engine,
+            period(&start, &end),
+            |engine, days| async move {
+                let trend = engine.signup_trends(lens.scope(), days, lens.interval);
+                trend_js(trend.await.or_throw()?)
+            },
+        )
     }
 }

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use super::ally::{promise, record_id, rejected, reseller_id, reseller_output, Ally, Engine};
+use super::ally::{call, record_id, reseller_id, Ally, Engine};
 use super::commission::{check_keys, own, typed_f64};
 use super::error::{to_js, OrThrow};
 use super::input::{self, type_name};
@@ -16,7 +16,7 @@ use super::pricing::to_plain;
 use super::types::optional::{
     self, HealthAlertFilterArg, HealthOptionsArg, RecordHealthOptionsArg,
 };
-use super::wallets::Listeners;
+use super::wallets::{event_reseller, Listeners};
 use crate::domain::decimal;
 use crate::domain::health::{
     self, scale_of, AlertStatus, Band, Component, HealthOptions, Metrics, MissingPolicy, Range,
@@ -25,7 +25,7 @@ use crate::domain::health::{
 use crate::domain::money::Currency;
 use crate::domain::record::{self as fields, Fields};
 use crate::domain::{Error, Result};
-use crate::engine::{check_note, Versioned};
+use crate::engine::check_note;
 
 #[wasm_bindgen(typescript_custom_section)]
 const HEALTH_TYPES: &str = r#"
@@ -591,33 +591,31 @@ impl PartnerHealth {
             let metrics = parse_metrics(&metrics, &scoring.currency)?;
             Ok((id, period, scoring, metrics))
         })();
-        let (id, period, scoring, metrics) = match parsed {
-            Ok(parsed) => parsed,
-            Err(e) => return rejected(&e),
-        };
-        let (engine, listeners) = (Rc::clone(&self.engine), Rc::clone(&self.listeners));
-        promise(async move {
-            let done = engine
-                .record_health(&id, &metrics, &scoring.options, &scoring.currency, period)
-                .await
-                .or_throw()?;
-            if let Some(event) = &done.event {
-                let payload = Object::new();
-                let reseller = to_plain(&reseller_output(&Versioned {
-                    value: event.reseller.clone(),
-                    version: 0,
-                }))?;
-                // The version of a record inside an event is not meaningful: drop it.
-                Reflect::delete_property(reseller.unchecked_ref::<Object>(), &"version".into())?;
-                Reflect::set(&payload, &"reseller".into(), &reseller)?;
-                Reflect::set(&payload, &"alert".into(), &to_plain(&event.alert)?)?;
-                Reflect::set(&payload, &"notification".into(), &event.notification.into())?;
-                listeners.emit("healthAlert", &payload.into()).await;
-            }
-            let mut out = done.score;
-            out["alert"] = done.alert.unwrap_or(Value::Null);
-            to_plain(&out)
-        })
+        let listeners = Rc::clone(&self.listeners);
+        call(
+            &self.engine,
+            parsed,
+            |engine, (id, period, scoring, metrics)| async move {
+                let done = engine
+                    .record_health(&id, &metrics, &scoring.options, &scoring.currency, period)
+                    .await
+                    .or_throw()?;
+                if let Some(event) = &done.event {
+                    let payload = Object::new();
+                    Reflect::set(
+                        &payload,
+                        &"reseller".into(),
+                        &event_reseller(&event.reseller)?,
+                    )?;
+                    Reflect::set(&payload, &"alert".into(), &to_plain(&event.alert)?)?;
+                    Reflect::set(&payload, &"notification".into(), &event.notification.into())?;
+                    listeners.emit("healthAlert", &payload.into()).await;
+                }
+                let mut out = done.score;
+                out["alert"] = done.alert.unwrap_or(Value::Null);
+                to_plain(&out)
+            },
+        )
     }
 
     /// A reseller's recorded scores, oldest first.
@@ -626,12 +624,11 @@ impl PartnerHealth {
         &self,
         #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
     ) -> Promise {
-        let id = match reseller_id(&reseller, "reseller") {
-            Ok(id) => id,
-            Err(e) => return rejected(&e),
-        };
-        let engine = Rc::clone(&self.engine);
-        promise(async move { to_plain(&engine.health_history(&id).await.or_throw()?) })
+        call(
+            &self.engine,
+            reseller_id(&reseller, "reseller"),
+            |engine, id| async move { to_plain(&engine.health_history(&id).await.or_throw()?) },
+        )
     }
 
     /// Alerts, oldest first; `{ reseller?, status? }` narrows them.
@@ -663,19 +660,14 @@ impl PartnerHealth {
             f.finish(&["reseller", "status"])?;
             Ok((reseller, status))
         })();
-        let (reseller, status) = match parsed {
-            Ok(parsed) => parsed,
-            Err(e) => return rejected(&e),
-        };
-        let engine = Rc::clone(&self.engine);
-        promise(async move {
-            to_plain(
-                &engine
-                    .health_alerts(reseller.as_deref(), status)
-                    .await
-                    .or_throw()?,
-            )
-        })
+        call(
+            &self.engine,
+            parsed,
+            |engine, (reseller, status)| async move {
+                let alerts = engine.health_alerts(reseller.as_deref(), status);
+                to_plain(&alerts.await.or_throw()?)
+            },
+        )
     }
 
     /// One alert, or `NOT_FOUND`.
@@ -684,12 +676,9 @@ impl PartnerHealth {
         &self,
         #[wasm_bindgen(unchecked_param_type = "HealthAlert | string")] alert: JsValue,
     ) -> Promise {
-        let id = match alert_id(&alert) {
-            Ok(id) => id,
-            Err(e) => return rejected(&e),
-        };
-        let engine = Rc::clone(&self.engine);
-        promise(async move { to_plain(&engine.health_alert(&id).await.or_throw()?) })
+        call(&self.engine, alert_id(&alert), |engine, id| async move {
+            to_plain(&engine.health_alert(&id).await.or_throw()?)
+        })
     }
 
     /// Opens an intervention on an open alert: `{ note, openedBy }`; the alert becomes
@@ -703,13 +692,12 @@ impl PartnerHealth {
     ) -> Promise {
         let parsed = alert_id(&alert)
             .and_then(|id| Ok((id, intervention_args(&details, "note", "openedBy")?)));
-        let (id, (note, by)) = match parsed {
-            Ok(parsed) => parsed,
-            Err(e) => return rejected(&e),
-        };
-        let engine = Rc::clone(&self.engine);
-        promise(
-            async move { to_plain(&engine.open_intervention(&id, &note, &by).await.or_throw()?) },
+        call(
+            &self.engine,
+            parsed,
+            |engine, (id, (note, by))| async move {
+                to_plain(&engine.open_intervention(&id, &note, &by).await.or_throw()?)
+            },
         )
     }
 
@@ -723,18 +711,13 @@ impl PartnerHealth {
     ) -> Promise {
         let parsed = alert_id(&alert)
             .and_then(|id| Ok((id, intervention_args(&details, "outcome", "closedBy")?)));
-        let (id, (outcome, by)) = match parsed {
-            Ok(parsed) => parsed,
-            Err(e) => return rejected(&e),
-        };
-        let engine = Rc::clone(&self.engine);
-        promise(async move {
-            to_plain(
-                &engine
-                    .close_intervention(&id, &outcome, &by)
-                    .await
-                    .or_throw()?,
-            )
-        })
+        call(
+            &self.engine,
+            parsed,
+            |engine, (id, (outcome, by))| async move {
+                let alert = engine.close_intervention(&id, &outcome, &by);
+                to_plain(&alert.await.or_throw()?)
+            },
+        )
     }
 }

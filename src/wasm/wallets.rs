@@ -253,11 +253,20 @@ fn entries_js(entries: &[Entry]) -> JsValue {
     js_sys::JSON::parse(&list).unwrap_or(JsValue::NULL)
 }
 
-fn low_credit_js(event: &LowCreditEvent) -> std::result::Result<JsValue, JsValue> {
-    let reseller = super::pricing::to_plain(&reseller_output(&crate::engine::Versioned {
-        value: event.reseller.clone(),
+/// The reseller of an event, without the record's version (not meaningful inside an event).
+pub(super) fn event_reseller(
+    reseller: &crate::domain::reseller::Reseller,
+) -> std::result::Result<JsValue, JsValue> {
+    let plain = super::pricing::to_plain(&reseller_output(&crate::engine::Versioned {
+        value: reseller.clone(),
         version: 0,
     }))?;
+    Reflect::delete_property(plain.unchecked_ref::<Object>(), &"version".into())?;
+    Ok(plain)
+}
+
+fn low_credit_js(event: &LowCreditEvent) -> std::result::Result<JsValue, JsValue> {
+    let reseller = event_reseller(&event.reseller)?;
     let c = &event.crossing;
     let rest = json!({
         "balance": c.balance.get(),
@@ -267,8 +276,6 @@ fn low_credit_js(event: &LowCreditEvent) -> std::result::Result<JsValue, JsValue
         "notification": event.notification,
     });
     let payload = js_sys::JSON::parse(&rest.to_string())?;
-    // The version of a record inside an event is not meaningful: drop it.
-    let _ = Reflect::delete_property(reseller.unchecked_ref::<Object>(), &"version".into());
     let _ = Reflect::set(&payload, &"reseller".into(), &reseller);
     Ok(payload)
 }

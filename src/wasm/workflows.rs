@@ -6,7 +6,7 @@ use std::rc::Rc;
 use js_sys::Promise;
 use wasm_bindgen::prelude::*;
 
-use super::ally::{promise, record_id, rejected, reseller_id, Ally, Engine};
+use super::ally::{call, record_id, reseller_id, Ally, Engine};
 use super::clients::Clients;
 use super::error::OrThrow;
 use super::input;
@@ -111,12 +111,11 @@ impl Onboarding {
         &self,
         #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
     ) -> Promise {
-        let id = match reseller_id(&reseller, "reseller") {
-            Ok(id) => id,
-            Err(e) => return rejected(&e),
-        };
-        let engine = Rc::clone(&self.engine);
-        promise(async move { to_plain(&engine.onboarding(&id).await.or_throw()?) })
+        call(
+            &self.engine,
+            reseller_id(&reseller, "reseller"),
+            |engine, id| async move { to_plain(&engine.onboarding(&id).await.or_throw()?) },
+        )
     }
 
     /// Marks a task done; its dependencies must be done first (`INVALID_INPUT` naming them).
@@ -130,12 +129,7 @@ impl Onboarding {
         let options: JsValue = optional::value(options);
         let parsed = reseller_id(&reseller, "reseller")
             .and_then(|id| Ok((id, key(&task, "task")?, actor(&options)?)));
-        let (id, task, by) = match parsed {
-            Ok(parsed) => parsed,
-            Err(e) => return rejected(&e),
-        };
-        let engine = Rc::clone(&self.engine);
-        promise(async move {
+        call(&self.engine, parsed, |engine, (id, task, by)| async move {
             to_plain(
                 &engine
                     .complete_task(&id, &task, by.as_deref())
@@ -154,12 +148,9 @@ impl Onboarding {
     ) -> Promise {
         let parsed =
             reseller_id(&reseller, "reseller").and_then(|id| Ok((id, key(&task, "task")?)));
-        let (id, task) = match parsed {
-            Ok(parsed) => parsed,
-            Err(e) => return rejected(&e),
-        };
-        let engine = Rc::clone(&self.engine);
-        promise(async move { to_plain(&engine.reopen_task(&id, &task).await.or_throw()?) })
+        call(&self.engine, parsed, |engine, (id, task)| async move {
+            to_plain(&engine.reopen_task(&id, &task).await.or_throw()?)
+        })
     }
 }
 
@@ -171,17 +162,17 @@ impl Clients {
         &self,
         #[wasm_bindgen(unchecked_param_type = "Client | string")] client: JsValue,
     ) -> Promise {
-        let id = match record_id(&client, "client", "client") {
-            Ok(id) => id,
-            Err(e) => return rejected(&e),
-        };
-        let (engine, scope) = (self.engine(), self.scope());
-        promise(async move {
-            super::clients::own_client(&engine, scope.as_deref(), &id)
-                .await
-                .or_throw()?;
-            to_plain(&engine.lifecycle(&id).await.or_throw()?)
-        })
+        let scope = self.scope();
+        call(
+            &self.engine(),
+            record_id(&client, "client", "client"),
+            |engine, id| async move {
+                super::clients::own_client(&engine, scope.as_deref(), &id)
+                    .await
+                    .or_throw()?;
+                to_plain(&engine.lifecycle(&id).await.or_throw()?)
+            },
+        )
     }
 
     /// Moves the client to a stage its current stage lists; any other move is
@@ -196,21 +187,21 @@ impl Clients {
         let options: JsValue = optional::value(options);
         let parsed = record_id(&client, "client", "client")
             .and_then(|id| Ok((id, key(&stage, "stage")?, actor(&options)?)));
-        let (id, stage, by) = match parsed {
-            Ok(parsed) => parsed,
-            Err(e) => return rejected(&e),
-        };
-        let (engine, scope) = (self.engine(), self.scope());
-        promise(async move {
-            super::clients::own_client(&engine, scope.as_deref(), &id)
-                .await
-                .or_throw()?;
-            to_plain(
-                &engine
-                    .move_stage(&id, &stage, by.as_deref())
+        let scope = self.scope();
+        call(
+            &self.engine(),
+            parsed,
+            |engine, (id, stage, by)| async move {
+                super::clients::own_client(&engine, scope.as_deref(), &id)
                     .await
-                    .or_throw()?,
-            )
-        })
+                    .or_throw()?;
+                to_plain(
+                    &engine
+                        .move_stage(&id, &stage, by.as_deref())
+                        .await
+                        .or_throw()?,
+                )
+            },
+        )
     }
 }
