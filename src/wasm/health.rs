@@ -637,25 +637,7 @@ impl PartnerHealth {
         let filter: JsValue = optional::value(filter);
         let parsed = (|| {
             let mut f = input::record(&filter, "filter")?;
-            let reseller = match f.take("reseller") {
-                None => None,
-                Some(Value::String(id)) => Some(id),
-                Some(Value::Object(mut o)) => match o.remove("id") {
-                    Some(Value::String(id)) => Some(id),
-                    _ => {
-                        return Err(Error::invalid(
-                            "filter.reseller",
-                            "expected a reseller or its id",
-                        ))
-                    }
-                },
-                Some(_) => {
-                    return Err(Error::invalid(
-                        "filter.reseller",
-                        "expected a reseller or its id",
-                    ))
-                }
-            };
+            let reseller = super::payouts::filter_reseller(&mut f)?;
             let status = f.opt_choice("status", &AlertStatus::ALL, AlertStatus::as_str)?;
             f.finish(&["reseller", "status"])?;
             Ok((reseller, status))

@@ -368,27 +368,28 @@ fn call_progress(f: &Function, p: Progress) -> Result<()> {
         })
 }
 
-fn line_filter(value: &JsValue) -> Result<LineFilter> {
-    let mut f = input::record(value, "filter")?;
-    let reseller = match f.take("reseller") {
-        None => None,
-        Some(Value::String(id)) => Some(id),
+/// A filter's `reseller`: the record or its id, or absent.
+pub(super) fn filter_reseller(f: &mut crate::domain::record::Fields) -> Result<Option<String>> {
+    match f.take("reseller") {
+        None => Ok(None),
+        Some(Value::String(id)) => Ok(Some(id)),
         Some(Value::Object(mut o)) => match o.remove("id") {
-            Some(Value::String(id)) => Some(id),
-            _ => {
-                return Err(Error::invalid(
-                    "filter.reseller",
-                    "expected a reseller or its id",
-                ))
-            }
-        },
-        Some(_) => {
-            return Err(Error::invalid(
+            Some(Value::String(id)) => Ok(Some(id)),
+            _ => Err(Error::invalid(
                 "filter.reseller",
                 "expected a reseller or its id",
-            ))
-        }
-    };
+            )),
+        },
+        Some(_) => Err(Error::invalid(
+            "filter.reseller",
+            "expected a reseller or its id",
+        )),
+    }
+}
+
+fn line_filter(value: &JsValue) -> Result<LineFilter> {
+    let mut f = input::record(value, "filter")?;
+    let reseller = filter_reseller(&mut f)?;
     let filter = LineFilter {
         reseller,
         status: f.opt_choice("status", &CommissionStatus::ALL, CommissionStatus::as_str)?,

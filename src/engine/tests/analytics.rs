@@ -5,30 +5,17 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use chrono::{DateTime, TimeZone, Utc};
-
 use super::memory::MemoryStorage;
 use super::ports::NoMailer;
-use super::test_support::StepClock;
+use super::test_support::{at, run, StepClock};
 use super::Ally;
 use crate::domain::analytics::{day_of, Days, Interval};
 use crate::domain::client::{ClientAction, ClientDraft};
 use crate::domain::config::Config;
 use crate::domain::money::Credits;
 use crate::domain::reseller::{ResellerDraft, UserId};
-use crate::engine::executor::block_on;
 
 type Engine = Ally<Rc<MemoryStorage>, NoMailer, StepClock>;
-
-fn run<F: std::future::Future>(future: F) -> F::Output {
-    block_on(future, 16).unwrap_or_else(|| panic!("the in-memory port suspended"))
-}
-
-fn at(y: i32, m: u32, d: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(y, m, d, 12, 0, 0)
-        .single()
-        .unwrap_or_default()
-}
 
 fn days(from: (i32, u32, u32), to: (i32, u32, u32)) -> Days {
     let day = |(y, m, d)| day_of(at(y, m, d).timestamp_millis());

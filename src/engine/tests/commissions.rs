@@ -5,11 +5,11 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 
 use super::memory::MemoryStorage;
 use super::ports::{NoMailer, Storage, StoredRecord};
-use super::test_support::{Failing, StepClock};
+use super::test_support::{at, run, Failing, StepClock};
 use super::{Ally, LineFilter};
 use crate::domain::client::ClientDraft;
 use crate::domain::commission::{PaymentKind, PaymentStatus, Plan};
@@ -17,21 +17,10 @@ use crate::domain::config::Config;
 use crate::domain::money::Rate;
 use crate::domain::payout::{BatchStatus, CommissionStatus, DiscrepancyKind, HoldReason};
 use crate::domain::reseller::{ResellerDraft, UserId};
-use crate::engine::executor::block_on;
 use crate::engine::PaymentInput;
 
 fn err<T>(result: crate::domain::Result<T>) -> Option<&'static str> {
     result.err().map(|e| e.code().as_str())
-}
-
-fn run<F: std::future::Future>(future: F) -> F::Output {
-    block_on(future, 16).unwrap_or_else(|| panic!("the in-memory port suspended"))
-}
-
-fn at(y: i32, m: u32, d: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(y, m, d, 12, 0, 0)
-        .single()
-        .unwrap_or_default()
 }
 
 fn rate(units: u16) -> Rate {

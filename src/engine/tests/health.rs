@@ -9,13 +9,12 @@ use serde_json::Value;
 
 use super::memory::MemoryStorage;
 use super::ports::{FixedClock, MailError, MailMessage, Mailer};
-use super::test_support::Failing;
+use super::test_support::{run, Failing};
 use super::Ally;
 use crate::domain::config::Config;
 use crate::domain::health::{AlertStatus, Component, HealthOptions, Metrics};
 use crate::domain::money::Currency;
 use crate::domain::reseller::{Metadata, ResellerDraft, UserId};
-use crate::engine::executor::block_on;
 
 #[derive(Clone, Default)]
 struct Outbox(Rc<RefCell<Vec<MailMessage>>>);
@@ -25,10 +24,6 @@ impl Mailer for Outbox {
         self.0.borrow_mut().push(message.clone());
         Ok(())
     }
-}
-
-fn run<F: std::future::Future>(future: F) -> F::Output {
-    block_on(future, 16).unwrap_or_else(|| panic!("the in-memory port suspended"))
 }
 
 /// Metrics whose only present component is revenue (reweighted: the score is revenue's).

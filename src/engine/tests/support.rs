@@ -4,8 +4,9 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 
+use super::executor::block_on;
 use super::memory::MemoryStorage;
 use super::ports::{Clock, Query, Storage, StorageError, StoredRecord, WriteOutcome};
 
@@ -71,4 +72,16 @@ impl Storage for Failing {
     async fn read(&self, s: &str, from: u64, limit: u32) -> Result<Vec<String>, StorageError> {
         self.inner.read(s, from, limit).await
     }
+}
+
+/// Runs a future over the in-memory ports, which never suspend.
+pub fn run<F: std::future::Future>(future: F) -> F::Output {
+    block_on(future, 16).unwrap_or_else(|| panic!("the in-memory port suspended"))
+}
+
+/// Noon (UTC) of a day.
+pub fn at(y: i32, m: u32, d: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, m, d, 12, 0, 0)
+        .single()
+        .unwrap_or_default()
 }
