@@ -159,6 +159,31 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         }
     }
 
+    /// Writes a record read at version `expected`, compare-and-set: `true` when written,
+    /// `false` when another writer got there first (read again and retry). A duplicate of a
+    /// unique index the write kept from the record it read is a storage fault.
+    async fn put_at(
+        &self,
+        collection: &str,
+        record: &StoredRecord,
+        expected: u64,
+        unique: &[&str],
+    ) -> Result<bool> {
+        let outcome = self
+            .storage
+            .put(collection, record, expected, unique)
+            .await
+            .map_err(storage_failed("put"))?;
+        match outcome {
+            ports::WriteOutcome::Written => Ok(true),
+            ports::WriteOutcome::Stale => Ok(false),
+            ports::WriteOutcome::Duplicate { index } => Err(Error::StorageFailed {
+                operation: "put",
+                reason: format!("unchanged unique index {index} reported as duplicate"),
+            }),
+        }
+    }
+
     fn now(&self) -> Result<DateTime<Utc>> {
         self.clock.now().map_err(|reason| Error::InvalidConfig {
             key: "clock".to_owned(),

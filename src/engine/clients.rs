@@ -169,25 +169,14 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             })?;
             let next = current.value.transition(action, at)?;
             let record = to_record(&next, current.version + 1)?;
-            let outcome = self
-                .storage
-                .put(COLLECTION, &record, current.version, unique(&next))
-                .await
-                .map_err(storage_failed("put"))?;
-            match outcome {
-                WriteOutcome::Written => {
-                    return Ok(Versioned {
-                        value: next,
-                        version: record.version,
-                    })
-                }
-                WriteOutcome::Stale => {}
-                WriteOutcome::Duplicate { index } => {
-                    return Err(Error::StorageFailed {
-                        operation: "put",
-                        reason: format!("unchanged unique index {index} reported as duplicate"),
-                    })
-                }
+            if self
+                .put_at(COLLECTION, &record, current.version, unique(&next))
+                .await?
+            {
+                return Ok(Versioned {
+                    value: next,
+                    version: record.version,
+                });
             }
         }
         Err(Error::Conflict {

@@ -229,25 +229,14 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                 return Ok(current);
             };
             let record = write(&next, current.version + 1);
-            match self
-                .storage
-                .put(collection, &record, current.version, &[])
-                .await
-                .map_err(storage_failed("put"))?
+            if self
+                .put_at(collection, &record, current.version, &[])
+                .await?
             {
-                WriteOutcome::Written => {
-                    return Ok(Versioned {
-                        value: next,
-                        version: record.version,
-                    })
-                }
-                WriteOutcome::Stale => {}
-                WriteOutcome::Duplicate { index } => {
-                    return Err(Error::StorageFailed {
-                        operation: "put",
-                        reason: format!("no unique index was named, yet {index} is a duplicate"),
-                    })
-                }
+                return Ok(Versioned {
+                    value: next,
+                    version: record.version,
+                });
             }
         }
         Err(Error::Conflict {

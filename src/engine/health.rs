@@ -12,7 +12,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use super::ports::{Clock, Mailer, Storage, StoredRecord, WriteOutcome};
+use super::ports::{Clock, Mailer, Storage, StoredRecord};
 use super::resellers::Versioned;
 use super::{storage_failed, Ally, RETRY_COUNT_MAX};
 use crate::domain::health::{self, AlertStatus, Band, HealthOptions, Metrics};
@@ -202,12 +202,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                 data: next.to_string(),
                 indexes: vec![(INDEX_RESELLER.to_owned(), reseller.id.clone())],
             };
-            let outcome = self
-                .storage
-                .put(STATE, &record, version, &[])
-                .await
-                .map_err(storage_failed("put"))?;
-            if outcome != WriteOutcome::Written {
+            if !self.put_at(STATE, &record, version, &[]).await? {
                 continue; // another writer recorded a score first: score again against it
             }
             self.complete(&next).await?;

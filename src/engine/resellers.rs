@@ -368,30 +368,15 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             let current = self.require_reseller(id).await?;
             let next = change(&current.value)?;
             let record = to_record(&next, current.version + 1)?;
-            let outcome = self
-                .storage
-                .put(
-                    COLLECTION,
-                    &record,
-                    current.version,
-                    &[INDEX_USER, INDEX_REFID],
-                )
-                .await
-                .map_err(storage_failed("put"))?;
-            match outcome {
-                WriteOutcome::Written => {
-                    return Ok(Versioned {
-                        value: next,
-                        version: record.version,
-                    })
-                }
-                WriteOutcome::Stale => continue,
-                WriteOutcome::Duplicate { index } => {
-                    return Err(Error::StorageFailed {
-                        operation: "put",
-                        reason: format!("unchanged unique index {index} reported as duplicate"),
-                    })
-                }
+            let unique = [INDEX_USER, INDEX_REFID];
+            if self
+                .put_at(COLLECTION, &record, current.version, &unique)
+                .await?
+            {
+                return Ok(Versioned {
+                    value: next,
+                    version: record.version,
+                });
             }
         }
         Err(Error::Conflict {

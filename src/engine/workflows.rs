@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use super::ports::{Clock, Mailer, Storage, StoredRecord, WriteOutcome};
+use super::ports::{Clock, Mailer, Storage, StoredRecord};
 use super::{storage_failed, Ally, RETRY_COUNT_MAX};
 use crate::domain::health::points_text;
 use crate::domain::reseller::iso_time;
@@ -66,20 +66,8 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                 data: value.to_string(),
                 indexes: Vec::new(),
             };
-            match self
-                .storage
-                .put(collection, &record, version, &[])
-                .await
-                .map_err(storage_failed("put"))?
-            {
-                WriteOutcome::Written => return Ok(value),
-                WriteOutcome::Stale => {}
-                WriteOutcome::Duplicate { index } => {
-                    return Err(Error::StorageFailed {
-                        operation: "put",
-                        reason: format!("no unique index was named, yet {index} is a duplicate"),
-                    })
-                }
+            if self.put_at(collection, &record, version, &[]).await? {
+                return Ok(value);
             }
         }
         Err(Error::Conflict {
