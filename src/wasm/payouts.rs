@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use super::ally::{promise, record_id, rejected, reseller_id, Ally, Engine};
+use super::ally::{call, record_id, reseller_id, Ally, Engine};
 use super::commission::minor;
 use super::commission::minor_text;
 use super::error::{describe, OrThrow};
@@ -437,19 +437,18 @@ impl Ally {
             let description = opt_description(&optional::value(description), "description")?;
             Ok::<_, Error>((id, amount, description))
         })();
-        let (id, amount, description) = match parsed {
-            Ok(p) => p,
-            Err(e) => return rejected(&e),
-        };
-        let engine = Rc::clone(&self.engine);
-        promise(async move {
-            let scale = engine.config().pricing.currency.scale();
-            let paid = engine
-                .pay_commission(&id, amount, description)
-                .await
-                .or_throw()?;
-            to_plain(&commission_payment_js(&paid, scale))
-        })
+        call(
+            &self.engine,
+            parsed,
+            |engine, (id, amount, description)| async move {
+                let scale = engine.config().pricing.currency.scale();
+                let paid = engine
+                    .pay_commission(&id, amount, description)
+                    .await
+                    .or_throw()?;
+                to_plain(&commission_payment_js(&paid, scale))
+            },
+        )
     }
 
     /// Recomputes the configured plan's commission for payments in `[start, end)` and lists
@@ -462,12 +461,7 @@ impl Ally {
         #[wasm_bindgen(unchecked_param_type = "string | Date | number")] end: JsValue,
     ) -> Promise {
         let parsed = time(&start, "start").and_then(|s| Ok((s, time(&end, "end")?)));
-        let (start, end) = match parsed {
-            Ok(p) => p,
-            Err(e) => return rejected(&e),
-        };
-        let engine = Rc::clone(&self.engine);
-        promise(async move {
+        call(&self.engine, parsed, |engine, (start, end)| async move {
             let scale = engine.config().pricing.currency.scale();
             let report = engine.reconcile(start, end).await.or_throw()?;
             to_plain(&reconciliation_js(&report, start, end, scale))
@@ -494,39 +488,37 @@ impl Commissions {
                 progress_option(&optional::value(options))?,
             ))
         });
-        let (start, end, on_progress) = match parsed {
-            Ok(p) => p,
-            Err(e) => return rejected(&e),
-        };
-        let engine = Rc::clone(&self.engine);
-        promise(async move {
-            let scale = engine.config().pricing.currency.scale();
-            let mut report = |p: Progress| match &on_progress {
-                Some(f) => call_progress(f, p),
-                None => Ok(()),
-            };
-            let summary = engine
-                .process_commissions(start, end, &mut report)
-                .await
-                .or_throw()?;
-            to_plain(&summary_js(&summary, scale))
-        })
+        call(
+            &self.engine,
+            parsed,
+            |engine, (start, end, on_progress)| async move {
+                let scale = engine.config().pricing.currency.scale();
+                let mut report = |p: Progress| match &on_progress {
+                    Some(f) => call_progress(f, p),
+                    None => Ok(()),
+                };
+                let summary = engine
+                    .process_commissions(start, end, &mut report)
+                    .await
+                    .or_throw()?;
+                to_plain(&summary_js(&summary, scale))
+            },
+        )
     }
 
     /// Recorded lines, by payment time; the filter narrows by reseller, status, batch or
     /// payment.
     #[wasm_bindgen(unchecked_return_type = "Promise<CommissionRecord[]>")]
     pub fn lines(&self, filter: Option<CommissionLineFilterArg>) -> Promise {
-        let filter = match line_filter(&optional::value(filter)) {
-            Ok(f) => f,
-            Err(e) => return rejected(&e),
-        };
-        let engine = Rc::clone(&self.engine);
-        promise(async move {
-            let scale = engine.config().pricing.currency.scale();
-            let lines = engine.commission_lines(&filter).await.or_throw()?;
-            to_plain(&lines.iter().map(|l| line_js(l, scale)).collect::<Vec<_>>())
-        })
+        call(
+            &self.engine,
+            line_filter(&optional::value(filter)),
+            |engine, filter| async move {
+                let scale = engine.config().pricing.currency.scale();
+                let lines = engine.commission_lines(&filter).await.or_throw()?;
+                to_plain(&lines.iter().map(|l| line_js(l, scale)).collect::<Vec<_>>())
+            },
+        )
     }
 
     /// A reseller's commission account: pending, approved, advances, payable and paid.
@@ -535,16 +527,15 @@ impl Commissions {
         &self,
         #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
     ) -> Promise {
-        let id = match reseller_id(&reseller, "reseller") {
-            Ok(id) => id,
-            Err(e) => return rejected(&e),
-        };
-        let engine = Rc::clone(&self.engine);
-        promise(async move {
-            let scale = engine.config().pricing.currency.scale();
-            let balance = engine.commission_balance(&id).await.or_throw()?;
-            to_plain(&balance_js(&balance, scale))
-        })
+        call(
+            &self.engine,
+            reseller_id(&reseller, "reseller"),
+            |engine, id| async move {
+                let scale = engine.config().pricing.currency.scale();
+                let balance = engine.commission_balance(&id).await.or_throw()?;
+                to_plain(&balance_js(&balance, scale))
+            },
+        )
     }
 
     /// Commission paid to a reseller, by batches and by hand, oldest first.
@@ -553,22 +544,21 @@ impl Commissions {
         &self,
         #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
     ) -> Promise {
-        let id = match reseller_id(&reseller, "reseller") {
-            Ok(id) => id,
-            Err(e) => return rejected(&e),
-        };
-        let engine = Rc::clone(&self.engine);
-        promise(async move {
-            let scale = engine.config().pricing.currency.scale();
-            engine.require_reseller(&id).await.or_throw()?;
-            let paid = engine.commission_payments(&id).await.or_throw()?;
-            to_plain(
-                &paid
-                    .iter()
-                    .map(|p| commission_payment_js(p, scale))
-                    .collect::<Vec<_>>(),
-            )
-        })
+        call(
+            &self.engine,
+            reseller_id(&reseller, "reseller"),
+            |engine, id| async move {
+                let scale = engine.config().pricing.currency.scale();
+                engine.require_reseller(&id).await.or_throw()?;
+                let paid = engine.commission_payments(&id).await.or_throw()?;
+                to_plain(
+                    &paid
+                        .iter()
+                        .map(|p| commission_payment_js(p, scale))
+                        .collect::<Vec<_>>(),
+                )
+            },
+        )
     }
 
     /// Pays every reseller whose approved commission, net of clawbacks and advances, is
@@ -586,12 +576,7 @@ impl Commissions {
             }
             Ok::<_, Error>(description)
         })();
-        let description = match parsed {
-            Ok(d) => d,
-            Err(e) => return rejected(&e),
-        };
-        let engine = Rc::clone(&self.engine);
-        promise(async move {
+        call(&self.engine, parsed, |engine, description| async move {
             let batch = engine.create_payout_batch(description).await.or_throw()?;
             to_plain(&batch_js(&batch, &engine))
         })
@@ -600,30 +585,28 @@ impl Commissions {
     /// The payout batch with this id (`NOT_FOUND` otherwise).
     #[wasm_bindgen(unchecked_return_type = "Promise<PayoutBatch>")]
     pub fn batch(&self, #[wasm_bindgen(unchecked_param_type = "string")] id: JsValue) -> Promise {
-        let id = match record_id(&id, "id", "payout batch") {
-            Ok(id) => id,
-            Err(e) => return rejected(&e),
-        };
-        let engine = Rc::clone(&self.engine);
-        promise(async move {
-            let batch = engine
-                .payout_batch(&id)
-                .await
-                .or_throw()?
-                .ok_or_else(|| Error::NotFound {
-                    entity: "payoutBatch",
-                    key: id.clone(),
-                })
-                .or_throw()?;
-            to_plain(&batch_js(&batch, &engine))
-        })
+        call(
+            &self.engine,
+            record_id(&id, "id", "payout batch"),
+            |engine, id| async move {
+                let batch = engine
+                    .payout_batch(&id)
+                    .await
+                    .or_throw()?
+                    .ok_or_else(|| Error::NotFound {
+                        entity: "payoutBatch",
+                        key: id.clone(),
+                    })
+                    .or_throw()?;
+                to_plain(&batch_js(&batch, &engine))
+            },
+        )
     }
 
     /// Every payout batch, oldest first.
     #[wasm_bindgen(unchecked_return_type = "Promise<PayoutBatch[]>")]
     pub fn batches(&self) -> Promise {
-        let engine = Rc::clone(&self.engine);
-        promise(async move {
+        call(&self.engine, Ok(()), |engine, ()| async move {
             let batches = engine.payout_batches().await.or_throw()?;
             to_plain(
                 &batches
