@@ -4,7 +4,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::commission::{PaymentKind, PaymentStatus};
+use std::collections::HashMap;
+
+use super::commission::{Payment, PaymentKind, PaymentStatus};
 use super::error::{Error, Result};
 use super::record::Fields;
 use super::reseller::iso_time;
@@ -42,6 +44,24 @@ struct Stored<'a> {
 }
 
 impl PaymentRecord {
+    /// The payment as the pure commission run takes it: under `customer`, its reversal pointing
+    /// at the index `positions` gives the payment it reverses (none when that one is not in the
+    /// run).
+    #[must_use]
+    pub fn to_payment(&self, customer: u32, positions: &HashMap<&str, u32>) -> Payment {
+        Payment {
+            customer,
+            amount: self.amount,
+            at_ms: self.at.timestamp_millis(),
+            status: self.status,
+            kind: self.kind,
+            reverses: self
+                .reverses
+                .as_deref()
+                .and_then(|r| positions.get(r).copied()),
+        }
+    }
+
     #[must_use]
     pub fn to_json(&self) -> String {
         let stored = Stored {

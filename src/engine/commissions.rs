@@ -335,17 +335,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                     c
                 }
             };
-            list.push(Payment {
-                customer,
-                amount: p.amount,
-                at_ms: p.at.timestamp_millis(),
-                status: p.status,
-                kind: p.kind,
-                reverses: p
-                    .reverses
-                    .as_deref()
-                    .and_then(|o| payment_index.get(o).copied()),
-            });
+            list.push(p.to_payment(customer, &payment_index));
         }
         let hierarchy = Hierarchy::new(nodes, customers, self.config.hierarchy_levels_max)
             .map_err(|e| Error::StorageFailed {

@@ -9,7 +9,7 @@ use super::ports::{Clock, Mailer, Storage, StoredRecord, WriteOutcome};
 use super::{storage_failed, Ally, Versioned};
 use crate::domain::client::Client;
 use crate::domain::commission::{
-    self, CustomerNode, Hierarchy, Payment, PaymentKind, PaymentStatus, Period, Plan, ResellerNode,
+    self, CustomerNode, Hierarchy, PaymentKind, PaymentStatus, Period, Plan, ResellerNode,
 };
 use crate::domain::money::Rate;
 use crate::domain::payment::PaymentRecord;
@@ -215,17 +215,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                     (clients.len() + extra_customers.len() - 1) as u32
                 }
             };
-            payments.push(Payment {
-                customer,
-                amount: p.amount,
-                at_ms: p.at.timestamp_millis(),
-                status: p.status,
-                kind: p.kind,
-                reverses: p
-                    .reverses
-                    .as_deref()
-                    .and_then(|r| payment_index.get(r).copied()),
-            });
+            payments.push(p.to_payment(customer, &payment_index));
         }
         let hierarchy = if extra_customers.is_empty() {
             hierarchy
