@@ -98,6 +98,20 @@ impl Days {
     }
 }
 
+/// How many buckets `days` makes at `interval`; `INVALID_INPUT` on `end` past
+/// [`BUCKETS_MAX`]. A trend's callers check it before they read anything.
+pub fn bucket_count(days: Days, interval: Interval) -> Result<usize> {
+    let span = interval.bucket(days.last) - interval.bucket(days.first);
+    let count = usize::try_from(span + 1).unwrap_or(usize::MAX);
+    if count > BUCKETS_MAX {
+        return Err(Error::invalid(
+            "end",
+            format!("the period has more than {BUCKETS_MAX} buckets; choose a longer interval"),
+        ));
+    }
+    Ok(count)
+}
+
 /// Sums of `(day, amount)` per bucket over `days`, oldest first, every bucket present; days
 /// outside the period are left out.
 pub fn trend(
@@ -105,15 +119,8 @@ pub fn trend(
     days: Days,
     interval: Interval,
 ) -> Result<Vec<(String, i128)>> {
+    let count = bucket_count(days, interval)?;
     let first = interval.bucket(days.first);
-    let last = interval.bucket(days.last);
-    let count = usize::try_from(last - first + 1).unwrap_or(usize::MAX);
-    if count > BUCKETS_MAX {
-        return Err(Error::invalid(
-            "end",
-            format!("the period has more than {BUCKETS_MAX} buckets; choose a longer interval"),
-        ));
-    }
     let mut sums = vec![0i128; count];
     for (day, amount) in events {
         if days.contains(day) {

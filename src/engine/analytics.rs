@@ -91,8 +91,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         days: Days,
         interval: Interval,
     ) -> Result<Vec<(String, i128)>> {
-        // Checks the bucket count before reading any wallet.
-        analytics::trend(std::iter::empty(), days, interval)?;
+        analytics::bucket_count(days, interval)?;
         let mut credited: Vec<(i64, i128)> = Vec::new();
         for reseller in self.scoped_resellers(scope).await? {
             self.with_wallet(&reseller, |_, volumes| {
@@ -270,7 +269,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         days: Days,
         interval: Interval,
     ) -> Result<Vec<(String, i128)>> {
-        analytics::trend(std::iter::empty(), days, interval)?;
+        analytics::bucket_count(days, interval)?;
         let signups: Vec<(i64, i128)> = self
             .scoped_clients(scope)
             .await?
