@@ -36,7 +36,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 
 use crate::domain::config::Config;
 use crate::domain::ids::IdSource;
@@ -181,14 +181,36 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                 operation: "put",
                 reason: format!("unchanged unique index {index} reported as duplicate"),
             }),
+            ports::WriteOutcome::Claimed { key } => Err(claim_on_put(&key)),
         }
     }
 
+    /// The clock's time, refused unless it lies in years 0000 to 9999: every record stores its
+    /// times as ISO-8601 text, which holds no other year, so a time outside would be written and
+    /// then fail every later read of the record.
     fn now(&self) -> Result<DateTime<Utc>> {
-        self.clock.now().map_err(|reason| Error::InvalidConfig {
+        let at = self.clock.now().map_err(|reason| Error::InvalidConfig {
             key: "clock".to_owned(),
             reason: format!("the clock could not be read: {reason}"),
-        })
+        })?;
+        if !(0..=9999).contains(&at.year()) {
+            return Err(Error::InvalidConfig {
+                key: "clock".to_owned(),
+                reason: format!(
+                    "the clock answered {}, outside years 0000 to 9999",
+                    at.timestamp_millis()
+                ),
+            });
+        }
+        Ok(at)
+    }
+}
+
+/// A `put` answered as only an append may: the storage is out of contract.
+fn claim_on_put(key: &str) -> Error {
+    Error::StorageFailed {
+        operation: "put",
+        reason: format!("put answered that key \"{key}\" is claimed, which only an append may"),
     }
 }
 

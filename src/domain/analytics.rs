@@ -189,6 +189,19 @@ impl DayVolumes {
     pub fn last_day(&self) -> Option<i64> {
         self.days.keys().next_back().copied()
     }
+
+    /// Every day with entries, oldest first: what a wallet checkpoint keeps.
+    pub fn days(&self) -> impl Iterator<Item = (i64, &Volume)> + '_ {
+        self.days.iter().map(|(&day, volume)| (day, volume))
+    }
+
+    /// The totals read back from a checkpoint (a later day replaces an earlier same day).
+    #[must_use]
+    pub fn from_days(days: impl IntoIterator<Item = (i64, Volume)>) -> Self {
+        Self {
+            days: days.into_iter().collect(),
+        }
+    }
 }
 
 /// Each count's share of the total in hundredths of a percent, summing to exactly 10 000 (all

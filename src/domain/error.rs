@@ -25,6 +25,7 @@ pub enum ErrorCode {
     StatusTransitionDenied,
     DuplicateEmail,
     InvalidReseller,
+    ResellerInactive,
 }
 
 impl ErrorCode {
@@ -48,6 +49,7 @@ impl ErrorCode {
             Self::StatusTransitionDenied => "STATUS_TRANSITION_DENIED",
             Self::DuplicateEmail => "DUPLICATE_EMAIL",
             Self::InvalidReseller => "INVALID_RESELLER",
+            Self::ResellerInactive => "RESELLER_INACTIVE",
         }
     }
 }
@@ -113,6 +115,15 @@ pub enum Error {
     DuplicateEmail { entity: &'static str, email: String },
     /// The reseller named cannot take this (unknown, or not active).
     InvalidReseller { reseller: String, reason: String },
+    /// The reseller is suspended or inactive: it may not spend credits.
+    ResellerInactive {
+        reseller: String,
+        status: &'static str,
+        reason: Option<String>,
+    },
+    /// A sum or difference of amounts left the range the engine holds exactly (`quantity` says
+    /// which figure). Reported as `INVALID_INPUT`: only values beyond any real ledger get here.
+    Overflow { quantity: String },
 }
 
 impl Error {
@@ -135,6 +146,8 @@ impl Error {
             Self::StatusTransitionDenied { .. } => ErrorCode::StatusTransitionDenied,
             Self::DuplicateEmail { .. } => ErrorCode::DuplicateEmail,
             Self::InvalidReseller { .. } => ErrorCode::InvalidReseller,
+            Self::ResellerInactive { .. } => ErrorCode::ResellerInactive,
+            Self::Overflow { .. } => ErrorCode::InvalidInput,
         }
     }
 
@@ -228,6 +241,31 @@ impl Error {
             Self::InvalidReseller { reseller, reason } => {
                 vec![("reseller", reseller.clone()), ("reason", reason.clone())]
             }
+            Self::ResellerInactive {
+                reseller,
+                status,
+                reason,
+            } => {
+                let mut out = vec![
+                    ("reseller", reseller.clone()),
+                    ("status", (*status).to_owned()),
+                ];
+                if let Some(reason) = reason {
+                    out.push(("reason", reason.clone()));
+                }
+                out
+            }
+            Self::Overflow { quantity } => vec![
+                ("field", quantity.clone()),
+                ("reason", "out of range".to_owned()),
+            ],
+        }
+    }
+
+    /// An overflow of the named figure: the error checked arithmetic returns.
+    pub fn overflow(quantity: impl Into<String>) -> Self {
+        Self::Overflow {
+            quantity: quantity.into(),
         }
     }
 
@@ -321,6 +359,16 @@ impl fmt::Display for Error {
             Self::InvalidReseller { reseller, reason } => {
                 write!(f, "reseller \"{reseller}\" cannot take clients: {reason}")
             }
+            Self::ResellerInactive {
+                reseller, status, ..
+            } => write!(
+                f,
+                "reseller \"{reseller}\" is {status}: it may not provision until reactivated"
+            ),
+            Self::Overflow { quantity } => write!(
+                f,
+                "{quantity}: the result is beyond the range amounts are held in exactly"
+            ),
         }
     }
 }

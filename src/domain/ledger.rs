@@ -20,6 +20,8 @@ use super::money::Credits;
 use super::record::{describe, Fields};
 use super::reseller::iso_time;
 
+pub mod checkpoint;
+
 /// The longest memo or idempotency key, in bytes.
 pub const TEXT_LEN_MAX: usize = 512;
 /// The most items one bulk provision may hold.
@@ -607,6 +609,9 @@ pub struct Wallet {
     ids: IdSet,
     /// Idempotency key → position of the entry that holds it (0-based).
     pub keys: FastMap<Box<str>, u64>,
+    /// Whether `ids` and `keys` are kept: by an audit, not by a live wallet resumed from a
+    /// checkpoint (whose memory must not grow with its history).
+    track_sets: bool,
     /// Where the current bulk provision is: (next index expected, size).
     open_batch: Option<(u32, u32)>,
     /// The low-credit threshold the crossing state is kept for.
@@ -616,6 +621,10 @@ pub struct Wallet {
     pub violations: Vec<Violation>,
     violation_total: u64,
 }
+
+/// The most entries `validateLedger` takes as an array (a longer history goes as the binary
+/// buffer of `exportLedger`): the bound is checked before anything is read or reserved.
+pub const AUDIT_ENTRIES_MAX: u32 = 10_000_000;
 
 /// The most violations an audit lists; past it, it still counts them.
 pub const VIOLATIONS_LISTED_MAX: usize = 1_000;
@@ -633,6 +642,7 @@ impl Wallet {
             last_sequence: 0,
             ids: IdSet::default(),
             keys: FastMap::default(),
+            track_sets: true,
             open_batch: None,
             threshold: i128::from(threshold.get()),
             low_since: None,
@@ -702,17 +712,8 @@ impl Wallet {
             self.violate(ViolationCode::SequenceGap, message);
         }
         self.last_sequence = entry.sequence;
-        if !self.ids.insert(&entry.id) {
-            let message = format!("entry {position} repeats id \"{}\"", entry.id);
-            self.violate(ViolationCode::DuplicateId, message);
-        }
-        if let Some(key) = &entry.idempotency_key {
-            if self.keys.contains_key(key.as_str()) {
-                let message = format!("entry {position} repeats idempotency key \"{key}\"");
-                self.violate(ViolationCode::DuplicateIdempotencyKey, message);
-            } else {
-                self.keys.insert(key.as_str().into(), position);
-            }
+        if self.track_sets {
+            self.check_unique(entry, position);
         }
         self.check_batch(entry.batch, position);
         if let Some(reason) = &flaws.amount {
@@ -766,6 +767,21 @@ impl Wallet {
         };
         self.track_low_credit(entry, before);
         self.length += 1;
+    }
+
+    fn check_unique(&mut self, entry: &Entry, position: u64) {
+        if !self.ids.insert(&entry.id) {
+            let message = format!("entry {position} repeats id \"{}\"", entry.id);
+            self.violate(ViolationCode::DuplicateId, message);
+        }
+        if let Some(key) = &entry.idempotency_key {
+            if self.keys.contains_key(key.as_str()) {
+                let message = format!("entry {position} repeats idempotency key \"{key}\"");
+                self.violate(ViolationCode::DuplicateIdempotencyKey, message);
+            } else {
+                self.keys.insert(key.as_str().into(), position);
+            }
+        }
     }
 
     fn check_batch(&mut self, batch: Option<BatchPosition>, position: u64) {
@@ -976,7 +992,10 @@ fn decide_debits(
                     failed = true;
                     codes.push(item_code::INSUFFICIENT_CREDITS);
                 } else {
-                    left = left.saturating_sub(cost);
+                    // Before the failing item cost ≤ left; after it nothing is taken.
+                    if !failed {
+                        left -= cost;
+                    }
                     codes.push(item_code::LINKED_ITEM_FAILED);
                 }
             }
@@ -984,7 +1003,7 @@ fn decide_debits(
         return Err(Error::InsufficientCredits {
             reseller: ctx.reseller_id.to_owned(),
             balance: balance.get(),
-            requested: u64::try_from(requested).unwrap_or(u64::MAX),
+            requested: u64::try_from(requested).map_err(|_| Error::overflow("items"))?,
             items: codes,
         });
     }
@@ -1016,16 +1035,32 @@ fn decide_debits(
         })
         .collect();
     let threshold = ctx.threshold;
-    let crossed = balance >= threshold && running < threshold.get();
-    let low_credit = crossed.then(|| LowCredit {
+    // The crossing is named by the debit that took the balance below the threshold, as a replay
+    // of the entries names it (`Wallet::track_low_credit`): in a bulk provision that is not
+    // always the last item, and a second name would mean a second mail.
+    let crossing = (balance >= threshold)
+        .then(|| {
+            entries
+                .iter()
+                .find(|e| e.balance_after < threshold.get() as i64)
+        })
+        .flatten()
+        .map(|e| e.sequence);
+    let low_credit = crossing.map(|sequence| LowCredit {
         wallet_id: ctx.wallet_id.to_owned(),
-        sequence: wallet.length + u64::from(size),
+        sequence,
         balance: Credits::new(running).unwrap_or(Credits::ZERO),
         threshold,
         at_ms: ctx.at_ms,
     });
+    let entries = seal(wallet, entries);
+    debug_assert!(low_credit.as_ref().is_none_or(|c| {
+        let mut replay = wallet.clone();
+        entries.iter().for_each(|e| replay.apply_trusted(e));
+        replay.low_since == Some(c.sequence)
+    }));
     Ok(Decision {
-        entries: seal(wallet, entries),
+        entries,
         low_credit,
     })
 }
@@ -1049,13 +1084,21 @@ where
     for (entry, flaws) in entries {
         wallet.apply(&entry, &flaws);
     }
-    wallet.finish();
-    Audit {
-        ok: wallet.is_valid(),
-        balance: wallet.balance,
-        length: wallet.length,
-        violation_count: wallet.violation_total,
-        violations: wallet.violations,
+    Audit::of(wallet)
+}
+
+impl Audit {
+    /// The report of a replay that has seen its last entry.
+    #[must_use]
+    pub fn of(mut wallet: Wallet) -> Self {
+        wallet.finish();
+        Self {
+            ok: wallet.is_valid(),
+            balance: wallet.balance,
+            length: wallet.length,
+            violation_count: wallet.violation_total,
+            violations: wallet.violations,
+        }
     }
 }
 
@@ -1230,14 +1273,7 @@ pub fn audit_bytes(bytes: &[u8], wallet_id: Option<String>, opening_balance: u64
             .into();
         wallet.replay(&entry, &flaws, hash);
     }
-    wallet.finish();
-    Ok(Audit {
-        ok: wallet.is_valid(),
-        balance: wallet.balance,
-        length: wallet.length,
-        violation_count: wallet.violation_total,
-        violations: wallet.violations,
-    })
+    Ok(Audit::of(wallet))
 }
 
 #[cfg(test)]

@@ -109,6 +109,17 @@ impl ResellerStatus {
     }
 }
 
+/// An admin's change of a reseller's status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StatusChange {
+    Suspend { reason: Option<String> },
+    Reactivate,
+    Deactivate { reason: Option<String> },
+}
+
+/// The longest reason a status change may carry, in bytes.
+pub const STATUS_REASON_LEN_MAX: usize = 512;
+
 /// Free-form JSON data on a reseller (branding, flags such as `hold_provisioning`).
 pub type Metadata = Map<String, Value>;
 
@@ -128,6 +139,9 @@ pub struct Reseller {
     pub email: Option<String>,
     pub tier: String,
     pub status: ResellerStatus,
+    /// Why it was suspended or deactivated, as the admin gave it (`None` while active).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
     pub metadata: Metadata,
     /// Its own commission rate on its customers' payments (`None`: not set).
     #[serde(serialize_with = "rate_text")]
@@ -286,6 +300,7 @@ pub fn create(
         email: draft.email,
         tier,
         status: ResellerStatus::Active,
+        status_reason: None,
         metadata: draft.metadata.unwrap_or_default(),
         commission_rate: draft.commission_rate,
         parent_id: None,
@@ -324,6 +339,7 @@ impl Reseller {
             email: r.opt_string("email")?,
             tier: r.string("tier")?,
             status: ResellerStatus::parse(&status_text, &r.path("status"))?,
+            status_reason: r.opt_string("statusReason")?,
             metadata,
             commission_rate: match r.opt_string("commissionRate")? {
                 None => None,
@@ -341,6 +357,7 @@ impl Reseller {
             "email",
             "tier",
             "status",
+            "statusReason",
             "metadata",
             "commissionRate",
             "parentId",
@@ -376,16 +393,63 @@ impl Reseller {
     pub fn activated(&self, rate: Rate, at: DateTime<Utc>) -> Self {
         let mut next = self.with_commission_rate(Some(rate), at);
         next.status = ResellerStatus::Active;
+        next.status_reason = None;
         next
     }
 
-    /// The reseller inactive (its application was rejected after all).
+    /// The reseller inactive (its application was rejected after all, or an admin closed it).
     #[must_use]
     pub fn deactivated(&self, at: DateTime<Utc>) -> Self {
+        self.with_status(ResellerStatus::Inactive, None, at)
+    }
+
+    fn with_status(
+        &self,
+        status: ResellerStatus,
+        reason: Option<String>,
+        at: DateTime<Utc>,
+    ) -> Self {
         let mut next = self.clone();
-        next.status = ResellerStatus::Inactive;
+        next.status = status;
+        next.status_reason = reason;
         next.updated_at = at;
         next
+    }
+
+    /// The admin's status changes, the reference's "suspending the reseller's ability to
+    /// provision". `None`: the reseller already stands there (a repeated call changes nothing).
+    /// Suspending an inactive reseller is `STATUS_TRANSITION_DENIED`: it is closed, and only
+    /// `reactivate` opens it again.
+    pub fn status_change(&self, change: StatusChange, at: DateTime<Utc>) -> Result<Option<Self>> {
+        let (target, reason) = match change {
+            StatusChange::Suspend { reason } => (ResellerStatus::Suspended, reason),
+            StatusChange::Reactivate => (ResellerStatus::Active, None),
+            StatusChange::Deactivate { reason } => (ResellerStatus::Inactive, reason),
+        };
+        if self.status == target && self.status_reason == reason {
+            return Ok(None);
+        }
+        if target == ResellerStatus::Suspended && self.status == ResellerStatus::Inactive {
+            return Err(Error::StatusTransitionDenied {
+                entity: "reseller",
+                key: self.id.clone(),
+                from: self.status.as_str().into(),
+                action: "suspended".into(),
+            });
+        }
+        Ok(Some(self.with_status(target, reason, at)))
+    }
+
+    /// `RESELLER_INACTIVE` unless the reseller is active: what a debit checks first.
+    pub fn check_may_spend(&self) -> Result<()> {
+        if self.status == ResellerStatus::Active {
+            return Ok(());
+        }
+        Err(Error::ResellerInactive {
+            reseller: self.id.clone(),
+            status: self.status.as_str(),
+            reason: self.status_reason.clone(),
+        })
     }
 
     /// The reseller with its commission rate set (or cleared).

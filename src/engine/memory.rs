@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::ports::{Query, Storage, StorageError, StoredRecord, WriteOutcome};
+use super::ports::{Claim, Query, Storage, StorageError, StoredRecord, WriteOutcome};
 
 #[derive(Debug, Default)]
 struct Collection {
@@ -15,10 +15,17 @@ struct Collection {
     unique: HashMap<(String, String), String>,
 }
 
+/// One append-only stream: its entries and the keys claimed with them.
+#[derive(Debug, Default)]
+struct Stream {
+    entries: Vec<String>,
+    claims: HashMap<String, u64>,
+}
+
 #[derive(Debug, Default)]
 struct State {
     collections: HashMap<String, Collection>,
-    streams: HashMap<String, Vec<String>>,
+    streams: HashMap<String, Stream>,
 }
 
 /// Records and streams in a `RefCell`: every method completes without suspending, so no borrow
@@ -143,13 +150,30 @@ impl MemoryStorage {
         Ok(WriteOutcome::Written)
     }
 
-    fn append_now(&self, stream: &str, expected_length: u64, entries: &[String]) -> WriteOutcome {
+    fn append_now(
+        &self,
+        stream: &str,
+        expected_length: u64,
+        entries: &[String],
+        claims: &[Claim<'_>],
+    ) -> WriteOutcome {
         let mut state = self.state.borrow_mut();
         let log = state.streams.entry(stream.to_owned()).or_default();
-        if log.len() as u64 != expected_length {
+        if log.entries.len() as u64 != expected_length {
             return WriteOutcome::Stale;
         }
-        log.extend_from_slice(entries);
+        for (i, claim) in claims.iter().enumerate() {
+            let repeated = claims[..i].iter().any(|c| c.key == claim.key);
+            if repeated || log.claims.contains_key(claim.key) {
+                return WriteOutcome::Claimed {
+                    key: claim.key.to_owned(),
+                };
+            }
+        }
+        log.entries.extend_from_slice(entries);
+        for claim in claims {
+            log.claims.insert(claim.key.to_owned(), claim.position);
+        }
         WriteOutcome::Written
     }
 
@@ -158,8 +182,19 @@ impl MemoryStorage {
         let Some(log) = state.streams.get(stream) else {
             return Vec::new();
         };
-        let from = usize::try_from(from).unwrap_or(usize::MAX).min(log.len());
-        log[from..].iter().take(limit as usize).cloned().collect()
+        let from = usize::try_from(from)
+            .unwrap_or(usize::MAX)
+            .min(log.entries.len());
+        log.entries[from..]
+            .iter()
+            .take(limit as usize)
+            .cloned()
+            .collect()
+    }
+
+    fn find_claim_now(&self, stream: &str, key: &str) -> Option<u64> {
+        let state = self.state.borrow();
+        state.streams.get(stream)?.claims.get(key).copied()
     }
 }
 
@@ -191,12 +226,17 @@ impl Storage for MemoryStorage {
         stream: &str,
         expected_length: u64,
         entries: &[String],
+        claims: &[Claim<'_>],
     ) -> Result<WriteOutcome, StorageError> {
-        Ok(self.append_now(stream, expected_length, entries))
+        Ok(self.append_now(stream, expected_length, entries, claims))
     }
 
     async fn read(&self, stream: &str, from: u64, limit: u32) -> Result<Vec<String>, StorageError> {
         Ok(self.read_now(stream, from, limit))
+    }
+
+    async fn find_claim(&self, stream: &str, key: &str) -> Result<Option<u64>, StorageError> {
+        Ok(self.find_claim_now(stream, key))
     }
 }
 
@@ -231,11 +271,18 @@ impl<S: Storage> Storage for std::rc::Rc<S> {
         stream: &str,
         expected_length: u64,
         entries: &[String],
+        claims: &[Claim<'_>],
     ) -> Result<WriteOutcome, StorageError> {
-        (**self).append(stream, expected_length, entries).await
+        (**self)
+            .append(stream, expected_length, entries, claims)
+            .await
     }
 
     async fn read(&self, stream: &str, from: u64, limit: u32) -> Result<Vec<String>, StorageError> {
         (**self).read(stream, from, limit).await
+    }
+
+    async fn find_claim(&self, stream: &str, key: &str) -> Result<Option<u64>, StorageError> {
+        (**self).find_claim(stream, key).await
     }
 }

@@ -37,6 +37,17 @@ pub enum WriteOutcome {
     Stale,
     /// Another record holds this value of a unique index: nothing was written.
     Duplicate { index: String },
+    /// An append's claim names a key the stream has claimed already: nothing was written.
+    Claimed { key: String },
+}
+
+/// An idempotency key claimed atomically with an append: unique within its stream, it names the
+/// position (0-based) of the entry that holds it, so the key is answered later by one lookup
+/// instead of a replay of the history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Claim<'a> {
+    pub key: &'a str,
+    pub position: u64,
 }
 
 /// A storage call that threw, rejected or answered outside the contract.
@@ -55,9 +66,11 @@ pub struct StorageError {
 ///   `expected_version` (0: the record must not exist), and only if no other record of the
 ///   collection holds the same value of any index named in `unique`. `record.version` is
 ///   `expected_version + 1`.
-/// - `append` adds `entries` to the end of a stream atomically (all or none), only if the stream
-///   holds exactly `expected_length` entries.
+/// - `append` adds `entries` to the end of a stream atomically (all or none), with `claims`, only
+///   if the stream holds exactly `expected_length` entries (else `Stale`) and claims no key of
+///   `claims` yet (else `Claimed`, naming one such key; a key twice in `claims` is claimed too).
 /// - `read` returns up to `limit` entries of a stream from position `from` (0-based).
+/// - `find_claim` answers the position a key was claimed at in a stream, or `None`.
 #[allow(async_fn_in_trait)] // single-threaded by design: no `Send` bound is wanted
 pub trait Storage {
     async fn get(&self, collection: &str, id: &str) -> Result<Option<StoredRecord>, StorageError>;
@@ -78,8 +91,10 @@ pub trait Storage {
         stream: &str,
         expected_length: u64,
         entries: &[String],
+        claims: &[Claim<'_>],
     ) -> Result<WriteOutcome, StorageError>;
     async fn read(&self, stream: &str, from: u64, limit: u32) -> Result<Vec<String>, StorageError>;
+    async fn find_claim(&self, stream: &str, key: &str) -> Result<Option<u64>, StorageError>;
 }
 
 pub use crate::domain::notice::MailMessage;

@@ -10,7 +10,9 @@ use super::{
 };
 use crate::domain::config::Config;
 use crate::domain::money::{Credits, Rate};
-use crate::domain::reseller::{self, Reseller, ResellerDraft, ResellerStatus, UserId};
+use crate::domain::reseller::{
+    self, Reseller, ResellerDraft, ResellerStatus, StatusChange, UserId,
+};
 use crate::domain::{Error, Result};
 
 pub(super) const COLLECTION: &str = "resellers";
@@ -127,6 +129,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                 }
                 // The random id or refid collided: draw new ones.
                 WriteOutcome::Duplicate { .. } | WriteOutcome::Stale => {}
+                WriteOutcome::Claimed { key } => return Err(super::claim_on_put(&key)),
             }
         }
         Err(Error::Conflict {
@@ -285,6 +288,19 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             .await
     }
 
+    /// Suspends, reactivates or deactivates a reseller (retrying on concurrent writes). A
+    /// suspended or inactive reseller's provisions are refused with `RESELLER_INACTIVE`; its
+    /// wallet, clients and commission stay as they are. Repeating a change writes nothing.
+    pub async fn set_reseller_status(
+        &self,
+        id: &str,
+        change: StatusChange,
+    ) -> Result<Versioned<Reseller>> {
+        let at = self.now()?;
+        self.update_reseller_if(id, |current| current.status_change(change.clone(), at))
+            .await
+    }
+
     /// Puts a reseller under `parent` (or at the top, for `None`). Refused with
     /// `INVALID_INPUT` when the reseller would become its own ancestor or a chain would grow
     /// past `hierarchyLevelsMax`; `NOT_FOUND` for an unknown parent.
@@ -364,9 +380,22 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         id: &str,
         change: impl Fn(&Reseller) -> Result<Reseller>,
     ) -> Result<Versioned<Reseller>> {
+        self.update_reseller_if(id, |current| change(current).map(Some))
+            .await
+    }
+
+    /// Like [`Self::update_reseller`], where `change` may answer `None`: nothing to write, the
+    /// current record is the answer.
+    async fn update_reseller_if(
+        &self,
+        id: &str,
+        change: impl Fn(&Reseller) -> Result<Option<Reseller>>,
+    ) -> Result<Versioned<Reseller>> {
         for _ in 0..RETRY_COUNT_MAX {
             let current = self.require_reseller(id).await?;
-            let next = change(&current.value)?;
+            let Some(next) = change(&current.value)? else {
+                return Ok(current);
+            };
             let record = to_record(&next, current.version + 1)?;
             let unique = [INDEX_USER, INDEX_REFID];
             if self
@@ -401,7 +430,7 @@ mod tests {
     use crate::domain::config::Config;
     use crate::engine::executor::block_on;
     use crate::engine::memory::MemoryStorage;
-    use crate::engine::ports::{FixedClock, NoMailer, StorageError};
+    use crate::engine::ports::{Claim, FixedClock, NoMailer, StorageError};
     use crate::engine::PAGE_SIZE_MAX;
     use chrono::{TimeZone, Utc};
     use std::cell::Cell;
@@ -577,13 +606,18 @@ mod tests {
             s: &str,
             n: u64,
             e: &[String],
+            claims: &[Claim<'_>],
         ) -> Result<WriteOutcome, StorageError> {
             self.tick()?;
-            self.inner.append(s, n, e).await
+            self.inner.append(s, n, e, claims).await
         }
         async fn read(&self, s: &str, f: u64, l: u32) -> Result<Vec<String>, StorageError> {
             self.tick()?;
             self.inner.read(s, f, l).await
+        }
+        async fn find_claim(&self, s: &str, key: &str) -> Result<Option<u64>, StorageError> {
+            self.tick()?;
+            self.inner.find_claim(s, key).await
         }
     }
 

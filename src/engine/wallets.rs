@@ -2,10 +2,15 @@
 //! history, and the low-credit notification through the outbox.
 //!
 //! A wallet's entries live in one storage stream, `ledger:<reseller id>`; the wallet record in
-//! `wallets` only says that the wallet exists. Each instance keeps the replayed state of the
-//! wallets it touched and catches up with entries other instances appended before it decides;
-//! the append names the length it expects, so a decision made on a stale state is refused by the
-//! storage and made again.
+//! `wallets` holds its checkpoint: the replayed state after some of them (see
+//! [`ledger::checkpoint`]). An instance that meets a wallet for the first time resumes from the
+//! checkpoint and replays only the entries after it, checking that they chain from its hash; it
+//! then keeps the state and decides on it. The append names the length it expects, so a
+//! decision made on a stale state is refused by the storage (which tells the instance it is
+//! behind, with no read of its own) and made again after catching up. Idempotency keys are
+//! claimed in the storage atomically with the append, so a key from any time is answered by one
+//! lookup, and no instance keeps a set of keys or entry ids. Every [`CHECKPOINT_INTERVAL`]
+//! entries, the instance that appended advances the checkpoint by compare-and-set.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -15,9 +20,10 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use super::lock::Lock;
-use super::ports::{Clock, MailMessage, Mailer, Storage, StoredRecord, WriteOutcome};
+use super::ports::{Claim, Clock, MailMessage, Mailer, Storage, StoredRecord, WriteOutcome};
 use super::{storage_failed, Ally, PAGE_SIZE_MAX};
 use crate::domain::analytics::DayVolumes;
+use crate::domain::ledger::checkpoint::Checkpoint;
 use crate::domain::ledger::{
     self, Context, Decision, Entry, EntryFlaws, LowCredit, Movement, Wallet,
 };
@@ -43,6 +49,9 @@ pub const APPEND_ATTEMPTS_MAX: u32 = 1_024;
 pub const HISTORY_LIMIT_MAX: u32 = 500;
 /// The default of `transactions`: the dashboard's last ten.
 pub const HISTORY_LIMIT_DEFAULT: u32 = 10;
+/// How many entries past its checkpoint a wallet may run before the instance that appended
+/// writes a new one: a cold start replays at most this many (plus one append's worth).
+pub const CHECKPOINT_INTERVAL: u64 = 64;
 
 fn stream(wallet_id: &str) -> String {
     format!("ledger:{wallet_id}")
@@ -52,10 +61,32 @@ fn stream(wallet_id: &str) -> String {
 #[derive(Debug)]
 pub struct Slot {
     lock: Lock,
-    known: RefCell<bool>,
+    /// The wallet record as this instance last read or wrote it; `None` until the wallet is
+    /// loaded (and again after a history that did not validate, so that it is read afresh).
+    record: RefCell<Option<RecordState>>,
     state: RefCell<Wallet>,
     /// The replayed entries as totals per day, for the credit trends.
     volumes: RefCell<DayVolumes>,
+}
+
+/// What an instance knows of a wallet record.
+#[derive(Clone, Debug)]
+struct RecordState {
+    version: u64,
+    created_at: String,
+    /// The length of the checkpoint it holds.
+    checkpoint_length: u64,
+}
+
+/// How [`Ally::load`] found a wallet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Loaded {
+    /// Loaded before: the state may be behind other instances' appends.
+    Warm,
+    /// Resumed from its checkpoint just now and caught up with the stream.
+    Fresh,
+    /// There is no wallet (and none was to be created).
+    Missing,
 }
 
 /// The wallets an instance has replayed.
@@ -162,79 +193,118 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             .borrow_mut()
             .entry(wallet_id.to_owned())
             .or_insert_with(|| {
+                let empty = Checkpoint::empty();
                 Rc::new(Slot {
                     lock: Lock::default(),
-                    known: RefCell::new(false),
-                    state: RefCell::new(Wallet::new(Some(wallet_id.to_owned()), 0, threshold)),
+                    record: RefCell::new(None),
+                    state: RefCell::new(Wallet::resume(wallet_id.to_owned(), threshold, &empty)),
                     volumes: RefCell::new(DayVolumes::default()),
                 })
             })
             .clone()
     }
 
-    /// Makes sure the reseller's wallet exists: creates it when `autoProvisionWallet` is on,
-    /// answers `NOT_FOUND` otherwise. `create` is false for reads, which never write.
-    async fn ensure_wallet(&self, slot: &Slot, reseller: &Reseller, create: bool) -> Result<bool> {
-        if *slot.known.borrow() {
-            return Ok(true);
+    /// Loads the reseller's wallet into its slot when this instance has not yet: resumes from
+    /// the checkpoint in the wallet record and catches up with the entries after it. Creates
+    /// the wallet when `create` and `autoProvisionWallet` are on; `NOT_FOUND` when it may not.
+    async fn load(&self, slot: &Slot, reseller: &Reseller, create: bool) -> Result<Loaded> {
+        if slot.record.borrow().is_some() {
+            return Ok(Loaded::Warm);
         }
-        let found = self
+        let mut found = self
             .storage
             .get(WALLETS, &reseller.id)
             .await
             .map_err(storage_failed("get"))?;
-        if found.is_some() {
-            *slot.known.borrow_mut() = true;
-            return Ok(true);
+        if found.is_none() {
+            if !self.config.auto_provision_wallet {
+                return Err(Error::NotFound {
+                    entity: "wallet",
+                    key: reseller.id.clone(),
+                });
+            }
+            if !create {
+                return Ok(Loaded::Missing);
+            }
+            found = Some(self.create_wallet_record(reseller).await?);
         }
-        if !self.config.auto_provision_wallet {
-            return Err(Error::NotFound {
-                entity: "wallet",
-                key: reseller.id.clone(),
-            });
-        }
-        if !create {
-            return Ok(false);
-        }
-        self.create_wallet_record(reseller).await?;
-        *slot.known.borrow_mut() = true;
-        Ok(true)
+        let Some(record) = found else {
+            return Ok(Loaded::Missing);
+        };
+        self.resume_from(slot, &reseller.id, &record)?;
+        self.catch_up(slot, &reseller.id).await?;
+        Ok(Loaded::Fresh)
     }
 
-    /// Writes the wallet record (a second writer finding it there is fine).
-    pub(super) async fn create_wallet_record(&self, reseller: &Reseller) -> Result<()> {
-        let at = self.now()?;
-        let data = json!({
-            "id": reseller.id,
-            "resellerId": reseller.id,
-            "createdAt": iso_time::format(at),
-        })
-        .to_string();
-        let record = StoredRecord {
-            id: reseller.id.clone(),
-            version: 1,
-            data,
-            indexes: vec![("resellerId".to_owned(), reseller.id.clone())],
+    /// Sets the slot to the checkpoint a wallet record holds (an empty wallet when none).
+    fn resume_from(&self, slot: &Slot, wallet_id: &str, record: &StoredRecord) -> Result<()> {
+        let unreadable = |reason: String| Error::StorageFailed {
+            operation: "get",
+            reason: format!("wallet record \"{wallet_id}\" is not readable: {reason}"),
         };
-        self.storage
+        let data: Value =
+            serde_json::from_str(&record.data).map_err(|e| unreadable(e.to_string()))?;
+        let checkpoint = match data.get("checkpoint") {
+            None | Some(Value::Null) => Checkpoint::empty(),
+            Some(value) => {
+                Checkpoint::from_json(value, "checkpoint").map_err(|e| unreadable(e.to_string()))?
+            }
+        };
+        let created_at = data
+            .get("createdAt")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let threshold = self.config.low_credit_threshold;
+        *slot.state.borrow_mut() = Wallet::resume(wallet_id.to_owned(), threshold, &checkpoint);
+        *slot.volumes.borrow_mut() = checkpoint.volumes;
+        *slot.record.borrow_mut() = Some(RecordState {
+            version: record.version,
+            created_at,
+            checkpoint_length: checkpoint.length,
+        });
+        Ok(())
+    }
+
+    /// Writes the wallet record of a new wallet and answers the record now stored: this one, or
+    /// the one a second writer got in first.
+    pub(super) async fn create_wallet_record(&self, reseller: &Reseller) -> Result<StoredRecord> {
+        let at = self.now()?;
+        let record = wallet_record(&reseller.id, 1, &iso_time::format(at), None);
+        let outcome = self
+            .storage
             .put(WALLETS, &record, 0, &[])
             .await
             .map_err(storage_failed("put"))?;
-        Ok(())
+        if outcome == WriteOutcome::Written {
+            return Ok(record);
+        }
+        self.storage
+            .get(WALLETS, &reseller.id)
+            .await
+            .map_err(storage_failed("get"))?
+            .ok_or_else(|| Error::StorageFailed {
+                operation: "put",
+                reason: format!(
+                    "the wallet record of \"{}\" was refused as stale, then not found",
+                    reseller.id
+                ),
+            })
     }
 
     /// Opens the wallet of a reseller explicitly (needed when `autoProvisionWallet` is off).
     pub async fn open_wallet(&self, reseller_id: &str) -> Result<()> {
         let reseller = self.require_reseller_shared(reseller_id).await?;
         self.create_wallet_record(&reseller).await?;
-        *self.slot(&reseller.id).known.borrow_mut() = true;
         Ok(())
     }
 
-    /// Replays the entries other writers appended since this instance last looked. A history
-    /// that does not validate is refused: the engine does not spend from a broken ledger.
-    async fn catch_up(&self, slot: &Slot, wallet_id: &str) -> Result<()> {
+    /// Replays the entries other writers appended since this instance last looked, and answers
+    /// how many there were. A history that does not validate is refused: the engine does not
+    /// spend from a broken ledger.
+    async fn catch_up(&self, slot: &Slot, wallet_id: &str) -> Result<u64> {
         let stream = stream(wallet_id);
+        let mut read = 0u64;
         loop {
             let from = slot.state.borrow().length;
             let page = self
@@ -243,6 +313,12 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                 .await
                 .map_err(storage_failed("read"))?;
             let count = page.len();
+            if count > PAGE_SIZE_MAX as usize {
+                return Err(Error::StorageFailed {
+                    operation: "read",
+                    reason: format!("read answered {count} entries for a limit of {PAGE_SIZE_MAX}"),
+                });
+            }
             let mut state = slot.state.borrow_mut();
             if state.length != from {
                 continue; // cannot happen under the slot lock; read again to be safe
@@ -250,7 +326,15 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             let mut volumes = slot.volumes.borrow_mut();
             for (i, text) in page.iter().enumerate() {
                 let position = from + i as u64;
-                let (entry, flaws) = decode(text, &stream, position)?;
+                let decoded = decode(text, &stream, position);
+                let (entry, flaws) = match decoded {
+                    Ok(decoded) => decoded,
+                    Err(e) => {
+                        drop((state, volumes));
+                        self.forget(slot);
+                        return Err(e);
+                    }
+                };
                 state.apply(&entry, &flaws);
                 volumes.add(
                     entry.at_ms,
@@ -263,23 +347,50 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                         v.message,
                         v.code.as_str()
                     );
-                    // Forget the replay: the next operation reads the stream again.
-                    *state = Wallet::new(
-                        Some(wallet_id.to_owned()),
-                        0,
-                        self.config.low_credit_threshold,
-                    );
-                    *volumes = DayVolumes::default();
+                    drop((state, volumes));
+                    self.forget(slot);
                     return Err(Error::StorageFailed {
                         operation: "read",
                         reason,
                     });
                 }
             }
+            read += count as u64;
             if count < PAGE_SIZE_MAX as usize {
-                return Ok(());
+                return Ok(read);
             }
         }
+    }
+
+    /// Drops what this instance replayed of a wallet: the next operation loads it afresh.
+    fn forget(&self, slot: &Slot) {
+        *slot.record.borrow_mut() = None;
+    }
+
+    /// After an append refused as stale found nothing new to read: the stream either holds
+    /// exactly what this instance replayed (the refusal was spurious: try again) or fewer
+    /// entries, which means a checkpoint or an earlier read names entries the storage no longer
+    /// has. That is refused, never papered over: an operator audits the wallet.
+    async fn check_not_ahead(&self, slot: &Slot, wallet_id: &str) -> Result<()> {
+        let length = slot.state.borrow().length;
+        if length == 0 {
+            return Ok(());
+        }
+        let last = self
+            .storage
+            .read(&stream(wallet_id), length - 1, 1)
+            .await
+            .map_err(storage_failed("read"))?;
+        if last.len() == 1 {
+            return Ok(());
+        }
+        self.forget(slot);
+        Err(Error::StorageFailed {
+            operation: "append",
+            reason: format!(
+                "the ledger of wallet \"{wallet_id}\" holds fewer than the {length} entries its checkpoint or an earlier read names: audit the wallet"
+            ),
+        })
     }
 
     async fn read_entries(&self, wallet_id: &str, from: u64, count: u32) -> Result<Vec<Entry>> {
@@ -355,36 +466,49 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         }
         let at = self.now()?;
         let reseller = self.require_reseller_shared(reseller_id).await?;
-        let held = request.kind != RequestKind::TopUp
-            && reseller.metadata.get("hold_provisioning") == Some(&Value::Bool(true));
         let slot = self.slot(&reseller.id);
-        let _guard = slot.lock.acquire().await;
-        self.ensure_wallet(&slot, &reseller, true).await?;
+        let guard = slot.lock.acquire().await;
+        // A warm state may be behind other instances: it decides at once, and the append's
+        // answer says whether it was current. Only a refusal is confirmed by a read first.
+        let mut current = self.load(&slot, &reseller, true).await? == Loaded::Fresh;
         for _ in 0..APPEND_ATTEMPTS_MAX {
-            self.catch_up(&slot, &reseller.id).await?;
-            if let Some(done) = self.replay(&slot, &reseller.id, &request).await? {
-                return Ok(done);
-            }
-            let decision = self.decide(&slot, &reseller, &request, at, held)?;
+            let decision = match self.decide(&slot, &reseller, &request, at) {
+                Ok(decision) => decision,
+                Err(_) if !current => {
+                    self.catch_up(&slot, &reseller.id).await?;
+                    current = true;
+                    continue;
+                }
+                Err(refusal) => {
+                    // A request repeated with its key is answered as the first time, even where
+                    // it would be refused now (the credits are spent, the reseller suspended).
+                    return match self.replay(&reseller.id, &request).await? {
+                        Some(done) => Ok(done),
+                        None => Err(refusal),
+                    };
+                }
+            };
             let texts: Vec<String> = decision.entries.iter().map(Entry::to_json_text).collect();
             let expected = slot.state.borrow().length;
+            let claims: Vec<Claim<'_>> = request
+                .key
+                .as_deref()
+                .map(|key| Claim {
+                    key,
+                    position: expected,
+                })
+                .into_iter()
+                .collect();
             let outcome = self
                 .storage
-                .append(&stream(&reseller.id), expected, &texts)
+                .append(&stream(&reseller.id), expected, &texts, &claims)
                 .await
                 .map_err(storage_failed("append"))?;
             match outcome {
                 WriteOutcome::Written => {
-                    {
-                        let mut state = slot.state.borrow_mut();
-                        let mut volumes = slot.volumes.borrow_mut();
-                        for entry in &decision.entries {
-                            state.apply_trusted(entry);
-                            let credit = entry.kind == ledger::EntryKind::Credit;
-                            volumes.add(entry.at_ms, credit, entry.amount);
-                        }
-                    }
-                    drop(_guard);
+                    self.applied(&slot, &decision.entries);
+                    self.advance_checkpoint(&slot, &reseller.id).await;
+                    drop(guard);
                     let low_credit = match decision.low_credit {
                         Some(crossing) => Some(self.notify(&reseller, crossing).await),
                         None => None,
@@ -395,7 +519,22 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                         low_credit,
                     });
                 }
-                WriteOutcome::Stale => {}
+                WriteOutcome::Stale => {
+                    if self.catch_up(&slot, &reseller.id).await? == 0 {
+                        self.check_not_ahead(&slot, &reseller.id).await?;
+                    }
+                    current = true;
+                }
+                WriteOutcome::Claimed { key } => {
+                    return self.replay(&reseller.id, &request).await?.ok_or_else(|| {
+                        Error::StorageFailed {
+                            operation: "append",
+                            reason: format!(
+                                "idempotency key \"{key}\" was answered as claimed, but no claim was found"
+                            ),
+                        }
+                    });
+                }
                 WriteOutcome::Duplicate { index } => {
                     return Err(Error::StorageFailed {
                         operation: "append",
@@ -411,21 +550,83 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         })
     }
 
-    /// The first answer to a request with the same idempotency key, or `IDEMPOTENCY_MISMATCH`.
-    async fn replay(
-        &self,
-        slot: &Slot,
-        wallet_id: &str,
-        request: &Request,
-    ) -> Result<Option<Applied>> {
+    /// Replays this instance's own appended entries into the slot.
+    fn applied(&self, slot: &Slot, entries: &[Entry]) {
+        let mut state = slot.state.borrow_mut();
+        let mut volumes = slot.volumes.borrow_mut();
+        for entry in entries {
+            state.apply_trusted(entry);
+            let credit = entry.kind == ledger::EntryKind::Credit;
+            volumes.add(entry.at_ms, credit, entry.amount);
+        }
+        debug_assert!(state.is_valid(), "{:?}", state.violations);
+    }
+
+    /// Writes the slot's state as the wallet's checkpoint when it has run
+    /// [`CHECKPOINT_INTERVAL`] entries past the stored one. Compare-and-set on the wallet
+    /// record, so a checkpoint only ever moves forward: an instance that loses the race learns
+    /// the winner's record and tries again later. A failure costs nothing but a longer replay
+    /// for the next cold start, so it is not reported.
+    async fn advance_checkpoint(&self, slot: &Slot, wallet_id: &str) {
+        let Some(known) = slot.record.borrow().clone() else {
+            return;
+        };
+        let checkpoint = {
+            let state = slot.state.borrow();
+            if state.length < known.checkpoint_length + CHECKPOINT_INTERVAL {
+                return;
+            }
+            state.checkpoint(&slot.volumes.borrow())
+        };
+        let Some(checkpoint) = checkpoint else {
+            return;
+        };
+        let record = wallet_record(
+            wallet_id,
+            known.version + 1,
+            &known.created_at,
+            Some(&checkpoint),
+        );
+        let outcome = self.storage.put(WALLETS, &record, known.version, &[]).await;
+        let learned = match outcome {
+            Ok(WriteOutcome::Written) => Some((record.version, checkpoint.length)),
+            Ok(WriteOutcome::Stale) => match self.storage.get(WALLETS, wallet_id).await {
+                Ok(Some(stored)) => Some((stored.version, stored_checkpoint_length(&stored))),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let (Some((version, length)), Some(state)) = (learned, slot.record.borrow_mut().as_mut())
+        {
+            state.version = version;
+            state.checkpoint_length = length;
+        }
+    }
+
+    /// The first answer to a request with the same idempotency key (found by its claim, not by
+    /// a replay), `IDEMPOTENCY_MISMATCH` when the key was used for another request, `None` when
+    /// the key is new or the request has none.
+    async fn replay(&self, wallet_id: &str, request: &Request) -> Result<Option<Applied>> {
         let Some(key) = &request.key else {
             return Ok(None);
         };
-        let position = slot.state.borrow().keys.get(key.as_str()).copied();
+        let position = self
+            .storage
+            .find_claim(&stream(wallet_id), key)
+            .await
+            .map_err(storage_failed("findClaim"))?;
         let Some(position) = position else {
             return Ok(None);
         };
         let first = self.read_entries(wallet_id, position, 1).await?;
+        if first.first().and_then(|e| e.idempotency_key.as_deref()) != Some(key.as_str()) {
+            return Err(Error::StorageFailed {
+                operation: "findClaim",
+                reason: format!(
+                    "idempotency key \"{key}\" is claimed at entry {position} of wallet \"{wallet_id}\", which does not hold it"
+                ),
+            });
+        }
         let count = first
             .first()
             .and_then(|e| e.batch)
@@ -454,8 +655,12 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         reseller: &Reseller,
         request: &Request,
         at: DateTime<Utc>,
-        held: bool,
     ) -> Result<Decision> {
+        let held = request.kind != RequestKind::TopUp
+            && reseller.metadata.get("hold_provisioning") == Some(&Value::Bool(true));
+        if request.kind != RequestKind::TopUp {
+            reseller.check_may_spend()?;
+        }
         let state = slot.state.borrow();
         let ctx = Context {
             wallet_id: &reseller.id,
@@ -645,10 +850,13 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
     ) -> Result<Option<T>> {
         let slot = self.slot(&reseller.id);
         let _guard = slot.lock.acquire().await;
-        if !self.ensure_wallet(&slot, reseller, false).await? {
-            return Ok(None);
+        match self.load(&slot, reseller, false).await? {
+            Loaded::Missing => return Ok(None),
+            Loaded::Fresh => {}
+            Loaded::Warm => {
+                self.catch_up(&slot, &reseller.id).await?;
+            }
         }
-        self.catch_up(&slot, &reseller.id).await?;
         let state = slot.state.borrow();
         let volumes = slot.volumes.borrow();
         Ok(Some(read(&state, &volumes)))
@@ -657,14 +865,10 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
     /// A reseller's balance in whole credits.
     pub async fn balance(&self, reseller_id: &str) -> Result<Credits> {
         let reseller = self.require_reseller_shared(reseller_id).await?;
-        let slot = self.slot(&reseller.id);
-        let _guard = slot.lock.acquire().await;
-        if !self.ensure_wallet(&slot, &reseller, false).await? {
-            return Ok(Credits::ZERO);
-        }
-        self.catch_up(&slot, &reseller.id).await?;
-        let balance = slot.state.borrow().credits();
-        Ok(balance)
+        let balance = self
+            .with_wallet(&reseller, |wallet, _| wallet.credits())
+            .await?;
+        Ok(balance.unwrap_or(Credits::ZERO))
     }
 
     /// Entries newest first: at most `limit`, with a sequence below `before` when given.
@@ -675,13 +879,12 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         before: Option<u64>,
     ) -> Result<Vec<Entry>> {
         let reseller = self.require_reseller_shared(reseller_id).await?;
-        let slot = self.slot(&reseller.id);
-        let _guard = slot.lock.acquire().await;
-        if !self.ensure_wallet(&slot, &reseller, false).await? {
+        let Some(length) = self
+            .with_wallet(&reseller, |wallet, _| wallet.length)
+            .await?
+        else {
             return Ok(Vec::new());
-        }
-        self.catch_up(&slot, &reseller.id).await?;
-        let length = slot.state.borrow().length;
+        };
         // Sequence s sits at position s − 1; "before s" ends at position s − 2.
         let end = before.map_or(length, |b| b.saturating_sub(1).min(length));
         let from = end.saturating_sub(u64::from(limit));
@@ -725,20 +928,19 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                     continue;
                 };
                 let reseller = reseller.value;
-                let slot = self.slot(&reseller.id);
-                let crossing = {
-                    let _guard = slot.lock.acquire().await;
-                    *slot.known.borrow_mut() = true;
-                    self.catch_up(&slot, &reseller.id).await?;
-                    let state = slot.state.borrow();
-                    state.low_since.map(|sequence| LowCredit {
-                        wallet_id: reseller.id.clone(),
-                        sequence,
-                        balance: state.credits(),
-                        threshold: self.config.low_credit_threshold,
-                        at_ms: at.timestamp_millis(),
+                let threshold = self.config.low_credit_threshold;
+                let crossing = self
+                    .with_wallet(&reseller, |state, _| {
+                        state.low_since.map(|sequence| LowCredit {
+                            wallet_id: reseller.id.clone(),
+                            sequence,
+                            balance: state.credits(),
+                            threshold,
+                            at_ms: at.timestamp_millis(),
+                        })
                     })
-                };
+                    .await?
+                    .flatten();
                 let Some(crossing) = crossing else { continue };
                 let queued = self
                     .storage
@@ -794,6 +996,36 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         })
         .await
     }
+}
+
+/// A wallet record: the wallet exists, since when, and its checkpoint (none for a new wallet).
+fn wallet_record(
+    wallet_id: &str,
+    version: u64,
+    created_at: &str,
+    checkpoint: Option<&Checkpoint>,
+) -> StoredRecord {
+    let data = json!({
+        "id": wallet_id,
+        "resellerId": wallet_id,
+        "createdAt": created_at,
+        "checkpoint": checkpoint.map(Checkpoint::to_json),
+    });
+    StoredRecord {
+        id: wallet_id.to_owned(),
+        version,
+        data: data.to_string(),
+        indexes: vec![("resellerId".to_owned(), wallet_id.to_owned())],
+    }
+}
+
+/// The length of the checkpoint a stored wallet record holds (0 when it holds none or cannot
+/// be read: the caller only uses it to decide when to write the next one).
+fn stored_checkpoint_length(record: &StoredRecord) -> u64 {
+    serde_json::from_str::<Value>(&record.data)
+        .ok()
+        .and_then(|data| data.get("checkpoint")?.get("length")?.as_u64())
+        .unwrap_or(0)
 }
 
 fn message_json(m: &MailMessage) -> Value {
@@ -1108,7 +1340,7 @@ mod tests {
         assert!(record.is_some());
         let fresh = Rc::<MemoryStorage>::default();
         let entries = run(storage.read(&stream(&id), 0, 100)).unwrap_or_default();
-        run(fresh.append(&stream(&id), 0, &entries)).unwrap_or_else(|e| panic!("{e:?}"));
+        run(fresh.append(&stream(&id), 0, &entries, &[])).unwrap_or_else(|e| panic!("{e:?}"));
         for collection in ["resellers", WALLETS] {
             let query = Query {
                 index: None,
@@ -1143,7 +1375,7 @@ mod tests {
         forged.id = "le_forged".into();
         forged.balance_after = 1_200;
         let text = forged.to_json_text();
-        run(storage.append(&stream(&id), 1, &[text])).unwrap_or_else(|e| panic!("{e:?}"));
+        run(storage.append(&stream(&id), 1, &[text], &[])).unwrap_or_else(|e| panic!("{e:?}"));
         let other = engine(&storage, &mail);
         let refused = run(other.provision(&id, c(1), None, None));
         match refused {

@@ -17,7 +17,8 @@ use crate::domain::Error;
 use crate::engine::executor::block_on;
 use crate::engine::memory::MemoryStorage as MemoryStore;
 use crate::engine::ports::{
-    Clock, MailError, MailMessage, Mailer, Query, Storage, StorageError, StoredRecord, WriteOutcome,
+    Claim, Clock, MailError, MailMessage, Mailer, Query, Storage, StorageError, StoredRecord,
+    WriteOutcome,
 };
 
 #[wasm_bindgen(typescript_custom_section)]
@@ -50,8 +51,17 @@ export interface StorageQuery {
 /** How a conditional write ended. Nothing is written unless it is `"written"`. */
 export type WriteOutcome = "written" | "stale" | { duplicate: string };
 
+/** How an append ended. Nothing is written unless it is `"written"`. */
+export type AppendOutcome = "written" | "stale" | { claimed: string };
+
+/** An idempotency key claimed with an append: unique in its stream, at the position (0-based) of the entry that holds it. */
+export interface StreamClaim {
+  key: string;
+  position: number;
+}
+
 /**
- * The storage contract. The engine persists only through these five calls; each may answer
+ * The storage contract. The engine persists only through these six calls; each may answer
  * synchronously or with a Promise. A throw or rejection becomes `STORAGE_FAILED`.
  *
  * - `get`: the record with this id, or null.
@@ -60,16 +70,20 @@ export type WriteOutcome = "written" | "stale" | { duplicate: string };
  *   record must not exist), and only if no other record of the collection holds the same value of
  *   an index named in `unique`; otherwise answer `"stale"` or `{ duplicate: indexName }` and write
  *   nothing. `record.version` is `expectedVersion + 1`.
- * - `append`: add all `entries` to the end of a stream, or none: only if it holds exactly
- *   `expectedLength` entries (else `"stale"`).
+ * - `append`: add all `entries` to the end of a stream, with the idempotency keys of `claims`,
+ *   or nothing: only if it holds exactly `expectedLength` entries (else `"stale"`), and only if
+ *   none of the keys is claimed in this stream yet and none is repeated in `claims` (else
+ *   `{ claimed: key }`, naming one). The length is checked first.
  * - `read`: up to `limit` entries of a stream from position `from`.
+ * - `findClaim`: the position a key was claimed at in a stream, or null.
  */
 export interface AllyStorage {
   get(collection: string, id: string): MaybePromise<StoredRecord | null | undefined>;
   find(collection: string, query: StorageQuery): MaybePromise<StoredRecord[]>;
   put(collection: string, record: StoredRecord, expectedVersion: number, unique: string[]): MaybePromise<WriteOutcome>;
-  append(stream: string, expectedLength: number, entries: string[]): MaybePromise<"written" | "stale">;
+  append(stream: string, expectedLength: number, entries: string[], claims: StreamClaim[]): MaybePromise<AppendOutcome>;
   read(stream: string, from: number, limit: number): MaybePromise<string[]>;
+  findClaim(stream: string, key: string): MaybePromise<number | null | undefined>;
 }
 
 /** A message for the host's mailer. */
@@ -150,6 +164,33 @@ fn strings_arg(value: &JsValue, field: &str) -> Result<Vec<String>, Error> {
     };
     (0..array.length())
         .map(|i| text_arg(&array.get(i), &format!("{field}[{i}]")))
+        .collect()
+}
+
+/// Reads the claims argument of `MemoryStorage.append`: `{ key, position }` objects. Omitted
+/// (`undefined`) is no claims.
+fn claims_arg(value: &JsValue) -> Result<Vec<(String, u64)>, Error> {
+    if value.is_undefined() {
+        return Ok(Vec::new());
+    }
+    let Some(array) = value.dyn_ref::<Array>() else {
+        return Err(Error::invalid(
+            "claims",
+            format!(
+                "expected an array of {{ key, position }}, got {}",
+                type_name(value)
+            ),
+        ));
+    };
+    (0..array.length())
+        .map(|i| {
+            let path = format!("claims[{i}]");
+            let mut claim = super::input::record(&array.get(i), &path)?;
+            let key = claim.string("key")?;
+            let position = claim.credits("position")?.get();
+            claim.finish(&["key", "position"])?;
+            Ok((key, position))
+        })
         .collect()
 }
 
@@ -250,23 +291,50 @@ impl MemoryStorage {
         Ok(outcome_to_js(&outcome))
     }
 
-    /// All-or-none append guarded by the expected length (the storage contract's `append`).
-    #[wasm_bindgen(unchecked_return_type = "\"written\" | \"stale\"")]
+    /// All-or-none append guarded by the expected length, with its idempotency claims (the
+    /// storage contract's `append`).
+    #[wasm_bindgen(unchecked_return_type = "AppendOutcome")]
     pub fn append(
         &self,
         #[wasm_bindgen(unchecked_param_type = "string")] stream: JsValue,
         #[wasm_bindgen(js_name = expectedLength, unchecked_param_type = "number")]
         expected_length: JsValue,
         #[wasm_bindgen(unchecked_param_type = "string[]")] entries: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "StreamClaim[]")] claims: JsValue,
     ) -> Result<JsValue, JsValue> {
         let stream = text_arg(&stream, "stream").or_throw()?;
         let expected_length = super::input::credits(&expected_length, "expectedLength")
             .or_throw()?
             .get();
         let entries = strings_arg(&entries, "entries").or_throw()?;
-        let outcome = ready(self.store.append(&stream, expected_length, &entries))?
-            .map_err(storage_error_js)?;
+        let claims = claims_arg(&claims).or_throw()?;
+        let claims: Vec<Claim<'_>> = claims
+            .iter()
+            .map(|(key, position)| Claim {
+                key,
+                position: *position,
+            })
+            .collect();
+        let outcome = ready(
+            self.store
+                .append(&stream, expected_length, &entries, &claims),
+        )?
+        .map_err(storage_error_js)?;
         Ok(outcome_to_js(&outcome))
+    }
+
+    /// The position a key was claimed at in a stream, or `null` (the storage contract's
+    /// `findClaim`).
+    #[wasm_bindgen(js_name = findClaim, unchecked_return_type = "number | null")]
+    pub fn find_claim(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] stream: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "string")] key: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let stream = text_arg(&stream, "stream").or_throw()?;
+        let key = text_arg(&key, "key").or_throw()?;
+        let found = ready(self.store.find_claim(&stream, &key))?.map_err(storage_error_js)?;
+        Ok(found.map_or(JsValue::NULL, |p| JsValue::from_f64(p as f64)))
     }
 
     /// Up to `limit` entries of a stream from position `from` (the storage contract's `read`).
@@ -318,6 +386,11 @@ fn outcome_to_js(outcome: &WriteOutcome) -> JsValue {
         WriteOutcome::Duplicate { index } => {
             let object = Object::new();
             let _ = Reflect::set(&object, &"duplicate".into(), &index.into());
+            object.into()
+        }
+        WriteOutcome::Claimed { key } => {
+            let object = Object::new();
+            let _ = Reflect::set(&object, &"claimed".into(), &key.into());
             object.into()
         }
     }
@@ -385,24 +458,50 @@ fn record_from_js(value: &JsValue) -> Result<Option<StoredRecord>, StorageError>
     }))
 }
 
-fn outcome_from_js(value: &JsValue) -> Result<WriteOutcome, StorageError> {
+/// Reads the answer of `put` (`"written"`, `"stale"`, `{ duplicate }`) or, with `append`
+/// true, of `append` (`"written"`, `"stale"`, `{ claimed }`).
+fn outcome_from_js(value: &JsValue, append: bool) -> Result<WriteOutcome, StorageError> {
     match value.as_string().as_deref() {
         Some("written") => return Ok(WriteOutcome::Written),
         Some("stale") => return Ok(WriteOutcome::Stale),
         _ => {}
     }
+    let (field, expected) = if append {
+        (
+            "claimed",
+            "expected \"written\", \"stale\" or { claimed: key }",
+        )
+    } else {
+        (
+            "duplicate",
+            "expected \"written\", \"stale\" or { duplicate: index }",
+        )
+    };
     if value.is_object() {
-        if let Some(index) = Reflect::get(value, &"duplicate".into())
+        if let Some(text) = Reflect::get(value, &field.into())
             .ok()
             .and_then(|v| v.as_string())
         {
-            return Ok(WriteOutcome::Duplicate { index });
+            return Ok(if append {
+                WriteOutcome::Claimed { key: text }
+            } else {
+                WriteOutcome::Duplicate { index: text }
+            });
         }
     }
-    Err(out_of_contract(
-        "expected \"written\", \"stale\" or { duplicate: index }",
-        value,
-    ))
+    Err(out_of_contract(expected, value))
+}
+
+/// Whether the claims handed to an append name `key`.
+fn args_claim(claims: &JsValue, key: &str) -> bool {
+    claims.dyn_ref::<Array>().is_some_and(|claims| {
+        claims.iter().any(|claim| {
+            Reflect::get(&claim, &"key".into())
+                .ok()
+                .and_then(|k| k.as_string())
+                .is_some_and(|k| k == key)
+        })
+    })
 }
 
 /// A JavaScript object implementing `AllyStorage`.
@@ -413,6 +512,7 @@ pub struct JsStorage {
     put: Function,
     append: Function,
     read: Function,
+    find_claim: Function,
 }
 
 /// Looks up `name` on a host object and checks it is a function (`INVALID_CONFIG` otherwise).
@@ -434,6 +534,7 @@ impl JsStorage {
             put: method(&object, "storage", "put")?,
             append: method(&object, "storage", "append")?,
             read: method(&object, "storage", "read")?,
+            find_claim: method(&object, "storage", "findClaim")?,
             this: object,
         })
     }
@@ -515,7 +616,7 @@ impl Storage for JsStorage {
             unique.into(),
         ];
         let answer = self.call(&self.put, &args).await?;
-        outcome_from_js(&answer)
+        outcome_from_js(&answer, false)
     }
 
     async fn append(
@@ -523,15 +624,54 @@ impl Storage for JsStorage {
         stream: &str,
         expected_length: u64,
         entries: &[String],
+        claims: &[Claim<'_>],
     ) -> Result<WriteOutcome, StorageError> {
         let entries: Array = entries.iter().map(|s| JsValue::from_str(s)).collect();
+        let claims: Array = claims
+            .iter()
+            .map(|claim| {
+                let object = Object::new();
+                let _ = Reflect::set(&object, &"key".into(), &claim.key.into());
+                let _ = Reflect::set(&object, &"position".into(), &(claim.position as f64).into());
+                JsValue::from(object)
+            })
+            .collect();
         let args = [
             stream.into(),
             (expected_length as f64).into(),
             entries.into(),
+            claims.into(),
         ];
         let answer = self.call(&self.append, &args).await?;
-        outcome_from_js(&answer)
+        let outcome = outcome_from_js(&answer, true)?;
+        if let WriteOutcome::Claimed { key } = &outcome {
+            if !args_claim(&args[3], key) {
+                return Err(out_of_contract(
+                    "append answered a key it was not given",
+                    &answer,
+                ));
+            }
+        }
+        Ok(outcome)
+    }
+
+    async fn find_claim(&self, stream: &str, key: &str) -> Result<Option<u64>, StorageError> {
+        let answer = self
+            .call(&self.find_claim, &[stream.into(), key.into()])
+            .await?;
+        if answer.is_null() || answer.is_undefined() {
+            return Ok(None);
+        }
+        answer
+            .as_f64()
+            .filter(|p| p.fract() == 0.0 && *p >= 0.0 && *p <= 9_007_199_254_740_991.0)
+            .map(|p| Some(p as u64))
+            .ok_or_else(|| {
+                out_of_contract(
+                    "findClaim should answer a position (a whole number) or null",
+                    &answer,
+                )
+            })
     }
 
     async fn read(&self, stream: &str, from: u64, limit: u32) -> Result<Vec<String>, StorageError> {
@@ -615,10 +755,11 @@ impl Storage for HostStorage {
         stream: &str,
         expected_length: u64,
         entries: &[String],
+        claims: &[Claim<'_>],
     ) -> Result<WriteOutcome, StorageError> {
         match self {
-            Self::Memory(m) => m.append(stream, expected_length, entries).await,
-            Self::Js(j) => j.append(stream, expected_length, entries).await,
+            Self::Memory(m) => m.append(stream, expected_length, entries, claims).await,
+            Self::Js(j) => j.append(stream, expected_length, entries, claims).await,
         }
     }
 
@@ -626,6 +767,13 @@ impl Storage for HostStorage {
         match self {
             Self::Memory(m) => m.read(stream, from, limit).await,
             Self::Js(j) => j.read(stream, from, limit).await,
+        }
+    }
+
+    async fn find_claim(&self, stream: &str, key: &str) -> Result<Option<u64>, StorageError> {
+        match self {
+            Self::Memory(m) => m.find_claim(stream, key).await,
+            Self::Js(j) => j.find_claim(stream, key).await,
         }
     }
 }

@@ -18,6 +18,7 @@ use super::types::optional::{
     ValidateLedgerOptionsArg,
 };
 use crate::domain::ledger::{self, Entry, Movement};
+use crate::domain::money::Credits;
 use crate::domain::record::Fields;
 use crate::domain::{Error, Result};
 use crate::engine::{Applied, LowCreditEvent, HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX};
@@ -842,13 +843,25 @@ pub fn validate_ledger(
     let report = if let Some(bytes) = entries.dyn_ref::<Uint8Array>() {
         ledger::audit_bytes(&bytes.to_vec(), wallet_id, opening).or_throw()?
     } else if let Some(array) = entries.dyn_ref::<Array>() {
-        let mut parsed = Vec::with_capacity(array.length() as usize);
-        for (i, item) in array.iter().enumerate() {
-            let path = format!("entries[{i}]");
-            let json = input::to_json(&item, &path).or_throw()?;
-            parsed.push(Entry::from_json(json, &path).or_throw()?);
+        if array.length() > ledger::AUDIT_ENTRIES_MAX {
+            return Err(to_js(&Error::invalid(
+                "entries",
+                format!(
+                    "at most {} entries as an array, got {}: pass the Uint8Array of exportLedger",
+                    ledger::AUDIT_ENTRIES_MAX,
+                    array.length()
+                ),
+            )));
         }
-        ledger::audit(parsed, wallet_id, opening)
+        // Replayed as read: nothing is reserved from the array's claimed length.
+        let mut wallet = ledger::Wallet::new(wallet_id, opening, Credits::ZERO);
+        for i in 0..array.length() {
+            let path = format!("entries[{i}]");
+            let json = input::to_json(&array.get(i), &path).or_throw()?;
+            let (entry, flaws) = Entry::from_json(json, &path).or_throw()?;
+            wallet.apply(&entry, &flaws);
+        }
+        ledger::Audit::of(wallet)
     } else {
         return Err(to_js(&Error::invalid(
             "entries",

@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::executor::block_on;
 use super::memory::MemoryStorage;
 use super::ports::{
-    FixedClock, NoMailer, Query, Storage, StorageError, StoredRecord, WriteOutcome,
+    Claim, FixedClock, NoMailer, Query, Storage, StorageError, StoredRecord, WriteOutcome,
 };
 use super::{Ally, ResellerFilter};
 use crate::domain::config::Config;
@@ -150,19 +150,20 @@ impl Storage for FaultyStorage {
         stream: &str,
         expected: u64,
         entries: &[String],
+        claims: &[Claim<'_>],
     ) -> Result<WriteOutcome, StorageError> {
         match self.roll(true) {
             Fault::Before => Err(Self::injected()),
             Fault::Conflict => Ok(WriteOutcome::Stale),
             Fault::After => {
-                self.inner.append(stream, expected, entries).await?;
+                self.inner.append(stream, expected, entries, claims).await?;
                 Err(Self::injected())
             }
             Fault::Delay(n) => {
                 Yield(n).await;
-                self.inner.append(stream, expected, entries).await
+                self.inner.append(stream, expected, entries, claims).await
             }
-            Fault::None => self.inner.append(stream, expected, entries).await,
+            Fault::None => self.inner.append(stream, expected, entries, claims).await,
         }
     }
 
@@ -174,6 +175,17 @@ impl Storage for FaultyStorage {
                 self.inner.read(stream, from, limit).await
             }
             _ => self.inner.read(stream, from, limit).await,
+        }
+    }
+
+    async fn find_claim(&self, stream: &str, key: &str) -> Result<Option<u64>, StorageError> {
+        match self.roll(false) {
+            Fault::Before => Err(Self::injected()),
+            Fault::Delay(n) => {
+                Yield(n).await;
+                self.inner.find_claim(stream, key).await
+            }
+            _ => self.inner.find_claim(stream, key).await,
         }
     }
 }

@@ -8,7 +8,7 @@ use chrono::{DateTime, TimeZone, Utc};
 
 use super::executor::block_on;
 use super::memory::MemoryStorage;
-use super::ports::{Clock, Query, Storage, StorageError, StoredRecord, WriteOutcome};
+use super::ports::{Claim, Clock, Query, Storage, StorageError, StoredRecord, WriteOutcome};
 
 /// A clock the test moves.
 #[derive(Clone)]
@@ -65,12 +65,21 @@ impl Storage for Failing {
         self.spend()?;
         self.inner.put(c, record, expected, unique).await
     }
-    async fn append(&self, s: &str, n: u64, e: &[String]) -> Result<WriteOutcome, StorageError> {
+    async fn append(
+        &self,
+        s: &str,
+        n: u64,
+        e: &[String],
+        claims: &[Claim<'_>],
+    ) -> Result<WriteOutcome, StorageError> {
         self.spend()?;
-        self.inner.append(s, n, e).await
+        self.inner.append(s, n, e, claims).await
     }
     async fn read(&self, s: &str, from: u64, limit: u32) -> Result<Vec<String>, StorageError> {
         self.inner.read(s, from, limit).await
+    }
+    async fn find_claim(&self, s: &str, key: &str) -> Result<Option<u64>, StorageError> {
+        self.inner.find_claim(s, key).await
     }
 }
 
