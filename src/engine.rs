@@ -29,6 +29,9 @@ mod simulation;
 #[cfg(test)]
 #[path = "engine/tests/support.rs"]
 mod test_support;
+#[cfg(test)]
+#[path = "engine/tests/wallets.rs"]
+mod wallet_tests;
 mod wallets;
 mod workflows;
 
@@ -51,8 +54,8 @@ pub use health::{check_note, HealthAlertEvent, Recorded, ACCOUNT_MANAGER_KEY, NO
 pub use payments::{ChildAccountsRevenue, ClientRevenue, PaymentInput};
 pub use resellers::{ResellerFilter, Versioned};
 pub use wallets::{
-    Applied, CreditCheck, LowCreditEvent, APPEND_ATTEMPTS_MAX, HISTORY_LIMIT_DEFAULT,
-    HISTORY_LIMIT_MAX,
+    Applied, CreditCheck, LowCreditEvent, WalletAudit, APPEND_ATTEMPTS_MAX, CHECKPOINT_INTERVAL,
+    HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX,
 };
 pub use workflows::LIFECYCLE_HISTORY_MAX;
 

@@ -25,7 +25,7 @@ use super::{storage_failed, Ally, PAGE_SIZE_MAX};
 use crate::domain::analytics::DayVolumes;
 use crate::domain::ledger::checkpoint::Checkpoint;
 use crate::domain::ledger::{
-    self, Context, Decision, Entry, EntryFlaws, LowCredit, Movement, Wallet,
+    self, Audit, Context, Decision, Entry, EntryFlaws, LowCredit, Movement, Wallet,
 };
 use crate::domain::money::Credits;
 use crate::domain::notice::{self, LOW_CREDIT};
@@ -113,6 +113,26 @@ pub struct LowCreditEvent {
     pub crossing: LowCredit,
     /// How the notification went: `sent`, `pending` (will be retried), `undeliverable`.
     pub notification: &'static str,
+}
+
+/// What [`Ally::audit_wallet`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WalletAudit {
+    /// The replay of the whole stream.
+    pub audit: Audit,
+    /// The length of the stored checkpoint, when the wallet record holds one.
+    pub checkpoint_length: Option<u64>,
+    /// Whether the checkpoint equals the replay of the entries it covers (false as well when
+    /// the stream is shorter than the checkpoint says).
+    pub checkpoint_matches: bool,
+}
+
+impl WalletAudit {
+    /// Sound end to end: the history validates and the checkpoint stands for it.
+    #[must_use]
+    pub fn ok(&self) -> bool {
+        self.audit.ok && self.checkpoint_matches
+    }
 }
 
 /// What `checkCredits` did.
@@ -232,8 +252,34 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             return Ok(Loaded::Missing);
         };
         self.resume_from(slot, &reseller.id, &record)?;
+        self.check_anchor(slot, &reseller.id).await?;
         self.catch_up(slot, &reseller.id).await?;
         Ok(Loaded::Fresh)
+    }
+
+    /// Checks that the stream holds the checkpoint's last entry, with the checkpoint's hash: a
+    /// checkpoint is only trusted while the history it stands for is there (one entry read).
+    async fn check_anchor(&self, slot: &Slot, wallet_id: &str) -> Result<()> {
+        let (length, head) = {
+            let state = slot.state.borrow();
+            (state.length, state.head)
+        };
+        if length == 0 {
+            return Ok(());
+        }
+        let last = self.read_entries(wallet_id, length - 1, 1).await;
+        let anchored = matches!(&last, Ok(found) if found.len() == 1 && found[0].hash == head && found[0].sequence == length);
+        if anchored {
+            return Ok(());
+        }
+        self.forget(slot);
+        last?;
+        Err(Error::StorageFailed {
+            operation: "read",
+            reason: format!(
+                "the ledger of wallet \"{wallet_id}\" does not hold entry {length} as its checkpoint names it: audit the wallet"
+            ),
+        })
     }
 
     /// Sets the slot to the checkpoint a wallet record holds (an empty wallet when none).
@@ -908,6 +954,75 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                 return Ok(out);
             }
         }
+    }
+
+    /// The operator's audit of a stored wallet, end to end: replays the whole stream as
+    /// `validateLedger` does (hash chain, balances, sequence, ids, keys, batches) and checks
+    /// that the stored checkpoint is exactly the replay of the entries it covers. The one
+    /// operation whose cost grows with the history: it reads every entry.
+    pub async fn audit_wallet(&self, reseller_id: &str) -> Result<WalletAudit> {
+        let reseller = self.require_reseller_shared(reseller_id).await?;
+        let record = self
+            .storage
+            .get(WALLETS, &reseller.id)
+            .await
+            .map_err(storage_failed("get"))?;
+        let checkpoint = match &record {
+            None => None,
+            Some(record) => {
+                let data: Value =
+                    serde_json::from_str(&record.data).map_err(|e| Error::StorageFailed {
+                        operation: "get",
+                        reason: format!("wallet record \"{}\" is not readable: {e}", record.id),
+                    })?;
+                match data.get("checkpoint") {
+                    None | Some(Value::Null) => None,
+                    Some(value) => {
+                        Some(Checkpoint::from_json(value, "checkpoint").map_err(|e| {
+                            Error::StorageFailed {
+                                operation: "get",
+                                reason: format!("wallet record \"{}\": {e}", record.id),
+                            }
+                        })?)
+                    }
+                }
+            }
+        };
+        let stream = stream(&reseller.id);
+        let threshold = self.config.low_credit_threshold;
+        let mut wallet = Wallet::new(Some(reseller.id.clone()), 0, threshold);
+        let mut volumes = DayVolumes::default();
+        let mut checkpoint_matches = checkpoint
+            .as_ref()
+            .map(|c| c.length == 0 && *c == Checkpoint::empty());
+        loop {
+            let from = wallet.length;
+            let page = self
+                .storage
+                .read(&stream, from, PAGE_SIZE_MAX)
+                .await
+                .map_err(storage_failed("read"))?;
+            for (i, text) in page.iter().enumerate() {
+                let (entry, flaws) = decode(text, &stream, from + i as u64)?;
+                wallet.apply(&entry, &flaws);
+                volumes.add(
+                    entry.at_ms,
+                    entry.kind == ledger::EntryKind::Credit,
+                    entry.amount,
+                );
+                if let Some(c) = checkpoint.as_ref().filter(|c| c.length == wallet.length) {
+                    checkpoint_matches = Some(wallet.checkpoint(&volumes).as_ref() == Some(c));
+                }
+            }
+            if page.len() < PAGE_SIZE_MAX as usize {
+                break;
+            }
+        }
+        Ok(WalletAudit {
+            audit: Audit::of(wallet),
+            checkpoint_length: checkpoint.map(|c| c.length),
+            checkpoint_matches: checkpoint_matches.unwrap_or(true),
+        })
     }
 
     /// The daily job: notifies every wallet below the threshold whose crossing has no

@@ -516,10 +516,66 @@ fn check_wallet(inner: &MemoryStorage, wallet: &str, model: &WalletModel) -> Res
     if let Some(key) = model.refused.iter().find(|k| keys.contains_key(*k)) {
         return Err(format!("{wallet} holds refused operation {key}"));
     }
+    check_claims(inner, wallet, &texts)?;
+    check_checkpoint(inner, wallet, &texts)
+}
+
+/// Every key an entry holds is claimed at that entry's position, and nothing else is claimed.
+fn check_claims(inner: &MemoryStorage, wallet: &str, texts: &[String]) -> Result<(), String> {
+    let stream = format!("ledger:{wallet}");
+    for (position, text) in texts.iter().enumerate() {
+        let json: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        if let Some(key) = json.get("idempotencyKey").and_then(Value::as_str) {
+            let claimed = run(inner.find_claim(&stream, key)).map_err(|e| e.reason)?;
+            if claimed != Some(position as u64) {
+                return Err(format!(
+                    "{wallet}: key {key} sits at {position}, is claimed at {claimed:?}"
+                ));
+            }
+        }
+    }
     Ok(())
 }
 
-fn simulate_wallets(seed: u64) -> Result<u64, String> {
+/// The stored checkpoint, when there is one, is exactly the replay of the entries it covers.
+fn check_checkpoint(inner: &MemoryStorage, wallet: &str, texts: &[String]) -> Result<(), String> {
+    use crate::domain::analytics::DayVolumes;
+    use crate::domain::ledger::checkpoint::Checkpoint;
+    use crate::domain::ledger::{Entry, EntryKind, Wallet};
+    let Some(record) = run(inner.get("wallets", wallet)).map_err(|e| e.reason)? else {
+        return Ok(());
+    };
+    let data: Value = serde_json::from_str(&record.data).map_err(|e| e.to_string())?;
+    let Some(stored) = data.get("checkpoint").filter(|c| !c.is_null()) else {
+        return Ok(());
+    };
+    let checkpoint = Checkpoint::from_json(stored, "checkpoint").map_err(|e| e.to_string())?;
+    let covered = usize::try_from(checkpoint.length).unwrap_or(usize::MAX);
+    if covered > texts.len() {
+        return Err(format!(
+            "{wallet}: the checkpoint covers {covered} entries, the stream holds {}",
+            texts.len()
+        ));
+    }
+    let threshold = Config::default().low_credit_threshold;
+    let mut replay = Wallet::new(Some(wallet.to_owned()), 0, threshold);
+    let mut volumes = DayVolumes::default();
+    for text in &texts[..covered] {
+        let (entry, flaws) = Entry::from_json_text(text, "entry").map_err(|e| e.to_string())?;
+        replay.apply(&entry, &flaws);
+        volumes.add(entry.at_ms, entry.kind == EntryKind::Credit, entry.amount);
+    }
+    let expected = replay.checkpoint(&volumes);
+    if expected.as_ref() != Some(&checkpoint) {
+        return Err(format!(
+            "{wallet}: the checkpoint at {covered} is {checkpoint:?}, the replay gives {expected:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// Answers the faults injected and how many wallets ended with a checkpoint.
+fn simulate_wallets(seed: u64) -> Result<(u64, u64), String> {
     use crate::domain::ledger::EntryKind;
     let inner = Rc::new(MemoryStorage::new());
     let at = Utc
@@ -589,9 +645,23 @@ fn simulate_wallets(seed: u64) -> Result<u64, String> {
             (w, op, format!("op-{next_key}"))
         };
         let (first, second) = (pick(), pick());
-        // Usually two instances race; sometimes both operations go through one instance.
+        // Usually two instances race; sometimes both operations go through one instance, and
+        // sometimes one goes through a fresh instance that resumes from the checkpoint.
         let same_instance = dice.next_u64() % 4 == 0;
-        let (out_1, out_2) = if same_instance {
+        let restarted = dice.next_u64() % 5 == 0;
+        let fresh = Ally::new(
+            Config::default(),
+            faulty(0xF00 ^ step as u64),
+            NoMailer,
+            FixedClock(at),
+            seed ^ 0xF00 ^ step as u64,
+        );
+        let (out_1, out_2) = if restarted {
+            run_both(
+                settle(&fresh, &wallets[first.0], &first.1, &first.2),
+                settle(&b, &wallets[second.0], &second.1, &second.2),
+            )
+        } else if same_instance {
             run_both(
                 settle(&a, &wallets[first.0], &first.1, &first.2),
                 settle(&a, &wallets[second.0], &second.1, &second.2),
@@ -631,9 +701,22 @@ fn simulate_wallets(seed: u64) -> Result<u64, String> {
         for (wallet, model) in wallets.iter().zip(&models) {
             check_wallet(&inner, wallet, model).map_err(&fail)?;
         }
-        // A read through a faulty instance agrees with the model whenever it answers.
+        // A read through a faulty instance agrees with the model whenever it answers; now and
+        // then the reader is a fresh instance (a restarted process), which resumes from the
+        // checkpoint and replays only the entries after it.
         let w = (dice.next_u64() % 3) as usize;
-        let reader = if dice.next_u64() % 2 == 0 { &a } else { &b };
+        let cold = Ally::new(
+            Config::default(),
+            faulty(step as u64),
+            NoMailer,
+            FixedClock(at),
+            seed ^ step as u64,
+        );
+        let reader = match dice.next_u64() % 4 {
+            0 => &a,
+            1 => &b,
+            _ => &cold,
+        };
         if let Ok(balance) = run(reader.balance(&wallets[w])) {
             if i128::from(balance.get()) != models[w].balance {
                 return Err(fail(format!(
@@ -647,7 +730,19 @@ fn simulate_wallets(seed: u64) -> Result<u64, String> {
     if refused == 0 {
         return Err(format!("seed {seed}: no operation was ever refused"));
     }
-    Ok(storage_a.faults.get() + storage_b.faults.get())
+    let checkpointed = wallets
+        .iter()
+        .filter(|w| {
+            run(inner.get("wallets", w))
+                .ok()
+                .flatten()
+                .is_some_and(|r| r.data.contains("\"checkpoint\":{"))
+        })
+        .count() as u64;
+    Ok((
+        storage_a.faults.get() + storage_b.faults.get(),
+        checkpointed,
+    ))
 }
 
 const WALLET_STEPS: usize = 150;
@@ -659,15 +754,22 @@ fn wallet_operations_survive_faulty_storage_and_racing_instances() {
         Ok(seed) => vec![seed.parse().unwrap_or(0)],
         Err(_) => (1..=WALLET_SEEDS).collect(),
     };
-    let mut faults = 0;
+    let (mut faults, mut checkpointed) = (0, 0);
     for seed in seeds {
         match simulate_wallets(seed) {
-            Ok(n) => faults += n,
+            Ok((n, c)) => {
+                faults += n;
+                checkpointed += c;
+            }
             Err(failure) => panic!("{failure}\nreplay: ALLY_SIM_SEED={seed} cargo test simulation"),
         }
     }
     assert!(
         faults > 1_000,
         "the simulation must actually inject faults (got {faults})"
+    );
+    assert!(
+        checkpointed > 0,
+        "the simulation must run wallets past their checkpoints"
     );
 }

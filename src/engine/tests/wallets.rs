@@ -1,0 +1,416 @@
+//! Wallets whose cost follows the work: cold starts from checkpoints, idempotency keys answered
+//! by their claims, the operator's audit, and the money-path refusals.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use chrono::{DateTime, Utc};
+
+use super::memory::MemoryStorage;
+use super::ports::{
+    Claim, FixedClock, MailError, MailMessage, Mailer, Query, Storage, StorageError, StoredRecord,
+    WriteOutcome,
+};
+use super::test_support::{at, run};
+use super::{Ally, CHECKPOINT_INTERVAL};
+use crate::domain::config::Config;
+use crate::domain::ledger::Movement;
+use crate::domain::money::Credits;
+use crate::domain::reseller::{ResellerDraft, StatusChange, UserId};
+use crate::domain::{Error, Result};
+
+/// The in-memory storage, counting what is read from streams.
+#[derive(Default)]
+struct Counting {
+    inner: MemoryStorage,
+    entries_read: Cell<u64>,
+    reads: Cell<u64>,
+    claim_lookups: Cell<u64>,
+}
+
+impl Counting {
+    fn reset(&self) {
+        self.entries_read.set(0);
+        self.reads.set(0);
+        self.claim_lookups.set(0);
+    }
+}
+
+impl Storage for Counting {
+    async fn get(
+        &self,
+        c: &str,
+        id: &str,
+    ) -> std::result::Result<Option<StoredRecord>, StorageError> {
+        self.inner.get(c, id).await
+    }
+    async fn find(
+        &self,
+        c: &str,
+        q: Query<'_>,
+    ) -> std::result::Result<Vec<StoredRecord>, StorageError> {
+        self.inner.find(c, q).await
+    }
+    async fn put(
+        &self,
+        c: &str,
+        r: &StoredRecord,
+        v: u64,
+        u: &[&str],
+    ) -> std::result::Result<WriteOutcome, StorageError> {
+        self.inner.put(c, r, v, u).await
+    }
+    async fn append(
+        &self,
+        s: &str,
+        n: u64,
+        e: &[String],
+        claims: &[Claim<'_>],
+    ) -> std::result::Result<WriteOutcome, StorageError> {
+        self.inner.append(s, n, e, claims).await
+    }
+    async fn read(
+        &self,
+        s: &str,
+        from: u64,
+        limit: u32,
+    ) -> std::result::Result<Vec<String>, StorageError> {
+        let page = self.inner.read(s, from, limit).await?;
+        self.reads.set(self.reads.get() + 1);
+        self.entries_read
+            .set(self.entries_read.get() + page.len() as u64);
+        Ok(page)
+    }
+    async fn find_claim(
+        &self,
+        s: &str,
+        key: &str,
+    ) -> std::result::Result<Option<u64>, StorageError> {
+        self.claim_lookups.set(self.claim_lookups.get() + 1);
+        self.inner.find_claim(s, key).await
+    }
+}
+
+/// Keeps every message it is given.
+#[derive(Default)]
+struct Sent(RefCell<Vec<MailMessage>>);
+
+impl Mailer for Rc<Sent> {
+    async fn send(&self, message: &MailMessage) -> std::result::Result<(), MailError> {
+        self.0.borrow_mut().push(message.clone());
+        Ok(())
+    }
+}
+
+type Engine<S> = Ally<Rc<S>, Rc<Sent>, FixedClock>;
+
+fn engine_at<S: Storage>(
+    storage: &Rc<S>,
+    mail: &Rc<Sent>,
+    now: DateTime<Utc>,
+    seed: u64,
+) -> Engine<S> {
+    Ally::new(
+        Config::default(),
+        Rc::clone(storage),
+        Rc::clone(mail),
+        FixedClock(now),
+        seed,
+    )
+}
+
+fn engine<S: Storage>(storage: &Rc<S>, seed: u64) -> Engine<S> {
+    engine_at(storage, &Rc::default(), at(2026, 3, 1), seed)
+}
+
+fn c(n: u64) -> Credits {
+    Credits::new(n).unwrap_or_default()
+}
+
+fn ok<T>(result: Result<T>) -> T {
+    result.unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn code<T>(result: Result<T>) -> Option<&'static str> {
+    result.err().map(|e| e.code().as_str())
+}
+
+fn reseller<S: Storage>(ally: &Engine<S>, user: u64) -> String {
+    let draft = ResellerDraft {
+        user_id: Some(UserId::Number(user)),
+        company_name: Some(format!("Reseller {user}")),
+        email: Some(format!("ops{user}@example.test")),
+        ..ResellerDraft::default()
+    };
+    ok(run(ally.create_reseller(draft))).value.id
+}
+
+/// A wallet of `top_ups` top-ups followed by `provisions` single provisions, each keyed.
+fn history<S: Storage>(ally: &Engine<S>, id: &str, provisions: u64) {
+    ok(run(ally.add_credits(
+        id,
+        c(1_000_000_000),
+        None,
+        Some("opening".into()),
+    )));
+    for i in 0..provisions {
+        ok(run(ally.provision(id, c(1), None, Some(format!("p-{i}")))));
+    }
+}
+
+#[test]
+fn a_fresh_instance_reads_the_checkpoint_and_the_tail_only() {
+    for provisions in [200u64, 2_000] {
+        let storage = Rc::new(Counting::default());
+        let writer = engine(&storage, 1);
+        let id = reseller(&writer, 1);
+        history(&writer, &id, provisions);
+        storage.reset();
+        let cold = engine(&storage, 2);
+        let done = ok(run(cold.provision(&id, c(5), None, None)));
+        assert_eq!(done.entries[0].sequence, provisions + 2);
+        assert_eq!(
+            done.entries[0].balance_after,
+            1_000_000_000 - provisions as i64 - 5
+        );
+        // The checkpoint's last entry, then at most an interval of entries after it.
+        let read = storage.entries_read.get();
+        assert!(
+            (1..=CHECKPOINT_INTERVAL + 1).contains(&read),
+            "{provisions} entries: a cold provision read {read} entries"
+        );
+        assert!(storage.reads.get() <= 3, "{} reads", storage.reads.get());
+        // A second operation on the now warm instance reads nothing before it appends.
+        storage.reset();
+        ok(run(cold.provision(&id, c(5), None, None)));
+        assert_eq!((storage.reads.get(), storage.entries_read.get()), (0, 0));
+        assert_eq!(
+            ok(run(engine(&storage, 3).balance(&id))).get(),
+            1_000_000_000 - provisions - 10
+        );
+    }
+}
+
+#[test]
+fn an_idempotency_key_from_any_time_is_answered_by_its_claim() {
+    let storage = Rc::new(Counting::default());
+    let writer = engine(&storage, 1);
+    let id = reseller(&writer, 1);
+    history(&writer, &id, 1_000);
+    storage.reset();
+    // A fresh instance, a key used 1 000 entries ago: answered as the first time.
+    let cold = engine(&storage, 2);
+    let again = ok(run(cold.provision(&id, c(1), None, Some("p-3".into()))));
+    assert!(again.replayed);
+    assert_eq!(again.entries[0].sequence, 5);
+    assert_eq!(storage.claim_lookups.get(), 1);
+    assert!(storage.entries_read.get() <= CHECKPOINT_INTERVAL + 2);
+    assert_eq!(
+        code(run(cold.provision(&id, c(2), None, Some("p-3".into())))),
+        Some("IDEMPOTENCY_MISMATCH")
+    );
+    // A key is still answered where the request would now be refused.
+    let spent = ok(run(cold.balance(&id))).get();
+    ok(run(cold.provision(&id, c(spent), None, Some("all".into()))));
+    let replay = ok(run(cold.provision(&id, c(spent), None, Some("all".into()))));
+    assert!(replay.replayed);
+    assert_eq!(ok(run(cold.balance(&id))).get(), 0);
+}
+
+#[test]
+fn a_bulk_crossing_is_mailed_once_even_after_the_daily_check() {
+    let storage = Rc::new(MemoryStorage::default());
+    let mail = Rc::new(Sent::default());
+    let ally = engine_at(&storage, &mail, at(2026, 3, 1), 1);
+    let id = reseller(&ally, 1);
+    ok(run(ally.add_credits(&id, c(600), None, None)));
+    let items = [50, 60, 200]
+        .into_iter()
+        .map(|n| Movement {
+            amount: c(n),
+            memo: None,
+        })
+        .collect();
+    // 600 → 550 → 490 (below 500: the crossing, entry 3) → 290.
+    let bulk = ok(run(ally.provision_bulk(&id, items, None)));
+    let crossing = bulk.low_credit.unwrap_or_else(|| panic!("no crossing"));
+    assert_eq!(crossing.crossing.sequence, 3);
+    assert_eq!(mail.0.borrow().len(), 1);
+    for checker in [&ally, &engine_at(&storage, &mail, at(2026, 3, 2), 2)] {
+        let check = ok(run(checker.check_credits(None)));
+        assert_eq!((check.notified, check.failed), (0, 0));
+    }
+    assert_eq!(mail.0.borrow().len(), 1, "one crossing, one mail");
+}
+
+#[test]
+fn a_clock_outside_years_0000_to_9999_writes_nothing() {
+    let storage = Rc::new(MemoryStorage::default());
+    let id = reseller(&engine(&storage, 1), 1);
+    let far = DateTime::from_timestamp_millis(253_402_300_800_000).unwrap_or_default();
+    let ally = engine_at(&storage, &Rc::default(), far, 2);
+    assert_eq!(
+        code(run(ally.add_credits(&id, c(10), None, None))),
+        Some("INVALID_CONFIG")
+    );
+    assert_eq!(
+        run(storage.read(&format!("ledger:{id}"), 0, 10)).map(|e| e.len()),
+        Ok(0)
+    );
+    // The wallet still reads, and a sane clock still writes.
+    let sane = engine(&storage, 3);
+    ok(run(sane.add_credits(&id, c(10), None, None)));
+    assert_eq!(ok(run(sane.balance(&id))).get(), 10);
+}
+
+#[test]
+fn a_suspended_or_inactive_reseller_cannot_spend() {
+    let storage = Rc::new(MemoryStorage::default());
+    let ally = engine(&storage, 1);
+    let id = reseller(&ally, 1);
+    ok(run(ally.add_credits(&id, c(1_000), None, None)));
+    ok(run(ally.provision(&id, c(10), None, Some("before".into()))));
+    let suspend = || StatusChange::Suspend {
+        reason: Some("chargeback under review".into()),
+    };
+    let suspended = ok(run(ally.set_reseller_status(&id, suspend())));
+    assert_eq!(suspended.value.status.as_str(), "suspended");
+    let again = ok(run(ally.set_reseller_status(&id, suspend())));
+    assert_eq!(again.version, suspended.version, "a repeat writes nothing");
+    match run(ally.provision(&id, c(10), None, None)) {
+        Err(Error::ResellerInactive { status, reason, .. }) => {
+            assert_eq!(status, "suspended");
+            assert_eq!(reason.as_deref(), Some("chargeback under review"));
+        }
+        other => panic!("expected RESELLER_INACTIVE, got {other:?}"),
+    }
+    let bulk = vec![Movement {
+        amount: c(1),
+        memo: None,
+    }];
+    assert_eq!(
+        code(run(ally.provision_bulk(&id, bulk, None))),
+        Some("RESELLER_INACTIVE")
+    );
+    // What was done before is still answered; top-ups still land.
+    assert!(ok(run(ally.provision(&id, c(10), None, Some("before".into())))).replayed);
+    ok(run(ally.add_credits(&id, c(5), None, None)));
+    assert_eq!(ok(run(ally.balance(&id))).get(), 995);
+    ok(run(ally.set_reseller_status(&id, StatusChange::Reactivate)));
+    ok(run(ally.provision(&id, c(5), None, None)));
+    ok(run(ally.set_reseller_status(
+        &id,
+        StatusChange::Deactivate { reason: None },
+    )));
+    assert_eq!(
+        code(run(ally.provision(&id, c(5), None, None))),
+        Some("RESELLER_INACTIVE")
+    );
+    assert_eq!(
+        code(run(ally.set_reseller_status(&id, suspend()))),
+        Some("STATUS_TRANSITION_DENIED")
+    );
+    assert_eq!(ok(run(ally.balance(&id))).get(), 990);
+    assert_eq!(
+        code(run(
+            ally.set_reseller_status("rs_none", StatusChange::Reactivate)
+        )),
+        Some("NOT_FOUND")
+    );
+}
+
+/// A copy of `from` with the wallet record of `id` and only its first `keep` entries.
+fn lose_entries(from: &MemoryStorage, id: &str, keep: u32) -> Rc<MemoryStorage> {
+    let fresh = Rc::new(MemoryStorage::default());
+    let stream = format!("ledger:{id}");
+    let entries = ok(
+        run(from.read(&stream, 0, keep)).map_err(|e| Error::StorageFailed {
+            operation: "read",
+            reason: e.reason,
+        }),
+    );
+    assert_eq!(
+        run(fresh.append(&stream, 0, &entries, &[])),
+        Ok(WriteOutcome::Written)
+    );
+    for collection in ["resellers", "wallets"] {
+        let query = Query {
+            index: None,
+            after: None,
+            limit: 100,
+        };
+        for r in run(from.find(collection, query)).unwrap_or_default() {
+            let unique: &[&str] = if collection == "resellers" {
+                &["userId", "refid"]
+            } else {
+                &[]
+            };
+            let copy = StoredRecord { version: 1, ..r };
+            assert_eq!(
+                run(fresh.put(collection, &copy, 0, unique)),
+                Ok(WriteOutcome::Written)
+            );
+        }
+    }
+    fresh
+}
+
+#[test]
+fn a_checkpoint_whose_entries_were_lost_is_refused_and_audited() {
+    let storage = Rc::new(MemoryStorage::default());
+    let ally = engine(&storage, 1);
+    let id = reseller(&ally, 1);
+    history(&ally, &id, 150);
+    let sound = ok(run(ally.audit_wallet(&id)));
+    assert!(sound.ok(), "{sound:?}");
+    assert_eq!(sound.audit.length, 151);
+    let covered = sound.checkpoint_length.unwrap_or(0);
+    assert!(covered >= CHECKPOINT_INTERVAL, "checkpoint at {covered}");
+    // A restore that lost the last entries the checkpoint covers.
+    let restored = lose_entries(&storage, &id, (covered - 3) as u32);
+    let cold = engine(&restored, 2);
+    for refused in [
+        code(run(cold.provision(&id, c(1), None, None))),
+        code(run(cold.balance(&id)).map(|_| ())),
+    ] {
+        assert_eq!(refused, Some("STORAGE_FAILED"));
+    }
+    let stream = format!("ledger:{id}");
+    assert_eq!(
+        run(restored.read(&stream, 0, 1_000)).map(|e| e.len() as u64),
+        Ok(covered - 3),
+        "nothing was appended"
+    );
+    let audit = ok(run(cold.audit_wallet(&id)));
+    assert!(audit.audit.ok, "the entries left still validate");
+    assert!(!audit.checkpoint_matches && !audit.ok());
+    // Behind it is fine: a checkpoint with more entries after it than the interval.
+    let behind = lose_entries(&storage, &id, 151);
+    assert_eq!(
+        ok(run(engine(&behind, 3).balance(&id))).get(),
+        1_000_000_000 - 150
+    );
+}
+
+#[test]
+fn two_instances_advance_the_checkpoint_forward_only() {
+    let storage = Rc::new(MemoryStorage::default());
+    let a = engine(&storage, 1);
+    let b = engine(&storage, 2);
+    let id = reseller(&a, 1);
+    ok(run(a.add_credits(&id, c(1_000_000), None, None)));
+    let mut lengths = Vec::new();
+    for i in 0..400u64 {
+        let ally = if (i / 7) % 2 == 0 { &a } else { &b };
+        ok(run(ally.provision(&id, c(1), None, None)));
+        let audit = ok(run(a.audit_wallet(&id)));
+        assert!(audit.ok(), "step {i}: {audit:?}");
+        lengths.push(audit.checkpoint_length.unwrap_or(0));
+    }
+    assert!(lengths.windows(2).all(|w| w[0] <= w[1]), "{lengths:?}");
+    let last = lengths.last().copied().unwrap_or(0);
+    assert!(
+        401 - last <= CHECKPOINT_INTERVAL + 1,
+        "checkpoint at {last} of 401"
+    );
+}
