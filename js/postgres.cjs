@@ -7,11 +7,15 @@
 //   record_unique(collection, name, value, id)     the values a write declared unique
 //   streams(stream, length)                        the length of every append-only stream
 //   stream_entries(stream, position, data)         the entries
+//   stream_claims(stream, key, position)           the idempotency keys claimed by appends
+// and one function, append(stream, expected, entries, keys, positions), the whole `append`.
 //
 // Every write runs in one transaction. `put` locks the record's row (or relies on the primary
 // key for a create) and claims unique values with INSERT … ON CONFLICT, which waits for a
-// concurrent claimant to commit or roll back; `append` locks the stream's row. So two writers
-// racing on one record or one stream are ordered by PostgreSQL, and the loser answers "stale".
+// concurrent claimant to commit or roll back. `append` is one call of the server-side function,
+// so one round trip in the statement's own transaction: it locks the stream's row, and only an
+// appender holding that lock writes a stream's entries or claims. So two writers racing on one
+// record or one stream are ordered by PostgreSQL, and the loser answers "stale".
 
 const IDENT = /^[a-z_][a-z0-9_]{0,62}$/;
 
@@ -29,7 +33,57 @@ function checkPool(pool) {
   }
 }
 
-/** Creates the schema and tables if they are missing. Safe to run again and concurrently. */
+// The whole `append` as one server-side call, run in the caller's statement transaction. Every
+// appender of a stream first locks the stream's row, so the length it compares and the claims it
+// looks up cannot change before it commits; and each statement after the lock sees what the
+// previous holder committed (READ COMMITTED takes a snapshot per statement of a volatile
+// function). Its answer is 'written', 'stale' or CLAIMED + key.
+// Only a stream's first append creates its row: a stale append at an unknown stream leaves
+// nothing, and a refused first append leaves the row at length 0, which reads as no stream.
+const CLAIMED = "claimed:";
+const appendFunction = (s) => `CREATE OR REPLACE FUNCTION ${s}.append(
+    p_stream text, p_expected bigint, p_entries text[], p_keys text[], p_positions bigint[])
+  RETURNS text LANGUAGE plpgsql AS $fn$
+DECLARE
+  held bigint;
+  taken text;
+BEGIN
+  SELECT length INTO held FROM ${s}.streams WHERE stream = p_stream FOR UPDATE;
+  IF NOT FOUND THEN
+    IF p_expected <> 0 THEN
+      RETURN 'stale';
+    END IF;
+    -- A concurrent first appender makes this wait for its commit and then insert nothing.
+    INSERT INTO ${s}.streams (stream, length) VALUES (p_stream, 0) ON CONFLICT DO NOTHING;
+    SELECT length INTO held FROM ${s}.streams WHERE stream = p_stream FOR UPDATE;
+  END IF;
+  IF held <> p_expected THEN
+    RETURN 'stale';
+  END IF;
+  -- The first key, in the order given, that the stream holds already or that came before.
+  SELECT k.key INTO taken
+    FROM (SELECT t.key, t.n, row_number() OVER (PARTITION BY t.key ORDER BY t.n) AS nth
+            FROM unnest(p_keys) WITH ORDINALITY AS t(key, n)) k
+   WHERE k.nth > 1
+      OR EXISTS (SELECT 1 FROM ${s}.stream_claims c WHERE c.stream = p_stream AND c.key = k.key)
+   ORDER BY k.n
+   LIMIT 1;
+  IF FOUND THEN
+    RETURN '${CLAIMED}' || taken;
+  END IF;
+  INSERT INTO ${s}.stream_entries (stream, position, data)
+    SELECT p_stream, p_expected + t.n - 1, t.data FROM unnest(p_entries) WITH ORDINALITY AS t(data, n);
+  INSERT INTO ${s}.stream_claims (stream, key, position)
+    SELECT p_stream, t.key, t.position FROM unnest(p_keys, p_positions) AS t(key, position);
+  UPDATE ${s}.streams SET length = p_expected + cardinality(p_entries) WHERE stream = p_stream;
+  RETURN 'written';
+END
+$fn$`;
+
+/**
+ * Creates the schema, its tables and its append function if they are missing, and brings the
+ * function up to date. Safe to run again and concurrently.
+ */
 async function setupPostgres(pool, options) {
   checkPool(pool);
   const s = schemaName(options);
@@ -54,6 +108,10 @@ async function setupPostgres(pool, options) {
     await client.query(`CREATE TABLE IF NOT EXISTS ${s}.stream_entries (
       stream text NOT NULL, position bigint NOT NULL, data text NOT NULL,
       PRIMARY KEY (stream, position))`);
+    await client.query(`CREATE TABLE IF NOT EXISTS ${s}.stream_claims (
+      stream text NOT NULL, key text NOT NULL, position bigint NOT NULL,
+      PRIMARY KEY (stream, key))`);
+    await client.query(appendFunction(s));
     await client.query("COMMIT");
   } catch (error) {
     await client.query("ROLLBACK").catch(() => {});
@@ -82,11 +140,7 @@ async function transaction(pool, body) {
   }
 }
 
-function indexesOf(rows) {
-  const indexes = {};
-  for (const row of rows) indexes[row.name] = row.value;
-  return indexes;
-}
+const recordOf = (row) => ({ id: row.id, version: Number(row.version), data: row.data, indexes: row.indexes });
 
 /**
  * The storage contract on PostgreSQL. `options.schema` names the schema (default "ally");
@@ -105,27 +159,24 @@ function postgresStorage(pool, options) {
     return ready;
   };
 
-  async function attachIndexes(client, collection, rows) {
-    if (rows.length === 0) return [];
-    const ids = rows.map((r) => r.id);
-    const { rows: indexRows } = await client.query(
-      `SELECT id, name, value FROM ${s}.record_index WHERE collection = $1 AND id = ANY($2::text[])`,
-      [collection, ids],
-    );
-    const byId = new Map(ids.map((id) => [id, []]));
-    for (const row of indexRows) byId.get(row.id)?.push(row);
-    return rows.map((r) => ({ id: r.id, version: Number(r.version), data: r.data, indexes: indexesOf(byId.get(r.id)) }));
-  }
+  // Records with their indexes in one statement, so in one snapshot. `rows` selects at most
+  // `limit` rows of `records` (collection, id, version, data): the indexes are gathered for those
+  // alone, then the page is ordered again by id, since the join need not keep its order.
+  const withIndexes = (rows) => `
+    SELECT p.id, p.version, p.data,
+           COALESCE((SELECT json_object_agg(i.name, i.value) FROM ${s}.record_index i
+                      WHERE i.collection = p.collection AND i.id = p.id), '{}'::json) AS indexes
+      FROM (${rows}) p
+     ORDER BY p.id COLLATE "C"`;
 
   return {
     async get(collection, id) {
       await setup();
       const { rows } = await pool.query(
-        `SELECT id, version, data FROM ${s}.records WHERE collection = $1 AND id = $2`,
+        withIndexes(`SELECT collection, id, version, data FROM ${s}.records WHERE collection = $1 AND id = $2`),
         [collection, id],
       );
-      const [found] = await attachIndexes(pool, collection, rows);
-      return found ?? null;
+      return rows.length === 1 ? recordOf(rows[0]) : null;
     },
 
     async find(collection, query) {
@@ -135,21 +186,21 @@ function postgresStorage(pool, options) {
       let rows;
       if (query.index !== undefined) {
         ({ rows } = await pool.query(
-          `SELECT r.id, r.version, r.data FROM ${s}.record_index i
+          withIndexes(`SELECT r.collection, r.id, r.version, r.data FROM ${s}.record_index i
              JOIN ${s}.records r ON r.collection = i.collection AND r.id = i.id
             WHERE i.collection = $1 AND i.name = $2 AND i.value = $3 AND ($4::text IS NULL OR i.id > $4)
-            ORDER BY i.id COLLATE "C" LIMIT $5`,
+            ORDER BY i.id COLLATE "C" LIMIT $5`),
           [collection, query.index, query.value, after, limit],
         ));
       } else {
         ({ rows } = await pool.query(
-          `SELECT id, version, data FROM ${s}.records
+          withIndexes(`SELECT collection, id, version, data FROM ${s}.records
             WHERE collection = $1 AND ($2::text IS NULL OR id > $2)
-            ORDER BY id COLLATE "C" LIMIT $3`,
+            ORDER BY id COLLATE "C" LIMIT $3`),
           [collection, after, limit],
         ));
       }
-      return attachIndexes(pool, collection, rows);
+      return rows.map(recordOf);
     },
 
     async put(collection, record, expectedVersion, unique) {
@@ -204,23 +255,23 @@ function postgresStorage(pool, options) {
       });
     },
 
-    async append(stream, expectedLength, entries) {
+    async append(stream, expectedLength, entries, claims) {
       await setup();
-      return transaction(pool, async (client) => {
-        await client.query(
-          `INSERT INTO ${s}.streams (stream, length) VALUES ($1, 0) ON CONFLICT DO NOTHING`,
-          [stream],
-        );
-        const { rows } = await client.query(`SELECT length FROM ${s}.streams WHERE stream = $1 FOR UPDATE`, [stream]);
-        if (Number(rows[0].length) !== expectedLength) return { commit: false, answer: "stale" };
-        await client.query(
-          `INSERT INTO ${s}.stream_entries (stream, position, data)
-           SELECT $1, $2::bigint + t.i - 1, t.data FROM unnest($3::text[]) WITH ORDINALITY AS t(data, i)`,
-          [stream, expectedLength, entries],
-        );
-        await client.query(`UPDATE ${s}.streams SET length = $2 WHERE stream = $1`, [stream, expectedLength + entries.length]);
-        return { commit: true, answer: "written" };
-      });
+      const { rows } = await pool.query(
+        `SELECT ${s}.append($1::text, $2::bigint, $3::text[], $4::text[], $5::bigint[]) AS answer`,
+        [stream, expectedLength, entries, claims.map((c) => c.key), claims.map((c) => c.position)],
+      );
+      const { answer } = rows[0];
+      return answer.startsWith(CLAIMED) ? { claimed: answer.slice(CLAIMED.length) } : answer;
+    },
+
+    async findClaim(stream, key) {
+      await setup();
+      const { rows } = await pool.query(
+        `SELECT position FROM ${s}.stream_claims WHERE stream = $1 AND key = $2`,
+        [stream, key],
+      );
+      return rows.length === 1 ? Number(rows[0].position) : null;
     },
 
     async read(stream, from, limit) {

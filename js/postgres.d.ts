@@ -19,5 +19,5 @@ export interface PostgresStorageOptions {
 /** The storage contract on PostgreSQL through a `pg` Pool: pass it as `new Ally({ storage })`. */
 export function postgresStorage(pool: PgPoolLike, options?: PostgresStorageOptions): AllyStorage;
 
-/** Creates the schema and its tables if missing; safe to run again and concurrently. */
+/** Creates the schema, its tables and its append function if missing (and updates the function); safe to run again and concurrently. */
 export function setupPostgres(pool: PgPoolLike, options?: Pick<PostgresStorageOptions, "schema">): Promise<void>;

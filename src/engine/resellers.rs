@@ -178,6 +178,16 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         Ok(reseller)
     }
 
+    /// `NOT_FOUND` unless a reseller-scoped handle's reseller exists: what every scoped call
+    /// checks first, so that `asReseller` of an unknown id fails at its first call instead of
+    /// answering empty lists. `None` (an unscoped handle) passes.
+    pub async fn require_scope(&self, scope: Option<&str>) -> Result<()> {
+        match scope {
+            Some(id) => self.require_reseller_shared(id).await.map(|_| ()),
+            None => Ok(()),
+        }
+    }
+
     /// The reseller with this id, or `NOT_FOUND`.
     pub async fn require_reseller(&self, id: &str) -> Result<Versioned<Reseller>> {
         self.find_reseller(id)

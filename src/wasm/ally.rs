@@ -14,7 +14,9 @@ use super::input::{self, credits, type_name, RESERVED_KEYS};
 use super::pricing::{
     catalog_from_js, cost_batch, discount_of, price_to_js, tier_table, to_plain, verify_to_js,
 };
-use super::types::optional::{self, AllyOptionsArg, JsonValueArg, ResellerListFilterArg};
+use super::types::optional::{
+    self, AllyOptionsArg, JsonValueArg, ResellerListFilterArg, StatusOptionsArg,
+};
 use super::types::{self, ResellerStatusName};
 use super::wallets::Listeners;
 use crate::domain::commission::Plan;
@@ -22,7 +24,9 @@ use crate::domain::config::Config;
 use crate::domain::money::{ConversionRate, Currency, Rate};
 use crate::domain::quote::PricingContext;
 use crate::domain::record::Fields;
-use crate::domain::reseller::{self, Reseller, ResellerDraft, ResellerStatus, UserId};
+use crate::domain::reseller::{
+    self, Reseller, ResellerDraft, ResellerStatus, StatusChange, UserId,
+};
 use crate::domain::rounding::Rounding;
 use crate::domain::tier::{tier_cost, TierName};
 use crate::domain::workflow::{Checklist, Lifecycle, Stage, Task};
@@ -327,6 +331,26 @@ fn list_filter(value: &JsValue) -> Result<ResellerFilter> {
     Ok(ResellerFilter { tier, status })
 }
 
+/// The reseller and the `{ reason }` of `suspend` and `deactivate`.
+fn status_args(reseller: &JsValue, options: &JsValue) -> Result<(String, Option<String>)> {
+    let id = reseller_id(reseller, "reseller")?;
+    let mut options = input::record(options, "options")?;
+    let reason = options.opt_string("reason")?;
+    options.finish(&["reason"])?;
+    let reason = reason
+        .map(|r| crate::domain::ledger::text(&r, "options.reason"))
+        .transpose()?;
+    Ok((id, reason))
+}
+
+impl Ally {
+    fn change_status(&self, args: Result<(String, StatusChange)>) -> Promise {
+        call(&self.engine, args, |engine, (id, change)| async move {
+            reseller_js(&engine.set_reseller_status(&id, change).await.or_throw()?)
+        })
+    }
+}
+
 fn status_name(status: ResellerStatus) -> ResellerStatusName {
     match status {
         ResellerStatus::Active => ResellerStatusName::Active,
@@ -345,6 +369,7 @@ pub(super) fn reseller_output(found: &Versioned<Reseller>) -> types::Reseller {
         email: r.email.clone(),
         tier: r.tier.clone(),
         status: status_name(r.status),
+        status_reason: r.status_reason.clone(),
         metadata: r.metadata.clone(),
         commission_rate: r.commission_rate.map(|rate| rate.to_decimal().to_string()),
         parent_id: r.parent_id.clone(),
@@ -568,6 +593,45 @@ impl Ally {
         promise(
             async move { reseller_js(&engine.set_commission_rate(&id, rate).await.or_throw()?) },
         )
+    }
+
+    /// Suspends the reseller's ability to provision: its provisions are refused with
+    /// `RESELLER_INACTIVE` (carrying `reason`) until `reactivate`; top-ups, reads and commission
+    /// go on. Repeating it changes nothing. Resolves to the updated record.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Reseller>")]
+    pub fn suspend(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
+        options: Option<StatusOptionsArg>,
+    ) -> Promise {
+        let options: JsValue = optional::value(options);
+        let args = status_args(&reseller, &options)
+            .map(|(id, reason)| (id, StatusChange::Suspend { reason }));
+        self.change_status(args)
+    }
+
+    /// Makes a suspended or inactive reseller active again. Resolves to the updated record.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Reseller>")]
+    pub fn reactivate(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
+    ) -> Promise {
+        let args = reseller_id(&reseller, "reseller").map(|id| (id, StatusChange::Reactivate));
+        self.change_status(args)
+    }
+
+    /// Closes the reseller: inactive, its provisions refused with `RESELLER_INACTIVE` until
+    /// `reactivate` (a closed reseller cannot be suspended). Resolves to the updated record.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Reseller>")]
+    pub fn deactivate(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
+        options: Option<StatusOptionsArg>,
+    ) -> Promise {
+        let options: JsValue = optional::value(options);
+        let args = status_args(&reseller, &options)
+            .map(|(id, reason)| (id, StatusChange::Deactivate { reason }));
+        self.change_status(args)
     }
 
     /// Puts the reseller under `parent` (a reseller or its id), or at the top with `null`.

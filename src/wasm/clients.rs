@@ -77,6 +77,7 @@ pub(super) async fn own_client(engine: &Engine, scope: Option<&str>, id: &str) -
     if scope.is_none() {
         return Ok(());
     }
+    engine.require_scope(scope).await?;
     let found = engine
         .find_client(id)
         .await?
@@ -149,6 +150,7 @@ impl Clients {
         };
         let (engine, scope) = (Rc::clone(&self.engine), self.scope.clone());
         promise(async move {
+            engine.require_scope(scope.as_deref()).await.or_throw()?;
             let found = engine.find_client(&id).await.or_throw()?;
             visible(scope.as_deref(), found)
         })
@@ -166,6 +168,7 @@ impl Clients {
         };
         let (engine, scope) = (Rc::clone(&self.engine), self.scope.clone());
         promise(async move {
+            engine.require_scope(scope.as_deref()).await.or_throw()?;
             let found = engine.find_client_by_refid(&refid).await.or_throw()?;
             visible(scope.as_deref(), found)
         })
@@ -183,8 +186,9 @@ impl Clients {
             Ok(id) => id,
             Err(e) => return rejected(&e),
         };
-        let engine = Rc::clone(&self.engine);
+        let (engine, scope) = (Rc::clone(&self.engine), self.scope.clone());
         promise(async move {
+            engine.require_scope(scope.as_deref()).await.or_throw()?;
             let found = engine.clients_of_reseller(&id).await.or_throw()?;
             let list = js_sys::Array::new();
             for client in &found {
@@ -302,9 +306,12 @@ impl ClientBuilder {
     /// Creates the client: pending, with a fresh refid. `DUPLICATE_EMAIL`, `INVALID_RESELLER`.
     #[wasm_bindgen(unchecked_return_type = "Promise<Client>")]
     pub fn create(&self) -> Promise {
-        let engine = Rc::clone(&self.engine);
+        let (engine, scope) = (Rc::clone(&self.engine), self.scope.clone());
         let draft = self.draft.clone();
-        promise(async move { client_js(&engine.create_client(draft).await.or_throw()?) })
+        promise(async move {
+            engine.require_scope(scope.as_deref()).await.or_throw()?;
+            client_js(&engine.create_client(draft).await.or_throw()?)
+        })
     }
 }
 

@@ -291,6 +291,17 @@ pub struct AllyConfig {
 }
 
 #[cfg(feature = "engine")]
+/// Options of `suspend` and `deactivate`.
+#[derive(Clone, Debug, Default, Tsify)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StatusOptions {
+    /// Why, as the account manager should read it (at most 512 bytes); carried by
+    /// `RESELLER_INACTIVE` and the record's `statusReason`.
+    #[tsify(optional)]
+    pub reason: Option<String>,
+}
+
+#[cfg(feature = "engine")]
 /// Scopes for `list`.
 #[derive(Clone, Debug, Default, Tsify)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -324,6 +335,8 @@ pub struct Reseller {
     pub email: Option<String>,
     pub tier: String,
     pub status: ResellerStatusName,
+    /// Why it was suspended or deactivated, or null.
+    pub status_reason: Option<String>,
     #[tsify(type = "Record<string, JsonValue>")]
     pub metadata: serde_json::Map<String, serde_json::Value>,
     /// Its own commission rate (`"0.1500"`), or null when not set.
@@ -388,6 +401,8 @@ pub mod optional {
         pub type HealthAlertFilterArg;
         #[wasm_bindgen(typescript_type = "ActorOptions")]
         pub type ActorOptionsArg;
+        #[wasm_bindgen(typescript_type = "StatusOptions")]
+        pub type StatusOptionsArg;
         #[wasm_bindgen(typescript_type = "AnalyticsDay")]
         pub type AnalyticsDayArg;
         #[wasm_bindgen(typescript_type = "number")]

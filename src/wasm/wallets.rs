@@ -147,6 +147,17 @@ export interface LedgerValidation {
   violationCount: number;
 }
 
+/** What `ally.auditWallet` found: the whole stored history replayed, and the checkpoint checked against it. */
+export interface WalletAudit extends LedgerValidation {
+  /** The stored checkpoint, or null when the wallet has none yet. */
+  checkpoint: {
+    /** How many entries it stands for. */
+    length: number;
+    /** Whether it equals the replay of those entries (false too when the stream is shorter). */
+    matches: boolean;
+  } | null;
+}
+
 export interface ValidateLedgerOptions {
   /** Every entry must belong to this wallet. */
   walletId?: string;
@@ -614,6 +625,31 @@ impl Ally {
         self.wallets().export_ledger(&reseller)
     }
 
+    /// The operator's end-to-end audit of a stored wallet: replays the whole stream (hash chain,
+    /// balances, sequence, ids, keys, batches) and checks the stored checkpoint against it.
+    /// The one wallet call whose cost grows with the history: run it from an admin job, not a
+    /// request path. `ok` is true only when both the history and the checkpoint are sound.
+    #[wasm_bindgen(js_name = auditWallet, unchecked_return_type = "Promise<WalletAudit>")]
+    pub fn audit_wallet(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
+    ) -> Promise {
+        super::ally::call(
+            &self.engine,
+            reseller_id(&reseller, "reseller"),
+            |engine, id| async move {
+                let found = engine.audit_wallet(&id).await.or_throw()?;
+                let mut out = audit_json(&found.audit);
+                out["ok"] = found.ok().into();
+                out["checkpoint"] = found.checkpoint_length.map_or(
+                    Value::Null,
+                    |length| json!({ "length": length, "matches": found.checkpoint_matches }),
+                );
+                js_sys::JSON::parse(&out.to_string())
+            },
+        )
+    }
+
     /// Opens the reseller's wallet; needed only when `autoProvisionWallet` is off.
     #[wasm_bindgen(js_name = openWallet, unchecked_return_type = "Promise<void>")]
     pub fn open_wallet(
@@ -808,17 +844,14 @@ impl ResellerScope {
         self.wallets.export_ledger(&reseller)
     }
 
-    /// The reseller's own record.
-    #[wasm_bindgen(unchecked_return_type = "Promise<Reseller | null>")]
+    /// The reseller's own record (`NOT_FOUND` when the handle's reseller does not exist).
+    #[wasm_bindgen(unchecked_return_type = "Promise<Reseller>")]
     pub fn reseller(&self) -> Promise {
         let id = self.reseller_id();
         let engine = Rc::clone(&self.wallets.engine);
         promise(async move {
-            let found = engine.find_reseller(&id).await.or_throw()?;
-            match found {
-                None => Ok(JsValue::NULL),
-                Some(found) => super::pricing::to_plain(&reseller_output(&found)),
-            }
+            let found = engine.require_reseller(&id).await.or_throw()?;
+            super::pricing::to_plain(&reseller_output(&found))
         })
     }
 }
@@ -871,17 +904,23 @@ pub fn validate_ledger(
             ),
         )));
     };
+    js_sys::JSON::parse(&audit_json(&report).to_string())
+}
+
+/// An audit report as `LedgerValidation`. A replayed balance past the range of a JavaScript
+/// number (only a forged history has one) is given as the nearest end of that range.
+fn audit_json(report: &ledger::Audit) -> Value {
     let violations: Vec<Value> = report
         .violations
         .iter()
         .map(|v| json!({ "index": v.index, "code": v.code.as_str(), "message": v.message }))
         .collect();
-    let out = json!({
+    let max = i128::from(Credits::MAX.get());
+    json!({
         "ok": report.ok,
-        "balance": i64::try_from(report.balance).unwrap_or(i64::MAX),
+        "balance": report.balance.clamp(-max, max) as i64,
         "entries": report.length,
         "violations": violations,
         "violationCount": report.violation_count,
-    });
-    js_sys::JSON::parse(&out.to_string())
+    })
 }

@@ -3,13 +3,15 @@
 
 export function hostStorage({ async = false } = {}) {
   const collections = new Map(); // name → Map(id → record)
-  const streams = new Map();
+  const streams = new Map(); // stream → entries
+  const claimed = new Map(); // stream → Map(key → position)
   const failures = new Map(); // method → "throw" | "reject" | "garbage"
   const answer = (method, value) => {
     const failure = failures.get(method);
     if (failure === "throw") throw new Error(`${method} exploded`);
     if (failure === "reject") return Promise.reject(new Error(`${method} rejected`));
-    if (failure === "garbage") return async ? Promise.resolve({ nonsense: true }) : 42;
+    // -1 is no method's answer: not even findClaim's, whose positions are 0 or more.
+    if (failure === "garbage") return async ? Promise.resolve({ nonsense: true }) : -1;
     return async ? Promise.resolve(value) : value;
   };
   const collection = (name) => {
@@ -50,11 +52,22 @@ export function hostStorage({ async = false } = {}) {
       records.set(record.id, copy(record));
       return answer("put", "written");
     },
-    append(stream, expectedLength, entries) {
+    // An injected failure of a write is answered after the write, as when its acknowledgment is lost.
+    append(stream, expectedLength, entries, claims) {
       const log = streams.get(stream) ?? [];
       if (log.length !== expectedLength) return answer("append", "stale");
+      const held = claimed.get(stream) ?? new Map();
+      const given = new Set();
+      for (const { key } of claims) {
+        if (held.has(key) || given.has(key)) return answer("append", { claimed: key });
+        given.add(key);
+      }
       streams.set(stream, [...log, ...entries]);
+      claimed.set(stream, new Map([...held, ...claims.map(({ key, position }) => [key, position])]));
       return answer("append", "written");
+    },
+    findClaim(stream, key) {
+      return answer("findClaim", claimed.get(stream)?.get(key) ?? null);
     },
     read(stream, from, limit) {
       return answer("read", (streams.get(stream) ?? []).slice(from, from + limit));

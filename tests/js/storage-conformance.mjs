@@ -61,14 +61,87 @@ export function conformance(h, label, make) {
 
   t("append is all or none, guarded by the expected length", async () => {
     const s = make();
-    equal(await s.append("wallet-1", 0, ["e1", "e2"]), "written", "first entries");
-    equal(await s.append("wallet-1", 0, ["x"]), "stale", "a stale appender");
-    equal(await s.append("wallet-1", 3, ["x"]), "stale", "a future appender");
-    equal(await s.append("wallet-1", 2, ["e3"]), "written", "next");
+    equal(await s.append("wallet-1", 0, ["e1", "e2"], []), "written", "first entries");
+    equal(await s.append("wallet-1", 0, ["x"], []), "stale", "a stale appender");
+    equal(await s.append("wallet-1", 3, ["x"], []), "stale", "a future appender");
+    equal(await s.append("wallet-1", 2, ["e3"], []), "written", "next");
     equal(await s.read("wallet-1", 0, 10), ["e1", "e2", "e3"], "all");
     equal(await s.read("wallet-1", 1, 1), ["e2"], "a window");
     equal(await s.read("wallet-1", 5, 10), [], "past the end");
     equal(await s.read("wallet-2", 0, 10), [], "another stream is empty");
+  });
+
+  t("append claims idempotency keys with its entries, and findClaim answers their positions", async () => {
+    const s = make();
+    equal(await s.append("wallet-1", 0, ["e0", "e1"], [{ key: "k0", position: 0 }, { key: "k1", position: 1 }]), "written", "first");
+    equal(await s.append("wallet-1", 2, ["e2"], []), "written", "no claims");
+    equal(await s.append("wallet-1", 3, ["e3", "e4"], [{ key: "k4", position: 4 }]), "written", "a claim on a later entry");
+    equal(await s.read("wallet-1", 0, 10), ["e0", "e1", "e2", "e3", "e4"], "entries");
+    equal(
+      [await s.findClaim("wallet-1", "k0"), await s.findClaim("wallet-1", "k1"), await s.findClaim("wallet-1", "k4")],
+      [0, 1, 4],
+      "positions",
+    );
+  });
+
+  t("claim positions come back as numbers", async () => {
+    const s = make();
+    const entries = Array.from({ length: 12 }, (_, i) => `e${i}`);
+    equal(await s.append("wallet-1", 0, entries, [{ key: "late", position: 11 }]), "written", "append");
+    const position = await s.findClaim("wallet-1", "late");
+    ok(typeof position === "number", `a number, got ${typeof position} ${JSON.stringify(position)}`);
+    equal(position, 11, "position");
+  });
+
+  t("a claimed key refuses the whole append and writes nothing", async () => {
+    const s = make();
+    await s.append("wallet-1", 0, ["e0"], [{ key: "k0", position: 0 }]);
+    equal(
+      await s.append("wallet-1", 1, ["e1", "e2"], [{ key: "k1", position: 1 }, { key: "k0", position: 2 }]),
+      { claimed: "k0" },
+      "the claimed key",
+    );
+    equal(await s.read("wallet-1", 0, 10), ["e0"], "no entries written");
+    equal(await s.findClaim("wallet-1", "k1"), null, "the free key of the refused append is not claimed");
+    equal(await s.findClaim("wallet-1", "k0"), 0, "the claimed key keeps its position");
+    equal(await s.append("wallet-1", 1, ["e1"], [{ key: "k1", position: 1 }]), "written", "the length did not move");
+    equal(await s.findClaim("wallet-1", "k1"), 1, "then the free key is claimed");
+  });
+
+  t("a key twice in one append's claims refuses it", async () => {
+    const s = make();
+    equal(
+      await s.append("wallet-1", 0, ["e0", "e1"], [{ key: "k", position: 0 }, { key: "k", position: 1 }]),
+      { claimed: "k" },
+      "the repeated key",
+    );
+    equal(await s.read("wallet-1", 0, 10), [], "no entries written");
+    equal(await s.findClaim("wallet-1", "k"), null, "not claimed");
+    equal(await s.append("wallet-1", 0, ["e0"], [{ key: "k", position: 0 }]), "written", "the stream is still empty");
+  });
+
+  t("a stale append answers stale even when its key is claimed", async () => {
+    const s = make();
+    await s.append("wallet-1", 0, ["e0"], [{ key: "k", position: 0 }]);
+    equal(await s.append("wallet-1", 0, ["x"], [{ key: "k", position: 0 }]), "stale", "behind");
+    equal(await s.append("wallet-1", 2, ["x"], [{ key: "k", position: 2 }]), "stale", "ahead");
+    equal(await s.read("wallet-1", 0, 10), ["e0"], "nothing written");
+    equal(await s.findClaim("wallet-1", "k"), 0, "the claim is unchanged");
+  });
+
+  t("claims are per stream", async () => {
+    const s = make();
+    equal(await s.append("wallet-1", 0, ["a0"], [{ key: "k", position: 0 }]), "written", "one stream");
+    equal(await s.append("wallet-2", 0, ["b0", "b1"], [{ key: "k", position: 1 }]), "written", "the same key in another");
+    equal([await s.findClaim("wallet-1", "k"), await s.findClaim("wallet-2", "k")], [0, 1], "each its own position");
+  });
+
+  t("findClaim answers null for an unknown key or stream", async () => {
+    const s = make();
+    equal(await s.findClaim("wallet-1", "k"), null, "an empty storage");
+    await s.append("wallet-1", 0, ["e0"], [{ key: "k", position: 0 }]);
+    equal(await s.findClaim("wallet-1", "other"), null, "an unknown key");
+    equal(await s.findClaim("wallet-2", "k"), null, "an unknown stream");
   });
 
   t("stored data comes back byte for byte", async () => {

@@ -3,6 +3,7 @@
 import { Harness, equal, ok, fails, report } from "./harness.mjs";
 import { hostStorage } from "./host-storage.mjs";
 import { conformance } from "./storage-conformance.mjs";
+import { walletStateCases } from "./wallet-state.mjs";
 
 export const CATALOG = [
   { sku: "basic", name: "Basic licence", basePrice: 1000 },
@@ -1328,6 +1329,7 @@ export function cases(lib, runtime) {
     }
   });
 
+  walletStateCases(lib, t, still);
   conformance(h, "memoryStorage()", () => memoryStorage());
   conformance(h, "test host storage", () => hostStorage({ async: true }));
 

@@ -23,7 +23,7 @@ h.test("setupPostgres is idempotent and safe to run concurrently", async () => {
   await Promise.all([setupPostgres(pool, { schema: "twice" }), setupPostgres(pool, { schema: "twice" })]);
   await setupPostgres(pool, { schema: "twice" });
   const { rows } = await pool.query("SELECT count(*)::int AS n FROM information_schema.tables WHERE table_schema = 'twice'");
-  equal(rows[0].n, 5, "tables");
+  equal(rows[0].n, 6, "tables");
 });
 
 h.test("postgresStorage refuses a schema that is not an identifier", () => {

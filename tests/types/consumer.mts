@@ -3,7 +3,8 @@
 import {
   Ally, AllyError, Catalog, memoryStorage, quote, tierCost, tierCostBatch, verifyQuote,
   type AllyErrorCode, type AllyStorage, type MaybePromise, type ProductInput, type Quote,
-  type Reseller, type StoredRecord, type WriteOutcome,
+  type Reseller, type StoredRecord, type WriteOutcome, type AppendOutcome, type StreamClaim,
+  type WalletAudit,
 } from "ally-engine";
 import initAlly, { tierCost as webTierCost } from "ally-engine/web";
 import * as pricing from "ally-engine/pricing";
@@ -39,8 +40,10 @@ const storage: AllyStorage = {
   get: (_collection: string, _id: string): StoredRecord | null => null,
   find: async () => [],
   put: (): MaybePromise<WriteOutcome> => Promise.resolve({ duplicate: "userId" }),
-  append: () => "written",
+  append: (_stream: string, _expected: number, _entries: string[], claims: StreamClaim[]): AppendOutcome =>
+    claims.length > 1 ? { claimed: claims[0]!.key } : "written",
   read: () => [],
+  findClaim: async (_stream: string, _key: string) => null,
 };
 
 async function main(): Promise<void> {
@@ -51,6 +54,14 @@ async function main(): Promise<void> {
   const tier: string = r.tier;
   const status: "active" | "suspended" | "inactive" = r.status;
   const found: Reseller | null = await ally.findByRefid(r.refid);
+  const suspended: Reseller = await ally.suspend(r, { reason: "chargeback" });
+  const reason: string | null = suspended.statusReason;
+  await ally.reactivate(r.id);
+  await ally.deactivate(r);
+  const audited: WalletAudit = await ally.auditWallet(r);
+  const covered: number | undefined = audited.checkpoint?.length;
+  // @ts-expect-error suspend takes a reason only
+  await ally.suspend(r, { why: "x" });
   const paid: number = await ally.calculateTierCost(r, 1000);
   await ally.updateMetadata(r.id, "hold_provisioning", true);
   await ally.updateMetadata(r, "hold_provisioning");
