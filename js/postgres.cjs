@@ -169,13 +169,27 @@ function postgresStorage(pool, options) {
       FROM (${rows}) p
      ORDER BY p.id COLLATE "C"`;
 
+  // The statements of every provision and read, prepared once per connection (named
+  // statements): PostgreSQL then skips parsing and planning them on each call.
+  const prepared = (name, text) => (values) => pool.query({ name: `ally:${s}:${name}`, text, values });
+  const getRecord = prepared(
+    "get",
+    withIndexes(`SELECT collection, id, version, data FROM ${s}.records WHERE collection = $1 AND id = $2`),
+  );
+  const appendEntries = prepared(
+    "append",
+    `SELECT ${s}.append($1::text, $2::bigint, $3::text[], $4::text[], $5::bigint[]) AS answer`,
+  );
+  const findClaimed = prepared("findClaim", `SELECT position FROM ${s}.stream_claims WHERE stream = $1 AND key = $2`);
+  const readEntries = prepared(
+    "read",
+    `SELECT data FROM ${s}.stream_entries WHERE stream = $1 AND position >= $2 ORDER BY position LIMIT $3`,
+  );
+
   return {
     async get(collection, id) {
       await setup();
-      const { rows } = await pool.query(
-        withIndexes(`SELECT collection, id, version, data FROM ${s}.records WHERE collection = $1 AND id = $2`),
-        [collection, id],
-      );
+      const { rows } = await getRecord([collection, id]);
       return rows.length === 1 ? recordOf(rows[0]) : null;
     },
 
@@ -257,29 +271,20 @@ function postgresStorage(pool, options) {
 
     async append(stream, expectedLength, entries, claims) {
       await setup();
-      const { rows } = await pool.query(
-        `SELECT ${s}.append($1::text, $2::bigint, $3::text[], $4::text[], $5::bigint[]) AS answer`,
-        [stream, expectedLength, entries, claims.map((c) => c.key), claims.map((c) => c.position)],
-      );
+      const { rows } = await appendEntries([stream, expectedLength, entries, claims.map((c) => c.key), claims.map((c) => c.position)]);
       const { answer } = rows[0];
       return answer.startsWith(CLAIMED) ? { claimed: answer.slice(CLAIMED.length) } : answer;
     },
 
     async findClaim(stream, key) {
       await setup();
-      const { rows } = await pool.query(
-        `SELECT position FROM ${s}.stream_claims WHERE stream = $1 AND key = $2`,
-        [stream, key],
-      );
+      const { rows } = await findClaimed([stream, key]);
       return rows.length === 1 ? Number(rows[0].position) : null;
     },
 
     async read(stream, from, limit) {
       await setup();
-      const { rows } = await pool.query(
-        `SELECT data FROM ${s}.stream_entries WHERE stream = $1 AND position >= $2 ORDER BY position LIMIT $3`,
-        [stream, from, limit],
-      );
+      const { rows } = await readEntries([stream, from, limit]);
       return rows.map((r) => r.data);
     },
   };
