@@ -184,7 +184,6 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                 operation: "put",
                 reason: format!("unchanged unique index {index} reported as duplicate"),
             }),
-            ports::WriteOutcome::Claimed { key } => Err(claim_on_put(&key)),
         }
     }
 
@@ -206,14 +205,6 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             });
         }
         Ok(at)
-    }
-}
-
-/// A `put` answered as only an append may: the storage is out of contract.
-fn claim_on_put(key: &str) -> Error {
-    Error::StorageFailed {
-        operation: "put",
-        reason: format!("put answered that key \"{key}\" is claimed, which only an append may"),
     }
 }
 

@@ -112,7 +112,6 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                 }
                 // A refid or id collision: draw new ones.
                 WriteOutcome::Duplicate { .. } | WriteOutcome::Stale => {}
-                WriteOutcome::Claimed { key } => return Err(super::claim_on_put(&key)),
             }
         }
         Err(Error::Conflict {

@@ -4,7 +4,10 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::ports::{Claim, Query, Storage, StorageError, StoredRecord, WriteOutcome};
+use super::ports::{
+    AppendOutcome, Claim, Guard, Query, Storage, StorageError, StoredRecord, WriteOutcome,
+    TAIL_LEN_MAX,
+};
 
 #[derive(Debug, Default)]
 struct Collection {
@@ -156,16 +159,33 @@ impl MemoryStorage {
         expected_length: u64,
         entries: &[String],
         claims: &[Claim<'_>],
-    ) -> WriteOutcome {
+        guard: Option<Guard<'_>>,
+    ) -> AppendOutcome {
         let mut state = self.state.borrow_mut();
+        let guarded = guard.is_none_or(|g| {
+            state
+                .collections
+                .get(g.collection)
+                .and_then(|c| c.records.get(g.id))
+                .is_some_and(|r| r.version == g.version)
+        });
         let log = state.streams.entry(stream.to_owned()).or_default();
         if log.entries.len() as u64 != expected_length {
-            return WriteOutcome::Stale;
+            let from = usize::try_from(expected_length)
+                .unwrap_or(usize::MAX)
+                .min(log.entries.len());
+            let tail = log.entries[from..].iter().take(TAIL_LEN_MAX).cloned();
+            return AppendOutcome::Stale {
+                tail: Some(tail.collect()),
+            };
+        }
+        if !guarded {
+            return AppendOutcome::Changed;
         }
         for (i, claim) in claims.iter().enumerate() {
             let repeated = claims[..i].iter().any(|c| c.key == claim.key);
             if repeated || log.claims.contains_key(claim.key) {
-                return WriteOutcome::Claimed {
+                return AppendOutcome::Claimed {
                     key: claim.key.to_owned(),
                 };
             }
@@ -174,7 +194,7 @@ impl MemoryStorage {
         for claim in claims {
             log.claims.insert(claim.key.to_owned(), claim.position);
         }
-        WriteOutcome::Written
+        AppendOutcome::Written
     }
 
     fn read_now(&self, stream: &str, from: u64, limit: u32) -> Vec<String> {
@@ -227,8 +247,9 @@ impl Storage for MemoryStorage {
         expected_length: u64,
         entries: &[String],
         claims: &[Claim<'_>],
-    ) -> Result<WriteOutcome, StorageError> {
-        Ok(self.append_now(stream, expected_length, entries, claims))
+        guard: Option<Guard<'_>>,
+    ) -> Result<AppendOutcome, StorageError> {
+        Ok(self.append_now(stream, expected_length, entries, claims, guard))
     }
 
     async fn read(&self, stream: &str, from: u64, limit: u32) -> Result<Vec<String>, StorageError> {
@@ -272,9 +293,10 @@ impl<S: Storage> Storage for std::rc::Rc<S> {
         expected_length: u64,
         entries: &[String],
         claims: &[Claim<'_>],
-    ) -> Result<WriteOutcome, StorageError> {
+        guard: Option<Guard<'_>>,
+    ) -> Result<AppendOutcome, StorageError> {
         (**self)
-            .append(stream, expected_length, entries, claims)
+            .append(stream, expected_length, entries, claims, guard)
             .await
     }
 

@@ -37,8 +37,37 @@ pub enum WriteOutcome {
     Stale,
     /// Another record holds this value of a unique index: nothing was written.
     Duplicate { index: String },
-    /// An append's claim names a key the stream has claimed already: nothing was written.
-    Claimed { key: String },
+}
+
+/// How an append ended. Nothing was written unless it is `Written`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AppendOutcome {
+    Written,
+    /// The stream does not hold the expected number of entries. `tail`, when the storage gives
+    /// it, is what the stream holds from the expected length on (at most [`TAIL_LEN_MAX`]
+    /// entries): the caller catches up without a read of its own.
+    Stale {
+        tail: Option<Vec<String>>,
+    },
+    /// The guard's record is missing or at another version.
+    Changed,
+    /// A claim names a key the stream has claimed already (or twice).
+    Claimed {
+        key: String,
+    },
+}
+
+/// The most entries a stale append hands back.
+pub const TAIL_LEN_MAX: usize = 500;
+
+/// A record an append depends on: it goes ahead only while `id` of `collection` is at
+/// `version`. A provision names its reseller this way, so that a warm instance need not read
+/// the reseller before every append and still never spends for a reseller suspended since.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Guard<'a> {
+    pub collection: &'a str,
+    pub id: &'a str,
+    pub version: u64,
 }
 
 /// An idempotency key claimed atomically with an append: unique within its stream, it names the
@@ -67,8 +96,10 @@ pub struct StorageError {
 ///   collection holds the same value of any index named in `unique`. `record.version` is
 ///   `expected_version + 1`.
 /// - `append` adds `entries` to the end of a stream atomically (all or none), with `claims`, only
-///   if the stream holds exactly `expected_length` entries (else `Stale`) and claims no key of
-///   `claims` yet (else `Claimed`, naming one such key; a key twice in `claims` is claimed too).
+///   if the stream holds exactly `expected_length` entries (else `Stale`, with the tail when the
+///   storage can give it), the `guard` record is at its version (else `Changed`), and the stream
+///   claims no key of `claims` yet (else `Claimed`, naming one such key; a key twice in `claims`
+///   is claimed too), checked in that order.
 /// - `read` returns up to `limit` entries of a stream from position `from` (0-based).
 /// - `find_claim` answers the position a key was claimed at in a stream, or `None`.
 #[allow(async_fn_in_trait)] // single-threaded by design: no `Send` bound is wanted
@@ -92,7 +123,8 @@ pub trait Storage {
         expected_length: u64,
         entries: &[String],
         claims: &[Claim<'_>],
-    ) -> Result<WriteOutcome, StorageError>;
+        guard: Option<Guard<'_>>,
+    ) -> Result<AppendOutcome, StorageError>;
     async fn read(&self, stream: &str, from: u64, limit: u32) -> Result<Vec<String>, StorageError>;
     async fn find_claim(&self, stream: &str, key: &str) -> Result<Option<u64>, StorageError>;
 }

@@ -129,7 +129,6 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                 }
                 // The random id or refid collided: draw new ones.
                 WriteOutcome::Duplicate { .. } | WriteOutcome::Stale => {}
-                WriteOutcome::Claimed { key } => return Err(super::claim_on_put(&key)),
             }
         }
         Err(Error::Conflict {
@@ -150,9 +149,13 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
     }
 
     /// The reseller with this id, or `NOT_FOUND`, shared: a record whose version and text are
-    /// those of the last one read is not parsed again (the provision path reads the reseller on
-    /// every call for its hold flag).
+    /// those of the last one read is not parsed again.
     pub(super) async fn require_reseller_shared(&self, id: &str) -> Result<Rc<Reseller>> {
+        self.require_reseller_versioned(id).await.map(|(_, r)| r)
+    }
+
+    /// [`Self::require_reseller_shared`] with the version it was read at.
+    pub(super) async fn require_reseller_versioned(&self, id: &str) -> Result<(u64, Rc<Reseller>)> {
         let record = self
             .storage
             .get(COLLECTION, id)
@@ -164,7 +167,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             })?;
         if let Some((version, data, reseller)) = self.parsed.borrow().get(id) {
             if *version == record.version && *data == record.data {
-                return Ok(Rc::clone(reseller));
+                return Ok((*version, Rc::clone(reseller)));
             }
         }
         let version = record.version;
@@ -175,7 +178,20 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             parsed.clear();
         }
         parsed.insert(id.to_owned(), (version, data, Rc::clone(&reseller)));
-        Ok(reseller)
+        Ok((version, reseller))
+    }
+
+    /// The reseller as this instance last read it, with its version, without a read: only for
+    /// a write that names that version as its guard (a provision's append), so that a change
+    /// since is refused by the storage instead of acted on.
+    pub(super) fn cached_reseller(&self, id: &str) -> Option<(u64, Rc<Reseller>)> {
+        let parsed = self.parsed.borrow();
+        parsed.get(id).map(|(v, _, r)| (*v, Rc::clone(r)))
+    }
+
+    /// Drops the cached reseller: the storage said it changed.
+    pub(super) fn forget_reseller(&self, id: &str) {
+        self.parsed.borrow_mut().remove(id);
     }
 
     /// `NOT_FOUND` unless a reseller-scoped handle's reseller exists: what every scoped call
@@ -440,7 +456,7 @@ mod tests {
     use crate::domain::config::Config;
     use crate::engine::executor::block_on;
     use crate::engine::memory::MemoryStorage;
-    use crate::engine::ports::{Claim, FixedClock, NoMailer, StorageError};
+    use crate::engine::ports::{AppendOutcome, Claim, FixedClock, Guard, NoMailer, StorageError};
     use crate::engine::PAGE_SIZE_MAX;
     use chrono::{TimeZone, Utc};
     use std::cell::Cell;
@@ -617,9 +633,10 @@ mod tests {
             n: u64,
             e: &[String],
             claims: &[Claim<'_>],
-        ) -> Result<WriteOutcome, StorageError> {
+            guard: Option<Guard<'_>>,
+        ) -> Result<AppendOutcome, StorageError> {
             self.tick()?;
-            self.inner.append(s, n, e, claims).await
+            self.inner.append(s, n, e, claims, guard).await
         }
         async fn read(&self, s: &str, f: u64, l: u32) -> Result<Vec<String>, StorageError> {
             self.tick()?;

@@ -20,7 +20,9 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use super::lock::Lock;
-use super::ports::{Claim, Clock, MailMessage, Mailer, Storage, StoredRecord, WriteOutcome};
+use super::ports::{
+    AppendOutcome, Claim, Clock, Guard, MailMessage, Mailer, Storage, StoredRecord, WriteOutcome,
+};
 use super::{storage_failed, Ally, PAGE_SIZE_MAX};
 use crate::domain::analytics::DayVolumes;
 use crate::domain::ledger::checkpoint::Checkpoint;
@@ -365,47 +367,46 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                     reason: format!("read answered {count} entries for a limit of {PAGE_SIZE_MAX}"),
                 });
             }
-            let mut state = slot.state.borrow_mut();
-            if state.length != from {
-                continue; // cannot happen under the slot lock; read again to be safe
-            }
-            let mut volumes = slot.volumes.borrow_mut();
-            for (i, text) in page.iter().enumerate() {
-                let position = from + i as u64;
-                let decoded = decode(text, &stream, position);
-                let (entry, flaws) = match decoded {
-                    Ok(decoded) => decoded,
-                    Err(e) => {
-                        drop((state, volumes));
-                        self.forget(slot);
-                        return Err(e);
-                    }
-                };
-                state.apply(&entry, &flaws);
-                volumes.add(
-                    entry.at_ms,
-                    entry.kind == ledger::EntryKind::Credit,
-                    entry.amount,
-                );
-                if let Some(v) = state.violations.first() {
-                    let reason = format!(
-                        "the ledger of wallet \"{wallet_id}\" does not validate: {} ({})",
-                        v.message,
-                        v.code.as_str()
-                    );
-                    drop((state, volumes));
-                    self.forget(slot);
-                    return Err(Error::StorageFailed {
-                        operation: "read",
-                        reason,
-                    });
-                }
-            }
+            self.replay_page(slot, wallet_id, from, &page)?;
             read += count as u64;
             if count < PAGE_SIZE_MAX as usize {
                 return Ok(read);
             }
         }
+    }
+
+    /// Replays entries read from position `from` into the slot, checking each. The first that
+    /// does not read or validate makes the instance forget the wallet and is reported.
+    fn replay_page(&self, slot: &Slot, wallet_id: &str, from: u64, page: &[String]) -> Result<()> {
+        let stream = stream(wallet_id);
+        let mut state = slot.state.borrow_mut();
+        debug_assert_eq!(state.length, from, "entries replay at the end of the state");
+        let mut volumes = slot.volumes.borrow_mut();
+        for (i, text) in page.iter().enumerate() {
+            let position = from + i as u64;
+            let failure = match decode(text, &stream, position) {
+                Err(e) => Some(e),
+                Ok((entry, flaws)) => {
+                    state.apply(&entry, &flaws);
+                    let credit = entry.kind == ledger::EntryKind::Credit;
+                    volumes.add(entry.at_ms, credit, entry.amount);
+                    state.violations.first().map(|v| Error::StorageFailed {
+                        operation: "read",
+                        reason: format!(
+                            "the ledger of wallet \"{wallet_id}\" does not validate: {} ({})",
+                            v.message,
+                            v.code.as_str()
+                        ),
+                    })
+                }
+            };
+            if let Some(e) = failure {
+                drop((state, volumes));
+                self.forget(slot);
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     /// Drops what this instance replayed of a wallet: the next operation loads it afresh.
@@ -511,18 +512,28 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             ));
         }
         let at = self.now()?;
-        let reseller = self.require_reseller_shared(reseller_id).await?;
+        // The reseller as last read: the append names its version as a guard, so a warm
+        // instance reads it only when it has changed.
+        let (mut version, mut reseller) = match self.cached_reseller(reseller_id) {
+            Some(cached) => cached,
+            None => self.require_reseller_versioned(reseller_id).await?,
+        };
         let slot = self.slot(&reseller.id);
         let guard = slot.lock.acquire().await;
         // A warm state may be behind other instances: it decides at once, and the append's
         // answer says whether it was current. Only a refusal is confirmed by a read first.
         let mut current = self.load(&slot, &reseller, true).await? == Loaded::Fresh;
+        let mut reseller_current = false;
         for _ in 0..APPEND_ATTEMPTS_MAX {
             let decision = match self.decide(&slot, &reseller, &request, at) {
                 Ok(decision) => decision,
-                Err(_) if !current => {
-                    self.catch_up(&slot, &reseller.id).await?;
-                    current = true;
+                Err(_) if !current || !reseller_current => {
+                    if !current {
+                        self.catch_up(&slot, &reseller.id).await?;
+                        current = true;
+                    }
+                    (version, reseller) = self.require_reseller_versioned(reseller_id).await?;
+                    reseller_current = true;
                     continue;
                 }
                 Err(refusal) => {
@@ -545,13 +556,24 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                 })
                 .into_iter()
                 .collect();
+            let reseller_guard = Guard {
+                collection: super::resellers::COLLECTION,
+                id: &reseller.id,
+                version,
+            };
             let outcome = self
                 .storage
-                .append(&stream(&reseller.id), expected, &texts, &claims)
+                .append(
+                    &stream(&reseller.id),
+                    expected,
+                    &texts,
+                    &claims,
+                    Some(reseller_guard),
+                )
                 .await
                 .map_err(storage_failed("append"))?;
             match outcome {
-                WriteOutcome::Written => {
+                AppendOutcome::Written => {
                     self.applied(&slot, &decision.entries);
                     self.advance_checkpoint(&slot, &reseller.id).await;
                     drop(guard);
@@ -565,13 +587,22 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                         low_credit,
                     });
                 }
-                WriteOutcome::Stale => {
-                    if self.catch_up(&slot, &reseller.id).await? == 0 {
+                AppendOutcome::Stale { tail } => {
+                    let read = match tail {
+                        Some(tail) => self.behind(&slot, &reseller.id, expected, tail).await?,
+                        None => self.catch_up(&slot, &reseller.id).await?,
+                    };
+                    if read == 0 {
                         self.check_not_ahead(&slot, &reseller.id).await?;
                     }
                     current = true;
                 }
-                WriteOutcome::Claimed { key } => {
+                AppendOutcome::Changed => {
+                    self.forget_reseller(reseller_id);
+                    (version, reseller) = self.require_reseller_versioned(reseller_id).await?;
+                    reseller_current = true;
+                }
+                AppendOutcome::Claimed { key } => {
                     return self.replay(&reseller.id, &request).await?.ok_or_else(|| {
                         Error::StorageFailed {
                             operation: "append",
@@ -581,12 +612,6 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                         }
                     });
                 }
-                WriteOutcome::Duplicate { index } => {
-                    return Err(Error::StorageFailed {
-                        operation: "append",
-                        reason: format!("an append answered a duplicate of index \"{index}\""),
-                    })
-                }
             }
         }
         Err(Error::Conflict {
@@ -594,6 +619,34 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             key: reseller.id.clone(),
             attempts: APPEND_ATTEMPTS_MAX,
         })
+    }
+
+    /// Replays the tail a stale append handed back (the entries from `from` on), then reads on
+    /// when the tail was a full page; answers how many entries were replayed.
+    async fn behind(
+        &self,
+        slot: &Slot,
+        wallet_id: &str,
+        from: u64,
+        tail: Vec<String>,
+    ) -> Result<u64> {
+        if tail.len() > super::ports::TAIL_LEN_MAX || slot.state.borrow().length != from {
+            return Err(Error::StorageFailed {
+                operation: "append",
+                reason: format!(
+                    "a stale append answered {} entries, beyond {}",
+                    tail.len(),
+                    super::ports::TAIL_LEN_MAX
+                ),
+            });
+        }
+        let full = tail.len() == super::ports::TAIL_LEN_MAX;
+        let count = tail.len() as u64;
+        self.replay_page(slot, wallet_id, from, &tail)?;
+        if full {
+            return Ok(count + self.catch_up(slot, wallet_id).await?);
+        }
+        Ok(count)
     }
 
     /// Replays this instance's own appended entries into the slot.
@@ -1455,7 +1508,7 @@ mod tests {
         assert!(record.is_some());
         let fresh = Rc::<MemoryStorage>::default();
         let entries = run(storage.read(&stream(&id), 0, 100)).unwrap_or_default();
-        run(fresh.append(&stream(&id), 0, &entries, &[])).unwrap_or_else(|e| panic!("{e:?}"));
+        run(fresh.append(&stream(&id), 0, &entries, &[], None)).unwrap_or_else(|e| panic!("{e:?}"));
         for collection in ["resellers", WALLETS] {
             let query = Query {
                 index: None,
@@ -1490,7 +1543,8 @@ mod tests {
         forged.id = "le_forged".into();
         forged.balance_after = 1_200;
         let text = forged.to_json_text();
-        run(storage.append(&stream(&id), 1, &[text], &[])).unwrap_or_else(|e| panic!("{e:?}"));
+        run(storage.append(&stream(&id), 1, &[text], &[], None))
+            .unwrap_or_else(|e| panic!("{e:?}"));
         let other = engine(&storage, &mail);
         let refused = run(other.provision(&id, c(1), None, None));
         match refused {

@@ -17,8 +17,8 @@ use crate::domain::Error;
 use crate::engine::executor::block_on;
 use crate::engine::memory::MemoryStorage as MemoryStore;
 use crate::engine::ports::{
-    Claim, Clock, MailError, MailMessage, Mailer, Query, Storage, StorageError, StoredRecord,
-    WriteOutcome,
+    AppendOutcome, Claim, Clock, Guard, MailError, MailMessage, Mailer, Query, Storage,
+    StorageError, StoredRecord, WriteOutcome, TAIL_LEN_MAX,
 };
 
 #[wasm_bindgen(typescript_custom_section)]
@@ -51,8 +51,19 @@ export interface StorageQuery {
 /** How a conditional write ended. Nothing is written unless it is `"written"`. */
 export type WriteOutcome = "written" | "stale" | { duplicate: string };
 
-/** How an append ended. Nothing is written unless it is `"written"`. */
-export type AppendOutcome = "written" | "stale" | { claimed: string };
+/**
+ * How an append ended. Nothing is written unless it is `"written"`. A stale append may hand
+ * back the stream's entries from `expectedLength` on (at most 500) as `{ stale: entries }`, so
+ * the engine catches up without a read of its own; plain `"stale"` is fine too.
+ */
+export type AppendOutcome = "written" | "stale" | { stale: string[] } | "changed" | { claimed: string };
+
+/** A record an append depends on: it goes ahead only while record `id` of `collection` is at `version`. */
+export interface AppendGuard {
+  collection: string;
+  id: string;
+  version: number;
+}
 
 /** An idempotency key claimed with an append: unique in its stream, at the position (0-based) of the entry that holds it. */
 export interface StreamClaim {
@@ -71,9 +82,10 @@ export interface StreamClaim {
  *   an index named in `unique`; otherwise answer `"stale"` or `{ duplicate: indexName }` and write
  *   nothing. `record.version` is `expectedVersion + 1`.
  * - `append`: add all `entries` to the end of a stream, with the idempotency keys of `claims`,
- *   or nothing: only if it holds exactly `expectedLength` entries (else `"stale"`), and only if
- *   none of the keys is claimed in this stream yet and none is repeated in `claims` (else
- *   `{ claimed: key }`, naming one). The length is checked first.
+ *   or nothing, checking in this order: the stream holds exactly `expectedLength` entries (else
+ *   `"stale"` or `{ stale: tail }`); the `guard` record, when given, is at its version (else
+ *   `"changed"`); none of the keys is claimed in this stream yet and none is repeated in
+ *   `claims` (else `{ claimed: key }`, naming one).
  * - `read`: up to `limit` entries of a stream from position `from`.
  * - `findClaim`: the position a key was claimed at in a stream, or null.
  */
@@ -81,7 +93,7 @@ export interface AllyStorage {
   get(collection: string, id: string): MaybePromise<StoredRecord | null | undefined>;
   find(collection: string, query: StorageQuery): MaybePromise<StoredRecord[]>;
   put(collection: string, record: StoredRecord, expectedVersion: number, unique: string[]): MaybePromise<WriteOutcome>;
-  append(stream: string, expectedLength: number, entries: string[], claims: StreamClaim[]): MaybePromise<AppendOutcome>;
+  append(stream: string, expectedLength: number, entries: string[], claims: StreamClaim[], guard?: AppendGuard | null): MaybePromise<AppendOutcome>;
   read(stream: string, from: number, limit: number): MaybePromise<string[]>;
   findClaim(stream: string, key: string): MaybePromise<number | null | undefined>;
 }
@@ -194,6 +206,19 @@ fn claims_arg(value: &JsValue) -> Result<Vec<(String, u64)>, Error> {
         .collect()
 }
 
+/// Reads the guard argument of `MemoryStorage.append`: `{ collection, id, version }`, or none.
+fn guard_arg(value: &JsValue) -> Result<Option<(String, String, u64)>, Error> {
+    if value.is_undefined() || value.is_null() {
+        return Ok(None);
+    }
+    let mut guard = super::input::record(value, "guard")?;
+    let collection = guard.string("collection")?;
+    let id = guard.string("id")?;
+    let version = guard.credits("version")?.get();
+    guard.finish(&["collection", "id", "version"])?;
+    Ok(Some((collection, id, version)))
+}
+
 /// A page size for `find` and `read`: 1 to 10 000.
 fn limit_arg(limit: u64, field: &str) -> Result<u32, Error> {
     const LIMIT_MAX: u64 = 10_000;
@@ -291,8 +316,8 @@ impl MemoryStorage {
         Ok(outcome_to_js(&outcome))
     }
 
-    /// All-or-none append guarded by the expected length, with its idempotency claims (the
-    /// storage contract's `append`).
+    /// All-or-none append guarded by the expected length and the guard record, with its
+    /// idempotency claims (the storage contract's `append`).
     #[wasm_bindgen(unchecked_return_type = "AppendOutcome")]
     pub fn append(
         &self,
@@ -301,6 +326,7 @@ impl MemoryStorage {
         expected_length: JsValue,
         #[wasm_bindgen(unchecked_param_type = "string[]")] entries: JsValue,
         #[wasm_bindgen(unchecked_param_type = "StreamClaim[]")] claims: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "AppendGuard | null | undefined")] guard: JsValue,
     ) -> Result<JsValue, JsValue> {
         let stream = text_arg(&stream, "stream").or_throw()?;
         let expected_length = super::input::credits(&expected_length, "expectedLength")
@@ -315,12 +341,18 @@ impl MemoryStorage {
                 position: *position,
             })
             .collect();
+        let guard = guard_arg(&guard).or_throw()?;
+        let guard = guard.as_ref().map(|(collection, id, version)| Guard {
+            collection,
+            id,
+            version: *version,
+        });
         let outcome = ready(
             self.store
-                .append(&stream, expected_length, &entries, &claims),
+                .append(&stream, expected_length, &entries, &claims, guard),
         )?
         .map_err(storage_error_js)?;
-        Ok(outcome_to_js(&outcome))
+        Ok(append_outcome_to_js(&outcome))
     }
 
     /// The position a key was claimed at in a stream, or `null` (the storage contract's
@@ -383,17 +415,28 @@ fn outcome_to_js(outcome: &WriteOutcome) -> JsValue {
     match outcome {
         WriteOutcome::Written => "written".into(),
         WriteOutcome::Stale => "stale".into(),
-        WriteOutcome::Duplicate { index } => {
-            let object = Object::new();
-            let _ = Reflect::set(&object, &"duplicate".into(), &index.into());
-            object.into()
-        }
-        WriteOutcome::Claimed { key } => {
-            let object = Object::new();
-            let _ = Reflect::set(&object, &"claimed".into(), &key.into());
-            object.into()
-        }
+        WriteOutcome::Duplicate { index } => tagged("duplicate", &index.into()),
     }
+}
+
+fn append_outcome_to_js(outcome: &AppendOutcome) -> JsValue {
+    match outcome {
+        AppendOutcome::Written => "written".into(),
+        AppendOutcome::Stale { tail: None } => "stale".into(),
+        AppendOutcome::Stale { tail: Some(tail) } => {
+            let entries: Array = tail.iter().map(|e| JsValue::from_str(e)).collect();
+            tagged("stale", &entries)
+        }
+        AppendOutcome::Changed => "changed".into(),
+        AppendOutcome::Claimed { key } => tagged("claimed", &key.into()),
+    }
+}
+
+/// `{ [tag]: value }`.
+fn tagged(tag: &str, value: &JsValue) -> JsValue {
+    let object = Object::new();
+    let _ = Reflect::set(&object, &tag.into(), value);
+    object.into()
 }
 
 fn out_of_contract(what: &str, got: &JsValue) -> StorageError {
@@ -458,38 +501,77 @@ fn record_from_js(value: &JsValue) -> Result<Option<StoredRecord>, StorageError>
     }))
 }
 
-/// Reads the answer of `put` (`"written"`, `"stale"`, `{ duplicate }`) or, with `append`
-/// true, of `append` (`"written"`, `"stale"`, `{ claimed }`).
-fn outcome_from_js(value: &JsValue, append: bool) -> Result<WriteOutcome, StorageError> {
+/// Reads the answer of `put`: `"written"`, `"stale"` or `{ duplicate: index }`.
+fn outcome_from_js(value: &JsValue) -> Result<WriteOutcome, StorageError> {
     match value.as_string().as_deref() {
         Some("written") => return Ok(WriteOutcome::Written),
         Some("stale") => return Ok(WriteOutcome::Stale),
         _ => {}
     }
-    let (field, expected) = if append {
-        (
-            "claimed",
-            "expected \"written\", \"stale\" or { claimed: key }",
-        )
-    } else {
-        (
-            "duplicate",
+    match tag_of(value, "duplicate").and_then(|v| v.as_string()) {
+        Some(index) => Ok(WriteOutcome::Duplicate { index }),
+        None => Err(out_of_contract(
             "expected \"written\", \"stale\" or { duplicate: index }",
-        )
-    };
-    if value.is_object() {
-        if let Some(text) = Reflect::get(value, &field.into())
-            .ok()
-            .and_then(|v| v.as_string())
-        {
-            return Ok(if append {
-                WriteOutcome::Claimed { key: text }
-            } else {
-                WriteOutcome::Duplicate { index: text }
+            value,
+        )),
+    }
+}
+
+/// Reads the answer of `append`: `"written"`, `"stale"`, `{ stale: entries }`, `"changed"` or
+/// `{ claimed: key }`.
+fn append_outcome_from_js(value: &JsValue) -> Result<AppendOutcome, StorageError> {
+    match value.as_string().as_deref() {
+        Some("written") => return Ok(AppendOutcome::Written),
+        Some("stale") => return Ok(AppendOutcome::Stale { tail: None }),
+        Some("changed") => return Ok(AppendOutcome::Changed),
+        _ => {}
+    }
+    if let Some(key) = tag_of(value, "claimed").and_then(|v| v.as_string()) {
+        return Ok(AppendOutcome::Claimed { key });
+    }
+    if let Some(tail) = tag_of(value, "stale") {
+        let Some(array) = tail.dyn_ref::<Array>() else {
+            return Err(out_of_contract(
+                "{ stale } should hold an array of entries",
+                &tail,
+            ));
+        };
+        if array.length() as usize > TAIL_LEN_MAX {
+            return Err(StorageError {
+                reason: format!(
+                    "a stale append answered {} entries, beyond {TAIL_LEN_MAX}",
+                    array.length()
+                ),
             });
         }
+        let entries = (0..array.length())
+            .map(|i| {
+                let item = array.get(i);
+                item.as_string()
+                    .ok_or_else(|| out_of_contract("{ stale } entries should be strings", &item))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(AppendOutcome::Stale {
+            tail: Some(entries),
+        });
     }
-    Err(out_of_contract(expected, value))
+    Err(out_of_contract(
+        "expected \"written\", \"stale\", { stale: entries }, \"changed\" or { claimed: key }",
+        value,
+    ))
+}
+
+/// The own property `tag` of an answer object: one inherited from a polluted prototype is not
+/// an answer.
+fn tag_of(value: &JsValue, tag: &str) -> Option<JsValue> {
+    if !value.is_object() {
+        return None;
+    }
+    let object = value.unchecked_ref::<Object>();
+    if !Object::has_own(object, &tag.into()) {
+        return None;
+    }
+    Reflect::get(value, &tag.into()).ok()
 }
 
 /// Whether the claims handed to an append name `key`.
@@ -616,7 +698,7 @@ impl Storage for JsStorage {
             unique.into(),
         ];
         let answer = self.call(&self.put, &args).await?;
-        outcome_from_js(&answer, false)
+        outcome_from_js(&answer)
     }
 
     async fn append(
@@ -625,7 +707,8 @@ impl Storage for JsStorage {
         expected_length: u64,
         entries: &[String],
         claims: &[Claim<'_>],
-    ) -> Result<WriteOutcome, StorageError> {
+        guard: Option<Guard<'_>>,
+    ) -> Result<AppendOutcome, StorageError> {
         let entries: Array = entries.iter().map(|s| JsValue::from_str(s)).collect();
         let claims: Array = claims
             .iter()
@@ -636,15 +719,23 @@ impl Storage for JsStorage {
                 JsValue::from(object)
             })
             .collect();
+        let guard = guard.map_or(JsValue::NULL, |g| {
+            let object = Object::new();
+            let _ = Reflect::set(&object, &"collection".into(), &g.collection.into());
+            let _ = Reflect::set(&object, &"id".into(), &g.id.into());
+            let _ = Reflect::set(&object, &"version".into(), &(g.version as f64).into());
+            object.into()
+        });
         let args = [
             stream.into(),
             (expected_length as f64).into(),
             entries.into(),
             claims.into(),
+            guard,
         ];
         let answer = self.call(&self.append, &args).await?;
-        let outcome = outcome_from_js(&answer, true)?;
-        if let WriteOutcome::Claimed { key } = &outcome {
+        let outcome = append_outcome_from_js(&answer)?;
+        if let AppendOutcome::Claimed { key } = &outcome {
             if !args_claim(&args[3], key) {
                 return Err(out_of_contract(
                     "append answered a key it was not given",
@@ -756,10 +847,17 @@ impl Storage for HostStorage {
         expected_length: u64,
         entries: &[String],
         claims: &[Claim<'_>],
-    ) -> Result<WriteOutcome, StorageError> {
+        guard: Option<Guard<'_>>,
+    ) -> Result<AppendOutcome, StorageError> {
         match self {
-            Self::Memory(m) => m.append(stream, expected_length, entries, claims).await,
-            Self::Js(j) => j.append(stream, expected_length, entries, claims).await,
+            Self::Memory(m) => {
+                m.append(stream, expected_length, entries, claims, guard)
+                    .await
+            }
+            Self::Js(j) => {
+                j.append(stream, expected_length, entries, claims, guard)
+                    .await
+            }
         }
     }
 

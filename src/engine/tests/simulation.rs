@@ -14,7 +14,8 @@ use serde_json::Value;
 use super::executor::block_on;
 use super::memory::MemoryStorage;
 use super::ports::{
-    Claim, FixedClock, NoMailer, Query, Storage, StorageError, StoredRecord, WriteOutcome,
+    AppendOutcome, Claim, FixedClock, Guard, NoMailer, Query, Storage, StorageError, StoredRecord,
+    WriteOutcome,
 };
 use super::{Ally, ResellerFilter};
 use crate::domain::config::Config;
@@ -151,19 +152,28 @@ impl Storage for FaultyStorage {
         expected: u64,
         entries: &[String],
         claims: &[Claim<'_>],
-    ) -> Result<WriteOutcome, StorageError> {
+        guard: Option<Guard<'_>>,
+    ) -> Result<AppendOutcome, StorageError> {
         match self.roll(true) {
             Fault::Before => Err(Self::injected()),
-            Fault::Conflict => Ok(WriteOutcome::Stale),
+            Fault::Conflict => Ok(AppendOutcome::Stale { tail: None }),
             Fault::After => {
-                self.inner.append(stream, expected, entries, claims).await?;
+                self.inner
+                    .append(stream, expected, entries, claims, guard)
+                    .await?;
                 Err(Self::injected())
             }
             Fault::Delay(n) => {
                 Yield(n).await;
-                self.inner.append(stream, expected, entries, claims).await
+                self.inner
+                    .append(stream, expected, entries, claims, guard)
+                    .await
             }
-            Fault::None => self.inner.append(stream, expected, entries, claims).await,
+            Fault::None => {
+                self.inner
+                    .append(stream, expected, entries, claims, guard)
+                    .await
+            }
         }
     }
 

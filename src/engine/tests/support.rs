@@ -8,7 +8,9 @@ use chrono::{DateTime, TimeZone, Utc};
 
 use super::executor::block_on;
 use super::memory::MemoryStorage;
-use super::ports::{Claim, Clock, Query, Storage, StorageError, StoredRecord, WriteOutcome};
+use super::ports::{
+    AppendOutcome, Claim, Clock, Guard, Query, Storage, StorageError, StoredRecord, WriteOutcome,
+};
 
 /// A clock the test moves.
 #[derive(Clone)]
@@ -71,9 +73,10 @@ impl Storage for Failing {
         n: u64,
         e: &[String],
         claims: &[Claim<'_>],
-    ) -> Result<WriteOutcome, StorageError> {
+        guard: Option<Guard<'_>>,
+    ) -> Result<AppendOutcome, StorageError> {
         self.spend()?;
-        self.inner.append(s, n, e, claims).await
+        self.inner.append(s, n, e, claims, guard).await
     }
     async fn read(&self, s: &str, from: u64, limit: u32) -> Result<Vec<String>, StorageError> {
         self.inner.read(s, from, limit).await

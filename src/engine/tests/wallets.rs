@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 
 use super::memory::MemoryStorage;
 use super::ports::{
-    Claim, FixedClock, MailError, MailMessage, Mailer, Query, Storage, StorageError, StoredRecord,
-    WriteOutcome,
+    AppendOutcome, Claim, FixedClock, Guard, MailError, MailMessage, Mailer, Query, Storage,
+    StorageError, StoredRecord, WriteOutcome,
 };
 use super::test_support::{at, run};
 use super::{Ally, CHECKPOINT_INTERVAL};
@@ -26,6 +26,7 @@ struct Counting {
     entries_read: Cell<u64>,
     reads: Cell<u64>,
     claim_lookups: Cell<u64>,
+    gets: Cell<u64>,
 }
 
 impl Counting {
@@ -33,6 +34,7 @@ impl Counting {
         self.entries_read.set(0);
         self.reads.set(0);
         self.claim_lookups.set(0);
+        self.gets.set(0);
     }
 }
 
@@ -66,8 +68,9 @@ impl Storage for Counting {
         n: u64,
         e: &[String],
         claims: &[Claim<'_>],
-    ) -> std::result::Result<WriteOutcome, StorageError> {
-        self.inner.append(s, n, e, claims).await
+        guard: Option<Guard<'_>>,
+    ) -> std::result::Result<AppendOutcome, StorageError> {
+        self.inner.append(s, n, e, claims, guard).await
     }
     async fn read(
         &self,
@@ -330,8 +333,8 @@ fn lose_entries(from: &MemoryStorage, id: &str, keep: u32) -> Rc<MemoryStorage> 
         }),
     );
     assert_eq!(
-        run(fresh.append(&stream, 0, &entries, &[])),
-        Ok(WriteOutcome::Written)
+        run(fresh.append(&stream, 0, &entries, &[], None)),
+        Ok(AppendOutcome::Written)
     );
     for collection in ["resellers", "wallets"] {
         let query = Query {
@@ -413,4 +416,49 @@ fn two_instances_advance_the_checkpoint_forward_only() {
         401 - last <= CHECKPOINT_INTERVAL + 1,
         "checkpoint at {last} of 401"
     );
+}
+
+#[test]
+fn a_warm_provision_is_one_append_and_still_sees_a_suspension() {
+    let storage = Rc::new(Counting::default());
+    let admin = engine(&storage, 1);
+    let shop = engine(&storage, 2);
+    let id = reseller(&admin, 1);
+    ok(run(admin.add_credits(&id, c(1_000), None, None)));
+    ok(run(shop.provision(&id, c(1), None, None)));
+    storage.reset();
+    for _ in 0..10 {
+        ok(run(shop.provision(&id, c(1), None, None)));
+    }
+    assert_eq!(
+        (storage.gets.get(), storage.reads.get()),
+        (0, 0),
+        "a warm provision reads neither the reseller nor the stream"
+    );
+    // Another instance suspends the reseller: the guard on the append refuses the stale view.
+    let reason = Some("fraud review".to_owned());
+    ok(run(admin.set_reseller_status(
+        &id,
+        StatusChange::Suspend { reason },
+    )));
+    assert_eq!(
+        code(run(shop.provision(&id, c(1), None, None))),
+        Some("RESELLER_INACTIVE")
+    );
+    ok(run(admin.set_reseller_status(&id, StatusChange::Reactivate)));
+    ok(run(shop.provision(&id, c(1), None, None)));
+    // A top-up by the other instance is caught up from the stale append's tail.
+    ok(run(admin.add_credits(&id, c(500), None, None)));
+    storage.reset();
+    let done = ok(run(shop.provision(&id, c(7), None, None)));
+    assert_eq!(done.entries[0].balance_after, 1_000 + 500 - 12 - 7);
+    assert_eq!(
+        storage.reads.get(),
+        0,
+        "the tail came with the stale answer"
+    );
+    // A refusal on a warm view is confirmed against the stream before it is given.
+    ok(run(admin.add_credits(&id, c(100), None, None)));
+    let all = ok(run(shop.provision(&id, c(1_581), None, None)));
+    assert_eq!(all.entries[0].balance_after, 0);
 }
