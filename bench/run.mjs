@@ -81,7 +81,8 @@ const results = {
 // provision with in-memory storage, one awaited call after another; then validateLedger over the
 // wallet's history (the JS entry walk bounds it at 50 000 entries here; native replays 600 001).
 const provisions = 50_000;
-const wasmAlly = new wasm.Ally();
+const wasmStorage = wasm.memoryStorage();
+const wasmAlly = new wasm.Ally({ storage: wasmStorage });
 const wasmReseller = await wasmAlly.make().user(1).company("Bench").create();
 await wasmAlly.addCredits(wasmReseller, 1e15);
 let began = performance.now();
@@ -94,6 +95,7 @@ for (let i = 0; i < provisions; i++) await peerWallet.provision(1);
 results.peer.provision = provisions / ((performance.now() - began) / 1000);
 const wasmLedger = await wasmAlly.ledger(wasmReseller);
 const timeIt = (body) => { const t = performance.now(); const out = body(); return [out, (performance.now() - t) / 1000]; };
+const timeAsync = async (body) => { const t = performance.now(); const out = await body(); return [out, (performance.now() - t) / 1000]; };
 const [wasmAudit, wasmAuditSeconds] = timeIt(() => wasm.validateLedger(wasmLedger));
 const [peerAudit, peerAuditSeconds] = timeIt(() => peer.validateLedger(peerWallet.entries));
 const [peerCross] = timeIt(() => peer.validateLedger(wasmLedger));
@@ -125,6 +127,25 @@ if (!wasmBytesAudit.ok || wasmBytesAudit.entries !== million || !peerBytesAudit.
 results.wasm.validateLedger = wasmBytesSeconds;
 results.peer.validateLedger = peerBytesSeconds;
 results.ledgerBytes = bytes.length;
+
+// The first provision of a fresh instance (a restarted process, an edge invocation) on the
+// wallet of a million entries and on one of a thousand, over the same storage: it resumes from
+// the wallet's checkpoint and replays only the entries after it. Median of fresh instances.
+const smallReseller = await wasmAlly.make().user(2).company("Bench small").create();
+await wasmAlly.addCredits(smallReseller, 1e15);
+for (let i = 1; i < 1_000; i++) await wasmAlly.provision(smallReseller.id, 1);
+const coldProvision = async (id) => {
+  const seconds = [];
+  for (let r = 0; r < 7; r++) {
+    const fresh = new wasm.Ally({ storage: wasmStorage });
+    const [, s] = await timeAsync(() => fresh.provision(id, 1));
+    seconds.push(s);
+    fresh.free();
+  }
+  return seconds.sort((a, b) => a - b)[3];
+};
+results.wasm.cold1k = await coldProvision(smallReseller.id);
+results.wasm.cold1M = await coldProvision(wasmReseller.id);
 
 // The monthly commission run: 1 000 000 payments by 200 000 customers of 10 000 resellers in
 // three levels (100 at the top, 900 under them, 9 000 under those), the same data native builds.
@@ -227,7 +248,6 @@ for (let r = 0; r < 100; r++) {
     if (k % 111 === 110) await trendWriter.provisionBulk(reseller, Array.from({ length: 1_000 }, () => ({ cost: 1 })));
   }
 }
-const timeAsync = async (body) => { const t = performance.now(); const out = await body(); return [out, (performance.now() - t) / 1000]; };
 const trendReader = new wasm.Ally({ storage: trendStorage });
 const [coldTrend, wasmTrendColdSeconds] = await timeAsync(() => trendReader.analytics().monthly().creditTrends("2026-01-01", "2026-12-31"));
 let wasmTrendWarmSeconds = Infinity;
@@ -282,6 +302,10 @@ console.log(`units: healthScore in milliseconds for ${partners.toLocaleString("e
 row("creditTrends", `${(w.trendsWarm * 1e3).toFixed(1)} ms`, `${(p.trends * 1e3).toFixed(1)} ms`, `${(n.trendsWarmSeconds * 1e3).toFixed(1)} ms`, "≤200 ms", w.trendsWarm <= 0.2);
 row("  (cold)", `${(w.trendsCold * 1e3).toFixed(0)} ms`, "-", `${(n.trendsColdSeconds * 1e3).toFixed(0)} ms`, "≤200 ms", w.trendsCold <= 0.2);
 console.log("units: creditTrends in milliseconds, monthly over 2026 for 100 resellers and 1 000 000 ledger entries (100 000 top-ups); warm is an instance that has replayed the wallets (best of 5), cold a fresh instance that reads and checks all 1 000 000 entries first; the peer scans the parsed entries with decimal.js, and its buckets are checked equal");
+const coldRatio = w.cold1M / w.cold1k;
+row("cold provision", `${(w.cold1M * 1e3).toFixed(2)} ms`, "-", `${(n.coldProvision1MSeconds * 1e3).toFixed(2)} ms`, "≤25 ms, ≤3x", w.cold1M <= 0.025 && coldRatio <= 3);
+row("  (1 k entries)", `${(w.cold1k * 1e3).toFixed(2)} ms`, "-", `${(n.coldProvision1kSeconds * 1e3).toFixed(2)} ms`, "-", true);
+console.log(`units: cold provision in milliseconds, the first provision of a fresh instance over the same in-memory storage on a wallet of 1 000 000 entries (1 M / 1 k = ${coldRatio.toFixed(2)}x), median of 7; the peer keeps no history to resume from`);
 row("  (totals only)", `${w.commissionTotalsOnly.toFixed(3)} s`, "-", "-", "-", true);
 console.log(`units: commission in seconds for the monthly run over ${paymentCount.toLocaleString("en")} payments (columns), 200 000 customers, 10 000 resellers, 3 levels, ${results.commissionLines.toLocaleString("en")} lines returned as columns; totals only skips the lines; the peer's totals are checked equal to the cent`);
 console.log(`units: provision in provisions/s (in-memory storage, awaited one by one); validateLedger in seconds for ${million.toLocaleString("en")} entries as exportLedger's buffer (${results.ledgerBytes.toLocaleString("en")} bytes), hash chain included, best of runs; the array form in seconds per 1 M entries, from ${wasmLedger.length.toLocaleString("en")} JSON entries (native: parsed entries)`);

@@ -149,7 +149,12 @@ fn main() -> Result<(), Error> {
         black_box(sum);
     });
 
-    let (provision_rate, ledger) = provisions()?;
+    let Provisions {
+        rate: provision_rate,
+        ledger,
+        cold_1k_seconds,
+        cold_1m_seconds,
+    } = provisions()?;
     // validateLedger over the binary export of a million entries (as the wasm side measures it),
     // and over already-parsed entries (the array form).
     let bytes = encode_ledger(&ledger);
@@ -199,33 +204,53 @@ fn main() -> Result<(), Error> {
     let (trends_cold_seconds, trends_warm_seconds) = trends()?;
 
     println!(
-        "{{\"tierCost\":{tier_cost_rate:.0},\"tierCostBatch\":{batch_rate:.0},\"quote\":{quote_rate:.0},\"provision\":{provision_rate:.0},\"validateLedgerSeconds\":{validate_seconds:.4},\"validateLedgerArraySeconds\":{validate_array_seconds:.4},\"validateLedgerEntries\":{},\"commissionSeconds\":{commission_seconds:.4},\"commissionLines\":{commission_lines},\"healthSeconds\":{health_seconds:.5},\"trendsColdSeconds\":{trends_cold_seconds:.5},\"trendsWarmSeconds\":{trends_warm_seconds:.6}}}",
+        "{{\"tierCost\":{tier_cost_rate:.0},\"tierCostBatch\":{batch_rate:.0},\"quote\":{quote_rate:.0},\"provision\":{provision_rate:.0},\"validateLedgerSeconds\":{validate_seconds:.4},\"validateLedgerArraySeconds\":{validate_array_seconds:.4},\"validateLedgerEntries\":{},\"commissionSeconds\":{commission_seconds:.4},\"commissionLines\":{commission_lines},\"healthSeconds\":{health_seconds:.5},\"trendsColdSeconds\":{trends_cold_seconds:.5},\"trendsWarmSeconds\":{trends_warm_seconds:.6},\"coldProvision1kSeconds\":{cold_1k_seconds:.6},\"coldProvision1MSeconds\":{cold_1m_seconds:.6}}}",
         ledger.len()
     );
     Ok(())
 }
 
+/// What `provisions` measured.
+struct Provisions {
+    rate: f64,
+    ledger: Vec<Entry>,
+    /// The first provision of a fresh instance on a wallet of 1 000 entries, median seconds.
+    cold_1k_seconds: f64,
+    /// The same on the wallet of 1 000 000 entries.
+    cold_1m_seconds: f64,
+}
+
 /// `provision` through the engine with the in-memory storage, one at a time; then the
-/// million-entry ledger for `validateLedger`, made by the same engine.
-fn provisions() -> Result<(f64, Vec<Entry>), Error> {
-    let ally = Ally::new(
-        Config::default(),
-        MemoryStorage::new(),
-        NoMailer,
-        SystemClock,
-        42,
-    );
-    let suspended = || Error::invalid("bench", "the in-memory storage suspended");
-    let draft = ResellerDraft {
-        user_id: Some(UserId::Number(1)),
-        company_name: Some("Bench".into()),
-        ..ResellerDraft::default()
+/// million-entry ledger for `validateLedger`, made by the same engine; then the first provision
+/// of fresh instances (a restarted process) on that wallet and on one of 1 000 entries.
+fn provisions() -> Result<Provisions, Error> {
+    let storage = Rc::new(MemoryStorage::new());
+    let engine = |seed| {
+        Ally::new(
+            Config::default(),
+            Rc::clone(&storage),
+            NoMailer,
+            SystemClock,
+            seed,
+        )
     };
-    let id = block_on(ally.create_reseller(draft), 64)
-        .ok_or_else(suspended)??
-        .value
-        .id;
-    block_on(ally.add_credits(&id, credits(1 << 52), None, None), 64).ok_or_else(suspended)??;
+    let ally = engine(42);
+    let suspended = || Error::invalid("bench", "the in-memory storage suspended");
+    let open = |user: u64| -> Result<String, Error> {
+        let draft = ResellerDraft {
+            user_id: Some(UserId::Number(user)),
+            company_name: Some(format!("Bench {user}")),
+            ..ResellerDraft::default()
+        };
+        let id = block_on(ally.create_reseller(draft), 64)
+            .ok_or_else(suspended)??
+            .value
+            .id;
+        block_on(ally.add_credits(&id, credits(1 << 52), None, None), 64)
+            .ok_or_else(suspended)??;
+        Ok(id)
+    };
+    let id = open(1)?;
     let n = 200_000usize;
     let provision_rate = rate(3, n, || {
         for _ in 0..n {
@@ -238,7 +263,27 @@ fn provisions() -> Result<(f64, Vec<Entry>), Error> {
         block_on(ally.provision(&id, credits(1), None, None), 64);
     }
     let ledger = block_on(ally.ledger(&id), 64).ok_or_else(suspended)??;
-    Ok((provision_rate, ledger))
+    let small = open(2)?;
+    for _ in 0..999 {
+        block_on(ally.provision(&small, credits(1), None, None), 64);
+    }
+    let mut seed = 1_000;
+    let mut cold = |wallet: &str| {
+        median(5, || {
+            seed += 1;
+            let fresh = engine(seed);
+            let done = block_on(fresh.provision(wallet, credits(1), None, None), 64);
+            assert!(matches!(done, Some(Ok(_))), "a cold provision must succeed");
+        })
+    };
+    let cold_1k_seconds = cold(&small);
+    let cold_1m_seconds = cold(&id);
+    Ok(Provisions {
+        rate: provision_rate,
+        ledger,
+        cold_1k_seconds,
+        cold_1m_seconds,
+    })
 }
 
 /// The monthly commission run: 1 000 000 payments by 200 000 customers of 10 000 resellers in a
