@@ -8,14 +8,16 @@
 //   streams(stream, length)                        the length of every append-only stream
 //   stream_entries(stream, position, data)         the entries
 //   stream_claims(stream, key, position)           the idempotency keys claimed by appends
-// and one function, append(stream, expected, entries, keys, positions), the whole `append`.
+// and one function, append(stream, expected, entries, keys, positions, guard collection, guard
+// id, guard version), the whole `append`.
 //
 // Every write runs in one transaction. `put` locks the record's row (or relies on the primary
 // key for a create) and claims unique values with INSERT … ON CONFLICT, which waits for a
 // concurrent claimant to commit or roll back. `append` is one call of the server-side function,
 // so one round trip in the statement's own transaction: it locks the stream's row, and only an
 // appender holding that lock writes a stream's entries or claims. So two writers racing on one
-// record or one stream are ordered by PostgreSQL, and the loser answers "stale".
+// record or one stream are ordered by PostgreSQL, and the loser answers "stale" (an append's
+// loser with the entries it missed).
 
 const IDENT = /^[a-z_][a-z0-9_]{0,62}$/;
 
@@ -34,16 +36,21 @@ function checkPool(pool) {
 }
 
 // The whole `append` as one server-side call, run in the caller's statement transaction. Every
-// appender of a stream first locks the stream's row, so the length it compares and the claims it
-// looks up cannot change before it commits; and each statement after the lock sees what the
-// previous holder committed (READ COMMITTED takes a snapshot per statement of a volatile
-// function). Its answer is 'written', 'stale' or CLAIMED + key.
+// appender of a stream first locks the stream's row, so the length it compares, the claims it
+// looks up and the entries it hands back cannot change before it commits; and each statement
+// after the lock sees what the previous holder committed (READ COMMITTED takes a snapshot per
+// statement of a volatile function). The guard's record is read without a lock: a write of it
+// that commits after that read is ordered after this append, which then was right to go ahead.
+// The answer is the contract's own, as JSON: "written", "changed", {"claimed": key} or
+// {"stale": entries}, the entries from p_expected on (none when the stream is shorter), at most
+// STALE_TAIL of them, so the loser of a race catches up without a read of its own.
 // Only a stream's first append creates its row: a stale append at an unknown stream leaves
 // nothing, and a refused first append leaves the row at length 0, which reads as no stream.
-const CLAIMED = "claimed:";
+const STALE_TAIL = 500;
 const appendFunction = (s) => `CREATE OR REPLACE FUNCTION ${s}.append(
-    p_stream text, p_expected bigint, p_entries text[], p_keys text[], p_positions bigint[])
-  RETURNS text LANGUAGE plpgsql AS $fn$
+    p_stream text, p_expected bigint, p_entries text[], p_keys text[], p_positions bigint[],
+    p_guard_collection text, p_guard_id text, p_guard_version bigint)
+  RETURNS json LANGUAGE plpgsql AS $fn$
 DECLARE
   held bigint;
   taken text;
@@ -51,14 +58,23 @@ BEGIN
   SELECT length INTO held FROM ${s}.streams WHERE stream = p_stream FOR UPDATE;
   IF NOT FOUND THEN
     IF p_expected <> 0 THEN
-      RETURN 'stale';
+      RETURN '{"stale": []}';
     END IF;
     -- A concurrent first appender makes this wait for its commit and then insert nothing.
     INSERT INTO ${s}.streams (stream, length) VALUES (p_stream, 0) ON CONFLICT DO NOTHING;
     SELECT length INTO held FROM ${s}.streams WHERE stream = p_stream FOR UPDATE;
   END IF;
   IF held <> p_expected THEN
-    RETURN 'stale';
+    RETURN json_build_object('stale', (
+      SELECT COALESCE(json_agg(e.data ORDER BY e.position), '[]')
+        FROM (SELECT position, data FROM ${s}.stream_entries
+               WHERE stream = p_stream AND position >= p_expected
+               ORDER BY position LIMIT ${STALE_TAIL}) e));
+  END IF;
+  IF p_guard_collection IS NOT NULL AND NOT EXISTS (
+       SELECT 1 FROM ${s}.records
+        WHERE collection = p_guard_collection AND id = p_guard_id AND version = p_guard_version) THEN
+    RETURN '"changed"';
   END IF;
   -- The first key, in the order given, that the stream holds already or that came before.
   SELECT k.key INTO taken
@@ -69,14 +85,14 @@ BEGIN
    ORDER BY k.n
    LIMIT 1;
   IF FOUND THEN
-    RETURN '${CLAIMED}' || taken;
+    RETURN json_build_object('claimed', taken);
   END IF;
   INSERT INTO ${s}.stream_entries (stream, position, data)
     SELECT p_stream, p_expected + t.n - 1, t.data FROM unnest(p_entries) WITH ORDINALITY AS t(data, n);
   INSERT INTO ${s}.stream_claims (stream, key, position)
     SELECT p_stream, t.key, t.position FROM unnest(p_keys, p_positions) AS t(key, position);
   UPDATE ${s}.streams SET length = p_expected + cardinality(p_entries) WHERE stream = p_stream;
-  RETURN 'written';
+  RETURN '"written"';
 END
 $fn$`;
 
@@ -111,6 +127,8 @@ async function setupPostgres(pool, options) {
     await client.query(`CREATE TABLE IF NOT EXISTS ${s}.stream_claims (
       stream text NOT NULL, key text NOT NULL, position bigint NOT NULL,
       PRIMARY KEY (stream, key))`);
+    // The signature before the guard: CREATE OR REPLACE would add an overload beside it.
+    await client.query(`DROP FUNCTION IF EXISTS ${s}.append(text, bigint, text[], text[], bigint[])`);
     await client.query(appendFunction(s));
     await client.query("COMMIT");
   } catch (error) {
@@ -176,9 +194,10 @@ function postgresStorage(pool, options) {
     "get",
     withIndexes(`SELECT collection, id, version, data FROM ${s}.records WHERE collection = $1 AND id = $2`),
   );
+  // As text, parsed here: a pool's own parser for json (pg.types.setTypeParser) cannot reshape it.
   const appendEntries = prepared(
     "append",
-    `SELECT ${s}.append($1::text, $2::bigint, $3::text[], $4::text[], $5::bigint[]) AS answer`,
+    `SELECT ${s}.append($1::text, $2::bigint, $3::text[], $4::text[], $5::bigint[], $6::text, $7::text, $8::bigint)::text AS answer`,
   );
   const findClaimed = prepared("findClaim", `SELECT position FROM ${s}.stream_claims WHERE stream = $1 AND key = $2`);
   const readEntries = prepared(
@@ -269,11 +288,19 @@ function postgresStorage(pool, options) {
       });
     },
 
-    async append(stream, expectedLength, entries, claims) {
+    async append(stream, expectedLength, entries, claims, guard) {
       await setup();
-      const { rows } = await appendEntries([stream, expectedLength, entries, claims.map((c) => c.key), claims.map((c) => c.position)]);
-      const { answer } = rows[0];
-      return answer.startsWith(CLAIMED) ? { claimed: answer.slice(CLAIMED.length) } : answer;
+      const { rows } = await appendEntries([
+        stream,
+        expectedLength,
+        entries,
+        claims.map((c) => c.key),
+        claims.map((c) => c.position),
+        guard?.collection ?? null,
+        guard?.id ?? null,
+        guard?.version ?? null,
+      ]);
+      return JSON.parse(rows[0].answer);
     },
 
     async findClaim(stream, key) {

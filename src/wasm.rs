@@ -10,6 +10,8 @@ mod analytics;
 #[cfg(feature = "engine")]
 mod applications;
 #[cfg(feature = "engine")]
+mod attestation;
+#[cfg(feature = "engine")]
 mod clients;
 #[cfg(feature = "engine")]
 mod commission;

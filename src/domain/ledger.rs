@@ -20,6 +20,7 @@ use super::money::Credits;
 use super::record::{describe, Fields};
 use super::reseller::iso_time;
 
+pub mod attestation;
 pub mod checkpoint;
 
 /// The longest memo or idempotency key, in bytes.

@@ -494,7 +494,7 @@ fn read_time(r: &mut Fields, key: &str) -> Result<DateTime<Utc>> {
 /// ISO-8601 in UTC with milliseconds, `2026-01-31T12:00:00.000Z`.
 pub mod iso_time {
     use super::{DateTime, Utc};
-    use chrono::SecondsFormat;
+    use chrono::{Datelike, SecondsFormat};
     use serde::Serializer;
 
     pub fn serialize<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
@@ -543,6 +543,48 @@ pub mod iso_time {
         std::str::from_utf8(&out).unwrap_or_default().to_owned()
     }
 
+    /// Reads back exactly what [`format_millis`] writes for years 0 to 9999
+    /// (`YYYY-MM-DDTHH:MM:SS.sssZ`), or `None`: the strict, small reader for texts the engine
+    /// made itself (chrono's general parser would add its format machinery to the module).
+    #[must_use]
+    pub fn parse_millis(text: &str) -> Option<i64> {
+        let b = text.as_bytes();
+        let separators = [
+            (4, b'-'),
+            (7, b'-'),
+            (10, b'T'),
+            (13, b':'),
+            (16, b':'),
+            (19, b'.'),
+            (23, b'Z'),
+        ];
+        if b.len() != 24 || separators.iter().any(|&(i, c)| b[i] != c) {
+            return None;
+        }
+        let number = |from: usize, to: usize| -> Option<i64> {
+            b[from..to].iter().try_fold(0i64, |n, &d| {
+                d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0'))
+            })
+        };
+        let (year, month, day) = (number(0, 4)?, number(5, 7)?, number(8, 10)?);
+        let (hour, minute, second, milli) = (
+            number(11, 13)?,
+            number(14, 16)?,
+            number(17, 19)?,
+            number(20, 23)?,
+        );
+        let date = chrono::NaiveDate::from_ymd_opt(
+            i32::try_from(year).ok()?,
+            u32::try_from(month).ok()?,
+            u32::try_from(day).ok()?,
+        )?;
+        if hour > 23 || minute > 59 || second > 59 {
+            return None;
+        }
+        let days = i64::from(date.num_days_from_ce()) - 719_163;
+        Some(days * 86_400_000 + ((hour * 60 + minute) * 60 + second) * 1_000 + milli)
+    }
+
     fn put_digits(out: &mut [u8], mut value: i64) {
         for slot in out.iter_mut().rev() {
             // `value % 10` is a digit: the callers pass values in range.
@@ -572,6 +614,11 @@ mod tests {
     use super::*;
 
     proptest::proptest! {
+        #[test]
+        fn iso_times_read_back_as_written(ms in -62_167_219_200_000i64..=253_402_300_799_999) {
+            proptest::prop_assert_eq!(iso_time::parse_millis(&iso_time::format_millis(ms)), Some(ms));
+        }
+
         #[test]
         fn iso_times_are_written_as_chrono_writes_them(ms in -62_167_219_200_000i64..=253_402_300_799_999) {
             let at = DateTime::from_timestamp_millis(ms).expect("in chrono's range");

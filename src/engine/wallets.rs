@@ -25,6 +25,7 @@ use super::ports::{
 };
 use super::{storage_failed, Ally, PAGE_SIZE_MAX};
 use crate::domain::analytics::DayVolumes;
+use crate::domain::ledger::attestation::{self, Attestation, AttestationKey};
 use crate::domain::ledger::checkpoint::Checkpoint;
 use crate::domain::ledger::{
     self, Audit, Context, Decision, Entry, EntryFlaws, LowCredit, Movement, Wallet,
@@ -1007,6 +1008,29 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                 return Ok(out);
             }
         }
+    }
+
+    /// The wallet's current state (after catching up with the stream) signed with the host's
+    /// key: what an edge function checks with [`attestation::verify`] instead of the history.
+    pub async fn attest_wallet(
+        &self,
+        reseller_id: &str,
+        key: &AttestationKey,
+    ) -> Result<Attestation> {
+        let reseller = self.require_reseller_shared(reseller_id).await?;
+        let at = self.now()?;
+        let state = self
+            .with_wallet(&reseller, |w, _| (w.length, w.credits(), w.head))
+            .await?;
+        let (length, balance, head) = state.unwrap_or((0, Credits::ZERO, ledger::GENESIS));
+        Ok(attestation::sign(
+            &reseller.id,
+            length,
+            balance,
+            head,
+            at.timestamp_millis(),
+            key,
+        ))
     }
 
     /// The operator's audit of a stored wallet, end to end: replays the whole stream as

@@ -12,9 +12,9 @@ use wasm_bindgen::prelude::*;
 
 use super::ally::{call, reseller_id, Ally, Engine};
 use super::clients::Clients;
-use super::commission::time_ms;
 use super::error::OrThrow;
 use super::input;
+use super::input::time_ms;
 use super::pricing::to_plain;
 use super::types::optional::{self, AnalyticsDayArg, LimitArg};
 use super::wallets::ResellerScope;

@@ -13,8 +13,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 use super::error::{to_js, OrThrow};
-use super::host::instant;
-use super::input::{self, type_name};
+use super::input::{self, time_ms, time_value_ms, type_name};
 use crate::domain::commission::{
     self, BandMode, BaseRule, CustomerNode, Hierarchy, Payment, PaymentKind, PaymentStatus, Period,
     Plan, ResellerNode, RevenueBand, Rule, LEVELS_MAX,
@@ -359,58 +358,6 @@ pub(super) fn plan_from_fields(mut f: Fields, currency: &Currency) -> Result<Pla
     ])?;
     plan.check()?;
     Ok(plan)
-}
-
-/// `YYYY-MM-DD` as a calendar date (read by hand: chrono's format parser would add its whole
-/// strftime machinery to the module).
-fn iso_date(text: &str) -> Option<chrono::NaiveDate> {
-    let bytes = text.as_bytes();
-    if bytes.len() != 10 || bytes[4] != b'-' || bytes[7] != b'-' {
-        return None;
-    }
-    let number = |range: std::ops::Range<usize>| -> Option<u32> {
-        let part = text.get(range)?;
-        if part.bytes().all(|b| b.is_ascii_digit()) {
-            part.parse().ok()
-        } else {
-            None
-        }
-    };
-    let year = i32::try_from(number(0..4)?).ok()?;
-    chrono::NaiveDate::from_ymd_opt(year, number(5..7)?, number(8..10)?)
-}
-
-/// A time: a `Date`, epoch milliseconds, an ISO-8601 time, or an ISO-8601 date (`2026-01-31`,
-/// midnight UTC, as periods are usually written).
-pub(super) fn time_ms(value: &JsValue, path: &str) -> Result<i64> {
-    if let Some(text) = value.as_string() {
-        if let Some(date) = iso_date(&text) {
-            return Ok(date
-                .and_time(chrono::NaiveTime::MIN)
-                .and_utc()
-                .timestamp_millis());
-        }
-    }
-    instant(value)
-        .map(|at| at.timestamp_millis())
-        .map_err(|reason| Error::invalid(path, reason))
-}
-
-pub(super) fn time_value_ms(value: &Value, path: &str) -> Result<i64> {
-    let js: JsValue = match value {
-        Value::String(s) => JsValue::from_str(s),
-        Value::Number(n) => n.as_f64().map_or(JsValue::UNDEFINED, JsValue::from_f64),
-        other => {
-            return Err(Error::invalid(
-                path,
-                format!(
-                    "expected an ISO-8601 string or epoch milliseconds, got {}",
-                    describe(other)
-                ),
-            ))
-        }
-    };
-    time_ms(&js, path)
 }
 
 /// A JS property of a record, own properties only (inherited ones read as absent).

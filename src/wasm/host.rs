@@ -11,7 +11,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 use super::error::{describe, OrThrow};
-use super::input::type_name;
+use super::input::{instant, type_name};
 use super::registry::Registry;
 use crate::domain::Error;
 use crate::engine::executor::block_on;
@@ -949,34 +949,6 @@ impl HostClock {
             now,
         })
     }
-}
-
-/// Reads a Date, epoch milliseconds or an ISO-8601 string as an instant.
-pub fn instant(value: &JsValue) -> Result<DateTime<Utc>, String> {
-    let millis = if let Some(date) = value.dyn_ref::<js_sys::Date>() {
-        date.get_time()
-    } else if let Some(ms) = value.as_f64() {
-        ms
-    } else if let Some(text) = value.as_string() {
-        return DateTime::parse_from_rfc3339(&text)
-            .map(|at| at.with_timezone(&Utc))
-            .map_err(|e| {
-                format!(
-                    "\"{}\" is not an ISO-8601 time: {e}",
-                    crate::domain::decimal::printable(&text)
-                )
-            });
-    } else {
-        return Err(format!(
-            "expected a Date, epoch milliseconds or an ISO-8601 string, got {}",
-            type_name(value)
-        ));
-    };
-    let shown = crate::domain::decimal::js_number(millis);
-    if !millis.is_finite() || millis.fract() != 0.0 {
-        return Err(format!("{shown} is not a valid time"));
-    }
-    DateTime::from_timestamp_millis(millis as i64).ok_or_else(|| format!("{shown} is out of range"))
 }
 
 impl Clock for HostClock {

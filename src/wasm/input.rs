@@ -6,6 +6,8 @@
 //! or -0, no functions or symbols, bounded depth and size. The JSON is then deserialised into the
 //! typed wire structs with `deny_unknown_fields`, and errors carry the path of the bad field.
 
+#[cfg(feature = "engine")]
+use chrono::{DateTime, Utc};
 use js_sys::{Array, Object, Reflect};
 use serde_json::{Map, Number, Value};
 use wasm_bindgen::prelude::*;
@@ -13,6 +15,8 @@ use wasm_bindgen::JsCast;
 
 use crate::domain::decimal::{js_number, printable};
 use crate::domain::money::Credits;
+#[cfg(feature = "engine")]
+use crate::domain::record::describe;
 use crate::domain::record::Fields;
 use crate::domain::Error;
 
@@ -114,7 +118,6 @@ impl Walker<'_> {
             return Ok(Value::String(value.as_string().unwrap_or_default()));
         }
         if value.is_object() {
-            #[cfg(feature = "engine")]
             if self.dates {
                 if let Some(date) = value.dyn_ref::<js_sys::Date>() {
                     let ms = date.get_time();
@@ -302,4 +305,83 @@ pub fn string(value: &JsValue, path: &str) -> Result<String, Error> {
     value
         .as_string()
         .ok_or_else(|| Error::invalid(path, format!("expected a string, got {}", type_name(value))))
+}
+
+#[cfg(feature = "engine")]
+/// Reads a Date, epoch milliseconds or an ISO-8601 string as an instant.
+pub fn instant(value: &JsValue) -> Result<DateTime<Utc>, String> {
+    let millis = if let Some(date) = value.dyn_ref::<js_sys::Date>() {
+        date.get_time()
+    } else if let Some(ms) = value.as_f64() {
+        ms
+    } else if let Some(text) = value.as_string() {
+        return DateTime::parse_from_rfc3339(&text)
+            .map(|at| at.with_timezone(&Utc))
+            .map_err(|e| format!("\"{}\" is not an ISO-8601 time: {e}", printable(&text)));
+    } else {
+        return Err(format!(
+            "expected a Date, epoch milliseconds or an ISO-8601 string, got {}",
+            type_name(value)
+        ));
+    };
+    let shown = js_number(millis);
+    if !millis.is_finite() || millis.fract() != 0.0 {
+        return Err(format!("{shown} is not a valid time"));
+    }
+    DateTime::from_timestamp_millis(millis as i64).ok_or_else(|| format!("{shown} is out of range"))
+}
+
+#[cfg(feature = "engine")]
+/// `YYYY-MM-DD` as a calendar date (read by hand: chrono's format parser would add its whole
+/// strftime machinery to the module).
+fn iso_date(text: &str) -> Option<chrono::NaiveDate> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 10 || bytes[4] != b'-' || bytes[7] != b'-' {
+        return None;
+    }
+    let number = |range: std::ops::Range<usize>| -> Option<u32> {
+        let part = text.get(range)?;
+        if part.bytes().all(|b| b.is_ascii_digit()) {
+            part.parse().ok()
+        } else {
+            None
+        }
+    };
+    let year = i32::try_from(number(0..4)?).ok()?;
+    chrono::NaiveDate::from_ymd_opt(year, number(5..7)?, number(8..10)?)
+}
+
+#[cfg(feature = "engine")]
+/// A time: a `Date`, epoch milliseconds, an ISO-8601 time, or an ISO-8601 date (`2026-01-31`,
+/// midnight UTC, as periods are usually written).
+pub fn time_ms(value: &JsValue, path: &str) -> Result<i64, Error> {
+    if let Some(text) = value.as_string() {
+        if let Some(date) = iso_date(&text) {
+            return Ok(date
+                .and_time(chrono::NaiveTime::MIN)
+                .and_utc()
+                .timestamp_millis());
+        }
+    }
+    instant(value)
+        .map(|at| at.timestamp_millis())
+        .map_err(|reason| Error::invalid(path, reason))
+}
+
+#[cfg(feature = "engine")]
+pub fn time_value_ms(value: &Value, path: &str) -> Result<i64, Error> {
+    let js: JsValue = match value {
+        Value::String(s) => JsValue::from_str(s),
+        Value::Number(n) => n.as_f64().map_or(JsValue::UNDEFINED, JsValue::from_f64),
+        other => {
+            return Err(Error::invalid(
+                path,
+                format!(
+                    "expected an ISO-8601 string or epoch milliseconds, got {}",
+                    describe(other)
+                ),
+            ))
+        }
+    };
+    time_ms(&js, path)
 }

@@ -11,7 +11,7 @@ use wasm_bindgen_futures::JsFuture;
 
 use super::ally::{promise, rejected, reseller_id, reseller_output, Ally, Engine, JsResult};
 use super::error::{describe, to_js, OrThrow};
-use super::host::instant;
+use super::input::instant;
 use super::input::{self, credits, type_name};
 use super::types::optional::{
     self, AddCreditsOptionsArg, InstantArg, MemoArg, ProvisionOptionsArg, TransactionsOptionsArg,
@@ -623,6 +623,23 @@ impl Ally {
         #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
     ) -> Promise {
         self.wallets().export_ledger(&reseller)
+    }
+
+    /// The wallet's current balance, length and chain head signed with the host's key
+    /// (HMAC-SHA256): hand it to an edge function, which checks it with `verifyAttestation`
+    /// instead of the history. The key is a string or bytes, 32 to 1 024 of them.
+    #[wasm_bindgen(js_name = attestWallet, unchecked_return_type = "Promise<WalletAttestation>")]
+    pub fn attest_wallet(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "AttestationKeyInput")] key: JsValue,
+    ) -> Promise {
+        let args = reseller_id(&reseller, "reseller")
+            .and_then(|id| super::attestation::key_arg(&key).map(|key| (id, key)));
+        super::ally::call(&self.engine, args, |engine, (id, key)| async move {
+            let attestation = engine.attest_wallet(&id, &key).await.or_throw()?;
+            js_sys::JSON::parse(&attestation.to_json().to_string())
+        })
     }
 
     /// The operator's end-to-end audit of a stored wallet: replays the whole stream (hash chain,

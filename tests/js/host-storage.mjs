@@ -1,6 +1,9 @@
 // A host storage written from the contract alone (not from the engine's memory store), answering
 // synchronously or with Promises, with failures injectable per method.
 
+// The contract's bound on the entries a stale append hands back.
+const STALE_TAIL = 500;
+
 export function hostStorage({ async = false } = {}) {
   const collections = new Map(); // name → Map(id → record)
   const streams = new Map(); // stream → entries
@@ -53,9 +56,10 @@ export function hostStorage({ async = false } = {}) {
       return answer("put", "written");
     },
     // An injected failure of a write is answered after the write, as when its acknowledgment is lost.
-    append(stream, expectedLength, entries, claims) {
+    append(stream, expectedLength, entries, claims, guard) {
       const log = streams.get(stream) ?? [];
-      if (log.length !== expectedLength) return answer("append", "stale");
+      if (log.length !== expectedLength) return answer("append", { stale: log.slice(expectedLength, expectedLength + STALE_TAIL) });
+      if (guard && collection(guard.collection).get(guard.id)?.version !== guard.version) return answer("append", "changed");
       const held = claimed.get(stream) ?? new Map();
       const given = new Set();
       for (const { key } of claims) {

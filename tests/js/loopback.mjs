@@ -21,10 +21,11 @@ export function freePort() {
 
 /**
  * Starts the npm `workerd` binary serving one worker on a free loopback port.
- * `modules` are `[name, "esModule" | "wasm", absolutePath]`; the config is written to `work`.
+ * `modules` are `[name, "esModule" | "wasm", absolutePath]`; `bindings` are text bindings
+ * (`env.NAME` in the worker); the config is written to `work`.
  * Returns `{ port, stop }`.
  */
-export async function startWorkerd({ work, modules, compatibilityFlags = [], verbose = false }) {
+export async function startWorkerd({ work, modules, bindings = {}, compatibilityFlags = [], verbose = false }) {
   mkdirSync(work, { recursive: true });
   const port = await freePort();
   const flags = compatibilityFlags.map((f) => `"${f}"`).join(", ");
@@ -36,6 +37,9 @@ const config :Workerd.Config = (
 const worker :Workerd.Worker = (
   modules = [
 ${modules.map(([name, kind, path]) => `    (name = "${name}", ${kind} = embed "${relative(work, path)}")`).join(",\n")}
+  ],
+  bindings = [
+${Object.entries(bindings).map(([name, text]) => `    (name = ${JSON.stringify(name)}, text = ${JSON.stringify(text)})`).join(",\n")}
   ],
   compatibilityDate = "2025-09-01",
   compatibilityFlags = [${flags}],

@@ -5,6 +5,14 @@ import { equal, ok } from "./harness.mjs";
 
 const record = (id, version, data, indexes = {}) => ({ id, version, data: JSON.stringify(data), indexes });
 
+// A length mismatch answers "stale", or { stale: entries } with exactly the stream's entries from
+// the expected length on (at most 500): either is the contract, the second spares the caller a read.
+function stale(answer, tail, what) {
+  if (answer !== "stale") equal(answer, { stale: tail }, `${what} (stale, or stale with the entries from the expected length on)`);
+}
+
+const entriesFrom = (from, to) => Array.from({ length: to - from }, (_, i) => `e${from + i}`);
+
 export function conformance(h, label, make) {
   const t = (name, body) => h.test(`${label}: ${name}`, body);
 
@@ -62,8 +70,8 @@ export function conformance(h, label, make) {
   t("append is all or none, guarded by the expected length", async () => {
     const s = make();
     equal(await s.append("wallet-1", 0, ["e1", "e2"], []), "written", "first entries");
-    equal(await s.append("wallet-1", 0, ["x"], []), "stale", "a stale appender");
-    equal(await s.append("wallet-1", 3, ["x"], []), "stale", "a future appender");
+    stale(await s.append("wallet-1", 0, ["x"], []), ["e1", "e2"], "a stale appender");
+    stale(await s.append("wallet-1", 3, ["x"], []), [], "a future appender");
     equal(await s.append("wallet-1", 2, ["e3"], []), "written", "next");
     equal(await s.read("wallet-1", 0, 10), ["e1", "e2", "e3"], "all");
     equal(await s.read("wallet-1", 1, 1), ["e2"], "a window");
@@ -123,10 +131,94 @@ export function conformance(h, label, make) {
   t("a stale append answers stale even when its key is claimed", async () => {
     const s = make();
     await s.append("wallet-1", 0, ["e0"], [{ key: "k", position: 0 }]);
-    equal(await s.append("wallet-1", 0, ["x"], [{ key: "k", position: 0 }]), "stale", "behind");
-    equal(await s.append("wallet-1", 2, ["x"], [{ key: "k", position: 2 }]), "stale", "ahead");
+    stale(await s.append("wallet-1", 0, ["x"], [{ key: "k", position: 0 }]), ["e0"], "behind");
+    stale(await s.append("wallet-1", 2, ["x"], [{ key: "k", position: 2 }]), [], "ahead");
     equal(await s.read("wallet-1", 0, 10), ["e0"], "nothing written");
     equal(await s.findClaim("wallet-1", "k"), 0, "the claim is unchanged");
+  });
+
+  t("a stale append's entries are the stream's from the expected length on", async () => {
+    const s = make();
+    equal(await s.append("wallet-1", 0, ["e1", "e2", "e3"], []), "written", "three entries");
+    stale(await s.append("wallet-1", 1, ["x"], []), ["e2", "e3"], "one behind the start");
+    stale(await s.append("wallet-1", 0, ["x"], []), ["e1", "e2", "e3"], "from the start");
+    stale(await s.append("wallet-1", 5, ["x"], []), [], "beyond the end");
+    stale(await s.append("wallet-2", 2, ["x"], []), [], "an unknown stream");
+    equal(await s.read("wallet-1", 0, 10), ["e1", "e2", "e3"], "nothing written");
+    equal(await s.read("wallet-2", 0, 10), [], "nothing written to the unknown stream");
+  });
+
+  t("a stale append hands back at most 500 entries", async () => {
+    const s = make();
+    equal(await s.append("wallet-1", 0, entriesFrom(0, 600), []), "written", "600 entries");
+    stale(await s.append("wallet-1", 0, ["x"], []), entriesFrom(0, 500), "600 behind: the first 500");
+    stale(await s.append("wallet-1", 100, ["x"], []), entriesFrom(100, 600), "500 behind: all of them");
+    stale(await s.append("wallet-1", 550, ["x"], []), entriesFrom(550, 600), "50 behind");
+    equal((await s.read("wallet-1", 0, 1000)).length, 600, "nothing written");
+  });
+
+  const guard = (id, version, collection = "things") => ({ collection, id, version });
+
+  t("a guarded append goes ahead while the guard's record is at its version", async () => {
+    const s = make();
+    await s.put("things", record("a", 1, {}), 0, []);
+    equal(await s.append("wallet-1", 0, ["e0"], [{ key: "k0", position: 0 }], guard("a", 1)), "written", "at version 1");
+    await s.put("things", record("a", 2, {}), 1, []);
+    equal(await s.append("wallet-1", 1, ["e1"], [{ key: "k1", position: 1 }], guard("a", 2)), "written", "at version 2");
+    equal(await s.append("wallet-1", 2, ["e2"], [], null), "written", "a null guard guards nothing");
+    equal(await s.read("wallet-1", 0, 10), ["e0", "e1", "e2"], "entries");
+    equal([await s.findClaim("wallet-1", "k0"), await s.findClaim("wallet-1", "k1")], [0, 1], "claims");
+    equal((await s.get("things", "a")).version, 2, "the guard's record is only read");
+  });
+
+  t("a guard on another version, a missing record or another collection answers changed and writes nothing", async () => {
+    const s = make();
+    await s.put("things", record("a", 1, {}), 0, []);
+    await s.put("things", record("a", 2, {}), 1, []);
+    await s.put("others", record("b", 1, {}), 0, []);
+    equal(await s.append("wallet-1", 0, ["e0"], [{ key: "k0", position: 0 }]), "written", "unguarded");
+    const claims = [{ key: "k1", position: 1 }];
+    for (const [g, what] of [
+      [guard("a", 1), "an older version"],
+      [guard("a", 3), "a newer version"],
+      [guard("nope", 1), "a missing record"],
+      [guard("nope", 0), "a missing record at version 0"],
+      [guard("a", 2, "others"), "the id in another collection"],
+      [guard("b", 1), "another collection's record"],
+    ]) {
+      equal(await s.append("wallet-1", 1, ["e1"], claims, g), "changed", what);
+    }
+    equal(await s.read("wallet-1", 0, 10), ["e0"], "no entries written");
+    equal(await s.findClaim("wallet-1", "k1"), null, "no claims written");
+    equal(await s.append("wallet-2", 0, ["f0"], [{ key: "k", position: 0 }], guard("a", 1)), "changed", "a first append");
+    equal([await s.read("wallet-2", 0, 10), await s.findClaim("wallet-2", "k")], [[], null], "the new stream is still empty");
+    equal(await s.append("wallet-1", 1, ["e1"], claims, guard("a", 2)), "written", "the length did not move");
+    equal(await s.append("wallet-2", 0, ["f0"], [{ key: "k", position: 0 }], guard("b", 1, "others")), "written", "nor did the new stream's");
+    equal([await s.read("wallet-1", 0, 10), await s.findClaim("wallet-1", "k1")], [["e0", "e1"], 1], "then written");
+  });
+
+  t("a stale append answers stale even when its guard has changed", async () => {
+    const s = make();
+    await s.put("things", record("a", 1, {}), 0, []);
+    equal(await s.append("wallet-1", 0, ["e0"], []), "written", "first");
+    stale(await s.append("wallet-1", 0, ["x"], [], guard("a", 2)), ["e0"], "behind");
+    stale(await s.append("wallet-1", 2, ["x"], [], guard("nope", 1)), [], "ahead");
+    stale(await s.append("wallet-2", 1, ["x"], [], guard("nope", 1)), [], "an unknown stream");
+    equal(await s.read("wallet-1", 0, 10), ["e0"], "nothing written");
+  });
+
+  t("a changed guard answers changed even when a key is claimed", async () => {
+    const s = make();
+    await s.put("things", record("a", 1, {}), 0, []);
+    equal(await s.append("wallet-1", 0, ["e0"], [{ key: "k0", position: 0 }]), "written", "first");
+    equal(await s.append("wallet-1", 1, ["e1"], [{ key: "k0", position: 1 }], guard("a", 2)), "changed", "a key claimed already");
+    equal(
+      await s.append("wallet-1", 1, ["e1", "e2"], [{ key: "k", position: 1 }, { key: "k", position: 2 }], guard("a", 2)),
+      "changed",
+      "a key twice",
+    );
+    equal(await s.append("wallet-1", 1, ["e1"], [{ key: "k0", position: 1 }], guard("a", 1)), { claimed: "k0" }, "claimed once the guard holds");
+    equal([await s.read("wallet-1", 0, 10), await s.findClaim("wallet-1", "k0")], [["e0"], 0], "nothing written");
   });
 
   t("claims are per stream", async () => {

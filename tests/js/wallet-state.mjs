@@ -30,7 +30,7 @@ function counting(inner) {
 }
 
 export function walletStateCases(lib, t, still) {
-  const { Ally, AllyError, memoryStorage, validateLedger } = lib;
+  const { Ally, AllyError, memoryStorage, validateLedger, verifyAttestation } = lib;
 
   t("a fresh instance resumes from the checkpoint and reads only the tail", async () => {
     const storage = counting(memoryStorage());
@@ -181,6 +181,54 @@ export function walletStateCases(lib, t, still) {
       equal((await ally.provision(r, 10, null, { idempotencyKey: "k" })).sequence, 2, "answered once the storage answers");
     });
   }
+
+  t("attestWallet signs the balance; verifyAttestation checks it without the history", async () => {
+    const key = "k".repeat(32);
+    const ally = new Ally();
+    const r = await ally.make().user(1).company("Attested").create();
+    await ally.addCredits(r, 900);
+    await ally.provision(r, 150);
+    const signed = await ally.attestWallet(r, key);
+    const [last] = await ally.transactions(r, { limit: 1 });
+    equal([signed.version, signed.walletId, signed.length, signed.balance, signed.head], [1, r.id, 2, 750, last.hash], "the current state");
+    ok(/^[0-9a-f]{64}$/.test(signed.signature), "a hex HMAC");
+    const now = Date.parse(signed.issuedAt) + 5_000;
+    const good = verifyAttestation(signed, key, { maxAgeMs: 60_000, walletId: r.id, now });
+    equal([good.valid, good.reason, good.balance, good.ageMs], [true, null, 750, 5_000], "valid");
+    equal(verifyAttestation(signed, new TextEncoder().encode(key), { maxAgeMs: 60_000, now: new Date(now) }).valid, true, "the key as bytes, now as a Date");
+    const refusals = [
+      [{ ...signed, balance: 7_500 }, key, {}, "SIGNATURE_MISMATCH"],
+      [signed, "x".repeat(32), {}, "SIGNATURE_MISMATCH"],
+      [signed, key, { walletId: "rs_other" }, "WALLET_MISMATCH"],
+      [signed, key, { now: now + 120_000 }, "EXPIRED"],
+      [signed, key, { now: now - 3_600_000 }, "ISSUED_IN_FUTURE"],
+    ];
+    for (const [attestation, k, extra, reason] of refusals) {
+      const v = verifyAttestation(attestation, k, { maxAgeMs: 60_000, now, ...extra });
+      equal([v.valid, v.reason], [false, reason], reason);
+    }
+    const bad = [
+      () => verifyAttestation(signed, "short", { maxAgeMs: 1 }),
+      () => verifyAttestation(signed, 42, { maxAgeMs: 1 }),
+      () => verifyAttestation(signed, key, {}),
+      () => verifyAttestation(signed, key, { maxAgeMs: 0 }),
+      () => verifyAttestation(signed, key, { maxAgeMs: NaN }),
+      () => verifyAttestation(signed, key, { maxAgeMs: 1.5 }),
+      () => verifyAttestation(signed, key, { maxAgeMs: 31 * 86_400_000 }),
+      () => verifyAttestation(signed, key, { maxAgeMs: 1, colour: "red" }),
+      () => verifyAttestation(signed, key, JSON.parse('{"maxAgeMs": 1, "__proto__": {}}')),
+      () => verifyAttestation(signed, key, { maxAgeMs: 1, now: "yesterday" }),
+      () => verifyAttestation({ ...signed, extra: 1 }, key, { maxAgeMs: 1 }),
+      () => verifyAttestation({ ...signed, head: "00" }, key, { maxAgeMs: 1 }),
+      () => verifyAttestation({ ...signed, balance: 1.5 }, key, { maxAgeMs: 1 }),
+      () => verifyAttestation({ ...signed, version: 2 }, key, { maxAgeMs: 1 }),
+      () => verifyAttestation(null, key, { maxAgeMs: 1 }),
+    ];
+    for (const call of bad) await fails(AllyError, "INVALID_INPUT", call, String(call));
+    await fails(AllyError, "INVALID_INPUT", () => ally.attestWallet(r, "short"));
+    await fails(AllyError, "NOT_FOUND", () => ally.attestWallet("rs_none", key));
+    still();
+  });
 
   t("a host storage without findClaim is refused when the engine is made", () => {
     const { findClaim, ...partial } = hostStorage();

@@ -26,6 +26,40 @@ h.test("setupPostgres is idempotent and safe to run concurrently", async () => {
   equal(rows[0].n, 6, "tables");
 });
 
+h.test("setupPostgres replaces the append function of a schema made before the guard", async () => {
+  const schema = "upgraded";
+  await pool.query(`CREATE SCHEMA ${schema}`);
+  await pool.query(`CREATE FUNCTION ${schema}.append(p_stream text, p_expected bigint, p_entries text[], p_keys text[], p_positions bigint[])
+    RETURNS text LANGUAGE sql AS $$ SELECT 'written' $$`);
+  await setupPostgres(pool, { schema });
+  const { rows } = await pool.query(
+    `SELECT pg_get_function_identity_arguments(p.oid) AS args FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+      WHERE n.nspname = $1 AND p.proname = 'append'`,
+    [schema],
+  );
+  equal(rows.length, 1, "one append function");
+  ok(rows[0].args.includes("p_guard_version bigint"), `the guarded one: ${rows[0].args}`);
+  equal(await postgresStorage(pool, { schema }).append("s", 1, ["x"], []), { stale: [] }, "and it answers");
+});
+
+h.test("8 concurrent appends at one length: one is written, the others are stale with its entries", async () => {
+  const s = fresh();
+  await s.put("things", { id: "a", version: 1, data: "{}", indexes: {} }, 0, []);
+  for (const [stream, length] of [["new", 0], ["old", 3]]) {
+    if (length > 0) equal(await s.append(stream, 0, ["p0", "p1", "p2"], []), "written", "the stream's first entries");
+    const answers = await Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        s.append(stream, length, [`c${i}`], [{ key: `k${i}`, position: length }], { collection: "things", id: "a", version: 1 }),
+      ),
+    );
+    const winners = answers.flatMap((answer, i) => (answer === "written" ? [i] : []));
+    equal(winners.length, 1, `${stream}: one written, in ${JSON.stringify(answers)}`);
+    const tails = answers.filter((answer) => answer !== "written");
+    equal(tails, Array(7).fill({ stale: [`c${winners[0]}`] }), `${stream}: the others`);
+    equal(await s.read(stream, length, 10), [`c${winners[0]}`], `${stream}: the winner's entry alone`);
+  }
+});
+
 h.test("postgresStorage refuses a schema that is not an identifier", () => {
   let thrown;
   try {

@@ -19,7 +19,8 @@ const modules = [
   ["web/ally_engine.js", "esModule", join(root, "pkg/web/ally_engine.js")],
   ["ally_engine_bg.wasm", "wasm", join(root, "pkg/ally_engine_bg.wasm")],
 ];
-const workerd = await startWorkerd({ work: join(root, "target", "edge-worker"), modules });
+const ATTESTATION_KEY = "edge-and-origin-share-this-32-byte-secret";
+const workerd = await startWorkerd({ work: join(root, "target", "edge-worker"), modules, bindings: { ATTESTATION_KEY } });
 const checks = new Checks("edge");
 try {
   const post = async (body) => {
@@ -54,6 +55,25 @@ try {
   checks.check("a quote the balance does not cover is refused", poor.status === 402 && poor.body.refused === "INSUFFICIENT_CREDITS", JSON.stringify(poor));
   const other = await post({ quote, ledger, walletId: "rs_someone_else" });
   checks.check("another wallet's ledger is refused", other.status === 409 && other.body.violations?.[0]?.code === "WALLET_MISMATCH", JSON.stringify(other.body));
+  // The same request with a signed attestation instead of the history.
+  const attestation = await ally.attestWallet(r, ATTESTATION_KEY);
+  const attested = await post({ quote, attestation, walletId: r.id });
+  checks.check("an attested balance passes without the history", attested.status === 200 && attested.body.balance === 18_500 && attested.body.balanceAfter === 18_500 - quote.total, JSON.stringify(attested));
+  const inflated = await post({ quote: big, attestation: { ...attestation, balance: 1_000_000 }, walletId: r.id });
+  checks.check("an attestation with a forged balance is refused", inflated.status === 409 && inflated.body.refused === "ATTESTATION_INVALID" && inflated.body.reason === "SIGNATURE_MISMATCH", JSON.stringify(inflated));
+  const elsewhere = await post({ quote, attestation, walletId: "rs_someone_else" });
+  checks.check("another wallet's attestation is refused", elsewhere.status === 409 && elsewhere.body.reason === "WALLET_MISMATCH", JSON.stringify(elsewhere));
+  const past = new Ally({ clock: () => Date.now() - 3_600_000 });
+  const old = await past.make().user(2).company("Old").create();
+  await past.addCredits(old, 50_000);
+  const stale = await post({ quote, attestation: await past.attestWallet(old, ATTESTATION_KEY), walletId: old.id });
+  checks.check("an attestation older than a minute is refused", stale.status === 409 && stale.body.reason === "EXPIRED", JSON.stringify(stale));
+  const otherKey = await post({ quote, attestation: await ally.attestWallet(r, "a-key-the-edge-does-not-hold-000000"), walletId: r.id });
+  checks.check("an attestation signed with another key is refused", otherKey.status === 409 && otherKey.body.reason === "SIGNATURE_MISMATCH", JSON.stringify(otherKey));
+  const poorAttested = await post({ quote: big, attestation, walletId: r.id });
+  checks.check("an attested balance that does not cover the quote is refused", poorAttested.status === 402, JSON.stringify(poorAttested));
+  const malformed = await post({ quote, attestation: { ...attestation, head: 5 }, walletId: r.id });
+  checks.check("a malformed attestation is INVALID_INPUT", malformed.status === 400 && malformed.body.code === "INVALID_INPUT", JSON.stringify(malformed));
   const garbage = await post("{not json");
   checks.check("a malformed body is a 400", garbage.status === 400, JSON.stringify(garbage));
   const wrong = await post({ quote, ledger: "nope", walletId: r.id });

@@ -462,3 +462,34 @@ fn a_warm_provision_is_one_append_and_still_sees_a_suspension() {
     let all = ok(run(shop.provision(&id, c(1_581), None, None)));
     assert_eq!(all.entries[0].balance_after, 0);
 }
+
+#[test]
+fn an_attestation_signs_the_current_state_and_verifies_without_the_history() {
+    use crate::domain::ledger::attestation::{self, AttestationKey, Check, Refusal};
+    let storage = Rc::new(MemoryStorage::default());
+    let origin = engine(&storage, 1);
+    let id = reseller(&origin, 1);
+    ok(run(origin.add_credits(&id, c(900), None, None)));
+    let key = ok(AttestationKey::new(&[9; 32], "key"));
+    // Another instance appends; the attestation is of what the stream holds now.
+    ok(run(engine(&storage, 2).provision(&id, c(150), None, None)));
+    let signed = ok(run(origin.attest_wallet(&id, &key)));
+    assert_eq!((signed.length, signed.balance.get()), (2, 750));
+    let ledger = ok(run(origin.ledger(&id)));
+    assert_eq!(Some(signed.head), ledger.last().map(|e| e.hash));
+    let check = Check {
+        now_ms: signed.issued_at_ms + 1_000,
+        max_age_ms: 60_000,
+        wallet_id: Some(&id),
+    };
+    assert_eq!(attestation::verify(&signed, &key, check), Ok(()));
+    let other = ok(AttestationKey::new(&[8; 32], "key"));
+    assert_eq!(
+        attestation::verify(&signed, &other, check),
+        Err(Refusal::SignatureMismatch)
+    );
+    assert_eq!(
+        code(run(origin.attest_wallet("rs_none", &key))),
+        Some("NOT_FOUND")
+    );
+}
