@@ -49,7 +49,7 @@ function checkPool(pool) {
 const STALE_TAIL = 500;
 const appendFunction = (s) => `CREATE OR REPLACE FUNCTION ${s}.append(
     p_stream text, p_expected bigint, p_entries text[], p_keys text[], p_positions bigint[],
-    p_guard_collection text, p_guard_id text, p_guard_version bigint)
+    p_guard_collection text, p_guard_id text, p_guard_version bigint, p_unlock boolean)
   RETURNS json LANGUAGE plpgsql AS $fn$
 DECLARE
   held bigint;
@@ -92,13 +92,33 @@ BEGIN
   INSERT INTO ${s}.stream_claims (stream, key, position)
     SELECT p_stream, t.key, t.position FROM unnest(p_keys, p_positions) AS t(key, position);
   UPDATE ${s}.streams SET length = p_expected + cardinality(p_entries) WHERE stream = p_stream;
+  -- The caller holds the stream lock and is done with it: the next holder may go as soon as
+  -- this commits (lock_stream waits for the stream row, which this keeps until then).
+  IF p_unlock THEN
+    PERFORM pg_advisory_unlock(hashtextextended('ally-stream:' || p_stream, 0));
+  END IF;
   RETURN '"written"';
 END
 $fn$`;
 
+// The stream lock the engine takes while other processes keep appending to the same wallet: a
+// session-level advisory lock (it outlives the statement, and goes with its connection if that
+// is lost). The previous holder's append releases it before its commit is done, so the new
+// holder then waits for the stream's row, which that append keeps until it commits; the
+// entries from p_from on are read by a statement that starts after that, so they include it.
+const lockFunction = (s) => `CREATE OR REPLACE FUNCTION ${s}.lock_stream(p_stream text, p_from bigint)
+  RETURNS SETOF text LANGUAGE plpgsql AS $fn$
+BEGIN
+  PERFORM pg_advisory_lock(hashtextextended('ally-stream:' || p_stream, 0));
+  PERFORM 1 FROM ${s}.streams WHERE stream = p_stream FOR SHARE;
+  RETURN QUERY SELECT data FROM ${s}.stream_entries
+    WHERE stream = p_stream AND position >= p_from ORDER BY position LIMIT ${STALE_TAIL};
+END
+$fn$`;
+
 /**
- * Creates the schema, its tables and its append function if they are missing, and brings the
- * function up to date. Safe to run again and concurrently.
+ * Creates the schema, its tables and its functions if they are missing, and brings the
+ * functions up to date. Safe to run again and concurrently.
  */
 async function setupPostgres(pool, options) {
   checkPool(pool);
@@ -127,9 +147,12 @@ async function setupPostgres(pool, options) {
     await client.query(`CREATE TABLE IF NOT EXISTS ${s}.stream_claims (
       stream text NOT NULL, key text NOT NULL, position bigint NOT NULL,
       PRIMARY KEY (stream, key))`);
-    // The signature before the guard: CREATE OR REPLACE would add an overload beside it.
-    await client.query(`DROP FUNCTION IF EXISTS ${s}.append(text, bigint, text[], text[], bigint[])`);
+    // Earlier signatures of append: CREATE OR REPLACE would add an overload beside them.
+    for (const signature of ["text, bigint, text[], text[], bigint[]", "text, bigint, text[], text[], bigint[], text, text, bigint"]) {
+      await client.query(`DROP FUNCTION IF EXISTS ${s}.append(${signature})`);
+    }
     await client.query(appendFunction(s));
+    await client.query(lockFunction(s));
     await client.query("COMMIT");
   } catch (error) {
     await client.query("ROLLBACK").catch(() => {});
@@ -189,7 +212,7 @@ function postgresStorage(pool, options) {
 
   // The statements of every provision and read, prepared once per connection (named
   // statements): PostgreSQL then skips parsing and planning them on each call.
-  const prepared = (name, text) => (values) => pool.query({ name: `ally:${s}:${name}`, text, values });
+  const prepared = (name, text) => (values, on = pool) => on.query({ name: `ally:${s}:${name}`, text, values });
   const getRecord = prepared(
     "get",
     withIndexes(`SELECT collection, id, version, data FROM ${s}.records WHERE collection = $1 AND id = $2`),
@@ -197,13 +220,33 @@ function postgresStorage(pool, options) {
   // As text, parsed here: a pool's own parser for json (pg.types.setTypeParser) cannot reshape it.
   const appendEntries = prepared(
     "append",
-    `SELECT ${s}.append($1::text, $2::bigint, $3::text[], $4::text[], $5::bigint[], $6::text, $7::text, $8::bigint)::text AS answer`,
+    `SELECT ${s}.append($1::text, $2::bigint, $3::text[], $4::text[], $5::bigint[], $6::text, $7::text, $8::bigint, $9::boolean)::text AS answer`,
   );
   const findClaimed = prepared("findClaim", `SELECT position FROM ${s}.stream_claims WHERE stream = $1 AND key = $2`);
   const readEntries = prepared(
     "read",
     `SELECT data FROM ${s}.stream_entries WHERE stream = $1 AND position >= $2 ORDER BY position LIMIT $3`,
   );
+
+  // Stream locks: the connection each held lock lives on, by stream; and, per stream, the
+  // in-process queue, so that one process holds at most one connection per locked stream.
+  // A pool of one connection offers no locks: the holder's other storage calls would wait for
+  // the connection the lock keeps.
+  const lockConnections = new Map();
+  const lockQueues = new Map();
+  const offersLocks = (pool.options?.max ?? 10) >= 2;
+  const inQueue = async (stream) => {
+    const before = lockQueues.get(stream) ?? Promise.resolve();
+    let leave;
+    const mine = new Promise((resolve) => (leave = resolve));
+    const tail = before.then(() => mine);
+    lockQueues.set(stream, tail);
+    await before;
+    return () => {
+      if (lockQueues.get(stream) === tail) lockQueues.delete(stream);
+      leave();
+    };
+  };
 
   return {
     async get(collection, id) {
@@ -290,6 +333,7 @@ function postgresStorage(pool, options) {
 
     async append(stream, expectedLength, entries, claims, guard) {
       await setup();
+      const held = lockConnections.get(stream);
       const { rows } = await appendEntries([
         stream,
         expectedLength,
@@ -299,8 +343,51 @@ function postgresStorage(pool, options) {
         guard?.collection ?? null,
         guard?.id ?? null,
         guard?.version ?? null,
-      ]);
-      return JSON.parse(rows[0].answer);
+        held !== undefined,
+      ], held?.client);
+      const answer = JSON.parse(rows[0].answer);
+      // A written append of the lock's holder released the lock with it.
+      if (held && answer === "written") held.released = true;
+      return answer;
+    },
+
+    async lock(stream, from) {
+      if (!offersLocks) return null;
+      await setup();
+      const leave = await inQueue(stream);
+      let client;
+      try {
+        client = await pool.connect();
+        const { rows } = await client.query({
+          name: `ally:${s}:lock`,
+          text: `SELECT lock_stream AS data FROM ${s}.lock_stream($1::text, $2::bigint)`,
+          values: [stream, from],
+        });
+        lockConnections.set(stream, { client, leave, released: false });
+        return rows.map((r) => r.data);
+      } catch (error) {
+        // A connection that failed mid-lock is dropped, and its session lock with it.
+        client?.release(error);
+        leave();
+        throw error;
+      }
+    },
+
+    async unlock(stream) {
+      const held = lockConnections.get(stream);
+      if (!held) return;
+      lockConnections.delete(stream);
+      try {
+        if (!held.released) {
+          await held.client.query("SELECT pg_advisory_unlock(hashtextextended('ally-stream:' || $1, 0))", [stream]);
+        }
+        held.client.release();
+      } catch (error) {
+        held.client.release(error);
+        throw error;
+      } finally {
+        held.leave();
+      }
     },
 
     async findClaim(stream, key) {

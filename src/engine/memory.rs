@@ -307,4 +307,12 @@ impl<S: Storage> Storage for std::rc::Rc<S> {
     async fn find_claim(&self, stream: &str, key: &str) -> Result<Option<u64>, StorageError> {
         (**self).find_claim(stream, key).await
     }
+
+    async fn lock(&self, stream: &str, from: u64) -> Result<Option<Vec<String>>, StorageError> {
+        (**self).lock(stream, from).await
+    }
+
+    async fn unlock(&self, stream: &str) -> Result<(), StorageError> {
+        (**self).unlock(stream).await
+    }
 }

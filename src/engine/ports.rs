@@ -127,6 +127,20 @@ pub trait Storage {
     ) -> Result<AppendOutcome, StorageError>;
     async fn read(&self, stream: &str, from: u64, limit: u32) -> Result<Vec<String>, StorageError>;
     async fn find_claim(&self, stream: &str, key: &str) -> Result<Option<u64>, StorageError>;
+
+    /// Optional: a lock on a stream across processes. Waits until this caller holds it, then
+    /// answers the stream's entries from `from` on (at most [`TAIL_LEN_MAX`]), as `read` would
+    /// once the previous holder's append is visible. `None`: the storage has no locks, and
+    /// concurrent appenders are settled by the conditional append alone (still correct, with
+    /// more retries under contention).
+    async fn lock(&self, _stream: &str, _from: u64) -> Result<Option<Vec<String>>, StorageError> {
+        Ok(None)
+    }
+
+    /// Releases a lock `lock` gave.
+    async fn unlock(&self, _stream: &str) -> Result<(), StorageError> {
+        Ok(())
+    }
 }
 
 pub use crate::domain::notice::MailMessage;

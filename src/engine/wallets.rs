@@ -12,7 +12,7 @@
 //! lookup, and no instance keeps a set of keys or entry ids. Every [`CHECKPOINT_INTERVAL`]
 //! entries, the instance that appended advances the checkpoint by compare-and-set.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -64,6 +64,9 @@ fn stream(wallet_id: &str) -> String {
 #[derive(Debug)]
 pub struct Slot {
     lock: Lock,
+    /// How many more requests take the storage's lock on the stream before they decide: set
+    /// when an append found that another process had appended first.
+    contended: Cell<u32>,
     /// The wallet record as this instance last read or wrote it; `None` until the wallet is
     /// loaded (and again after a history that did not validate, so that it is read afresh).
     record: RefCell<Option<RecordState>>,
@@ -79,6 +82,26 @@ struct RecordState {
     created_at: String,
     /// The length of the checkpoint it holds.
     checkpoint_length: u64,
+}
+
+/// How many requests after a lost append race take the storage's stream lock first.
+const CONTENDED_RUN: u32 = 256;
+
+/// What one request carries through its attempts.
+struct Settling {
+    reseller: Rc<Reseller>,
+    /// The reseller record's version, the append's guard.
+    version: u64,
+    /// Whether this request holds the storage's lock on the stream.
+    held: bool,
+}
+
+/// How a request settled.
+enum Settled {
+    /// Entries written for it.
+    Written(Decision),
+    /// Answered without a write: a repeated idempotency key.
+    Answered(Box<Applied>),
 }
 
 /// How [`Ally::load`] found a wallet.
@@ -219,6 +242,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                 let empty = Checkpoint::empty();
                 Rc::new(Slot {
                     lock: Lock::default(),
+                    contended: Cell::new(0),
                     record: RefCell::new(None),
                     state: RefCell::new(Wallet::resume(wallet_id.to_owned(), threshold, &empty)),
                     volumes: RefCell::new(DayVolumes::default()),
@@ -515,33 +539,73 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         let at = self.now()?;
         // The reseller as last read: the append names its version as a guard, so a warm
         // instance reads it only when it has changed.
-        let (mut version, mut reseller) = match self.cached_reseller(reseller_id) {
+        let (version, reseller) = match self.cached_reseller(reseller_id) {
             Some(cached) => cached,
             None => self.require_reseller_versioned(reseller_id).await?,
         };
         let slot = self.slot(&reseller.id);
         let guard = slot.lock.acquire().await;
+        let mut run = Settling {
+            reseller,
+            version,
+            held: false,
+        };
+        let settled = self.settle(&slot, &request, at, &mut run).await;
+        if run.held {
+            self.release_stream(&run.reseller.id).await;
+        }
+        drop(guard);
+        let (decision, reseller) = match settled? {
+            Settled::Answered(applied) => return Ok(*applied),
+            Settled::Written(decision) => (decision, run.reseller),
+        };
+        let low_credit = match decision.low_credit {
+            Some(crossing) => Some(self.notify(&reseller, crossing).await),
+            None => None,
+        };
+        Ok(Applied {
+            entries: decision.entries,
+            replayed: false,
+            low_credit,
+        })
+    }
+
+    /// Decides and appends until the storage takes the entries, or answers the request
+    /// otherwise (a refusal, a repeated key). Runs under the slot's lock.
+    async fn settle(
+        &self,
+        slot: &Slot,
+        request: &Request,
+        at: DateTime<Utc>,
+        run: &mut Settling,
+    ) -> Result<Settled> {
+        let wallet_id = run.reseller.id.clone();
         // A warm state may be behind other instances: it decides at once, and the append's
         // answer says whether it was current. Only a refusal is confirmed by a read first.
-        let mut current = self.load(&slot, &reseller, true).await? == Loaded::Fresh;
+        let mut current = self.load(slot, &run.reseller, true).await? == Loaded::Fresh;
         let mut reseller_current = false;
+        if slot.contended.get() > 0 {
+            slot.contended.set(slot.contended.get() - 1);
+            current |= self.hold_stream(slot, &wallet_id, run).await?;
+        }
         for _ in 0..APPEND_ATTEMPTS_MAX {
-            let decision = match self.decide(&slot, &reseller, &request, at) {
+            let decision = match self.decide(slot, &run.reseller, request, at) {
                 Ok(decision) => decision,
                 Err(_) if !current || !reseller_current => {
                     if !current {
-                        self.catch_up(&slot, &reseller.id).await?;
+                        self.catch_up(slot, &wallet_id).await?;
                         current = true;
                     }
-                    (version, reseller) = self.require_reseller_versioned(reseller_id).await?;
+                    (run.version, run.reseller) =
+                        self.require_reseller_versioned(&wallet_id).await?;
                     reseller_current = true;
                     continue;
                 }
                 Err(refusal) => {
                     // A request repeated with its key is answered as the first time, even where
                     // it would be refused now (the credits are spent, the reseller suspended).
-                    return match self.replay(&reseller.id, &request).await? {
-                        Some(done) => Ok(done),
+                    return match self.replay(&wallet_id, request).await? {
+                        Some(done) => Ok(Settled::Answered(Box::new(done))),
                         None => Err(refusal),
                     };
                 }
@@ -559,13 +623,13 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                 .collect();
             let reseller_guard = Guard {
                 collection: super::resellers::COLLECTION,
-                id: &reseller.id,
-                version,
+                id: &wallet_id,
+                version: run.version,
             };
             let outcome = self
                 .storage
                 .append(
-                    &stream(&reseller.id),
+                    &stream(&wallet_id),
                     expected,
                     &texts,
                     &claims,
@@ -575,51 +639,78 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                 .map_err(storage_failed("append"))?;
             match outcome {
                 AppendOutcome::Written => {
-                    self.applied(&slot, &decision.entries);
-                    self.advance_checkpoint(&slot, &reseller.id).await;
-                    drop(guard);
-                    let low_credit = match decision.low_credit {
-                        Some(crossing) => Some(self.notify(&reseller, crossing).await),
-                        None => None,
-                    };
-                    return Ok(Applied {
-                        entries: decision.entries,
-                        replayed: false,
-                        low_credit,
-                    });
+                    self.applied(slot, &decision.entries);
+                    let appended = decision.entries.len() as u64;
+                    self.advance_checkpoint(slot, &wallet_id, appended).await;
+                    return Ok(Settled::Written(decision));
                 }
                 AppendOutcome::Stale { tail } => {
                     let read = match tail {
-                        Some(tail) => self.behind(&slot, &reseller.id, expected, tail).await?,
-                        None => self.catch_up(&slot, &reseller.id).await?,
+                        Some(tail) => self.behind(slot, &wallet_id, expected, tail).await?,
+                        None => self.catch_up(slot, &wallet_id).await?,
                     };
                     if read == 0 {
-                        self.check_not_ahead(&slot, &reseller.id).await?;
+                        self.check_not_ahead(slot, &wallet_id).await?;
                     }
                     current = true;
+                    // Other processes append to this wallet too: take the storage's lock on
+                    // it (where there is one) for this and the next few requests, so that
+                    // they wait their turn instead of deciding again and again on a state
+                    // that is stale by the time it is appended.
+                    if !run.held {
+                        slot.contended.set(CONTENDED_RUN);
+                        self.hold_stream(slot, &wallet_id, run).await?;
+                    }
                 }
                 AppendOutcome::Changed => {
-                    self.forget_reseller(reseller_id);
-                    (version, reseller) = self.require_reseller_versioned(reseller_id).await?;
+                    self.forget_reseller(&wallet_id);
+                    (run.version, run.reseller) =
+                        self.require_reseller_versioned(&wallet_id).await?;
                     reseller_current = true;
                 }
                 AppendOutcome::Claimed { key } => {
-                    return self.replay(&reseller.id, &request).await?.ok_or_else(|| {
-                        Error::StorageFailed {
-                            operation: "append",
-                            reason: format!(
-                                "idempotency key \"{key}\" was answered as claimed, but no claim was found"
-                            ),
-                        }
+                    let done = self.replay(&wallet_id, request).await?;
+                    return done
+                        .map(|d| Settled::Answered(Box::new(d)))
+                        .ok_or_else(|| Error::StorageFailed {
+                        operation: "append",
+                        reason: format!(
+                            "idempotency key \"{key}\" was answered as claimed, but no claim was found"
+                        ),
                     });
                 }
             }
         }
         Err(Error::Conflict {
             entity: "wallet",
-            key: reseller.id.clone(),
+            key: wallet_id,
             attempts: APPEND_ATTEMPTS_MAX,
         })
+    }
+
+    /// Takes the storage's lock on the wallet's stream, when the storage has locks: waits for
+    /// the other holders, then replays what they appended (the lock's answer). `true` when the
+    /// state is now current.
+    async fn hold_stream(&self, slot: &Slot, wallet_id: &str, run: &mut Settling) -> Result<bool> {
+        let from = slot.state.borrow().length;
+        let tail = self
+            .storage
+            .lock(&stream(wallet_id), from)
+            .await
+            .map_err(storage_failed("lock"))?;
+        let Some(tail) = tail else {
+            return Ok(false);
+        };
+        run.held = true;
+        self.behind(slot, wallet_id, from, tail).await?;
+        Ok(true)
+    }
+
+    /// Releases the storage's lock on the wallet's stream. A failure is not the request's: the
+    /// storage drops a lock whose holder it lost (a PostgreSQL session lock goes with its
+    /// connection), so it is not reported.
+    async fn release_stream(&self, wallet_id: &str) {
+        let _ = self.storage.unlock(&stream(wallet_id)).await;
     }
 
     /// Replays the tail a stale append handed back (the entries from `from` on), then reads on
@@ -662,18 +753,25 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         debug_assert!(state.is_valid(), "{:?}", state.violations);
     }
 
-    /// Writes the slot's state as the wallet's checkpoint when it has run
-    /// [`CHECKPOINT_INTERVAL`] entries past the stored one. Compare-and-set on the wallet
-    /// record, so a checkpoint only ever moves forward: an instance that loses the race learns
-    /// the winner's record and tries again later. A failure costs nothing but a longer replay
-    /// for the next cold start, so it is not reported.
-    async fn advance_checkpoint(&self, slot: &Slot, wallet_id: &str) {
+    /// Writes the slot's state as the wallet's checkpoint after an append of `appended`
+    /// entries that took the wallet across a multiple of [`CHECKPOINT_INTERVAL`]: one appender
+    /// does, not every instance that sees the wallet grow (under contention they would all race
+    /// for the same record). An instance whose known checkpoint is several intervals behind
+    /// writes one too, so a checkpoint lost to a failure is made up. Compare-and-set on the
+    /// wallet record, so a checkpoint only ever moves forward: an instance that loses the race
+    /// learns the winner's record. A failure costs nothing but a longer replay for the next cold
+    /// start, so it is not reported.
+    async fn advance_checkpoint(&self, slot: &Slot, wallet_id: &str, appended: u64) {
         let Some(known) = slot.record.borrow().clone() else {
             return;
         };
         let checkpoint = {
             let state = slot.state.borrow();
-            if state.length < known.checkpoint_length + CHECKPOINT_INTERVAL {
+            let before = state.length - appended;
+            let crossed = before / CHECKPOINT_INTERVAL != state.length / CHECKPOINT_INTERVAL;
+            let far_behind = state.length >= known.checkpoint_length + 16 * CHECKPOINT_INTERVAL;
+            let due = state.length >= known.checkpoint_length + CHECKPOINT_INTERVAL;
+            if !(due && (crossed || far_behind)) {
                 return;
             }
             state.checkpoint(&slot.volumes.borrow())

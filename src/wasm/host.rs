@@ -96,6 +96,16 @@ export interface AllyStorage {
   append(stream: string, expectedLength: number, entries: string[], claims: StreamClaim[], guard?: AppendGuard | null): MaybePromise<AppendOutcome>;
   read(stream: string, from: number, limit: number): MaybePromise<string[]>;
   findClaim(stream: string, key: string): MaybePromise<number | null | undefined>;
+  /**
+   * Optional, with `unlock`: a lock on a stream across processes. Resolves once this caller
+   * holds it, to the stream's entries from `from` on (at most 500) as they stand once the
+   * previous holder's append is visible; or to null when no lock can be had (nothing is held).
+   * The engine takes it only while other processes keep appending to the same wallet, so that
+   * they wait their turn instead of retrying.
+   */
+  lock?(stream: string, from: number): MaybePromise<string[] | null>;
+  /** Releases the lock `lock` gave. */
+  unlock?(stream: string): MaybePromise<unknown>;
 }
 
 /** A message for the host's mailer. */
@@ -574,6 +584,57 @@ fn tag_of(value: &JsValue, tag: &str) -> Option<JsValue> {
     Reflect::get(value, &tag.into()).ok()
 }
 
+/// Two optional methods that go together: both functions, or neither present.
+fn optional_pair(
+    object: &JsValue,
+    a: &str,
+    b: &str,
+) -> Result<Option<(Function, Function)>, Error> {
+    let present = |name: &str| {
+        Reflect::get(object, &JsValue::from_str(name)).is_ok_and(|f| !f.is_undefined())
+    };
+    match (present(a), present(b)) {
+        (false, false) => Ok(None),
+        (true, true) => Ok(Some((
+            method(object, "storage", a)?,
+            method(object, "storage", b)?,
+        ))),
+        (has_a, _) => Err(Error::InvalidConfig {
+            key: format!("storage.{}", if has_a { b } else { a }),
+            reason: format!("storage.{a} and storage.{b} go together"),
+        }),
+    }
+}
+
+/// Reads entries a host answered: an array of strings, at most `limit`.
+fn entries_from_js(
+    answer: &JsValue,
+    what: &str,
+    limit: usize,
+) -> Result<Vec<String>, StorageError> {
+    let Some(array) = answer.dyn_ref::<Array>() else {
+        return Err(out_of_contract(
+            &format!("{what} should answer an array of strings"),
+            answer,
+        ));
+    };
+    if array.length() as usize > limit {
+        return Err(StorageError {
+            reason: format!(
+                "{what} answered {} entries for a limit of {limit}",
+                array.length()
+            ),
+        });
+    }
+    array
+        .iter()
+        .map(|item| {
+            item.as_string()
+                .ok_or_else(|| out_of_contract(&format!("{what} entries should be strings"), &item))
+        })
+        .collect()
+}
+
 /// Whether the claims handed to an append name `key`.
 fn args_claim(claims: &JsValue, key: &str) -> bool {
     claims.dyn_ref::<Array>().is_some_and(|claims| {
@@ -595,6 +656,8 @@ pub struct JsStorage {
     append: Function,
     read: Function,
     find_claim: Function,
+    /// `lock` and `unlock`, when the host offers a stream lock.
+    locks: Option<(Function, Function)>,
 }
 
 /// Looks up `name` on a host object and checks it is a function (`INVALID_CONFIG` otherwise).
@@ -617,6 +680,7 @@ impl JsStorage {
             append: method(&object, "storage", "append")?,
             read: method(&object, "storage", "read")?,
             find_claim: method(&object, "storage", "findClaim")?,
+            locks: optional_pair(&object, "lock", "unlock")?,
             this: object,
         })
     }
@@ -765,22 +829,30 @@ impl Storage for JsStorage {
             })
     }
 
+    async fn lock(&self, stream: &str, from: u64) -> Result<Option<Vec<String>>, StorageError> {
+        let Some((lock, _)) = &self.locks else {
+            return Ok(None);
+        };
+        let answer = self
+            .call(lock, &[stream.into(), (from as f64).into()])
+            .await?;
+        if answer.is_null() || answer.is_undefined() {
+            return Ok(None);
+        }
+        entries_from_js(&answer, "lock", TAIL_LEN_MAX).map(Some)
+    }
+
+    async fn unlock(&self, stream: &str) -> Result<(), StorageError> {
+        if let Some((_, unlock)) = &self.locks {
+            self.call(unlock, &[stream.into()]).await?;
+        }
+        Ok(())
+    }
+
     async fn read(&self, stream: &str, from: u64, limit: u32) -> Result<Vec<String>, StorageError> {
         let args = [stream.into(), (from as f64).into(), limit.into()];
         let answer = self.call(&self.read, &args).await?;
-        let Some(array) = answer.dyn_ref::<Array>() else {
-            return Err(out_of_contract(
-                "read should answer an array of strings",
-                &answer,
-            ));
-        };
-        array
-            .iter()
-            .map(|item| {
-                item.as_string()
-                    .ok_or_else(|| out_of_contract("read entries should be strings", &item))
-            })
-            .collect()
+        entries_from_js(&answer, "read", limit as usize)
     }
 }
 
@@ -872,6 +944,20 @@ impl Storage for HostStorage {
         match self {
             Self::Memory(m) => m.find_claim(stream, key).await,
             Self::Js(j) => j.find_claim(stream, key).await,
+        }
+    }
+
+    async fn lock(&self, stream: &str, from: u64) -> Result<Option<Vec<String>>, StorageError> {
+        match self {
+            Self::Memory(m) => m.lock(stream, from).await,
+            Self::Js(j) => j.lock(stream, from).await,
+        }
+    }
+
+    async fn unlock(&self, stream: &str) -> Result<(), StorageError> {
+        match self {
+            Self::Memory(m) => m.unlock(stream).await,
+            Self::Js(j) => j.unlock(stream).await,
         }
     }
 }

@@ -64,6 +64,16 @@ struct FaultyStorage {
     inner: Rc<MemoryStorage>,
     dice: std::cell::RefCell<IdSource>,
     faults: Cell<u64>,
+    /// The stream locks, shared by every instance's storage (as a database's are); `None`: a
+    /// storage without locks.
+    locks: Option<Rc<LockTable>>,
+}
+
+/// Stream locks as a database holds them.
+#[derive(Default)]
+struct LockTable {
+    held: std::cell::RefCell<std::collections::BTreeSet<String>>,
+    taken: Cell<u64>,
 }
 
 impl FaultyStorage {
@@ -188,6 +198,40 @@ impl Storage for FaultyStorage {
         }
     }
 
+    async fn lock(&self, stream: &str, from: u64) -> Result<Option<Vec<String>>, StorageError> {
+        let Some(locks) = &self.locks else {
+            return Ok(None);
+        };
+        if self.roll(false) == Fault::Before {
+            return Err(Self::injected());
+        }
+        // Wait for the holder: another instance's request, polled by the same executor.
+        while !locks.held.borrow_mut().insert(stream.to_owned()) {
+            Yield(1).await;
+        }
+        locks.taken.set(locks.taken.get() + 1);
+        match self.inner.read(stream, from, 500).await {
+            Ok(tail) => Ok(Some(tail)),
+            Err(e) => {
+                locks.held.borrow_mut().remove(stream);
+                Err(e)
+            }
+        }
+    }
+
+    async fn unlock(&self, stream: &str) -> Result<(), StorageError> {
+        if let Some(locks) = &self.locks {
+            // A failed unlock still frees the lock, as a dropped connection frees a session
+            // lock in PostgreSQL; the engine is told it failed.
+            let released = locks.held.borrow_mut().remove(stream);
+            assert!(released, "unlock of a stream that is not locked: {stream}");
+            if self.roll(false) == Fault::Before {
+                return Err(Self::injected());
+            }
+        }
+        Ok(())
+    }
+
     async fn find_claim(&self, stream: &str, key: &str) -> Result<Option<u64>, StorageError> {
         match self.roll(false) {
             Fault::Before => Err(Self::injected()),
@@ -238,6 +282,7 @@ fn simulate(seed: u64) -> Result<u64, String> {
         inner: Rc::new(MemoryStorage::new()),
         dice: std::cell::RefCell::new(IdSource::new(seed ^ 0x5EED)),
         faults: Cell::new(0),
+        locks: None,
     });
     let at = Utc
         .with_ymd_and_hms(2026, 5, 1, 12, 0, 0)
@@ -592,11 +637,14 @@ fn simulate_wallets(seed: u64) -> Result<(u64, u64), String> {
         .with_ymd_and_hms(2026, 5, 1, 12, 0, 0)
         .single()
         .unwrap_or_default();
+    // Even seeds run on a storage with stream locks, odd ones on one without.
+    let locks = (seed % 2 == 0).then(Rc::default);
     let faulty = |salt: u64| {
         Rc::new(FaultyStorage {
             inner: Rc::clone(&inner),
             dice: std::cell::RefCell::new(IdSource::new(seed ^ salt)),
             faults: Cell::new(0),
+            locks: locks.clone(),
         })
     };
     let (storage_a, storage_b) = (faulty(0xA), faulty(0xB));
@@ -739,6 +787,17 @@ fn simulate_wallets(seed: u64) -> Result<(u64, u64), String> {
     let refused: usize = models.iter().map(|m| m.refused.len()).sum();
     if refused == 0 {
         return Err(format!("seed {seed}: no operation was ever refused"));
+    }
+    if let Some(table) = &locks {
+        let held = table.held.borrow();
+        if !held.is_empty() {
+            return Err(format!(
+                "seed {seed}: locks still held at the end: {held:?}"
+            ));
+        }
+        if table.taken.get() == 0 {
+            return Err(format!("seed {seed}: no request ever took a stream lock"));
+        }
     }
     let checkpointed = wallets
         .iter()
