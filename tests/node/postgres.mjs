@@ -60,6 +60,39 @@ h.test("8 concurrent appends at one length: one is written, the others are stale
   }
 });
 
+h.test("the stream lock: one holder at a time across pools, the tail after the last holder's append, released by a written append", async () => {
+  const schema = `t${++schemas}`;
+  const a = postgresStorage(pool, { schema, createSchema: true });
+  const otherPool = new pg.Pool({ ...cluster, max: 3 });
+  try {
+    const b = postgresStorage(otherPool, { schema });
+    equal(await a.append("w", 0, ["e1"], []), "written", "first entry");
+    equal(await a.lock("w", 0), ["e1"], "the lock answers the entries from 0");
+    let bGot = null;
+    const bLock = b.lock("w", 1).then((tail) => (bGot = tail));
+    await new Promise((r) => setTimeout(r, 200));
+    equal(bGot, null, "a second holder waits");
+    equal(await a.append("w", 1, ["e2"], []), "written", "the holder appends");
+    await bLock;
+    equal(bGot, ["e2"], "the next holder sees the append it waited for");
+    await a.unlock("w");
+    // A stale append under the lock keeps it; unlock releases it.
+    equal(await b.append("w", 1, ["x"], []), { stale: ["e2"] }, "stale under the lock");
+    let aGot = null;
+    const aLock = a.lock("w", 2).then((tail) => (aGot = tail));
+    await new Promise((r) => setTimeout(r, 200));
+    equal(aGot, null, "still held after a stale append");
+    await b.unlock("w");
+    await aLock;
+    equal(aGot, [], "then granted");
+    await a.unlock("w");
+    const single = postgresStorage(new pg.Pool({ ...cluster, max: 1 }), { schema });
+    equal(await single.lock("w", 0), null, "a pool of one connection offers no lock");
+  } finally {
+    await otherPool.end();
+  }
+});
+
 h.test("postgresStorage refuses a schema that is not an identifier", () => {
   let thrown;
   try {
