@@ -232,8 +232,8 @@ results.peer.health = peerHealthSeconds;
 
 // creditTrends, monthly over a year: 100 resellers, 10 000 ledger entries each (1 000 top-ups and
 // 9 bulk provisions of 1 000), spread over 2026. Cold: a fresh instance over the same storage
-// replays and checks every entry (hash chain included) before it answers; warm: the next call,
-// which reads the per-day totals the replay kept. The peer buckets the same entries, already
+// resumes each wallet from its checkpoint (per-day totals included) and replays only the entries
+// after it; warm: the next call, which reads the per-day totals the instance keeps. The peer buckets the same entries, already
 // parsed, with decimal.js.
 const trendStorage = wasm.memoryStorage();
 let trendNow = Date.UTC(2026, 0, 1, 12);
@@ -301,7 +301,7 @@ row("healthScore", `${(w.health * 1e3).toFixed(1)} ms`, `${(p.health * 1e3).toFi
 console.log(`units: healthScore in milliseconds for ${partners.toLocaleString("en")} partners in one healthScoreBatch call (Float64Array columns in, Uint16Array scores out), best of runs; the peer's scores are checked equal to the hundredth`);
 row("creditTrends", `${(w.trendsWarm * 1e3).toFixed(1)} ms`, `${(p.trends * 1e3).toFixed(1)} ms`, `${(n.trendsWarmSeconds * 1e3).toFixed(1)} ms`, "≤200 ms", w.trendsWarm <= 0.2);
 row("  (cold)", `${(w.trendsCold * 1e3).toFixed(0)} ms`, "-", `${(n.trendsColdSeconds * 1e3).toFixed(0)} ms`, "≤200 ms", w.trendsCold <= 0.2);
-console.log("units: creditTrends in milliseconds, monthly over 2026 for 100 resellers and 1 000 000 ledger entries (100 000 top-ups); warm is an instance that has replayed the wallets (best of 5), cold a fresh instance that reads and checks all 1 000 000 entries first; the peer scans the parsed entries with decimal.js, and its buckets are checked equal");
+console.log("units: creditTrends in milliseconds, monthly over 2026 for 100 resellers and 1 000 000 ledger entries (100 000 top-ups); warm is an instance that has replayed the wallets (best of 5), cold a fresh instance that resumes from each wallet's checkpoint and replays only the entries after it; the peer scans the parsed entries with decimal.js, and its buckets are checked equal");
 const coldRatio = w.cold1M / w.cold1k;
 row("cold provision", `${(w.cold1M * 1e3).toFixed(2)} ms`, "-", `${(n.coldProvision1MSeconds * 1e3).toFixed(2)} ms`, "≤25 ms, ≤3x", w.cold1M <= 0.025 && coldRatio <= 3);
 row("  (1 k entries)", `${(w.cold1k * 1e3).toFixed(2)} ms`, "-", `${(n.coldProvision1kSeconds * 1e3).toFixed(2)} ms`, "-", true);

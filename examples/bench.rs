@@ -372,7 +372,7 @@ impl Clock for StepClock {
 
 /// creditTrends, monthly over 2026, as the wasm side measures it: 100 resellers with 10 000
 /// entries each (1 000 top-ups, 9 bulk provisions of 1 000). Cold: a fresh instance over the same
-/// storage, which replays every entry first; warm: the next call (median of 5).
+/// storage, which resumes each wallet from its checkpoint; warm: the next call (median of 5).
 fn trends() -> Result<(f64, f64), Error> {
     let suspended = || Error::invalid("bench", "the in-memory storage suspended");
     let storage = Rc::new(MemoryStorage::new());
