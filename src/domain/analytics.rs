@@ -125,7 +125,9 @@ pub fn trend(
     for (day, amount) in events {
         if days.contains(day) {
             if let Ok(slot) = usize::try_from(interval.bucket(day) - first) {
-                sums[slot] = sums[slot].saturating_add(amount);
+                sums[slot] = sums[slot]
+                    .checked_add(amount)
+                    .ok_or_else(|| Error::overflow("trend"))?;
             }
         }
     }
@@ -149,6 +151,10 @@ pub struct Volume {
 
 /// A wallet's history as one [`Volume`] per day: kept up to date as the wallet replays its
 /// entries, so trends over a long history cost one step per day, not per entry.
+///
+/// Its sums cannot overflow: every amount is at most 2^53 − 1 and there are at most 2^64
+/// entries (a checkpoint's days are checked to add up to its length when read back), so a
+/// total is below 2^117, far inside `i128`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DayVolumes {
     days: BTreeMap<i64, Volume>,

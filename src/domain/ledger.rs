@@ -564,6 +564,8 @@ pub enum ViolationCode {
     WalletMismatch,
     /// A bulk provision's items are not all there, in order.
     IncompleteBatch,
+    /// The balance went past 2^53 − 1, beyond what a wallet may hold.
+    BalanceOutOfRange,
 }
 
 impl ViolationCode {
@@ -579,6 +581,7 @@ impl ViolationCode {
             Self::InvalidAmount => "INVALID_AMOUNT",
             Self::WalletMismatch => "WALLET_MISMATCH",
             Self::IncompleteBatch => "INCOMPLETE_BATCH",
+            Self::BalanceOutOfRange => "BALANCE_OUT_OF_RANGE",
         }
     }
 }
@@ -669,7 +672,9 @@ impl Wallet {
         }
     }
 
-    /// The balance as whole credits (an audited history may have gone negative: then zero).
+    /// The balance as whole credits. Only a history with violations (a negative balance, one
+    /// past 2^53 − 1) holds another: then zero, and nothing decides on it (the engine refuses a
+    /// wallet whose history does not validate).
     #[must_use]
     pub fn credits(&self) -> Credits {
         u64::try_from(self.balance)
@@ -745,6 +750,14 @@ impl Wallet {
                 self.balance.min(i128::from(entry.balance_after))
             );
             self.violate(ViolationCode::NegativeBalance, message);
+        }
+        let most = i128::from(Credits::MAX.get());
+        if self.balance > most || i128::from(entry.balance_after) > most {
+            let message = format!(
+                "entry {position} takes the balance to {}, past 2^53 - 1",
+                self.balance.max(i128::from(entry.balance_after))
+            );
+            self.violate(ViolationCode::BalanceOutOfRange, message);
         }
         self.recorded = i128::from(entry.balance_after);
         if let Some(reason) = &flaws.hash {

@@ -183,7 +183,9 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             let balance = self
                 .with_wallet(&reseller, |wallet, _| wallet.credits())
                 .await?;
-            total += i128::from(balance.unwrap_or(Credits::ZERO).get());
+            total = total
+                .checked_add(i128::from(balance.unwrap_or(Credits::ZERO).get()))
+                .ok_or_else(|| Error::overflow("totalCreditsDistributed"))?;
         }
         Ok(total)
     }

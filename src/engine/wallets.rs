@@ -84,6 +84,9 @@ struct RecordState {
     checkpoint_length: u64,
 }
 
+/// How many wallets an instance keeps loaded before it forgets those not in use.
+const WALLET_SLOTS_MAX: usize = 10_000;
+
 /// How many requests after a lost append race take the storage's stream lock first.
 const CONTENDED_RUN: u32 = 256;
 
@@ -234,9 +237,12 @@ fn decode(text: &str, stream: &str, position: u64) -> Result<(Entry, EntryFlaws)
 impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
     fn slot(&self, wallet_id: &str) -> Rc<Slot> {
         let threshold = self.config.low_credit_threshold;
-        self.wallets
-            .slots
-            .borrow_mut()
+        let mut slots = self.wallets.slots.borrow_mut();
+        if slots.len() >= WALLET_SLOTS_MAX && !slots.contains_key(wallet_id) {
+            // Forget the wallets no request is using: they load again from their checkpoints.
+            slots.retain(|_, slot| Rc::strong_count(slot) > 1);
+        }
+        slots
             .entry(wallet_id.to_owned())
             .or_insert_with(|| {
                 let empty = Checkpoint::empty();
@@ -280,22 +286,32 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         };
         self.resume_from(slot, &reseller.id, &record)?;
         self.check_anchor(slot, &reseller.id).await?;
-        self.catch_up(slot, &reseller.id).await?;
+        // A wallet far past its checkpoint (one written before checkpoints, or whose appender
+        // could not write one) gets one now, so the next cold start does not replay it again.
+        if self.catch_up(slot, &reseller.id).await? >= CHECKPOINT_INTERVAL {
+            self.write_checkpoint(slot, &reseller.id).await;
+        }
         Ok(Loaded::Fresh)
     }
 
-    /// Checks that the stream holds the checkpoint's last entry, with the checkpoint's hash: a
-    /// checkpoint is only trusted while the history it stands for is there (one entry read).
+    /// Checks that the stream holds the checkpoint's last entry, with the checkpoint's hash and
+    /// balance: a checkpoint is only trusted while the history it stands for is there (one
+    /// entry read).
     async fn check_anchor(&self, slot: &Slot, wallet_id: &str) -> Result<()> {
-        let (length, head) = {
+        let (length, head, balance) = {
             let state = slot.state.borrow();
-            (state.length, state.head)
+            (state.length, state.head, state.balance)
         };
         if length == 0 {
             return Ok(());
         }
         let last = self.read_entries(wallet_id, length - 1, 1).await;
-        let anchored = matches!(&last, Ok(found) if found.len() == 1 && found[0].hash == head && found[0].sequence == length);
+        // The entry's own hash, sequence and balance: a checkpoint whose balance was edited is
+        // caught here, not spent (the entry's hash covers its recorded balance).
+        let anchored = matches!(&last, Ok(found) if found.len() == 1
+            && found[0].hash == head
+            && found[0].sequence == length
+            && i128::from(found[0].balance_after) == balance);
         if anchored {
             return Ok(());
         }
@@ -693,11 +709,15 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
     /// state is now current.
     async fn hold_stream(&self, slot: &Slot, wallet_id: &str, run: &mut Settling) -> Result<bool> {
         let from = slot.state.borrow().length;
-        let tail = self
-            .storage
-            .lock(&stream(wallet_id), from)
-            .await
-            .map_err(storage_failed("lock"))?;
+        let tail = match self.storage.lock(&stream(wallet_id), from).await {
+            Ok(tail) => tail,
+            Err(e) => {
+                // The lock may have been taken before the answer failed (one out of contract):
+                // release it, so that it is not left held for the connection's lifetime.
+                self.release_stream(wallet_id).await;
+                return Err(storage_failed("lock")(e));
+            }
+        };
         let Some(tail) = tail else {
             return Ok(false);
         };
@@ -762,21 +782,28 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
     /// learns the winner's record. A failure costs nothing but a longer replay for the next cold
     /// start, so it is not reported.
     async fn advance_checkpoint(&self, slot: &Slot, wallet_id: &str, appended: u64) {
-        let Some(known) = slot.record.borrow().clone() else {
-            return;
-        };
-        let checkpoint = {
+        let due = {
+            let Some(known) = slot.record.borrow().clone() else {
+                return;
+            };
             let state = slot.state.borrow();
             let before = state.length - appended;
             let crossed = before / CHECKPOINT_INTERVAL != state.length / CHECKPOINT_INTERVAL;
             let far_behind = state.length >= known.checkpoint_length + 16 * CHECKPOINT_INTERVAL;
-            let due = state.length >= known.checkpoint_length + CHECKPOINT_INTERVAL;
-            if !(due && (crossed || far_behind)) {
-                return;
-            }
-            state.checkpoint(&slot.volumes.borrow())
+            state.length >= known.checkpoint_length + CHECKPOINT_INTERVAL && (crossed || far_behind)
         };
-        let Some(checkpoint) = checkpoint else {
+        if due {
+            self.write_checkpoint(slot, wallet_id).await;
+        }
+    }
+
+    /// Writes the slot's state as the wallet's checkpoint (see [`Self::advance_checkpoint`]).
+    async fn write_checkpoint(&self, slot: &Slot, wallet_id: &str) {
+        let Some(known) = slot.record.borrow().clone() else {
+            return;
+        };
+        let checkpoint = slot.state.borrow().checkpoint(&slot.volumes.borrow());
+        let Some(checkpoint) = checkpoint.filter(|c| c.length > known.checkpoint_length) else {
             return;
         };
         let record = wallet_record(
@@ -816,8 +843,11 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         let Some(position) = position else {
             return Ok(None);
         };
-        let first = self.read_entries(wallet_id, position, 1).await?;
-        if first.first().and_then(|e| e.idempotency_key.as_deref()) != Some(key.as_str()) {
+        // The request says how many entries its key's first answer holds; a different count is
+        // a mismatch, found by reading at most that many (never a size the storage names).
+        let count = u32::try_from(request.items.len()).unwrap_or(u32::MAX);
+        let entries = self.read_entries(wallet_id, position, count).await?;
+        if entries.first().and_then(|e| e.idempotency_key.as_deref()) != Some(key.as_str()) {
             return Err(Error::StorageFailed {
                 operation: "findClaim",
                 reason: format!(
@@ -825,15 +855,16 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                 ),
             });
         }
-        let count = first
-            .first()
-            .and_then(|e| e.batch)
-            .map_or(1, |b| b.size.max(1));
-        let entries = if count > 1 {
-            self.read_entries(wallet_id, position, count).await?
-        } else {
-            first
-        };
+        let first_size = entries.first().and_then(|e| e.batch).map_or(1, |b| b.size);
+        if first_size as usize != request.items.len() {
+            return Err(Error::IdempotencyMismatch {
+                key: key.clone(),
+                reason: format!(
+                    "it was used for {first_size} item(s), this request has {}",
+                    request.items.len()
+                ),
+            });
+        }
         request
             .matches(&entries)
             .map_err(|reason| Error::IdempotencyMismatch {
@@ -1110,12 +1141,16 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
 
     /// The wallet's current state (after catching up with the stream) signed with the host's
     /// key: what an edge function checks with [`attestation::verify`] instead of the history.
+    /// `RESELLER_INACTIVE` for a reseller that may not spend.
     pub async fn attest_wallet(
         &self,
         reseller_id: &str,
         key: &AttestationKey,
     ) -> Result<Attestation> {
         let reseller = self.require_reseller_shared(reseller_id).await?;
+        // An edge function that trusts the attestation lets the reseller spend: a suspended or
+        // inactive one gets none.
+        reseller.check_may_spend()?;
         let at = self.now()?;
         let state = self
             .with_wallet(&reseller, |w, _| (w.length, w.credits(), w.head))

@@ -395,7 +395,8 @@ impl Analytics {
             clients.push(("total", stats.clients.iter().sum::<u64>().into()));
             let last = stats
                 .last_activity_day
-                .map(|day| iso_time::format_millis(day * DAY_MS)[..10].to_owned());
+                .and_then(|day| day.checked_mul(DAY_MS))
+                .and_then(|ms| iso_time::format_millis(ms).get(..10).map(str::to_owned));
             let out = ordered(vec![
                 ("id", stats.reseller.id.into()),
                 ("refid", stats.reseller.refid.into()),

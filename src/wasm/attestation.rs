@@ -37,8 +37,8 @@ export type AttestationKeyInput = string | Uint8Array;
 export interface VerifyAttestationOptions {
   /** The oldest attestation accepted, in milliseconds (1 to 30 days' worth). */
   maxAgeMs: number;
-  /** Accept only an attestation of this wallet. */
-  walletId?: string;
+  /** The wallet the request is about: an attestation of any other is refused. */
+  walletId: string;
   /** The verifier's time (default: the runtime's clock). */
   now?: Date | string | number;
 }
@@ -81,11 +81,11 @@ pub(super) fn key_arg(value: &JsValue) -> Result<AttestationKey, Error> {
     AttestationKey::new(&bytes, "key")
 }
 
-/// The options of `verifyAttestation`: `maxAgeMs`, and the optional `walletId` and `now`.
-fn check_args(options: &JsValue) -> Result<(i64, Option<String>, i64), Error> {
+/// The options of `verifyAttestation`: `maxAgeMs` and `walletId`, and the optional `now`.
+fn check_args(options: &JsValue) -> Result<(i64, String, i64), Error> {
     let mut o = Fields::new(input::to_json_dated(options, "options")?, "options")?;
     let max_age = o.credits("maxAgeMs")?.get();
-    let wallet_id = o.opt_string("walletId")?;
+    let wallet_id = o.string("walletId")?;
     let now = o.take("now").map(now_ms).transpose()?;
     o.finish(&["maxAgeMs", "walletId", "now"])?;
     let max_age_ms = i64::try_from(max_age)
@@ -123,7 +123,8 @@ fn now_ms(value: serde_json::Value) -> Result<i64, Error> {
 
 /// Checks a wallet attestation from the origin against the host key, without the history:
 /// `valid` only when the signature is the key's over every field, the attestation is of
-/// `walletId` (when given) and at most `maxAgeMs` old. A malformed attestation, key or option is
+/// `walletId` (required: a request must say whose balance it relies on) and at most
+/// `maxAgeMs` old. A malformed attestation, key or option is
 /// `INVALID_INPUT`; a well-formed one that fails is `valid: false` with the `reason`.
 #[wasm_bindgen(js_name = verifyAttestation, unchecked_return_type = "AttestationVerification")]
 pub fn verify_attestation(
@@ -138,7 +139,7 @@ pub fn verify_attestation(
     let check = Check {
         now_ms,
         max_age_ms,
-        wallet_id: wallet_id.as_deref(),
+        wallet_id: Some(&wallet_id),
     };
     let verdict = attestation::verify(&attestation, &key, check);
     // Both times are within chrono's range (about ±2^48 ms), so the difference fits an i64.

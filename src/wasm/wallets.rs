@@ -126,7 +126,7 @@ export interface OutboxRecord {
 export type LedgerViolationCode =
   | "BALANCE_MISMATCH" | "NEGATIVE_BALANCE" | "SEQUENCE_GAP" | "DUPLICATE_ID"
   | "DUPLICATE_IDEMPOTENCY_KEY" | "HASH_MISMATCH" | "INVALID_AMOUNT" | "WALLET_MISMATCH"
-  | "INCOMPLETE_BATCH";
+  | "INCOMPLETE_BATCH" | "BALANCE_OUT_OF_RANGE";
 
 export interface LedgerViolation {
   /** 0-based position of the entry in the history. */

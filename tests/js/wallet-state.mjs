@@ -195,7 +195,7 @@ export function walletStateCases(lib, t, still) {
     const now = Date.parse(signed.issuedAt) + 5_000;
     const good = verifyAttestation(signed, key, { maxAgeMs: 60_000, walletId: r.id, now });
     equal([good.valid, good.reason, good.balance, good.ageMs], [true, null, 750, 5_000], "valid");
-    equal(verifyAttestation(signed, new TextEncoder().encode(key), { maxAgeMs: 60_000, now: new Date(now) }).valid, true, "the key as bytes, now as a Date");
+    equal(verifyAttestation(signed, new TextEncoder().encode(key), { maxAgeMs: 60_000, walletId: r.id, now: new Date(now) }).valid, true, "the key as bytes, now as a Date");
     const refusals = [
       [{ ...signed, balance: 7_500 }, key, {}, "SIGNATURE_MISMATCH"],
       [signed, "x".repeat(32), {}, "SIGNATURE_MISMATCH"],
@@ -204,29 +204,33 @@ export function walletStateCases(lib, t, still) {
       [signed, key, { now: now - 3_600_000 }, "ISSUED_IN_FUTURE"],
     ];
     for (const [attestation, k, extra, reason] of refusals) {
-      const v = verifyAttestation(attestation, k, { maxAgeMs: 60_000, now, ...extra });
+      const v = verifyAttestation(attestation, k, { maxAgeMs: 60_000, walletId: r.id, now, ...extra });
       equal([v.valid, v.reason], [false, reason], reason);
     }
+    const w = r.id;
     const bad = [
-      () => verifyAttestation(signed, "short", { maxAgeMs: 1 }),
-      () => verifyAttestation(signed, 42, { maxAgeMs: 1 }),
-      () => verifyAttestation(signed, key, {}),
-      () => verifyAttestation(signed, key, { maxAgeMs: 0 }),
-      () => verifyAttestation(signed, key, { maxAgeMs: NaN }),
-      () => verifyAttestation(signed, key, { maxAgeMs: 1.5 }),
-      () => verifyAttestation(signed, key, { maxAgeMs: 31 * 86_400_000 }),
-      () => verifyAttestation(signed, key, { maxAgeMs: 1, colour: "red" }),
-      () => verifyAttestation(signed, key, JSON.parse('{"maxAgeMs": 1, "__proto__": {}}')),
-      () => verifyAttestation(signed, key, { maxAgeMs: 1, now: "yesterday" }),
-      () => verifyAttestation({ ...signed, extra: 1 }, key, { maxAgeMs: 1 }),
-      () => verifyAttestation({ ...signed, head: "00" }, key, { maxAgeMs: 1 }),
-      () => verifyAttestation({ ...signed, balance: 1.5 }, key, { maxAgeMs: 1 }),
-      () => verifyAttestation({ ...signed, version: 2 }, key, { maxAgeMs: 1 }),
-      () => verifyAttestation(null, key, { maxAgeMs: 1 }),
+      () => verifyAttestation(signed, key, { maxAgeMs: 1 }),
+      () => verifyAttestation(signed, "short", { maxAgeMs: 1, walletId: w }),
+      () => verifyAttestation(signed, 42, { maxAgeMs: 1, walletId: w }),
+      () => verifyAttestation(signed, key, { walletId: w }),
+      () => verifyAttestation(signed, key, { maxAgeMs: 0, walletId: w }),
+      () => verifyAttestation(signed, key, { maxAgeMs: NaN, walletId: w }),
+      () => verifyAttestation(signed, key, { maxAgeMs: 1.5, walletId: w }),
+      () => verifyAttestation(signed, key, { maxAgeMs: 31 * 86_400_000, walletId: w }),
+      () => verifyAttestation(signed, key, { maxAgeMs: 1, walletId: w, colour: "red" }),
+      () => verifyAttestation(signed, key, JSON.parse(`{"maxAgeMs": 1, "walletId": "${w}", "__proto__": {}}`)),
+      () => verifyAttestation(signed, key, { maxAgeMs: 1, walletId: w, now: "yesterday" }),
+      () => verifyAttestation({ ...signed, extra: 1 }, key, { maxAgeMs: 1, walletId: w }),
+      () => verifyAttestation({ ...signed, head: "00" }, key, { maxAgeMs: 1, walletId: w }),
+      () => verifyAttestation({ ...signed, balance: 1.5 }, key, { maxAgeMs: 1, walletId: w }),
+      () => verifyAttestation({ ...signed, version: 2 }, key, { maxAgeMs: 1, walletId: w }),
+      () => verifyAttestation(null, key, { maxAgeMs: 1, walletId: w }),
     ];
     for (const call of bad) await fails(AllyError, "INVALID_INPUT", call, String(call));
     await fails(AllyError, "INVALID_INPUT", () => ally.attestWallet(r, "short"));
     await fails(AllyError, "NOT_FOUND", () => ally.attestWallet("rs_none", key));
+    await ally.suspend(r);
+    await fails(AllyError, "RESELLER_INACTIVE", () => ally.attestWallet(r, key));
     still();
   });
 

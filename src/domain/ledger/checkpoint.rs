@@ -99,16 +99,7 @@ impl Checkpoint {
                 "lowSince, balance and head do not fit the length",
             ));
         }
-        let volumes = DayVolumes::from_days(stored.days.into_iter().map(
-            |(day, credited, debited, entries)| {
-                let volume = Volume {
-                    credited,
-                    debited,
-                    entries,
-                };
-                (day, volume)
-            },
-        ));
+        let volumes = volumes_from(stored.days, stored.length, path)?;
         Ok(Self {
             length: stored.length,
             balance,
@@ -117,6 +108,51 @@ impl Checkpoint {
             volumes,
         })
     }
+}
+
+/// The days of a stored checkpoint, each within years 0000 to 9999, with at least one entry,
+/// and sums no larger than its entries allow; together they must count the checkpoint's
+/// length. Anything else is not a checkpoint the engine wrote.
+fn volumes_from(days: Vec<DayLine>, length: u64, path: &str) -> Result<DayVolumes> {
+    // 0000-01-01 and 9999-12-31 as days since the epoch.
+    const FIRST_DAY: i64 = -719_528;
+    const LAST_DAY: i64 = 2_932_896;
+    let mut counted: u64 = 0;
+    let mut previous: Option<i64> = None;
+    for (i, &(day, credited, debited, entries)) in days.iter().enumerate() {
+        let most = i128::from(entries) * i128::from(Credits::MAX.get());
+        let sound = (FIRST_DAY..=LAST_DAY).contains(&day)
+            && previous.is_none_or(|p| p < day)
+            && entries >= 1
+            && (0..=most).contains(&credited)
+            && (0..=most).contains(&debited);
+        if !sound {
+            return Err(Error::invalid(
+                format!("{path}.days[{i}]"),
+                "not a day of this wallet's totals",
+            ));
+        }
+        previous = Some(day);
+        counted = counted
+            .checked_add(entries)
+            .ok_or_else(|| Error::overflow(format!("{path}.days")))?;
+    }
+    if counted != length {
+        return Err(Error::invalid(
+            format!("{path}.days"),
+            format!("the days count {counted} entries, the checkpoint {length}"),
+        ));
+    }
+    Ok(DayVolumes::from_days(days.into_iter().map(
+        |(day, credited, debited, entries)| {
+            let volume = Volume {
+                credited,
+                debited,
+                entries,
+            };
+            (day, volume)
+        },
+    )))
 }
 
 impl Wallet {
@@ -290,5 +326,32 @@ mod tests {
             );
         }
         assert_eq!(Checkpoint::from_json(&good, "c").map(|c| c.length), Ok(0));
+        // Days a wallet could not have: out of years 0000-9999, out of order, negative sums,
+        // more than the entries allow, or not adding up to the length.
+        let mut one = Checkpoint::empty().to_json();
+        one["length"] = serde_json::json!(1);
+        one["head"] = serde_json::json!("11".repeat(32));
+        for (days, field) in [
+            (serde_json::json!([[100_000_000, 1, 0, 1]]), "c.days[0]"),
+            (serde_json::json!([[5, 1, 0, 1], [5, 1, 0, 1]]), "c.days[1]"),
+            (serde_json::json!([[5, -1, 0, 1]]), "c.days[0]"),
+            (
+                serde_json::json!([[5, 9_007_199_254_740_992u64, 0, 1]]),
+                "c.days[0]",
+            ),
+            (serde_json::json!([[5, 1, 0, 0]]), "c.days[0]"),
+            (serde_json::json!([[5, 1, 0, 2]]), "c.days"),
+            (serde_json::json!([]), "c.days"),
+        ] {
+            let mut bad = one.clone();
+            bad["days"] = days.clone();
+            let refused = Checkpoint::from_json(&bad, "c");
+            assert!(
+                matches!(&refused, Err(Error::InvalidInput { field: f, .. }) if f == field),
+                "{days}: {refused:?}"
+            );
+        }
+        one["days"] = serde_json::json!([[20_000, 1, 0, 1]]);
+        assert!(Checkpoint::from_json(&one, "c").is_ok());
     }
 }

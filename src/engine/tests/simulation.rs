@@ -69,10 +69,11 @@ struct FaultyStorage {
     locks: Option<Rc<LockTable>>,
 }
 
-/// Stream locks as a database holds them.
+/// Stream locks as a database holds them: each held stream and the storage (the session)
+/// holding it.
 #[derive(Default)]
 struct LockTable {
-    held: std::cell::RefCell<std::collections::BTreeSet<String>>,
+    held: std::cell::RefCell<BTreeMap<String, usize>>,
     taken: Cell<u64>,
 }
 
@@ -206,7 +207,15 @@ impl Storage for FaultyStorage {
             return Err(Self::injected());
         }
         // Wait for the holder: another instance's request, polled by the same executor.
-        while !locks.held.borrow_mut().insert(stream.to_owned()) {
+        let me = std::ptr::from_ref(self) as usize;
+        // Take the lock if it is free (the borrow ends with the statement), else wait a turn.
+        while locks
+            .held
+            .borrow_mut()
+            .entry(stream.to_owned())
+            .or_insert(me)
+            != &me
+        {
             Yield(1).await;
         }
         locks.taken.set(locks.taken.get() + 1);
@@ -221,10 +230,15 @@ impl Storage for FaultyStorage {
 
     async fn unlock(&self, stream: &str) -> Result<(), StorageError> {
         if let Some(locks) = &self.locks {
-            // A failed unlock still frees the lock, as a dropped connection frees a session
-            // lock in PostgreSQL; the engine is told it failed.
-            let released = locks.held.borrow_mut().remove(stream);
-            assert!(released, "unlock of a stream that is not locked: {stream}");
+            // Only the holder's unlock frees a lock (another session's is a no-op); a failed
+            // unlock still frees it, as a dropped connection frees a session lock in
+            // PostgreSQL, and the engine is told it failed.
+            let me = std::ptr::from_ref(self) as usize;
+            let mut held = locks.held.borrow_mut();
+            if held.get(stream) == Some(&me) {
+                held.remove(stream);
+            }
+            drop(held);
             if self.roll(false) == Fault::Before {
                 return Err(Self::injected());
             }

@@ -493,3 +493,45 @@ fn an_attestation_signs_the_current_state_and_verifies_without_the_history() {
         Some("NOT_FOUND")
     );
 }
+
+#[test]
+fn a_checkpoint_whose_balance_was_edited_is_refused_not_spent() {
+    let storage = Rc::new(MemoryStorage::default());
+    let ally = engine(&storage, 1);
+    let id = reseller(&ally, 1);
+    ok(run(ally.add_credits(&id, c(1_000), None, None)));
+    for _ in 0..127 {
+        ok(run(ally.provision(&id, c(1), None, None)));
+    }
+    let record = ok(
+        run(storage.get("wallets", &id)).map_err(|e| Error::StorageFailed {
+            operation: "get",
+            reason: e.reason,
+        }),
+    )
+    .unwrap_or_else(|| panic!("no wallet record"));
+    let mut data: serde_json::Value =
+        serde_json::from_str(&record.data).unwrap_or(serde_json::Value::Null);
+    assert_eq!(
+        data["checkpoint"]["length"], 128,
+        "the checkpoint sits at the head"
+    );
+    data["checkpoint"]["balance"] = serde_json::json!(5_000_000_000u64);
+    let forged = StoredRecord {
+        version: record.version + 1,
+        data: data.to_string(),
+        ..record.clone()
+    };
+    assert_eq!(
+        run(storage.put("wallets", &forged, record.version, &[])),
+        Ok(WriteOutcome::Written)
+    );
+    let cold = engine(&storage, 2);
+    assert_eq!(code(run(cold.balance(&id))), Some("STORAGE_FAILED"));
+    assert_eq!(
+        code(run(cold.provision(&id, c(4_000_000_000), None, None))),
+        Some("STORAGE_FAILED")
+    );
+    let audit = ok(run(cold.audit_wallet(&id)));
+    assert!(audit.audit.ok && !audit.checkpoint_matches);
+}
