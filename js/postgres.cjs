@@ -95,7 +95,7 @@ BEGIN
   -- The caller holds the stream lock and is done with it: the next holder may go as soon as
   -- this commits (lock_stream waits for the stream row, which this keeps until then).
   IF p_unlock THEN
-    PERFORM pg_advisory_unlock(hashtextextended('ally-stream:' || p_stream, 0));
+    PERFORM pg_advisory_unlock(hashtextextended('ally-stream:${s}:' || p_stream, 0));
   END IF;
   RETURN '"written"';
 END
@@ -106,13 +106,22 @@ $fn$`;
 // is lost). The previous holder's append releases it before its commit is done, so the new
 // holder then waits for the stream's row, which that append keeps until it commits; the
 // entries from p_from on are read by a statement that starts after that, so they include it.
+const LOCK_WAIT_MS = 2000;
 const lockFunction = (s) => `CREATE OR REPLACE FUNCTION ${s}.lock_stream(p_stream text, p_from bigint)
-  RETURNS SETOF text LANGUAGE plpgsql AS $fn$
+  RETURNS text[] LANGUAGE plpgsql AS $fn$
 BEGIN
-  PERFORM pg_advisory_lock(hashtextextended('ally-stream:' || p_stream, 0));
+  -- A holder that takes too long (or waits on this process's own pool) must not stall the
+  -- others for ever: past the wait, answer NULL and the caller goes on without the lock.
+  PERFORM set_config('lock_timeout', '${LOCK_WAIT_MS}ms', true);
+  BEGIN
+    PERFORM pg_advisory_lock(hashtextextended('ally-stream:${s}:' || p_stream, 0));
+  EXCEPTION WHEN lock_not_available THEN
+    RETURN NULL;
+  END;
+  PERFORM set_config('lock_timeout', '0', true);
   PERFORM 1 FROM ${s}.streams WHERE stream = p_stream FOR SHARE;
-  RETURN QUERY SELECT data FROM ${s}.stream_entries
-    WHERE stream = p_stream AND position >= p_from ORDER BY position LIMIT ${STALE_TAIL};
+  RETURN ARRAY(SELECT data FROM ${s}.stream_entries
+    WHERE stream = p_stream AND position >= p_from ORDER BY position LIMIT ${STALE_TAIL});
 END
 $fn$`;
 
@@ -144,14 +153,25 @@ async function setupPostgres(pool, options) {
     await client.query(`CREATE TABLE IF NOT EXISTS ${s}.stream_entries (
       stream text NOT NULL, position bigint NOT NULL, data text NOT NULL,
       PRIMARY KEY (stream, position))`);
+    const claimsExisted = (await client.query("SELECT to_regclass($1) IS NOT NULL AS found", [`${s}.stream_claims`])).rows[0].found;
     await client.query(`CREATE TABLE IF NOT EXISTS ${s}.stream_claims (
       stream text NOT NULL, key text NOT NULL, position bigint NOT NULL,
       PRIMARY KEY (stream, key))`);
+    if (!claimsExisted) {
+      // Entries written before keys were claimed with the append: claim their keys now, once,
+      // so that a key from then is still answered instead of spent again.
+      await client.query(`INSERT INTO ${s}.stream_claims (stream, key, position)
+        SELECT stream, data::json ->> 'idempotencyKey', position FROM ${s}.stream_entries
+         WHERE data::json ->> 'idempotencyKey' IS NOT NULL
+        ON CONFLICT DO NOTHING`);
+    }
     // Earlier signatures of append: CREATE OR REPLACE would add an overload beside them.
     for (const signature of ["text, bigint, text[], text[], bigint[]", "text, bigint, text[], text[], bigint[], text, text, bigint"]) {
       await client.query(`DROP FUNCTION IF EXISTS ${s}.append(${signature})`);
     }
     await client.query(appendFunction(s));
+    // Its return type changed from SETOF text: CREATE OR REPLACE cannot change that.
+    await client.query(`DROP FUNCTION IF EXISTS ${s}.lock_stream(text, bigint)`);
     await client.query(lockFunction(s));
     await client.query("COMMIT");
   } catch (error) {
@@ -230,11 +250,14 @@ function postgresStorage(pool, options) {
 
   // Stream locks: the connection each held lock lives on, by stream; and, per stream, the
   // in-process queue, so that one process holds at most one connection per locked stream.
-  // A pool of one connection offers no locks: the holder's other storage calls would wait for
-  // the connection the lock keeps.
+  // When taking one more would leave the pool without a free connection (a pool of one, or many
+  // hot wallets at once), `lock` answers null and the request goes on without it.
   const lockConnections = new Map();
   const lockQueues = new Map();
-  const offersLocks = (pool.options?.max ?? 10) >= 2;
+  const poolMax = pool.options?.max ?? 10;
+  // Locks held or being taken by this process: each keeps a connection, and at least one must
+  // stay free for the holders' other calls (reading a reseller, writing a checkpoint).
+  let lockConnectionsInUse = 0;
   const inQueue = async (stream) => {
     const before = lockQueues.get(stream) ?? Promise.resolve();
     let leave;
@@ -331,9 +354,11 @@ function postgresStorage(pool, options) {
       });
     },
 
-    async append(stream, expectedLength, entries, claims, guard) {
+    async append(stream, expectedLength, entries, claims, guard, holder) {
       await setup();
-      const held = lockConnections.get(stream);
+      // Only the holder's own append goes on the lock's connection and ends the hold: another
+      // instance sharing this storage appends through the pool.
+      const held = holder === true ? lockConnections.get(stream) : undefined;
       const { rows } = await appendEntries([
         stream,
         expectedLength,
@@ -352,22 +377,31 @@ function postgresStorage(pool, options) {
     },
 
     async lock(stream, from) {
-      if (!offersLocks) return null;
+      if (lockConnectionsInUse + 1 >= poolMax) return null;
       await setup();
+      lockConnectionsInUse += 1;
       const leave = await inQueue(stream);
       let client;
       try {
         client = await pool.connect();
         const { rows } = await client.query({
           name: `ally:${s}:lock`,
-          text: `SELECT lock_stream AS data FROM ${s}.lock_stream($1::text, $2::bigint)`,
+          text: `SELECT ${s}.lock_stream($1::text, $2::bigint) AS tail`,
           values: [stream, from],
         });
+        const { tail } = rows[0];
+        if (tail === null) {
+          client.release();
+          lockConnectionsInUse -= 1;
+          leave();
+          return null;
+        }
         lockConnections.set(stream, { client, leave, released: false });
-        return rows.map((r) => r.data);
+        return tail;
       } catch (error) {
         // A connection that failed mid-lock is dropped, and its session lock with it.
         client?.release(error);
+        lockConnectionsInUse -= 1;
         leave();
         throw error;
       }
@@ -379,13 +413,14 @@ function postgresStorage(pool, options) {
       lockConnections.delete(stream);
       try {
         if (!held.released) {
-          await held.client.query("SELECT pg_advisory_unlock(hashtextextended('ally-stream:' || $1, 0))", [stream]);
+          await held.client.query(`SELECT pg_advisory_unlock(hashtextextended('ally-stream:${s}:' || $1, 0))`, [stream]);
         }
         held.client.release();
       } catch (error) {
         held.client.release(error);
         throw error;
       } finally {
+        lockConnectionsInUse -= 1;
         held.leave();
       }
     },

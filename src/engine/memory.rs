@@ -248,7 +248,9 @@ impl Storage for MemoryStorage {
         entries: &[String],
         claims: &[Claim<'_>],
         guard: Option<Guard<'_>>,
+        _held: bool,
     ) -> Result<AppendOutcome, StorageError> {
+        // One process, no stream locks: the slot lock orders an instance's requests.
         Ok(self.append_now(stream, expected_length, entries, claims, guard))
     }
 
@@ -294,9 +296,10 @@ impl<S: Storage> Storage for std::rc::Rc<S> {
         entries: &[String],
         claims: &[Claim<'_>],
         guard: Option<Guard<'_>>,
+        held: bool,
     ) -> Result<AppendOutcome, StorageError> {
         (**self)
-            .append(stream, expected_length, entries, claims, guard)
+            .append(stream, expected_length, entries, claims, guard, held)
             .await
     }
 

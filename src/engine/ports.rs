@@ -99,7 +99,9 @@ pub struct StorageError {
 ///   if the stream holds exactly `expected_length` entries (else `Stale`, with the tail when the
 ///   storage can give it), the `guard` record is at its version (else `Changed`), and the stream
 ///   claims no key of `claims` yet (else `Claimed`, naming one such key; a key twice in `claims`
-///   is claimed too), checked in that order.
+///   is claimed too), checked in that order. `held`: the caller holds the stream's lock (from
+///   `lock`), so the storage may end the hold with a written append (the caller still calls
+///   `unlock`).
 /// - `read` returns up to `limit` entries of a stream from position `from` (0-based).
 /// - `find_claim` answers the position a key was claimed at in a stream, or `None`.
 #[allow(async_fn_in_trait)] // single-threaded by design: no `Send` bound is wanted
@@ -124,6 +126,7 @@ pub trait Storage {
         entries: &[String],
         claims: &[Claim<'_>],
         guard: Option<Guard<'_>>,
+        held: bool,
     ) -> Result<AppendOutcome, StorageError>;
     async fn read(&self, stream: &str, from: u64, limit: u32) -> Result<Vec<String>, StorageError>;
     async fn find_claim(&self, stream: &str, key: &str) -> Result<Option<u64>, StorageError>;

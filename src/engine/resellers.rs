@@ -634,9 +634,10 @@ mod tests {
             e: &[String],
             claims: &[Claim<'_>],
             guard: Option<Guard<'_>>,
+            held: bool,
         ) -> Result<AppendOutcome, StorageError> {
             self.tick()?;
-            self.inner.append(s, n, e, claims, guard).await
+            self.inner.append(s, n, e, claims, guard, held).await
         }
         async fn read(&self, s: &str, f: u64, l: u32) -> Result<Vec<String>, StorageError> {
             self.tick()?;

@@ -650,6 +650,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                     &texts,
                     &claims,
                     Some(reseller_guard),
+                    run.held,
                 )
                 .await
                 .map_err(storage_failed("append"))?;
@@ -1665,7 +1666,8 @@ mod tests {
         assert!(record.is_some());
         let fresh = Rc::<MemoryStorage>::default();
         let entries = run(storage.read(&stream(&id), 0, 100)).unwrap_or_default();
-        run(fresh.append(&stream(&id), 0, &entries, &[], None)).unwrap_or_else(|e| panic!("{e:?}"));
+        run(fresh.append(&stream(&id), 0, &entries, &[], None, false))
+            .unwrap_or_else(|e| panic!("{e:?}"));
         for collection in ["resellers", WALLETS] {
             let query = Query {
                 index: None,
@@ -1700,7 +1702,7 @@ mod tests {
         forged.id = "le_forged".into();
         forged.balance_after = 1_200;
         let text = forged.to_json_text();
-        run(storage.append(&stream(&id), 1, &[text], &[], None))
+        run(storage.append(&stream(&id), 1, &[text], &[], None, false))
             .unwrap_or_else(|e| panic!("{e:?}"));
         let other = engine(&storage, &mail);
         let refused = run(other.provision(&id, c(1), None, None));

@@ -85,7 +85,8 @@ export interface StreamClaim {
  *   or nothing, checking in this order: the stream holds exactly `expectedLength` entries (else
  *   `"stale"` or `{ stale: tail }`); the `guard` record, when given, is at its version (else
  *   `"changed"`); none of the keys is claimed in this stream yet and none is repeated in
- *   `claims` (else `{ claimed: key }`, naming one).
+ *   `claims` (else `{ claimed: key }`, naming one). `held` is true when the caller holds the
+ *   stream's `lock`: the storage may then end the hold with a written append.
  * - `read`: up to `limit` entries of a stream from position `from`.
  * - `findClaim`: the position a key was claimed at in a stream, or null.
  */
@@ -93,7 +94,7 @@ export interface AllyStorage {
   get(collection: string, id: string): MaybePromise<StoredRecord | null | undefined>;
   find(collection: string, query: StorageQuery): MaybePromise<StoredRecord[]>;
   put(collection: string, record: StoredRecord, expectedVersion: number, unique: string[]): MaybePromise<WriteOutcome>;
-  append(stream: string, expectedLength: number, entries: string[], claims: StreamClaim[], guard?: AppendGuard | null): MaybePromise<AppendOutcome>;
+  append(stream: string, expectedLength: number, entries: string[], claims: StreamClaim[], guard?: AppendGuard | null, held?: boolean): MaybePromise<AppendOutcome>;
   read(stream: string, from: number, limit: number): MaybePromise<string[]>;
   findClaim(stream: string, key: string): MaybePromise<number | null | undefined>;
   /**
@@ -357,11 +358,12 @@ impl MemoryStorage {
             id,
             version: *version,
         });
-        let outcome = ready(
-            self.store
-                .append(&stream, expected_length, &entries, &claims, guard),
-        )?
-        .map_err(storage_error_js)?;
+        let outcome =
+            ready(
+                self.store
+                    .append(&stream, expected_length, &entries, &claims, guard, false),
+            )?
+            .map_err(storage_error_js)?;
         Ok(append_outcome_to_js(&outcome))
     }
 
@@ -772,6 +774,7 @@ impl Storage for JsStorage {
         entries: &[String],
         claims: &[Claim<'_>],
         guard: Option<Guard<'_>>,
+        held: bool,
     ) -> Result<AppendOutcome, StorageError> {
         let entries: Array = entries.iter().map(|s| JsValue::from_str(s)).collect();
         let claims: Array = claims
@@ -796,6 +799,7 @@ impl Storage for JsStorage {
             entries.into(),
             claims.into(),
             guard,
+            held.into(),
         ];
         let answer = self.call(&self.append, &args).await?;
         let outcome = append_outcome_from_js(&answer)?;
@@ -920,14 +924,15 @@ impl Storage for HostStorage {
         entries: &[String],
         claims: &[Claim<'_>],
         guard: Option<Guard<'_>>,
+        held: bool,
     ) -> Result<AppendOutcome, StorageError> {
         match self {
             Self::Memory(m) => {
-                m.append(stream, expected_length, entries, claims, guard)
+                m.append(stream, expected_length, entries, claims, guard, held)
                     .await
             }
             Self::Js(j) => {
-                j.append(stream, expected_length, entries, claims, guard)
+                j.append(stream, expected_length, entries, claims, guard, held)
                     .await
             }
         }

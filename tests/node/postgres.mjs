@@ -42,6 +42,21 @@ h.test("setupPostgres replaces the append function of a schema made before the g
   equal(await postgresStorage(pool, { schema }).append("s", 1, ["x"], []), { stale: [] }, "and it answers");
 });
 
+h.test("setupPostgres claims the keys of entries written before claims, once", async () => {
+  const schema = "preclaims";
+  await pool.query(`CREATE SCHEMA ${schema}`);
+  await pool.query(`CREATE TABLE ${schema}.stream_entries (stream text NOT NULL, position bigint NOT NULL, data text NOT NULL, PRIMARY KEY (stream, position))`);
+  const entry = (key) => JSON.stringify({ id: "le_1", idempotencyKey: key });
+  await pool.query(`INSERT INTO ${schema}.stream_entries VALUES ('ledger:a', 0, $1), ('ledger:a', 1, $2), ('ledger:b', 0, $3)`, [entry("order-42"), entry(null), entry("order-42")]);
+  await setupPostgres(pool, { schema });
+  const storage = postgresStorage(pool, { schema });
+  equal([await storage.findClaim("ledger:a", "order-42"), await storage.findClaim("ledger:b", "order-42")], [0, 0], "claimed where they sit");
+  equal(await storage.findClaim("ledger:a", "null"), null, "no key, no claim");
+  await pool.query(`DELETE FROM ${schema}.stream_claims`);
+  await setupPostgres(pool, { schema });
+  equal(await storage.findClaim("ledger:a", "order-42"), null, "only when the claims table is new");
+});
+
 h.test("8 concurrent appends at one length: one is written, the others are stale with its entries", async () => {
   const s = fresh();
   await s.put("things", { id: "a", version: 1, data: "{}", indexes: {} }, 0, []);
@@ -64,22 +79,27 @@ h.test("the stream lock: one holder at a time across pools, the tail after the l
   const schema = `t${++schemas}`;
   const a = postgresStorage(pool, { schema, createSchema: true });
   const otherPool = new pg.Pool({ ...cluster, max: 3 });
+  const b = postgresStorage(otherPool, { schema });
+  let other;
   try {
-    const b = postgresStorage(otherPool, { schema });
     equal(await a.append("w", 0, ["e1"], []), "written", "first entry");
     equal(await a.lock("w", 0), ["e1"], "the lock answers the entries from 0");
     let bGot = null;
     const bLock = b.lock("w", 1).then((tail) => (bGot = tail));
     await new Promise((r) => setTimeout(r, 200));
     equal(bGot, null, "a second holder waits");
-    equal(await a.append("w", 1, ["e2"], []), "written", "the holder appends");
+    // Another instance on the same storage object appends without the lock: the hold stands.
+    equal(await a.append("w", 1, ["e2"], [], null, false), "written", "a non-holder appends");
+    await new Promise((r) => setTimeout(r, 200));
+    equal(bGot, null, "a non-holder's append does not end the hold");
+    equal(await a.append("w", 2, ["e3"], [], null, true), "written", "the holder appends");
     await bLock;
-    equal(bGot, ["e2"], "the next holder sees the append it waited for");
+    equal(bGot, ["e2", "e3"], "the next holder sees the appends it waited for");
     await a.unlock("w");
     // A stale append under the lock keeps it; unlock releases it.
-    equal(await b.append("w", 1, ["x"], []), { stale: ["e2"] }, "stale under the lock");
+    equal(await b.append("w", 2, ["x"], [], null, true), { stale: ["e3"] }, "stale under the lock");
     let aGot = null;
-    const aLock = a.lock("w", 2).then((tail) => (aGot = tail));
+    const aLock = a.lock("w", 3).then((tail) => (aGot = tail));
     await new Promise((r) => setTimeout(r, 200));
     equal(aGot, null, "still held after a stale append");
     await b.unlock("w");
@@ -88,7 +108,15 @@ h.test("the stream lock: one holder at a time across pools, the tail after the l
     await a.unlock("w");
     const single = postgresStorage(new pg.Pool({ ...cluster, max: 1 }), { schema });
     equal(await single.lock("w", 0), null, "a pool of one connection offers no lock");
+    // The lock is per schema: another schema's stream of the same name is not held by it.
+    other = postgresStorage(pool, { schema: `t${++schemas}`, createSchema: true });
+    equal(await a.lock("w", 3), [], "held here");
+    equal(await other.lock("w", 0), [], "and free in another schema");
+    await other.unlock("w");
+    await a.unlock("w");
   } finally {
+    // A failed check must not leave a lock (and its connection) held: the pools end after.
+    for (const storage of [a, b, other]) await storage?.unlock("w").catch(() => {});
     await otherPool.end();
   }
 });

@@ -72,6 +72,8 @@ try {
   checks.check("an attestation signed with another key is refused", otherKey.status === 409 && otherKey.body.reason === "SIGNATURE_MISMATCH", JSON.stringify(otherKey));
   const poorAttested = await post({ quote: big, attestation, walletId: r.id });
   checks.check("an attested balance that does not cover the quote is refused", poorAttested.status === 402, JSON.stringify(poorAttested));
+  const unnamed = await post({ quote, attestation });
+  checks.check("an attestation without the wallet it is for is refused", unnamed.status === 400 && unnamed.body.code === "INVALID_INPUT", JSON.stringify(unnamed));
   const malformed = await post({ quote, attestation: { ...attestation, head: 5 }, walletId: r.id });
   checks.check("a malformed attestation is INVALID_INPUT", malformed.status === 400 && malformed.body.code === "INVALID_INPUT", JSON.stringify(malformed));
   const garbage = await post("{not json");

@@ -164,25 +164,26 @@ impl Storage for FaultyStorage {
         entries: &[String],
         claims: &[Claim<'_>],
         guard: Option<Guard<'_>>,
+        held: bool,
     ) -> Result<AppendOutcome, StorageError> {
         match self.roll(true) {
             Fault::Before => Err(Self::injected()),
             Fault::Conflict => Ok(AppendOutcome::Stale { tail: None }),
             Fault::After => {
                 self.inner
-                    .append(stream, expected, entries, claims, guard)
+                    .append(stream, expected, entries, claims, guard, held)
                     .await?;
                 Err(Self::injected())
             }
             Fault::Delay(n) => {
                 Yield(n).await;
                 self.inner
-                    .append(stream, expected, entries, claims, guard)
+                    .append(stream, expected, entries, claims, guard, held)
                     .await
             }
             Fault::None => {
                 self.inner
-                    .append(stream, expected, entries, claims, guard)
+                    .append(stream, expected, entries, claims, guard, held)
                     .await
             }
         }

@@ -74,9 +74,10 @@ impl Storage for Failing {
         e: &[String],
         claims: &[Claim<'_>],
         guard: Option<Guard<'_>>,
+        held: bool,
     ) -> Result<AppendOutcome, StorageError> {
         self.spend()?;
-        self.inner.append(s, n, e, claims, guard).await
+        self.inner.append(s, n, e, claims, guard, held).await
     }
     async fn read(&self, s: &str, from: u64, limit: u32) -> Result<Vec<String>, StorageError> {
         self.inner.read(s, from, limit).await

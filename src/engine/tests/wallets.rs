@@ -69,8 +69,9 @@ impl Storage for Counting {
         e: &[String],
         claims: &[Claim<'_>],
         guard: Option<Guard<'_>>,
+        held: bool,
     ) -> std::result::Result<AppendOutcome, StorageError> {
-        self.inner.append(s, n, e, claims, guard).await
+        self.inner.append(s, n, e, claims, guard, held).await
     }
     async fn read(
         &self,
@@ -333,7 +334,7 @@ fn lose_entries(from: &MemoryStorage, id: &str, keep: u32) -> Rc<MemoryStorage> 
         }),
     );
     assert_eq!(
-        run(fresh.append(&stream, 0, &entries, &[], None)),
+        run(fresh.append(&stream, 0, &entries, &[], None, false)),
         Ok(AppendOutcome::Written)
     );
     for collection in ["resellers", "wallets"] {
