@@ -294,9 +294,10 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         Ok(Loaded::Fresh)
     }
 
-    /// Checks that the stream holds the checkpoint's last entry, with the checkpoint's hash and
-    /// balance: a checkpoint is only trusted while the history it stands for is there (one
-    /// entry read).
+    /// Checks that the stream holds the last entry of the state this instance resumed or
+    /// replayed, with its hash, sequence and balance (one entry read): a checkpoint is only
+    /// trusted while the history it stands for is there. A stream that holds fewer entries (a
+    /// restore that lost some) is refused, never papered over: an operator audits the wallet.
     async fn check_anchor(&self, slot: &Slot, wallet_id: &str) -> Result<()> {
         let (length, head, balance) = {
             let state = slot.state.borrow();
@@ -320,7 +321,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         Err(Error::StorageFailed {
             operation: "read",
             reason: format!(
-                "the ledger of wallet \"{wallet_id}\" does not hold entry {length} as its checkpoint names it: audit the wallet"
+                "the ledger of wallet \"{wallet_id}\" does not hold entry {length} as its checkpoint or an earlier read names it: audit the wallet"
             ),
         })
     }
@@ -453,32 +454,6 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
     /// Drops what this instance replayed of a wallet: the next operation loads it afresh.
     fn forget(&self, slot: &Slot) {
         *slot.record.borrow_mut() = None;
-    }
-
-    /// After an append refused as stale found nothing new to read: the stream either holds
-    /// exactly what this instance replayed (the refusal was spurious: try again) or fewer
-    /// entries, which means a checkpoint or an earlier read names entries the storage no longer
-    /// has. That is refused, never papered over: an operator audits the wallet.
-    async fn check_not_ahead(&self, slot: &Slot, wallet_id: &str) -> Result<()> {
-        let length = slot.state.borrow().length;
-        if length == 0 {
-            return Ok(());
-        }
-        let last = self
-            .storage
-            .read(&stream(wallet_id), length - 1, 1)
-            .await
-            .map_err(storage_failed("read"))?;
-        if last.len() == 1 {
-            return Ok(());
-        }
-        self.forget(slot);
-        Err(Error::StorageFailed {
-            operation: "append",
-            reason: format!(
-                "the ledger of wallet \"{wallet_id}\" holds fewer than the {length} entries its checkpoint or an earlier read names: audit the wallet"
-            ),
-        })
     }
 
     async fn read_entries(&self, wallet_id: &str, from: u64, count: u32) -> Result<Vec<Entry>> {
@@ -667,7 +642,9 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                         None => self.catch_up(slot, &wallet_id).await?,
                     };
                     if read == 0 {
-                        self.check_not_ahead(slot, &wallet_id).await?;
+                        // Nothing new to read: the stream holds exactly what this instance
+                        // replayed (a spurious refusal: try again), or fewer entries.
+                        self.check_anchor(slot, &wallet_id).await?;
                     }
                     current = true;
                     // Other processes append to this wallet too: take the storage's lock on
@@ -743,11 +720,11 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         from: u64,
         tail: Vec<String>,
     ) -> Result<u64> {
-        if tail.len() > super::ports::TAIL_LEN_MAX || slot.state.borrow().length != from {
+        if tail.len() > super::ports::TAIL_LEN_MAX {
             return Err(Error::StorageFailed {
                 operation: "append",
                 reason: format!(
-                    "a stale append answered {} entries, beyond {}",
+                    "the storage handed back {} entries, beyond {}",
                     tail.len(),
                     super::ports::TAIL_LEN_MAX
                 ),
