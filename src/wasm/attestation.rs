@@ -139,7 +139,7 @@ pub fn verify_attestation(
     let check = Check {
         now_ms,
         max_age_ms,
-        wallet_id: Some(&wallet_id),
+        wallet_id: &wallet_id,
     };
     let verdict = attestation::verify(&attestation, &key, check);
     // Both times are within chrono's range (about ±2^48 ms), so the difference fits an i64.

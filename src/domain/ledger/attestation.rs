@@ -113,7 +113,8 @@ impl Refusal {
 pub struct Check<'a> {
     pub now_ms: i64,
     pub max_age_ms: i64,
-    pub wallet_id: Option<&'a str>,
+    /// The wallet the verifier asks about: an attestation of any other is refused.
+    pub wallet_id: &'a str,
 }
 
 /// The bytes the signature covers: a domain tag, the version, the wallet id (u32 length then
@@ -167,7 +168,7 @@ pub fn verify(
     mac.update(&message(attestation));
     mac.verify_slice(&attestation.signature)
         .map_err(|_| Refusal::SignatureMismatch)?;
-    if check.wallet_id.is_some_and(|w| w != attestation.wallet_id) {
+    if check.wallet_id != attestation.wallet_id {
         return Err(Refusal::WalletMismatch);
     }
     let age = i128::from(check.now_ms) - i128::from(attestation.issued_at_ms);
@@ -263,7 +264,7 @@ mod tests {
         Check {
             now_ms: NOW,
             max_age_ms,
-            wallet_id: Some("rs_1"),
+            wallet_id: "rs_1",
         }
     }
 
@@ -323,12 +324,12 @@ mod tests {
             ),
         ];
         for (field, t) in tampered {
-            let loose = Check {
-                wallet_id: None,
+            let of_itself = Check {
+                wallet_id: &t.wallet_id,
                 ..check(60_000)
             };
             assert_eq!(
-                verify(&t, &key(1), loose),
+                verify(&t, &key(1), of_itself),
                 Err(Refusal::SignatureMismatch),
                 "{field}"
             );
@@ -352,7 +353,7 @@ mod tests {
             Err(Refusal::IssuedInFuture)
         );
         let other = Check {
-            wallet_id: Some("rs_2"),
+            wallet_id: "rs_2",
             ..check(60_000)
         };
         assert_eq!(

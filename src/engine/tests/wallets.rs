@@ -481,7 +481,7 @@ fn an_attestation_signs_the_current_state_and_verifies_without_the_history() {
     let check = Check {
         now_ms: signed.issued_at_ms + 1_000,
         max_age_ms: 60_000,
-        wallet_id: Some(&id),
+        wallet_id: &id,
     };
     assert_eq!(attestation::verify(&signed, &key, check), Ok(()));
     let other = ok(AttestationKey::new(&[8; 32], "key"));
