@@ -49,7 +49,7 @@ function checkPool(pool) {
 const STALE_TAIL = 500;
 const appendFunction = (s) => `CREATE OR REPLACE FUNCTION ${s}.append(
     p_stream text, p_expected bigint, p_entries text[], p_keys text[], p_positions bigint[],
-    p_guard_collection text, p_guard_id text, p_guard_version bigint, p_unlock boolean)
+    p_guard_collection text, p_guard_id text, p_guard_version bigint)
   RETURNS json LANGUAGE plpgsql AS $fn$
 DECLARE
   held bigint;
@@ -76,52 +76,49 @@ BEGIN
         WHERE collection = p_guard_collection AND id = p_guard_id AND version = p_guard_version) THEN
     RETURN '"changed"';
   END IF;
-  -- The first key, in the order given, that the stream holds already or that came before.
-  SELECT k.key INTO taken
-    FROM (SELECT t.key, t.n, row_number() OVER (PARTITION BY t.key ORDER BY t.n) AS nth
-            FROM unnest(p_keys) WITH ORDINALITY AS t(key, n)) k
-   WHERE k.nth > 1
-      OR EXISTS (SELECT 1 FROM ${s}.stream_claims c WHERE c.stream = p_stream AND c.key = k.key)
-   ORDER BY k.n
-   LIMIT 1;
-  IF FOUND THEN
-    RETURN json_build_object('claimed', taken);
+  IF cardinality(p_keys) > 0 THEN
+    -- The first key, in the order given, that the stream holds already or that came before.
+    SELECT k.key INTO taken
+      FROM (SELECT t.key, t.n, row_number() OVER (PARTITION BY t.key ORDER BY t.n) AS nth
+              FROM unnest(p_keys) WITH ORDINALITY AS t(key, n)) k
+     WHERE k.nth > 1
+        OR EXISTS (SELECT 1 FROM ${s}.stream_claims c WHERE c.stream = p_stream AND c.key = k.key)
+     ORDER BY k.n
+     LIMIT 1;
+    IF FOUND THEN
+      RETURN json_build_object('claimed', taken);
+    END IF;
+    INSERT INTO ${s}.stream_claims (stream, key, position)
+      SELECT p_stream, t.key, t.position FROM unnest(p_keys, p_positions) AS t(key, position);
   END IF;
   INSERT INTO ${s}.stream_entries (stream, position, data)
     SELECT p_stream, p_expected + t.n - 1, t.data FROM unnest(p_entries) WITH ORDINALITY AS t(data, n);
-  INSERT INTO ${s}.stream_claims (stream, key, position)
-    SELECT p_stream, t.key, t.position FROM unnest(p_keys, p_positions) AS t(key, position);
   UPDATE ${s}.streams SET length = p_expected + cardinality(p_entries) WHERE stream = p_stream;
-  -- The caller holds the stream lock and is done with it: the next holder may go as soon as
-  -- this commits (lock_stream waits for the stream row, which this keeps until then).
-  IF p_unlock THEN
-    PERFORM pg_advisory_unlock(hashtextextended('ally-stream:${s}:' || p_stream, 0));
-  END IF;
   RETURN '"written"';
 END
 $fn$`;
 
-// The stream lock the engine takes while other processes keep appending to the same wallet: a
-// session-level advisory lock (it outlives the statement, and goes with its connection if that
-// is lost). The previous holder's append releases it before its commit is done, so the new
-// holder then waits for the stream's row, which that append keeps until it commits; the
-// entries from p_from on are read by a statement that starts after that, so they include it.
+// The stream lock the engine takes while other processes keep appending to the same wallet: the
+// stream's row, locked FOR UPDATE by a transaction that the holder's next append commits (or
+// `unlock` rolls back). So a holder's provision is one transaction, as a hand-written one is: the
+// next holder waits in PostgreSQL's own queue for the row, and is granted it when the previous
+// append commits, so the entries from p_from on that it reads include that append. A lost
+// connection rolls back, and its lock goes with it.
 const LOCK_WAIT_MS = 2000;
 const lockFunction = (s) => `CREATE OR REPLACE FUNCTION ${s}.lock_stream(p_stream text, p_from bigint)
-  RETURNS text[] LANGUAGE plpgsql AS $fn$
+  RETURNS json LANGUAGE plpgsql AS $fn$
 BEGIN
   -- A holder that takes too long (or waits on this process's own pool) must not stall the
-  -- others for ever: past the wait, answer NULL and the caller goes on without the lock.
+  -- others for ever: past the wait the statement fails (lock_not_available), and the caller
+  -- goes on without the lock. Local to the lock's transaction.
   PERFORM set_config('lock_timeout', '${LOCK_WAIT_MS}ms', true);
-  BEGIN
-    PERFORM pg_advisory_lock(hashtextextended('ally-stream:${s}:' || p_stream, 0));
-  EXCEPTION WHEN lock_not_available THEN
+  PERFORM 1 FROM ${s}.streams WHERE stream = p_stream FOR UPDATE;
+  IF NOT FOUND THEN
     RETURN NULL;
-  END;
-  PERFORM set_config('lock_timeout', '0', true);
-  PERFORM 1 FROM ${s}.streams WHERE stream = p_stream FOR SHARE;
-  RETURN ARRAY(SELECT data FROM ${s}.stream_entries
-    WHERE stream = p_stream AND position >= p_from ORDER BY position LIMIT ${STALE_TAIL});
+  END IF;
+  RETURN (SELECT COALESCE(json_agg(e.data ORDER BY e.position), '[]')
+    FROM (SELECT position, data FROM ${s}.stream_entries
+           WHERE stream = p_stream AND position >= p_from ORDER BY position LIMIT ${STALE_TAIL}) e);
 END
 $fn$`;
 
@@ -166,11 +163,14 @@ async function setupPostgres(pool, options) {
         ON CONFLICT DO NOTHING`);
     }
     // Earlier signatures of append: CREATE OR REPLACE would add an overload beside them.
-    for (const signature of ["text, bigint, text[], text[], bigint[]", "text, bigint, text[], text[], bigint[], text, text, bigint"]) {
+    for (const signature of [
+      "text, bigint, text[], text[], bigint[]",
+      "text, bigint, text[], text[], bigint[], text, text, bigint, boolean",
+    ]) {
       await client.query(`DROP FUNCTION IF EXISTS ${s}.append(${signature})`);
     }
     await client.query(appendFunction(s));
-    // Its return type changed from SETOF text: CREATE OR REPLACE cannot change that.
+    // An earlier lock_stream answered SETOF text or text[]: CREATE OR REPLACE cannot change that.
     await client.query(`DROP FUNCTION IF EXISTS ${s}.lock_stream(text, bigint)`);
     await client.query(lockFunction(s));
     await client.query("COMMIT");
@@ -199,6 +199,40 @@ async function transaction(pool, body) {
   } finally {
     client.release(broken);
   }
+}
+
+// SQLSTATE of a lock wait that ran past lock_timeout.
+const LOCK_NOT_AVAILABLE = "55P03";
+
+/** SQL literals for a simple query: text escaped by the client, integers checked as such. */
+function literals(client) {
+  return {
+    text: (v) => (v === null ? "NULL" : client.escapeLiteral(String(v))),
+    integer: (v) => {
+      if (v === null) return "NULL";
+      if (!Number.isSafeInteger(v)) throw new TypeError(`expected an integer, got ${v}`);
+      return String(v);
+    },
+  };
+}
+
+/** The lock's transaction and the lock, as one simple query. */
+function lockStreamText(s, client, stream, from) {
+  const { text, integer } = literals(client);
+  return `BEGIN; SELECT ${s}.lock_stream(${text(stream)}, ${integer(from)})::text AS tail`;
+}
+
+/**
+ * The append of a lock's holder and its COMMIT as one simple query (one round trip; a simple
+ * query takes no parameters, so the values are written as literals, each escaped by the client,
+ * the integers checked as such).
+ */
+function heldAppendText(s, client, values) {
+  const [stream, expected, entries, keys, positions, collection, id, version] = values;
+  const { text, integer } = literals(client);
+  const texts = (list) => `ARRAY[${list.map(text).join(",")}]::text[]`;
+  const integers = (list) => `ARRAY[${list.map(integer).join(",")}]::bigint[]`;
+  return `SELECT ${s}.append(${text(stream)}, ${integer(expected)}, ${texts(entries)}, ${texts(keys)}, ${integers(positions)}, ${text(collection)}, ${text(id)}, ${integer(version)})::text AS answer; COMMIT`;
 }
 
 const recordOf = (row) => ({ id: row.id, version: Number(row.version), data: row.data, indexes: row.indexes });
@@ -240,8 +274,10 @@ function postgresStorage(pool, options) {
   // As text, parsed here: a pool's own parser for json (pg.types.setTypeParser) cannot reshape it.
   const appendEntries = prepared(
     "append",
-    `SELECT ${s}.append($1::text, $2::bigint, $3::text[], $4::text[], $5::bigint[], $6::text, $7::text, $8::bigint, $9::boolean)::text AS answer`,
+    `SELECT ${s}.append($1::text, $2::bigint, $3::text[], $4::text[], $5::bigint[], $6::text, $7::text, $8::bigint)::text AS answer`,
   );
+  const heldAppend = (client, values) => heldAppendText(s, client, values);
+  const lockText = (client, stream, from) => lockStreamText(s, client, stream, from);
   const findClaimed = prepared("findClaim", `SELECT position FROM ${s}.stream_claims WHERE stream = $1 AND key = $2`);
   const readEntries = prepared(
     "read",
@@ -356,10 +392,7 @@ function postgresStorage(pool, options) {
 
     async append(stream, expectedLength, entries, claims, guard, holder) {
       await setup();
-      // Only the holder's own append goes on the lock's connection and ends the hold: another
-      // instance sharing this storage appends through the pool.
-      const held = holder === true ? lockConnections.get(stream) : undefined;
-      const { rows } = await appendEntries([
+      const values = [
         stream,
         expectedLength,
         entries,
@@ -368,12 +401,21 @@ function postgresStorage(pool, options) {
         guard?.collection ?? null,
         guard?.id ?? null,
         guard?.version ?? null,
-        held !== undefined,
-      ], held?.client);
-      const answer = JSON.parse(rows[0].answer);
-      // A written append of the lock's holder released the lock with it.
-      if (held && answer === "written") held.released = true;
-      return answer;
+      ];
+      // Only the holder's own append goes in the lock's transaction and ends it: another
+      // instance sharing this storage appends through the pool (and waits for the row).
+      const held = holder === true ? lockConnections.get(stream) : undefined;
+      if (held === undefined || held.released) {
+        const { rows } = await appendEntries(values);
+        return JSON.parse(rows[0].answer);
+      }
+      // The append and the commit that ends the hold in one round trip: the next holder is
+      // granted the row as soon as this is durable. Whatever the answer, the hold ends with it
+      // (an append that was not written wrote nothing, so its commit changes nothing).
+      // A failed one leaves the transaction open (or aborted): `unlock` rolls it back.
+      const results = await held.client.query(heldAppend(held.client, values));
+      held.released = true;
+      return JSON.parse(results[0].rows[0].answer);
     },
 
     async lock(stream, from) {
@@ -382,27 +424,40 @@ function postgresStorage(pool, options) {
       lockConnectionsInUse += 1;
       const leave = await inQueue(stream);
       let client;
+      let open = false;
+      const giveUp = (error) => {
+        client?.release(error);
+        lockConnectionsInUse -= 1;
+        leave();
+      };
       try {
         client = await pool.connect();
-        const { rows } = await client.query({
-          name: `ally:${s}:lock`,
-          text: `SELECT ${s}.lock_stream($1::text, $2::bigint) AS tail`,
-          values: [stream, from],
-        });
-        const { tail } = rows[0];
+        // The transaction and the lock in one round trip (a simple query: literals, escaped).
+        open = true;
+        const results = await client.query(lockText(client, stream, from));
+        const answer = results[1].rows[0].tail;
+        const tail = answer === null ? null : JSON.parse(answer);
         if (tail === null) {
-          client.release();
-          lockConnectionsInUse -= 1;
-          leave();
+          await client.query("ROLLBACK");
+          giveUp();
           return null;
         }
         lockConnections.set(stream, { client, leave, released: false });
         return tail;
       } catch (error) {
-        // A connection that failed mid-lock is dropped, and its session lock with it.
-        client?.release(error);
-        lockConnectionsInUse -= 1;
-        leave();
+        if (open && error?.code === LOCK_NOT_AVAILABLE) {
+          // Waited past LOCK_WAIT_MS: go on without the lock.
+          try {
+            await client.query("ROLLBACK");
+          } catch (rollback) {
+            giveUp(rollback);
+            return null;
+          }
+          giveUp();
+          return null;
+        }
+        // A connection that failed mid-lock is dropped, and its transaction with it.
+        giveUp(error ?? new Error("lock failed"));
         throw error;
       }
     },
@@ -412,9 +467,7 @@ function postgresStorage(pool, options) {
       if (!held) return;
       lockConnections.delete(stream);
       try {
-        if (!held.released) {
-          await held.client.query(`SELECT pg_advisory_unlock(hashtextextended('ally-stream:${s}:' || $1, 0))`, [stream]);
-        }
+        if (!held.released) await held.client.query("ROLLBACK");
         held.client.release();
       } catch (error) {
         held.client.release(error);

@@ -100,8 +100,8 @@ pub struct StorageError {
 ///   storage can give it), the `guard` record is at its version (else `Changed`), and the stream
 ///   claims no key of `claims` yet (else `Claimed`, naming one such key; a key twice in `claims`
 ///   is claimed too), checked in that order. `held`: the caller holds the stream's lock (from
-///   `lock`), so the storage may end the hold with a written append (the caller still calls
-///   `unlock`).
+///   `lock`), so the storage may end the hold with this append, whatever its answer (the caller
+///   still calls `unlock`, and a lost hold costs only the wait of its next request).
 /// - `read` returns up to `limit` entries of a stream from position `from` (0-based).
 /// - `find_claim` answers the position a key was claimed at in a stream, or `None`.
 #[allow(async_fn_in_trait)] // single-threaded by design: no `Send` bound is wanted

@@ -75,47 +75,57 @@ h.test("8 concurrent appends at one length: one is written, the others are stale
   }
 });
 
-h.test("the stream lock: one holder at a time across pools, the tail after the last holder's append, released by a written append", async () => {
+h.test("the stream lock: one holder at a time across pools, the tail after the last holder's append, ended by the holder's append", async () => {
   const schema = `t${++schemas}`;
   const a = postgresStorage(pool, { schema, createSchema: true });
   const otherPool = new pg.Pool({ ...cluster, max: 3 });
   const b = postgresStorage(otherPool, { schema });
+  const pending = (promise) => {
+    const state = { done: false, value: undefined };
+    promise.then((value) => Object.assign(state, { done: true, value }));
+    return state;
+  };
+  const pause = () => new Promise((r) => setTimeout(r, 200));
   let other;
   try {
     equal(await a.append("w", 0, ["e1"], []), "written", "first entry");
     equal(await a.lock("w", 0), ["e1"], "the lock answers the entries from 0");
-    let bGot = null;
-    const bLock = b.lock("w", 1).then((tail) => (bGot = tail));
-    await new Promise((r) => setTimeout(r, 200));
-    equal(bGot, null, "a second holder waits");
-    // Another instance on the same storage object appends without the lock: the hold stands.
-    equal(await a.append("w", 1, ["e2"], [], null, false), "written", "a non-holder appends");
-    await new Promise((r) => setTimeout(r, 200));
-    equal(bGot, null, "a non-holder's append does not end the hold");
-    equal(await a.append("w", 2, ["e3"], [], null, true), "written", "the holder appends");
-    await bLock;
-    equal(bGot, ["e2", "e3"], "the next holder sees the appends it waited for");
+    const bLock = pending(b.lock("w", 1));
+    await pause();
+    equal(bLock.done, false, "a second holder waits");
+    equal(await a.append("w", 1, ["e2"], [], null, true), "written", "the holder appends");
+    while (!bLock.done) await pause();
+    equal(bLock.value, ["e2"], "the next holder sees the append it waited for");
     await a.unlock("w");
-    // A stale append under the lock keeps it; unlock releases it.
-    equal(await b.append("w", 2, ["x"], [], null, true), { stale: ["e3"] }, "stale under the lock");
-    let aGot = null;
-    const aLock = a.lock("w", 3).then((tail) => (aGot = tail));
-    await new Promise((r) => setTimeout(r, 200));
-    equal(aGot, null, "still held after a stale append");
+    // Another instance on the same storage object appends without the lock: it waits its turn.
+    const free = pending(a.append("w", 2, ["e3"], [], null, false));
+    await pause();
+    equal(free.done, false, "a non-holder waits for the holder");
+    // The holder's append ends the hold whatever its answer: this one is stale.
+    equal(await b.append("w", 1, ["x"], [], null, true), { stale: ["e2"] }, "stale under the lock");
+    while (!free.done) await pause();
+    equal(free.value, "written", "then the non-holder goes");
     await b.unlock("w");
-    await aLock;
-    equal(aGot, [], "then granted");
+    // A lock not ended by an append is ended by unlock, and nothing of it is written.
+    equal(await b.lock("w", 3), [], "held again");
+    await b.unlock("w");
+    equal(await a.append("w", 3, ["e4"], [], null, false), "written", "free after unlock");
+    // A holder that keeps the lock past the wait: the next one goes on without it.
+    equal(await a.lock("w", 4), [], "held");
+    const began = Date.now();
+    equal(await b.lock("w", 4), null, "no lock past the wait");
+    ok(Date.now() - began >= 1900, `waited ${Date.now() - began} ms`);
     await a.unlock("w");
     const single = postgresStorage(new pg.Pool({ ...cluster, max: 1 }), { schema });
     equal(await single.lock("w", 0), null, "a pool of one connection offers no lock");
     // The lock is per schema: another schema's stream of the same name is not held by it.
     other = postgresStorage(pool, { schema: `t${++schemas}`, createSchema: true });
-    equal(await a.lock("w", 3), [], "held here");
-    equal(await other.lock("w", 0), [], "and free in another schema");
+    equal(await other.append("w", 0, ["o1"], []), "written", "another schema's stream");
+    equal(await a.lock("w", 4), [], "held here");
+    equal(await other.lock("w", 0), ["o1"], "and free in another schema");
     await other.unlock("w");
     await a.unlock("w");
   } finally {
-    // A failed check must not leave a lock (and its connection) held: the pools end after.
     for (const storage of [a, b, other]) await storage?.unlock("w").catch(() => {});
     await otherPool.end();
   }
