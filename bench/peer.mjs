@@ -45,21 +45,31 @@ export function catalog(products) {
 }
 
 function bandsFor(product, quantity) {
+  if (product.pricing === "package") return [];
   if (!product.bands) return [{ band: null, upTo: null, quantity, unitPrice: product.basePrice, amount: new D(product.basePrice).times(quantity) }];
+  const use = (band, index, units) => {
+    const fee = band.flatFee ?? 0;
+    return { band: index, upTo: band.upTo ?? null, quantity: units, unitPrice: band.unitPrice, ...(fee ? { flatFee: fee } : {}), amount: new D(band.unitPrice).times(units).plus(fee) };
+  };
   if (product.pricing === "volume") {
     const index = product.bands.findIndex((b) => b.upTo === null || b.upTo === undefined || quantity <= b.upTo);
-    const band = product.bands[index];
-    return [{ band: index, upTo: band.upTo ?? null, quantity, unitPrice: band.unitPrice, amount: new D(band.unitPrice).times(quantity) }];
+    return [use(product.bands[index], index, quantity)];
   }
+  // Graduated: every band reached, the first always (a line of 0 units bills its flat fee).
   const uses = [];
   let floor = 0;
   product.bands.forEach((band, index) => {
-    if (floor >= quantity) return;
+    if (index > 0 && floor >= quantity) return;
     const ceiling = band.upTo === null || band.upTo === undefined ? quantity : Math.min(band.upTo, quantity);
-    uses.push({ band: index, upTo: band.upTo ?? null, quantity: ceiling - floor, unitPrice: band.unitPrice, amount: new D(band.unitPrice).times(ceiling - floor) });
+    uses.push(use(band, index, ceiling - floor));
     floor = ceiling;
   });
   return uses;
+}
+
+/** Started blocks past the free units. */
+function packagesFor(product, quantity) {
+  return Math.ceil(Math.max(0, quantity - (product.freeUnits ?? 0)) / product.packageSize);
 }
 
 export function quote(request, products) {
@@ -73,7 +83,8 @@ export function quote(request, products) {
     if (product.tiers && !product.tiers.includes(request.tier)) throw new TypeError(`request.lines[${i}].sku: tier restricted`);
     const quantity = credits(line.quantity, `request.lines[${i}].quantity`);
     const bands = bandsFor(product, quantity);
-    const lineSubtotal = bands.reduce((sum, b) => sum.plus(b.amount), new D(0));
+    const packages = product.pricing === "package" ? packagesFor(product, quantity) : null;
+    const lineSubtotal = packages === null ? bands.reduce((sum, b) => sum.plus(b.amount), new D(0)) : new D(product.packagePrice).times(packages);
     const lineTotal = lineSubtotal.times(paid).toDecimalPlaces(0, D.ROUND_HALF_UP);
     subtotal = subtotal.plus(lineSubtotal);
     total = total.plus(lineTotal);
@@ -81,8 +92,9 @@ export function quote(request, products) {
       sku: product.sku,
       name: product.name,
       quantity,
-      unitPrice: bands[bands.length - 1].unitPrice,
+      unitPrice: packages === null ? bands[bands.length - 1].unitPrice : product.packagePrice,
       bands: bands.map((b) => ({ ...b, amount: b.amount.toNumber() })),
+      ...(packages === null ? {} : { packages, freeUnits: Math.min(quantity, product.freeUnits ?? 0) }),
       subtotal: lineSubtotal.toNumber(),
       discountRate: discount.toFixed(4),
       discount: lineSubtotal.minus(lineTotal).toNumber(),

@@ -25,15 +25,20 @@ function rate(runs, ops, body) {
 }
 
 // Workload data shared by both JS sides (native builds the same shapes).
+// By `i % 5`: per-unit, volume with a flat fee on its middle band, graduated, graduated with a
+// flat fee per band, packages of 10 (every other one with 5 free units). Quantities from 0.
+const FEES = { 1: [0, 500, 0], 3: [1000, 500, 250] };
 const products = Array.from({ length: 40 }, (_, i) => {
-  const bands = [{ upTo: 10, unitPrice: 100 + i }, { upTo: 50, unitPrice: 90 + i }, { upTo: null, unitPrice: 80 + i }];
+  const fees = FEES[i % 5] ?? [0, 0, 0];
+  const bands = [10, 50, null].map((upTo, b) => ({ upTo, unitPrice: 100 - 10 * b + i, ...(fees[b] ? { flatFee: fees[b] } : {}) }));
   const sku = `sku-${String(i).padStart(3, "0")}`;
-  if (i % 3 === 0) return { sku, name: `Product ${i}`, basePrice: 1000 + i * 7 };
-  return { sku, name: `Product ${i}`, pricing: i % 3 === 1 ? "volume" : "graduated", bands };
+  if (i % 5 === 0) return { sku, name: `Product ${i}`, basePrice: 1000 + i * 7 };
+  if (i % 5 === 4) return { sku, name: `Product ${i}`, pricing: "package", packageSize: 10, packagePrice: 900 + i, ...(i % 2 === 0 ? { freeUnits: 5 } : {}) };
+  return { sku, name: `Product ${i}`, pricing: i % 5 === 1 ? "volume" : "graduated", bands };
 });
 const requests = Array.from({ length: 30 }, (_, q) => ({
   tier: TIERS[q % 3],
-  lines: Array.from({ length: 20 }, (_, l) => ({ sku: `sku-${String((l * 2 + q) % 40).padStart(3, "0")}`, quantity: 1 + ((l * 7 + q) % 60) })),
+  lines: Array.from({ length: 20 }, (_, l) => ({ sku: `sku-${String((l * 2 + q) % 40).padStart(3, "0")}`, quantity: (l * 7 + q) % 61 })),
 }));
 const prices = new Float64Array(1_000_000);
 for (let i = 0; i < prices.length; i++) prices[i] = (i * 7919) % 100003;
@@ -44,7 +49,8 @@ const peerCatalog = peer.catalog(products);
 for (const request of requests) {
   const a = wasm.quote(request, wasmCatalog);
   const b = peer.quote(request, peerCatalog);
-  if (a.total !== b.total || a.totalMoney !== b.totalMoney || a.lines.some((l, i) => l.total !== b.lines[i].total)) {
+  const shape = (q) => JSON.stringify([q.total, q.totalMoney, q.lines.map((l) => [l.sku, l.quantity, l.unitPrice, l.bands, l.packages, l.freeUnits, l.subtotal, l.total])]);
+  if (shape(a) !== shape(b)) {
     throw new Error(`wasm and peer disagree on ${JSON.stringify(request)}`);
   }
 }

@@ -56,36 +56,55 @@ fn credits(value: u64) -> Credits {
     Credits::new(value).unwrap_or_default()
 }
 
+/// The benchmark's 40 products, as `bench/run.mjs` builds them: by `i % 5`, per-unit, volume
+/// with a flat fee on its middle band, graduated, graduated with a flat fee per band, and
+/// packages of 10 (every other one with 5 free units).
 fn catalog() -> Result<Catalog, Error> {
     let mut specs = Vec::new();
     for i in 0..40u64 {
-        let bands = vec![
-            Band {
-                up_to: Some(10),
-                unit_price: credits(100 + i),
-            },
-            Band {
-                up_to: Some(50),
-                unit_price: credits(90 + i),
-            },
-            Band {
-                up_to: None,
-                unit_price: credits(80 + i),
-            },
-        ];
-        let (pricing, base_price, bands) = match i % 3 {
-            0 => (PricingModel::PerUnit, Some(credits(1000 + i * 7)), None),
-            1 => (PricingModel::Volume, None, Some(bands)),
-            _ => (PricingModel::Graduated, None, Some(bands)),
+        let fees: [u64; 3] = match i % 5 {
+            1 => [0, 500, 0],
+            3 => [1_000, 500, 250],
+            _ => [0; 3],
         };
-        specs.push(ProductSpec {
+        let bands = [(Some(10), 100 + i), (Some(50), 90 + i), (None, 80 + i)]
+            .into_iter()
+            .zip(fees)
+            .map(|((up_to, price), fee)| Band {
+                up_to,
+                unit_price: credits(price),
+                flat_fee: credits(fee),
+            })
+            .collect();
+        let mut spec = ProductSpec {
             sku: format!("sku-{i:03}"),
             name: format!("Product {i}"),
-            base_price,
-            pricing,
-            bands,
+            base_price: None,
+            pricing: PricingModel::PerUnit,
+            bands: None,
+            package_size: None,
+            package_price: None,
+            free_units: None,
             tiers: None,
-        });
+        };
+        match i % 5 {
+            0 => spec.base_price = Some(credits(1000 + i * 7)),
+            4 => {
+                spec.pricing = PricingModel::Package;
+                spec.package_size = Some(10);
+                spec.package_price = Some(credits(900 + i));
+                spec.free_units = (i % 2 == 0).then_some(5);
+            }
+            model => {
+                spec.pricing = if model == 1 {
+                    PricingModel::Volume
+                } else {
+                    PricingModel::Graduated
+                };
+                spec.bands = Some(bands);
+            }
+        }
+        specs.push(spec);
     }
     Catalog::new(specs, "catalog")
 }
@@ -133,7 +152,7 @@ fn main() -> Result<(), Error> {
             lines: (0..20u64)
                 .map(|l| LineRequest {
                     sku: format!("sku-{:03}", (l * 2 + q) % 40),
-                    quantity: 1 + (l * 7 + q) % 60,
+                    quantity: (l * 7 + q) % 61,
                 })
                 .collect(),
             rounding: Rounding::HalfUp,

@@ -9,7 +9,12 @@ const PRODUCTS = [
   { sku: "enterprise", name: "Enterprise licence", basePrice: 25000, tiers: ["platinum"] },
   { sku: "seats", name: "Extra seats", pricing: "graduated", bands: [{ upTo: 10, unitPrice: 120 }, { upTo: 50, unitPrice: 100 }, { upTo: null, unitPrice: 85 }] },
   { sku: "storage", name: "Storage (100 GB blocks)", pricing: "volume", bands: [{ upTo: 5, unitPrice: 400 }, { upTo: 20, unitPrice: 350 }, { upTo: null, unitPrice: 300 }] },
+  // A flat fee per band: the first 5 agents are covered by the desk's fee, billed even for none.
+  { sku: "support", name: "Support desk (agents)", pricing: "graduated", bands: [{ upTo: 5, unitPrice: 0, flatFee: 2000 }, { upTo: null, unitPrice: 150, flatFee: 500 }] },
+  // Package pricing: a price per started block, after free units.
+  { sku: "api", name: "API calls", pricing: "package", packageSize: 1000, packagePrice: 250, freeUnits: 1000 },
 ];
+const BY_SKU = new Map(PRODUCTS.map((p) => [p.sku, p]));
 const START = { basic: 2, seats: 12, storage: 6 };
 
 await init();
@@ -18,8 +23,12 @@ const $ = (selector) => document.querySelector(selector);
 const credits = new Intl.NumberFormat("en-US");
 
 function describeModel(product) {
+  if (product.pricing === "package") {
+    const free = product.freeUnits ? `, the first ${credits.format(product.freeUnits)} free` : "";
+    return `package: ${credits.format(product.packagePrice)} per started ${credits.format(product.packageSize)}${free}`;
+  }
   if (!product.bands) return `${credits.format(product.basePrice)} credits each`;
-  const bands = product.bands.map((b) => `${b.upTo ?? "∞"}: ${b.unitPrice}`).join(", ");
+  const bands = product.bands.map((b) => `${b.upTo ?? "∞"}: ${b.unitPrice}${b.flatFee ? ` + ${credits.format(b.flatFee)} flat` : ""}`).join(", ");
   return `${product.pricing} (${bands})`;
 }
 
@@ -32,7 +41,7 @@ function renderProducts() {
     row.insertCell().textContent = product.tiers ? product.tiers.join(", ") : "every tier";
     const cell = row.insertCell();
     cell.className = "num";
-    const input = Object.assign(document.createElement("input"), { type: "number", min: "0", step: "1", value: String(START[product.sku] ?? 0), name: product.sku });
+    const input = Object.assign(document.createElement("input"), { type: "number", min: "0", step: "1", value: String(START[product.sku] ?? ""), name: product.sku });
     input.dataset.sku = product.sku;
     input.addEventListener("input", update);
     cell.append(input);
@@ -40,15 +49,21 @@ function renderProducts() {
 }
 
 function request() {
+  // An empty field is no line; 0 is a line of 0 units (a flat first band still bills its fee).
   const lines = [...document.querySelectorAll("#products input")]
-    .filter((input) => input.value !== "" && Number(input.value) !== 0)
+    .filter((input) => input.value !== "")
     .map((input) => ({ sku: input.dataset.sku, quantity: Number(input.value) }));
   return { tier: $("#tier").value, rounding: $("#rounding").value, lines };
 }
 
 function bandText(line) {
   if (line.pricing === "perUnit") return "—";
-  return line.bands.map((b) => `${b.quantity} × ${b.unitPrice}`).join(" + ");
+  if (line.pricing === "package") {
+    const size = credits.format(BY_SKU.get(line.sku).packageSize);
+    const free = line.freeUnits ? ` (${credits.format(line.freeUnits)} free)` : "";
+    return `${line.packages} × ${size}${free}`;
+  }
+  return line.bands.map((b) => `${b.quantity} × ${b.unitPrice}${b.flatFee ? ` + ${credits.format(b.flatFee)}` : ""}`).join(" + ");
 }
 
 function update() {

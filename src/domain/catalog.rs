@@ -21,10 +21,12 @@ pub enum PricingModel {
     Volume,
     /// Each band prices the units that fall into it.
     Graduated,
+    /// A price per started block of units, after optional free units.
+    Package,
 }
 
 impl PricingModel {
-    pub const ALL: [Self; 3] = [Self::PerUnit, Self::Volume, Self::Graduated];
+    pub const ALL: [Self; 4] = [Self::PerUnit, Self::Volume, Self::Graduated, Self::Package];
 
     #[must_use]
     pub const fn as_str(self) -> &'static str {
@@ -32,6 +34,7 @@ impl PricingModel {
             Self::PerUnit => "perUnit",
             Self::Volume => "volume",
             Self::Graduated => "graduated",
+            Self::Package => "package",
         }
     }
 
@@ -40,10 +43,11 @@ impl PricingModel {
             "perUnit" => Ok(Self::PerUnit),
             "volume" => Ok(Self::Volume),
             "graduated" => Ok(Self::Graduated),
+            "package" => Ok(Self::Package),
             other => Err(Error::invalid(
                 field,
                 format!(
-                    "pricing must be \"perUnit\", \"volume\" or \"graduated\", got \"{}\"",
+                    "pricing must be \"perUnit\", \"volume\", \"graduated\" or \"package\", got \"{}\"",
                     decimal::printable(other)
                 ),
             )),
@@ -57,19 +61,55 @@ impl fmt::Display for PricingModel {
     }
 }
 
-/// A quantity band: units up to and including `up_to` (`None`: without end) at `unit_price`.
+/// A quantity band: units up to and including `up_to` (`None`: without end) at `unit_price`
+/// each, plus `flat_fee` once when the band is billed (Stripe's `flat_amount`): in volume
+/// pricing the reached band's fee, in graduated pricing the fee of every band reached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Band {
     pub up_to: Option<u64>,
     pub unit_price: Credits,
+    pub flat_fee: Credits,
 }
 
-/// How a product is priced: a flat unit price, or bands.
+/// Package pricing: `price` per started block of `size` units, after the first `free_units`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Package {
+    /// At least 1.
+    pub size: u64,
+    pub price: Credits,
+    pub free_units: u64,
+}
+
+impl Package {
+    /// The blocks billed for `quantity` units: the units past the free ones, rounded up to whole
+    /// blocks.
+    #[must_use]
+    pub const fn packages(&self, quantity: u64) -> u64 {
+        quantity.saturating_sub(self.free_units).div_ceil(self.size)
+    }
+}
+
+/// How a product is priced: a flat unit price, bands, or packages.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Pricing {
     PerUnit { base_price: Credits },
     Volume { bands: Vec<Band> },
     Graduated { bands: Vec<Band> },
+    Package(Package),
+}
+
+impl Pricing {
+    /// Whether the catalog digest needs its second encoding: a flat fee or a package, which
+    /// the first cannot say. A catalog without either keeps the digest it always had.
+    fn is_extended(&self) -> bool {
+        match self {
+            Self::PerUnit { .. } => false,
+            Self::Volume { bands } | Self::Graduated { bands } => {
+                bands.iter().any(|b| b.flat_fee != Credits::ZERO)
+            }
+            Self::Package(_) => true,
+        }
+    }
 }
 
 impl Pricing {
@@ -79,6 +119,7 @@ impl Pricing {
             Self::PerUnit { .. } => PricingModel::PerUnit,
             Self::Volume { .. } => PricingModel::Volume,
             Self::Graduated { .. } => PricingModel::Graduated,
+            Self::Package(_) => PricingModel::Package,
         }
     }
 }
@@ -91,6 +132,10 @@ pub struct ProductSpec {
     pub base_price: Option<Credits>,
     pub pricing: PricingModel,
     pub bands: Option<Vec<Band>>,
+    /// For package pricing: units per block, the price of a block, free units first.
+    pub package_size: Option<u64>,
+    pub package_price: Option<Credits>,
+    pub free_units: Option<u64>,
     /// Tiers allowed to sell the product; `None` means every tier.
     pub tiers: Option<Vec<String>>,
 }
@@ -127,6 +172,8 @@ impl Catalog {
     pub const BANDS_MAX: usize = 32;
     pub const SKU_LEN_MAX: usize = 64;
     pub const NAME_LEN_MAX: usize = 200;
+    /// The largest block of package pricing: the largest quantity a quote line takes.
+    pub const PACKAGE_SIZE_MAX: u64 = 1_000_000_000;
 
     /// Validates products; `field` prefixes error paths (`catalog[3].bands[1].upTo`).
     pub fn new(specs: Vec<ProductSpec>, field: &str) -> Result<Self> {
@@ -193,7 +240,7 @@ impl Catalog {
     }
 }
 
-fn validate_product(spec: ProductSpec, at: &str) -> Result<Product> {
+fn validate_product(mut spec: ProductSpec, at: &str) -> Result<Product> {
     let sku_ok = !spec.sku.is_empty()
         && spec.sku.len() <= Catalog::SKU_LEN_MAX
         && spec
@@ -220,35 +267,7 @@ fn validate_product(spec: ProductSpec, at: &str) -> Result<Product> {
             ),
         ));
     }
-    let pricing = match (spec.pricing, spec.base_price, spec.bands) {
-        (PricingModel::PerUnit, Some(base_price), None) => Pricing::PerUnit { base_price },
-        (PricingModel::PerUnit, None, _) => {
-            return Err(Error::invalid(
-                format!("{at}.basePrice"),
-                "perUnit pricing needs a basePrice in credits",
-            ))
-        }
-        (PricingModel::PerUnit, Some(_), Some(_)) => {
-            return Err(Error::invalid(
-                format!("{at}.bands"),
-                "perUnit pricing takes no bands; use \"volume\" or \"graduated\"",
-            ))
-        }
-        (model, Some(_), _) => {
-            return Err(Error::invalid(
-                format!("{at}.basePrice"),
-                format!("{model} pricing takes its unit prices from bands; drop basePrice"),
-            ))
-        }
-        (model, None, bands) => {
-            let bands = validate_bands(bands.unwrap_or_default(), model, at)?;
-            if model == PricingModel::Volume {
-                Pricing::Volume { bands }
-            } else {
-                Pricing::Graduated { bands }
-            }
-        }
-    };
+    let pricing = pricing(&mut spec, at)?;
     let tiers = match spec.tiers {
         None => None,
         Some(names) => {
@@ -273,6 +292,93 @@ fn validate_product(spec: ProductSpec, at: &str) -> Result<Product> {
         pricing,
         tiers,
     })
+}
+
+/// The product's pricing from the fields its model takes; a field of another model is refused,
+/// so that a catalog never carries a price that prices nothing.
+fn pricing(spec: &mut ProductSpec, at: &str) -> Result<Pricing> {
+    let model = spec.pricing;
+    let refuse = |field: &str, reason: String| Err(Error::invalid(format!("{at}.{field}"), reason));
+    let package_fields = [
+        ("packageSize", spec.package_size.is_some()),
+        ("packagePrice", spec.package_price.is_some()),
+        ("freeUnits", spec.free_units.is_some()),
+    ];
+    if model != PricingModel::Package {
+        if let Some((field, _)) = package_fields.iter().find(|(_, given)| *given) {
+            return refuse(
+                field,
+                format!("{model} pricing takes no {field}; it is for \"package\" pricing"),
+            );
+        }
+    }
+    match model {
+        PricingModel::PerUnit => match (spec.base_price, &spec.bands) {
+            (Some(base_price), None) => Ok(Pricing::PerUnit { base_price }),
+            (None, _) => refuse(
+                "basePrice",
+                "perUnit pricing needs a basePrice in credits".to_owned(),
+            ),
+            (Some(_), Some(_)) => refuse(
+                "bands",
+                "perUnit pricing takes no bands; use \"volume\" or \"graduated\"".to_owned(),
+            ),
+        },
+        PricingModel::Volume | PricingModel::Graduated => {
+            if spec.base_price.is_some() {
+                return refuse(
+                    "basePrice",
+                    format!("{model} pricing takes its unit prices from bands; drop basePrice"),
+                );
+            }
+            let bands = validate_bands(spec.bands.take().unwrap_or_default(), model, at)?;
+            Ok(if model == PricingModel::Volume {
+                Pricing::Volume { bands }
+            } else {
+                Pricing::Graduated { bands }
+            })
+        }
+        PricingModel::Package => {
+            if spec.base_price.is_some() {
+                return refuse(
+                    "basePrice",
+                    "package pricing takes packagePrice, the price of one block; drop basePrice"
+                        .to_owned(),
+                );
+            }
+            if spec.bands.is_some() {
+                return refuse("bands", "package pricing takes no bands".to_owned());
+            }
+            let size = match spec.package_size {
+                Some(size) if (1..=Catalog::PACKAGE_SIZE_MAX).contains(&size) => size,
+                other => {
+                    return refuse(
+                        "packageSize",
+                        match other {
+                            None => {
+                                "package pricing needs a packageSize (units per block)".to_owned()
+                            }
+                            Some(size) => format!(
+                                "packageSize must be within 1..={}, got {size}",
+                                Catalog::PACKAGE_SIZE_MAX
+                            ),
+                        },
+                    )
+                }
+            };
+            let Some(price) = spec.package_price else {
+                return refuse(
+                    "packagePrice",
+                    "package pricing needs a packagePrice in credits".to_owned(),
+                );
+            };
+            Ok(Pricing::Package(Package {
+                size,
+                price,
+                free_units: spec.free_units.unwrap_or(0),
+            }))
+        }
+    }
 }
 
 fn validate_bands(bands: Vec<Band>, model: PricingModel, at: &str) -> Result<Vec<Band>> {
@@ -315,10 +421,17 @@ fn validate_bands(bands: Vec<Band>, model: PricingModel, at: &str) -> Result<Vec
     Ok(bands)
 }
 
-/// Canonical bytes of every product, in SKU order, hashed.
+/// Canonical bytes of every product, in SKU order, hashed. A catalog with a flat fee or a package
+/// is hashed in a second encoding (its own prefix, every band's fee, the package's fields): one
+/// without them keeps the digest of the first, so quotes priced before still verify.
 fn digest_products(products: &[Product]) -> [u8; 32] {
+    let extended = products.iter().any(|p| p.pricing.is_extended());
     let mut hasher = Sha256::new();
-    hasher.update(b"ally-catalog-v1\0");
+    hasher.update(if extended {
+        b"ally-catalog-v2\0"
+    } else {
+        b"ally-catalog-v1\0"
+    });
     for product in products {
         put_str(&mut hasher, &product.sku);
         put_str(&mut hasher, &product.name);
@@ -330,7 +443,15 @@ fn digest_products(products: &[Product]) -> [u8; 32] {
                 for band in bands {
                     put_u64(&mut hasher, band.up_to.map_or(u64::MAX, |q| q));
                     put_u64(&mut hasher, band.unit_price.get());
+                    if extended {
+                        put_u64(&mut hasher, band.flat_fee.get());
+                    }
                 }
+            }
+            Pricing::Package(package) => {
+                put_u64(&mut hasher, package.size);
+                put_u64(&mut hasher, package.price.get());
+                put_u64(&mut hasher, package.free_units);
             }
         }
         match &product.tiers {

@@ -3,7 +3,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::catalog::{hex, put_str, put_u64, Band, Catalog, Pricing, PricingModel};
+use super::catalog::{hex, put_str, put_u64, Band, Catalog, Package, Pricing, PricingModel};
 use super::error::{Error, Result};
 use super::money::{ConversionRate, Credits, Currency, Money, Rate};
 use super::rounding::Rounding;
@@ -56,7 +56,21 @@ pub struct BandUse {
     pub up_to: Option<u64>,
     pub quantity: u64,
     pub unit_price: Credits,
+    /// The band's flat fee, billed once with it.
+    pub flat_fee: Credits,
+    /// `quantity × unit_price + flat_fee`.
     pub amount: Credits,
+}
+
+/// How a package-priced line came to its subtotal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PackageUse {
+    /// The units priced free (at most the product's free units).
+    pub free_units: u64,
+    /// Started blocks billed.
+    pub packages: u64,
+    pub size: u64,
+    pub price: Credits,
 }
 
 /// A priced line.
@@ -67,9 +81,12 @@ pub struct QuoteLine {
     pub quantity: u64,
     pub pricing: PricingModel,
     /// The unit price of the last unit on the line: the base price, the volume band's price, or
-    /// the price of the highest graduated band reached.
+    /// the price of the highest graduated band reached; for package pricing, a block's price.
     pub unit_price: Credits,
+    /// The bands that priced the line (per-unit pricing: one without an index; package: none).
     pub bands: Vec<BandUse>,
+    /// For package pricing, the blocks billed.
+    pub package: Option<PackageUse>,
     pub subtotal: Credits,
     pub discount_rate: Rate,
     pub discount: Credits,
@@ -153,11 +170,11 @@ fn price_line(
     discount_rate: Rate,
 ) -> Result<QuoteLine> {
     let field = |name: &str| format!("request.lines[{index}].{name}");
-    if line.quantity == 0 || line.quantity > QuoteRequest::QUANTITY_MAX {
+    if line.quantity > QuoteRequest::QUANTITY_MAX {
         return Err(Error::invalid(
             field("quantity"),
             format!(
-                "quantity must be within 1..={}, got {}",
+                "quantity must be within 0..={}, got {}",
                 QuoteRequest::QUANTITY_MAX,
                 line.quantity
             ),
@@ -185,6 +202,7 @@ fn price_line(
             "the line subtotal exceeds 9007199254740991 credits",
         )
     };
+    let mut package = None;
     let (bands, unit_price) = match &product.pricing {
         Pricing::PerUnit { base_price } => {
             let amount = base_price.checked_mul(line.quantity).ok_or_else(overflow)?;
@@ -193,31 +211,32 @@ fn price_line(
                 up_to: None,
                 quantity: line.quantity,
                 unit_price: *base_price,
+                flat_fee: Credits::ZERO,
                 amount,
             };
             (vec![only], *base_price)
         }
         Pricing::Volume { bands } => {
             let (band_index, band) = band_for(bands, line.quantity).ok_or_else(overflow)?;
-            let amount = band
-                .unit_price
-                .checked_mul(line.quantity)
-                .ok_or_else(overflow)?;
-            let used = BandUse {
-                band: Some(band_index),
-                up_to: band.up_to,
-                quantity: line.quantity,
-                unit_price: band.unit_price,
-                amount,
-            };
+            let used = band_use(band_index, band, line.quantity).ok_or_else(overflow)?;
             (vec![used], band.unit_price)
         }
         Pricing::Graduated { bands } => graduated(bands, line.quantity).ok_or_else(overflow)?,
+        Pricing::Package(terms) => {
+            package = Some(package_use(terms, line.quantity));
+            (Vec::new(), terms.price)
+        }
     };
-    let mut subtotal = Credits::ZERO;
-    for used in &bands {
-        subtotal = subtotal.checked_add(used.amount).ok_or_else(overflow)?;
-    }
+    let subtotal = match &package {
+        Some(used) => used.price.checked_mul(used.packages).ok_or_else(overflow)?,
+        None => {
+            let mut sum = Credits::ZERO;
+            for used in &bands {
+                sum = sum.checked_add(used.amount).ok_or_else(overflow)?;
+            }
+            sum
+        }
+    };
     let total = tier_cost(subtotal, discount_rate, request.rounding);
     Ok(QuoteLine {
         sku: product.sku.clone(),
@@ -226,6 +245,7 @@ fn price_line(
         pricing: product.pricing.model(),
         unit_price,
         bands,
+        package,
         subtotal,
         discount_rate,
         discount: subtotal.checked_sub(total).unwrap_or(Credits::ZERO),
@@ -243,33 +263,62 @@ fn band_for(bands: &[Band], quantity: u64) -> Option<(usize, Band)> {
         .find(|(_, band)| band.up_to.is_none_or(|up_to| quantity <= up_to))
 }
 
+/// `quantity` units of `band`, with its flat fee; `None` on overflow.
+fn band_use(index: usize, band: Band, quantity: u64) -> Option<BandUse> {
+    Some(BandUse {
+        band: Some(index),
+        up_to: band.up_to,
+        quantity,
+        unit_price: band.unit_price,
+        flat_fee: band.flat_fee,
+        amount: band
+            .unit_price
+            .checked_mul(quantity)?
+            .checked_add(band.flat_fee)?,
+    })
+}
+
+/// Each band prices the units that fall into it, and bills its flat fee once it is reached.
+/// The first band is always reached, so a line of 0 units still bills its fee (as Stripe does).
 fn graduated(bands: &[Band], quantity: u64) -> Option<(Vec<BandUse>, Credits)> {
     let mut uses = Vec::new();
     let mut floor = 0u64;
     let mut unit_price = Credits::ZERO;
     for (index, band) in bands.iter().enumerate() {
-        if floor >= quantity {
+        if index > 0 && floor >= quantity {
             break;
         }
         let ceiling = band.up_to.map_or(quantity, |up_to| up_to.min(quantity));
-        let in_band = ceiling - floor;
-        uses.push(BandUse {
-            band: Some(index),
-            up_to: band.up_to,
-            quantity: in_band,
-            unit_price: band.unit_price,
-            amount: band.unit_price.checked_mul(in_band)?,
-        });
+        uses.push(band_use(index, *band, ceiling - floor)?);
         unit_price = band.unit_price;
         floor = ceiling;
     }
     Some((uses, unit_price))
 }
 
+fn package_use(terms: &Package, quantity: u64) -> PackageUse {
+    PackageUse {
+        free_units: quantity.min(terms.free_units),
+        packages: terms.packages(quantity),
+        size: terms.size,
+        price: terms.price,
+    }
+}
+
 /// SHA-256 over the canonical form of catalog digest, pricing context, request and result.
+///
+/// A quote with a flat fee or a package line is hashed in a second encoding that also covers each
+/// line's model, bands and blocks; one without them keeps the fingerprint of the first.
 fn fingerprint(quote: &Quote, context: &PricingContext) -> [u8; 32] {
+    let extended = quote.lines.iter().any(|line| {
+        line.package.is_some() || line.bands.iter().any(|b| b.flat_fee != Credits::ZERO)
+    });
     let mut hasher = Sha256::new();
-    hasher.update(b"ally-quote-v1\0");
+    hasher.update(if extended {
+        b"ally-quote-v2\0"
+    } else {
+        b"ally-quote-v1\0"
+    });
     hasher.update(quote.catalog_digest);
     put_str(&mut hasher, &quote.request.tier);
     put_str(&mut hasher, quote.request.rounding.as_str());
@@ -283,6 +332,22 @@ fn fingerprint(quote: &Quote, context: &PricingContext) -> [u8; 32] {
         put_u64(&mut hasher, line.quantity);
         put_u64(&mut hasher, line.subtotal.get());
         put_u64(&mut hasher, line.total.get());
+        if extended {
+            put_str(&mut hasher, line.pricing.as_str());
+            put_u64(&mut hasher, line.bands.len() as u64);
+            for used in &line.bands {
+                put_u64(&mut hasher, used.quantity);
+                put_u64(&mut hasher, used.unit_price.get());
+                put_u64(&mut hasher, used.flat_fee.get());
+            }
+            match &line.package {
+                None => put_u64(&mut hasher, u64::MAX),
+                Some(used) => {
+                    put_u64(&mut hasher, used.free_units);
+                    put_u64(&mut hasher, used.packages);
+                }
+            }
+        }
     }
     put_u64(&mut hasher, quote.subtotal.get());
     put_u64(&mut hasher, quote.total.get());
@@ -310,6 +375,7 @@ mod tests {
         Band {
             up_to,
             unit_price: credits(price),
+            flat_fee: Credits::ZERO,
         }
     }
 
@@ -320,6 +386,9 @@ mod tests {
             base_price: Some(credits(price)),
             pricing: PricingModel::PerUnit,
             bands: None,
+            package_size: None,
+            package_price: None,
+            free_units: None,
             tiers: tiers.map(|t| t.into_iter().map(str::to_owned).collect()),
         };
         let banded = |sku: &str, pricing| ProductSpec {
@@ -332,6 +401,9 @@ mod tests {
                 band(Some(50), 90),
                 band(None, 80),
             ]),
+            package_size: None,
+            package_price: None,
+            free_units: None,
             tiers: None,
         };
         Catalog::new(
@@ -432,9 +504,9 @@ mod tests {
                 "request.lines[0].sku: no product with SKU \"nope\" in the catalog",
             ),
             (
-                request("gold", &[("basic", 0)]),
+                request("gold", &[("basic", 1_000_000_001)]),
                 "INVALID_INPUT",
-                "request.lines[0].quantity: quantity must be within 1..=1000000000, got 0",
+                "request.lines[0].quantity: quantity must be within 0..=1000000000, got 1000000001",
             ),
             (
                 request("gold", &[]),
@@ -458,6 +530,9 @@ mod tests {
                 base_price: Some(Credits::MAX),
                 pricing: PricingModel::PerUnit,
                 bands: None,
+                package_size: None,
+                package_price: None,
+                free_units: None,
                 tiers: None,
             }],
             "catalog",
@@ -520,6 +595,410 @@ mod tests {
         }
     }
 
+    /// A product priced by `pricing`, with the given bands or package terms.
+    fn product(sku: &str, pricing: PricingModel) -> ProductSpec {
+        ProductSpec {
+            sku: sku.to_owned(),
+            name: format!("{sku} product"),
+            base_price: None,
+            pricing,
+            bands: None,
+            package_size: None,
+            package_price: None,
+            free_units: None,
+            tiers: None,
+        }
+    }
+
+    fn fee_band(up_to: Option<u64>, price: u64, fee: u64) -> Band {
+        Band {
+            flat_fee: credits(fee),
+            ..band(up_to, price)
+        }
+    }
+
+    fn package(sku: &str, size: u64, price: u64, free: Option<u64>) -> ProductSpec {
+        ProductSpec {
+            package_size: Some(size),
+            package_price: Some(credits(price)),
+            free_units: free,
+            ..product(sku, PricingModel::Package)
+        }
+    }
+
+    fn banded(sku: &str, pricing: PricingModel, bands: Vec<Band>) -> ProductSpec {
+        ProductSpec {
+            bands: Some(bands),
+            ..product(sku, pricing)
+        }
+    }
+
+    /// The subtotal of `quantity` units of `sku` (standard tier: no discount).
+    fn subtotal_of(catalog: &Catalog, sku: &str, quantity: u64) -> u64 {
+        price(
+            request("standard", &[(sku, quantity)]),
+            catalog,
+            &PricingContext::default(),
+        )
+        .map(|q| q.lines[0].subtotal.get())
+        .unwrap_or_else(|e| panic!("{sku} × {quantity}: {e}"))
+    }
+
+    /// A quote priced before flat fees and packages existed keeps its catalog digest and its
+    /// fingerprint, so it still verifies.
+    #[test]
+    fn earlier_quotes_keep_their_digest_and_fingerprint() {
+        let quote = price(
+            request("platinum", &[("basic", 2), ("grad", 12), ("vol", 5)]),
+            &catalog(),
+            &PricingContext::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            hex(&quote.catalog_digest),
+            "d489d204ef7271fe417add7d21f76b6b82c91dc73715909c52883b71b78247ae"
+        );
+        assert_eq!(
+            quote.fingerprint_hex(),
+            "4e377947a008441b42dc3da5125fb05dab9394a4e7dc0c348809b2e7a10a3dcf"
+        );
+    }
+
+    /// Stripe's tiered-pricing guide (Typographic: 1-5 fonts at 7 USD, 6-10 at 6.50 USD, 11+ at
+    /// 6 USD; credits are cents), its volume table and the graduated sums of the same tiers.
+    #[test]
+    fn stripe_typographic_tiers() {
+        let tiers = || vec![band(Some(5), 700), band(Some(10), 650), band(None, 600)];
+        let catalog = Catalog::new(
+            vec![
+                banded("fonts-volume", PricingModel::Volume, tiers()),
+                banded("fonts-graduated", PricingModel::Graduated, tiers()),
+            ],
+            "catalog",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        for (quantity, volume, graduated) in [
+            (1, 700, 700),
+            (5, 3_500, 3_500),
+            (6, 3_900, 4_150),
+            (20, 12_000, 12_750),
+            (25, 15_000, 15_750),
+        ] {
+            assert_eq!(
+                subtotal_of(&catalog, "fonts-volume", quantity),
+                volume,
+                "volume × {quantity}"
+            );
+            assert_eq!(
+                subtotal_of(&catalog, "fonts-graduated", quantity),
+                graduated,
+                "graduated × {quantity}"
+            );
+        }
+    }
+
+    /// Flat fees per band as Stripe's `flat_amount` and Lago's flat amount per range bill them:
+    /// volume bills the reached band's fee once, graduated the fee of every band reached, and a
+    /// line of 0 units still bills a flat first band (Stripe's graduated example).
+    #[test]
+    fn flat_fees_per_band() {
+        // Stripe's Typographic tiers with a flat fee per tier: 1-5 at 7 USD + 10 USD,
+        // 6-10 at 6.50 USD + 5 USD, 11+ at 6 USD.
+        let tiers = || {
+            vec![
+                fee_band(Some(5), 700, 1_000),
+                fee_band(Some(10), 650, 500),
+                fee_band(None, 600, 0),
+            ]
+        };
+        // A stairstep: the fee alone prices each slab.
+        let stairs = vec![
+            fee_band(Some(10), 0, 5_000),
+            fee_band(Some(100), 0, 20_000),
+            fee_band(None, 0, 50_000),
+        ];
+        let catalog = Catalog::new(
+            vec![
+                banded("v", PricingModel::Volume, tiers()),
+                banded("g", PricingModel::Graduated, tiers()),
+                banded("stairs", PricingModel::Volume, stairs),
+            ],
+            "catalog",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        for (sku, quantity, subtotal) in [
+            ("v", 0, 1_000),
+            ("v", 5, 3_500 + 1_000),
+            ("v", 6, 3_900 + 500),
+            ("v", 11, 6_600),
+            ("g", 0, 1_000),
+            ("g", 1, 700 + 1_000),
+            ("g", 5, 3_500 + 1_000),
+            ("g", 6, 3_500 + 1_000 + 650 + 500),
+            ("g", 20, 3_500 + 1_000 + 3_250 + 500 + 6_000),
+            ("stairs", 0, 5_000),
+            ("stairs", 10, 5_000),
+            ("stairs", 11, 20_000),
+            ("stairs", 101, 50_000),
+        ] {
+            assert_eq!(
+                subtotal_of(&catalog, sku, quantity),
+                subtotal,
+                "{sku} × {quantity}"
+            );
+        }
+        let quote = price(
+            request("gold", &[("g", 6)]),
+            &catalog,
+            &PricingContext::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let line = &quote.lines[0];
+        let uses: Vec<(u64, u64, u64, u64)> = line
+            .bands
+            .iter()
+            .map(|b| {
+                (
+                    b.quantity,
+                    b.unit_price.get(),
+                    b.flat_fee.get(),
+                    b.amount.get(),
+                )
+            })
+            .collect();
+        assert_eq!(uses, [(5, 700, 1_000, 4_500), (1, 650, 500, 1_150)]);
+        // The tier discount applies to the line subtotal, fees included: 5 650 × 0.85.
+        assert_eq!((line.subtotal.get(), line.total.get()), (5_650, 4_803));
+    }
+
+    /// Lago's package model: 5 USD per 100 units with the first 100 free, so 201 units cost
+    /// 0 + 5 + 5 = 10 USD; and a started block is billed whole.
+    #[test]
+    fn package_pricing() {
+        let catalog = Catalog::new(
+            vec![
+                package("api", 100, 500, Some(100)),
+                package("sms", 1_000, 5_000, None),
+            ],
+            "catalog",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        for (sku, quantity, subtotal) in [
+            ("api", 201, 1_000),
+            ("api", 0, 0),
+            ("api", 100, 0),
+            ("api", 101, 500),
+            ("api", 200, 500),
+            ("sms", 0, 0),
+            ("sms", 1, 5_000),
+            ("sms", 1_000, 5_000),
+            ("sms", 1_001, 10_000),
+        ] {
+            assert_eq!(
+                subtotal_of(&catalog, sku, quantity),
+                subtotal,
+                "{sku} × {quantity}"
+            );
+        }
+        let quote = price(
+            request("platinum", &[("api", 201)]),
+            &catalog,
+            &PricingContext::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let line = &quote.lines[0];
+        assert_eq!(line.pricing, PricingModel::Package);
+        assert!(line.bands.is_empty());
+        assert_eq!(
+            line.package,
+            Some(PackageUse {
+                free_units: 100,
+                packages: 2,
+                size: 100,
+                price: credits(500),
+            })
+        );
+        assert_eq!((line.unit_price.get(), line.total.get()), (500, 700));
+        // A block price times a huge count is refused, not wrapped.
+        let huge = Catalog::new(vec![package("big", 1, Credits::MAX.get(), None)], "catalog")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let err = price(
+            request("gold", &[("big", 2)]),
+            &huge,
+            &PricingContext::default(),
+        )
+        .err();
+        assert_eq!(err.map(|e| e.code().as_str()), Some("INVALID_INPUT"));
+    }
+
+    /// A line of 0 units is priced by its model: nothing for per-unit and package pricing.
+    #[test]
+    fn quantity_zero() {
+        let catalog = catalog();
+        for sku in ["basic", "vol", "grad"] {
+            assert_eq!(subtotal_of(&catalog, sku, 0), 0, "{sku}");
+        }
+        let quote = price(
+            request("gold", &[("grad", 0)]),
+            &catalog,
+            &PricingContext::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let line = &quote.lines[0];
+        assert_eq!(
+            (line.quantity, line.bands.len(), line.unit_price.get()),
+            (0, 1, 100)
+        );
+    }
+
+    /// The new fields enter the digest and the fingerprint.
+    #[test]
+    fn fees_and_packages_are_fingerprinted() {
+        let with_fee = |fee| {
+            Catalog::new(
+                vec![banded(
+                    "g",
+                    PricingModel::Graduated,
+                    vec![fee_band(None, 10, fee)],
+                )],
+                "catalog",
+            )
+            .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let a = with_fee(1);
+        let b = with_fee(2);
+        assert_ne!(a.digest(), b.digest());
+        assert_ne!(a.digest(), with_fee(0).digest());
+        let packaged = |free| {
+            Catalog::new(vec![package("p", 10, 100, free)], "catalog")
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        assert_ne!(packaged(None).digest(), packaged(Some(1)).digest());
+        // Explicit zero free units and none are the same product.
+        assert_eq!(packaged(None).digest(), packaged(Some(0)).digest());
+        let fingerprint = |catalog: &Catalog, quantity| {
+            price(
+                request("gold", &[("g", quantity)]),
+                catalog,
+                &PricingContext::default(),
+            )
+            .map(|q| q.fingerprint_hex())
+            .unwrap_or_else(|e| panic!("{e}"))
+        };
+        assert_ne!(fingerprint(&a, 3), fingerprint(&b, 3));
+        assert_eq!(fingerprint(&a, 3), fingerprint(&a, 3));
+    }
+
+    proptest::proptest! {
+        /// Flat fees only ever add: graduated pricing with fees is never below the same bands
+        /// without them, and exceeds them by exactly the fees of the bands reached.
+        #[test]
+        fn graduated_fees_only_add(
+            prices in proptest::collection::vec((1u64..50, 0u64..1_000, 0u64..5_000), 1..6),
+            quantity in 0u64..400,
+        ) {
+            let mut floor = 0;
+            let bands: Vec<Band> = prices.iter().enumerate().map(|(i, &(width, price, fee))| {
+                floor += width;
+                fee_band((i + 1 < prices.len()).then_some(floor), price, fee)
+            }).collect();
+            let bare: Vec<Band> = bands.iter().map(|b| Band { flat_fee: Credits::ZERO, ..*b }).collect();
+            let catalog = Catalog::new(
+                vec![banded("fees", PricingModel::Graduated, bands), banded("bare", PricingModel::Graduated, bare)],
+                "catalog",
+            ).map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+            let with = price(request("standard", &[("fees", quantity)]), &catalog, &PricingContext::default())
+                .map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+            let without = subtotal_of(&catalog, "bare", quantity);
+            let fees: u64 = with.lines[0].bands.iter().map(|b| b.flat_fee.get()).sum();
+            proptest::prop_assert!(with.lines[0].subtotal.get() >= without);
+            proptest::prop_assert_eq!(with.lines[0].subtotal.get(), without + fees);
+        }
+
+        /// A package price never falls as the quantity grows, and rises by at most one block
+        /// per unit.
+        #[test]
+        fn package_price_is_monotone(
+            size in 1u64..500,
+            block in 0u64..10_000,
+            free in proptest::option::of(0u64..1_000),
+            quantity in 0u64..100_000,
+        ) {
+            let catalog = Catalog::new(vec![package("p", size, block, free)], "catalog")
+                .map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+            let here = subtotal_of(&catalog, "p", quantity);
+            let next = subtotal_of(&catalog, "p", quantity + 1);
+            proptest::prop_assert!(next >= here);
+            proptest::prop_assert!(next - here <= block);
+        }
+    }
+
+    #[test]
+    fn package_validation_names_the_field() {
+        let cases: Vec<(ProductSpec, &str)> = vec![
+            (
+                product("x", PricingModel::Package),
+                "catalog[0].packageSize",
+            ),
+            (
+                ProductSpec {
+                    package_size: Some(0),
+                    ..package("x", 1, 1, None)
+                },
+                "catalog[0].packageSize",
+            ),
+            (
+                ProductSpec {
+                    package_size: Some(Catalog::PACKAGE_SIZE_MAX + 1),
+                    ..package("x", 1, 1, None)
+                },
+                "catalog[0].packageSize",
+            ),
+            (
+                ProductSpec {
+                    package_price: None,
+                    ..package("x", 1, 1, None)
+                },
+                "catalog[0].packagePrice",
+            ),
+            (
+                ProductSpec {
+                    base_price: Some(credits(1)),
+                    ..package("x", 1, 1, None)
+                },
+                "catalog[0].basePrice",
+            ),
+            (
+                ProductSpec {
+                    bands: Some(vec![band(None, 1)]),
+                    ..package("x", 1, 1, None)
+                },
+                "catalog[0].bands",
+            ),
+            (
+                ProductSpec {
+                    package_size: Some(10),
+                    ..banded("x", PricingModel::Volume, vec![band(None, 1)])
+                },
+                "catalog[0].packageSize",
+            ),
+            (
+                ProductSpec {
+                    free_units: Some(10),
+                    base_price: Some(credits(1)),
+                    ..product("x", PricingModel::PerUnit)
+                },
+                "catalog[0].freeUnits",
+            ),
+        ];
+        for (spec, field) in cases {
+            match Catalog::new(vec![spec], "catalog") {
+                Err(Error::InvalidInput { field: got, .. }) => assert_eq!(got, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+    }
+
     #[test]
     fn catalog_validation_names_the_field() {
         let spec = |pricing, base: Option<u64>, bands: Option<Vec<Band>>| ProductSpec {
@@ -528,6 +1007,9 @@ mod tests {
             base_price: base.map(credits),
             pricing,
             bands,
+            package_size: None,
+            package_price: None,
+            free_units: None,
             tiers: None,
         };
         let cases: Vec<(ProductSpec, &str)> = vec![

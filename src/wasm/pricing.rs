@@ -332,8 +332,13 @@ fn product_spec(item: serde_json::Value, path: &str) -> Result<ProductSpec, Erro
                 let mut band = Fields::new(item, &at)?;
                 let up_to = band.opt_credits("upTo")?.map(Credits::get);
                 let unit_price = band.credits("unitPrice")?;
-                band.finish(&["upTo", "unitPrice"])?;
-                bands.push(Band { up_to, unit_price });
+                let flat_fee = band.opt_credits("flatFee")?.unwrap_or(Credits::ZERO);
+                band.finish(&["upTo", "unitPrice", "flatFee"])?;
+                bands.push(Band {
+                    up_to,
+                    unit_price,
+                    flat_fee,
+                });
             }
             Some(bands)
         }
@@ -353,13 +358,29 @@ fn product_spec(item: serde_json::Value, path: &str) -> Result<ProductSpec, Erro
                 .collect::<Result<Vec<_>, _>>()?,
         ),
     };
-    product.finish(&["sku", "name", "basePrice", "pricing", "bands", "tiers"])?;
+    let package_size = product.opt_credits("packageSize")?.map(Credits::get);
+    let package_price = product.opt_credits("packagePrice")?;
+    let free_units = product.opt_credits("freeUnits")?.map(Credits::get);
+    product.finish(&[
+        "sku",
+        "name",
+        "basePrice",
+        "pricing",
+        "bands",
+        "packageSize",
+        "packagePrice",
+        "freeUnits",
+        "tiers",
+    ])?;
     Ok(ProductSpec {
         sku,
         name,
         base_price,
         pricing,
         bands,
+        package_size,
+        package_price,
+        free_units,
         tiers,
     })
 }
@@ -414,6 +435,7 @@ fn model_name(model: PricingModel) -> PricingModelName {
         PricingModel::PerUnit => PricingModelName::PerUnit,
         PricingModel::Volume => PricingModelName::Volume,
         PricingModel::Graduated => PricingModelName::Graduated,
+        PricingModel::Package => PricingModelName::Package,
     }
 }
 
@@ -452,9 +474,12 @@ pub fn quote_output(quote: &quote::Quote, context: &PricingContext) -> types::Qu
                         up_to: b.up_to,
                         quantity: b.quantity,
                         unit_price: b.unit_price.get(),
+                        flat_fee: (b.flat_fee != Credits::ZERO).then(|| b.flat_fee.get()),
                         amount: b.amount.get(),
                     })
                     .collect(),
+                packages: line.package.map(|p| p.packages),
+                free_units: line.package.map(|p| p.free_units),
                 subtotal: line.subtotal.get(),
                 discount_rate: line.discount_rate.to_string(),
                 discount: line.discount.get(),

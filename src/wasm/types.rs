@@ -84,6 +84,10 @@ pub struct BandInput {
     /// Credits per unit in this band.
     #[tsify(type = "number | bigint")]
     pub unit_price: CreditsField,
+    /// Credits billed once when the band is billed (volume: the reached band's; graduated: each
+    /// band reached, the first always). Default 0.
+    #[tsify(optional, type = "number | bigint")]
+    pub flat_fee: Option<CreditsField>,
 }
 
 /// How a product's price follows from the quantity.
@@ -93,6 +97,7 @@ pub enum PricingModelName {
     PerUnit,
     Volume,
     Graduated,
+    Package,
 }
 
 /// A catalog product.
@@ -110,6 +115,15 @@ pub struct ProductInput {
     /// For `volume` and `graduated` pricing.
     #[tsify(optional)]
     pub bands: Option<Vec<BandInput>>,
+    /// For `package` pricing: units per block (at least 1); a started block is billed whole.
+    #[tsify(optional, type = "number | bigint")]
+    pub package_size: Option<CreditsField>,
+    /// For `package` pricing: credits per block.
+    #[tsify(optional, type = "number | bigint")]
+    pub package_price: Option<CreditsField>,
+    /// For `package` pricing: units priced free before the first block. Default 0.
+    #[tsify(optional, type = "number | bigint")]
+    pub free_units: Option<CreditsField>,
     /// Tiers allowed to sell the product; absent: every tier.
     #[tsify(optional)]
     pub tiers: Option<Vec<String>>,
@@ -160,6 +174,11 @@ pub struct BandUseOutput {
     pub up_to: Option<u64>,
     pub quantity: u64,
     pub unit_price: u64,
+    /// The band's flat fee, present when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[tsify(optional)]
+    pub flat_fee: Option<u64>,
+    /// `quantity × unitPrice + flatFee`.
     pub amount: u64,
 }
 
@@ -171,9 +190,18 @@ pub struct QuoteLineOutput {
     pub name: String,
     pub quantity: u64,
     pub pricing: PricingModelName,
-    /// Unit price of the last unit on the line, in credits.
+    /// Unit price of the last unit on the line, in credits; for `package` pricing, a block's.
     pub unit_price: u64,
+    /// The bands that priced the line (`perUnit`: one, `band: null`; `package`: none).
     pub bands: Vec<BandUseOutput>,
+    /// For `package` pricing: the blocks billed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[tsify(optional)]
+    pub packages: Option<u64>,
+    /// For `package` pricing: the units priced free.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[tsify(optional)]
+    pub free_units: Option<u64>,
     /// Before the tier discount, in credits.
     pub subtotal: u64,
     /// The tier's discount, e.g. `"0.3000"`.

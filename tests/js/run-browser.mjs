@@ -57,6 +57,17 @@ try {
   await page.selectOption("#tier", "platinum");
   await page.waitForSelector("body[data-state=ready]");
   check("platinum may sell enterprise", (await read()).total === "21,350");
+  // A band's flat fee and a package: 7 agents are 2,000 + 2 × 150 + 500 = 2,800 (1,960 at 30 %
+  // off); 2,500 calls, the first 1,000 free, are 2 blocks of 250 = 500 (350).
+  await page.fill("input[name=support]", "7");
+  await page.fill("input[name=api]", "2500");
+  const fees = await read();
+  check("a flat fee and a package are priced", fees.total === "23,660" && fees.rows === 6 && fees.verified === "genuine", JSON.stringify(fees));
+  const shown = await page.evaluate(() => [...document.querySelectorAll("#quote tbody tr")].map((r) => r.cells[2].textContent));
+  check("the breakdown shows the fee and the blocks", shown.includes("5 × 0 + 2,000 + 2 × 150 + 500") && shown.includes("2 × 1,000 (1,000 free)"), JSON.stringify(shown));
+  // A line of 0 agents still bills the desk's flat fee: 2,000 at 30 % off.
+  await page.fill("input[name=support]", "0");
+  check("a line of 0 units bills a flat first band", (await read()).total === "23,100");
   await page.screenshot({ path: join(shots, "www.png"), fullPage: true });
 
   // The dashboard: seeded in the page, every figure from the engine; a top-up made in the page

@@ -122,13 +122,65 @@ export function cases(lib, runtime) {
     ok(!verifyQuote(q, cheaper).valid, "a changed catalog is caught");
   });
 
+  t("flat fees per band, packages and lines of 0 units", () => {
+    // Stripe's Typographic tiers with a flat fee per tier; Lago's package example (5 USD per
+    // 100 units, the first 100 free: 201 units cost 10 USD); credits are cents.
+    const tiers = [{ upTo: 5, unitPrice: 700, flatFee: 1000 }, { upTo: 10, unitPrice: 650, flatFee: 500 }, { upTo: null, unitPrice: 600 }];
+    const products = [
+      { sku: "fonts-v", name: "Fonts (volume)", pricing: "volume", bands: tiers },
+      { sku: "fonts-g", name: "Fonts (graduated)", pricing: "graduated", bands: tiers },
+      { sku: "api", name: "API calls", pricing: "package", packageSize: 100, packagePrice: 500, freeUnits: 100 },
+      { sku: "sms", name: "SMS", pricing: "package", packageSize: 1000, packagePrice: 5000 },
+      ...CATALOG,
+    ];
+    const catalog = new Catalog(products);
+    const subtotal = (sku, quantity) => catalog.quote({ tier: "standard", lines: [{ sku, quantity }] }).subtotal;
+    const cases = [
+      ["fonts-v", 0, 1000], ["fonts-v", 5, 4500], ["fonts-v", 6, 4400], ["fonts-v", 11, 6600],
+      ["fonts-g", 0, 1000], ["fonts-g", 6, 5650], ["fonts-g", 20, 14250],
+      ["api", 0, 0], ["api", 100, 0], ["api", 101, 500], ["api", 201, 1000],
+      ["sms", 1, 5000], ["sms", 1000, 5000], ["sms", 1001, 10000],
+      ["basic", 0, 0], ["grad", 0, 0], ["vol", 0, 0],
+    ];
+    equal(cases.map(([sku, quantity]) => subtotal(sku, quantity)), cases.map((c) => c[2]), "subtotals");
+    const q = catalog.quote({ tier: "gold", lines: [{ sku: "fonts-g", quantity: 6 }, { sku: "api", quantity: 201 }, { sku: "basic", quantity: 1 }] });
+    equal(q.lines[0].bands, [
+      { band: 0, upTo: 5, quantity: 5, unitPrice: 700, flatFee: 1000, amount: 4500 },
+      { band: 1, upTo: 10, quantity: 1, unitPrice: 650, flatFee: 500, amount: 1150 },
+    ], "each band's units, unit price and flat fee");
+    equal([q.lines[0].subtotal, q.lines[0].total], [5650, 4803], "the tier discount on the subtotal, fees included");
+    equal(
+      [q.lines[1].pricing, q.lines[1].bands, q.lines[1].packages, q.lines[1].freeUnits, q.lines[1].unitPrice, q.lines[1].total],
+      ["package", [], 2, 100, 500, 850],
+      "a package line",
+    );
+    equal(["packages" in q.lines[2], "flatFee" in q.lines[2].bands[0]], [false, false], "nothing new on a line without them");
+    equal(verifyQuote(q, catalog).valid, true, "genuine");
+    for (const [path, tamper] of [
+      ["lines[0].bands[0].flatFee", (t) => (t.lines[0].bands[0].flatFee = 0)],
+      ["lines[1].packages", (t) => (t.lines[1].packages = 1)],
+      ["lines[1].freeUnits", (t) => delete t.lines[1].freeUnits],
+    ]) {
+      const sent = JSON.parse(JSON.stringify(q));
+      tamper(sent);
+      equal(verifyQuote(sent, catalog).mismatches, [path], `tampered ${path}`);
+    }
+    const cheaper = products.map((p) => (p.sku === "api" ? { ...p, freeUnits: 101 } : p));
+    ok(new Catalog(cheaper).digest !== catalog.digest, "free units are in the digest");
+    ok(!verifyQuote(q, cheaper).valid, "a changed package is caught");
+    // A catalog with neither keeps the digest it had: quotes priced before still verify.
+    equal(new Catalog(CATALOG).quote(GOLDEN_REQUEST).fingerprint, GOLDEN_FINGERPRINT, "earlier fingerprint");
+    still();
+  });
+
   t("quote refuses with the right code and names the line", async () => {
     await fails(AllyError, "UNKNOWN_TIER", () => quote({ tier: "diamond", lines: [{ sku: "basic", quantity: 1 }] }, CATALOG));
     const restricted = await fails(AllyError, "TIER_RESTRICTED", () => quote({ tier: "standard", lines: [{ sku: "basic", quantity: 1 }, { sku: "pro", quantity: 1 }] }, CATALOG));
     equal(restricted.details.field, "request.lines[1].sku", "field");
     const cases = [
       [{ tier: "gold", lines: [{ sku: "nope", quantity: 1 }] }, "request.lines[0].sku"],
-      [{ tier: "gold", lines: [{ sku: "basic", quantity: 0 }] }, "request.lines[0].quantity"],
+      [{ tier: "gold", lines: [{ sku: "basic", quantity: 1_000_000_001 }] }, "request.lines[0].quantity"],
+      [{ tier: "gold", lines: [{ sku: "basic", quantity: -1 }] }, "request.lines[0].quantity"],
       [{ tier: "gold", lines: [{ sku: "basic", quantity: 1.5 }] }, "request.lines[0].quantity"],
       [{ tier: "gold", lines: [{ sku: "basic", quantity: NaN }] }, "request.lines[0].quantity"],
       [{ tier: "gold", lines: [{ sku: "basic", quantity: "1" }] }, "request.lines[0].quantity"],
@@ -176,6 +228,26 @@ export function cases(lib, runtime) {
       [[{ sku: "v", name: "V", pricing: "stepped", bands: [{ unitPrice: 1 }] }], "catalog[0].pricing"],
       [[{ sku: "a", name: "A", basePrice: 1, tiers: [] }], "catalog[0].tiers"],
       [[protoKeyed('{"sku":"a","name":"A","basePrice":1,"__proto__":{"tiers":[]}}')], "catalog[0].__proto__"],
+      [[{ sku: "p", name: "P", pricing: "package", packagePrice: 5 }], "catalog[0].packageSize"],
+      [[{ sku: "p", name: "P", pricing: "package", packageSize: 10 }], "catalog[0].packagePrice"],
+      [[{ sku: "p", name: "P", pricing: "package", packageSize: 10, basePrice: 5 }], "catalog[0].basePrice"],
+      [[{ sku: "p", name: "P", pricing: "package", packageSize: 10, packagePrice: 5, bands: [{ unitPrice: 1 }] }], "catalog[0].bands"],
+      [[{ sku: "a", name: "A", basePrice: 1, freeUnits: 3 }], "catalog[0].freeUnits"],
+      [[{ sku: "v", name: "V", pricing: "volume", packageSize: 10, bands: [{ unitPrice: 1 }] }], "catalog[0].packageSize"],
+      [[{ sku: "v", name: "V", pricing: "volume", bands: [{ unitPrice: 1, flat_fee: 5 }] }], "catalog[0].bands[0].flat_fee"],
+      [[protoKeyed('{"sku":"p","name":"P","pricing":"package","packageSize":10,"packagePrice":5,"__proto__":{"freeUnits":1}}')], "catalog[0].__proto__"],
+      ...NOT_CREDITS.filter((v) => v !== undefined && v !== 0).flatMap((v) => [
+        [[{ sku: "p", name: "P", pricing: "package", packageSize: v, packagePrice: 5 }], "catalog[0].packageSize"],
+        [[{ sku: "p", name: "P", pricing: "package", packageSize: 10, packagePrice: v }], "catalog[0].packagePrice"],
+        // The optional two read null as absent, as upTo does.
+        ...(v === null
+          ? []
+          : [
+              [[{ sku: "p", name: "P", pricing: "package", packageSize: 10, packagePrice: 5, freeUnits: v }], "catalog[0].freeUnits"],
+              [[{ sku: "v", name: "V", pricing: "volume", bands: [{ unitPrice: 1, flatFee: v }] }], "catalog[0].bands[0].flatFee"],
+            ]),
+      ]),
+      [[{ sku: "p", name: "P", pricing: "package", packageSize: 0, packagePrice: 5 }], "catalog[0].packageSize"],
     ];
     for (const [products, field] of bad) {
       const e = await fails(AllyError, "INVALID_INPUT", () => new Catalog(products), field);

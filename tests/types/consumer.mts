@@ -26,13 +26,18 @@ tierCost(1000, "gold", { colour: "red" });
 
 const products: ProductInput[] = [
   { sku: "basic", name: "Basic", basePrice: 1000 },
-  { sku: "seats", name: "Seats", pricing: "graduated", bands: [{ upTo: 10, unitPrice: 100 }, { upTo: null, unitPrice: 80 }] },
+  { sku: "seats", name: "Seats", pricing: "graduated", bands: [{ upTo: 10, unitPrice: 100, flatFee: 500 }, { upTo: null, unitPrice: 80 }] },
+  { sku: "calls", name: "API calls", pricing: "package", packageSize: 100, packagePrice: 500, freeUnits: 100 },
 ];
 const catalog = new Catalog(products);
 const q: Quote = quote({ tier: "gold", lines: [{ sku: "basic", quantity: 2 }] }, catalog);
 const lineTotal: number | undefined = q.lines[0]?.total;
 const money: string = q.totalMoney;
 const valid: boolean = verifyQuote(q, products).valid;
+const packages: number | undefined = q.lines[0]?.packages;
+const flatFee: number | undefined = q.lines[0]?.bands[0]?.flatFee;
+// @ts-expect-error package pricing is a closed set of models
+new Catalog([{ sku: "x", name: "X", pricing: "stairstep", packageSize: 10 }]);
 // @ts-expect-error a quantity is a number
 quote({ tier: "gold", lines: [{ sku: "basic", quantity: "2" }] }, catalog);
 
@@ -80,7 +85,7 @@ async function main(): Promise<void> {
     }
   }
   await initAlly();
-  console.log(edgeCost, edgeQuote, cost, bigCost, costs, lineTotal, money, valid, tier, status, found, paid, listed, webTierCost(1, "gold"));
+  console.log(edgeCost, edgeQuote, cost, bigCost, costs, lineTotal, money, packages, flatFee, valid, tier, status, found, paid, listed, webTierCost(1, "gold"));
 }
 void main;
 
