@@ -328,15 +328,35 @@ pub struct Withheld {
     pub reason: HoldReason,
 }
 
+/// `a + b` in minor units, or the overflow of `what`: money sums are checked, never saturated.
+pub fn add_minor(a: i64, b: i64, what: &str) -> Result<i64> {
+    a.checked_add(b).ok_or_else(|| Error::overflow(what))
+}
+
+/// The sum of `values` in minor units, or the overflow of `what`.
+pub fn sum_minor(values: impl IntoIterator<Item = i64>, what: &str) -> Result<i64> {
+    values
+        .into_iter()
+        .try_fold(0i64, |sum, value| add_minor(sum, value, what))
+}
+
+/// A payout's net: earned plus clawbacks (negative) less advances, checked.
+pub fn net_minor(earned: i64, clawbacks: i64, advances: i64, reseller: &str) -> Result<i64> {
+    let what = || format!("the payout of reseller \"{reseller}\"");
+    earned
+        .checked_add(clawbacks)
+        .and_then(|n| n.checked_sub(advances))
+        .ok_or_else(|| Error::overflow(what()))
+}
+
 /// The pure payout decision: approved lines and open advances per reseller; a reseller whose
 /// net is positive and reaches `minimum` is paid its net, the others are withheld. Resellers in
-/// id order.
-#[must_use]
+/// id order. A sum beyond the range of minor units is `Overflow`.
 pub fn plan_payouts(
     approved: &[CommissionLine],
     advances: &[CommissionPayment],
     minimum: i64,
-) -> (Vec<Payout>, Vec<Withheld>) {
+) -> Result<(Vec<Payout>, Vec<Withheld>)> {
     let mut by_reseller: BTreeMap<&str, Payout> = BTreeMap::new();
     for line in approved
         .iter()
@@ -346,10 +366,11 @@ pub fn plan_payouts(
             .entry(line.reseller_id.as_str())
             .or_insert_with(|| Payout::empty(&line.reseller_id));
         p.line_ids.push(line.id.clone());
+        let what = format!("the commission of reseller \"{}\"", line.reseller_id);
         if line.amount >= 0 {
-            p.earned = p.earned.saturating_add(line.amount);
+            p.earned = add_minor(p.earned, line.amount, &what)?;
         } else {
-            p.clawbacks = p.clawbacks.saturating_add(line.amount);
+            p.clawbacks = add_minor(p.clawbacks, line.amount, &what)?;
         }
     }
     for advance in advances.iter().filter(|a| a.is_open_advance()) {
@@ -357,15 +378,16 @@ pub fn plan_payouts(
             .entry(advance.reseller_id.as_str())
             .or_insert_with(|| Payout::empty(&advance.reseller_id));
         p.advance_ids.push(advance.id.clone());
-        p.advances = p.advances.saturating_add(advance.amount);
+        p.advances = add_minor(
+            p.advances,
+            advance.amount,
+            &format!("the advances of reseller \"{}\"", advance.reseller_id),
+        )?;
     }
     let mut paid = Vec::new();
     let mut withheld = Vec::new();
     for (_, mut p) in by_reseller {
-        p.amount = p
-            .earned
-            .saturating_add(p.clawbacks)
-            .saturating_sub(p.advances);
+        p.amount = net_minor(p.earned, p.clawbacks, p.advances, &p.reseller_id)?;
         if p.amount > 0 && p.amount >= minimum {
             paid.push(p);
         } else {
@@ -380,7 +402,7 @@ pub fn plan_payouts(
             });
         }
     }
-    (paid, withheld)
+    Ok((paid, withheld))
 }
 
 impl Payout {
@@ -438,11 +460,11 @@ impl PayoutBatch {
     }
 
     /// What the batch pays in all.
-    #[must_use]
-    pub fn total(&self) -> i64 {
-        self.payouts
-            .iter()
-            .fold(0i64, |sum, p| sum.saturating_add(p.amount))
+    pub fn total(&self) -> Result<i64> {
+        sum_minor(
+            self.payouts.iter().map(|p| p.amount),
+            &format!("the total of payout batch \"{}\"", self.id),
+        )
     }
 
     #[must_use]
@@ -596,8 +618,10 @@ pub struct Reconciliation {
 /// Compares the lines a fresh run gives with the lines recorded for the same payments. Status,
 /// batch and times of recording are not compared: they are the lines' history, not their
 /// amounts.
-#[must_use]
-pub fn reconcile(expected: &[CommissionLine], recorded: &[CommissionLine]) -> Reconciliation {
+pub fn reconcile(
+    expected: &[CommissionLine],
+    recorded: &[CommissionLine],
+) -> Result<Reconciliation> {
     let recorded_by_id: HashMap<&str, &CommissionLine> =
         recorded.iter().map(|l| (l.id.as_str(), l)).collect();
     let mut out = Reconciliation {
@@ -607,7 +631,7 @@ pub fn reconcile(expected: &[CommissionLine], recorded: &[CommissionLine]) -> Re
     };
     let mut seen: HashMap<&str, ()> = HashMap::with_capacity(expected.len());
     for e in expected {
-        out.expected_total = out.expected_total.saturating_add(e.amount);
+        out.expected_total = add_minor(out.expected_total, e.amount, "the expected total")?;
         seen.insert(e.id.as_str(), ());
         match recorded_by_id.get(e.id.as_str()) {
             None => out.discrepancies.push(Discrepancy {
@@ -651,7 +675,7 @@ pub fn reconcile(expected: &[CommissionLine], recorded: &[CommissionLine]) -> Re
         }
     }
     for r in recorded {
-        out.recorded_total = out.recorded_total.saturating_add(r.amount);
+        out.recorded_total = add_minor(out.recorded_total, r.amount, "the recorded total")?;
         if !seen.contains_key(r.id.as_str()) {
             out.discrepancies.push(Discrepancy {
                 kind: DiscrepancyKind::Unexpected,
@@ -664,7 +688,7 @@ pub fn reconcile(expected: &[CommissionLine], recorded: &[CommissionLine]) -> Re
         }
     }
     out.discrepancies.sort_by(|a, b| a.line_id.cmp(&b.line_id));
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -688,7 +712,7 @@ mod tests {
             level: 0,
             rule: Rule::Percentage,
             rate: Rate::from_units(1500).unwrap_or(Rate::ZERO),
-            base: amount * 100 / 15,
+            base: amount.saturating_mul(100) / 15,
             amount,
             payment_at: at(1),
             payable_at: at(10),
@@ -791,7 +815,8 @@ mod tests {
             ],
             &[],
             0,
-        );
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         let batch = PayoutBatch {
             id: "pb_1".to_owned(),
             description: None,
@@ -826,7 +851,8 @@ mod tests {
                 ..advance("z", "a", 99_999)
             },
         ];
-        let (paid, withheld) = plan_payouts(&lines, &advances, 5_000);
+        let (paid, withheld) =
+            plan_payouts(&lines, &advances, 5_000).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(paid.len(), 1);
         let a = &paid[0];
         assert_eq!(
@@ -863,7 +889,7 @@ mod tests {
         moved.recorded_at = at(5);
         moved.base = expected[1].base;
         let recorded = [moved, line("c", "r", 5, Approved)];
-        let report = reconcile(&expected, &recorded);
+        let report = reconcile(&expected, &recorded).unwrap_or_else(|e| panic!("{e}"));
         let got: Vec<(&str, DiscrepancyKind, Vec<&str>)> = report
             .discrepancies
             .iter()
@@ -881,8 +907,51 @@ mod tests {
             (report.expected_total, report.recorded_total, report.matched),
             (300, 255, 0)
         );
-        let same = reconcile(&expected, &expected);
+        let same = reconcile(&expected, &expected).unwrap_or_else(|e| panic!("{e}"));
         assert!(same.discrepancies.is_empty());
         assert_eq!(same.matched, 2);
+    }
+
+    /// Money sums are checked: a batch or a reconciliation beyond the range of minor units is
+    /// an `Overflow` naming the figure, never a saturated total.
+    #[test]
+    fn sums_beyond_the_range_are_refused() {
+        let huge = [
+            line("a", "rs_1", i64::MAX, CommissionStatus::Approved),
+            line("b", "rs_1", 1, CommissionStatus::Approved),
+        ];
+        let refused = plan_payouts(&huge, &[], 0).err().map(|e| e.to_string());
+        assert_eq!(
+            refused.as_deref(),
+            Some("the commission of reseller \"rs_1\": the result is beyond the range amounts are held in exactly")
+        );
+        let owed = [line("a", "rs_1", -2, CommissionStatus::Approved)];
+        let advance = [advance("cp", "rs_1", i64::MAX)];
+        assert_eq!(
+            plan_payouts(&owed, &advance, 0)
+                .err()
+                .map(|e| e.code().as_str()),
+            Some("INVALID_INPUT")
+        );
+        assert!(reconcile(&huge, &[]).is_err());
+        let (payouts, _) = plan_payouts(
+            &[
+                line("a", "rs_1", i64::MAX, CommissionStatus::Approved),
+                line("b", "rs_2", 1, CommissionStatus::Approved),
+            ],
+            &[],
+            0,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let batch = PayoutBatch {
+            id: "pb".to_owned(),
+            description: None,
+            status: BatchStatus::Open,
+            created_at: at(1),
+            completed_at: None,
+            payouts,
+            withheld: Vec::new(),
+        };
+        assert!(batch.total().is_err());
     }
 }

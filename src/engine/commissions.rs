@@ -456,7 +456,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             recorded: 0,
             reversed: 0,
             approved: 0,
-            total: lines.iter().fold(0i64, |s, l| s.saturating_add(l.amount)),
+            total: payout::sum_minor(lines.iter().map(|l| l.amount), "the run's total")?,
         };
         let total = lines.len() as u64;
         for (i, line) in lines.iter().enumerate() {
@@ -642,30 +642,42 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             .await?;
         let paid_out = self.commission_payments(&reseller.id).await?;
         let sum = |status: CommissionStatus| {
-            lines
-                .iter()
-                .filter(|l| l.status == status)
-                .fold(0i64, |s, l| s.saturating_add(l.amount))
+            payout::sum_minor(
+                lines
+                    .iter()
+                    .filter(|l| l.status == status)
+                    .map(|l| l.amount),
+                &format!("the {} commission of \"{}\"", status.as_str(), reseller.id),
+            )
         };
         let (payable, withheld) = payout::plan_payouts(
             &lines,
             &paid_out,
             self.config.commission_plan.minimum_payout,
-        );
-        let advances = paid_out
-            .iter()
-            .filter(|p| p.is_open_advance())
-            .fold(0i64, |s, p| s.saturating_add(p.amount));
-        let approved = sum(CommissionStatus::Approved);
+        )?;
+        let advances = payout::sum_minor(
+            paid_out
+                .iter()
+                .filter(|p| p.is_open_advance())
+                .map(|p| p.amount),
+            &format!("the advances of \"{}\"", reseller.id),
+        )?;
+        let approved = sum(CommissionStatus::Approved)?;
+        let pending = sum(CommissionStatus::Pending)?;
+        let net = approved.checked_sub(advances).ok_or_else(|| {
+            Error::overflow(format!("the payable commission of \"{}\"", reseller.id))
+        })?;
+        let paid = payout::sum_minor(
+            paid_out.iter().map(|p| p.amount),
+            &format!("the commission paid to \"{}\"", reseller.id),
+        )?;
         Ok(CommissionBalance {
             reseller_id: reseller.id,
-            pending: sum(CommissionStatus::Pending),
+            pending,
             approved,
             advances,
-            payable: approved.saturating_sub(advances),
-            paid: paid_out
-                .iter()
-                .fold(0i64, |s, p| s.saturating_add(p.amount)),
+            payable: net,
+            paid,
             withheld: if payable.is_empty() {
                 Some(
                     withheld
@@ -808,7 +820,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                 &approved,
                 &advances,
                 self.config.commission_plan.minimum_payout,
-            );
+            )?;
             let batch = PayoutBatch {
                 id: id.clone(),
                 description,
@@ -882,10 +894,11 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                     })
                     .await?;
                 if line.value.batch_id.as_deref() == Some(id) {
+                    let what = format!("the payout of reseller \"{}\"", payout.reseller_id);
                     if line.value.amount >= 0 {
-                        earned = earned.saturating_add(line.value.amount);
+                        earned = payout::add_minor(earned, line.value.amount, &what)?;
                     } else {
-                        clawbacks = clawbacks.saturating_add(line.value.amount);
+                        clawbacks = payout::add_minor(clawbacks, line.value.amount, &what)?;
                     }
                     lines.push(line_id.clone());
                 }
@@ -909,7 +922,11 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                     )
                     .await?;
                 if advance.value.settled_by.as_deref() == Some(id) {
-                    advances = advances.saturating_add(advance.value.amount);
+                    advances = payout::add_minor(
+                        advances,
+                        advance.value.amount,
+                        &format!("the advances of reseller \"{}\"", payout.reseller_id),
+                    )?;
                     settled.push(advance_id.clone());
                 }
             }
@@ -918,7 +935,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             payout.earned = earned;
             payout.clawbacks = clawbacks;
             payout.advances = advances;
-            payout.amount = earned.saturating_add(clawbacks).saturating_sub(advances);
+            payout.amount = payout::net_minor(earned, clawbacks, advances, &payout.reseller_id)?;
             payout.payment_id = None;
             if payout.amount > 0 {
                 let payment = CommissionPayment {
@@ -973,6 +990,6 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             .into_iter()
             .filter(|l| l.payment_at >= start && l.payment_at < end)
             .collect();
-        Ok(payout::reconcile(&expected, &recorded))
+        payout::reconcile(&expected, &recorded)
     }
 }

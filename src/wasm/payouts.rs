@@ -216,7 +216,7 @@ fn commission_payment_js(p: &CommissionPayment, scale: u32) -> Value {
     })
 }
 
-fn batch_js(b: &PayoutBatch, engine: &Engine) -> Value {
+fn batch_js(b: &PayoutBatch, engine: &Engine) -> Result<Value, Error> {
     let config = engine.config();
     let scale = config.pricing.currency.scale();
     let payouts: Vec<Value> = b
@@ -246,7 +246,7 @@ fn batch_js(b: &PayoutBatch, engine: &Engine) -> Value {
             })
         })
         .collect();
-    json!({
+    Ok(json!({
         "id": b.id,
         "description": b.description,
         "status": b.status.as_str(),
@@ -254,10 +254,10 @@ fn batch_js(b: &PayoutBatch, engine: &Engine) -> Value {
         "completedAt": b.completed_at.map(iso_time::format),
         "currency": config.pricing.currency.code(),
         "minimumPayout": minor_text(config.commission_plan.minimum_payout, scale),
-        "total": minor_text(b.total(), scale),
+        "total": minor_text(b.total()?, scale),
         "payouts": payouts,
         "withheld": withheld,
-    })
+    }))
 }
 
 fn balance_js(b: &CommissionBalance, scale: u32) -> Value {
@@ -302,8 +302,12 @@ fn reconciliation_js(
     start: chrono::DateTime<chrono::Utc>,
     end: chrono::DateTime<chrono::Utc>,
     scale: u32,
-) -> Value {
-    json!({
+) -> Result<Value, Error> {
+    let difference = r
+        .recorded_total
+        .checked_sub(r.expected_total)
+        .ok_or_else(|| Error::overflow("the difference of the recorded and expected totals"))?;
+    Ok(json!({
         "start": iso_time::format(start),
         "end": iso_time::format(end),
         "expectedLines": r.expected_lines,
@@ -311,9 +315,9 @@ fn reconciliation_js(
         "matched": r.matched,
         "expectedTotal": minor_text(r.expected_total, scale),
         "recordedTotal": minor_text(r.recorded_total, scale),
-        "difference": minor_text(r.recorded_total.saturating_sub(r.expected_total), scale),
+        "difference": minor_text(difference, scale),
         "discrepancies": r.discrepancies.iter().map(|d| discrepancy_js(d, scale)).collect::<Vec<_>>(),
-    })
+    }))
 }
 
 /// `{ onProgress? }`: the progress function, if any.
@@ -464,7 +468,7 @@ impl Ally {
         call(&self.engine, parsed, |engine, (start, end)| async move {
             let scale = engine.config().pricing.currency.scale();
             let report = engine.reconcile(start, end).await.or_throw()?;
-            to_plain(&reconciliation_js(&report, start, end, scale))
+            to_plain(&reconciliation_js(&report, start, end, scale).or_throw()?)
         })
     }
 }
@@ -578,7 +582,7 @@ impl Commissions {
         })();
         call(&self.engine, parsed, |engine, description| async move {
             let batch = engine.create_payout_batch(description).await.or_throw()?;
-            to_plain(&batch_js(&batch, &engine))
+            to_plain(&batch_js(&batch, &engine).or_throw()?)
         })
     }
 
@@ -598,7 +602,7 @@ impl Commissions {
                         key: id.clone(),
                     })
                     .or_throw()?;
-                to_plain(&batch_js(&batch, &engine))
+                to_plain(&batch_js(&batch, &engine).or_throw()?)
             },
         )
     }
@@ -612,7 +616,8 @@ impl Commissions {
                 &batches
                     .iter()
                     .map(|b| batch_js(b, &engine))
-                    .collect::<Vec<_>>(),
+                    .collect::<Result<Vec<_>, _>>()
+                    .or_throw()?,
             )
         })
     }
