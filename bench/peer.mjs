@@ -52,6 +52,7 @@ function bandsFor(product, quantity) {
     return { band: index, upTo: band.upTo ?? null, quantity: units, unitPrice: band.unitPrice, ...(fee ? { flatFee: fee } : {}), amount: new D(band.unitPrice).times(units).plus(fee) };
   };
   if (product.pricing === "volume") {
+    if (quantity === 0) return []; // 0 units reach no band
     const index = product.bands.findIndex((b) => b.upTo === null || b.upTo === undefined || quantity <= b.upTo);
     return [use(product.bands[index], index, quantity)];
   }
@@ -92,7 +93,7 @@ export function quote(request, products) {
       sku: product.sku,
       name: product.name,
       quantity,
-      unitPrice: packages === null ? bands[bands.length - 1].unitPrice : product.packagePrice,
+      unitPrice: packages !== null ? product.packagePrice : bands.length > 0 ? bands[bands.length - 1].unitPrice : product.bands[0].unitPrice,
       bands: bands.map((b) => ({ ...b, amount: b.amount.toNumber() })),
       ...(packages === null ? {} : { packages, freeUnits: Math.min(quantity, product.freeUnits ?? 0) }),
       subtotal: lineSubtotal.toNumber(),

@@ -62,8 +62,9 @@ impl fmt::Display for PricingModel {
 }
 
 /// A quantity band: units up to and including `up_to` (`None`: without end) at `unit_price`
-/// each, plus `flat_fee` once when the band is billed (Stripe's `flat_amount`): in volume
-/// pricing the reached band's fee, in graduated pricing the fee of every band reached.
+/// each, plus `flat_fee` once when the band is billed (Stripe's `flat_amount`, Lago's flat amount
+/// per range): in volume pricing the fee of the band the quantity reaches, in graduated pricing
+/// the fee of every band units fall into, and of the first band even for 0 units.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Band {
     pub up_to: Option<u64>,
@@ -174,6 +175,8 @@ impl Catalog {
     pub const NAME_LEN_MAX: usize = 200;
     /// The largest block of package pricing: the largest quantity a quote line takes.
     pub const PACKAGE_SIZE_MAX: u64 = 1_000_000_000;
+    /// The most free units of package pricing: more would make every quantity free.
+    pub const FREE_UNITS_MAX: u64 = 1_000_000_000;
 
     /// Validates products; `field` prefixes error paths (`catalog[3].bands[1].upTo`).
     pub fn new(specs: Vec<ProductSpec>, field: &str) -> Result<Self> {
@@ -372,10 +375,20 @@ fn pricing(spec: &mut ProductSpec, at: &str) -> Result<Pricing> {
                     "package pricing needs a packagePrice in credits".to_owned(),
                 );
             };
+            let free_units = spec.free_units.unwrap_or(0);
+            if free_units > Catalog::FREE_UNITS_MAX {
+                return refuse(
+                    "freeUnits",
+                    format!(
+                        "freeUnits must be within 0..={}, got {free_units}",
+                        Catalog::FREE_UNITS_MAX
+                    ),
+                );
+            }
             Ok(Pricing::Package(Package {
                 size,
                 price,
-                free_units: spec.free_units.unwrap_or(0),
+                free_units,
             }))
         }
     }

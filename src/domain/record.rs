@@ -42,6 +42,20 @@ pub fn describe(value: &Value) -> String {
     }
 }
 
+/// A count of units (a block size, free units): a whole number from 0 to `max`.
+pub fn units(value: &Value, path: &str, max: u64) -> Result<u64, Error> {
+    match value.as_u64() {
+        Some(n) if n <= max => Ok(n),
+        _ => Err(Error::invalid(
+            path,
+            format!(
+                "expected a whole number of units from 0 to {max}, got {}",
+                describe(value)
+            ),
+        )),
+    }
+}
+
 /// Whole credits: a safe, non-negative integer.
 pub fn credits(value: &Value, path: &str) -> Result<Credits, Error> {
     match value {
@@ -167,6 +181,13 @@ impl Fields {
     pub fn opt_credits(&mut self, key: &str) -> Result<Option<Credits>, Error> {
         self.take(key)
             .map(|v| credits(&v, &self.path(key)))
+            .transpose()
+    }
+
+    /// An optional count of units within `0..=max` (`null` reads as absent).
+    pub fn opt_units(&mut self, key: &str, max: u64) -> Result<Option<u64>, Error> {
+        self.take(key)
+            .map(|v| units(&v, &self.path(key), max))
             .transpose()
     }
 

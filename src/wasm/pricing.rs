@@ -358,9 +358,9 @@ fn product_spec(item: serde_json::Value, path: &str) -> Result<ProductSpec, Erro
                 .collect::<Result<Vec<_>, _>>()?,
         ),
     };
-    let package_size = product.opt_credits("packageSize")?.map(Credits::get);
+    let package_size = product.opt_units("packageSize", catalog::Catalog::PACKAGE_SIZE_MAX)?;
     let package_price = product.opt_credits("packagePrice")?;
-    let free_units = product.opt_credits("freeUnits")?.map(Credits::get);
+    let free_units = product.opt_units("freeUnits", catalog::Catalog::FREE_UNITS_MAX)?;
     product.finish(&[
         "sku",
         "name",

@@ -84,8 +84,9 @@ pub struct BandInput {
     /// Credits per unit in this band.
     #[tsify(type = "number | bigint")]
     pub unit_price: CreditsField,
-    /// Credits billed once when the band is billed (volume: the reached band's; graduated: each
-    /// band reached, the first always). Default 0.
+    /// Credits billed once with the band: in `volume` pricing the band the quantity reaches (0
+    /// units reach none), in `graduated` pricing every band units fall into, and the first band
+    /// even for 0 units. Default 0.
     #[tsify(optional, type = "number | bigint")]
     pub flat_fee: Option<CreditsField>,
 }
@@ -115,13 +116,14 @@ pub struct ProductInput {
     /// For `volume` and `graduated` pricing.
     #[tsify(optional)]
     pub bands: Option<Vec<BandInput>>,
-    /// For `package` pricing: units per block (at least 1); a started block is billed whole.
+    /// For `package` pricing: units per block, 1 to 1 000 000 000; a started block is billed whole.
     #[tsify(optional, type = "number | bigint")]
     pub package_size: Option<CreditsField>,
     /// For `package` pricing: credits per block.
     #[tsify(optional, type = "number | bigint")]
     pub package_price: Option<CreditsField>,
-    /// For `package` pricing: units priced free before the first block. Default 0.
+    /// For `package` pricing: units priced free before the first block, at most 1 000 000 000.
+    /// Default 0.
     #[tsify(optional, type = "number | bigint")]
     pub free_units: Option<CreditsField>,
     /// Tiers allowed to sell the product; absent: every tier.
@@ -198,7 +200,7 @@ pub struct QuoteLineOutput {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[tsify(optional)]
     pub packages: Option<u64>,
-    /// For `package` pricing: the units priced free.
+    /// For `package` pricing: the units of the line priced free (at most the product's).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[tsify(optional)]
     pub free_units: Option<u64>,

@@ -123,7 +123,7 @@ export function cases(lib, runtime) {
   });
 
   t("flat fees per band, packages and lines of 0 units", () => {
-    // Stripe's Typographic tiers with a flat fee per tier; Lago's package example (5 USD per
+    // Stripe's Typographic tiers, given a flat fee per tier; Lago's package example (5 USD per
     // 100 units, the first 100 free: 201 units cost 10 USD); credits are cents.
     const tiers = [{ upTo: 5, unitPrice: 700, flatFee: 1000 }, { upTo: 10, unitPrice: 650, flatFee: 500 }, { upTo: null, unitPrice: 600 }];
     const products = [
@@ -136,7 +136,7 @@ export function cases(lib, runtime) {
     const catalog = new Catalog(products);
     const subtotal = (sku, quantity) => catalog.quote({ tier: "standard", lines: [{ sku, quantity }] }).subtotal;
     const cases = [
-      ["fonts-v", 0, 1000], ["fonts-v", 5, 4500], ["fonts-v", 6, 4400], ["fonts-v", 11, 6600],
+      ["fonts-v", 0, 0], ["fonts-v", 5, 4500], ["fonts-v", 6, 4400], ["fonts-v", 11, 6600],
       ["fonts-g", 0, 1000], ["fonts-g", 6, 5650], ["fonts-g", 20, 14250],
       ["api", 0, 0], ["api", 100, 0], ["api", 101, 500], ["api", 201, 1000],
       ["sms", 1, 5000], ["sms", 1000, 5000], ["sms", 1001, 10000],
@@ -248,6 +248,8 @@ export function cases(lib, runtime) {
             ]),
       ]),
       [[{ sku: "p", name: "P", pricing: "package", packageSize: 0, packagePrice: 5 }], "catalog[0].packageSize"],
+      [[{ sku: "p", name: "P", pricing: "package", packageSize: 1e9 + 1, packagePrice: 5 }], "catalog[0].packageSize"],
+      [[{ sku: "p", name: "P", pricing: "package", packageSize: 10, packagePrice: 5, freeUnits: 1e9 + 1 }], "catalog[0].freeUnits"],
     ];
     for (const [products, field] of bad) {
       const e = await fails(AllyError, "INVALID_INPUT", () => new Catalog(products), field);
