@@ -276,8 +276,6 @@ function postgresStorage(pool, options) {
     "append",
     `SELECT ${s}.append($1::text, $2::bigint, $3::text[], $4::text[], $5::bigint[], $6::text, $7::text, $8::bigint)::text AS answer`,
   );
-  const heldAppend = (client, values) => heldAppendText(s, client, values);
-  const lockText = (client, stream, from) => lockStreamText(s, client, stream, from);
   const findClaimed = prepared("findClaim", `SELECT position FROM ${s}.stream_claims WHERE stream = $1 AND key = $2`);
   const readEntries = prepared(
     "read",
@@ -413,7 +411,7 @@ function postgresStorage(pool, options) {
       // granted the row as soon as this is durable. Whatever the answer, the hold ends with it
       // (an append that was not written wrote nothing, so its commit changes nothing).
       // A failed one leaves the transaction open (or aborted): `unlock` rolls it back.
-      const results = await held.client.query(heldAppend(held.client, values));
+      const results = await held.client.query(heldAppendText(s, held.client, values));
       held.released = true;
       return JSON.parse(results[0].rows[0].answer);
     },
@@ -424,7 +422,6 @@ function postgresStorage(pool, options) {
       lockConnectionsInUse += 1;
       const leave = await inQueue(stream);
       let client;
-      let open = false;
       const giveUp = (error) => {
         client?.release(error);
         lockConnectionsInUse -= 1;
@@ -433,8 +430,7 @@ function postgresStorage(pool, options) {
       try {
         client = await pool.connect();
         // The transaction and the lock in one round trip (a simple query: literals, escaped).
-        open = true;
-        const results = await client.query(lockText(client, stream, from));
+        const results = await client.query(lockStreamText(s, client, stream, from));
         const answer = results[1].rows[0].tail;
         const tail = answer === null ? null : JSON.parse(answer);
         if (tail === null) {
@@ -445,15 +441,10 @@ function postgresStorage(pool, options) {
         lockConnections.set(stream, { client, leave, released: false });
         return tail;
       } catch (error) {
-        if (open && error?.code === LOCK_NOT_AVAILABLE) {
-          // Waited past LOCK_WAIT_MS: go on without the lock.
-          try {
-            await client.query("ROLLBACK");
-          } catch (rollback) {
-            giveUp(rollback);
-            return null;
-          }
-          giveUp();
+        if (error?.code === LOCK_NOT_AVAILABLE) {
+          // Waited past LOCK_WAIT_MS: go on without the lock. A connection that cannot even
+          // roll back is dropped.
+          giveUp(await client.query("ROLLBACK").then(() => undefined, (rollback) => rollback));
           return null;
         }
         // A connection that failed mid-lock is dropped, and its transaction with it.

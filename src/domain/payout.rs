@@ -328,16 +328,17 @@ pub struct Withheld {
     pub reason: HoldReason,
 }
 
-/// `a + b` in minor units, or the overflow of `what`: money sums are checked, never saturated.
-pub fn add_minor(a: i64, b: i64, what: &str) -> Result<i64> {
-    a.checked_add(b).ok_or_else(|| Error::overflow(what))
+/// `a + b` in minor units, or the overflow of the figure `what` names (built only on overflow):
+/// money sums are checked, never saturated.
+pub fn add_minor(a: i64, b: i64, what: impl FnOnce() -> String) -> Result<i64> {
+    a.checked_add(b).ok_or_else(|| Error::overflow(what()))
 }
 
 /// The sum of `values` in minor units, or the overflow of `what`.
 pub fn sum_minor(values: impl IntoIterator<Item = i64>, what: &str) -> Result<i64> {
     values
         .into_iter()
-        .try_fold(0i64, |sum, value| add_minor(sum, value, what))
+        .try_fold(0i64, |sum, value| add_minor(sum, value, || what.to_owned()))
 }
 
 /// A payout's net: earned plus clawbacks (negative) less advances, checked.
@@ -366,11 +367,11 @@ pub fn plan_payouts(
             .entry(line.reseller_id.as_str())
             .or_insert_with(|| Payout::empty(&line.reseller_id));
         p.line_ids.push(line.id.clone());
-        let what = format!("the commission of reseller \"{}\"", line.reseller_id);
+        let what = || format!("the commission of reseller \"{}\"", line.reseller_id);
         if line.amount >= 0 {
-            p.earned = add_minor(p.earned, line.amount, &what)?;
+            p.earned = add_minor(p.earned, line.amount, what)?;
         } else {
-            p.clawbacks = add_minor(p.clawbacks, line.amount, &what)?;
+            p.clawbacks = add_minor(p.clawbacks, line.amount, what)?;
         }
     }
     for advance in advances.iter().filter(|a| a.is_open_advance()) {
@@ -378,11 +379,9 @@ pub fn plan_payouts(
             .entry(advance.reseller_id.as_str())
             .or_insert_with(|| Payout::empty(&advance.reseller_id));
         p.advance_ids.push(advance.id.clone());
-        p.advances = add_minor(
-            p.advances,
-            advance.amount,
-            &format!("the advances of reseller \"{}\"", advance.reseller_id),
-        )?;
+        p.advances = add_minor(p.advances, advance.amount, || {
+            format!("the advances of reseller \"{}\"", advance.reseller_id)
+        })?;
     }
     let mut paid = Vec::new();
     let mut withheld = Vec::new();
@@ -631,7 +630,9 @@ pub fn reconcile(
     };
     let mut seen: HashMap<&str, ()> = HashMap::with_capacity(expected.len());
     for e in expected {
-        out.expected_total = add_minor(out.expected_total, e.amount, "the expected total")?;
+        out.expected_total = add_minor(out.expected_total, e.amount, || {
+            "the expected total".to_owned()
+        })?;
         seen.insert(e.id.as_str(), ());
         match recorded_by_id.get(e.id.as_str()) {
             None => out.discrepancies.push(Discrepancy {
@@ -675,7 +676,9 @@ pub fn reconcile(
         }
     }
     for r in recorded {
-        out.recorded_total = add_minor(out.recorded_total, r.amount, "the recorded total")?;
+        out.recorded_total = add_minor(out.recorded_total, r.amount, || {
+            "the recorded total".to_owned()
+        })?;
         if !seen.contains_key(r.id.as_str()) {
             out.discrepancies.push(Discrepancy {
                 kind: DiscrepancyKind::Unexpected,

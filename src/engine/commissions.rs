@@ -894,11 +894,11 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                     })
                     .await?;
                 if line.value.batch_id.as_deref() == Some(id) {
-                    let what = format!("the payout of reseller \"{}\"", payout.reseller_id);
+                    let what = || format!("the payout of reseller \"{}\"", payout.reseller_id);
                     if line.value.amount >= 0 {
-                        earned = payout::add_minor(earned, line.value.amount, &what)?;
+                        earned = payout::add_minor(earned, line.value.amount, what)?;
                     } else {
-                        clawbacks = payout::add_minor(clawbacks, line.value.amount, &what)?;
+                        clawbacks = payout::add_minor(clawbacks, line.value.amount, what)?;
                     }
                     lines.push(line_id.clone());
                 }
@@ -922,11 +922,9 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                     )
                     .await?;
                 if advance.value.settled_by.as_deref() == Some(id) {
-                    advances = payout::add_minor(
-                        advances,
-                        advance.value.amount,
-                        &format!("the advances of reseller \"{}\"", payout.reseller_id),
-                    )?;
+                    advances = payout::add_minor(advances, advance.value.amount, || {
+                        format!("the advances of reseller \"{}\"", payout.reseller_id)
+                    })?;
                     settled.push(advance_id.clone());
                 }
             }
