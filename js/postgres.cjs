@@ -8,8 +8,10 @@
 //   streams(stream, length)                        the length of every append-only stream
 //   stream_entries(stream, position, data)         the entries
 //   stream_claims(stream, key, position)           the idempotency keys claimed by appends
-// and one function, append(stream, expected, entries, keys, positions, guard collection, guard
-// id, guard version), the whole `append`.
+//   stream_requests(id, stream, request, …)        requests queued for a stream lock's holder
+// and the functions: append(stream, expected, entries, keys, positions, guard collection, guard
+// id, guard version), the whole `append`; lock_stream, the stream lock; combine, a request
+// queued and the wait for the lock; append_held, the append of the lock's holder.
 //
 // Every write runs in one transaction. `put` locks the record's row (or relies on the primary
 // key for a create) and claims unique values with INSERT … ON CONFLICT, which waits for a
@@ -98,27 +100,120 @@ BEGIN
 END
 $fn$`;
 
-// The stream lock the engine takes while other processes keep appending to the same wallet: the
-// stream's row, locked FOR UPDATE by a transaction that the holder's next append commits (or
-// `unlock` rolls back). So a holder's provision is one transaction, as a hand-written one is: the
-// next holder waits in PostgreSQL's own queue for the row, and is granted it when the previous
-// append commits, so the entries from p_from on that it reads include that append. A lost
-// connection rolls back, and its lock goes with it.
+// The stream lock the engine takes while other processes keep appending to the same wallet: a
+// session advisory lock on the stream (two keys: the schema's and the stream's), taken with
+// lock_timeout so that a holder that takes too long (or waits on this process's own pool) does
+// not stall the others for ever. It is released by the holder's written append, after its commit,
+// in the same round trip (so the next holder reads what it wrote), or by `unlock`; a lost
+// connection releases it with its session.
 const LOCK_WAIT_MS = 2000;
+// How many lock waits a queued request that a holder has taken sits through before it gives up:
+// its outcome is then unknown until that holder ends (retry with the same idempotency key).
+const TAKEN_WAITS = 5;
+const QUEUED_MAX = 64;
+// A queued request older than this is one whose requester is gone: a lead drops it.
+const QUEUED_KEEP = "10 minutes";
+const lockKeys = (s, stream) => `hashtext('ally:${s}'), hashtext(${stream})`;
+const tailQuery = (s) => `(SELECT COALESCE(json_agg(e.data ORDER BY e.position), '[]')
+    FROM (SELECT position, data FROM ${s}.stream_entries
+           WHERE stream = p_stream AND position >= p_from ORDER BY position LIMIT ${STALE_TAIL}) e)`;
 const lockFunction = (s) => `CREATE OR REPLACE FUNCTION ${s}.lock_stream(p_stream text, p_from bigint)
   RETURNS json LANGUAGE plpgsql AS $fn$
 BEGIN
-  -- A holder that takes too long (or waits on this process's own pool) must not stall the
-  -- others for ever: past the wait the statement fails (lock_not_available), and the caller
-  -- goes on without the lock. Local to the lock's transaction.
   PERFORM set_config('lock_timeout', '${LOCK_WAIT_MS}ms', true);
-  PERFORM 1 FROM ${s}.streams WHERE stream = p_stream FOR UPDATE;
-  IF NOT FOUND THEN
+  PERFORM pg_advisory_lock(${lockKeys(s, "p_stream")});
+  IF NOT EXISTS (SELECT 1 FROM ${s}.streams WHERE stream = p_stream) THEN
+    PERFORM pg_advisory_unlock(${lockKeys(s, "p_stream")});
     RETURN NULL;
   END IF;
-  RETURN (SELECT COALESCE(json_agg(e.data ORDER BY e.position), '[]')
-    FROM (SELECT position, data FROM ${s}.stream_entries
-           WHERE stream = p_stream AND position >= p_from ORDER BY position LIMIT ${STALE_TAIL}) e);
+  RETURN ${tailQuery(s)};
+END
+$fn$`;
+
+// Requests queued for the stream lock's holder (combine): unlogged, since a request lives only
+// as long as its requester's wait, and a crash of the server ends those waits. `taken`: a lead
+// handed it over; only that lead's written append answers it, in its commit.
+const requestsTable = (s) => `CREATE UNLOGGED TABLE IF NOT EXISTS ${s}.stream_requests (
+  id bigserial PRIMARY KEY, stream text NOT NULL, request text NOT NULL,
+  taken boolean NOT NULL DEFAULT false, answer text, queued_at timestamptz NOT NULL DEFAULT now())`;
+
+// combine: the request is queued and committed (so that the current holder's successor sees it),
+// then the caller waits for the lock. Holding it, the caller reads its own request back: answered
+// (a holder settled it: the lock is released at once, within this call), or not (it leads: the
+// requests no one has taken are taken, atomically against a requester withdrawing its own, and
+// handed over with the tail). A wait past lock_timeout withdraws the request while no holder has
+// taken it; a taken one waits on, for at most TAKEN_WAITS waits.
+const combineProcedure = (s) => `CREATE OR REPLACE PROCEDURE ${s}.combine(
+    p_stream text, p_from bigint, p_request text, INOUT outcome text DEFAULT NULL)
+  LANGUAGE plpgsql AS $fn$
+DECLARE
+  mine bigint;
+  got text;
+  queued json;
+  waits int := 0;
+BEGIN
+  INSERT INTO ${s}.stream_requests (stream, request) VALUES (p_stream, p_request) RETURNING id INTO mine;
+  COMMIT;
+  PERFORM set_config('lock_timeout', '${LOCK_WAIT_MS}ms', true);
+  LOOP
+    BEGIN
+      PERFORM pg_advisory_lock(${lockKeys(s, "p_stream")});
+      EXIT;
+    EXCEPTION WHEN lock_not_available THEN
+      DELETE FROM ${s}.stream_requests WHERE id = mine AND NOT taken;
+      IF FOUND THEN
+        outcome := NULL;
+        RETURN;
+      END IF;
+      waits := waits + 1;
+      IF waits >= ${TAKEN_WAITS} THEN
+        RAISE EXCEPTION 'a holder of the lock on % took a queued request and has not answered it', p_stream;
+      END IF;
+    END;
+  END LOOP;
+  DELETE FROM ${s}.stream_requests WHERE id = mine RETURNING answer INTO got;
+  IF got IS NOT NULL THEN
+    PERFORM pg_advisory_unlock(${lockKeys(s, "p_stream")});
+    outcome := json_build_object('answered', got)::text;
+    RETURN;
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM ${s}.streams WHERE stream = p_stream) THEN
+    PERFORM pg_advisory_unlock(${lockKeys(s, "p_stream")});
+    outcome := NULL;
+    RETURN;
+  END IF;
+  DELETE FROM ${s}.stream_requests WHERE stream = p_stream AND queued_at < now() - interval '${QUEUED_KEEP}';
+  WITH t AS (
+    UPDATE ${s}.stream_requests SET taken = true
+     WHERE id IN (SELECT id FROM ${s}.stream_requests WHERE stream = p_stream AND NOT taken
+                   ORDER BY id LIMIT ${QUEUED_MAX} FOR UPDATE SKIP LOCKED)
+    RETURNING id, request)
+  SELECT COALESCE(json_agg(json_build_object('id', t.id, 'request', t.request) ORDER BY t.id), '[]')
+    INTO queued FROM t;
+  outcome := json_build_object('tail', ${tailQuery(s)}, 'queued', queued)::text;
+END
+$fn$`;
+
+// The holder's append: the append, and when written, the answers of its lead, the commit and the
+// release of the lock, in one call. An append that was not written keeps the lock (and writes no
+// answer).
+const appendHeldProcedure = (s) => `CREATE OR REPLACE PROCEDURE ${s}.append_held(
+    p_stream text, p_expected bigint, p_entries text[], p_keys text[], p_positions bigint[],
+    p_guard_collection text, p_guard_id text, p_guard_version bigint, p_ids bigint[], p_answers text[],
+    INOUT outcome text DEFAULT NULL)
+  LANGUAGE plpgsql AS $fn$
+BEGIN
+  outcome := ${s}.append(p_stream, p_expected, p_entries, p_keys, p_positions,
+                         p_guard_collection, p_guard_id, p_guard_version)::text;
+  IF outcome = '"written"' THEN
+    IF cardinality(p_ids) > 0 THEN
+      UPDATE ${s}.stream_requests r SET answer = a.answer
+        FROM unnest(p_ids, p_answers) AS a(id, answer)
+       WHERE r.id = a.id AND r.stream = p_stream AND r.taken;
+    END IF;
+    COMMIT;
+    PERFORM pg_advisory_unlock(${lockKeys(s, "p_stream")});
+  END IF;
 END
 $fn$`;
 
@@ -173,6 +268,10 @@ async function setupPostgres(pool, options) {
     // An earlier lock_stream answered SETOF text or text[]: CREATE OR REPLACE cannot change that.
     await client.query(`DROP FUNCTION IF EXISTS ${s}.lock_stream(text, bigint)`);
     await client.query(lockFunction(s));
+    await client.query(requestsTable(s));
+    await client.query(`CREATE INDEX IF NOT EXISTS stream_requests_by_stream ON ${s}.stream_requests (stream, id)`);
+    await client.query(combineProcedure(s));
+    await client.query(appendHeldProcedure(s));
     await client.query("COMMIT");
   } catch (error) {
     await client.query("ROLLBACK").catch(() => {});
@@ -216,23 +315,35 @@ function literals(client) {
   };
 }
 
-/** The lock's transaction and the lock, as one simple query. */
+/** The lock, as one simple query (the lock is the session's: no transaction is left open). */
 function lockStreamText(s, client, stream, from) {
   const { text, integer } = literals(client);
-  return `BEGIN; SELECT ${s}.lock_stream(${text(stream)}, ${integer(from)})::text AS tail`;
+  return `SELECT ${s}.lock_stream(${text(stream)}, ${integer(from)})::text AS tail`;
+}
+
+/** A request queued for the lock's holder, and the wait for the lock, as one call. */
+function combineText(s, client, stream, from, request) {
+  const { text, integer } = literals(client);
+  return `CALL ${s}.combine(${text(stream)}, ${integer(from)}, ${text(request)})`;
 }
 
 /**
- * The append of a lock's holder and its COMMIT as one simple query (one round trip; a simple
- * query takes no parameters, so the values are written as literals, each escaped by the client,
- * the integers checked as such).
+ * The append of a lock's holder, with the answers of its lead: one call (a procedure, which
+ * commits and then releases the lock). A procedure that commits is called in a simple query,
+ * which takes no parameters, so the values are written as literals, each escaped by the client,
+ * the integers checked as such.
  */
-function heldAppendText(s, client, values) {
+function heldAppendText(s, client, values, answers) {
   const [stream, expected, entries, keys, positions, collection, id, version] = values;
   const { text, integer } = literals(client);
   const texts = (list) => `ARRAY[${list.map(text).join(",")}]::text[]`;
   const integers = (list) => `ARRAY[${list.map(integer).join(",")}]::bigint[]`;
-  return `SELECT ${s}.append(${text(stream)}, ${integer(expected)}, ${texts(entries)}, ${texts(keys)}, ${integers(positions)}, ${text(collection)}, ${text(id)}, ${integer(version)})::text AS answer; COMMIT`;
+  return `CALL ${s}.append_held(${text(stream)}, ${integer(expected)}, ${texts(entries)}, ${texts(keys)}, ${integers(positions)}, ${text(collection)}, ${text(id)}, ${integer(version)}, ${integers(answers.map((a) => a.id))}, ${texts(answers.map((a) => a.answer))})`;
+}
+
+/** The release of a held lock, as one simple query. */
+function unlockText(s, client, stream) {
+  return `SELECT pg_advisory_unlock(${lockKeys(s, literals(client).text(stream))})`;
 }
 
 const recordOf = (row) => ({ id: row.id, version: Number(row.version), data: row.data, indexes: row.indexes });
@@ -303,6 +414,39 @@ function postgresStorage(pool, options) {
       if (lockQueues.get(stream) === tail) lockQueues.delete(stream);
       leave();
     };
+  };
+
+  // Takes the stream's lock (or learns that it need not) on a connection of its own: `text`
+  // builds the one statement that waits for it, `read` says from its rows whether the lock is
+  // held now and what to answer. A held lock keeps its connection until `unlock`.
+  const hold = async (stream, text, read) => {
+    if (lockConnectionsInUse + 1 >= poolMax) return null;
+    await setup();
+    lockConnectionsInUse += 1;
+    const leave = await inQueue(stream);
+    let client;
+    const giveUp = (error) => {
+      client?.release(error);
+      lockConnectionsInUse -= 1;
+      leave();
+    };
+    try {
+      client = await pool.connect();
+      const { rows } = await client.query(text(client));
+      const { held, answer } = read(rows);
+      if (held) lockConnections.set(stream, { client, leave, released: false });
+      else giveUp();
+      return answer;
+    } catch (error) {
+      if (error?.code === LOCK_NOT_AVAILABLE) {
+        // Waited past LOCK_WAIT_MS: go on without the lock (nothing is held).
+        giveUp();
+        return null;
+      }
+      // A connection that failed mid-wait is dropped, and whatever its session held with it.
+      giveUp(error ?? new Error("lock failed"));
+      throw error;
+    }
   };
 
   return {
@@ -388,7 +532,7 @@ function postgresStorage(pool, options) {
       });
     },
 
-    async append(stream, expectedLength, entries, claims, guard, holder) {
+    async append(stream, expectedLength, entries, claims, guard, holder, answers) {
       await setup();
       const values = [
         stream,
@@ -400,57 +544,36 @@ function postgresStorage(pool, options) {
         guard?.id ?? null,
         guard?.version ?? null,
       ];
-      // Only the holder's own append goes in the lock's transaction and ends it: another
-      // instance sharing this storage appends through the pool (and waits for the row).
+      // Only the holder's own append goes on the lock's connection: another instance sharing
+      // this storage appends through the pool (and waits for the stream's row).
       const held = holder === true ? lockConnections.get(stream) : undefined;
       if (held === undefined || held.released) {
         const { rows } = await appendEntries(values);
         return JSON.parse(rows[0].answer);
       }
-      // The append and the commit that ends the hold in one round trip: the next holder is
-      // granted the row as soon as this is durable. Whatever the answer, the hold ends with it
-      // (an append that was not written wrote nothing, so its commit changes nothing).
-      // A failed one leaves the transaction open (or aborted): `unlock` rolls it back.
-      const results = await held.client.query(heldAppendText(s, held.client, values));
-      held.released = true;
-      return JSON.parse(results[0].rows[0].answer);
+      // The append, the answers and the commit, then the release, in one round trip: the next
+      // holder is granted the lock as soon as this is durable. A failed call leaves the lock
+      // held: `unlock` releases it.
+      const { rows } = await held.client.query(heldAppendText(s, held.client, values, answers ?? []));
+      const answer = JSON.parse(rows[0].outcome);
+      if (answer === "written") held.released = true;
+      return answer;
     },
 
-    async lock(stream, from) {
-      if (lockConnectionsInUse + 1 >= poolMax) return null;
-      await setup();
-      lockConnectionsInUse += 1;
-      const leave = await inQueue(stream);
-      let client;
-      const giveUp = (error) => {
-        client?.release(error);
-        lockConnectionsInUse -= 1;
-        leave();
-      };
-      try {
-        client = await pool.connect();
-        // The transaction and the lock in one round trip (a simple query: literals, escaped).
-        const results = await client.query(lockStreamText(s, client, stream, from));
-        const answer = results[1].rows[0].tail;
-        const tail = answer === null ? null : JSON.parse(answer);
-        if (tail === null) {
-          await client.query("ROLLBACK");
-          giveUp();
-          return null;
-        }
-        lockConnections.set(stream, { client, leave, released: false });
-        return tail;
-      } catch (error) {
-        if (error?.code === LOCK_NOT_AVAILABLE) {
-          // Waited past LOCK_WAIT_MS: go on without the lock. A connection that cannot even
-          // roll back is dropped.
-          giveUp(await client.query("ROLLBACK").then(() => undefined, (rollback) => rollback));
-          return null;
-        }
-        // A connection that failed mid-lock is dropped, and its transaction with it.
-        giveUp(error ?? new Error("lock failed"));
-        throw error;
-      }
+    lock(stream, from) {
+      return hold(stream, (client) => lockStreamText(s, client, stream, from), (rows) => {
+        const tail = rows[0].tail === null ? null : JSON.parse(rows[0].tail);
+        return { held: tail !== null, answer: tail };
+      });
+    },
+
+    combine(stream, from, request) {
+      return hold(stream, (client) => combineText(s, client, stream, from, request), (rows) => {
+        const outcome = rows[0].outcome === null ? null : JSON.parse(rows[0].outcome);
+        if (outcome === null) return { held: false, answer: null };
+        if (typeof outcome.answered === "string") return { held: false, answer: { answered: outcome.answered } };
+        return { held: true, answer: { tail: outcome.tail, queued: outcome.queued.map((q) => ({ id: Number(q.id), request: q.request })) } };
+      });
     },
 
     async unlock(stream) {
@@ -458,9 +581,10 @@ function postgresStorage(pool, options) {
       if (!held) return;
       lockConnections.delete(stream);
       try {
-        if (!held.released) await held.client.query("ROLLBACK");
+        if (!held.released) await held.client.query(unlockText(s, held.client, stream));
         held.client.release();
       } catch (error) {
+        // The session goes with the connection, and the lock with the session.
         held.client.release(error);
         throw error;
       } finally {

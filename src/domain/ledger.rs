@@ -1048,25 +1048,7 @@ fn decide_debits(
             }
         })
         .collect();
-    let threshold = ctx.threshold;
-    // The crossing is named by the debit that took the balance below the threshold, as a replay
-    // of the entries names it (`Wallet::track_low_credit`): in a bulk provision that is not
-    // always the last item, and a second name would mean a second mail.
-    let crossing = (balance >= threshold)
-        .then(|| {
-            entries
-                .iter()
-                .find(|e| e.balance_after < threshold.get() as i64)
-        })
-        .flatten()
-        .map(|e| e.sequence);
-    let low_credit = crossing.map(|sequence| LowCredit {
-        wallet_id: ctx.wallet_id.to_owned(),
-        sequence,
-        balance: Credits::new(running).unwrap_or(Credits::ZERO),
-        threshold,
-        at_ms: ctx.at_ms,
-    });
+    let low_credit = low_credit_crossing(&entries, ctx.threshold);
     let entries = seal(wallet, entries);
     debug_assert!(low_credit.as_ref().is_none_or(|c| {
         let mut replay = wallet.clone();
@@ -1076,6 +1058,39 @@ fn decide_debits(
     Ok(Decision {
         entries,
         low_credit,
+    })
+}
+
+/// The low-credit crossing a run of debits made, if it made one: the first of them that took
+/// the balance from at or above `threshold` to below it. It is named by that debit, as a replay
+/// of the entries names it (`Wallet::track_low_credit`): in a bulk provision that is not always
+/// the last item, and a second name would mean a second mail. The entries say it all (the
+/// balance before the first is its balance after plus its amount), so an instance that did not
+/// decide them names the same crossing.
+#[must_use]
+pub fn low_credit_crossing(entries: &[Entry], threshold: Credits) -> Option<LowCredit> {
+    let first = entries.first()?;
+    let last = entries.last()?;
+    if entries.iter().any(|e| e.kind != EntryKind::Debit) {
+        return None;
+    }
+    let before = i128::from(first.balance_after) + i128::from(first.amount);
+    let below = i128::from(threshold.get());
+    if before < below {
+        return None;
+    }
+    let crossed = entries
+        .iter()
+        .find(|e| i128::from(e.balance_after) < below)?;
+    Some(LowCredit {
+        wallet_id: first.wallet_id.clone(),
+        sequence: crossed.sequence,
+        balance: u64::try_from(last.balance_after)
+            .ok()
+            .and_then(Credits::new)
+            .unwrap_or(Credits::ZERO),
+        threshold,
+        at_ms: first.at_ms,
     })
 }
 

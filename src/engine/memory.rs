@@ -5,8 +5,8 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::ports::{
-    AppendOutcome, Claim, Guard, Query, Storage, StorageError, StoredRecord, WriteOutcome,
-    TAIL_LEN_MAX,
+    Answer, AppendOutcome, Claim, Combined, Guard, Query, Storage, StorageError, StoredRecord,
+    WriteOutcome, TAIL_LEN_MAX,
 };
 
 #[derive(Debug, Default)]
@@ -317,5 +317,28 @@ impl<S: Storage> Storage for std::rc::Rc<S> {
 
     async fn unlock(&self, stream: &str) -> Result<(), StorageError> {
         (**self).unlock(stream).await
+    }
+
+    async fn combine(
+        &self,
+        stream: &str,
+        from: u64,
+        request: &str,
+    ) -> Result<Option<Combined>, StorageError> {
+        (**self).combine(stream, from, request).await
+    }
+
+    async fn append_answering(
+        &self,
+        stream: &str,
+        expected_length: u64,
+        entries: &[String],
+        claims: &[Claim<'_>],
+        guard: Option<Guard<'_>>,
+        answers: &[Answer<'_>],
+    ) -> Result<AppendOutcome, StorageError> {
+        (**self)
+            .append_answering(stream, expected_length, entries, claims, guard, answers)
+            .await
     }
 }

@@ -79,6 +79,39 @@ pub struct Claim<'a> {
     pub position: u64,
 }
 
+/// A request queued by [`Storage::combine`] for the stream's lock holder: its id in the queue
+/// and its text, as the engine that queued it wrote it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Queued {
+    pub id: u64,
+    pub request: String,
+}
+
+/// How [`Storage::combine`] ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Combined {
+    /// A holder of the stream's lock settled the request: the answer it wrote.
+    Answered(String),
+    /// The caller holds the stream's lock, as [`Storage::lock`] gives it: the stream's entries
+    /// from `from` on (at most [`TAIL_LEN_MAX`]), and the requests other callers queued that no
+    /// holder has answered (at most [`QUEUED_MAX`]; the caller's own is not among them). It
+    /// settles them with its own, and answers each with [`Storage::append_answering`].
+    Lead {
+        tail: Vec<String>,
+        queued: Vec<Queued>,
+    },
+}
+
+/// The most queued requests one [`Combined::Lead`] hands over.
+pub const QUEUED_MAX: usize = 64;
+
+/// The answer a lock holder gives a queued request, written with its append.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Answer<'a> {
+    pub id: u64,
+    pub answer: &'a str,
+}
+
 /// A storage call that threw, rejected or answered outside the contract.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StorageError {
@@ -104,6 +137,7 @@ pub struct StorageError {
 ///   still calls `unlock`, and a lost hold costs only the wait of its next request).
 /// - `read` returns up to `limit` entries of a stream from position `from` (0-based).
 /// - `find_claim` answers the position a key was claimed at in a stream, or `None`.
+/// - `lock`, `unlock`, `combine` and `append_answering` are optional (see each).
 #[allow(async_fn_in_trait)] // single-threaded by design: no `Send` bound is wanted
 pub trait Storage {
     async fn get(&self, collection: &str, id: &str) -> Result<Option<StoredRecord>, StorageError>;
@@ -143,6 +177,42 @@ pub trait Storage {
     /// Releases a lock `lock` gave.
     async fn unlock(&self, _stream: &str) -> Result<(), StorageError> {
         Ok(())
+    }
+
+    /// Optional, with `lock` and `append_answering`: queues `request` for whoever holds the
+    /// stream's lock, then waits for the lock. Answers [`Combined::Answered`] when a holder
+    /// settled the request meanwhile (the lock is not held then), or [`Combined::Lead`] when the
+    /// caller holds the lock and the request was not settled (it is out of the queue: no other
+    /// holder will see it). `None`: the storage does not combine requests, or the lock could not
+    /// be had and the request was taken out of the queue unsettled; nothing is held.
+    ///
+    /// A queued request is settled at most once: a holder that hands it over with a lead has
+    /// taken it, and it is answered only in the commit of that holder's written append. A taken
+    /// request whose holder ended without a written append goes to the next lead.
+    async fn combine(
+        &self,
+        _stream: &str,
+        _from: u64,
+        _request: &str,
+    ) -> Result<Option<Combined>, StorageError> {
+        Ok(None)
+    }
+
+    /// A held `append` (its contract, `held` true) that, when written, also writes `answers`
+    /// for the queued requests of the caller's lead, in the same commit; nothing of either
+    /// otherwise. Only a storage that combines requests is asked.
+    async fn append_answering(
+        &self,
+        _stream: &str,
+        _expected_length: u64,
+        _entries: &[String],
+        _claims: &[Claim<'_>],
+        _guard: Option<Guard<'_>>,
+        _answers: &[Answer<'_>],
+    ) -> Result<AppendOutcome, StorageError> {
+        Err(StorageError {
+            reason: "this storage does not combine requests".to_owned(),
+        })
     }
 }
 

@@ -16,12 +16,13 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use serde_json::{json, Value};
 
 use super::lock::Lock;
 use super::ports::{
-    AppendOutcome, Claim, Clock, Guard, MailMessage, Mailer, Storage, StoredRecord, WriteOutcome,
+    Answer, AppendOutcome, Claim, Clock, Combined, Guard, MailMessage, Mailer, Queued, Storage,
+    StoredRecord, WriteOutcome,
 };
 use super::{storage_failed, Ally, PAGE_SIZE_MAX};
 use crate::domain::analytics::DayVolumes;
@@ -97,6 +98,32 @@ struct Settling {
     version: u64,
     /// Whether this request holds the storage's lock on the stream.
     held: bool,
+    /// Requests other instances queued for this one to settle with its own (its lead, from
+    /// [`Storage::combine`]): offered to one append, then dropped whatever it answered.
+    queued: Vec<Queued>,
+}
+
+/// The most items a request may have to be queued for another instance to settle; a larger
+/// bulk takes the stream's lock itself.
+const QUEUED_ITEMS_MAX: usize = 100;
+
+/// What one append writes: the entries of the requests it settles, as entries and as text, and
+/// the keys they claim with the positions of their first entries.
+#[derive(Default)]
+struct Batch {
+    entries: Vec<Entry>,
+    texts: Vec<String>,
+    claims: Vec<(String, u64)>,
+}
+
+impl Batch {
+    fn add(&mut self, entries: &[Entry], key: Option<&str>, position: u64) {
+        if let Some(key) = key {
+            self.claims.push((key.to_owned(), position));
+        }
+        self.entries.extend_from_slice(entries);
+        self.texts.extend(entries.iter().map(Entry::to_json_text));
+    }
 }
 
 /// How a request settled.
@@ -178,6 +205,7 @@ pub struct CreditCheck {
 }
 
 /// A request to move credits: the entries the caller wants, with its idempotency key.
+#[derive(Clone)]
 struct Request {
     kind: RequestKind,
     items: Vec<Movement>,
@@ -191,7 +219,63 @@ enum RequestKind {
     Bulk,
 }
 
+/// How a lock holder answers a queued request it did not settle: its requester settles it.
+const UNSETTLED: &str = "\"unsettled\"";
+
 impl Request {
+    /// The request as queued for another instance to settle ([`Request::from_queued`] reads it).
+    fn queued_text(&self, at: DateTime<Utc>) -> String {
+        let kind = match self.kind {
+            RequestKind::TopUp => "topUp",
+            RequestKind::Provision => "provision",
+            RequestKind::Bulk => "bulk",
+        };
+        let items: Vec<Value> = self
+            .items
+            .iter()
+            .map(|m| json!({ "amount": m.amount.get(), "memo": m.memo }))
+            .collect();
+        json!({ "kind": kind, "items": items, "key": self.key, "at": at.timestamp_millis() })
+            .to_string()
+    }
+
+    /// A request another instance queued, and its time; `None` for a text this engine does not
+    /// read as one (another version's, or a damaged one): it is answered unsettled.
+    fn from_queued(text: &str) -> Option<(Self, DateTime<Utc>)> {
+        let value: Value = serde_json::from_str(text).ok()?;
+        let kind = match value.get("kind")?.as_str()? {
+            "topUp" => RequestKind::TopUp,
+            "provision" => RequestKind::Provision,
+            "bulk" => RequestKind::Bulk,
+            _ => return None,
+        };
+        let list = value.get("items")?.as_array()?;
+        if list.is_empty() || list.len() > QUEUED_ITEMS_MAX {
+            return None;
+        }
+        if kind != RequestKind::Bulk && list.len() != 1 {
+            return None;
+        }
+        let mut items = Vec::with_capacity(list.len());
+        for item in list {
+            let amount = Credits::new(item.get("amount")?.as_u64()?).filter(|a| a.get() > 0)?;
+            let memo = match item.get("memo")? {
+                Value::Null => None,
+                Value::String(memo) => Some(ledger::text(memo, "memo").ok()?),
+                _ => return None,
+            };
+            items.push(Movement { amount, memo });
+        }
+        let key = match value.get("key")? {
+            Value::Null => None,
+            Value::String(key) => Some(ledger::text(key, "idempotencyKey").ok()?),
+            _ => return None,
+        };
+        let at = DateTime::from_timestamp_millis(value.get("at")?.as_i64()?)
+            .filter(|at| (0..=9999).contains(&at.year()))?;
+        Some((Self { kind, items, key }, at))
+    }
+
     /// Whether `entries` (read back for the same key) were written for this very request.
     fn matches(&self, entries: &[Entry]) -> std::result::Result<(), String> {
         let kind = match self.kind {
@@ -540,6 +624,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             reseller,
             version,
             held: false,
+            queued: Vec::new(),
         };
         let settled = self.settle(&slot, &request, at, &mut run).await;
         if run.held {
@@ -562,7 +647,10 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
     }
 
     /// Decides and appends until the storage takes the entries, or answers the request
-    /// otherwise (a refusal, a repeated key). Runs under the slot's lock.
+    /// otherwise (a refusal, a repeated key). Runs under the slot's lock. Holding the stream's
+    /// lock as the lead of a combine, the first append also settles the requests other
+    /// instances queued (each its own decision, entries and key, like the transfers of one
+    /// batch), and answers them in its commit.
     async fn settle(
         &self,
         slot: &Slot,
@@ -577,11 +665,16 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         let mut reseller_current = false;
         if slot.contended.get() > 0 {
             slot.contended.set(slot.contended.get() - 1);
-            current |= self.hold_stream(slot, &wallet_id, run).await?;
+            if let Some(settled) = self.join_stream(slot, &wallet_id, request, at, run).await? {
+                return Ok(settled);
+            }
+            current |= run.held;
         }
         for _ in 0..APPEND_ATTEMPTS_MAX {
-            let decision = match self.decide(slot, &run.reseller, request, at) {
-                Ok(decision) => decision,
+            // (The state's borrow ends with this statement: the arms below await.)
+            let decided = self.decide(&slot.state.borrow(), &run.reseller, request, at);
+            let own = match decided {
+                Ok(decision) => Ok(decision),
                 Err(_) if !current || !reseller_current => {
                     if !current {
                         self.catch_up(slot, &wallet_id).await?;
@@ -592,49 +685,72 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                     reseller_current = true;
                     continue;
                 }
-                Err(refusal) => {
-                    // A request repeated with its key is answered as the first time, even where
-                    // it would be refused now (the credits are spent, the reseller suspended).
-                    return match self.replay(&wallet_id, request).await? {
-                        Some(done) => Ok(Settled::Answered(Box::new(done))),
-                        None => Err(refusal),
-                    };
+                Err(refusal) if run.queued.is_empty() => {
+                    return self.refused(&wallet_id, request, refusal).await;
                 }
+                // Refused, but the requests queued for this lead are still settled.
+                Err(refusal) => Err(refusal),
             };
-            let texts: Vec<String> = decision.entries.iter().map(Entry::to_json_text).collect();
             let expected = slot.state.borrow().length;
-            let claims: Vec<Claim<'_>> = request
-                .key
-                .as_deref()
-                .map(|key| Claim {
+            let mut batch = Batch::default();
+            if let Ok(decision) = &own {
+                batch.add(&decision.entries, request.key.as_deref(), expected);
+            }
+            let queued = std::mem::take(&mut run.queued);
+            let answers = self.decide_queued(slot, &run.reseller, &queued, request, &mut batch);
+            let claims: Vec<Claim<'_>> = batch
+                .claims
+                .iter()
+                .map(|(key, position)| Claim {
                     key,
-                    position: expected,
+                    position: *position,
                 })
-                .into_iter()
                 .collect();
             let reseller_guard = Guard {
                 collection: super::resellers::COLLECTION,
                 id: &wallet_id,
                 version: run.version,
             };
-            let outcome = self
-                .storage
-                .append(
-                    &stream(&wallet_id),
-                    expected,
-                    &texts,
-                    &claims,
-                    Some(reseller_guard),
-                    run.held,
-                )
-                .await
-                .map_err(storage_failed("append"))?;
+            let stream = stream(&wallet_id);
+            let outcome = if queued.is_empty() {
+                let texts = &batch.texts;
+                self.storage
+                    .append(
+                        &stream,
+                        expected,
+                        texts,
+                        &claims,
+                        Some(reseller_guard),
+                        run.held,
+                    )
+                    .await
+                    .map_err(storage_failed("append"))?
+            } else {
+                let answers: Vec<Answer<'_>> = answers
+                    .iter()
+                    .map(|(id, answer)| Answer { id: *id, answer })
+                    .collect();
+                self.storage
+                    .append_answering(
+                        &stream,
+                        expected,
+                        &batch.texts,
+                        &claims,
+                        Some(reseller_guard),
+                        &answers,
+                    )
+                    .await
+                    .map_err(storage_failed("append"))?
+            };
             match outcome {
                 AppendOutcome::Written => {
-                    self.applied(slot, &decision.entries);
-                    let appended = decision.entries.len() as u64;
+                    self.applied(slot, &batch.entries);
+                    let appended = batch.entries.len() as u64;
                     self.advance_checkpoint(slot, &wallet_id, appended).await;
-                    return Ok(Settled::Written(decision));
+                    return match own {
+                        Ok(decision) => Ok(Settled::Written(decision)),
+                        Err(refusal) => self.refused(&wallet_id, request, refusal).await,
+                    };
                 }
                 AppendOutcome::Stale { tail } => {
                     let read = match tail {
@@ -647,13 +763,17 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                         self.check_anchor(slot, &wallet_id).await?;
                     }
                     current = true;
-                    // Other processes append to this wallet too: take the storage's lock on
-                    // it (where there is one) for this and the next few requests, so that
-                    // they wait their turn instead of deciding again and again on a state
-                    // that is stale by the time it is appended.
+                    // Other processes append to this wallet too: join them (where the
+                    // storage has a lock) for this and the next few requests, so that they
+                    // wait their turn, or are settled by the holder, instead of deciding
+                    // again and again on a state that is stale by the time it is appended.
                     if !run.held {
                         slot.contended.set(CONTENDED_RUN);
-                        self.hold_stream(slot, &wallet_id, run).await?;
+                        if let Some(settled) =
+                            self.join_stream(slot, &wallet_id, request, at, run).await?
+                        {
+                            return Ok(settled);
+                        }
                     }
                 }
                 AppendOutcome::Changed => {
@@ -661,6 +781,18 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                     (run.version, run.reseller) =
                         self.require_reseller_versioned(&wallet_id).await?;
                     reseller_current = true;
+                }
+                // A key of a queued request: the batch was not written, and the request goes
+                // to its requester (dropped from this lead); this one is tried again alone.
+                AppendOutcome::Claimed { key } if request.key.as_deref() != Some(key.as_str()) => {
+                    if queued.is_empty() {
+                        return Err(Error::StorageFailed {
+                            operation: "append",
+                            reason: format!(
+                                "append answered the idempotency key \"{key}\" as claimed, which it was not given"
+                            ),
+                        });
+                    }
                 }
                 AppendOutcome::Claimed { key } => {
                     let done = self.replay(&wallet_id, request).await?;
@@ -680,6 +812,168 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             key: wallet_id,
             attempts: APPEND_ATTEMPTS_MAX,
         })
+    }
+
+    /// A request the wallet refuses: answered as the first time when it repeats an earlier
+    /// request's key (even where it would be refused now: the credits spent, the reseller
+    /// suspended), else the refusal.
+    async fn refused(&self, wallet_id: &str, request: &Request, refusal: Error) -> Result<Settled> {
+        match self.replay(wallet_id, request).await? {
+            Some(done) => Ok(Settled::Answered(Box::new(done))),
+            None => Err(refusal),
+        }
+    }
+
+    /// Decides the requests of a lead after the entries already in `batch`, on the state they
+    /// leave, each with its own time and key; adds those it can write to the batch. Answers
+    /// every one: its entries, or unsettled (a refusal, a key this batch claims already, a text
+    /// this engine does not read), which its requester then settles itself.
+    fn decide_queued(
+        &self,
+        slot: &Slot,
+        reseller: &Reseller,
+        queued: &[Queued],
+        own: &Request,
+        batch: &mut Batch,
+    ) -> Vec<(u64, String)> {
+        if queued.is_empty() {
+            return Vec::new();
+        }
+        let mut state = slot.state.borrow().clone();
+        batch.entries.iter().for_each(|e| state.apply_trusted(e));
+        let mut keys: Vec<&str> = own.key.as_deref().into_iter().collect();
+        let mut answers = Vec::with_capacity(queued.len());
+        let decoded: Vec<Option<(Request, DateTime<Utc>)>> = queued
+            .iter()
+            .map(|q| Request::from_queued(&q.request))
+            .collect();
+        for (q, decoded) in queued.iter().zip(&decoded) {
+            let decision = decoded.as_ref().and_then(|(request, at)| {
+                let repeated = request.key.as_deref().is_some_and(|k| keys.contains(&k));
+                let decision = (!repeated).then(|| self.decide(&state, reseller, request, *at));
+                decision.and_then(Result::ok).map(|d| (request, d))
+            });
+            let Some((request, decision)) = decision else {
+                answers.push((q.id, UNSETTLED.to_owned()));
+                continue;
+            };
+            if let Some(key) = request.key.as_deref() {
+                keys.push(key);
+            }
+            decision.entries.iter().for_each(|e| state.apply_trusted(e));
+            let first = batch.texts.len();
+            batch.add(
+                &decision.entries,
+                request.key.as_deref(),
+                state.length - decision.entries.len() as u64,
+            );
+            answers.push((
+                q.id,
+                format!("{{\"written\":[{}]}}", batch.texts[first..].join(",")),
+            ));
+        }
+        answers
+    }
+
+    /// Joins the other instances spending from this wallet. Where the storage combines
+    /// requests, the request is queued for the stream's lock holder, and answered when the
+    /// holder settled it; else this instance waits for the lock itself: `run.held` says whether
+    /// it holds it now (with the requests it leads in `run.queued`), and the state is current
+    /// when it does.
+    async fn join_stream(
+        &self,
+        slot: &Slot,
+        wallet_id: &str,
+        request: &Request,
+        at: DateTime<Utc>,
+        run: &mut Settling,
+    ) -> Result<Option<Settled>> {
+        if request.items.len() <= QUEUED_ITEMS_MAX {
+            let from = slot.state.borrow().length;
+            let text = request.queued_text(at);
+            let combined = match self.storage.combine(&stream(wallet_id), from, &text).await {
+                Ok(combined) => combined,
+                Err(e) => {
+                    // As for `lock`: a lock taken before the answer failed is not left held.
+                    self.release_stream(wallet_id).await;
+                    return Err(storage_failed("combine")(e));
+                }
+            };
+            match combined {
+                Some(Combined::Answered(answer)) => {
+                    if let Some(decision) = self.answered(wallet_id, request, &answer)? {
+                        return Ok(Some(Settled::Written(decision)));
+                    }
+                    // Left unsettled by the holder: settled here, holding the lock.
+                }
+                Some(Combined::Lead { tail, queued }) => {
+                    run.held = true;
+                    if queued.len() > super::ports::QUEUED_MAX {
+                        return Err(Error::StorageFailed {
+                            operation: "combine",
+                            reason: format!(
+                                "the storage handed over {} queued requests, beyond {}",
+                                queued.len(),
+                                super::ports::QUEUED_MAX
+                            ),
+                        });
+                    }
+                    run.queued = queued;
+                    self.behind(slot, wallet_id, from, tail).await?;
+                    return Ok(None);
+                }
+                None => {}
+            }
+        }
+        self.hold_stream(slot, wallet_id, run).await?;
+        Ok(None)
+    }
+
+    /// What a lock holder wrote for this instance's queued request: its entries, checked
+    /// against the request, and the crossing they make; `None` when it left it unsettled.
+    fn answered(
+        &self,
+        wallet_id: &str,
+        request: &Request,
+        answer: &str,
+    ) -> Result<Option<Decision>> {
+        let failed = |reason: String| Error::StorageFailed {
+            operation: "combine",
+            reason: format!("the answer to a queued request on wallet \"{wallet_id}\" {reason}"),
+        };
+        if answer == UNSETTLED {
+            return Ok(None);
+        }
+        let value: Value =
+            serde_json::from_str(answer).map_err(|e| failed(format!("is not JSON: {e}")))?;
+        let Some(Value::Array(written)) = value.get("written") else {
+            return Err(failed(
+                "is neither written entries nor unsettled".to_owned(),
+            ));
+        };
+        let mut entries = Vec::with_capacity(written.len());
+        for (i, value) in written.iter().enumerate() {
+            match Entry::from_json(value.clone(), "entry") {
+                Ok((entry, flaws)) if flaws.is_empty() => entries.push(entry),
+                Ok(_) => return Err(failed(format!("holds entry {i} with flaws"))),
+                Err(e) => return Err(failed(format!("holds an unreadable entry {i}: {e}"))),
+            }
+        }
+        request
+            .matches(&entries)
+            .map_err(|reason| failed(format!("is not this request's: {reason}")))?;
+        let ours = entries.iter().enumerate().all(|(i, e)| {
+            e.wallet_id == wallet_id
+                && e.idempotency_key.as_deref() == request.key.as_deref().filter(|_| i == 0)
+        });
+        if !ours {
+            return Err(failed("names another wallet or key".to_owned()));
+        }
+        let low_credit = ledger::low_credit_crossing(&entries, self.config.low_credit_threshold);
+        Ok(Some(Decision {
+            entries,
+            low_credit,
+        }))
     }
 
     /// Takes the storage's lock on the wallet's stream, when the storage has locks: waits for
@@ -858,7 +1152,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
 
     fn decide(
         &self,
-        slot: &Slot,
+        state: &Wallet,
         reseller: &Reseller,
         request: &Request,
         at: DateTime<Utc>,
@@ -868,7 +1162,6 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         if request.kind != RequestKind::TopUp {
             reseller.check_may_spend()?;
         }
-        let state = slot.state.borrow();
         let ctx = Context {
             wallet_id: &reseller.id,
             reseller_id: &reseller.id,
@@ -882,16 +1175,16 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             RequestKind::TopUp => {
                 let movement = request.items[0].clone();
                 let id = entry_ids.next().unwrap_or_default();
-                ledger::decide_top_up(&state, ctx, movement, id)
+                ledger::decide_top_up(state, ctx, movement, id)
             }
             RequestKind::Provision => {
                 let movement = request.items[0].clone();
                 let id = entry_ids.next().unwrap_or_default();
-                ledger::decide_provision(&state, ctx, movement, id, held)
+                ledger::decide_provision(state, ctx, movement, id, held)
             }
             RequestKind::Bulk => {
                 let ids: Vec<String> = entry_ids.collect();
-                ledger::decide_bulk(&state, ctx, request.items.clone(), ids, held)
+                ledger::decide_bulk(state, ctx, request.items.clone(), ids, held)
             }
         }
     }

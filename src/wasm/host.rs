@@ -17,8 +17,8 @@ use crate::domain::Error;
 use crate::engine::executor::block_on;
 use crate::engine::memory::MemoryStorage as MemoryStore;
 use crate::engine::ports::{
-    AppendOutcome, Claim, Clock, Guard, MailError, MailMessage, Mailer, Query, Storage,
-    StorageError, StoredRecord, WriteOutcome, TAIL_LEN_MAX,
+    Answer, AppendOutcome, Claim, Clock, Combined, Guard, MailError, MailMessage, Mailer, Query,
+    Queued, Storage, StorageError, StoredRecord, WriteOutcome, QUEUED_MAX, TAIL_LEN_MAX,
 };
 
 #[wasm_bindgen(typescript_custom_section)]
@@ -86,7 +86,8 @@ export interface StreamClaim {
  *   `"stale"` or `{ stale: tail }`); the `guard` record, when given, is at its version (else
  *   `"changed"`); none of the keys is claimed in this stream yet and none is repeated in
  *   `claims` (else `{ claimed: key }`, naming one). `held` is true when the caller holds the
- *   stream's `lock`: the storage may then end the hold with a written append.
+ *   stream's `lock`: the storage may then end the hold with a written append. `answers`, from a
+ *   holder that leads a `combine`, are written in the same commit, and only when written.
  * - `read`: up to `limit` entries of a stream from position `from`.
  * - `findClaim`: the position a key was claimed at in a stream, or null.
  */
@@ -94,7 +95,7 @@ export interface AllyStorage {
   get(collection: string, id: string): MaybePromise<StoredRecord | null | undefined>;
   find(collection: string, query: StorageQuery): MaybePromise<StoredRecord[]>;
   put(collection: string, record: StoredRecord, expectedVersion: number, unique: string[]): MaybePromise<WriteOutcome>;
-  append(stream: string, expectedLength: number, entries: string[], claims: StreamClaim[], guard?: AppendGuard | null, held?: boolean): MaybePromise<AppendOutcome>;
+  append(stream: string, expectedLength: number, entries: string[], claims: StreamClaim[], guard?: AppendGuard | null, held?: boolean, answers?: QueuedAnswer[]): MaybePromise<AppendOutcome>;
   read(stream: string, from: number, limit: number): MaybePromise<string[]>;
   findClaim(stream: string, key: string): MaybePromise<number | null | undefined>;
   /**
@@ -107,6 +108,29 @@ export interface AllyStorage {
   lock?(stream: string, from: number): MaybePromise<string[] | null>;
   /** Releases the lock `lock` gave. */
   unlock?(stream: string): MaybePromise<unknown>;
+  /**
+   * Optional, with `lock`: queues `request` (the engine's text) for whoever holds the stream's
+   * lock, then waits for the lock. Resolves to `{ answered }`, the answer a holder wrote for the
+   * request (nothing is held then); to `{ tail, queued }` when this caller holds the lock and
+   * the request was not settled: the entries from `from` on (at most 500) and the requests other
+   * callers queued that no holder has taken (at most 64, each `{ id, request }`), now taken by
+   * this caller, who answers them with its next `append` (its seventh argument,
+   * `[{ id, answer }]`, written in the same commit as the entries, and only when written); or
+   * to null when no lock can be had (the request is out of the queue, nothing is held). A
+   * taken request whose holder ended without a written append goes to the next lead.
+   */
+  combine?(stream: string, from: number, request: string): MaybePromise<CombineOutcome | null>;
+}
+
+/** How `combine` ended: answered by a lock holder, or this caller leads. */
+export type CombineOutcome =
+  | { answered: string }
+  | { tail: string[]; queued: { id: number; request: string }[] };
+
+/** A lock holder's answer to a queued request, written with its append. */
+export interface QueuedAnswer {
+  id: number;
+  answer: string;
 }
 
 /** A message for the host's mailer. */
@@ -660,6 +684,8 @@ pub struct JsStorage {
     find_claim: Function,
     /// `lock` and `unlock`, when the host offers a stream lock.
     locks: Option<(Function, Function)>,
+    /// `combine`, when the host combines requests (it needs the lock).
+    combine: Option<Function>,
 }
 
 /// Looks up `name` on a host object and checks it is a function (`INVALID_CONFIG` otherwise).
@@ -673,6 +699,65 @@ pub fn method(object: &JsValue, owner: &str, name: &str) -> Result<Function, Err
         })
 }
 
+/// A method a host object may leave out: `None` when it is undefined.
+fn optional_method(object: &JsValue, name: &str) -> Result<Option<Function>, Error> {
+    let present = Reflect::get(object, &JsValue::from_str(name)).is_ok_and(|f| !f.is_undefined());
+    present.then(|| method(object, "storage", name)).transpose()
+}
+
+/// Reads what `combine` answered: `{ answered }`, `{ tail, queued }`, or null.
+fn combined_from_js(answer: &JsValue) -> Result<Option<Combined>, StorageError> {
+    if answer.is_null() || answer.is_undefined() {
+        return Ok(None);
+    }
+    let shape = "combine should answer { answered }, { tail, queued } or null";
+    if !answer.is_object() {
+        return Err(out_of_contract(shape, answer));
+    }
+    let field = |name: &str| Reflect::get(answer, &JsValue::from_str(name)).unwrap_or_default();
+    let answered = field("answered");
+    if !answered.is_undefined() {
+        return answered
+            .as_string()
+            .map(|a| Some(Combined::Answered(a)))
+            .ok_or_else(|| out_of_contract("combine's answered should be a string", &answered));
+    }
+    let tail = entries_from_js(&field("tail"), "combine", TAIL_LEN_MAX)?;
+    let list = field("queued");
+    let Some(list) = list.dyn_ref::<Array>() else {
+        return Err(out_of_contract(shape, answer));
+    };
+    if list.length() as usize > QUEUED_MAX {
+        return Err(StorageError {
+            reason: format!(
+                "combine handed over {} queued requests, beyond {QUEUED_MAX}",
+                list.length()
+            ),
+        });
+    }
+    let queued = list
+        .iter()
+        .map(|item| {
+            let get = |name: &str| Reflect::get(&item, &JsValue::from_str(name)).ok();
+            let id = get("id")
+                .and_then(|id| id.as_f64())
+                .filter(|id| id.fract() == 0.0 && *id >= 0.0 && *id <= 9_007_199_254_740_991.0);
+            let request = get("request").and_then(|r| r.as_string());
+            match (id, request) {
+                (Some(id), Some(request)) => Ok(Queued {
+                    id: id as u64,
+                    request,
+                }),
+                _ => Err(out_of_contract(
+                    "combine's queued requests should be { id: a whole number, request: a string }",
+                    &item,
+                )),
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Some(Combined::Lead { tail, queued }))
+}
+
 impl JsStorage {
     pub fn new(object: JsValue) -> Result<Self, Error> {
         Ok(Self {
@@ -683,8 +768,71 @@ impl JsStorage {
             read: method(&object, "storage", "read")?,
             find_claim: method(&object, "storage", "findClaim")?,
             locks: optional_pair(&object, "lock", "unlock")?,
+            combine: optional_method(&object, "combine")?,
             this: object,
         })
+    }
+
+    /// `append`, with the answers of a lead when there are any.
+    #[allow(clippy::too_many_arguments)] // the contract's own arguments, as the host takes them
+    async fn append_with(
+        &self,
+        stream: &str,
+        expected_length: u64,
+        entries: &[String],
+        claims: &[Claim<'_>],
+        guard: Option<Guard<'_>>,
+        held: bool,
+        answers: Option<&[Answer<'_>]>,
+    ) -> Result<AppendOutcome, StorageError> {
+        let entries: Array = entries.iter().map(|s| JsValue::from_str(s)).collect();
+        let claims: Array = claims
+            .iter()
+            .map(|claim| {
+                let object = Object::new();
+                let _ = Reflect::set(&object, &"key".into(), &claim.key.into());
+                let _ = Reflect::set(&object, &"position".into(), &(claim.position as f64).into());
+                JsValue::from(object)
+            })
+            .collect();
+        let guard = guard.map_or(JsValue::NULL, |g| {
+            let object = Object::new();
+            let _ = Reflect::set(&object, &"collection".into(), &g.collection.into());
+            let _ = Reflect::set(&object, &"id".into(), &g.id.into());
+            let _ = Reflect::set(&object, &"version".into(), &(g.version as f64).into());
+            object.into()
+        });
+        let mut args = vec![
+            stream.into(),
+            (expected_length as f64).into(),
+            entries.into(),
+            claims.into(),
+            guard,
+            held.into(),
+        ];
+        if let Some(answers) = answers {
+            let list: Array = answers
+                .iter()
+                .map(|a| {
+                    let object = Object::new();
+                    let _ = Reflect::set(&object, &"id".into(), &(a.id as f64).into());
+                    let _ = Reflect::set(&object, &"answer".into(), &a.answer.into());
+                    JsValue::from(object)
+                })
+                .collect();
+            args.push(list.into());
+        }
+        let answer = self.call(&self.append, &args).await?;
+        let outcome = append_outcome_from_js(&answer)?;
+        if let AppendOutcome::Claimed { key } = &outcome {
+            if !args_claim(&args[3], key) {
+                return Err(out_of_contract(
+                    "append answered a key it was not given",
+                    &answer,
+                ));
+            }
+        }
+        Ok(outcome)
     }
 
     /// Calls a host method and awaits its answer, sync or async; a throw or rejection is an error.
@@ -776,42 +924,47 @@ impl Storage for JsStorage {
         guard: Option<Guard<'_>>,
         held: bool,
     ) -> Result<AppendOutcome, StorageError> {
-        let entries: Array = entries.iter().map(|s| JsValue::from_str(s)).collect();
-        let claims: Array = claims
-            .iter()
-            .map(|claim| {
-                let object = Object::new();
-                let _ = Reflect::set(&object, &"key".into(), &claim.key.into());
-                let _ = Reflect::set(&object, &"position".into(), &(claim.position as f64).into());
-                JsValue::from(object)
-            })
-            .collect();
-        let guard = guard.map_or(JsValue::NULL, |g| {
-            let object = Object::new();
-            let _ = Reflect::set(&object, &"collection".into(), &g.collection.into());
-            let _ = Reflect::set(&object, &"id".into(), &g.id.into());
-            let _ = Reflect::set(&object, &"version".into(), &(g.version as f64).into());
-            object.into()
-        });
-        let args = [
-            stream.into(),
-            (expected_length as f64).into(),
-            entries.into(),
-            claims.into(),
+        self.append_with(stream, expected_length, entries, claims, guard, held, None)
+            .await
+    }
+
+    async fn append_answering(
+        &self,
+        stream: &str,
+        expected_length: u64,
+        entries: &[String],
+        claims: &[Claim<'_>],
+        guard: Option<Guard<'_>>,
+        answers: &[Answer<'_>],
+    ) -> Result<AppendOutcome, StorageError> {
+        self.append_with(
+            stream,
+            expected_length,
+            entries,
+            claims,
             guard,
-            held.into(),
-        ];
-        let answer = self.call(&self.append, &args).await?;
-        let outcome = append_outcome_from_js(&answer)?;
-        if let AppendOutcome::Claimed { key } = &outcome {
-            if !args_claim(&args[3], key) {
-                return Err(out_of_contract(
-                    "append answered a key it was not given",
-                    &answer,
-                ));
-            }
-        }
-        Ok(outcome)
+            true,
+            Some(answers),
+        )
+        .await
+    }
+
+    async fn combine(
+        &self,
+        stream: &str,
+        from: u64,
+        request: &str,
+    ) -> Result<Option<Combined>, StorageError> {
+        let (Some(combine), Some(_)) = (&self.combine, &self.locks) else {
+            return Ok(None);
+        };
+        let answer = self
+            .call(
+                combine,
+                &[stream.into(), (from as f64).into(), request.into()],
+            )
+            .await?;
+        combined_from_js(&answer)
     }
 
     async fn find_claim(&self, stream: &str, key: &str) -> Result<Option<u64>, StorageError> {
@@ -963,6 +1116,39 @@ impl Storage for HostStorage {
         match self {
             Self::Memory(m) => m.unlock(stream).await,
             Self::Js(j) => j.unlock(stream).await,
+        }
+    }
+
+    async fn combine(
+        &self,
+        stream: &str,
+        from: u64,
+        request: &str,
+    ) -> Result<Option<Combined>, StorageError> {
+        match self {
+            Self::Memory(m) => m.combine(stream, from, request).await,
+            Self::Js(j) => j.combine(stream, from, request).await,
+        }
+    }
+
+    async fn append_answering(
+        &self,
+        stream: &str,
+        expected_length: u64,
+        entries: &[String],
+        claims: &[Claim<'_>],
+        guard: Option<Guard<'_>>,
+        answers: &[Answer<'_>],
+    ) -> Result<AppendOutcome, StorageError> {
+        match self {
+            Self::Memory(m) => {
+                m.append_answering(stream, expected_length, entries, claims, guard, answers)
+                    .await
+            }
+            Self::Js(j) => {
+                j.append_answering(stream, expected_length, entries, claims, guard, answers)
+                    .await
+            }
         }
     }
 }

@@ -23,7 +23,7 @@ h.test("setupPostgres is idempotent and safe to run concurrently", async () => {
   await Promise.all([setupPostgres(pool, { schema: "twice" }), setupPostgres(pool, { schema: "twice" })]);
   await setupPostgres(pool, { schema: "twice" });
   const { rows } = await pool.query("SELECT count(*)::int AS n FROM information_schema.tables WHERE table_schema = 'twice'");
-  equal(rows[0].n, 6, "tables");
+  equal(rows[0].n, 7, "tables");
 });
 
 h.test("setupPostgres replaces the append function of a schema made before the guard", async () => {
@@ -75,16 +75,11 @@ h.test("8 concurrent appends at one length: one is written, the others are stale
   }
 });
 
-h.test("the stream lock: one holder at a time across pools, the tail after the last holder's append, ended by the holder's append", async () => {
+h.test("the stream lock: one holder at a time across pools, the tail after the last holder's append, ended by the holder's written append", async () => {
   const schema = `t${++schemas}`;
   const a = postgresStorage(pool, { schema, createSchema: true });
   const otherPool = new pg.Pool({ ...cluster, max: 3 });
   const b = postgresStorage(otherPool, { schema });
-  const pending = (promise) => {
-    const state = { done: false, value: undefined };
-    promise.then((value) => Object.assign(state, { done: true, value }));
-    return state;
-  };
   const pause = () => new Promise((r) => setTimeout(r, 200));
   let other;
   try {
@@ -97,37 +92,131 @@ h.test("the stream lock: one holder at a time across pools, the tail after the l
     while (!bLock.done) await pause();
     equal(bLock.value, ["e2"], "the next holder sees the append it waited for");
     await a.unlock("w");
-    // Another instance on the same storage object appends without the lock: it waits its turn.
-    const free = pending(a.append("w", 2, ["e3"], [], null, false));
+    // Another instance appends without the lock: the conditional append orders it.
+    equal(await a.append("w", 2, ["e3"], [], null, false), "written", "a non-holder's append");
+    // A holder's append that is not written keeps the hold.
+    equal(await b.append("w", 2, ["x"], [], null, true), { stale: ["e3"] }, "stale under the lock");
+    const aLock = pending(a.lock("w", 3));
     await pause();
-    equal(free.done, false, "a non-holder waits for the holder");
-    // The holder's append ends the hold whatever its answer: this one is stale.
-    equal(await b.append("w", 1, ["x"], [], null, true), { stale: ["e2"] }, "stale under the lock");
-    while (!free.done) await pause();
-    equal(free.value, "written", "then the non-holder goes");
+    equal(aLock.done, false, "still held after a stale append");
     await b.unlock("w");
-    // A lock not ended by an append is ended by unlock, and nothing of it is written.
-    equal(await b.lock("w", 3), [], "held again");
-    await b.unlock("w");
-    equal(await a.append("w", 3, ["e4"], [], null, false), "written", "free after unlock");
+    while (!aLock.done) await pause();
+    equal(aLock.value, [], "held after unlock, and nothing of the stale append written");
+    await a.unlock("w");
+    equal(await a.read("w", 0, 10), ["e1", "e2", "e3"], "the stream");
     // A holder that keeps the lock past the wait: the next one goes on without it.
-    equal(await a.lock("w", 4), [], "held");
+    equal(await a.lock("w", 3), [], "held");
     const began = Date.now();
-    equal(await b.lock("w", 4), null, "no lock past the wait");
+    equal(await b.lock("w", 3), null, "no lock past the wait");
     ok(Date.now() - began >= 1900, `waited ${Date.now() - began} ms`);
     await a.unlock("w");
     const single = postgresStorage(new pg.Pool({ ...cluster, max: 1 }), { schema });
     equal(await single.lock("w", 0), null, "a pool of one connection offers no lock");
+    equal(await a.lock("unknown", 0), null, "no lock on a stream that does not exist");
     // The lock is per schema: another schema's stream of the same name is not held by it.
     other = postgresStorage(pool, { schema: `t${++schemas}`, createSchema: true });
     equal(await other.append("w", 0, ["o1"], []), "written", "another schema's stream");
-    equal(await a.lock("w", 4), [], "held here");
+    equal(await a.lock("w", 3), [], "held here");
     equal(await other.lock("w", 0), ["o1"], "and free in another schema");
     await other.unlock("w");
     await a.unlock("w");
   } finally {
     for (const storage of [a, b, other]) await storage?.unlock("w").catch(() => {});
     await otherPool.end();
+  }
+});
+
+/** A promise's progress, readable while it is pending. */
+function pending(promise) {
+  const state = { done: false, value: undefined, error: undefined };
+  promise.then(
+    (value) => Object.assign(state, { done: true, value }),
+    (error) => Object.assign(state, { done: true, error }),
+  );
+  return state;
+}
+
+h.test("combine: requests queued while the lock is held go to the next holder, who answers them in its append's commit", async () => {
+  const schema = `t${++schemas}`;
+  const pools = [0, 1, 2].map(() => new pg.Pool({ ...cluster, max: 3 }));
+  const [a, b, c] = pools.map((p, i) => postgresStorage(p, { schema, createSchema: i === 0 }));
+  const pause = () => new Promise((r) => setTimeout(r, 200));
+  const queuedRows = async () => (await pool.query(`SELECT count(*)::int AS n FROM ${schema}.stream_requests`)).rows[0].n;
+  try {
+    equal(await a.append("w", 0, ["e1"], []), "written", "first entry");
+    // Free: the caller leads at once, with the tail and nothing queued.
+    equal(await a.combine("w", 0, "ra"), { tail: ["e1"], queued: [] }, "a lone request leads");
+    equal(await queuedRows(), 0, "a lead's own request is out of the queue");
+    // Two requests queue behind the holder.
+    const bWait = pending(b.combine("w", 1, "rb"));
+    await pause();
+    const cWait = pending(c.combine("w", 1, "rc"));
+    await pause();
+    equal([bWait.done, cWait.done], [false, false], "both wait for the holder");
+    equal(await a.append("w", 1, ["e2"], [], null, true), "written", "the holder appends alone");
+    await a.unlock("w");
+    // One of them now leads, and takes the other's request.
+    while (!bWait.done && !cWait.done) await pause();
+    const [lead, follower, leadStorage, followerRequest] = bWait.done ? [bWait, cWait, b, "rc"] : [cWait, bWait, c, "rb"];
+    equal(lead.value.tail, ["e2"], "the lead reads what the holder wrote");
+    equal(lead.value.queued.map((q) => q.request), [followerRequest], "and leads the other request");
+    const [{ id }] = lead.value.queued;
+    ok(Number.isSafeInteger(id), `a queued id is a number: ${id}`);
+    // A stale append answers nothing and keeps the hold.
+    equal(await leadStorage.append("w", 1, ["x"], [], null, true, [{ id, answer: "not this" }]), { stale: ["e2"] }, "stale");
+    await pause();
+    equal(follower.done, false, "the follower still waits");
+    equal(await leadStorage.append("w", 2, ["e3", "e4"], [], null, true, [{ id, answer: "settled" }]), "written", "the lead's batch");
+    while (!follower.done) await pause();
+    equal(follower.value, { answered: "settled" }, "the follower gets its answer, in the commit");
+    equal(await a.read("w", 0, 10), ["e1", "e2", "e3", "e4"], "the stream");
+    await leadStorage.unlock("w");
+    equal(await queuedRows(), 0, "every answered request is out of the queue");
+
+    // A lead that ends without a written append: the request it took goes back to its
+    // requester, who leads it.
+    equal(await a.lock("w", 4), [], "a holds");
+    const bBack = pending(b.combine("w", 4, "rb"));
+    await pause();
+    const cBack = pending(c.combine("w", 4, "rc"));
+    await pause();
+    await a.unlock("w");
+    while (!bBack.done && !cBack.done) await pause();
+    const [dropping, dropped, droppingStorage, droppedStorage] = bBack.done ? [bBack, cBack, b, c] : [cBack, bBack, c, b];
+    equal(dropping.value.queued.length, 1, "the lead takes the other request");
+    await droppingStorage.unlock("w");
+    while (!dropped.done) await pause();
+    equal(dropped.value, { tail: [], queued: [] }, "its requester leads it, unanswered");
+    await droppedStorage.unlock("w");
+    equal(await queuedRows(), 0, "nothing left queued");
+
+    // Past the wait, a request no holder took is withdrawn: null, nothing held or queued.
+    equal(await a.lock("w", 4), [], "a holds");
+    const began = Date.now();
+    equal(await b.combine("w", 4, "late"), null, "withdrawn past the wait");
+    ok(Date.now() - began >= 1900, `waited ${Date.now() - began} ms`);
+    equal(await queuedRows(), 0, "and out of the queue");
+    await a.unlock("w");
+
+    // A taken request waits on past the wait for its holder's answer.
+    equal(await a.lock("w", 4), [], "a holds again");
+    const bSlow = pending(b.combine("w", 4, "rb"));
+    await pause();
+    const cSlow = pending(c.combine("w", 4, "rc"));
+    await pause();
+    await a.unlock("w");
+    while (!bSlow.done && !cSlow.done) await pause();
+    const [slowLead, patient, slowStorage] = bSlow.done ? [bSlow, cSlow, b] : [cSlow, bSlow, c];
+    equal(slowLead.value.queued.length, 1, "the lead takes the other request");
+    await new Promise((r) => setTimeout(r, 2600));
+    equal(patient.done, false, "a taken request is not withdrawn past the wait");
+    equal(await slowStorage.append("w", 4, ["e5"], [], null, true, [{ id: slowLead.value.queued[0].id, answer: "at last" }]), "written", "answered late");
+    while (!patient.done) await pause();
+    equal(patient.value, { answered: "at last" }, "the answer, after the wait");
+    equal(await queuedRows(), 0, "nothing left queued");
+  } finally {
+    for (const storage of [a, b, c]) await storage.unlock("w").catch(() => {});
+    for (const p of pools) await p.end();
   }
 });
 

@@ -14,8 +14,8 @@ use serde_json::Value;
 use super::executor::block_on;
 use super::memory::MemoryStorage;
 use super::ports::{
-    AppendOutcome, Claim, FixedClock, Guard, NoMailer, Query, Storage, StorageError, StoredRecord,
-    WriteOutcome,
+    Answer, AppendOutcome, Claim, Combined, FixedClock, Guard, NoMailer, Query, Queued, Storage,
+    StorageError, StoredRecord, WriteOutcome,
 };
 use super::{Ally, ResellerFilter};
 use crate::domain::config::Config;
@@ -70,11 +70,25 @@ struct FaultyStorage {
 }
 
 /// Stream locks as a database holds them: each held stream and the storage (the session)
-/// holding it.
+/// holding it; and, when `combines`, the requests queued for a holder to settle.
 #[derive(Default)]
 struct LockTable {
     held: std::cell::RefCell<BTreeMap<String, usize>>,
     taken: Cell<u64>,
+    combines: bool,
+    queue: std::cell::RefCell<Vec<QueuedRequest>>,
+    queued: Cell<u64>,
+    /// Requests a holder settled for another instance.
+    answered: Cell<u64>,
+}
+
+/// A request queued by `combine`, as the storage keeps it.
+struct QueuedRequest {
+    id: u64,
+    stream: String,
+    request: String,
+    taken: bool,
+    answer: Option<String>,
 }
 
 impl FaultyStorage {
@@ -91,6 +105,51 @@ impl FaultyStorage {
             self.faults.set(self.faults.get() + 1);
         }
         fault
+    }
+
+    /// Waits until this storage (the session) holds the stream's lock.
+    async fn take_lock(&self, locks: &LockTable, stream: &str) {
+        let me = std::ptr::from_ref(self) as usize;
+        // Take the lock if it is free (the borrow ends with the statement), else wait a turn.
+        while locks
+            .held
+            .borrow_mut()
+            .entry(stream.to_owned())
+            .or_insert(me)
+            != &me
+        {
+            Yield(1).await;
+        }
+        locks.taken.set(locks.taken.get() + 1);
+    }
+
+    /// What a written append of a lead commits with it: the answers of the requests it took,
+    /// and the end of the hold.
+    fn answer(
+        &self,
+        locks: &LockTable,
+        stream: &str,
+        outcome: &AppendOutcome,
+        answers: &[Answer<'_>],
+    ) {
+        if *outcome != AppendOutcome::Written {
+            return;
+        }
+        for q in locks.queue.borrow_mut().iter_mut() {
+            if let Some(a) = answers.iter().find(|a| a.id == q.id && q.taken) {
+                q.answer = Some(a.answer.to_owned());
+                locks.answered.set(locks.answered.get() + 1);
+            }
+        }
+        self.release_lock(locks, stream);
+    }
+
+    fn release_lock(&self, locks: &LockTable, stream: &str) {
+        let me = std::ptr::from_ref(self) as usize;
+        let mut held = locks.held.borrow_mut();
+        if held.get(stream) == Some(&me) {
+            held.remove(stream);
+        }
     }
 
     fn injected() -> StorageError {
@@ -208,18 +267,7 @@ impl Storage for FaultyStorage {
             return Err(Self::injected());
         }
         // Wait for the holder: another instance's request, polled by the same executor.
-        let me = std::ptr::from_ref(self) as usize;
-        // Take the lock if it is free (the borrow ends with the statement), else wait a turn.
-        while locks
-            .held
-            .borrow_mut()
-            .entry(stream.to_owned())
-            .or_insert(me)
-            != &me
-        {
-            Yield(1).await;
-        }
-        locks.taken.set(locks.taken.get() + 1);
+        self.take_lock(locks, stream).await;
         match self.inner.read(stream, from, 500).await {
             Ok(tail) => Ok(Some(tail)),
             Err(e) => {
@@ -234,17 +282,124 @@ impl Storage for FaultyStorage {
             // Only the holder's unlock frees a lock (another session's is a no-op); a failed
             // unlock still frees it, as a dropped connection frees a session lock in
             // PostgreSQL, and the engine is told it failed.
-            let me = std::ptr::from_ref(self) as usize;
-            let mut held = locks.held.borrow_mut();
-            if held.get(stream) == Some(&me) {
-                held.remove(stream);
-            }
-            drop(held);
+            self.release_lock(locks, stream);
             if self.roll(false) == Fault::Before {
                 return Err(Self::injected());
             }
         }
         Ok(())
+    }
+
+    async fn combine(
+        &self,
+        stream: &str,
+        from: u64,
+        request: &str,
+    ) -> Result<Option<Combined>, StorageError> {
+        let Some(locks) = self.locks.as_ref().filter(|l| l.combines) else {
+            return Ok(None);
+        };
+        match self.roll(true) {
+            Fault::Before => return Err(Self::injected()),
+            // The lock could not be had: nothing queued, nothing held.
+            Fault::Conflict => return Ok(None),
+            _ => {}
+        }
+        let id = locks.queued.get() + 1;
+        locks.queued.set(id);
+        locks.queue.borrow_mut().push(QueuedRequest {
+            id,
+            stream: stream.to_owned(),
+            request: request.to_owned(),
+            taken: false,
+            answer: None,
+        });
+        // The request is committed before the wait, as a round trip of its own: another
+        // instance's request may queue meanwhile, and go to whichever takes the lock first.
+        Yield(1).await;
+        self.take_lock(locks, stream).await;
+        // Holding the lock: this request answered (by the holder before), or this one leads
+        // the requests no holder has taken.
+        let taken = {
+            let mut queue = locks.queue.borrow_mut();
+            queue.iter().position(|q| q.id == id).map(|mine| {
+                let answer = queue.remove(mine).answer;
+                let queued: Vec<Queued> = queue
+                    .iter_mut()
+                    .filter(|q| q.stream == stream && !q.taken && answer.is_none())
+                    .take(crate::engine::ports::QUEUED_MAX)
+                    .map(|q| {
+                        q.taken = true;
+                        Queued {
+                            id: q.id,
+                            request: q.request.clone(),
+                        }
+                    })
+                    .collect();
+                (answer, queued)
+            })
+        };
+        let queued = match taken {
+            None => {
+                self.release_lock(locks, stream);
+                return Err(StorageError {
+                    reason: "a queued request went missing".to_owned(),
+                });
+            }
+            Some((Some(answer), _)) => {
+                self.release_lock(locks, stream);
+                return Ok(Some(Combined::Answered(answer)));
+            }
+            Some((None, queued)) => queued,
+        };
+        match self.inner.read(stream, from, 500).await {
+            Ok(tail) => Ok(Some(Combined::Lead { tail, queued })),
+            Err(e) => {
+                self.release_lock(locks, stream);
+                Err(e)
+            }
+        }
+    }
+
+    async fn append_answering(
+        &self,
+        stream: &str,
+        expected: u64,
+        entries: &[String],
+        claims: &[Claim<'_>],
+        guard: Option<Guard<'_>>,
+        answers: &[Answer<'_>],
+    ) -> Result<AppendOutcome, StorageError> {
+        let Some(locks) = self.locks.as_ref().filter(|l| l.combines) else {
+            return Err(Self::injected());
+        };
+        // As a held append (with its faults); when written, the answers go in its commit, and
+        // the commit ends the hold.
+        let outcome = match self.roll(true) {
+            Fault::Before => return Err(Self::injected()),
+            Fault::Conflict => return Ok(AppendOutcome::Stale { tail: None }),
+            Fault::Delay(n) => {
+                Yield(n).await;
+                self.inner
+                    .append(stream, expected, entries, claims, guard, true)
+                    .await
+            }
+            Fault::After => {
+                let outcome = self
+                    .inner
+                    .append(stream, expected, entries, claims, guard, true)
+                    .await?;
+                self.answer(locks, stream, &outcome, answers);
+                return Err(Self::injected());
+            }
+            Fault::None => {
+                self.inner
+                    .append(stream, expected, entries, claims, guard, true)
+                    .await
+            }
+        }?;
+        self.answer(locks, stream, &outcome, answers);
+        Ok(outcome)
     }
 
     async fn find_claim(&self, stream: &str, key: &str) -> Result<Option<u64>, StorageError> {
@@ -644,16 +799,23 @@ fn check_checkpoint(inner: &MemoryStorage, wallet: &str, texts: &[String]) -> Re
     Ok(())
 }
 
-/// Answers the faults injected and how many wallets ended with a checkpoint.
-fn simulate_wallets(seed: u64) -> Result<(u64, u64), String> {
+/// Answers the faults injected, how many wallets ended with a checkpoint, and how many queued
+/// requests a lock holder settled for the other instance.
+fn simulate_wallets(seed: u64) -> Result<(u64, u64, u64), String> {
     use crate::domain::ledger::EntryKind;
     let inner = Rc::new(MemoryStorage::new());
     let at = Utc
         .with_ymd_and_hms(2026, 5, 1, 12, 0, 0)
         .single()
         .unwrap_or_default();
-    // Even seeds run on a storage with stream locks, odd ones on one without.
-    let locks = (seed % 2 == 0).then(Rc::default);
+    // Even seeds run on a storage with stream locks, odd ones on one without; every other
+    // storage with locks also combines requests.
+    let locks = (seed % 2 == 0).then(|| {
+        Rc::new(LockTable {
+            combines: seed % 4 == 0,
+            ..LockTable::default()
+        })
+    });
     let faulty = |salt: u64| {
         Rc::new(FaultyStorage {
             inner: Rc::clone(&inner),
@@ -813,6 +975,12 @@ fn simulate_wallets(seed: u64) -> Result<(u64, u64), String> {
         if table.taken.get() == 0 {
             return Err(format!("seed {seed}: no request ever took a stream lock"));
         }
+        // Every queued request was settled and is out of the queue: none left behind, taken
+        // or not.
+        let left = table.queue.borrow().len();
+        if left != 0 {
+            return Err(format!("seed {seed}: {left} queued requests left behind"));
+        }
     }
     let checkpointed = wallets
         .iter()
@@ -826,6 +994,7 @@ fn simulate_wallets(seed: u64) -> Result<(u64, u64), String> {
     Ok((
         storage_a.faults.get() + storage_b.faults.get(),
         checkpointed,
+        locks.map_or(0, |table| table.answered.get()),
     ))
 }
 
@@ -838,12 +1007,14 @@ fn wallet_operations_survive_faulty_storage_and_racing_instances() {
         Ok(seed) => vec![seed.parse().unwrap_or(0)],
         Err(_) => (1..=WALLET_SEEDS).collect(),
     };
-    let (mut faults, mut checkpointed) = (0, 0);
+    let (mut faults, mut checkpointed, mut combined) = (0, 0, 0);
+    let all = seeds.len() > 1;
     for seed in seeds {
         match simulate_wallets(seed) {
-            Ok((n, c)) => {
+            Ok((n, c, a)) => {
                 faults += n;
                 checkpointed += c;
+                combined += a;
             }
             Err(failure) => panic!("{failure}\nreplay: ALLY_SIM_SEED={seed} cargo test simulation"),
         }
@@ -855,5 +1026,9 @@ fn wallet_operations_survive_faulty_storage_and_racing_instances() {
     assert!(
         checkpointed > 0,
         "the simulation must run wallets past their checkpoints"
+    );
+    assert!(
+        combined > 0 || !all,
+        "the simulation must have a lock holder settle another instance's requests"
     );
 }
