@@ -1,7 +1,9 @@
 // One client process of the PostgreSQL benchmark, with its own connection pool. Its one argument
-// is JSON, `{ mode, port, schema, wallet, start, until }` (times in ms since the epoch):
+// is JSON, `{ mode, port, schema, wallet, warm, start, until }` (times in ms since the epoch):
 //   "ally"  its own engine instance provisions 1 credit at a time at `wallet`, one after another,
-//           from `start` until `until`; prints `{ accepted, refused }`.
+//           from `warm` on, and counts those from `start` until `until`; prints
+//           `{ accepted, refused }`. The provisions before `start` warm the process up (its
+//           compilers), as a service that has run for a while is.
 //   "sql"   the same provisions as the transaction a user would hand-write on peer_wallet and
 //           peer_entry; prints `{ accepted, refused }`.
 //   "cold"  the time a fresh engine instance takes for its first provision at `wallet`, its first
@@ -10,7 +12,7 @@ import pg from "pg";
 import { Ally, AllyError } from "ally-engine";
 import { postgresStorage } from "ally-engine/postgres";
 
-const { mode, port, schema, wallet, start, until } = JSON.parse(process.argv[2]);
+const { mode, port, schema, wallet, warm, start, until } = JSON.parse(process.argv[2]);
 const CONNECTIONS = 2;
 const pool = new pg.Pool({ host: "127.0.0.1", port, user: "postgres", database: "postgres", max: CONNECTIONS });
 
@@ -41,9 +43,13 @@ async function provisionSql(walletId, cost) {
   }
 }
 
-/** Runs `provision()` back to back over the window; it answers null, or the code of its refusal. */
+/**
+ * Runs `provision()` back to back from `warm` on, and counts what it answers over the window; it
+ * answers null, or the code of its refusal.
+ */
 async function window(provision) {
-  await new Promise((resolve) => setTimeout(resolve, Math.max(0, start - Date.now())));
+  await new Promise((resolve) => setTimeout(resolve, Math.max(0, (warm ?? start) - Date.now())));
+  while (Date.now() < start) await provision();
   const refused = {};
   let accepted = 0;
   while (Date.now() < until) {

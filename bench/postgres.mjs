@@ -2,6 +2,8 @@
 // user would hand-write (one transaction: a guarded UPDATE of the balance, an INSERT of the entry).
 // Client processes (each its own pool, and for the engine its own instance) provision one credit
 // at a time over the same window: one client alone, 8 at one wallet, then 8 each at its own.
+// Each first provisions for WARM_SECONDS, uncounted, so that the window measures processes whose
+// compilers have warmed up (as a service's have), on both sides alike.
 // Then the cold start: the first provision of a fresh engine instance at a wallet of 1 000 and of
 // 50 000 entries, each in a fresh process. A throwaway cluster on loopback with PostgreSQL's
 // default durability (fsync on), the same for both sides.
@@ -16,6 +18,7 @@ import { startPostgres } from "../tests/node/pg-cluster.mjs";
 const run = promisify(execFile);
 const CLIENTS = 8;
 const SECONDS = 8;
+const WARM_SECONDS = 2;
 const CREDIT = 1e12;
 const COLD_SIZES = [1_000, 50_000];
 const COLD_RUNS = 5;
@@ -39,9 +42,10 @@ const clientRun = (job) => run(process.execPath, [client, JSON.stringify({ port:
 
 /** Runs `clients` processes of `mode` over one window; prints their line and answers provisions/s. */
 async function scenario(label, mode, clients, walletOf) {
-  const start = Date.now() + 3000; // time for the processes to start and connect
+  const warm = Date.now() + 3000; // time for the processes to start and connect
+  const start = warm + WARM_SECONDS * 1000;
   const until = start + SECONDS * 1000;
-  const outs = await Promise.all(Array.from({ length: clients }, (_, i) => clientRun({ mode, wallet: walletOf(i), start, until })));
+  const outs = await Promise.all(Array.from({ length: clients }, (_, i) => clientRun({ mode, wallet: walletOf(i), warm, start, until })));
   const accepted = outs.reduce((n, o) => n + o.accepted, 0);
   const refused = {};
   for (const o of outs) for (const [code, n] of Object.entries(o.refused)) refused[code] = (refused[code] ?? 0) + n;
@@ -54,7 +58,7 @@ const verdict = (met) => (met ? "yes" : "NO");
 
 console.log(
   `\nPostgreSQL ${(await pool.query("SHOW server_version")).rows[0].server_version}, fsync on, up to ${CLIENTS} client processes, ` +
-    "provisions of 1 credit awaited one by one per client, through the engine (ally) and as hand-written SQL (SQL)",
+    `provisions of 1 credit awaited one by one per client, after ${WARM_SECONDS} s of warm-up, through the engine (ally) and as hand-written SQL (SQL)`,
 );
 const scenarios = [
   { label: "1 client, one wallet", clients: 1, walletOf: () => wallets[0], target: 0.8 },

@@ -111,6 +111,8 @@ const LOCK_WAIT_MS = 2000;
 // its outcome is then unknown until that holder ends (retry with the same idempotency key).
 const TAKEN_WAITS = 5;
 const QUEUED_MAX = 64;
+// How many times a waiter tries to lead between waits before it queues for the lock instead.
+const LEAD_TURNS = 32;
 // A queued request older than this is one whose requester is gone: a lead drops it.
 const QUEUED_KEEP = "10 minutes";
 const lockKeys = (s, stream) => `hashtext('ally:${s}'), hashtext(${stream})`;
@@ -137,12 +139,14 @@ const requestsTable = (s) => `CREATE UNLOGGED TABLE IF NOT EXISTS ${s}.stream_re
   id bigserial PRIMARY KEY, stream text NOT NULL, request text NOT NULL,
   taken boolean NOT NULL DEFAULT false, answer text, queued_at timestamptz NOT NULL DEFAULT now())`;
 
-// combine: the request is queued and committed (so that the current holder's successor sees it),
-// then the caller waits for the lock. Holding it, the caller reads its own request back: answered
-// (a holder settled it: the lock is released at once, within this call), or not (it leads: the
-// requests no one has taken are taken, atomically against a requester withdrawing its own, and
-// handed over with the tail). A wait past lock_timeout withdraws the request while no holder has
-// taken it; a taken one waits on, for at most TAKEN_WAITS waits.
+// combine: the request is queued and committed (so that the current holder's successor sees it).
+// Then the caller leads if the lock is free (it reads its own request back first: a holder may
+// have settled it); else it waits for the holder to end in shared mode, beside every other
+// waiter, so that all the requests one holder settled learn their answers at once rather than
+// one after another. A request not answered then tries to lead again. A lead takes the requests
+// no one has taken, atomically against a requester withdrawing its own. A wait past
+// lock_timeout withdraws the request while no holder has taken it; a taken one waits on, for at
+// most TAKEN_WAITS waits.
 const combineProcedure = (s) => `CREATE OR REPLACE PROCEDURE ${s}.combine(
     p_stream text, p_from bigint, p_request text, INOUT outcome text DEFAULT NULL)
   LANGUAGE plpgsql AS $fn$
@@ -151,14 +155,23 @@ DECLARE
   got text;
   queued json;
   waits int := 0;
+  turns int := 0;
 BEGIN
   INSERT INTO ${s}.stream_requests (stream, request) VALUES (p_stream, p_request) RETURNING id INTO mine;
   COMMIT;
   PERFORM set_config('lock_timeout', '${LOCK_WAIT_MS}ms', true);
   LOOP
+    turns := turns + 1;
+    -- Free: lead. After many turns without it (other waiters reading their answers at that
+    -- instant each time), wait for it in the queue instead.
+    EXIT WHEN pg_try_advisory_lock(${lockKeys(s, "p_stream")});
     BEGIN
-      PERFORM pg_advisory_lock(${lockKeys(s, "p_stream")});
-      EXIT;
+      IF turns > ${LEAD_TURNS} THEN
+        PERFORM pg_advisory_lock(${lockKeys(s, "p_stream")});
+        EXIT;
+      END IF;
+      PERFORM pg_advisory_lock_shared(${lockKeys(s, "p_stream")});
+      PERFORM pg_advisory_unlock_shared(${lockKeys(s, "p_stream")});
     EXCEPTION WHEN lock_not_available THEN
       DELETE FROM ${s}.stream_requests WHERE id = mine AND NOT taken;
       IF FOUND THEN
@@ -170,6 +183,12 @@ BEGIN
         RAISE EXCEPTION 'a holder of the lock on % took a queued request and has not answered it', p_stream;
       END IF;
     END;
+    SELECT answer INTO got FROM ${s}.stream_requests WHERE id = mine;
+    IF got IS NOT NULL THEN
+      DELETE FROM ${s}.stream_requests WHERE id = mine;
+      outcome := json_build_object('answered', got)::text;
+      RETURN;
+    END IF;
   END LOOP;
   DELETE FROM ${s}.stream_requests WHERE id = mine RETURNING answer INTO got;
   IF got IS NOT NULL THEN
@@ -182,7 +201,9 @@ BEGIN
     outcome := NULL;
     RETURN;
   END IF;
-  DELETE FROM ${s}.stream_requests WHERE stream = p_stream AND queued_at < now() - interval '${QUEUED_KEEP}';
+  IF mine % 64 = 0 THEN
+    DELETE FROM ${s}.stream_requests WHERE stream = p_stream AND queued_at < now() - interval '${QUEUED_KEEP}';
+  END IF;
   WITH t AS (
     UPDATE ${s}.stream_requests SET taken = true
      WHERE id IN (SELECT id FROM ${s}.stream_requests WHERE stream = p_stream AND NOT taken
@@ -303,10 +324,17 @@ async function transaction(pool, body) {
 // SQLSTATE of a lock wait that ran past lock_timeout.
 const LOCK_NOT_AVAILABLE = "55P03";
 
-/** SQL literals for a simple query: text escaped by the client, integers checked as such. */
+/**
+ * SQL literals for a simple query: text dollar-quoted (taken as written, whatever it holds), or
+ * escaped by the client when it holds the quote's tag; integers checked as such.
+ */
 function literals(client) {
   return {
-    text: (v) => (v === null ? "NULL" : client.escapeLiteral(String(v))),
+    text: (v) => {
+      if (v === null) return "NULL";
+      const t = String(v);
+      return t.includes("$q$") ? client.escapeLiteral(t) : `$q$${t}$q$`;
+    },
     integer: (v) => {
       if (v === null) return "NULL";
       if (!Number.isSafeInteger(v)) throw new TypeError(`expected an integer, got ${v}`);

@@ -220,7 +220,10 @@ enum RequestKind {
 }
 
 /// How a lock holder answers a queued request it did not settle: its requester settles it.
-const UNSETTLED: &str = "\"unsettled\"";
+const UNSETTLED: &str = "unsettled";
+/// How a lock holder's answer to a queued request it settled begins: then come its entries, as
+/// stored, one per line (an entry's JSON text holds no line break).
+const WRITTEN: &str = "written";
 
 impl Request {
     /// The request as queued for another instance to settle ([`Request::from_queued`] reads it).
@@ -867,10 +870,12 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                 request.key.as_deref(),
                 state.length - decision.entries.len() as u64,
             );
-            answers.push((
-                q.id,
-                format!("{{\"written\":[{}]}}", batch.texts[first..].join(",")),
-            ));
+            let mut answer = WRITTEN.to_owned();
+            for text in &batch.texts[first..] {
+                answer.push('\n');
+                answer.push_str(text);
+            }
+            answers.push((q.id, answer));
         }
         answers
     }
@@ -944,16 +949,21 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         if answer == UNSETTLED {
             return Ok(None);
         }
-        let value: Value =
-            serde_json::from_str(answer).map_err(|e| failed(format!("is not JSON: {e}")))?;
-        let Some(Value::Array(written)) = value.get("written") else {
+        let mut lines = answer.split('\n');
+        if lines.next() != Some(WRITTEN) {
             return Err(failed(
                 "is neither written entries nor unsettled".to_owned(),
             ));
-        };
-        let mut entries = Vec::with_capacity(written.len());
-        for (i, value) in written.iter().enumerate() {
-            match Entry::from_json(value.clone(), "entry") {
+        }
+        let mut entries = Vec::with_capacity(request.items.len());
+        for (i, text) in lines.enumerate() {
+            if i >= request.items.len() {
+                return Err(failed(format!(
+                    "holds more entries than the request's {} items",
+                    request.items.len()
+                )));
+            }
+            match Entry::from_json_text(text, "entry") {
                 Ok((entry, flaws)) if flaws.is_empty() => entries.push(entry),
                 Ok(_) => return Err(failed(format!("holds entry {i} with flaws"))),
                 Err(e) => return Err(failed(format!("holds an unreadable entry {i}: {e}"))),
