@@ -14,7 +14,6 @@ export class Harness {
 
   async run() {
     for (const { name, body } of this.cases) {
-      if (globalThis.process?.env?.ALLY_TEST_TRACE) console.error(`[${this.runtime}] ${name}`);
       try {
         await body();
         this.results.push({ name, ok: true });

@@ -20,6 +20,7 @@ const modules = [
   ["host-storage.mjs", "esModule", join(here, "host-storage.mjs")],
   ["storage-conformance.mjs", "esModule", join(here, "storage-conformance.mjs")],
   ["wallet-state.mjs", "esModule", join(here, "wallet-state.mjs")],
+  ["combine.mjs", "esModule", join(here, "combine.mjs")],
   ["ally-engine", "esModule", join(root, "pkg", entry)],
   ["web/ally_engine.js", "esModule", join(root, "pkg/web/ally_engine.js")],
   ["ally_engine_bg.wasm", "wasm", join(root, "pkg/ally_engine_bg.wasm")],

@@ -4,6 +4,7 @@ import { Harness, equal, ok, fails, report } from "./harness.mjs";
 import { hostStorage } from "./host-storage.mjs";
 import { conformance } from "./storage-conformance.mjs";
 import { walletStateCases } from "./wallet-state.mjs";
+import { combineCases } from "./combine.mjs";
 
 export const CATALOG = [
   { sku: "basic", name: "Basic licence", basePrice: 1000 },
@@ -1404,6 +1405,7 @@ export function cases(lib, runtime) {
   });
 
   walletStateCases(lib, t, still);
+  combineCases(lib, t);
   conformance(h, "memoryStorage()", () => memoryStorage());
   conformance(h, "test host storage", () => hostStorage({ async: true }));
 
