@@ -124,6 +124,7 @@ const lockFunction = (s) => `CREATE OR REPLACE FUNCTION ${s}.lock_stream(p_strea
 BEGIN
   PERFORM set_config('lock_timeout', '${LOCK_WAIT_MS}ms', true);
   PERFORM pg_advisory_lock(${lockKeys(s, "p_stream")});
+  PERFORM set_config('lock_timeout', '0', true);
   IF NOT EXISTS (SELECT 1 FROM ${s}.streams WHERE stream = p_stream) THEN
     PERFORM pg_advisory_unlock(${lockKeys(s, "p_stream")});
     RETURN NULL;
@@ -139,14 +140,19 @@ const requestsTable = (s) => `CREATE UNLOGGED TABLE IF NOT EXISTS ${s}.stream_re
   id bigserial PRIMARY KEY, stream text NOT NULL, request text NOT NULL,
   taken boolean NOT NULL DEFAULT false, answer text, queued_at timestamptz NOT NULL DEFAULT now())`;
 
-// combine: the request is queued and committed (so that the current holder's successor sees it).
-// Then the caller leads if the lock is free (it reads its own request back first: a holder may
-// have settled it); else it waits for the holder to end in shared mode, beside every other
-// waiter, so that all the requests one holder settled learn their answers at once rather than
-// one after another. A request not answered then tries to lead again. A lead takes the requests
-// no one has taken, atomically against a requester withdrawing its own. A wait past
-// lock_timeout withdraws the request while no holder has taken it; a taken one waits on, for at
-// most TAKEN_WAITS waits.
+// combine: the request is queued and committed (so that the current holder's successor sees it),
+// and its requester holds a transaction lock on it while it waits: a lead takes only requests
+// whose requester still waits (a cancelled call or a lost session releases that lock, and its
+// request is dropped, never settled for a requester that has gone). Then the caller leads if the
+// stream's lock is free (it reads its own request back first: a holder may have settled it);
+// else it waits for the holder to end in shared mode, beside the other waiters, so that all the
+// requests one holder settled learn their answers when it commits. A request not answered then
+// tries to lead again. A lead takes the requests no one has taken, atomically against a requester
+// withdrawing its own. Only the waits for the stream's lock are bounded by lock_timeout: past it
+// a request no holder has taken is withdrawn ("withdrawn": nothing queued, nothing held); a taken
+// one waits on, for at most TAKEN_WAITS waits, and then leaves the queue, so that its holder's
+// append fails as a whole rather than settle it for a requester that has given up.
+const requestKey = (s, id) => `hashtext('ally-request:${s}'), (${id} % 2147483647)::int`;
 const combineProcedure = (s) => `CREATE OR REPLACE PROCEDURE ${s}.combine(
     p_stream text, p_from bigint, p_request text, INOUT outcome text DEFAULT NULL)
   LANGUAGE plpgsql AS $fn$
@@ -159,28 +165,40 @@ DECLARE
 BEGIN
   INSERT INTO ${s}.stream_requests (stream, request) VALUES (p_stream, p_request) RETURNING id INTO mine;
   COMMIT;
-  PERFORM set_config('lock_timeout', '${LOCK_WAIT_MS}ms', true);
+  PERFORM set_config('lock_timeout', '0', true);
+  PERFORM pg_advisory_xact_lock(${requestKey(s, "mine")});
   LOOP
     turns := turns + 1;
     -- Free: lead. After many turns without it (other waiters reading their answers at that
     -- instant each time), wait for it in the queue instead.
     EXIT WHEN pg_try_advisory_lock(${lockKeys(s, "p_stream")});
     BEGIN
+      PERFORM set_config('lock_timeout', '${LOCK_WAIT_MS}ms', true);
       IF turns > ${LEAD_TURNS} THEN
         PERFORM pg_advisory_lock(${lockKeys(s, "p_stream")});
+        PERFORM set_config('lock_timeout', '0', true);
         EXIT;
       END IF;
       PERFORM pg_advisory_lock_shared(${lockKeys(s, "p_stream")});
       PERFORM pg_advisory_unlock_shared(${lockKeys(s, "p_stream")});
+      PERFORM set_config('lock_timeout', '0', true);
     EXCEPTION WHEN lock_not_available THEN
+      -- A lead taking the request at this instant holds its row: the delete waits for that
+      -- lead's statement, however long.
+      PERFORM set_config('lock_timeout', '0', true);
       DELETE FROM ${s}.stream_requests WHERE id = mine AND NOT taken;
       IF FOUND THEN
-        outcome := NULL;
+        outcome := '"withdrawn"';
         RETURN;
       END IF;
       waits := waits + 1;
       IF waits >= ${TAKEN_WAITS} THEN
-        RAISE EXCEPTION 'a holder of the lock on % took a queued request and has not answered it', p_stream;
+        DELETE FROM ${s}.stream_requests WHERE id = mine RETURNING answer INTO got;
+        IF got IS NOT NULL THEN
+          outcome := json_build_object('answered', got)::text;
+          RETURN;
+        END IF;
+        RAISE EXCEPTION 'a holder of the lock on % took a queued request and did not answer it in time: it is withdrawn', p_stream;
       END IF;
     END;
     SELECT answer INTO got FROM ${s}.stream_requests WHERE id = mine;
@@ -198,7 +216,7 @@ BEGIN
   END IF;
   IF NOT EXISTS (SELECT 1 FROM ${s}.streams WHERE stream = p_stream) THEN
     PERFORM pg_advisory_unlock(${lockKeys(s, "p_stream")});
-    outcome := NULL;
+    outcome := '"withdrawn"';
     RETURN;
   END IF;
   IF mine % 1024 = 0 THEN
@@ -207,6 +225,11 @@ BEGIN
   -- An index scan, which marks the entries of taken requests dead as it passes them (a bitmap
   -- scan would visit them all again on every lead until vacuum).
   PERFORM set_config('enable_bitmapscan', 'off', true);
+  -- Requests whose requester no longer waits (its lock on them is free) leave the queue.
+  DELETE FROM ${s}.stream_requests
+   WHERE id IN (SELECT id FROM ${s}.stream_requests WHERE stream = p_stream AND NOT taken
+                 ORDER BY id LIMIT ${QUEUED_MAX} FOR UPDATE SKIP LOCKED)
+     AND pg_try_advisory_xact_lock_shared(${requestKey(s, "id")});
   WITH t AS (
     UPDATE ${s}.stream_requests SET taken = true
      WHERE id IN (SELECT id FROM ${s}.stream_requests WHERE stream = p_stream AND NOT taken
@@ -226,6 +249,8 @@ const appendHeldProcedure = (s) => `CREATE OR REPLACE PROCEDURE ${s}.append_held
     p_guard_collection text, p_guard_id text, p_guard_version bigint, p_ids bigint[], p_answers text[],
     INOUT outcome text DEFAULT NULL)
   LANGUAGE plpgsql AS $fn$
+DECLARE
+  answered bigint;
 BEGIN
   outcome := ${s}.append(p_stream, p_expected, p_entries, p_keys, p_positions,
                          p_guard_collection, p_guard_id, p_guard_version)::text;
@@ -233,7 +258,12 @@ BEGIN
     IF cardinality(p_ids) > 0 THEN
       UPDATE ${s}.stream_requests r SET answer = a.answer
         FROM unnest(p_ids, p_answers) AS a(id, answer)
-       WHERE r.id = a.id AND r.stream = p_stream AND r.taken;
+       WHERE r.id = a.id AND r.stream = p_stream AND r.taken AND r.answer IS NULL;
+      GET DIAGNOSTICS answered = ROW_COUNT;
+      IF answered <> cardinality(p_ids) THEN
+        -- A requester gave up (its request left the queue): nothing of this batch is written.
+        RAISE EXCEPTION 'a queued request on % was withdrawn before its answer', p_stream;
+      END IF;
     END IF;
     COMMIT;
     PERFORM pg_advisory_unlock(${lockKeys(s, "p_stream")});
@@ -334,14 +364,14 @@ const LOCK_NOT_AVAILABLE = "55P03";
 
 /**
  * SQL literals for a simple query: text dollar-quoted (taken as written, whatever it holds), or
- * escaped by the client when it holds the quote's tag; integers checked as such.
+ * escaped by the client when it holds anything like the quote's tag; integers checked as such.
  */
 function literals(client) {
   return {
     text: (v) => {
       if (v === null) return "NULL";
       const t = String(v);
-      return t.includes("$q$") ? client.escapeLiteral(t) : `$q$${t}$q$`;
+      return t.includes("$q") ? client.escapeLiteral(t) : `$q$${t}$q$`;
     },
     integer: (v) => {
       if (v === null) return "NULL";
@@ -455,7 +485,10 @@ function postgresStorage(pool, options) {
   // Takes the stream's lock (or learns that it need not) on a connection of its own: `text`
   // builds the one statement that waits for it, `read` says from its rows whether the lock is
   // held now and what to answer. A held lock keeps its connection until `unlock`.
-  const hold = async (stream, text, read) => {
+  // A lock_timeout error is an answer only from `lock` (its one bounded wait is for the lock):
+  // `combine` answers its own timeouts, and any error of its call leaves it unknown whether the
+  // session holds the lock, so the connection is dropped (and the lock with its session).
+  const hold = async (stream, text, read, { timeoutIsNone = false } = {}) => {
     if (lockConnectionsInUse + 1 >= poolMax) return null;
     await setup();
     lockConnectionsInUse += 1;
@@ -474,7 +507,7 @@ function postgresStorage(pool, options) {
       else giveUp();
       return answer;
     } catch (error) {
-      if (error?.code === LOCK_NOT_AVAILABLE) {
+      if (timeoutIsNone && error?.code === LOCK_NOT_AVAILABLE) {
         // Waited past LOCK_WAIT_MS: go on without the lock (nothing is held).
         giveUp();
         return null;
@@ -592,7 +625,13 @@ function postgresStorage(pool, options) {
       // held: `unlock` releases it.
       const { rows } = await held.client.query(heldAppendText(s, held.client, values, answers ?? []));
       const answer = JSON.parse(rows[0].outcome);
-      if (answer === "written") held.released = true;
+      if (answer === "written") {
+        // The server released the lock after its commit: the connection goes back to the pool
+        // now (a holder's next calls, a checkpoint's write, need one), not at `unlock`.
+        held.released = true;
+        held.client.release();
+        lockConnectionsInUse -= 1;
+      }
       return answer;
     },
 
@@ -600,13 +639,13 @@ function postgresStorage(pool, options) {
       return hold(stream, (client) => lockStreamText(s, client, stream, from), (rows) => {
         const tail = rows[0].tail === null ? null : JSON.parse(rows[0].tail);
         return { held: tail !== null, answer: tail };
-      });
+      }, { timeoutIsNone: true });
     },
 
     combine(stream, from, request) {
       return hold(stream, (client) => combineText(s, client, stream, from, request), (rows) => {
-        const outcome = rows[0].outcome === null ? null : JSON.parse(rows[0].outcome);
-        if (outcome === null) return { held: false, answer: null };
+        const outcome = JSON.parse(rows[0].outcome);
+        if (outcome === "withdrawn") return { held: false, answer: null };
         if (typeof outcome.answered === "string") return { held: false, answer: { answered: outcome.answered } };
         return { held: true, answer: { tail: outcome.tail, queued: outcome.queued.map((q) => ({ id: Number(q.id), request: q.request })) } };
       });
@@ -616,8 +655,12 @@ function postgresStorage(pool, options) {
       const held = lockConnections.get(stream);
       if (!held) return;
       lockConnections.delete(stream);
+      if (held.released) {
+        held.leave();
+        return;
+      }
       try {
-        if (!held.released) await held.client.query(unlockText(s, held.client, stream));
+        await held.client.query(unlockText(s, held.client, stream));
         held.client.release();
       } catch (error) {
         // The session goes with the connection, and the lock with the session.

@@ -199,8 +199,11 @@ pub trait Storage {
     }
 
     /// A held `append` (its contract, `held` true) that, when written, also writes `answers`
-    /// for the queued requests of the caller's lead, in the same commit; nothing of either
-    /// otherwise. Only a storage that combines requests is asked.
+    /// for the queued requests of the caller's lead, in the same commit, and may end the hold;
+    /// otherwise it writes nothing of either and keeps the hold (the requests stay taken by this
+    /// caller, who decides them again). Every queued request of the lead is answered, and a
+    /// written append whose answers cannot all be written (a requester gave up) fails as a
+    /// whole. Only a storage that combines requests is asked.
     async fn append_answering(
         &self,
         _stream: &str,

@@ -99,8 +99,11 @@ struct Settling {
     /// Whether this request holds the storage's lock on the stream.
     held: bool,
     /// Requests other instances queued for this one to settle with its own (its lead, from
-    /// [`Storage::combine`]): offered to one append, then dropped whatever it answered.
+    /// [`Storage::combine`]): decided again after an append that was not written (the hold goes
+    /// on), until one is.
     queued: Vec<Queued>,
+    /// Queued requests to answer unsettled: their key was claimed before.
+    unsettled: Vec<u64>,
 }
 
 /// The most items a request may have to be queued for another instance to settle; a larger
@@ -628,6 +631,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             version,
             held: false,
             queued: Vec::new(),
+            unsettled: Vec::new(),
         };
         let settled = self.settle(&slot, &request, at, &mut run).await;
         if run.held {
@@ -699,8 +703,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             if let Ok(decision) = &own {
                 batch.add(&decision.entries, request.key.as_deref(), expected);
             }
-            let queued = std::mem::take(&mut run.queued);
-            let answers = self.decide_queued(slot, &run.reseller, &queued, request, &mut batch);
+            let answers = self.decide_queued(slot, run, request, &mut batch);
             let claims: Vec<Claim<'_>> = batch
                 .claims
                 .iter()
@@ -715,7 +718,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                 version: run.version,
             };
             let stream = stream(&wallet_id);
-            let outcome = if queued.is_empty() {
+            let outcome = if run.queued.is_empty() {
                 let texts = &batch.texts;
                 self.storage
                     .append(
@@ -747,6 +750,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             };
             match outcome {
                 AppendOutcome::Written => {
+                    run.queued.clear();
                     self.applied(slot, &batch.entries);
                     let appended = batch.entries.len() as u64;
                     self.advance_checkpoint(slot, &wallet_id, appended).await;
@@ -785,10 +789,20 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                         self.require_reseller_versioned(&wallet_id).await?;
                     reseller_current = true;
                 }
-                // A key of a queued request: the batch was not written, and the request goes
-                // to its requester (dropped from this lead); this one is tried again alone.
+                // A key of a queued request, claimed before: the batch was not written (the hold
+                // goes on), and that request is answered unsettled (its requester answers it as
+                // a repeat); the batch is decided again without it.
                 AppendOutcome::Claimed { key } if request.key.as_deref() != Some(key.as_str()) => {
-                    if queued.is_empty() {
+                    let repeats: Vec<u64> = run
+                        .queued
+                        .iter()
+                        .filter(|q| {
+                            Request::from_queued(&q.request)
+                                .is_some_and(|(r, _)| r.key.as_deref() == Some(key.as_str()))
+                        })
+                        .map(|q| q.id)
+                        .collect();
+                    if repeats.is_empty() {
                         return Err(Error::StorageFailed {
                             operation: "append",
                             reason: format!(
@@ -796,6 +810,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                             ),
                         });
                     }
+                    run.unsettled.extend(repeats);
                 }
                 AppendOutcome::Claimed { key } => {
                     let done = self.replay(&wallet_id, request).await?;
@@ -834,11 +849,11 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
     fn decide_queued(
         &self,
         slot: &Slot,
-        reseller: &Reseller,
-        queued: &[Queued],
+        run: &Settling,
         own: &Request,
         batch: &mut Batch,
     ) -> Vec<(u64, String)> {
+        let (reseller, queued) = (&run.reseller, &run.queued);
         if queued.is_empty() {
             return Vec::new();
         }
@@ -851,7 +866,8 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             .map(|q| Request::from_queued(&q.request))
             .collect();
         for (q, decoded) in queued.iter().zip(&decoded) {
-            let decision = decoded.as_ref().and_then(|(request, at)| {
+            let decoded = decoded.as_ref().filter(|_| !run.unsettled.contains(&q.id));
+            let decision = decoded.and_then(|(request, at)| {
                 let repeated = request.key.as_deref().is_some_and(|k| keys.contains(&k));
                 let decision = (!repeated).then(|| self.decide(&state, reseller, request, *at));
                 decision.and_then(Result::ok).map(|d| (request, d))

@@ -115,7 +115,7 @@ export interface AllyStorage {
    * the request was not settled: the entries from `from` on (at most 500) and the requests other
    * callers queued that no holder has taken (at most 64, each `{ id, request }`), now taken by
    * this caller, who answers them with its next `append` (its seventh argument,
-   * `[{ id, answer }]`, written in the same commit as the entries, and only when written); or
+   * `[{ id, answer }]`, written in the same commit as the entries, and only when written; an append that is not written keeps the hold and writes no answer); or
    * to null when no lock can be had (the request is out of the queue, nothing is held). A
    * taken request whose holder ended without a written append goes to the next lead.
    */

@@ -69,7 +69,14 @@ function combining(inner) {
       },
     };
   };
-  return { session, stats, left: () => queue.length };
+  // A request queued as another process would, whose requester is this test: its record, to
+  // read its answer from.
+  const inject = (stream, request) => {
+    const q = { id: ++nextId, stream, request, taken: false, answer: null };
+    queue.push(q);
+    return q;
+  };
+  return { session, stats, inject, left: () => queue.length };
 }
 
 export function combineCases(lib, t) {
@@ -132,6 +139,23 @@ export function combineCases(lib, t) {
     equal(new Set(answers.map((e) => e.id)).size, 1, "one entry for the key");
     equal(await engines[0].balance(r), 1000 - 3 - 7, "spent once");
     await fails(AllyError, "IDEMPOTENCY_MISMATCH", () => engines[1].provision(r, 8, null, { idempotencyKey: "order-1" }));
+  });
+
+  t("a queued request whose key was claimed before is answered unsettled, and the rest of the batch is still written", async () => {
+    const { store, engines, r } = await setUp(2, 1000);
+    await engines[0].provision(r, 5, null, { idempotencyKey: "k1" });
+    // A race, so that the next request on this wallet goes through the lock.
+    await Promise.all(engines.map((ally) => ally.provision(r, 1)));
+    const queued = (key, amount) =>
+      store.inject(`ledger:${r.id}`, JSON.stringify({ kind: "provision", items: [{ amount, memo: null }], key, at: Date.now() }));
+    const repeat = queued("k1", 5);
+    const fresh = [queued("k2", 3), queued(null, 4)];
+    const own = await engines[0].provision(r, 2);
+    ok(own.sequence > 0, "the lead's own provision");
+    equal(repeat.answer, "unsettled", "the repeat goes back to its requester");
+    for (const q of fresh) ok(q.answer?.startsWith("written\n"), `settled in the batch: ${q.answer}`);
+    equal(await engines[0].balance(r), 1000 - 5 - 2 - 2 - 3 - 4, "spent once each");
+    equal(validateLedger(await engines[0].exportLedger(r), { walletId: r.id }).ok, true, "validates");
   });
 
   t("the low-credit crossing of a combined batch is raised once, by the request that crossed", async () => {

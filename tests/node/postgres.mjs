@@ -220,6 +220,63 @@ h.test("combine: requests queued while the lock is held go to the next holder, w
   }
 });
 
+h.test("combine: a request taken at the instant its wait runs out is not withdrawn; a requester that gave up is never settled", async () => {
+  const schema = `t${++schemas}`;
+  const a = postgresStorage(pool, { schema, createSchema: true });
+  const otherPool = new pg.Pool({ ...cluster, max: 3 });
+  const b = postgresStorage(otherPool, { schema });
+  const pause = (ms = 200) => new Promise((r) => setTimeout(r, ms));
+  const impatientPool = new pg.Pool({ ...cluster, max: 3, statement_timeout: 1000 });
+  const impatient = postgresStorage(impatientPool, { schema });
+  const raw = await pool.connect();
+  try {
+    equal(await a.append("w", 0, ["e1"], []), "written", "first entry");
+    // b waits behind a; a lead takes b's request (its row locked, uncommitted) just as b's wait
+    // runs out: b's withdrawal waits for that lead, finds the request taken, and waits on.
+    equal(await a.lock("w", 1), [], "a holds");
+    const bWait = pending(b.combine("w", 1, "rb"));
+    await pause(1500);
+    await raw.query("BEGIN");
+    equal((await raw.query(`UPDATE ${schema}.stream_requests SET taken = true WHERE request = 'rb'`)).rowCount, 1, "taken");
+    await pause(3500); // past b's wait, and past a second wait for the lead's row
+    await raw.query("COMMIT");
+    await pause();
+    equal(bWait.done, false, "b waits on for the lead that took its request");
+    await a.unlock("w");
+    while (!bWait.done) await pause();
+    equal(bWait.value, { tail: [], queued: [] }, "the lead ended unanswered: b leads its own request");
+    await b.unlock("w");
+
+    // A requester whose call was cancelled has gone: its request is never taken by a lead.
+    equal(await a.lock("w", 1), [], "a holds again");
+    let cancelled;
+    try {
+      await impatient.combine("w", 1, "cancelled");
+    } catch (e) {
+      cancelled = e;
+    }
+    equal(cancelled?.code, "57014", "the combine is cancelled by its statement timeout");
+    await a.unlock("w");
+    equal(await a.combine("w", 1, "ra"), { tail: [], queued: [] }, "the next lead takes nothing");
+    // An idempotency key shaped like the adapter's quoting is written as given.
+    for (const key of ["retry-7$q", "$q$", "a'b\\c"]) {
+      const length = (await a.read("w", 0, 100)).length;
+      equal(await a.append("w", length, [`x${key}`], [{ key, position: length }], null, true), "written", `key ${key}`);
+      equal(await a.findClaim("w", key), length, `claimed ${key}`);
+      await a.unlock("w");
+      equal(await a.lock("w", length + 1), [], "held again");
+    }
+    await a.unlock("w");
+    equal((await pool.query(`SELECT count(*)::int AS n FROM ${schema}.stream_requests`)).rows[0].n, 0, "nothing left queued");
+  } finally {
+    await raw.query("ROLLBACK").catch(() => {});
+    raw.release();
+    for (const storage of [a, b]) await storage.unlock("w").catch(() => {});
+    await otherPool.end();
+    await impatientPool.end();
+  }
+});
+
 h.test("postgresStorage refuses a schema that is not an identifier", () => {
   let thrown;
   try {
