@@ -208,7 +208,6 @@ pub struct CreditCheck {
 }
 
 /// A request to move credits: the entries the caller wants, with its idempotency key.
-#[derive(Clone)]
 struct Request {
     kind: RequestKind,
     items: Vec<Movement>,
