@@ -49,6 +49,10 @@ function checkPool(pool) {
 // Only a stream's first append creates its row: a stale append at an unknown stream leaves
 // nothing, and a refused first append leaves the row at length 0, which reads as no stream.
 const STALE_TAIL = 500;
+/** The stream's entries from position `from` (an SQL expression) on, at most STALE_TAIL, as JSON. */
+const tailQuery = (s, from) => `(SELECT COALESCE(json_agg(e.data ORDER BY e.position), '[]')
+    FROM (SELECT position, data FROM ${s}.stream_entries
+           WHERE stream = p_stream AND position >= ${from} ORDER BY position LIMIT ${STALE_TAIL}) e)`;
 const appendFunction = (s) => `CREATE OR REPLACE FUNCTION ${s}.append(
     p_stream text, p_expected bigint, p_entries text[], p_keys text[], p_positions bigint[],
     p_guard_collection text, p_guard_id text, p_guard_version bigint)
@@ -67,11 +71,7 @@ BEGIN
     SELECT length INTO held FROM ${s}.streams WHERE stream = p_stream FOR UPDATE;
   END IF;
   IF held <> p_expected THEN
-    RETURN json_build_object('stale', (
-      SELECT COALESCE(json_agg(e.data ORDER BY e.position), '[]')
-        FROM (SELECT position, data FROM ${s}.stream_entries
-               WHERE stream = p_stream AND position >= p_expected
-               ORDER BY position LIMIT ${STALE_TAIL}) e));
+    RETURN json_build_object('stale', ${tailQuery(s, "p_expected")});
   END IF;
   IF p_guard_collection IS NOT NULL AND NOT EXISTS (
        SELECT 1 FROM ${s}.records
@@ -116,9 +116,6 @@ const LEAD_TURNS = 32;
 // A queued request older than this is one whose requester is gone: a lead drops it.
 const QUEUED_KEEP = "10 minutes";
 const lockKeys = (s, stream) => `hashtext('ally:${s}'), hashtext(${stream})`;
-const tailQuery = (s) => `(SELECT COALESCE(json_agg(e.data ORDER BY e.position), '[]')
-    FROM (SELECT position, data FROM ${s}.stream_entries
-           WHERE stream = p_stream AND position >= p_from ORDER BY position LIMIT ${STALE_TAIL}) e)`;
 const lockFunction = (s) => `CREATE OR REPLACE FUNCTION ${s}.lock_stream(p_stream text, p_from bigint)
   RETURNS json LANGUAGE plpgsql AS $fn$
 BEGIN
@@ -129,7 +126,7 @@ BEGIN
     PERFORM pg_advisory_unlock(${lockKeys(s, "p_stream")});
     RETURN NULL;
   END IF;
-  RETURN ${tailQuery(s)};
+  RETURN ${tailQuery(s, "p_from")};
 END
 $fn$`;
 
@@ -237,7 +234,7 @@ BEGIN
     RETURNING id, request)
   SELECT COALESCE(json_agg(json_build_object('id', t.id, 'request', t.request) ORDER BY t.id), '[]')
     INTO queued FROM t;
-  outcome := json_build_object('tail', ${tailQuery(s)}, 'queued', queued)::text;
+  outcome := json_build_object('tail', ${tailQuery(s, "p_from")}, 'queued', queued)::text;
 END
 $fn$`;
 
