@@ -93,6 +93,11 @@ impl Lock {
         }
     }
 
+    /// Whether someone holds the lock (an acquirer would wait).
+    pub fn is_held(&self) -> bool {
+        self.held.get()
+    }
+
     /// Hands the lock to the longest waiter (it stays held), or frees it.
     fn release(&self) {
         let next = self.waiting.borrow_mut().pop_front();

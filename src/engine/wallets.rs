@@ -74,7 +74,37 @@ pub struct Slot {
     state: RefCell<Wallet>,
     /// The replayed entries as totals per day, for the credit trends.
     volumes: RefCell<DayVolumes>,
+    /// This instance's requests waiting for `lock`, first come first: the holder settles them
+    /// with its own, in its append.
+    waiting: RefCell<Vec<Rc<Waiting>>>,
 }
+
+/// A request of this instance waiting for its wallet's lock. The holder decides it after its
+/// own, each on the state the previous leaves, with its own time and key, and writes them all
+/// in one append (like the transfers of one batch); each requester then answers for itself.
+#[derive(Debug)]
+struct Waiting {
+    request: Request,
+    at: DateTime<Utc>,
+    answer: RefCell<Option<WaitingAnswer>>,
+}
+
+/// What a holder did with a waiting request.
+#[derive(Debug)]
+enum WaitingAnswer {
+    /// Its entries were written.
+    Written(Decision),
+    /// Not written: refused, or its key claimed before; its requester settles it itself (and
+    /// so names its own refusal, or answers it as a repeat).
+    Unsettled,
+    /// The append that held it failed: whether it was written is not known, so its requester
+    /// fails as the holder did (a retry with its key is then answered either way).
+    Failed(Error),
+}
+
+/// The most waiting requests, and items, one holder writes with its own.
+const WAITING_MAX: usize = 64;
+const WAITING_ITEMS_MAX: usize = 1_000;
 
 /// What an instance knows of a wallet record.
 #[derive(Clone, Debug)]
@@ -208,13 +238,14 @@ pub struct CreditCheck {
 }
 
 /// A request to move credits: the entries the caller wants, with its idempotency key.
+#[derive(Debug)]
 struct Request {
     kind: RequestKind,
     items: Vec<Movement>,
     key: Option<String>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum RequestKind {
     TopUp,
     Provision,
@@ -316,6 +347,14 @@ impl Request {
     }
 }
 
+/// Whether requests of this instance wait for the wallet's holder to settle them.
+fn has_waiting(slot: &Slot) -> bool {
+    slot.waiting
+        .borrow()
+        .iter()
+        .any(|w| w.answer.borrow().is_none())
+}
+
 fn decode(text: &str, stream: &str, position: u64) -> Result<(Entry, EntryFlaws)> {
     Entry::from_json_text(text, "entry").map_err(|e| Error::StorageFailed {
         operation: "read",
@@ -341,6 +380,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                     record: RefCell::new(None),
                     state: RefCell::new(Wallet::resume(wallet_id.to_owned(), threshold, &empty)),
                     volumes: RefCell::new(DayVolumes::default()),
+                    waiting: RefCell::new(Vec::new()),
                 })
             })
             .clone()
@@ -624,7 +664,33 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             None => self.require_reseller_versioned(reseller_id).await?,
         };
         let slot = self.slot(&reseller.id);
+        // Another request of this instance holds the wallet: wait beside it, to be settled in
+        // its append (a large bulk waits its own turn).
+        let waiting = Rc::new(Waiting {
+            request,
+            at,
+            answer: RefCell::new(None),
+        });
+        let beside = slot.lock.is_held() && waiting.request.items.len() <= QUEUED_ITEMS_MAX;
+        if beside {
+            slot.waiting.borrow_mut().push(waiting.clone());
+        }
         let guard = slot.lock.acquire().await;
+        if beside {
+            slot.waiting
+                .borrow_mut()
+                .retain(|w| !Rc::ptr_eq(w, &waiting));
+            let answer = waiting.answer.borrow_mut().take();
+            match answer {
+                Some(WaitingAnswer::Written(decision)) => {
+                    drop(guard);
+                    return Ok(self.written(&reseller, decision).await);
+                }
+                Some(WaitingAnswer::Failed(error)) => return Err(error),
+                Some(WaitingAnswer::Unsettled) | None => {}
+            }
+        }
+        let request = &waiting.request;
         let mut run = Settling {
             reseller,
             version,
@@ -632,24 +698,28 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             queued: Vec::new(),
             unsettled: Vec::new(),
         };
-        let settled = self.settle(&slot, &request, at, &mut run).await;
+        let settled = self.settle(&slot, request, at, &mut run).await;
         if run.held {
             self.release_stream(&run.reseller.id).await;
         }
         drop(guard);
-        let (decision, reseller) = match settled? {
-            Settled::Answered(applied) => return Ok(*applied),
-            Settled::Written(decision) => (decision, run.reseller),
-        };
+        match settled? {
+            Settled::Answered(applied) => Ok(*applied),
+            Settled::Written(decision) => Ok(self.written(&run.reseller, decision).await),
+        }
+    }
+
+    /// A written request's answer: its entries, and the crossing they make, notified.
+    async fn written(&self, reseller: &Reseller, decision: Decision) -> Applied {
         let low_credit = match decision.low_credit {
-            Some(crossing) => Some(self.notify(&reseller, crossing).await),
+            Some(crossing) => Some(self.notify(reseller, crossing).await),
             None => None,
         };
-        Ok(Applied {
+        Applied {
             entries: decision.entries,
             replayed: false,
             low_credit,
-        })
+        }
     }
 
     /// Decides and appends until the storage takes the entries, or answers the request
@@ -691,10 +761,10 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                     reseller_current = true;
                     continue;
                 }
-                Err(refusal) if run.queued.is_empty() => {
+                Err(refusal) if run.queued.is_empty() && !has_waiting(slot) => {
                     return self.refused(&wallet_id, request, refusal).await;
                 }
-                // Refused, but the requests queued for this lead are still settled.
+                // Refused, but the requests waiting for this holder are still settled.
                 Err(refusal) => Err(refusal),
             };
             let expected = slot.state.borrow().length;
@@ -702,7 +772,16 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             if let Ok(decision) = &own {
                 batch.add(&decision.entries, request.key.as_deref(), expected);
             }
-            let answers = self.decide_queued(slot, run, request, &mut batch);
+            let (waiting, answers) = self.decide_others(slot, run, request, &mut batch);
+            if batch.entries.is_empty() && run.queued.is_empty() {
+                // Refused, and so is every waiting request: nothing to write.
+                for (w, _) in &waiting {
+                    *w.answer.borrow_mut() = Some(WaitingAnswer::Unsettled);
+                }
+                if let Err(refusal) = own {
+                    return self.refused(&wallet_id, request, refusal).await;
+                }
+            }
             let claims: Vec<Claim<'_>> = batch
                 .claims
                 .iter()
@@ -729,7 +808,6 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                         run.held,
                     )
                     .await
-                    .map_err(storage_failed("append"))?
             } else {
                 let answers: Vec<Answer<'_>> = answers
                     .iter()
@@ -745,11 +823,28 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                         &answers,
                     )
                     .await
-                    .map_err(storage_failed("append"))?
+            };
+            let outcome = match outcome.map_err(storage_failed("append")) {
+                Ok(outcome) => outcome,
+                Err(error) => {
+                    // Whether the append was written is not known: the requests it held fail
+                    // with it, rather than be settled again (a retry with its key is safe).
+                    for (w, _) in &waiting {
+                        *w.answer.borrow_mut() = Some(WaitingAnswer::Failed(error.clone()));
+                    }
+                    return Err(error);
+                }
             };
             match outcome {
                 AppendOutcome::Written => {
                     run.queued.clear();
+                    for (w, decision) in waiting {
+                        let answer = match decision {
+                            Some(decision) => WaitingAnswer::Written(decision),
+                            None => WaitingAnswer::Unsettled,
+                        };
+                        *w.answer.borrow_mut() = Some(answer);
+                    }
                     self.applied(slot, &batch.entries);
                     let appended = batch.entries.len() as u64;
                     self.advance_checkpoint(slot, &wallet_id, appended).await;
@@ -788,10 +883,17 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                         self.require_reseller_versioned(&wallet_id).await?;
                     reseller_current = true;
                 }
-                // A key of a queued request, claimed before: the batch was not written (the hold
-                // goes on), and that request is answered unsettled (its requester answers it as
-                // a repeat); the batch is decided again without it.
+                // A key of a waiting or queued request, claimed before: the batch was not
+                // written (the hold goes on), and that request is answered unsettled (its
+                // requester answers it as a repeat); the batch is decided again without it.
                 AppendOutcome::Claimed { key } if request.key.as_deref() != Some(key.as_str()) => {
+                    let mut repeated = false;
+                    for (w, _) in &waiting {
+                        if w.request.key.as_deref() == Some(key.as_str()) {
+                            *w.answer.borrow_mut() = Some(WaitingAnswer::Unsettled);
+                            repeated = true;
+                        }
+                    }
                     let repeats: Vec<u64> = run
                         .queued
                         .iter()
@@ -801,7 +903,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                         })
                         .map(|q| q.id)
                         .collect();
-                    if repeats.is_empty() {
+                    if repeats.is_empty() && !repeated {
                         return Err(Error::StorageFailed {
                             operation: "append",
                             reason: format!(
@@ -841,50 +943,69 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         }
     }
 
-    /// Decides the requests of a lead after the entries already in `batch`, on the state they
-    /// leave, each with its own time and key; adds those it can write to the batch. Answers
-    /// every one: its entries, or unsettled (a refusal, a key this batch claims already, a text
-    /// this engine does not read), which its requester then settles itself.
-    fn decide_queued(
+    /// Decides the requests this holder settles with its own, after the entries already in
+    /// `batch`, each on the state the previous leaves, with its own time and key: first this
+    /// instance's waiting requests (not yet answered, at most [`WAITING_MAX`]), then those other
+    /// instances queued for it as their lead. Adds those it can write to the batch. Answers the
+    /// waiting ones with their decisions (`None`: unsettled), and every queued one: its entries,
+    /// or unsettled (a refusal, a key this batch claims already, a text this engine does not
+    /// read), which its requester then settles itself.
+    #[allow(clippy::type_complexity)]
+    fn decide_others(
         &self,
         slot: &Slot,
         run: &Settling,
         own: &Request,
         batch: &mut Batch,
-    ) -> Vec<(u64, String)> {
-        let (reseller, queued) = (&run.reseller, &run.queued);
-        if queued.is_empty() {
-            return Vec::new();
+    ) -> (Vec<(Rc<Waiting>, Option<Decision>)>, Vec<(u64, String)>) {
+        let mut items = 0;
+        let waiting: Vec<Rc<Waiting>> = slot
+            .waiting
+            .borrow()
+            .iter()
+            .filter(|w| w.answer.borrow().is_none())
+            .take_while(|w| {
+                items += w.request.items.len();
+                items <= WAITING_ITEMS_MAX
+            })
+            .take(WAITING_MAX)
+            .cloned()
+            .collect();
+        if waiting.is_empty() && run.queued.is_empty() {
+            return (Vec::new(), Vec::new());
         }
         let mut state = slot.state.borrow().clone();
         batch.entries.iter().for_each(|e| state.apply_trusted(e));
-        let mut keys: Vec<&str> = own.key.as_deref().into_iter().collect();
-        let mut answers = Vec::with_capacity(queued.len());
-        let decoded: Vec<Option<(Request, DateTime<Utc>)>> = queued
-            .iter()
-            .map(|q| Request::from_queued(&q.request))
+        let mut keys: Vec<String> = own.key.iter().cloned().collect();
+        let mut decide = |request: &Request, at: DateTime<Utc>, batch: &mut Batch| {
+            let repeated = request.key.as_ref().is_some_and(|k| keys.contains(k));
+            if repeated {
+                return None;
+            }
+            let decision = self.decide(&state, &run.reseller, request, at).ok()?;
+            keys.extend(request.key.iter().cloned());
+            decision.entries.iter().for_each(|e| state.apply_trusted(e));
+            let position = state.length - decision.entries.len() as u64;
+            batch.add(&decision.entries, request.key.as_deref(), position);
+            Some(decision)
+        };
+        let decided: Vec<(Rc<Waiting>, Option<Decision>)> = waiting
+            .into_iter()
+            .map(|w| {
+                let decision = decide(&w.request, w.at, batch);
+                (w, decision)
+            })
             .collect();
-        for (q, decoded) in queued.iter().zip(&decoded) {
-            let decoded = decoded.as_ref().filter(|_| !run.unsettled.contains(&q.id));
-            let decision = decoded.and_then(|(request, at)| {
-                let repeated = request.key.as_deref().is_some_and(|k| keys.contains(&k));
-                let decision = (!repeated).then(|| self.decide(&state, reseller, request, *at));
-                decision.and_then(Result::ok).map(|d| (request, d))
-            });
-            let Some((request, decision)) = decision else {
+        let mut answers = Vec::with_capacity(run.queued.len());
+        for q in &run.queued {
+            let first = batch.texts.len();
+            let decision = Request::from_queued(&q.request)
+                .filter(|_| !run.unsettled.contains(&q.id))
+                .and_then(|(request, at)| decide(&request, at, batch));
+            if decision.is_none() {
                 answers.push((q.id, UNSETTLED.to_owned()));
                 continue;
-            };
-            if let Some(key) = request.key.as_deref() {
-                keys.push(key);
             }
-            decision.entries.iter().for_each(|e| state.apply_trusted(e));
-            let first = batch.texts.len();
-            batch.add(
-                &decision.entries,
-                request.key.as_deref(),
-                state.length - decision.entries.len() as u64,
-            );
             let mut answer = WRITTEN.to_owned();
             for text in &batch.texts[first..] {
                 answer.push('\n');
@@ -892,7 +1013,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             }
             answers.push((q.id, answer));
         }
-        answers
+        (decided, answers)
     }
 
     /// Joins the other instances spending from this wallet. Where the storage combines

@@ -89,6 +89,48 @@ export function combineCases(lib, t) {
     return { store, engines, r };
   };
 
+  t("provisions awaited together on one instance are written in a few appends, each with its own answer", async () => {
+    const inner = memoryStorage();
+    let appends = 0;
+    // A host storage whose every call suspends, as a database's do.
+    const storage = {
+      get: async (c, id) => inner.get(c, id),
+      find: async (c, q) => inner.find(c, q),
+      put: async (c, r, v, u) => inner.put(c, r, v, u),
+      read: async (s, from, limit) => inner.read(s, from, limit),
+      findClaim: async (s, key) => inner.findClaim(s, key),
+      async append(stream, expected, entries, claims, guard, held) {
+        await null;
+        if (stream.startsWith("ledger:")) appends += 1;
+        return inner.append(stream, expected, entries, claims, guard, held);
+      },
+    };
+    const ally = new Ally({ storage, config: { lowCreditThreshold: 50 } });
+    const r = await ally.make().user(1).company("Batched").create();
+    await ally.addCredits(r, 100);
+    const events = [];
+    ally.on("lowCredit", (e) => events.push(e.balance));
+    appends = 0;
+    const costs = Array.from({ length: 40 }, (_, i) => (i === 7 ? 1000 : 3));
+    const provisionAll = () => Promise.allSettled(costs.map((cost, i) => ally.provision(r, cost, null, { idempotencyKey: `k${i}` })));
+    const settled = await provisionAll();
+    const codes = settled.map((s) => (s.status === "fulfilled" ? "ok" : s.reason.code));
+    // In order: the 1000 refused, 33 of 3 fit in 100, the last 6 are refused.
+    const expected = costs.map((cost, i) => (cost === 1000 ? "INSUFFICIENT_CREDITS" : i < 34 ? "ok" : "INSUFFICIENT_CREDITS"));
+    equal(codes, expected, "each answered for itself");
+    const entries = settled.filter((s) => s.status === "fulfilled").map((s) => s.value);
+    equal(new Set(entries.map((e) => e.sequence)).size, 33, "each with an entry of its own");
+    equal(entries.map((e) => e.balanceAfter), Array.from({ length: 33 }, (_, i) => 100 - 3 * (i + 1)), "in the order asked");
+    ok(appends <= 4, `33 provisions in ${appends} appends`);
+    equal(events, [49], "the crossing raised once, by the provision that crossed");
+    equal(await ally.balance(r), 1, "balance");
+    // Asked again with the same keys: the same answers, nothing spent.
+    const again = await provisionAll();
+    equal(again.map((s) => (s.status === "fulfilled" ? s.value.sequence : s.reason.code)), settled.map((s) => (s.status === "fulfilled" ? s.value.sequence : s.reason.code)), "repeats answered as the first time");
+    equal(await ally.balance(r), 1, "nothing spent twice");
+    equal(validateLedger(await ally.exportLedger(r), { walletId: r.id }).ok, true, "validates");
+  });
+
   t("provisions racing from several instances are settled in batches by the lock's holder, each once", async () => {
     const { store, engines, r } = await setUp(4, 1000);
     const results = await Promise.all(

@@ -536,3 +536,226 @@ fn a_checkpoint_whose_balance_was_edited_is_refused_not_spent() {
     let audit = ok(run(cold.audit_wallet(&id)));
     assert!(audit.audit.ok && !audit.checkpoint_matches);
 }
+
+/// The in-memory storage, whose appends each suspend once (as a host's do), counted; an append
+/// may be made to fail after it wrote (an answer lost on the way back).
+#[derive(Default)]
+struct Suspending {
+    inner: MemoryStorage,
+    appends: Cell<u32>,
+    written: RefCell<Vec<usize>>,
+    lose_answer_of: Cell<Option<u32>>,
+}
+
+/// Pending at its first poll, ready at the next.
+struct YieldOnce(bool);
+
+impl std::future::Future for YieldOnce {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            std::task::Poll::Ready(())
+        } else {
+            self.0 = true;
+            std::task::Poll::Pending
+        }
+    }
+}
+
+impl Storage for Suspending {
+    async fn get(
+        &self,
+        c: &str,
+        id: &str,
+    ) -> std::result::Result<Option<StoredRecord>, StorageError> {
+        self.inner.get(c, id).await
+    }
+    async fn find(
+        &self,
+        c: &str,
+        q: Query<'_>,
+    ) -> std::result::Result<Vec<StoredRecord>, StorageError> {
+        self.inner.find(c, q).await
+    }
+    async fn put(
+        &self,
+        c: &str,
+        r: &StoredRecord,
+        v: u64,
+        u: &[&str],
+    ) -> std::result::Result<WriteOutcome, StorageError> {
+        self.inner.put(c, r, v, u).await
+    }
+    async fn append(
+        &self,
+        s: &str,
+        n: u64,
+        e: &[String],
+        claims: &[Claim<'_>],
+        guard: Option<Guard<'_>>,
+        held: bool,
+    ) -> std::result::Result<AppendOutcome, StorageError> {
+        YieldOnce(false).await;
+        let count = self.appends.get() + 1;
+        self.appends.set(count);
+        let outcome = self.inner.append(s, n, e, claims, guard, held).await?;
+        if outcome == AppendOutcome::Written && s.starts_with("ledger:") {
+            self.written.borrow_mut().push(e.len());
+        }
+        if self.lose_answer_of.get() == Some(count) {
+            return Err(StorageError {
+                reason: "the connection closed before the answer".to_owned(),
+            });
+        }
+        Ok(outcome)
+    }
+    async fn read(
+        &self,
+        s: &str,
+        from: u64,
+        limit: u32,
+    ) -> std::result::Result<Vec<String>, StorageError> {
+        self.inner.read(s, from, limit).await
+    }
+    async fn find_claim(
+        &self,
+        s: &str,
+        key: &str,
+    ) -> std::result::Result<Option<u64>, StorageError> {
+        self.inner.find_claim(s, key).await
+    }
+}
+
+/// Polls every operation in turn until all are done, so that they wait on one another.
+type Op<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>> + 'a>>;
+
+fn run_all<T>(futures: Vec<Op<'_, T>>) -> Vec<Result<T>> {
+    let mut futures: Vec<_> = futures.into_iter().map(Some).collect();
+    let mut outputs: Vec<Option<Result<T>>> = futures.iter().map(|_| None).collect();
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    for _ in 0..10_000 {
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if let Some(f) = future {
+                if let std::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) {
+                    *output = Some(out);
+                    *future = None;
+                }
+            }
+        }
+        if futures.iter().all(Option::is_none) {
+            return outputs.into_iter().flatten().collect();
+        }
+    }
+    panic!("the operations never finished");
+}
+
+#[test]
+fn requests_waiting_in_one_instance_are_written_in_the_holders_append() {
+    let storage = Rc::new(Suspending::default());
+    let ally = engine(&storage, 7);
+    let id = reseller(&ally, 1);
+    ok(run(ally.add_credits(&id, c(5), None, None)));
+    let before = storage.appends.get();
+    // p0 takes the wallet alone; the rest wait for it, and the next holder settles them: the big
+    // one and those beyond the balance refused, k0 repeated (claimed before), each with its own
+    // answer.
+    let requests: Vec<(u64, &str)> = vec![
+        (1, "k0"),
+        (1, "k1"),
+        (100, "big"),
+        (1, "k2"),
+        (1, "k3"),
+        (1, "k0"),
+        (1, "k4"),
+        (1, "k5"),
+        (1, "k6"),
+    ];
+    let futures = requests
+        .iter()
+        .map(|(cost, key)| {
+            Box::pin(ally.provision(&id, c(*cost), None, Some((*key).to_owned()))) as Op<'_, _>
+        })
+        .collect();
+    let outcomes: Vec<Result<super::Applied>> = run_all(futures);
+    let mut codes = Vec::new();
+    for ((cost, key), outcome) in requests.iter().zip(&outcomes) {
+        match outcome {
+            Ok(applied) => {
+                assert_eq!(applied.entries.len(), 1, "{key}");
+                let entry = &applied.entries[0];
+                assert_eq!(entry.idempotency_key.as_deref(), Some(*key));
+                assert_eq!(entry.amount, *cost as i64);
+                codes.push(if applied.replayed {
+                    "replayed"
+                } else {
+                    "written"
+                });
+            }
+            Err(e) => codes.push(e.code().as_str()),
+        }
+    }
+    assert_eq!(
+        codes,
+        [
+            "written",
+            "written",
+            "INSUFFICIENT_CREDITS",
+            "written",
+            "written",
+            "replayed",
+            "written",
+            "INSUFFICIENT_CREDITS",
+            "INSUFFICIENT_CREDITS",
+        ]
+    );
+    // The repeat's answer is the first one's own entry.
+    let first = outcomes[0].as_ref().map(|a| a.entries[0].id.clone()).ok();
+    let repeat = outcomes[5].as_ref().map(|a| a.entries[0].id.clone()).ok();
+    assert_eq!(first, repeat);
+    // k0 alone, then one batch of k1-k4 (after one attempt refused for the claimed k0).
+    assert_eq!(*storage.written.borrow(), [1, 1, 4]);
+    assert_eq!(storage.appends.get() - before, 3);
+    assert_eq!(ok(run(ally.balance(&id))).get(), 0);
+    assert!(ok(run(ally.audit_wallet(&id))).ok());
+}
+
+#[test]
+fn a_waiting_request_whose_batch_lost_its_answer_fails_and_is_not_written_twice() {
+    let storage = Rc::new(Suspending::default());
+    let ally = engine(&storage, 8);
+    let id = reseller(&ally, 1);
+    ok(run(ally.add_credits(&id, c(10), None, None)));
+    // The first provision's append goes alone; the second append holds the two waiting ones
+    // and is written, but its answer is lost.
+    storage.lose_answer_of.set(Some(storage.appends.get() + 2));
+    let keys = ["a", "b", "c"];
+    let futures = keys
+        .iter()
+        .map(|key| Box::pin(ally.provision(&id, c(1), None, Some((*key).to_owned()))) as Op<'_, _>)
+        .collect();
+    let outcomes: Vec<Result<super::Applied>> = run_all(futures);
+    let codes: Vec<_> = outcomes
+        .iter()
+        .map(|o| o.as_ref().err().map(|e| e.code().as_str()))
+        .collect();
+    assert_eq!(
+        codes,
+        [None, Some("STORAGE_FAILED"), Some("STORAGE_FAILED")]
+    );
+    assert_eq!(*storage.written.borrow(), [1, 1, 2]);
+    // Retried with their keys, they are answered as written, once.
+    for key in ["b", "c"] {
+        let again = run_all(vec![Box::pin(ally.provision(
+            &id,
+            c(1),
+            None,
+            Some(key.to_owned()),
+        ))]);
+        assert!(again.into_iter().all(|a| ok(a).replayed), "{key}");
+    }
+    let balance = run_all(vec![Box::pin(ally.balance(&id))]);
+    assert_eq!(balance.into_iter().map(|b| ok(b).get()).sum::<u64>(), 7);
+}
