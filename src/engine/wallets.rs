@@ -86,14 +86,33 @@ pub struct Slot {
 struct Waiting {
     request: Request,
     at: DateTime<Utc>,
+    /// Whether a holder may settle it: a large bulk waits its own turn, and no later request
+    /// is settled before it (first come, first served).
+    batchable: bool,
     answer: RefCell<Option<WaitingAnswer>>,
+}
+
+/// A waiting request's place in its slot's list, left when dropped (answered, or given up).
+struct InLine<'a> {
+    slot: &'a Slot,
+    waiting: Rc<Waiting>,
+}
+
+impl Drop for InLine<'_> {
+    fn drop(&mut self) {
+        let mut waiting = self.slot.waiting.borrow_mut();
+        if let Some(i) = waiting.iter().position(|w| Rc::ptr_eq(w, &self.waiting)) {
+            waiting.remove(i);
+        }
+    }
 }
 
 /// What a holder did with a waiting request.
 #[derive(Debug)]
 enum WaitingAnswer {
-    /// Its entries were written.
-    Written(Decision),
+    /// Its entries were written, under the guard of this reseller record (whose address the
+    /// crossing's mail goes to).
+    Written(Decision, Rc<Reseller>),
     /// Not written: refused, or its key claimed before; its requester settles it itself (and
     /// so names its own refusal, or answers it as a repeat).
     Unsettled,
@@ -105,6 +124,9 @@ enum WaitingAnswer {
 /// The most waiting requests, and items, one holder writes with its own.
 const WAITING_MAX: usize = 64;
 const WAITING_ITEMS_MAX: usize = 1_000;
+/// How many appends a holder spends on waiting requests whose keys were claimed before, one
+/// each, before it hands back every keyed one.
+const CLAIMED_ROUNDS_MAX: u32 = 4;
 
 /// What an instance knows of a wallet record.
 #[derive(Clone, Debug)]
@@ -345,14 +367,6 @@ impl Request {
         }
         Ok(())
     }
-}
-
-/// Whether requests of this instance wait for the wallet's holder to settle them.
-fn has_waiting(slot: &Slot) -> bool {
-    slot.waiting
-        .borrow()
-        .iter()
-        .any(|w| w.answer.borrow().is_none())
 }
 
 fn decode(text: &str, stream: &str, position: u64) -> Result<(Entry, EntryFlaws)> {
@@ -667,28 +681,28 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         // Another request of this instance holds the wallet: wait beside it, to be settled in
         // its append (a large bulk waits its own turn).
         let waiting = Rc::new(Waiting {
+            batchable: request.items.len() <= QUEUED_ITEMS_MAX,
             request,
             at,
             answer: RefCell::new(None),
         });
-        let beside = slot.lock.is_held() && waiting.request.items.len() <= QUEUED_ITEMS_MAX;
-        if beside {
+        let in_line = slot.lock.is_held().then(|| {
             slot.waiting.borrow_mut().push(waiting.clone());
-        }
-        let guard = slot.lock.acquire().await;
-        if beside {
-            slot.waiting
-                .borrow_mut()
-                .retain(|w| !Rc::ptr_eq(w, &waiting));
-            let answer = waiting.answer.borrow_mut().take();
-            match answer {
-                Some(WaitingAnswer::Written(decision)) => {
-                    drop(guard);
-                    return Ok(self.written(&reseller, decision).await);
-                }
-                Some(WaitingAnswer::Failed(error)) => return Err(error),
-                Some(WaitingAnswer::Unsettled) | None => {}
+            InLine {
+                slot: &slot,
+                waiting: waiting.clone(),
             }
+        });
+        let guard = slot.lock.acquire().await;
+        drop(in_line);
+        let answer = waiting.answer.borrow_mut().take();
+        match answer {
+            Some(WaitingAnswer::Written(decision, reseller)) => {
+                drop(guard);
+                return Ok(self.written(&reseller, decision).await);
+            }
+            Some(WaitingAnswer::Failed(error)) => return Err(error),
+            Some(WaitingAnswer::Unsettled) | None => {}
         }
         let request = &waiting.request;
         let mut run = Settling {
@@ -746,6 +760,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             }
             current |= run.held;
         }
+        let mut claimed_rounds = 0;
         for _ in 0..APPEND_ATTEMPTS_MAX {
             // (The state's borrow ends with this statement: the arms below await.)
             let decided = self.decide(&slot.state.borrow(), &run.reseller, request, at);
@@ -761,10 +776,11 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                     reseller_current = true;
                     continue;
                 }
-                Err(refusal) if run.queued.is_empty() && !has_waiting(slot) => {
+                // Refused: the requests waiting behind are settled by the next holder.
+                Err(refusal) if run.queued.is_empty() => {
                     return self.refused(&wallet_id, request, refusal).await;
                 }
-                // Refused, but the requests waiting for this holder are still settled.
+                // Refused, but the requests other instances queued for this lead are settled.
                 Err(refusal) => Err(refusal),
             };
             let expected = slot.state.borrow().length;
@@ -773,15 +789,6 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                 batch.add(&decision.entries, request.key.as_deref(), expected);
             }
             let (waiting, answers) = self.decide_others(slot, run, request, &mut batch);
-            if batch.entries.is_empty() && run.queued.is_empty() {
-                // Refused, and so is every waiting request: nothing to write.
-                for (w, _) in &waiting {
-                    *w.answer.borrow_mut() = Some(WaitingAnswer::Unsettled);
-                }
-                if let Err(refusal) = own {
-                    return self.refused(&wallet_id, request, refusal).await;
-                }
-            }
             let claims: Vec<Claim<'_>> = batch
                 .claims
                 .iter()
@@ -829,8 +836,11 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                 Err(error) => {
                     // Whether the append was written is not known: the requests it held fail
                     // with it, rather than be settled again (a retry with its key is safe).
-                    for (w, _) in &waiting {
-                        *w.answer.borrow_mut() = Some(WaitingAnswer::Failed(error.clone()));
+                    for (w, decision) in &waiting {
+                        *w.answer.borrow_mut() = Some(match decision {
+                            Some(_) => WaitingAnswer::Failed(error.clone()),
+                            None => WaitingAnswer::Unsettled,
+                        });
                     }
                     return Err(error);
                 }
@@ -840,7 +850,9 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                     run.queued.clear();
                     for (w, decision) in waiting {
                         let answer = match decision {
-                            Some(decision) => WaitingAnswer::Written(decision),
+                            Some(decision) => {
+                                WaitingAnswer::Written(decision, run.reseller.clone())
+                            }
                             None => WaitingAnswer::Unsettled,
                         };
                         *w.answer.borrow_mut() = Some(answer);
@@ -887,11 +899,17 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                 // written (the hold goes on), and that request is answered unsettled (its
                 // requester answers it as a repeat); the batch is decided again without it.
                 AppendOutcome::Claimed { key } if request.key.as_deref() != Some(key.as_str()) => {
+                    // The storage names one claimed key per append: past a few, every keyed
+                    // waiting request of the batch goes back to its requester, so that repeats
+                    // do not cost this holder an append each.
+                    claimed_rounds += 1;
                     let mut repeated = false;
                     for (w, _) in &waiting {
-                        if w.request.key.as_deref() == Some(key.as_str()) {
-                            *w.answer.borrow_mut() = Some(WaitingAnswer::Unsettled);
-                            repeated = true;
+                        if let Some(k) = w.request.key.as_deref() {
+                            repeated |= k == key;
+                            if k == key || claimed_rounds >= CLAIMED_ROUNDS_MAX {
+                                *w.answer.borrow_mut() = Some(WaitingAnswer::Unsettled);
+                            }
                         }
                     }
                     let repeats: Vec<u64> = run
@@ -966,7 +984,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             .filter(|w| w.answer.borrow().is_none())
             .take_while(|w| {
                 items += w.request.items.len();
-                items <= WAITING_ITEMS_MAX
+                w.batchable && items <= WAITING_ITEMS_MAX
             })
             .take(WAITING_MAX)
             .cloned()

@@ -730,21 +730,22 @@ fn a_waiting_request_whose_batch_lost_its_answer_fails_and_is_not_written_twice(
     ok(run(ally.add_credits(&id, c(10), None, None)));
     // The first provision's append goes alone; the second append holds the two waiting ones
     // and is written, but its answer is lost.
+    // The refused one was not in that append: it answers its own refusal.
     storage.lose_answer_of.set(Some(storage.appends.get() + 2));
-    let keys = ["a", "b", "c"];
-    let futures = keys
+    let requests = [(1, "a"), (1, "b"), (1_000, "big"), (1, "c")];
+    let futures = requests
         .iter()
-        .map(|key| Box::pin(ally.provision(&id, c(1), None, Some((*key).to_owned()))) as Op<'_, _>)
+        .map(|(cost, key)| {
+            Box::pin(ally.provision(&id, c(*cost), None, Some((*key).to_owned()))) as Op<'_, _>
+        })
         .collect();
     let outcomes: Vec<Result<super::Applied>> = run_all(futures);
     let codes: Vec<_> = outcomes
         .iter()
         .map(|o| o.as_ref().err().map(|e| e.code().as_str()))
         .collect();
-    assert_eq!(
-        codes,
-        [None, Some("STORAGE_FAILED"), Some("STORAGE_FAILED")]
-    );
+    let failed = Some("STORAGE_FAILED");
+    assert_eq!(codes, [None, failed, Some("INSUFFICIENT_CREDITS"), failed]);
     assert_eq!(*storage.written.borrow(), [1, 1, 2]);
     // Retried with their keys, they are answered as written, once.
     for key in ["b", "c"] {
@@ -758,4 +759,66 @@ fn a_waiting_request_whose_batch_lost_its_answer_fails_and_is_not_written_twice(
     }
     let balance = run_all(vec![Box::pin(ally.balance(&id))]);
     assert_eq!(balance.into_iter().map(|b| ok(b).get()).sum::<u64>(), 7);
+}
+
+#[test]
+fn a_large_bulk_waiting_in_line_is_not_overtaken_by_the_requests_behind_it() {
+    let storage = Rc::new(Suspending::default());
+    let ally = engine(&storage, 9);
+    let id = reseller(&ally, 1);
+    ok(run(ally.add_credits(&id, c(150), None, None)));
+    let bulk: Vec<Movement> = (0..101)
+        .map(|_| Movement {
+            amount: c(1),
+            memo: None,
+        })
+        .collect();
+    // The first holds the wallet alone; the second holds it next, with the rest in line.
+    let futures: Vec<Op<'_, super::Applied>> = vec![
+        Box::pin(ally.provision(&id, c(1), None, None)),
+        Box::pin(ally.provision(&id, c(1), None, None)),
+        Box::pin(ally.provision_bulk(&id, bulk, None)),
+        Box::pin(ally.provision(&id, c(60), None, None)),
+    ];
+    let codes: Vec<_> = run_all(futures)
+        .iter()
+        .map(|o| o.as_ref().err().map(|e| e.code().as_str()))
+        .collect();
+    // First come, first served: the bulk is written before the provision behind it.
+    assert_eq!(codes, [None, None, None, Some("INSUFFICIENT_CREDITS")]);
+    assert_eq!(*storage.written.borrow(), [1, 1, 1, 101]);
+    assert_eq!(ok(run(ally.balance(&id))).get(), 47);
+}
+
+#[test]
+fn a_waiting_request_given_up_leaves_the_line_and_is_not_written() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    let storage = Rc::new(Suspending::default());
+    let ally = engine(&storage, 10);
+    let id = reseller(&ally, 1);
+    ok(run(ally.add_credits(&id, c(10), None, None)));
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut holder = Box::pin(ally.provision(&id, c(1), None, None));
+    assert!(
+        holder.as_mut().poll(&mut cx).is_pending(),
+        "its append suspends"
+    );
+    let mut waiter = Box::pin(ally.provision(&id, c(2), None, None));
+    assert!(
+        waiter.as_mut().poll(&mut cx).is_pending(),
+        "it waits in line"
+    );
+    drop(waiter);
+    let written = loop {
+        if let Poll::Ready(out) = holder.as_mut().poll(&mut cx) {
+            break ok(out);
+        }
+    };
+    assert_eq!(written.entries.len(), 1);
+    // The next holder finds no one in line.
+    let next = run_all(vec![Box::pin(ally.provision(&id, c(1), None, None))]);
+    assert!(next.iter().all(Result::is_ok));
+    assert_eq!(*storage.written.borrow(), [1, 1, 1]);
+    assert_eq!(ok(run(ally.balance(&id))).get(), 8);
 }
