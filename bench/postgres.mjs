@@ -3,7 +3,10 @@
 // Client processes (each its own pool, and for the engine its own instance) provision one credit
 // at a time over the same window: one client alone, 8 at one wallet, then 8 each at its own.
 // Each first provisions for WARM_SECONDS, uncounted, so that the window measures processes whose
-// compilers have warmed up (as a service's have), on both sides alike.
+// compilers have warmed up (as a service's have), on both sides alike. Each scenario runs ROUNDS
+// times, the engine's window and the SQL one alternating, and compares the totals: the machine's
+// speed drifts by more than the difference measured (windows of one side alone varied by ±15 %
+// within a minute), and alternating spreads that drift over both sides.
 // Then the cold start: the first provision of a fresh engine instance at a wallet of 1 000 and of
 // 50 000 entries, each in a fresh process. A throwaway cluster on loopback with PostgreSQL's
 // default durability (fsync on), the same for both sides.
@@ -19,6 +22,7 @@ const run = promisify(execFile);
 const CLIENTS = 8;
 const SECONDS = 8;
 const WARM_SECONDS = 2;
+const ROUNDS = 3;
 const CREDIT = 1e12;
 const COLD_SIZES = [1_000, 50_000];
 const COLD_RUNS = 5;
@@ -41,7 +45,7 @@ const client = fileURLToPath(new URL("./pg-client.mjs", import.meta.url));
 const clientRun = (job) => run(process.execPath, [client, JSON.stringify({ port: cluster.port, schema, ...job })]).then(({ stdout }) => JSON.parse(stdout));
 
 /** Runs `clients` processes of `mode` over one window; prints their line and answers provisions/s. */
-async function scenario(label, mode, clients, walletOf) {
+async function window(label, mode, clients, walletOf) {
   const warm = Date.now() + 3000; // time for the processes to start and connect
   const start = warm + WARM_SECONDS * 1000;
   const until = start + SECONDS * 1000;
@@ -66,11 +70,17 @@ const scenarios = [
   { label: `${CLIENTS} clients, ${CLIENTS} wallets`, clients: CLIENTS, walletOf: (i) => wallets[i] },
 ];
 for (const { label, clients, walletOf, target } of scenarios) {
-  const engine = await scenario(label, "ally", clients, walletOf);
-  const sql = await scenario("", "sql", clients, walletOf);
+  let engine = 0;
+  let sql = 0;
+  for (let round = 1; round <= ROUNDS; round++) {
+    engine += await window(round === 1 ? label : `  round ${round}`, "ally", clients, walletOf);
+    sql += await window("", "sql", clients, walletOf);
+  }
   const ratio = engine / sql;
   const goal = target === undefined ? "" : `  (target ≥ ${target}x: ${verdict(ratio >= target)})`;
-  console.log(`${"".padEnd(28)} ally/SQL ${ratio.toFixed(2)}x${goal}`);
+  console.log(
+    `${"".padEnd(28)} ally/SQL ${ratio.toFixed(2)}x over ${ROUNDS} rounds (${(engine / ROUNDS).toFixed(0)} against ${(sql / ROUNDS).toFixed(0)} provisions/s)${goal}`,
+  );
 }
 
 // Wallets for the cold start: one top-up, then provisions of 1 credit up to the size, in bulks.

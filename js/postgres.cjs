@@ -152,6 +152,8 @@ const requestsTable = (s) => `CREATE UNLOGGED TABLE IF NOT EXISTS ${s}.stream_re
 // a request no holder has taken is withdrawn ("withdrawn": nothing queued, nothing held); a taken
 // one waits on, for at most TAKEN_WAITS waits, and then leaves the queue, so that its holder's
 // append fails as a whole rather than settle it for a requester that has given up.
+// How combine's outcome begins when the request was answered: the answer follows.
+const ANSWERED = "answered:";
 const requestKey = (s, id) => `hashtext('ally-request:${s}'), (${id} % 2147483647)::int`;
 const combineProcedure = (s) => `CREATE OR REPLACE PROCEDURE ${s}.combine(
     p_stream text, p_from bigint, p_request text, INOUT outcome text DEFAULT NULL)
@@ -195,7 +197,7 @@ BEGIN
       IF waits >= ${TAKEN_WAITS} THEN
         DELETE FROM ${s}.stream_requests WHERE id = mine RETURNING answer INTO got;
         IF got IS NOT NULL THEN
-          outcome := json_build_object('answered', got)::text;
+          outcome := 'answered:' || got;
           RETURN;
         END IF;
         RAISE EXCEPTION 'a holder of the lock on % took a queued request and did not answer it in time: it is withdrawn', p_stream;
@@ -204,14 +206,14 @@ BEGIN
     SELECT answer INTO got FROM ${s}.stream_requests WHERE id = mine;
     IF got IS NOT NULL THEN
       DELETE FROM ${s}.stream_requests WHERE id = mine;
-      outcome := json_build_object('answered', got)::text;
+      outcome := 'answered:' || got;
       RETURN;
     END IF;
   END LOOP;
   DELETE FROM ${s}.stream_requests WHERE id = mine RETURNING answer INTO got;
   IF got IS NOT NULL THEN
     PERFORM pg_advisory_unlock(${lockKeys(s, "p_stream")});
-    outcome := json_build_object('answered', got)::text;
+    outcome := 'answered:' || got;
     RETURN;
   END IF;
   IF NOT EXISTS (SELECT 1 FROM ${s}.streams WHERE stream = p_stream) THEN
@@ -644,9 +646,11 @@ function postgresStorage(pool, options) {
 
     combine(stream, from, request) {
       return hold(stream, (client) => combineText(s, client, stream, from, request), (rows) => {
-        const outcome = JSON.parse(rows[0].outcome);
+        // An answer comes as text (an entry's JSON, kept as it is, not escaped into another).
+        const text = rows[0].outcome;
+        if (text.startsWith(ANSWERED)) return { held: false, answer: { answered: text.slice(ANSWERED.length) } };
+        const outcome = JSON.parse(text);
         if (outcome === "withdrawn") return { held: false, answer: null };
-        if (typeof outcome.answered === "string") return { held: false, answer: { answered: outcome.answered } };
         return { held: true, answer: { tail: outcome.tail, queued: outcome.queued.map((q) => ({ id: Number(q.id), request: q.request })) } };
       });
     },
