@@ -4,9 +4,10 @@
 // at a time over the same window: one client alone, 8 at one wallet, then 8 each at its own.
 // Each first provisions for WARM_SECONDS, uncounted, so that the window measures processes whose
 // compilers have warmed up (as a service's have), on both sides alike. Each scenario runs ROUNDS
-// times, the engine's window and the SQL one alternating, and compares the totals: the machine's
-// speed drifts by more than the difference measured (windows of one side alone varied by ±15 %
-// within a minute), and alternating spreads that drift over both sides.
+// times, the engine's window and the SQL one alternating (which goes first alternates too), and
+// compares the totals: the machine's speed drifts by more than the difference measured (windows
+// of one side alone varied by ±15 % within a minute), and alternating spreads that drift over
+// both sides.
 // Then the cold start: the first provision of a fresh engine instance at a wallet of 1 000 and of
 // 50 000 entries, each in a fresh process. A throwaway cluster on loopback with PostgreSQL's
 // default durability (fsync on), the same for both sides.
@@ -72,14 +73,21 @@ const scenarios = [
 for (const { label, clients, walletOf, target } of scenarios) {
   let engine = 0;
   let sql = 0;
+  const ratios = [];
   for (let round = 1; round <= ROUNDS; round++) {
-    engine += await window(round === 1 ? label : `  round ${round}`, "ally", clients, walletOf);
-    sql += await window("", "sql", clients, walletOf);
+    // Engine first in odd rounds, SQL first in even ones, so that neither side always runs later.
+    const name = round === 1 ? label : `  round ${round}`;
+    const [e, q] = round % 2 === 1
+      ? [await window(name, "ally", clients, walletOf), await window("", "sql", clients, walletOf)]
+      : [...[await window(name, "sql", clients, walletOf), await window("", "ally", clients, walletOf)].reverse()];
+    engine += e;
+    sql += q;
+    ratios.push((e / q).toFixed(2));
   }
   const ratio = engine / sql;
   const goal = target === undefined ? "" : `  (target ≥ ${target}x: ${verdict(ratio >= target)})`;
   console.log(
-    `${"".padEnd(28)} ally/SQL ${ratio.toFixed(2)}x over ${ROUNDS} rounds (${(engine / ROUNDS).toFixed(0)} against ${(sql / ROUNDS).toFixed(0)} provisions/s)${goal}`,
+    `${"".padEnd(28)} ally/SQL ${ratio.toFixed(2)}x over ${ROUNDS} rounds (${(engine / ROUNDS).toFixed(0)} against ${(sql / ROUNDS).toFixed(0)} provisions/s; rounds ${ratios.join(", ")})${goal}`,
   );
 }
 

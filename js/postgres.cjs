@@ -152,8 +152,6 @@ const requestsTable = (s) => `CREATE UNLOGGED TABLE IF NOT EXISTS ${s}.stream_re
 // a request no holder has taken is withdrawn ("withdrawn": nothing queued, nothing held); a taken
 // one waits on, for at most TAKEN_WAITS waits, and then leaves the queue, so that its holder's
 // append fails as a whole rather than settle it for a requester that has given up.
-// How combine's outcome begins when the request was answered: the answer follows.
-const ANSWERED = "answered:";
 const requestKey = (s, id) => `hashtext('ally-request:${s}'), (${id} % 2147483647)::int`;
 const combineProcedure = (s) => `CREATE OR REPLACE PROCEDURE ${s}.combine(
     p_stream text, p_from bigint, p_request text, INOUT outcome text DEFAULT NULL)
@@ -185,6 +183,13 @@ BEGIN
       PERFORM pg_advisory_unlock_shared(${lockKeys(s, "p_stream")});
       PERFORM set_config('lock_timeout', '0', true);
     EXCEPTION WHEN lock_not_available THEN
+      -- A lock granted as the timeout fired is held all the same (PostgreSQL still raises the
+      -- timeout, and a session lock outlives the subtransaction): let it go.
+      PERFORM CASE l.mode WHEN 'ExclusiveLock' THEN pg_advisory_unlock(${lockKeys(s, "p_stream")})
+                          ELSE pg_advisory_unlock_shared(${lockKeys(s, "p_stream")}) END
+         FROM pg_locks l
+        WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.granted AND l.objsubid = 2
+          AND l.classid = hashtext('ally:${s}')::oid AND l.objid = hashtext(p_stream)::oid;
       -- A lead taking the request at this instant holds its row: the delete waits for that
       -- lead's statement, however long.
       PERFORM set_config('lock_timeout', '0', true);
@@ -197,7 +202,7 @@ BEGIN
       IF waits >= ${TAKEN_WAITS} THEN
         DELETE FROM ${s}.stream_requests WHERE id = mine RETURNING answer INTO got;
         IF got IS NOT NULL THEN
-          outcome := 'answered:' || got;
+          outcome := json_build_object('answered', got)::text;
           RETURN;
         END IF;
         RAISE EXCEPTION 'a holder of the lock on % took a queued request and did not answer it in time: it is withdrawn', p_stream;
@@ -206,14 +211,14 @@ BEGIN
     SELECT answer INTO got FROM ${s}.stream_requests WHERE id = mine;
     IF got IS NOT NULL THEN
       DELETE FROM ${s}.stream_requests WHERE id = mine;
-      outcome := 'answered:' || got;
+      outcome := json_build_object('answered', got)::text;
       RETURN;
     END IF;
   END LOOP;
   DELETE FROM ${s}.stream_requests WHERE id = mine RETURNING answer INTO got;
   IF got IS NOT NULL THEN
     PERFORM pg_advisory_unlock(${lockKeys(s, "p_stream")});
-    outcome := 'answered:' || got;
+    outcome := json_build_object('answered', got)::text;
     RETURN;
   END IF;
   IF NOT EXISTS (SELECT 1 FROM ${s}.streams WHERE stream = p_stream) THEN
@@ -260,7 +265,10 @@ BEGIN
     IF cardinality(p_ids) > 0 THEN
       UPDATE ${s}.stream_requests r SET answer = a.answer
         FROM unnest(p_ids, p_answers) AS a(id, answer)
-       WHERE r.id = a.id AND r.stream = p_stream AND r.taken AND r.answer IS NULL;
+       WHERE r.id = a.id AND r.stream = p_stream AND r.taken AND r.answer IS NULL
+         -- Its requester still waits (holds its lock on it): one that gave up after the lead
+         -- took its request (cancelled, its session lost, past its waits) is not settled.
+         AND NOT pg_try_advisory_xact_lock_shared(${requestKey(s, "r.id")});
       GET DIAGNOSTICS answered = ROW_COUNT;
       IF answered <> cardinality(p_ids) THEN
         -- A requester gave up (its request left the queue): nothing of this batch is written.
@@ -510,8 +518,10 @@ function postgresStorage(pool, options) {
       return answer;
     } catch (error) {
       if (timeoutIsNone && error?.code === LOCK_NOT_AVAILABLE) {
-        // Waited past LOCK_WAIT_MS: go on without the lock (nothing is held).
-        giveUp();
+        // Waited past LOCK_WAIT_MS: go on without the lock. A lock granted as the timeout fired
+        // is held all the same (PostgreSQL still raises the timeout): the connection is dropped,
+        // and such a lock with its session, rather than go back to the pool holding it.
+        giveUp(error);
         return null;
       }
       // A connection that failed mid-wait is dropped, and whatever its session held with it.
@@ -646,11 +656,9 @@ function postgresStorage(pool, options) {
 
     combine(stream, from, request) {
       return hold(stream, (client) => combineText(s, client, stream, from, request), (rows) => {
-        // An answer comes as text (an entry's JSON, kept as it is, not escaped into another).
-        const text = rows[0].outcome;
-        if (text.startsWith(ANSWERED)) return { held: false, answer: { answered: text.slice(ANSWERED.length) } };
-        const outcome = JSON.parse(text);
+        const outcome = JSON.parse(rows[0].outcome);
         if (outcome === "withdrawn") return { held: false, answer: null };
+        if (typeof outcome.answered === "string") return { held: false, answer: { answered: outcome.answered } };
         return { held: true, answer: { tail: outcome.tail, queued: outcome.queued.map((q) => ({ id: Number(q.id), request: q.request })) } };
       });
     },

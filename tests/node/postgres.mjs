@@ -258,6 +258,25 @@ h.test("combine: a request taken at the instant its wait runs out is not withdra
     equal(cancelled?.code, "57014", "the combine is cancelled by its statement timeout");
     await a.unlock("w");
     equal(await a.combine("w", 1, "ra"), { tail: [], queued: [] }, "the next lead takes nothing");
+    // A requester that gave up after a lead took its request is not settled either: the lead's
+    // batch fails as a whole, and nothing of it is written.
+    const gaveUp = pending(impatient.combine("w", 1, "gave-up").catch((e) => e));
+    await pause();
+    const taken = await pool.query(`UPDATE ${schema}.stream_requests SET taken = true WHERE request = 'gave-up' RETURNING id`);
+    equal(taken.rowCount, 1, "a lead takes it");
+    while (!gaveUp.done) await pause();
+    equal(gaveUp.value?.code, "57014", "then its requester's call is cancelled");
+    let failed;
+    try {
+      await a.append("w", 1, ["never"], [], null, true, [{ id: Number(taken.rows[0].id), answer: "too late" }]);
+    } catch (e) {
+      failed = e;
+    }
+    ok(/withdrawn before its answer/.test(failed?.message), `the lead's append fails: ${failed?.message}`);
+    equal(await a.read("w", 0, 10), ["e1"], "nothing of it is written");
+    await a.unlock("w");
+    await pool.query(`DELETE FROM ${schema}.stream_requests WHERE request = 'gave-up'`);
+    equal(await a.lock("w", 1), [], "held again");
     // An idempotency key shaped like the adapter's quoting is written as given.
     for (const key of ["retry-7$q", "$q$", "a'b\\c"]) {
       const length = (await a.read("w", 0, 100)).length;

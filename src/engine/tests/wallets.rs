@@ -19,7 +19,8 @@ use crate::domain::money::Credits;
 use crate::domain::reseller::{ResellerDraft, StatusChange, UserId};
 use crate::domain::{Error, Result};
 
-/// The in-memory storage, counting what is read from streams.
+/// The in-memory storage, counting what is read and appended. Its appends may each suspend once
+/// (as a host's do), and one may be made to fail after it wrote (an answer lost on the way back).
 #[derive(Default)]
 struct Counting {
     inner: MemoryStorage,
@@ -27,6 +28,19 @@ struct Counting {
     reads: Cell<u64>,
     claim_lookups: Cell<u64>,
     gets: Cell<u64>,
+    suspending: bool,
+    appends: Cell<u32>,
+    /// How many entries each written append of a wallet's stream held.
+    written: RefCell<Vec<usize>>,
+    lose_answer_of: Cell<Option<u32>>,
+}
+
+/// A counting storage whose appends suspend.
+fn suspending() -> Rc<Counting> {
+    Rc::new(Counting {
+        suspending: true,
+        ..Counting::default()
+    })
 }
 
 impl Counting {
@@ -44,6 +58,7 @@ impl Storage for Counting {
         c: &str,
         id: &str,
     ) -> std::result::Result<Option<StoredRecord>, StorageError> {
+        self.gets.set(self.gets.get() + 1);
         self.inner.get(c, id).await
     }
     async fn find(
@@ -71,7 +86,21 @@ impl Storage for Counting {
         guard: Option<Guard<'_>>,
         held: bool,
     ) -> std::result::Result<AppendOutcome, StorageError> {
-        self.inner.append(s, n, e, claims, guard, held).await
+        if self.suspending {
+            YieldOnce(false).await;
+        }
+        let count = self.appends.get() + 1;
+        self.appends.set(count);
+        let outcome = self.inner.append(s, n, e, claims, guard, held).await?;
+        if outcome == AppendOutcome::Written && s.starts_with("ledger:") {
+            self.written.borrow_mut().push(e.len());
+        }
+        if self.lose_answer_of.get() == Some(count) {
+            return Err(StorageError {
+                reason: "the connection closed before the answer".to_owned(),
+            });
+        }
+        Ok(outcome)
     }
     async fn read(
         &self,
@@ -537,16 +566,6 @@ fn a_checkpoint_whose_balance_was_edited_is_refused_not_spent() {
     assert!(audit.audit.ok && !audit.checkpoint_matches);
 }
 
-/// The in-memory storage, whose appends each suspend once (as a host's do), counted; an append
-/// may be made to fail after it wrote (an answer lost on the way back).
-#[derive(Default)]
-struct Suspending {
-    inner: MemoryStorage,
-    appends: Cell<u32>,
-    written: RefCell<Vec<usize>>,
-    lose_answer_of: Cell<Option<u32>>,
-}
-
 /// Pending at its first poll, ready at the next.
 struct YieldOnce(bool);
 
@@ -562,70 +581,6 @@ impl std::future::Future for YieldOnce {
             self.0 = true;
             std::task::Poll::Pending
         }
-    }
-}
-
-impl Storage for Suspending {
-    async fn get(
-        &self,
-        c: &str,
-        id: &str,
-    ) -> std::result::Result<Option<StoredRecord>, StorageError> {
-        self.inner.get(c, id).await
-    }
-    async fn find(
-        &self,
-        c: &str,
-        q: Query<'_>,
-    ) -> std::result::Result<Vec<StoredRecord>, StorageError> {
-        self.inner.find(c, q).await
-    }
-    async fn put(
-        &self,
-        c: &str,
-        r: &StoredRecord,
-        v: u64,
-        u: &[&str],
-    ) -> std::result::Result<WriteOutcome, StorageError> {
-        self.inner.put(c, r, v, u).await
-    }
-    async fn append(
-        &self,
-        s: &str,
-        n: u64,
-        e: &[String],
-        claims: &[Claim<'_>],
-        guard: Option<Guard<'_>>,
-        held: bool,
-    ) -> std::result::Result<AppendOutcome, StorageError> {
-        YieldOnce(false).await;
-        let count = self.appends.get() + 1;
-        self.appends.set(count);
-        let outcome = self.inner.append(s, n, e, claims, guard, held).await?;
-        if outcome == AppendOutcome::Written && s.starts_with("ledger:") {
-            self.written.borrow_mut().push(e.len());
-        }
-        if self.lose_answer_of.get() == Some(count) {
-            return Err(StorageError {
-                reason: "the connection closed before the answer".to_owned(),
-            });
-        }
-        Ok(outcome)
-    }
-    async fn read(
-        &self,
-        s: &str,
-        from: u64,
-        limit: u32,
-    ) -> std::result::Result<Vec<String>, StorageError> {
-        self.inner.read(s, from, limit).await
-    }
-    async fn find_claim(
-        &self,
-        s: &str,
-        key: &str,
-    ) -> std::result::Result<Option<u64>, StorageError> {
-        self.inner.find_claim(s, key).await
     }
 }
 
@@ -654,7 +609,7 @@ fn run_all<T>(futures: Vec<Op<'_, T>>) -> Vec<Result<T>> {
 
 #[test]
 fn requests_waiting_in_one_instance_are_written_in_the_holders_append() {
-    let storage = Rc::new(Suspending::default());
+    let storage = suspending();
     let ally = engine(&storage, 7);
     let id = reseller(&ally, 1);
     ok(run(ally.add_credits(&id, c(5), None, None)));
@@ -724,7 +679,7 @@ fn requests_waiting_in_one_instance_are_written_in_the_holders_append() {
 
 #[test]
 fn a_waiting_request_whose_batch_lost_its_answer_fails_and_is_not_written_twice() {
-    let storage = Rc::new(Suspending::default());
+    let storage = suspending();
     let ally = engine(&storage, 8);
     let id = reseller(&ally, 1);
     ok(run(ally.add_credits(&id, c(10), None, None)));
@@ -763,7 +718,7 @@ fn a_waiting_request_whose_batch_lost_its_answer_fails_and_is_not_written_twice(
 
 #[test]
 fn a_large_bulk_waiting_in_line_is_not_overtaken_by_the_requests_behind_it() {
-    let storage = Rc::new(Suspending::default());
+    let storage = suspending();
     let ally = engine(&storage, 9);
     let id = reseller(&ally, 1);
     ok(run(ally.add_credits(&id, c(150), None, None)));
@@ -794,7 +749,7 @@ fn a_large_bulk_waiting_in_line_is_not_overtaken_by_the_requests_behind_it() {
 fn a_waiting_request_given_up_leaves_the_line_and_is_not_written() {
     use std::future::Future;
     use std::task::{Context, Poll, Waker};
-    let storage = Rc::new(Suspending::default());
+    let storage = suspending();
     let ally = engine(&storage, 10);
     let id = reseller(&ally, 1);
     ok(run(ally.add_credits(&id, c(10), None, None)));
