@@ -44,9 +44,13 @@ pub struct Ally {
 
 const OPTION_KEYS: [&str; 4] = ["config", "storage", "mail", "clock"];
 
-/// Reads `options` as a plain object with only the known keys, without touching inherited ones.
-fn option(options: &JsValue, key: &str) -> JsValue {
-    Reflect::get(options, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+/// Reads one of `options`' own properties (an inherited one reads as absent, so a polluted
+/// `Object.prototype.mail` receives nothing); `INVALID_CONFIG` when reading it throws.
+fn option(options: &JsValue, key: &str) -> Result<JsValue> {
+    input::own_property(options, key).map_err(|_| Error::InvalidConfig {
+        key: key.to_owned(),
+        reason: "reading this option threw".to_owned(),
+    })
 }
 
 fn check_options(options: &JsValue) -> Result<()> {
@@ -72,7 +76,9 @@ fn check_options(options: &JsValue) -> Result<()> {
             format!("expected a plain object, got {}", type_name(options)),
         ));
     }
-    for key in Object::keys(object).iter().filter_map(|k| k.as_string()) {
+    let keys = Reflect::own_keys(object)
+        .map_err(|_| config_error("options", "its keys could not be read".to_owned()))?;
+    for key in keys.iter().filter_map(|k| k.as_string()) {
         if RESERVED_KEYS.contains(&key.as_str()) || !OPTION_KEYS.contains(&key.as_str()) {
             return Err(config_error(
                 &key,
@@ -282,12 +288,10 @@ pub(super) fn record_id(value: &JsValue, field: &str, kind: &str) -> Result<Stri
         return Ok(id);
     }
     if value.is_object() && !value.is_function() {
-        let object: &Object = value.unchecked_ref();
-        let has_own = Object::has_own(object, &"id".into());
-        let id = Reflect::get(value, &"id".into())
+        if let Some(id) = input::own_property(value, "id")
             .ok()
-            .and_then(|v| v.as_string());
-        if let (true, Some(id)) = (has_own, id) {
+            .and_then(|v| v.as_string())
+        {
             return Ok(id);
         }
     }
@@ -438,15 +442,21 @@ impl Ally {
         check_options(&options).or_throw()?;
         let get = |key| {
             if options.is_undefined() || options.is_null() {
-                JsValue::UNDEFINED
+                Ok(JsValue::UNDEFINED)
             } else {
                 option(&options, key)
             }
         };
-        let config = parse_config(&get("config")).or_throw()?;
-        let storage = HostStorage::from_js(&get("storage")).or_throw()?;
-        let mailer = HostMailer::from_js(&get("mail")).or_throw()?;
-        let clock = HostClock::from_js(&get("clock")).or_throw()?;
+        let config = get("config").and_then(|c| parse_config(&c)).or_throw()?;
+        let storage = get("storage")
+            .and_then(|s| HostStorage::from_js(&s))
+            .or_throw()?;
+        let mailer = get("mail")
+            .and_then(|m| HostMailer::from_js(&m))
+            .or_throw()?;
+        let clock = get("clock")
+            .and_then(|c| HostClock::from_js(&c))
+            .or_throw()?;
         let seed = id_seed().or_throw()?;
         Ok(Ally {
             engine: Rc::new(engine::Ally::new(config, storage, mailer, clock, seed)),

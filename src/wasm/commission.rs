@@ -360,17 +360,10 @@ pub(super) fn plan_from_fields(mut f: Fields, currency: &Currency) -> Result<Pla
     Ok(plan)
 }
 
-/// A JS property of a record, own properties only (inherited ones read as absent).
+/// A JS property of a record, own properties only (inherited ones, and ones that throw when
+/// read, read as absent: the field's own check then names it).
 pub(super) fn own(object: &JsValue, key: &str) -> JsValue {
-    let key = JsValue::from_str(key);
-    let is_own = object
-        .dyn_ref::<Object>()
-        .is_some_and(|o| Object::has_own(o, &key));
-    if is_own {
-        Reflect::get(object, &key).unwrap_or(JsValue::UNDEFINED)
-    } else {
-        JsValue::UNDEFINED
-    }
+    input::own_property(object, key).unwrap_or(JsValue::UNDEFINED)
 }
 
 /// The keys of a columns record must be known ones.
@@ -378,7 +371,9 @@ pub(super) fn check_keys(object: &JsValue, path: &str, known: &[&str]) -> Result
     let Some(object) = object.dyn_ref::<Object>() else {
         return Ok(());
     };
-    for key in Object::keys(object).iter() {
+    let keys =
+        input::own_keys(object).map_err(|_| Error::invalid(path, "listing its keys threw"))?;
+    for key in keys.iter() {
         let key = key.as_string().unwrap_or_default();
         if !known.contains(&key.as_str()) {
             return Err(Error::invalid(

@@ -11,7 +11,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 use super::error::{describe, OrThrow};
-use super::input::{instant, type_name};
+use super::input::{self, instant, type_name};
 use super::registry::Registry;
 use crate::domain::Error;
 use crate::engine::executor::block_on;
@@ -516,7 +516,9 @@ fn record_from_js(value: &JsValue) -> Result<Option<StoredRecord>, StorageError>
                 &indexes_value,
             ));
         };
-        for entry in Object::entries(object).iter() {
+        let entries = input::own_entries(object)
+            .map_err(|_| out_of_contract("record.indexes could not be read", &indexes_value))?;
+        for entry in entries.iter() {
             let pair = Array::from(&entry);
             match (pair.get(0).as_string(), pair.get(1).as_string()) {
                 (Some(name), Some(value)) => indexes.push((name, value)),
@@ -603,11 +605,9 @@ fn tag_of(value: &JsValue, tag: &str) -> Option<JsValue> {
     if !value.is_object() {
         return None;
     }
-    let object = value.unchecked_ref::<Object>();
-    if !Object::has_own(object, &tag.into()) {
-        return None;
-    }
-    Reflect::get(value, &tag.into()).ok()
+    input::own_property(value, tag)
+        .ok()
+        .filter(|v| !v.is_undefined())
 }
 
 /// Two optional methods that go together: both functions, or neither present.

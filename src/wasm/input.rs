@@ -173,7 +173,7 @@ impl Walker<'_> {
                 type_name(value)
             )));
         }
-        let keys = Object::keys(object);
+        let keys = own_keys(object).map_err(|_| self.fail("listing its keys threw"))?;
         let mut map = Map::new();
         for index in 0..keys.length() {
             let key_value = keys.get(index);
@@ -208,8 +208,50 @@ pub fn is_plain(value: &JsValue) -> bool {
     if !value.is_object() {
         return false; // primitives, null and undefined (which getPrototypeOf would throw on)
     }
-    let prototype: JsValue = Object::get_prototype_of(value).into();
+    // A Proxy whose trap throws is not a plain object (the throw is caught, not carried through
+    // the module).
+    let Ok(prototype) = Reflect::get_prototype_of(value) else {
+        return false;
+    };
+    let prototype: JsValue = prototype.into();
     OBJECT_PROTOTYPE.with(|p| *p == prototype) || prototype.is_null()
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// `Object.keys`, its throw (a Proxy's `ownKeys` trap) caught.
+    #[wasm_bindgen(js_namespace = Object, js_name = keys, catch)]
+    fn object_keys(object: &Object) -> std::result::Result<Array, JsValue>;
+    /// `Object.entries`, its throw (a Proxy trap, a getter) caught.
+    #[cfg_attr(not(feature = "engine"), allow(dead_code))]
+    #[wasm_bindgen(js_namespace = Object, js_name = entries, catch)]
+    fn object_entries(object: &Object) -> std::result::Result<Array, JsValue>;
+}
+
+/// The own enumerable string keys of a caller's object; `Err` when listing them throws.
+pub fn own_keys(object: &Object) -> std::result::Result<Array, JsValue> {
+    object_keys(object)
+}
+
+/// The own enumerable `[key, value]` pairs of a caller's object; `Err` when reading them throws.
+#[cfg_attr(not(feature = "engine"), allow(dead_code))]
+pub fn own_entries(object: &Object) -> std::result::Result<Array, JsValue> {
+    object_entries(object)
+}
+
+/// A property of a caller's object, its own only: an inherited one reads as absent, so a
+/// polluted `Object.prototype` reaches nothing. `Err` when reading it throws (a getter, a Proxy
+/// trap), caught rather than carried through the module.
+#[cfg_attr(not(feature = "engine"), allow(dead_code))]
+pub fn own_property(object: &JsValue, key: &str) -> std::result::Result<JsValue, JsValue> {
+    let Some(target) = object.dyn_ref::<Object>() else {
+        return Ok(JsValue::UNDEFINED);
+    };
+    let key = JsValue::from_str(key);
+    if Reflect::get_own_property_descriptor(target, &key)?.is_undefined() {
+        return Ok(JsValue::UNDEFINED);
+    }
+    Reflect::get(object, &key)
 }
 
 fn number_to_json(number: f64) -> Result<Value, String> {

@@ -343,7 +343,7 @@ fn progress_option(options: &JsValue) -> Result<Option<Function>> {
             ));
         }
     }
-    let value = js_sys::Reflect::get(options, &"onProgress".into())
+    let value = input::own_property(options, "onProgress")
         .map_err(|_| Error::invalid("options.onProgress", "could not be read"))?;
     if value.is_undefined() {
         return Ok(None);

@@ -314,6 +314,35 @@ export function cases(lib, runtime) {
     still();
   });
 
+  t("a polluted Object.prototype reaches nothing, and objects whose traps throw are refused", async () => {
+    const polluted = [];
+    const pollute = {
+      mail: { send: (m) => void polluted.push(["mail", m.to]) },
+      onProgress: (p) => void polluted.push(["progress", p.phase]),
+    };
+    Object.assign(Object.prototype, pollute);
+    try {
+      const ally = new Ally({ config: { lowCreditThreshold: 50 } });
+      const r = await ally.make().user(1).company("Polluted").email("ops@example.test").create();
+      await ally.addCredits(r, 100);
+      const entry = await ally.provision(r, 60);
+      equal(entry.balanceAfter, 40, "provisioned, crossing the threshold");
+      await ally.commissions.process("2026-01-01", "2026-02-01", {});
+      equal(polluted, [], "neither the inherited mailer nor the inherited onProgress was called");
+    } finally {
+      for (const key of Object.keys(pollute)) delete Object.prototype[key];
+    }
+    const trap = (name) => new Proxy({}, { [name]() { throw new Error(`the ${name} trap`); } });
+    for (const name of ["ownKeys", "getPrototypeOf", "getOwnPropertyDescriptor", "get"]) {
+      await fails(AllyError, "INVALID_CONFIG", () => new Ally(name === "get" ? new Proxy({ config: {} }, { get() { throw new Error("get"); } }) : trap(name)), `options with a throwing ${name} trap`);
+      await fails(AllyError, "INVALID_INPUT", () => quote(trap(name), []), `a quote request with a throwing ${name} trap`);
+    }
+    const ally = new Ally();
+    const r = await ally.make().user(2).company("After").create();
+    await ally.addCredits(r, 5);
+    equal(await ally.balance(r), 5, "the module keeps working");
+  });
+
   t("resellers: builder, lookups, scopes, metadata, tier cost", async () => {
     let tick = 0;
     const clock = () => new Date(Date.UTC(2026, 2, 1, 9, 0, tick++));
