@@ -38,8 +38,9 @@ export interface Client {
 /// Clients: `ally.clients.make().name(n).email(e).reseller(id).metadata(obj).create()`, lookups,
 /// and the status transitions (pending → active; active → suspended; suspended or inactive →
 /// active; pending, active or suspended → inactive; anything else `STATUS_TRANSITION_DENIED`).
-/// From `ally.asReseller(id).clients`, only that reseller's clients can be seen or changed
-/// (`FORBIDDEN` otherwise), and new clients are its own.
+/// From `ally.asReseller(id).clients`, only that reseller's clients can be seen or changed:
+/// another reseller's client answers as a missing one (`null`, `NOT_FOUND`), another reseller
+/// named is `FORBIDDEN`, and new clients are its own.
 #[wasm_bindgen]
 pub struct Clients {
     engine: Rc<Engine>,
@@ -60,7 +61,7 @@ impl Clients {
     }
 }
 
-/// `FORBIDDEN` unless a scoped handle's reseller is `owner`.
+/// `FORBIDDEN` unless a scoped handle's reseller is `owner`, a reseller the caller named.
 fn check_scope(scope: Option<&str>, owner: Option<&str>) -> Result<()> {
     match scope {
         Some(own) if owner != Some(own) => Err(Error::Forbidden {
@@ -71,33 +72,38 @@ fn check_scope(scope: Option<&str>, owner: Option<&str>) -> Result<()> {
     }
 }
 
-/// Through a scoped handle, the client must be the reseller's own (`FORBIDDEN` otherwise;
-/// `NOT_FOUND` when there is no such client).
+/// Whether a handle sees a client of `owner`: a scoped handle its reseller's own only. Another
+/// reseller's client answers as a missing one does, so that neither its reseller nor whether it
+/// exists is told.
+fn in_scope(scope: Option<&str>, owner: Option<&str>) -> bool {
+    scope.is_none_or(|own| owner == Some(own))
+}
+
+/// Through a scoped handle, the client must be the reseller's own: `NOT_FOUND` otherwise, as
+/// when there is no such client.
 pub(super) async fn own_client(engine: &Engine, scope: Option<&str>, id: &str) -> Result<()> {
     if scope.is_none() {
         return Ok(());
     }
     engine.require_scope(scope).await?;
-    let found = engine
+    engine
         .find_client(id)
         .await?
+        .filter(|found| in_scope(scope, found.value.reseller_id.as_deref()))
+        .map(|_| ())
         .ok_or_else(|| Error::NotFound {
             entity: "client",
             key: id.to_owned(),
-        })?;
-    check_scope(scope, found.value.reseller_id.as_deref())
+        })
 }
 
-/// A client read through a scoped handle: its own, or `FORBIDDEN`.
+/// A client read through a handle: `null` when it is missing or not the scoped reseller's own.
 fn visible(
     scope: Option<&str>,
     found: Option<Versioned<client::Client>>,
 ) -> std::result::Result<JsValue, JsValue> {
-    match found {
-        Some(found) => {
-            check_scope(scope, found.value.reseller_id.as_deref()).or_throw()?;
-            client_js(&found)
-        }
+    match found.filter(|found| in_scope(scope, found.value.reseller_id.as_deref())) {
+        Some(found) => client_js(&found),
         None => Ok(JsValue::NULL),
     }
 }

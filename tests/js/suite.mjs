@@ -1238,9 +1238,14 @@ export function cases(lib, runtime) {
     equal(found.id, made.id, "finds its own");
     const before = JSON.stringify(await ally.clients.find(theirs.id));
     await fails(AllyError, "FORBIDDEN", () => mine.clients.getByReseller(gold), "another's list");
-    await fails(AllyError, "FORBIDDEN", () => mine.clients.find(theirs.id), "another's client");
-    await fails(AllyError, "FORBIDDEN", () => mine.clients.findByRefid(theirs.refid), "another's refid");
-    await fails(AllyError, "FORBIDDEN", () => mine.clients.activate(theirs), "another's transition");
+    // Another reseller's client answers as a missing one: neither its reseller nor that it exists
+    // is told.
+    equal(await mine.clients.find(theirs.id), null, "another's client");
+    equal(await mine.clients.findByRefid(theirs.refid), null, "another's refid");
+    const hidden = await fails(AllyError, "NOT_FOUND", () => mine.clients.activate(theirs), "another's transition");
+    const missing = await fails(AllyError, "NOT_FOUND", () => mine.clients.activate("cl_missing"), "a missing client's transition");
+    equal(hidden.message.replace(theirs.id, "<id>"), missing.message.replace("cl_missing", "<id>"), "the same answer");
+    ok(!hidden.message.includes(gold.id) && !JSON.stringify(hidden.details).includes(gold.id), "the other reseller is not named");
     await fails(AllyError, "FORBIDDEN", () => mine.clients.make().name("X").reseller(gold), "giving a client to another");
     const direct = (await ally.clients.analytics().segmentation()).standalone.count;
     equal(direct, 1, "one standalone client");
@@ -1413,7 +1418,7 @@ export function cases(lib, runtime) {
     await fails(AllyError, "INVALID_INPUT", () => ally.clients.moveTo(c, "moon"), "an unknown stage");
     await fails(AllyError, "NOT_FOUND", () => ally.clients.lifecycle("cl_none"), "an unknown client");
     const other = await ally.make().user(2).company("Other").create();
-    await fails(AllyError, "FORBIDDEN", () => ally.asReseller(other).clients.moveTo(c, "atRisk"), "another reseller's client");
+    await fails(AllyError, "NOT_FOUND", () => ally.asReseller(other).clients.moveTo(c, "atRisk"), "another reseller's client");
     equal((await ally.asReseller(r).clients.moveTo(c, "atRisk")).stage, "atRisk", "its own reseller may");
 
     // A host's own workflows.
