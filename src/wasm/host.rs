@@ -192,8 +192,15 @@ pub fn memory_storage() -> MemoryStorage {
     MemoryStorage { handle, store }
 }
 
+/// The answer of a memory storage operation, which completes without suspending (an
+/// `AllyError` if one ever did, never a bare thrown string).
 fn ready<T>(future: impl std::future::Future<Output = T>) -> Result<T, JsValue> {
-    block_on(future, 1).ok_or_else(|| JsValue::from_str("memory storage suspended"))
+    block_on(future, 1).ok_or_else(|| {
+        super::error::to_js(&Error::StorageFailed {
+            operation: "memory",
+            reason: "the in-memory storage suspended, which it never should".to_owned(),
+        })
+    })
 }
 
 /// Reads a string argument of a `MemoryStorage` method.
