@@ -147,15 +147,21 @@ impl Walker<'_> {
     }
 
     fn walk_array(&mut self, array: &Array, depth: u32) -> Result<Value, Error> {
-        let length = array.length();
+        // Read through `Reflect`, whose throws are caught: a Proxy's trap or a getter on an index
+        // is refused, not carried through the module.
+        let length = Reflect::get(array, &"length".into())
+            .ok()
+            .and_then(|length| length.as_f64())
+            .filter(|length| length.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(length))
+            .ok_or_else(|| self.fail("its length could not be read"))? as u32;
         if length as usize > NODES_MAX - self.nodes {
             return Err(self.fail(format!("more than {NODES_MAX} values")));
         }
         // A sparse array can claim billions of slots: reserve for what is there, not its length.
         let mut items = Vec::with_capacity((length as usize).min(1024));
         for index in 0..length {
-            let item = array.get(index);
             self.steps.push(Step::Index(index as usize));
+            let item = Reflect::get_u32(array, index).map_err(|_| self.fail("reading it threw"))?;
             if item.is_undefined() {
                 return Err(self.fail("expected a JSON value, got undefined (or a hole)"));
             }

@@ -337,6 +337,12 @@ export function cases(lib, runtime) {
       await fails(AllyError, "INVALID_CONFIG", () => new Ally(name === "get" ? new Proxy({ config: {} }, { get() { throw new Error("get"); } }) : trap(name)), `options with a throwing ${name} trap`);
       await fails(AllyError, "INVALID_INPUT", () => quote(trap(name), []), `a quote request with a throwing ${name} trap`);
     }
+    const throwingItem = [];
+    Object.defineProperty(throwingItem, 0, { get() { throw new Error("the item's getter"); }, enumerable: true });
+    const throwingArray = new Proxy([{ sku: "a", quantity: 1 }], { get(target, key) { if (key === "0") throw new Error("the array's trap"); return Reflect.get(target, key); } });
+    for (const [lines, what] of [[throwingItem, "an item whose getter throws"], [throwingArray, "an array whose trap throws"]]) {
+      await fails(AllyError, "INVALID_INPUT", () => quote({ tier: "gold", lines }, []), `a quote with ${what}`);
+    }
     const ally = new Ally();
     const r = await ally.make().user(2).company("After").create();
     await ally.addCredits(r, 5);
