@@ -7,7 +7,7 @@
 //! Every decision here takes the wallet's state and returns the entries to append (and the
 //! low-credit crossing to raise), or a typed error; the engine performs the append.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use chrono::{DateTime, Utc};
@@ -477,8 +477,8 @@ pub fn text(value: &str, field: &str) -> Result<String> {
     Ok(value.to_owned())
 }
 
-/// Fast, non-cryptographic hashing for the audit's sets (ids and keys are not attacker-chosen
-/// hash-flooding material here: a duplicate is reported, not stored twice).
+/// Fast, non-cryptographic hashing for the audit's set of entry ids (made by the engine, not
+/// chosen by callers; idempotency keys, which are, go in an ordered map).
 #[derive(Default, Clone, Copy)]
 pub struct FxHasher(u64);
 
@@ -611,8 +611,10 @@ pub struct Wallet {
     pub head: [u8; 32],
     last_sequence: u64,
     ids: IdSet,
-    /// Idempotency key → position of the entry that holds it (0-based).
-    pub keys: FastMap<Box<str>, u64>,
+    /// Idempotency key → position of the entry that holds it (0-based). An ordered map: keys are
+    /// chosen by callers (on reseller routes), so a hash map with a fixed hasher could be flooded
+    /// with colliding ones; this one answers in O(log n) whatever they are.
+    pub keys: BTreeMap<Box<str>, u64>,
     /// Whether `ids` and `keys` are kept: by an audit, not by a live wallet resumed from a
     /// checkpoint (whose memory must not grow with its history).
     track_sets: bool,
@@ -645,7 +647,7 @@ impl Wallet {
             head: GENESIS,
             last_sequence: 0,
             ids: IdSet::default(),
-            keys: FastMap::default(),
+            keys: BTreeMap::new(),
             track_sets: true,
             open_batch: None,
             threshold: i128::from(threshold.get()),

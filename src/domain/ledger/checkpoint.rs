@@ -171,7 +171,7 @@ impl Wallet {
             head: checkpoint.head,
             last_sequence: checkpoint.length,
             ids: IdSet::default(),
-            keys: super::FastMap::default(),
+            keys: std::collections::BTreeMap::new(),
             track_sets: false,
             open_batch: None,
             threshold: i128::from(threshold.get()),
