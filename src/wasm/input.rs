@@ -127,10 +127,11 @@ impl Walker<'_> {
                         .ok_or_else(|| self.fail("an invalid Date"));
                 }
             }
-            if Array::is_array(value) {
-                return self.walk_array(value.unchecked_ref(), depth);
+            match array_is_array(value) {
+                Ok(true) => return self.walk_array(value.unchecked_ref(), depth),
+                Ok(false) => return self.walk_object(value, depth),
+                Err(_) => return Err(self.fail("expected a JSON value, got a revoked Proxy")),
             }
-            return self.walk_object(value, depth);
         }
         if value.is_null() {
             return Ok(Value::Null);
@@ -228,10 +229,18 @@ extern "C" {
     /// `Object.keys`, its throw (a Proxy's `ownKeys` trap) caught.
     #[wasm_bindgen(js_namespace = Object, js_name = keys, catch)]
     fn object_keys(object: &Object) -> std::result::Result<Array, JsValue>;
+    /// `Array.isArray`, its throw (a revoked Proxy) caught.
+    #[wasm_bindgen(js_namespace = Array, js_name = isArray, catch)]
+    fn array_is_array(value: &JsValue) -> std::result::Result<bool, JsValue>;
     /// `Object.entries`, its throw (a Proxy trap, a getter) caught.
     #[cfg_attr(not(feature = "engine"), allow(dead_code))]
     #[wasm_bindgen(js_namespace = Object, js_name = entries, catch)]
     fn object_entries(object: &Object) -> std::result::Result<Array, JsValue>;
+}
+
+/// Whether `value` is this realm's `Object.prototype`.
+pub fn is_object_prototype(value: &JsValue) -> bool {
+    OBJECT_PROTOTYPE.with(|p| p == value)
 }
 
 /// The own enumerable string keys of a caller's object; `Err` when listing them throws.
@@ -250,9 +259,11 @@ pub fn own_entries(object: &Object) -> std::result::Result<Array, JsValue> {
 /// trap), caught rather than carried through the module.
 #[cfg_attr(not(feature = "engine"), allow(dead_code))]
 pub fn own_property(object: &JsValue, key: &str) -> std::result::Result<JsValue, JsValue> {
-    let Some(target) = object.dyn_ref::<Object>() else {
+    // Any object, whatever its prototype (`Object.create(null)`) or realm: not `instanceof`.
+    if !object.is_object() {
         return Ok(JsValue::UNDEFINED);
-    };
+    }
+    let target: &Object = object.unchecked_ref();
     let key = JsValue::from_str(key);
     if Reflect::get_own_property_descriptor(target, &key)?.is_undefined() {
         return Ok(JsValue::UNDEFINED);
@@ -302,8 +313,10 @@ pub fn type_name(value: &JsValue) -> String {
     if value.as_bool().is_some() {
         return "a boolean".to_owned();
     }
-    if Array::is_array(value) {
-        return "an array".to_owned();
+    match array_is_array(value) {
+        Ok(true) => return "an array".to_owned(),
+        Ok(false) => {}
+        Err(_) => return "a revoked Proxy".to_owned(),
     }
     let constructor = Reflect::get(value, &"constructor".into())
         .ok()

@@ -35,11 +35,17 @@ impl<T> Registry<T> {
     }
 
     /// The object behind `value`, if `value` is a live handle whose `method` answers an id here.
+    /// The method is read from the handle's own class (its direct prototype), never from
+    /// `Object.prototype`: a polluted prototype does not turn a host's plain object into a handle.
     pub fn lookup(&self, value: &JsValue, method: &str) -> Option<Rc<T>> {
         if !value.is_object() {
             return None;
         }
-        let function = Reflect::get(value, &JsValue::from_str(method))
+        let class = Reflect::get_prototype_of(value).ok()?;
+        if class.is_null() || super::input::is_object_prototype(&class) {
+            return None;
+        }
+        let function = super::input::own_property(&class, method)
             .ok()?
             .dyn_into::<Function>()
             .ok()?;

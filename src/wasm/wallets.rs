@@ -788,7 +788,8 @@ impl ResellerScope {
 
 #[wasm_bindgen]
 impl ResellerScope {
-    /// This reseller's clients: its own only (`FORBIDDEN` otherwise).
+    /// This reseller's clients: its own only (another reseller's client answers as a missing
+    /// one; another reseller named is `FORBIDDEN`).
     #[wasm_bindgen(getter)]
     pub fn clients(&self) -> super::clients::Clients {
         super::clients::Clients::new(Rc::clone(&self.wallets.engine), self.wallets.scope.clone())

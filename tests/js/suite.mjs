@@ -319,24 +319,43 @@ export function cases(lib, runtime) {
     const pollute = {
       mail: { send: (m) => void polluted.push(["mail", m.to]) },
       onProgress: (p) => void polluted.push(["progress", p.phase]),
+      // A polluted handle method would make any plain storage the first memory storage made.
+      __allyStorageHandle: () => 1,
     };
+    const inner = memoryStorage();
+    let hostCalls = 0;
+    const counted = (name) => (...args) => ((hostCalls += 1), inner[name](...args));
+    const plain = Object.fromEntries(["get", "find", "put", "append", "read", "findClaim"].map((name) => [name, counted(name)]));
     Object.assign(Object.prototype, pollute);
     try {
-      const ally = new Ally({ config: { lowCreditThreshold: 50 } });
+      const ally = new Ally({ config: { lowCreditThreshold: 50 }, storage: plain });
       const r = await ally.make().user(1).company("Polluted").email("ops@example.test").create();
       await ally.addCredits(r, 100);
       const entry = await ally.provision(r, 60);
       equal(entry.balanceAfter, 40, "provisioned, crossing the threshold");
       await ally.commissions.process("2026-01-01", "2026-02-01", {});
       equal(polluted, [], "neither the inherited mailer nor the inherited onProgress was called");
+      ok(hostCalls > 0, "the host's own storage is used");
     } finally {
       for (const key of Object.keys(pollute)) delete Object.prototype[key];
     }
-    const trap = (name) => new Proxy({}, { [name]() { throw new Error(`the ${name} trap`); } });
+    // Traps that throw, on objects with a key each (so that every trap is reached), and a
+    // revoked Proxy.
+    const trap = (name, target) => new Proxy(target, { [name]() { throw new Error(`the ${name} trap`); } });
     for (const name of ["ownKeys", "getPrototypeOf", "getOwnPropertyDescriptor", "get"]) {
-      await fails(AllyError, "INVALID_CONFIG", () => new Ally(name === "get" ? new Proxy({ config: {} }, { get() { throw new Error("get"); } }) : trap(name)), `options with a throwing ${name} trap`);
-      await fails(AllyError, "INVALID_INPUT", () => quote(trap(name), []), `a quote request with a throwing ${name} trap`);
+      await fails(AllyError, "INVALID_CONFIG", () => new Ally(trap(name, { config: {} })), `options with a throwing ${name} trap`);
+      await fails(AllyError, "INVALID_INPUT", () => quote(trap(name, { tier: "gold" }), []), `a quote request with a throwing ${name} trap`);
     }
+    const revoked = Proxy.revocable({}, {});
+    revoked.revoke();
+    await fails(AllyError, "INVALID_CONFIG", () => new Ally(revoked.proxy), "revoked options");
+    await fails(AllyError, "INVALID_INPUT", () => quote(revoked.proxy, []), "a revoked quote request");
+    await fails(AllyError, "INVALID_INPUT", () => quote({ tier: "gold", lines: [revoked.proxy] }, []), "a revoked quote line");
+    // Objects without a prototype are plain objects: their own properties are read.
+    const bare = new Ally();
+    const progress = [];
+    await bare.commissions.process("2026-01-01", "2026-02-01", Object.assign(Object.create(null), { onProgress: (p) => progress.push(p.phase) }));
+    ok(progress.length > 0, "onProgress of an object without a prototype is called");
     const throwingItem = [];
     Object.defineProperty(throwingItem, 0, { get() { throw new Error("the item's getter"); }, enumerable: true });
     const throwingArray = new Proxy([{ sku: "a", quantity: 1 }], { get(target, key) { if (key === "0") throw new Error("the array's trap"); return Reflect.get(target, key); } });
