@@ -607,6 +607,21 @@ fn run_all<T>(futures: Vec<Op<'_, T>>) -> Vec<Result<T>> {
     panic!("the operations never finished");
 }
 
+/// Provisions of `(cost, key)` on one wallet, all awaited together (see [`run_all`]).
+fn provide_all<S: Storage>(
+    ally: &Engine<S>,
+    id: &str,
+    requests: &[(u64, &str)],
+) -> Vec<Result<super::Applied>> {
+    let futures = requests
+        .iter()
+        .map(|(cost, key)| {
+            Box::pin(ally.provision(id, c(*cost), None, Some((*key).to_owned()))) as Op<'_, _>
+        })
+        .collect();
+    run_all(futures)
+}
+
 #[test]
 fn requests_waiting_in_one_instance_are_written_in_the_holders_append() {
     let storage = suspending();
@@ -628,13 +643,7 @@ fn requests_waiting_in_one_instance_are_written_in_the_holders_append() {
         (1, "k5"),
         (1, "k6"),
     ];
-    let futures = requests
-        .iter()
-        .map(|(cost, key)| {
-            Box::pin(ally.provision(&id, c(*cost), None, Some((*key).to_owned()))) as Op<'_, _>
-        })
-        .collect();
-    let outcomes: Vec<Result<super::Applied>> = run_all(futures);
+    let outcomes = provide_all(&ally, &id, &requests);
     let mut codes = Vec::new();
     for ((cost, key), outcome) in requests.iter().zip(&outcomes) {
         match outcome {
@@ -688,13 +697,7 @@ fn a_waiting_request_whose_batch_lost_its_answer_fails_and_is_not_written_twice(
     // The refused one was not in that append: it answers its own refusal.
     storage.lose_answer_of.set(Some(storage.appends.get() + 2));
     let requests = [(1, "a"), (1, "b"), (1_000, "big"), (1, "c")];
-    let futures = requests
-        .iter()
-        .map(|(cost, key)| {
-            Box::pin(ally.provision(&id, c(*cost), None, Some((*key).to_owned()))) as Op<'_, _>
-        })
-        .collect();
-    let outcomes: Vec<Result<super::Applied>> = run_all(futures);
+    let outcomes = provide_all(&ally, &id, &requests);
     let codes: Vec<_> = outcomes
         .iter()
         .map(|o| o.as_ref().err().map(|e| e.code().as_str()))
