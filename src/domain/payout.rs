@@ -2,7 +2,7 @@
 //! after the hold, paid, reversed), commission payments to resellers, payout batches, and the
 //! reconciliation of recorded lines against a fresh run. Pure: the engine performs.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -72,8 +72,52 @@ pub struct CommissionLine {
     pub reverses: Option<String>,
     /// The payout batch that paid it.
     pub batch_id: Option<String>,
+    /// For an adjustment: the line it adjusts (`cm_<payment>_<level>_<rule>`).
+    pub adjusts: Option<String>,
+    /// For an adjustment: why the line it adjusts no longer holds.
+    pub reason: Option<AdjustmentReason>,
     pub recorded_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// Why a run recorded an adjustment: what moved between the recorded line and the one the same
+/// period gives now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdjustmentReason {
+    /// Another reseller now earns the line (the hierarchy above the payment changed): the one
+    /// that held it is adjusted to nothing and the one that earns it gets it.
+    Reseller,
+    /// The rate moved: a child-count tier, a revenue band, or the reseller's own rate.
+    Rate,
+    /// The amount the rate applies to moved (a graduated allocation, a partial refund).
+    Base,
+    /// Same rate, same base, another amount: a cap or a remainder spread over the period's
+    /// lines moved (a late payment in a capped period).
+    Allocation,
+    /// The run no longer gives the line (the payment is no longer completed, the level has no
+    /// reseller, the plan no longer has the rule).
+    Removed,
+}
+
+impl AdjustmentReason {
+    pub const ALL: [Self; 5] = [
+        Self::Reseller,
+        Self::Rate,
+        Self::Base,
+        Self::Allocation,
+        Self::Removed,
+    ];
+
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Reseller => "reseller",
+            Self::Rate => "rate",
+            Self::Base => "base",
+            Self::Allocation => "allocation",
+            Self::Removed => "removed",
+        }
+    }
 }
 
 fn stored_time(f: &mut Fields, key: &str) -> Result<DateTime<Utc>> {
@@ -94,6 +138,29 @@ impl CommissionLine {
     #[must_use]
     pub fn line_id(payment_id: &str, level: u8, rule: Rule) -> String {
         format!("cm_{payment_id}_{level}_{}", rule.as_str())
+    }
+
+    /// The id of the `n`th adjustment (from 1) of the line `line_id`. It cannot name a line: a
+    /// line's id ends in its rule.
+    #[must_use]
+    pub fn adjustment_id(line_id: &str, n: u32) -> String {
+        format!("{line_id}_adj{n}")
+    }
+
+    /// The line this one is a part of: its own id, or for an adjustment the line it adjusts.
+    #[must_use]
+    pub fn line_of(&self) -> &str {
+        self.adjusts.as_deref().unwrap_or(&self.id)
+    }
+
+    /// Which adjustment of its line this is: 0 for the line itself.
+    fn adjustment_number(&self) -> u32 {
+        self.adjusts
+            .as_deref()
+            .and_then(|line| self.id.strip_prefix(line))
+            .and_then(|rest| rest.strip_prefix("_adj"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
     }
 
     fn moved(&self, to: CommissionStatus, action: &'static str, at: DateTime<Utc>) -> Result<Self> {
@@ -162,6 +229,8 @@ impl CommissionLine {
             "status": self.status.as_str(),
             "reverses": self.reverses,
             "batchId": self.batch_id,
+            "adjusts": self.adjusts,
+            "reason": self.reason.map(AdjustmentReason::as_str),
             "recordedAt": iso_time::format(self.recorded_at),
             "updatedAt": iso_time::format(self.updated_at),
         })
@@ -195,6 +264,8 @@ impl CommissionLine {
                 .ok_or_else(|| Error::invalid(f.path("status"), "is required"))?,
             reverses: f.opt_string("reverses")?,
             batch_id: f.opt_string("batchId")?,
+            adjusts: f.opt_string("adjusts")?,
+            reason: f.opt_choice("reason", &AdjustmentReason::ALL, AdjustmentReason::as_str)?,
             recorded_at: stored_time(&mut f, "recordedAt")?,
             updated_at: stored_time(&mut f, "updatedAt")?,
         };
@@ -614,78 +685,244 @@ pub struct Reconciliation {
     pub discrepancies: Vec<Discrepancy>,
 }
 
-/// Compares the lines a fresh run gives with the lines recorded for the same payments. Status,
+/// What one reseller holds of a recorded line: the line and its adjustments summed.
+#[derive(Clone, Debug)]
+struct Held<'a> {
+    /// Its first part (the line, or the first adjustment naming this reseller).
+    first: &'a CommissionLine,
+    /// Its latest part: the rate it carries is the line's rate now.
+    latest: &'a CommissionLine,
+    amount: i64,
+    base: i64,
+}
+
+impl Held<'_> {
+    /// The line as recorded with its adjustments: the first part's fields, the summed amount
+    /// and base, the latest rate.
+    fn as_line(&self) -> CommissionLine {
+        CommissionLine {
+            id: self.first.line_of().to_owned(),
+            rate: self.latest.rate,
+            base: self.base,
+            amount: self.amount,
+            adjusts: None,
+            reason: None,
+            ..self.first.clone()
+        }
+    }
+}
+
+/// One recorded line with its adjustments, by reseller (in id order), and the number of its
+/// last adjustment.
+fn held_by_reseller<'a>(parts: &[&'a CommissionLine]) -> Result<(BTreeMap<String, Held<'a>>, u32)> {
+    let mut sorted: Vec<&CommissionLine> = parts.to_vec();
+    sorted.sort_by_key(|l| l.adjustment_number());
+    let mut last = 0;
+    let mut held: BTreeMap<String, Held<'a>> = BTreeMap::new();
+    for part in sorted {
+        last = last.max(part.adjustment_number());
+        let what = || format!("commission line \"{}\"", part.line_of());
+        match held.get_mut(&part.reseller_id) {
+            Some(h) => {
+                h.amount = add_minor(h.amount, part.amount, what)?;
+                h.base = add_minor(h.base, part.base, what)?;
+                h.latest = part;
+            }
+            None => {
+                held.insert(
+                    part.reseller_id.clone(),
+                    Held {
+                        first: part,
+                        latest: part,
+                        amount: part.amount,
+                        base: part.base,
+                    },
+                );
+            }
+        }
+    }
+    Ok((held, last))
+}
+
+fn sub_minor(a: i64, b: i64, line: &str) -> Result<i64> {
+    a.checked_sub(b)
+        .ok_or_else(|| Error::overflow(format!("the adjustment of commission line \"{line}\"")))
+}
+
+/// The adjustments that bring one recorded line (`parts`: the line and the adjustments recorded
+/// for it, of any reseller) to `expected`, the line the same period gives now (`None`: it gives
+/// none). Each names the line and why; an adjustment is payable when the line is (a line whose
+/// hold has passed, or that was paid, is adjusted at once, as a clawback of it would be).
+/// Nothing, when the recorded line already equals `expected` in reseller, amount, base and
+/// rate. The parts never change: a paid line stays paid and its adjustment is paid, or netted
+/// out, by the next batch.
+pub fn adjustments(
+    line_id: &str,
+    expected: Option<&CommissionLine>,
+    parts: &[&CommissionLine],
+    now: DateTime<Utc>,
+) -> Result<Vec<CommissionLine>> {
+    let (held, mut last) = held_by_reseller(parts)?;
+    let mut out = Vec::new();
+    let mut push = |template: &CommissionLine,
+                    rate: Rate,
+                    base: i64,
+                    amount: i64,
+                    reason: AdjustmentReason|
+     -> Result<()> {
+        last = last.checked_add(1).ok_or_else(|| {
+            Error::overflow(format!("the adjustments of commission line \"{line_id}\""))
+        })?;
+        out.push(CommissionLine {
+            id: CommissionLine::adjustment_id(line_id, last),
+            rate,
+            base,
+            amount,
+            status: if template.payable_at > now {
+                CommissionStatus::Pending
+            } else {
+                CommissionStatus::Approved
+            },
+            batch_id: None,
+            adjusts: Some(line_id.to_owned()),
+            reason: Some(reason),
+            recorded_at: now,
+            updated_at: now,
+            ..template.clone()
+        });
+        Ok(())
+    };
+    // Resellers that hold a part of the line and no longer earn it go back to nothing.
+    for (reseller, h) in &held {
+        if expected.is_some_and(|e| &e.reseller_id == reseller) || (h.amount == 0 && h.base == 0) {
+            continue;
+        }
+        let reason = if expected.is_some() {
+            AdjustmentReason::Reseller
+        } else {
+            AdjustmentReason::Removed
+        };
+        let template = h.as_line();
+        push(
+            &template,
+            h.latest.rate,
+            sub_minor(0, h.base, line_id)?,
+            sub_minor(0, h.amount, line_id)?,
+            reason,
+        )?;
+    }
+    if let Some(e) = expected {
+        let (amount, base, reason) = match held.get(&e.reseller_id) {
+            None => (e.amount, e.base, AdjustmentReason::Reseller),
+            Some(h) => {
+                let reason = if h.latest.rate != e.rate {
+                    AdjustmentReason::Rate
+                } else if h.base != e.base {
+                    AdjustmentReason::Base
+                } else {
+                    AdjustmentReason::Allocation
+                };
+                let amount = sub_minor(e.amount, h.amount, line_id)?;
+                let base = sub_minor(e.base, h.base, line_id)?;
+                if amount == 0 && base == 0 && h.latest.rate == e.rate {
+                    return Ok(out);
+                }
+                (amount, base, reason)
+            }
+        };
+        push(e, e.rate, base, amount, reason)?;
+    }
+    Ok(out)
+}
+
+/// Compares the lines a fresh run gives with the lines recorded for the same payments, each
+/// recorded line with its adjustments (their sum by reseller, at the latest rate). Status,
 /// batch and times of recording are not compared: they are the lines' history, not their
-/// amounts.
+/// amounts. A recorded line the run no longer gives is unexpected only while it holds something
+/// (adjusted to nothing, it is in balance).
 pub fn reconcile(
     expected: &[CommissionLine],
     recorded: &[CommissionLine],
 ) -> Result<Reconciliation> {
-    let recorded_by_id: HashMap<&str, &CommissionLine> =
-        recorded.iter().map(|l| (l.id.as_str(), l)).collect();
+    let mut groups: BTreeMap<&str, Vec<&CommissionLine>> = BTreeMap::new();
     let mut out = Reconciliation {
         expected_lines: u32::try_from(expected.len()).unwrap_or(u32::MAX),
         recorded_lines: u32::try_from(recorded.len()).unwrap_or(u32::MAX),
         ..Reconciliation::default()
     };
-    let mut seen: HashMap<&str, ()> = HashMap::with_capacity(expected.len());
+    for r in recorded {
+        out.recorded_total = add_minor(out.recorded_total, r.amount, || {
+            "the recorded total".to_owned()
+        })?;
+        groups.entry(r.line_of()).or_default().push(r);
+    }
+    let mut seen: BTreeMap<&str, ()> = BTreeMap::new();
     for e in expected {
         out.expected_total = add_minor(out.expected_total, e.amount, || {
             "the expected total".to_owned()
         })?;
         seen.insert(e.id.as_str(), ());
-        match recorded_by_id.get(e.id.as_str()) {
-            None => out.discrepancies.push(Discrepancy {
+        let Some(parts) = groups.get(e.id.as_str()) else {
+            out.discrepancies.push(Discrepancy {
                 kind: DiscrepancyKind::Missing,
                 line_id: e.id.clone(),
                 payment_id: e.payment_id.clone(),
                 expected: Some(e.clone()),
                 recorded: None,
                 fields: Vec::new(),
-            }),
-            Some(r) => {
-                let mut fields = Vec::new();
-                if r.reseller_id != e.reseller_id {
-                    fields.push("resellerId");
-                }
-                if r.amount != e.amount {
-                    fields.push("amount");
-                }
-                if r.rate != e.rate {
-                    fields.push("rate");
-                }
-                if r.base != e.base {
-                    fields.push("base");
-                }
-                if r.payable_at != e.payable_at {
-                    fields.push("payableAt");
-                }
-                if fields.is_empty() {
-                    out.matched += 1;
-                } else {
-                    out.discrepancies.push(Discrepancy {
-                        kind: DiscrepancyKind::Changed,
-                        line_id: e.id.clone(),
-                        payment_id: e.payment_id.clone(),
-                        expected: Some(e.clone()),
-                        recorded: Some((*r).clone()),
-                        fields,
-                    });
-                }
+            });
+            continue;
+        };
+        let (held, _) = held_by_reseller(parts)?;
+        let mut fields = Vec::new();
+        let others_hold = held
+            .iter()
+            .any(|(r, h)| r != &e.reseller_id && (h.amount != 0 || h.base != 0));
+        let mine = held.get(&e.reseller_id);
+        if others_hold || mine.is_none() {
+            fields.push("resellerId");
+        }
+        let shown = mine.or_else(|| held.values().next()).map(Held::as_line);
+        if let Some(r) = &shown {
+            if r.amount != e.amount {
+                fields.push("amount");
+            }
+            if r.rate != e.rate {
+                fields.push("rate");
+            }
+            if r.base != e.base {
+                fields.push("base");
+            }
+            if r.payable_at != e.payable_at {
+                fields.push("payableAt");
             }
         }
+        if fields.is_empty() {
+            out.matched += 1;
+        } else {
+            out.discrepancies.push(Discrepancy {
+                kind: DiscrepancyKind::Changed,
+                line_id: e.id.clone(),
+                payment_id: e.payment_id.clone(),
+                expected: Some(e.clone()),
+                recorded: shown,
+                fields,
+            });
+        }
     }
-    for r in recorded {
-        out.recorded_total = add_minor(out.recorded_total, r.amount, || {
-            "the recorded total".to_owned()
-        })?;
-        if !seen.contains_key(r.id.as_str()) {
+    for (line_id, parts) in &groups {
+        if seen.contains_key(line_id) {
+            continue;
+        }
+        let (held, _) = held_by_reseller(parts)?;
+        if let Some(h) = held.values().find(|h| h.amount != 0 || h.base != 0) {
+            let shown = h.as_line();
             out.discrepancies.push(Discrepancy {
                 kind: DiscrepancyKind::Unexpected,
-                line_id: r.id.clone(),
-                payment_id: r.payment_id.clone(),
+                line_id: (*line_id).to_owned(),
+                payment_id: shown.payment_id.clone(),
                 expected: None,
-                recorded: Some(r.clone()),
+                recorded: Some(shown),
                 fields: Vec::new(),
             });
         }
@@ -722,6 +959,8 @@ mod tests {
             status,
             reverses: None,
             batch_id: None,
+            adjusts: None,
+            reason: None,
             recorded_at: at(1),
             updated_at: at(1),
         }

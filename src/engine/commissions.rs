@@ -3,7 +3,7 @@
 //! reversed), payments of commission are recorded, payout batches pay each reseller's approved
 //! balance, and reconciliation compares the recorded lines with a fresh run.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -57,6 +57,9 @@ pub struct ProcessSummary {
     pub lines: u32,
     /// Of those, recorded now; the others were recorded by an earlier run.
     pub recorded: u32,
+    /// Adjustments recorded now: lines recorded by an earlier run that the period no longer
+    /// gives as they are (a late payment moved a cap, a band or a tier).
+    pub adjusted: u32,
     /// Lines moved to reversed (an unpaid line and the clawback that cancels it).
     pub reversed: u32,
     /// Pending lines (of any period) approved because their hold has passed.
@@ -90,6 +93,15 @@ pub struct CommissionBalance {
     pub paid: i64,
     /// Why the next batch would leave it out, if it would.
     pub withheld: Option<HoldReason>,
+}
+
+/// What the configured plan gives for one period.
+struct Expected {
+    lines: Vec<CommissionLine>,
+    /// Completed payments, refunds and chargebacks in the period.
+    completed: u32,
+    /// Every stored payment in the period, of any status.
+    payment_ids: Vec<String>,
 }
 
 /// The stored network, as the pure commission run reads it.
@@ -360,7 +372,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         end: DateTime<Utc>,
         now: DateTime<Utc>,
         progress: &mut dyn FnMut(Progress) -> Result<()>,
-    ) -> Result<(Vec<CommissionLine>, u32)> {
+    ) -> Result<Expected> {
         if end <= start {
             return Err(Error::invalid("end", "must be after start"));
         }
@@ -426,12 +438,27 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                     },
                     reverses,
                     batch_id: None,
+                    adjusts: None,
+                    reason: None,
                     recorded_at: now,
                     updated_at: now,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok((lines, u32::try_from(in_period).unwrap_or(u32::MAX)))
+        // Every payment of the period, of any status: a line recorded for one that no longer
+        // counts (failed since, or moved) is adjusted away.
+        let payment_ids = network
+            .payments
+            .iter()
+            .zip(&network.payment_ids)
+            .filter(|(p, _)| p.at_ms >= period.start_ms && p.at_ms < period.end_ms)
+            .map(|(_, id)| id.clone())
+            .collect();
+        Ok(Expected {
+            lines,
+            completed: u32::try_from(in_period).unwrap_or(u32::MAX),
+            payment_ids,
+        })
     }
 
     /// The monthly run (the reference's "process commissions"): records the configured plan's
@@ -446,20 +473,29 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         progress: &mut dyn FnMut(Progress) -> Result<()>,
     ) -> Result<ProcessSummary> {
         let now = self.now()?;
-        let (lines, payments) = self.expected_lines(start, end, now, progress).await?;
+        let expected = self.expected_lines(start, end, now, progress).await?;
+        let lines = &expected.lines;
         let mut summary = ProcessSummary {
             start,
             end,
             as_of: now,
-            payments,
+            payments: expected.completed,
             lines: u32::try_from(lines.len()).unwrap_or(u32::MAX),
             recorded: 0,
+            adjusted: 0,
             reversed: 0,
             approved: 0,
             total: payout::sum_minor(lines.iter().map(|l| l.amount), "the run's total")?,
         };
-        let total = lines.len() as u64;
-        for (i, line) in lines.iter().enumerate() {
+        let mut by_payment: HashMap<&str, Vec<&CommissionLine>> = HashMap::new();
+        for line in lines {
+            by_payment
+                .entry(line.payment_id.as_str())
+                .or_default()
+                .push(line);
+        }
+        let total = expected.payment_ids.len() as u64;
+        for (i, payment_id) in expected.payment_ids.iter().enumerate() {
             if i % PROGRESS_EVERY == 0 {
                 progress(Progress {
                     phase: "record",
@@ -467,14 +503,12 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                     total,
                 })?;
             }
-            let outcome = self
-                .storage
-                .put(LINES, &line_record(line, 1), 0, &[])
-                .await
-                .map_err(storage_failed("put"))?;
-            if outcome == WriteOutcome::Written {
-                summary.recorded += 1;
-            }
+            let given = by_payment
+                .get(payment_id.as_str())
+                .map_or(&[][..], Vec::as_slice);
+            let (recorded, adjusted) = self.record_lines_of(payment_id, given, now).await?;
+            summary.recorded += recorded;
+            summary.adjusted += adjusted;
         }
         progress(Progress {
             phase: "record",
@@ -486,6 +520,75 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         }
         summary.approved = self.approve_due(now, progress).await?;
         Ok(summary)
+    }
+
+    /// Brings the lines recorded for one payment to `given`, the lines the period gives for it
+    /// now: records the lines not recorded yet, and adjusts the recorded ones that no longer
+    /// hold (see [`payout::adjustments`]). How many lines and adjustments it recorded. Every
+    /// write is a create: a run beside it that recorded the same line or adjustment first
+    /// makes this one read the payment's lines again, so two runs never record one change
+    /// twice.
+    async fn record_lines_of(
+        &self,
+        payment_id: &str,
+        given: &[&CommissionLine],
+        now: DateTime<Utc>,
+    ) -> Result<(u32, u32)> {
+        let (mut recorded, mut adjusted) = (0, 0);
+        for _ in 0..RETRY_COUNT_MAX {
+            let stored = self
+                .find_all(LINES, Some((INDEX_PAYMENT, payment_id)), |r| {
+                    read_line(r).map(|l| l.value)
+                })
+                .await?;
+            let mut parts: BTreeMap<&str, Vec<&CommissionLine>> = BTreeMap::new();
+            for line in stored.iter().filter(|l| l.payment_id == payment_id) {
+                parts.entry(line.line_of()).or_default().push(line);
+            }
+            let mut writes: Vec<(CommissionLine, bool)> = Vec::new();
+            for line in given {
+                match parts.remove(line.id.as_str()) {
+                    None => writes.push(((*line).clone(), false)),
+                    Some(held) => writes.extend(
+                        payout::adjustments(&line.id, Some(line), &held, now)?
+                            .into_iter()
+                            .map(|a| (a, true)),
+                    ),
+                }
+            }
+            for (line_id, held) in &parts {
+                writes.extend(
+                    payout::adjustments(line_id, None, held, now)?
+                        .into_iter()
+                        .map(|a| (a, true)),
+                );
+            }
+            let mut raced = false;
+            for (line, is_adjustment) in &writes {
+                let outcome = self
+                    .storage
+                    .put(LINES, &line_record(line, 1), 0, &[])
+                    .await
+                    .map_err(storage_failed("put"))?;
+                if outcome != WriteOutcome::Written {
+                    raced = true;
+                    break;
+                }
+                if *is_adjustment {
+                    adjusted += 1;
+                } else {
+                    recorded += 1;
+                }
+            }
+            if !raced {
+                return Ok((recorded, adjusted));
+            }
+        }
+        Err(Error::Conflict {
+            entity: "commission",
+            key: payment_id.to_owned(),
+            attempts: RETRY_COUNT_MAX,
+        })
     }
 
     /// Reverses an open clawback and the open line it claws back in full; how many lines moved.
@@ -979,9 +1082,10 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         end: DateTime<Utc>,
     ) -> Result<Reconciliation> {
         let now = self.now()?;
-        let (expected, _) = self
+        let expected = self
             .expected_lines(start, end, now, &mut |_| Ok(()))
-            .await?;
+            .await?
+            .lines;
         let recorded: Vec<CommissionLine> = self
             .find_all(LINES, None, |r| read_line(r).map(|l| l.value))
             .await?

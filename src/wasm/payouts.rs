@@ -20,7 +20,8 @@ use super::types::optional::{
     self, CommissionLineFilterArg, MemoArg, PayoutBatchOptionsArg, ProcessCommissionsOptionsArg,
 };
 use crate::domain::payout::{
-    CommissionLine, CommissionPayment, CommissionStatus, Discrepancy, PayoutBatch, Reconciliation,
+    AdjustmentReason, CommissionLine, CommissionPayment, CommissionStatus, Discrepancy,
+    PayoutBatch, Reconciliation,
 };
 use crate::domain::reseller::iso_time;
 use crate::domain::{Error, Result};
@@ -29,6 +30,10 @@ use crate::engine::{check_description, CommissionBalance, LineFilter, ProcessSum
 #[wasm_bindgen(typescript_custom_section)]
 const PAYOUT_TYPES: &str = r#"
 export type CommissionStatus = "pending" | "approved" | "paid" | "reversed";
+
+/** Why a run adjusted a recorded line: another reseller earns it, its rate or base moved, a
+ * cap or remainder over the period moved its amount, or the period no longer gives it. */
+export type CommissionAdjustmentReason = "reseller" | "rate" | "base" | "allocation" | "removed";
 
 /** Where a long commission run stands. */
 export interface CommissionProgress {
@@ -57,6 +62,9 @@ export interface CommissionRunSummary {
   lines: number;
   /** Of those, recorded by this run (the rest were recorded by an earlier run). */
   recorded: number;
+  /** Adjustments recorded by this run: lines an earlier run recorded that the period no longer
+   * gives as they are (a late payment moved a cap, a band or a tier). */
+  adjusted: number;
   /** Lines reversed: an unpaid line and the clawback that cancels it in full. */
   reversed: number;
   /** Pending lines (of any period) approved because their hold has passed. */
@@ -83,6 +91,11 @@ export interface CommissionRecord {
   /** For a clawback: the line it claws back. */
   reverses: string | null;
   batchId: string | null;
+  /** For an adjustment (`<line>_adj<n>`): the line it adjusts. Its amount and base are the
+   * change, its rate the line's rate now. */
+  adjusts: string | null;
+  /** For an adjustment: what moved. */
+  reason: CommissionAdjustmentReason | null;
   recordedAt: string;
   updatedAt: string;
 }
@@ -197,6 +210,8 @@ fn line_js(l: &CommissionLine, scale: u32) -> Value {
         "status": l.status.as_str(),
         "reverses": l.reverses,
         "batchId": l.batch_id,
+        "adjusts": l.adjusts,
+        "reason": l.reason.map(AdjustmentReason::as_str),
         "recordedAt": iso_time::format(l.recorded_at),
         "updatedAt": iso_time::format(l.updated_at),
     })
@@ -280,6 +295,7 @@ fn summary_js(s: &ProcessSummary, scale: u32) -> Value {
         "payments": s.payments,
         "lines": s.lines,
         "recorded": s.recorded,
+        "adjusted": s.adjusted,
         "reversed": s.reversed,
         "approved": s.approved,
         "total": minor_text(s.total, scale),

@@ -15,7 +15,9 @@ use crate::domain::client::ClientDraft;
 use crate::domain::commission::{PaymentKind, PaymentStatus, Plan};
 use crate::domain::config::Config;
 use crate::domain::money::Rate;
-use crate::domain::payout::{BatchStatus, CommissionStatus, DiscrepancyKind, HoldReason};
+use crate::domain::payout::{
+    AdjustmentReason, BatchStatus, CommissionStatus, DiscrepancyKind, HoldReason,
+};
 use crate::domain::reseller::{ResellerDraft, UserId};
 use crate::engine::PaymentInput;
 
@@ -39,17 +41,22 @@ struct Fixture {
 /// A top reseller (10 %) over a sub-reseller (15 %) with one client; the plan holds lines 30
 /// days, pays at least 50.00, and gives the parent 5 %.
 fn fixture() -> Fixture {
+    fixture_with(Plan {
+        hold_days: 30,
+        minimum_payout: 5_000,
+        ..Plan::reference()
+    })
+}
+
+/// The same network under another plan.
+fn fixture_with(plan: Plan) -> Fixture {
     let clock = StepClock(Rc::new(Cell::new(at(2026, 1, 1).timestamp_millis())));
     let storage = Failing {
         inner: Rc::new(MemoryStorage::new()),
         writes_left: Rc::new(Cell::new(None)),
     };
     let config = Config {
-        commission_plan: Plan {
-            hold_days: 30,
-            minimum_payout: 5_000,
-            ..Plan::reference()
-        },
+        commission_plan: plan,
         ..Config::default()
     };
     let ally = Ally::new(config, storage.clone(), NoMailer, clock.clone(), 5);
@@ -395,9 +402,9 @@ fn reconciliation_lists_missing_unexpected_and_changed_lines() {
         1_000 - 1_500 - 500
     );
 
-    // The reseller's rate changed: every line of its payments now differs.
+    // The reseller's rate changed: every line of its payments now differs, and the next run
+    // of the period adjusts each (the altered one included) and records what is missing.
     run(f.ally.set_commission_rate(&f.sub, Some(rate(2000)))).unwrap_or_else(|e| panic!("{e}"));
-    f.process(at(2026, 1, 1), at(2026, 2, 1));
     let report =
         run(f.ally.reconcile(at(2026, 1, 1), at(2026, 2, 1))).unwrap_or_else(|e| panic!("{e}"));
     let changed: Vec<&str> = report
@@ -407,6 +414,205 @@ fn reconciliation_lists_missing_unexpected_and_changed_lines() {
         .map(|d| d.line_id.as_str())
         .collect();
     assert_eq!(changed, vec!["cm_p1_0_percentage", "cm_p2_0_percentage"]);
+    let rerun = f.process(at(2026, 1, 1), at(2026, 2, 1));
+    assert_eq!((rerun.recorded, rerun.adjusted), (2, 2));
+    let adjustment = run(f.ally.find_line("cm_p1_0_percentage_adj1"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("no adjustment"))
+        .value;
+    assert_eq!(
+        (
+            adjustment.adjusts.as_deref(),
+            adjustment.reason,
+            adjustment.amount,
+            adjustment.base,
+            adjustment.rate
+        ),
+        (
+            Some("cm_p1_0_percentage"),
+            Some(AdjustmentReason::Rate),
+            20_000 - 16_000,
+            0,
+            rate(2000)
+        )
+    );
+    let report =
+        run(f.ally.reconcile(at(2026, 1, 1), at(2026, 2, 1))).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.discrepancies.len(), 0, "{:?}", report.discrepancies);
+    assert_eq!(report.recorded_total, report.expected_total);
+}
+
+/// The cents each reseller has recorded for payments in `[start, end)`, adjustments included.
+fn recorded_by_reseller(
+    f: &Fixture,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> std::collections::BTreeMap<String, i64> {
+    let mut out = std::collections::BTreeMap::new();
+    for l in run(f.ally.commission_lines(&LineFilter::default())).unwrap_or_else(|e| panic!("{e}"))
+    {
+        if l.payment_at >= start && l.payment_at < end {
+            *out.entry(l.reseller_id).or_default() += l.amount;
+        }
+    }
+    out
+}
+
+#[test]
+fn a_late_payment_in_a_capped_period_adjusts_the_recorded_lines_to_the_cap() {
+    // The case: 50 %, a cap of 1 000.00, two payments of 1 000.00, a late third.
+    let f = fixture_with(Plan {
+        cap_per_period: Some(100_000),
+        overrides: Vec::new(),
+        ..Plan::reference()
+    });
+    run(f.ally.set_commission_rate(&f.sub, Some(rate(5000)))).unwrap_or_else(|e| panic!("{e}"));
+    f.pay("p1", 100_000, at(2026, 1, 10), PaymentKind::Payment, None);
+    f.pay("p2", 100_000, at(2026, 1, 11), PaymentKind::Payment, None);
+    f.clock.set(at(2026, 2, 1));
+    let first = f.process(at(2026, 1, 1), at(2026, 2, 1));
+    assert_eq!(
+        (first.recorded, first.adjusted, first.total),
+        (2, 0, 100_000)
+    );
+
+    f.pay("p3", 100_000, at(2026, 1, 12), PaymentKind::Payment, None);
+    let again = f.process(at(2026, 1, 1), at(2026, 2, 1));
+    assert_eq!(
+        (again.recorded, again.adjusted, again.total),
+        (1, 2, 100_000)
+    );
+    let sums = recorded_by_reseller(&f, at(2026, 1, 1), at(2026, 2, 1));
+    assert_eq!(sums.get(&f.sub), Some(&100_000), "{sums:?}");
+    let lines =
+        run(f.ally.commission_lines(&LineFilter::default())).unwrap_or_else(|e| panic!("{e}"));
+    let mut shown: Vec<(&str, i64, Option<&str>)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l.id.as_str(),
+                l.amount,
+                l.reason.map(AdjustmentReason::as_str),
+            )
+        })
+        .collect();
+    shown.sort_unstable();
+    // 1 000.00 over three equal payments: the odd cent to the last by the largest remainder.
+    assert_eq!(
+        shown,
+        vec![
+            ("cm_p1_0_percentage", 50_000, None),
+            ("cm_p1_0_percentage_adj1", -16_667, Some("allocation")),
+            ("cm_p2_0_percentage", 50_000, None),
+            ("cm_p2_0_percentage_adj1", -16_667, Some("allocation")),
+            ("cm_p3_0_percentage", 33_334, None),
+        ]
+    );
+    let report =
+        run(f.ally.reconcile(at(2026, 1, 1), at(2026, 2, 1))).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.discrepancies.len(), 0, "{:?}", report.discrepancies);
+
+    // Run again: nothing more to record.
+    let third = f.process(at(2026, 1, 1), at(2026, 2, 1));
+    assert_eq!((third.recorded, third.adjusted), (0, 0));
+    assert_eq!(f.storage.inner.count("commissions"), 5);
+}
+
+#[test]
+fn a_late_payment_in_graduated_bands_is_paid_at_the_band_it_reaches() {
+    use crate::domain::commission::{BandMode, BaseRule, RevenueBand};
+    // 10 % up to 1 000.00, then 20 %: 800.00, then a late 700.00. The period's commission is
+    // 100.00 + 100.00.
+    let f = fixture_with(Plan {
+        base: BaseRule::Revenue {
+            mode: BandMode::Graduated,
+            bands: vec![
+                RevenueBand {
+                    up_to: Some(100_000),
+                    rate: rate(1000),
+                },
+                RevenueBand {
+                    up_to: None,
+                    rate: rate(2000),
+                },
+            ],
+        },
+        overrides: Vec::new(),
+        ..Plan::reference()
+    });
+    f.pay("p1", 80_000, at(2026, 1, 10), PaymentKind::Payment, None);
+    f.clock.set(at(2026, 2, 1));
+    assert_eq!(f.process(at(2026, 1, 1), at(2026, 2, 1)).total, 8_000);
+    f.pay("p2", 70_000, at(2026, 1, 20), PaymentKind::Payment, None);
+    let again = f.process(at(2026, 1, 1), at(2026, 2, 1));
+    assert_eq!((again.total, again.recorded), (20_000, 1));
+    let sums = recorded_by_reseller(&f, at(2026, 1, 1), at(2026, 2, 1));
+    assert_eq!(sums.get(&f.sub), Some(&20_000), "{sums:?}");
+    let report =
+        run(f.ally.reconcile(at(2026, 1, 1), at(2026, 2, 1))).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.discrepancies.len(), 0, "{:?}", report.discrepancies);
+}
+
+#[test]
+fn a_paid_line_is_adjusted_by_a_new_line_the_next_batch_nets_out() {
+    let f = fixture_with(Plan {
+        cap_per_period: Some(10_000),
+        overrides: Vec::new(),
+        ..Plan::reference()
+    });
+    f.pay("p1", 100_000, at(2026, 1, 10), PaymentKind::Payment, None);
+    f.clock.set(at(2026, 2, 1));
+    f.process(at(2026, 1, 1), at(2026, 2, 1));
+    let batch = run(f.ally.create_payout_batch(None)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(batch.total().ok(), Some(10_000));
+    assert_eq!(f.status_of("cm_p1_0_percentage"), CommissionStatus::Paid);
+
+    // The sub-reseller moves under no one and the top one loses nothing (no override);
+    // the rate drops: the paid line stays paid, and its adjustment is approved at once.
+    run(f.ally.set_commission_rate(&f.sub, Some(rate(500)))).unwrap_or_else(|e| panic!("{e}"));
+    let again = f.process(at(2026, 1, 1), at(2026, 2, 1));
+    assert_eq!(again.adjusted, 1);
+    assert_eq!(f.status_of("cm_p1_0_percentage"), CommissionStatus::Paid);
+    assert_eq!(
+        f.status_of("cm_p1_0_percentage_adj1"),
+        CommissionStatus::Approved
+    );
+    let balance = run(f.ally.commission_balance(&f.sub)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((balance.approved, balance.payable), (-5_000, -5_000));
+    assert_eq!(balance.withheld, Some(HoldReason::NegativeBalance));
+}
+
+#[test]
+fn a_line_the_period_no_longer_gives_is_adjusted_to_nothing() {
+    let f = fixture();
+    f.pay("p1", 100_000, at(2026, 1, 10), PaymentKind::Payment, None);
+    f.clock.set(at(2026, 2, 1));
+    assert_eq!(f.process(at(2026, 1, 1), at(2026, 2, 1)).recorded, 2);
+    // The sub-reseller leaves its parent: the override is no longer earned.
+    run(f.ally.set_parent(&f.sub, None)).unwrap_or_else(|e| panic!("{e}"));
+    let again = f.process(at(2026, 1, 1), at(2026, 2, 1));
+    assert_eq!(
+        (again.recorded, again.adjusted, again.total),
+        (0, 1, 15_000)
+    );
+    let adjustment = run(f.ally.find_line("cm_p1_1_override_adj1"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("no adjustment"))
+        .value;
+    assert_eq!(
+        (
+            adjustment.reseller_id.as_str(),
+            adjustment.amount,
+            adjustment.reason
+        ),
+        (f.top.as_str(), -5_000, Some(AdjustmentReason::Removed))
+    );
+    let sums = recorded_by_reseller(&f, at(2026, 1, 1), at(2026, 2, 1));
+    assert_eq!(sums.get(&f.top), Some(&0));
+    let report =
+        run(f.ally.reconcile(at(2026, 1, 1), at(2026, 2, 1))).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.discrepancies.len(), 0, "{:?}", report.discrepancies);
+    assert_eq!(f.process(at(2026, 1, 1), at(2026, 2, 1)).adjusted, 0);
 }
 
 #[test]
@@ -460,19 +666,27 @@ fn bad_arguments_are_refused_before_anything_is_written() {
 /// advances its batches settled equal what its batches paid; no line is in two batches; every
 /// cent recorded is pending, approved, paid or reversed in a cancelling pair; and a
 /// reconciliation of everything run so far finds nothing.
-fn payout_simulation(seed: u64) -> Result<[u32; 3], String> {
+fn payout_simulation(seed: u64) -> Result<[u32; 4], String> {
     use crate::domain::ids::IdSource;
     use std::collections::HashMap;
 
-    let f = fixture();
+    // Even seeds cap each reseller's direct commission per month, so that a late payment moves
+    // the allocation of lines already recorded.
+    let f = fixture_with(Plan {
+        hold_days: 30,
+        minimum_payout: 5_000,
+        cap_per_period: (seed % 2 == 0).then_some(40_000),
+        ..Plan::reference()
+    });
     let mut dice = IdSource::new(seed);
     let mut paid_ids: Vec<String> = Vec::new();
     let mut month = 1u32;
-    // Batches that paid someone, batches cut short, lines reversed: the simulation must reach each.
-    let mut seen = [0u32; 3];
-    for step in 0..60 {
+    // Batches that paid someone, batches cut short, lines reversed, adjustments: the simulation
+    // must reach each.
+    let mut seen = [0u32; 4];
+    for step in 0..80 {
         let fail = |what: String| format!("seed {seed}, step {step}: {what}");
-        let roll = dice.next_u64() % 10;
+        let roll = dice.next_u64() % 12;
         let day = 1 + (dice.next_u64() % 27) as u32;
         let when = at(2026, month, day);
         match roll {
@@ -527,6 +741,26 @@ fn payout_simulation(seed: u64) -> Result<[u32; 3], String> {
                 ))
                 .map_err(|e| fail(format!("process: {e}")))?;
                 month = (month + 1).min(11);
+            }
+            10 | 11 if month > 1 => {
+                // A payment arrives late, dated in a month already run; that month runs again.
+                let late = 1 + (dice.next_u64() % u64::from(month - 1)) as u32;
+                let id = format!("late{step}");
+                f.pay(
+                    &id,
+                    1 + (dice.next_u64() % 300_000) as i64,
+                    at(2026, late, day),
+                    PaymentKind::Payment,
+                    None,
+                );
+                paid_ids.push(id);
+                let summary = run(f.ally.process_commissions(
+                    at(2026, late, 1),
+                    at(2026, late + 1, 1),
+                    &mut |_| Ok(()),
+                ))
+                .map_err(|e| fail(format!("process again: {e}")))?;
+                seen[3] += summary.adjusted;
             }
             7 => {
                 let who = if dice.next_u64() % 2 == 0 {
@@ -608,10 +842,24 @@ fn payout_simulation(seed: u64) -> Result<[u32; 3], String> {
         if month == 1 {
             continue;
         }
-        let report = run(f.ally.reconcile(at(2026, 1, 1), at(2026, month, 1)))
-            .map_err(|e| fail(e.to_string()))?;
-        if !report.discrepancies.is_empty() {
-            return Err(fail(format!("reconcile: {:?}", report.discrepancies[0])));
+        // After a run, every month run so far, as it was run (a cap is per period): the
+        // recorded lines are the plan's, and their total is one pure run's.
+        if !matches!(roll, 5 | 6 | 10 | 11) {
+            continue;
+        }
+        for m in 1..month {
+            let (start, end) = (at(2026, m, 1), at(2026, m + 1, 1));
+            let pure = run(f.ally.reconcile(start, end)).map_err(|e| fail(e.to_string()))?;
+            if !pure.discrepancies.is_empty() {
+                return Err(fail(format!("reconcile {m}: {:?}", pure.discrepancies[0])));
+            }
+            let recorded: i64 = recorded_by_reseller(&f, start, end).values().sum();
+            if recorded != pure.expected_total {
+                return Err(fail(format!(
+                    "month {m}: recorded {recorded}, the plan gives {}",
+                    pure.expected_total
+                )));
+            }
         }
     }
     Ok(seen)
@@ -623,18 +871,62 @@ fn payout_simulation_keeps_every_cent_accounted_for() {
         Ok(seed) => vec![seed.parse().unwrap_or(0)],
         Err(_) => (1..=12).collect(),
     };
-    let mut seen = [0u32; 3];
+    let mut seen = [0u32; 4];
     for seed in seeds {
         match payout_simulation(seed) {
-            Ok(s) => (0..3).for_each(|i| seen[i] += s[i]),
+            Ok(s) => (0..4).for_each(|i| seen[i] += s[i]),
             Err(failure) => {
                 panic!("{failure}\nreplay: ALLY_SIM_SEED={seed} cargo test payout_simulation")
             }
         }
     }
-    // Paying batches, interrupted batches, reversed pairs.
+    // Paying batches, interrupted batches, reversed pairs, adjustments.
     assert!(
         seen.iter().all(|&n| n > 0),
         "the simulation must reach every case: {seen:?}"
     );
+}
+
+#[test]
+fn an_override_earned_by_another_parent_moves_to_it() {
+    let f = fixture();
+    f.pay("p1", 100_000, at(2026, 1, 10), PaymentKind::Payment, None);
+    f.clock.set(at(2026, 2, 1));
+    f.process(at(2026, 1, 1), at(2026, 2, 1));
+    let other = run(f.ally.create_reseller(ResellerDraft {
+        user_id: Some(UserId::Number(3)),
+        company_name: Some("Other".to_owned()),
+        ..ResellerDraft::default()
+    }))
+    .unwrap_or_else(|e| panic!("{e}"))
+    .value
+    .id;
+    run(f.ally.set_parent(&f.sub, Some(&other))).unwrap_or_else(|e| panic!("{e}"));
+    let again = f.process(at(2026, 1, 1), at(2026, 2, 1));
+    assert_eq!((again.recorded, again.adjusted), (0, 2));
+    let moved: Vec<(String, i64, Option<AdjustmentReason>)> =
+        run(f.ally.commission_lines(&LineFilter {
+            payment: Some("p1".to_owned()),
+            ..LineFilter::default()
+        }))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .filter(|l| l.adjusts.is_some())
+        .map(|l| (l.reseller_id, l.amount, l.reason))
+        .collect();
+    assert_eq!(
+        moved,
+        vec![
+            (f.top.clone(), -5_000, Some(AdjustmentReason::Reseller)),
+            (other.clone(), 5_000, Some(AdjustmentReason::Reseller)),
+        ]
+    );
+    let sums = recorded_by_reseller(&f, at(2026, 1, 1), at(2026, 2, 1));
+    assert_eq!(
+        (sums.get(&f.top), sums.get(&other), sums.get(&f.sub)),
+        (Some(&0), Some(&5_000), Some(&15_000))
+    );
+    let report =
+        run(f.ally.reconcile(at(2026, 1, 1), at(2026, 2, 1))).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.discrepancies.len(), 0, "{:?}", report.discrepancies);
 }
