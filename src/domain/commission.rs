@@ -336,6 +336,37 @@ impl Plan {
                 format!("at most {LEVELS_MAX} levels"),
             ));
         }
+        let most = match &self.base {
+            BaseRule::OwnRate => Rate::ZERO,
+            BaseRule::ChildCount(rows) => rows.iter().map(|r| r.1).max().unwrap_or(Rate::ZERO),
+            BaseRule::Revenue { bands, .. } => {
+                bands.iter().map(|b| b.rate).max().unwrap_or(Rate::ZERO)
+            }
+        };
+        self.check_pays_at_most_the_payment(most, "plan")?;
+        Ok(())
+    }
+
+    /// The overrides of every level above the direct reseller, in ten-thousandths.
+    fn overrides_units(&self) -> u32 {
+        self.overrides.iter().map(|r| u32::from(r.units())).sum()
+    }
+
+    /// Refuses a direct rate that, with the overrides of every level above it (the longest
+    /// path a payment's commission can climb), would pay more than the payment.
+    pub fn check_pays_at_most_the_payment(&self, direct: Rate, field: &str) -> Result<()> {
+        let total = u32::from(direct.units()) + self.overrides_units();
+        if total > u32::from(Rate::ONE_UNITS) {
+            return Err(Error::invalid(
+                field,
+                format!(
+                    "a direct rate of {} and overrides of {} on the levels above would pay {} of a payment: at most 1",
+                    direct.to_decimal(),
+                    rust_decimal::Decimal::new(i64::from(self.overrides_units()), 4),
+                    rust_decimal::Decimal::new(i64::from(total), 4),
+                ),
+            ));
+        }
         Ok(())
     }
 }
@@ -743,6 +774,11 @@ pub fn commission(
     period: Period,
 ) -> Result<Run> {
     plan.check()?;
+    if plan.base == BaseRule::OwnRate {
+        for (i, r) in hierarchy.resellers.iter().enumerate() {
+            plan.check_pays_at_most_the_payment(r.rate, &format!("hierarchy.resellers[{i}].rate"))?;
+        }
+    }
     check_payments(payments, hierarchy)?;
     if period.end_ms <= period.start_ms {
         return Err(Error::invalid("period", "end must be after start"));
@@ -1385,6 +1421,48 @@ mod tests {
         assert_eq!(allocate(5, &[3, 1]), [4, 1]);
     }
 
+    #[test]
+    fn a_plan_that_can_pay_more_than_the_payment_is_refused() {
+        let code = |r: Result<()>| r.err().map(|e| e.code().as_str());
+        let overrides = vec![rate(500), rate(300)];
+        let tiers = Plan {
+            base: BaseRule::ChildCount(vec![(10, rate(9300)), (0, rate(1000))]),
+            overrides: overrides.clone(),
+            ..Plan::reference()
+        };
+        assert_eq!(
+            code(tiers.check()),
+            Some("INVALID_INPUT"),
+            "93 % + 5 % + 3 %"
+        );
+        let at_most = Plan {
+            base: BaseRule::ChildCount(vec![(10, rate(9200)), (0, rate(1000))]),
+            overrides,
+            ..Plan::reference()
+        };
+        assert_eq!(code(at_most.check()), None, "exactly all of it");
+        let banded = Plan {
+            overrides: vec![rate(2000)],
+            ..banded(BandMode::Graduated)
+        };
+        assert_eq!(code(banded.check()), None);
+        // The reseller's own rate: 96 % with the reference's 5 % override.
+        let h = Hierarchy::new(
+            vec![reseller("a", None, 0), reseller("b", Some(0), 9600)],
+            vec![CustomerNode {
+                reseller: 1,
+                since_ms: JAN,
+            }],
+            3,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let refused = commission(&Plan::reference(), &[pay(0, 100_00, JAN)], &h, january());
+        assert_eq!(
+            refused.err().map(|e| e.to_string()),
+            Some("hierarchy.resellers[1].rate: a direct rate of 0.9600 and overrides of 0.0500 on the levels above would pay 1.0100 of a payment: at most 1".to_owned())
+        );
+    }
+
     proptest::proptest! {
         #[test]
         fn allocation_sums_to_the_whole_and_each_part_is_within_one_unit_of_its_share(
@@ -1406,7 +1484,7 @@ mod tests {
         #[test]
         fn levels_sum_to_the_split_and_a_full_refund_nets_to_zero(
             amount in 1i64..10_000_000_00,
-            own in 0u16..=10_000,
+            own in 0u16..=6_000,
             o1 in 0u16..=2_000,
             o2 in 0u16..=2_000,
             fee in 0i64..500,

@@ -8,6 +8,7 @@ use super::ports::{Clock, Mailer, Query, Storage, StoredRecord, WriteOutcome};
 use super::{
     storage_failed, Ally, ID_ATTEMPTS_MAX, LIST_SIZE_MAX, PARSED_RESELLERS_MAX, RETRY_COUNT_MAX,
 };
+use crate::domain::commission::BaseRule;
 use crate::domain::config::Config;
 use crate::domain::money::{Credits, Rate};
 use crate::domain::reseller::{
@@ -21,6 +22,32 @@ const INDEX_REFID: &str = "refid";
 const INDEX_TIER: &str = "tier";
 const INDEX_STATUS: &str = "status";
 const INDEX_PARENT: &str = "parentId";
+
+/// The record every move in the hierarchy is claimed through.
+const HIERARCHY: &str = "hierarchy";
+const HIERARCHY_EDIT: &str = "edit";
+
+/// A move of `child` under `parent`, claimed in the edit record and not yet known to be
+/// written: the next move finishes it first. `child_version` is the version of the child the
+/// move is written at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct HierarchyEdit {
+    child: String,
+    parent: Option<String>,
+    child_version: u64,
+}
+
+fn edit_record(edit: Option<&HierarchyEdit>, version: u64) -> StoredRecord {
+    let edit = edit.map(|e| {
+        serde_json::json!({ "child": e.child, "parent": e.parent, "childVersion": e.child_version })
+    });
+    StoredRecord {
+        id: HIERARCHY_EDIT.to_owned(),
+        version,
+        data: serde_json::json!({ "edit": edit }).to_string(),
+        indexes: Vec::new(),
+    }
+}
 
 /// A stored value with the version its next compare-and-set write must name.
 #[derive(Clone, Debug, PartialEq)]
@@ -309,6 +336,10 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         id: &str,
         rate: Option<Rate>,
     ) -> Result<Versioned<Reseller>> {
+        let plan = &self.config.commission_plan;
+        if let (Some(rate), BaseRule::OwnRate) = (rate, &plan.base) {
+            plan.check_pays_at_most_the_payment(rate, "rate")?;
+        }
         let at = self.now()?;
         self.update_reseller(id, |current| Ok(current.with_commission_rate(rate, at)))
             .await
@@ -330,25 +361,157 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
     /// Puts a reseller under `parent` (or at the top, for `None`). Refused with
     /// `INVALID_INPUT` when the reseller would become its own ancestor or a chain would grow
     /// past `hierarchyLevelsMax`; `NOT_FOUND` for an unknown parent.
+    ///
+    /// Moves are serialised through one record (see [`HierarchyEdit`]): a move is checked
+    /// against the tree as it stands, then claimed by a compare-and-set of that record, which
+    /// fails if any other move was claimed since the check. So two moves at once, in this
+    /// instance or another, can never build a cycle or too long a chain between them. A move
+    /// another call claimed and did not finish (it failed or was dropped) is finished by the
+    /// next move.
     pub async fn set_parent(&self, id: &str, parent: Option<&str>) -> Result<Versioned<Reseller>> {
-        let child = self.require_reseller(id).await?.value;
-        let ancestors = match parent {
-            None => Vec::new(),
-            Some(parent) => self.ancestors(parent).await?,
-        };
-        let below = self.levels_below(&child.id).await?;
-        reseller::check_parent(
-            &child.id,
-            &ancestors,
-            below,
-            self.config.hierarchy_levels_max,
-        )?;
-        let parent = ancestors.first().cloned();
-        let at = self.now()?;
-        // A concurrent move elsewhere in the tree is not re-checked here: hierarchy edits are
-        // admin actions, and the commission run checks the whole tree again.
-        self.update_reseller(id, |current| Ok(current.with_parent(parent.clone(), at)))
+        for _ in 0..RETRY_COUNT_MAX {
+            let (pending, version) = self.hierarchy_edit().await?;
+            if let Some(edit) = pending {
+                self.finish_edit(edit, version).await?;
+                continue;
+            }
+            let child = self.require_reseller(id).await?;
+            let ancestors = match parent {
+                None => Vec::new(),
+                Some(parent) => self.ancestors(parent).await?,
+            };
+            let below = self.levels_below(&child.value.id).await?;
+            reseller::check_parent(
+                &child.value.id,
+                &ancestors,
+                below,
+                self.config.hierarchy_levels_max,
+            )?;
+            let edit = HierarchyEdit {
+                child: child.value.id.clone(),
+                parent: ancestors.first().cloned(),
+                child_version: child.version,
+            };
+            if !self
+                .put_at(
+                    HIERARCHY,
+                    &edit_record(Some(&edit), version + 1),
+                    version,
+                    &[],
+                )
+                .await?
+            {
+                continue;
+            }
+            return self.finish_edit(edit, version + 1).await;
+        }
+        Err(Error::Conflict {
+            entity: "hierarchy",
+            key: id.to_owned(),
+            attempts: RETRY_COUNT_MAX,
+        })
+    }
+
+    /// The move claimed and not finished, if any, and the version of the record that holds it.
+    async fn hierarchy_edit(&self) -> Result<(Option<HierarchyEdit>, u64)> {
+        let Some(record) = self
+            .storage
+            .get(HIERARCHY, HIERARCHY_EDIT)
             .await
+            .map_err(storage_failed("get"))?
+        else {
+            return Ok((None, 0));
+        };
+        let unreadable = |reason: String| Error::StorageFailed {
+            operation: "get",
+            reason: format!("the stored hierarchy edit is not readable: {reason}"),
+        };
+        let json: Value =
+            serde_json::from_str(&record.data).map_err(|e| unreadable(e.to_string()))?;
+        let edit = match json.get("edit") {
+            None | Some(Value::Null) => None,
+            Some(edit) => {
+                let text = |key: &str| edit.get(key).and_then(Value::as_str).map(str::to_owned);
+                Some(HierarchyEdit {
+                    child: text("child").ok_or_else(|| unreadable("no child".to_owned()))?,
+                    parent: text("parent"),
+                    child_version: edit
+                        .get("childVersion")
+                        .and_then(Value::as_u64)
+                        .ok_or_else(|| unreadable("no childVersion".to_owned()))?,
+                })
+            }
+        };
+        Ok((edit, record.version))
+    }
+
+    /// Writes the claimed move `edit` (held by the edit record at `version`) and clears the
+    /// claim. The child is written only at the version the claim names: a write by a call that
+    /// fell behind (the move finished by another, and the child moved again since) is stale.
+    /// A child written since the claim by something other than a move (its rate, its metadata)
+    /// has the claim renewed at its new version first. The child as it stands after.
+    async fn finish_edit(
+        &self,
+        mut edit: HierarchyEdit,
+        mut version: u64,
+    ) -> Result<Versioned<Reseller>> {
+        let at = self.now()?;
+        for _ in 0..RETRY_COUNT_MAX {
+            let child = self.require_reseller(&edit.child).await?;
+            let done = child.value.parent_id == edit.parent;
+            if !done && child.version == edit.child_version {
+                let next = child.value.with_parent(edit.parent.clone(), at);
+                let record = to_record(&next, child.version + 1)?;
+                if !self.put_at(COLLECTION, &record, child.version, &[]).await? {
+                    continue;
+                }
+                self.clear_edit(version).await?;
+                return Ok(Versioned {
+                    value: next,
+                    version: record.version,
+                });
+            }
+            if done {
+                self.clear_edit(version).await?;
+                return Ok(child);
+            }
+            // Written since the claim, not moved: renew the claim at the child's version.
+            edit.child_version = child.version;
+            if !self
+                .put_at(
+                    HIERARCHY,
+                    &edit_record(Some(&edit), version + 1),
+                    version,
+                    &[],
+                )
+                .await?
+            {
+                // Another call renewed or finished it: follow the claim while it is this move's.
+                match self.hierarchy_edit().await? {
+                    (Some(now), at_version)
+                        if now.child == edit.child && now.parent == edit.parent =>
+                    {
+                        edit = now;
+                        version = at_version;
+                        continue;
+                    }
+                    _ => return self.require_reseller(&edit.child).await,
+                }
+            }
+            version += 1;
+        }
+        Err(Error::Conflict {
+            entity: "reseller",
+            key: edit.child,
+            attempts: RETRY_COUNT_MAX,
+        })
+    }
+
+    /// Clears the claim held at `version`; one another call cleared (or moved on) is left.
+    async fn clear_edit(&self, version: u64) -> Result<()> {
+        self.put_at(HIERARCHY, &edit_record(None, version + 1), version, &[])
+            .await
+            .map(|_| ())
     }
 
     /// `id` and the resellers above it, nearest first (`NOT_FOUND` if `id` is unknown). A
@@ -720,6 +883,72 @@ mod tests {
         flaky.stale_puts.set(RETRY_COUNT_MAX);
         let gave_up = run(ally.update_reseller_metadata(&r.value.id, "k", Some(Value::from(2))));
         assert_eq!(gave_up.err().map(|e| e.code().as_str()), Some("CONFLICT"));
+    }
+
+    #[test]
+    fn moves_at_once_never_build_a_cycle_or_too_long_a_chain() {
+        use crate::engine::test_support::{run_all, Op, Yielding};
+        let ally = engine(Yielding::default());
+        let ids: Vec<String> = (1..=4)
+            .map(|u| {
+                block_on(ally.create_reseller(draft(u, None)), 1_000)
+                    .and_then(Result::ok)
+                    .unwrap_or_else(|| panic!("created"))
+                    .value
+                    .id
+            })
+            .collect();
+        let parent_of = |id: &str| {
+            block_on(ally.require_reseller(id), 1_000)
+                .and_then(Result::ok)
+                .and_then(|r| r.value.parent_id)
+        };
+        // Each move alone is allowed; at once they would make a cycle (0 under 1, 1 under 0).
+        let moves: Vec<Op<'_, Versioned<Reseller>>> = vec![
+            Box::pin(ally.set_parent(&ids[0], Some(&ids[1]))),
+            Box::pin(ally.set_parent(&ids[1], Some(&ids[0]))),
+        ];
+        let outcomes = run_all(moves);
+        let codes: Vec<Option<&str>> = outcomes
+            .iter()
+            .map(|o| o.as_ref().err().map(|e| e.code().as_str()))
+            .collect();
+        assert_eq!(codes, vec![None, Some("INVALID_INPUT")]);
+        assert_eq!(
+            (parent_of(&ids[0]), parent_of(&ids[1])),
+            (Some(ids[1].clone()), None)
+        );
+        // Three levels allowed: 2 under 0 (0 is under 1) and 3 over 1 at once would be four.
+        let moves: Vec<Op<'_, Versioned<Reseller>>> = vec![
+            Box::pin(ally.set_parent(&ids[2], Some(&ids[0]))),
+            Box::pin(ally.set_parent(&ids[1], Some(&ids[3]))),
+        ];
+        let codes: Vec<Option<&str>> = run_all(moves)
+            .iter()
+            .map(|o| o.as_ref().err().map(|e| e.code().as_str()))
+            .collect();
+        assert_eq!(codes, vec![None, Some("INVALID_INPUT")]);
+        assert_eq!(parent_of(&ids[1]), None);
+
+        // A move claimed and then given up (its future dropped) is finished by the next one.
+        {
+            let mut dropped = Box::pin(ally.set_parent(&ids[3], Some(&ids[1])));
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            let mut claimed = false;
+            for _ in 0..100 {
+                assert!(std::future::Future::poll(dropped.as_mut(), &mut cx).is_pending());
+                let edit = block_on(ally.hierarchy_edit(), 1_000).and_then(Result::ok);
+                if edit.is_some_and(|(e, _)| e.is_some()) {
+                    claimed = true;
+                    break;
+                }
+            }
+            assert!(claimed, "the move was claimed");
+        }
+        assert_eq!(parent_of(&ids[3]), None);
+        let next = block_on(ally.set_parent(&ids[2], None), 1_000).and_then(Result::ok);
+        assert_eq!(next.and_then(|r| r.value.parent_id), None);
+        assert_eq!(parent_of(&ids[3]), Some(ids[1].clone()));
     }
 
     #[test]

@@ -997,9 +997,17 @@ export function cases(lib, runtime) {
     const thrown = await bad("onProgress throws", () => ally.commissions.process("2026-01-01", "2026-02-01", { onProgress() { throw new Error("stop") } }));
     ok(thrown.message.includes("stop"), "the thrown message is kept");
     equal(stored(), before, "nothing was written");
-    for (const plan of [{ holdDays: -1 }, { minimumPayout: "1.001" }, { overrides: ["2"] }, { extra: 1 }, 5]) {
+    for (const plan of [
+      { holdDays: -1 }, { minimumPayout: "1.001" }, { overrides: ["2"] }, { extra: 1 }, 5,
+      { overrides: ["0.60", "0.50"] },
+      { base: "childCount", childCountTiers: [{ min: 0, rate: "0.95" }], overrides: ["0.05", "0.01"] },
+    ]) {
       await fails(AllyError, "INVALID_CONFIG", () => new Ally({ config: { commissionPlan: plan } }), `commissionPlan ${JSON.stringify(plan)}`);
     }
+    const overpay = await bad("a rate that with the override pays more than the payment", () => ally.setCommissionRate(sub, "0.96"));
+    ok(overpay.message.includes("1.0100"), overpay.message);
+    equal((await ally.setCommissionRate(sub, "0.95")).commissionRate, "0.9500", "all of it, at most");
+    await ally.setCommissionRate(sub, "0.15");
     const run = await ally.commissions.process("2026-01-01", "2026-02-01");
     equal([run.recorded, run.approved, run.total], [2, 0, "200.00"], "still works");
   });

@@ -11,7 +11,7 @@ use super::ports::{
     AppendOutcome, Claim, FixedClock, Guard, MailError, MailMessage, Mailer, Query, Storage,
     StorageError, StoredRecord, WriteOutcome,
 };
-use super::test_support::{at, run};
+use super::test_support::{at, run, run_all, Op, YieldOnce};
 use super::{Ally, CHECKPOINT_INTERVAL};
 use crate::domain::config::Config;
 use crate::domain::ledger::Movement;
@@ -566,48 +566,6 @@ fn a_checkpoint_whose_balance_was_edited_is_refused_not_spent() {
     assert!(audit.audit.ok && !audit.checkpoint_matches);
 }
 
-/// Pending at its first poll, ready at the next.
-struct YieldOnce(bool);
-
-impl std::future::Future for YieldOnce {
-    type Output = ();
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
-        if self.0 {
-            std::task::Poll::Ready(())
-        } else {
-            self.0 = true;
-            std::task::Poll::Pending
-        }
-    }
-}
-
-/// Polls every operation in turn until all are done, so that they wait on one another.
-type Op<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>> + 'a>>;
-
-fn run_all<T>(futures: Vec<Op<'_, T>>) -> Vec<Result<T>> {
-    let mut futures: Vec<_> = futures.into_iter().map(Some).collect();
-    let mut outputs: Vec<Option<Result<T>>> = futures.iter().map(|_| None).collect();
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    for _ in 0..10_000 {
-        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
-            if let Some(f) = future {
-                if let std::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) {
-                    *output = Some(out);
-                    *future = None;
-                }
-            }
-        }
-        if futures.iter().all(Option::is_none) {
-            return outputs.into_iter().flatten().collect();
-        }
-    }
-    panic!("the operations never finished");
-}
-
-/// Provisions of `(cost, key)` on one wallet, all awaited together (see [`run_all`]).
 fn provide_all<S: Storage>(
     ally: &Engine<S>,
     id: &str,
