@@ -347,6 +347,23 @@ impl Plan {
         Ok(())
     }
 
+    /// The rule a reseller's direct rate comes from.
+    #[must_use]
+    pub const fn base_rule(&self) -> Rule {
+        match &self.base {
+            BaseRule::OwnRate => Rule::Percentage,
+            BaseRule::ChildCount(_) => Rule::ChildCountTier,
+            BaseRule::Revenue {
+                mode: BandMode::Volume,
+                ..
+            } => Rule::RevenueVolume,
+            BaseRule::Revenue {
+                mode: BandMode::Graduated,
+                ..
+            } => Rule::RevenueGraduated,
+        }
+    }
+
     /// The overrides of every level above the direct reseller, in ten-thousandths.
     fn overrides_units(&self) -> u32 {
         self.overrides.iter().map(|r| u32::from(r.units())).sum()

@@ -61,11 +61,39 @@ export interface ClientRevenue {
   commission: string;
 }
 
-/** The reference's `calculateChildAccountsRevenue`. */
-export interface ChildAccountsRevenue {
+/** The lines of one rule, level and rate a report's commission is made of. */
+export interface CommissionRuleFigure {
+  rule: CommissionRule;
+  /** 0 on the reseller's own clients' payments; 1 and up for overrides on those below it. */
+  level: number;
+  rate: string;
+  base: string;
+  amount: string;
+  lines: number;
+}
+
+/** How a report's commission is made up, under the configured `commissionPlan`. */
+export interface CommissionFigures {
+  /** The rule the direct rate came from. */
+  rule: CommissionRule;
+  /** Percentage and flat fees on its own clients' payments, after any cap. */
+  direct: string;
+  /** Overrides on the payments of the resellers below it. */
+  overrides: string;
+  /** Clawed back for refunds and chargebacks (at most 0). */
+  clawbacks: string;
+  /** Direct commission the cap removed. */
+  capped: string;
+  byRule: CommissionRuleFigure[];
+}
+
+/** The reference's `calculateChildAccountsRevenue`, under the configured plan: `commission`
+ * is what a commission run over the same payments records for the reseller. */
+export interface ChildAccountsRevenue extends CommissionFigures {
   totalRevenue: string;
   totalPayments: number;
   commission: string;
+  /** The direct rate (the effective one in graduated mode). */
   commissionRate: string;
   childCount: number;
   breakdown: ClientRevenue[];
@@ -76,11 +104,12 @@ export interface CommissionReport {
   resellerId: string;
   resellerName: string;
   reportPeriod: { start: string; end: string };
-  summary: {
+  summary: CommissionFigures & {
     totalChildAccounts: number;
     totalRevenue: string;
-    /** As a percentage, e.g. `"15%"`. */
+    /** The direct rate as a percentage, e.g. `"15%"`. */
     commissionRate: string;
+    /** What a commission run over the same payments records for the reseller. */
     totalCommission: string;
     totalPayments: number;
   };
@@ -148,14 +177,41 @@ fn breakdown_js(report: &ChildAccountsRevenue, scale: u32) -> Vec<Value> {
         .collect()
 }
 
+/// Adds the figures a report's commission is made of to `out`.
+fn figures_js(out: &mut Value, report: &ChildAccountsRevenue, scale: u32) {
+    let t = &report.totals;
+    out["rule"] = report.rule.as_str().into();
+    out["direct"] = minor_text(t.direct, scale).into();
+    out["overrides"] = minor_text(t.overrides, scale).into();
+    out["clawbacks"] = minor_text(t.clawbacks, scale).into();
+    out["capped"] = minor_text(t.capped, scale).into();
+    out["byRule"] = report
+        .rules
+        .iter()
+        .map(|f| {
+            json!({
+                "rule": f.rule.as_str(),
+                "level": f.level,
+                "rate": f.rate.to_decimal().to_string(),
+                "base": minor_text(f.base, scale),
+                "amount": minor_text(f.amount, scale),
+                "lines": f.lines,
+            })
+        })
+        .collect::<Vec<_>>()
+        .into();
+}
+
 fn summary_js(report: &ChildAccountsRevenue, scale: u32) -> Value {
-    json!({
+    let mut out = json!({
         "totalChildAccounts": report.child_count,
         "totalRevenue": minor_text(report.total_revenue, scale),
         "commissionRate": percent(report.commission_rate),
         "totalCommission": minor_text(report.commission, scale),
         "totalPayments": report.total_payments,
-    })
+    });
+    figures_js(&mut out, report, scale);
+    out
 }
 
 #[wasm_bindgen]
@@ -168,9 +224,10 @@ impl Ally {
         }
     }
 
-    /// A reseller's clients' completed payments in `[start, end)` and the commission its own
-    /// rate earns on them: `{ totalRevenue, totalPayments, commission, commissionRate,
-    /// childCount, breakdown }`.
+    /// A reseller's clients' completed payments in `[start, end)` and the commission the
+    /// configured plan earns it in the period, as a commission run records it: `{ totalRevenue,
+    /// totalPayments, commission, commissionRate, childCount, breakdown }` and how the
+    /// commission is made up (`rule`, `direct`, `overrides`, `clawbacks`, `capped`, `byRule`).
     #[wasm_bindgen(
         js_name = calculateChildAccountsRevenue,
         unchecked_return_type = "Promise<ChildAccountsRevenue>"
@@ -182,14 +239,16 @@ impl Ally {
         #[wasm_bindgen(unchecked_param_type = "string | Date | number")] end: JsValue,
     ) -> Promise {
         self.revenue_report(&reseller, &start, &end, |r, scale, _, _| {
-            to_plain(&json!({
+            let mut out = json!({
                 "totalRevenue": minor_text(r.total_revenue, scale),
                 "totalPayments": r.total_payments,
                 "commission": minor_text(r.commission, scale),
                 "commissionRate": r.commission_rate.to_decimal().to_string(),
                 "childCount": r.child_count,
                 "breakdown": breakdown_js(&r, scale),
-            }))
+            });
+            figures_js(&mut out, &r, scale);
+            to_plain(&out)
         })
     }
 

@@ -830,7 +830,11 @@ export function cases(lib, runtime) {
     );
     equal(revenue.breakdown.find((b) => b.clientId === clients[0].id), { clientId: clients[0].id, commission: "90.00", name: "Client 0", payments: 3, refid: clients[0].refid, revenue: "600.00" }, "breakdown");
     const report = await ally.commissionReport(abc.id, "2026-01-01", "2026-02-01");
-    equal(report.summary, { commissionRate: "15%", totalChildAccounts: 10, totalCommission: "750.00", totalPayments: 25, totalRevenue: "5000.00" }, "report summary");
+    equal(report.summary, {
+      byRule: [{ amount: "750.00", base: "5000.00", level: 0, lines: 25, rate: "0.1500", rule: "percentage" }],
+      capped: "0.00", clawbacks: "0.00", commissionRate: "15%", direct: "750.00", overrides: "0.00", rule: "percentage",
+      totalChildAccounts: 10, totalCommission: "750.00", totalPayments: 25, totalRevenue: "5000.00",
+    }, "report summary");
     equal([report.resellerName, report.reportPeriod], ["ABC Resellers", { end: "2026-02-01T00:00:00.000Z", start: "2026-01-01T00:00:00.000Z" }], "report head");
     const all = await ally.allResellersCommission("2026-01-01", "2026-02-01");
     equal(all.map((r) => [r.resellerName, r.totalCommission]), [["ABC Resellers", "750.00"], ["Other", "0.00"]], "all resellers (Other has no rate)");
@@ -849,6 +853,39 @@ export function cases(lib, runtime) {
       await fails(AllyError, "INVALID_INPUT", () => ally.calculateChildAccountsRevenue(abc, start, end), `period ${start}..${end}`);
     }
     await fails(AllyError, "NOT_FOUND", () => ally.commissionReport("rs_none", "2026-01-01", "2026-02-01"));
+  });
+
+  t("the reports follow the configured plan: tiers, caps and overrides, as a run records them", async () => {
+    // The reference's child-count tiers: 13 customers reach the 12 % tier.
+    const ally = new Ally({ config: { commissionPlan: { base: "childCount", capPerPeriod: "140.00" } } });
+    const top = await ally.make().user(1).company("Top").create();
+    const abc = await ally.make().user(2).company("ABC").create();
+    await ally.setCommissionRate(abc, "0.50");
+    await ally.setParent(abc, top);
+    for (let i = 0; i < 13; i++) {
+      const client = await ally.clients.make().name(`Client ${i}`).reseller(abc).create();
+      if (i < 12) await ally.payments.record({ id: `p${i}`, clientId: client.id, amount: "100.00", at: `2026-01-${String(10 + i).padStart(2, "0")}` });
+    }
+    const run = await ally.commissions.process("2026-01-01", "2026-02-01");
+    const recorded = async (reseller) => (await ally.commissions.lines({ reseller })).reduce((sum, l) => sum + Math.round(Number(l.amount) * 100), 0) / 100;
+    // 12 % of 1 200.00 is 144.00, capped at 140.00; the parent earns 5 % of 1 200.00.
+    equal([run.total, await recorded(abc), await recorded(top)], ["200.00", 140, 60], "the run");
+    const revenue = await ally.calculateChildAccountsRevenue(abc, "2026-01-01", "2026-02-01");
+    equal(
+      [revenue.totalRevenue, revenue.commission, revenue.commissionRate, revenue.childCount, revenue.rule, revenue.direct, revenue.capped, revenue.overrides],
+      ["1200.00", "140.00", "0.1200", 13, "childCountTier", "140.00", "4.00", "0.00"],
+      "calculateChildAccountsRevenue pays what the run records",
+    );
+    equal(revenue.breakdown.reduce((sum, b) => sum + Math.round(Number(b.commission) * 100), 0), 14000, "the breakdown adds up to it");
+    const report = await ally.commissionReport(top, "2026-01-01", "2026-02-01");
+    equal(
+      [report.summary.totalCommission, report.summary.overrides, report.summary.direct, report.summary.totalChildAccounts, report.summary.byRule],
+      ["60.00", "60.00", "0.00", 0, [{ amount: "60.00", base: "1200.00", level: 1, lines: 12, rate: "0.0500", rule: "override" }]],
+      "the parent's report names its overrides",
+    );
+    const all = await ally.allResellersCommission("2026-01-01", "2026-02-01");
+    equal(all.map((r) => [r.resellerName, r.totalCommission, r.commissionRate]), [["Top", "60.00", "10%"], ["ABC", "140.00", "12%"]], "allResellersCommission");
+    equal((await ally.reconcile("2026-01-01", "2026-02-01")).discrepancies, [], "and the run reconciles");
   });
 
   /** An engine over a host storage with a clock the test moves, a top reseller (10 %) over a
