@@ -515,6 +515,14 @@ pub fn allocate_into(total: i64, weights: &[i128], parts: &mut [i64]) {
     if weights.is_empty() {
         return;
     }
+    if weights.len() <= 16 && allocate_small(total, weights, parts) {
+        return;
+    }
+    allocate_wide(total, weights, parts);
+}
+
+/// [`allocate_into`] in 128-bit arithmetic.
+fn allocate_wide(total: i64, weights: &[i128], parts: &mut [i64]) {
     let sum: i128 = weights.iter().map(|w| w.abs()).sum();
     let magnitude = i128::from(total).abs();
     let sign: i128 = if total < 0 { -1 } else { 1 };
@@ -560,6 +568,71 @@ pub fn allocate_into(total: i64, weights: &[i128], parts: &mut [i64]) {
             *part = -*part;
         }
     }
+}
+
+/// `a + b` for reseller `r`'s `what`, or `Overflow` naming them.
+fn add_money(a: i64, b: i64, what: &str, r: usize) -> Result<i64> {
+    a.checked_add(b)
+        .ok_or_else(|| Error::overflow(format!("the {what} of hierarchy.resellers[{r}]")))
+}
+
+/// [`allocate_into`] for a few parts in 64-bit arithmetic (a 128-bit division is a library
+/// call in wasm, and a payment's split runs a million times a run); false, with nothing
+/// written, when the products would not fit.
+fn allocate_small(total: i64, weights: &[i128], parts: &mut [i64]) -> bool {
+    let mut w = [0u64; 16];
+    let mut sum: u64 = 0;
+    for (slot, weight) in w.iter_mut().zip(weights) {
+        let Ok(weight) = u64::try_from(weight.unsigned_abs()) else {
+            return false;
+        };
+        *slot = weight;
+        let Some(next) = sum.checked_add(weight) else {
+            return false;
+        };
+        sum = next;
+    }
+    let magnitude = total.unsigned_abs();
+    let most = w.iter().copied().max().unwrap_or(0);
+    if total == i64::MIN || magnitude.checked_mul(most.max(1)).is_none() {
+        return false;
+    }
+    let n = weights.len();
+    if sum == 0 {
+        parts.fill(0);
+        parts[0] = total;
+        return true;
+    }
+    let mut remainders = [0u64; 16];
+    let mut given: u64 = 0;
+    for i in 0..n {
+        let product = magnitude * w[i];
+        let share = product / sum;
+        remainders[i] = product % sum;
+        given += share;
+        parts[i] = i64::try_from(share).unwrap_or(i64::MAX);
+    }
+    // At most one unit per part is left: to the largest remainders, earlier first on a tie.
+    let mut left = magnitude - given;
+    let mut served = [false; 16];
+    while left > 0 {
+        let mut best: Option<usize> = None;
+        for i in 0..n {
+            if !served[i] && best.is_none_or(|b| remainders[i] > remainders[b]) {
+                best = Some(i);
+            }
+        }
+        let Some(i) = best else { break };
+        served[i] = true;
+        parts[i] += 1;
+        left -= 1;
+    }
+    if total < 0 {
+        for part in parts.iter_mut().take(n) {
+            *part = -*part;
+        }
+    }
+    true
 }
 
 /// Whole calendar months from `since` to `at` (UTC), for recurring limits.
@@ -814,8 +887,9 @@ pub fn commission(
         .iter()
         .filter(|p| in_period(p) && p.kind == PaymentKind::Payment)
     {
-        let t = &mut totals[customers[p.customer as usize].reseller as usize];
-        t.revenue = t.revenue.saturating_add(p.amount);
+        let r = customers[p.customer as usize].reseller as usize;
+        let t = &mut totals[r];
+        t.revenue = add_money(t.revenue, p.amount, "revenue", r)?;
         t.payments += 1;
     }
     let terms = direct_terms(plan, hierarchy, &totals);
@@ -953,16 +1027,21 @@ pub fn commission(
     if let Some(cap) = plan.cap_per_period {
         let mut direct_sum = vec![0i64; totals.len()];
         for l in lines.iter().filter(|l| l.level == 0 && l.amount > 0) {
-            direct_sum[l.reseller as usize] += l.amount;
+            let r = l.reseller as usize;
+            direct_sum[r] = add_money(direct_sum[r], l.amount, "direct commission", r)?;
         }
-        let over: Vec<usize> = (0..totals.len()).filter(|&r| direct_sum[r] > cap).collect();
-        for r in over {
-            let indexes: Vec<usize> = (0..lines.len())
-                .filter(|&k| {
-                    let l = &lines[k];
-                    l.reseller as usize == r && l.level == 0 && l.amount > 0
-                })
-                .collect();
+        // The capped resellers' lines, gathered in one pass over the lines.
+        let mut capped_lines: Vec<Vec<usize>> = vec![Vec::new(); totals.len()];
+        for (k, l) in lines.iter().enumerate() {
+            let r = l.reseller as usize;
+            if l.level == 0 && l.amount > 0 && direct_sum[r] > cap {
+                capped_lines[r].push(k);
+            }
+        }
+        for (r, indexes) in capped_lines.iter().enumerate() {
+            if indexes.is_empty() {
+                continue;
+            }
             let weights: Vec<i128> = indexes
                 .iter()
                 .map(|&k| i128::from(lines[k].amount))
@@ -975,22 +1054,24 @@ pub fn commission(
         }
     }
     for l in &lines {
-        let t = &mut totals[l.reseller as usize];
+        let r = l.reseller as usize;
+        let t = &mut totals[r];
         if l.amount < 0 {
-            t.clawbacks += l.amount;
+            t.clawbacks = add_money(t.clawbacks, l.amount, "clawbacks", r)?;
         } else if l.level == 0 {
-            t.direct += l.amount;
+            t.direct = add_money(t.direct, l.amount, "direct commission", r)?;
         } else {
-            t.overrides += l.amount;
+            t.overrides = add_money(t.overrides, l.amount, "overrides", r)?;
         }
         if l.payable_at_ms <= period.as_of_ms {
-            t.approved += l.amount;
+            t.approved = add_money(t.approved, l.amount, "approved commission", r)?;
         } else {
-            t.pending += l.amount;
+            t.pending = add_money(t.pending, l.amount, "pending commission", r)?;
         }
     }
-    for t in &mut totals {
-        t.total = t.direct + t.overrides + t.clawbacks;
+    for (r, t) in totals.iter_mut().enumerate() {
+        t.total = add_money(t.direct, t.overrides, "commission", r)
+            .and_then(|sum| add_money(sum, t.clawbacks, "commission", r))?;
     }
     Ok(Run { lines, totals })
 }
@@ -1495,6 +1576,19 @@ mod tests {
                     let low = exact.div_euclid(sum);
                     proptest::prop_assert!(i128::from(*part) >= low.min(low + 1) - 1 && i128::from(*part) <= low + 1);
                 }
+            }
+        }
+
+        #[test]
+        fn the_64_bit_allocation_gives_the_128_bit_one(
+            total in proptest::prop_oneof![-1_000_000_000i64..1_000_000_000, proptest::num::i64::ANY],
+            weights in proptest::collection::vec(proptest::prop_oneof![0i128..10_001, 0i128..i128::from(u64::MAX)], 1..=16),
+        ) {
+            let mut fast = vec![0i64; weights.len()];
+            let mut wide = vec![0i64; weights.len()];
+            allocate_wide(total, &weights, &mut wide);
+            if allocate_small(total, &weights, &mut fast) {
+                proptest::prop_assert_eq!(fast, wide);
             }
         }
 

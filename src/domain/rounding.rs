@@ -41,6 +41,17 @@ impl Rounding {
         if denominator <= 0 {
             return None;
         }
+        // In 64 bits when both fit: a 128-bit division is a library call in wasm. Every mode
+        // is symmetric about zero, so the magnitude is rounded and the sign put back.
+        if let (Ok(n), Ok(d)) = (i64::try_from(numerator), u64::try_from(denominator)) {
+            let magnitude = i128::from(self.settle(n.unsigned_abs() / d, n.unsigned_abs() % d, d));
+            return Some(if n < 0 { -magnitude } else { magnitude });
+        }
+        self.divide_wide(numerator, denominator)
+    }
+
+    /// [`Rounding::divide`] in 128-bit arithmetic, `denominator` positive.
+    fn divide_wide(self, numerator: i128, denominator: i128) -> Option<i128> {
         let quotient = numerator / denominator; // truncates toward zero
         let remainder = numerator % denominator; // same sign as numerator
         if remainder == 0 {
@@ -151,6 +162,21 @@ mod tests {
             }
         }
         assert_eq!(HalfUp.divide(1, 0), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_64_bit_division_gives_the_128_bit_one(
+            n in proptest::num::i64::ANY,
+            d in proptest::prop_oneof![1i64..20_000, 1i64..=i64::MAX],
+        ) {
+            for mode in [Rounding::HalfUp, Rounding::HalfEven, Rounding::Up, Rounding::Down] {
+                proptest::prop_assert_eq!(
+                    mode.divide(i128::from(n), i128::from(d)),
+                    mode.divide_wide(i128::from(n), i128::from(d))
+                );
+            }
+        }
     }
 
     #[test]

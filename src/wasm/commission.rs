@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use js_sys::{Float64Array, Int32Array, Object, Reflect, Uint16Array, Uint32Array, Uint8Array};
-use serde_json::{json, Value};
+use serde_json::Value;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
@@ -529,7 +529,7 @@ fn parse_hierarchy(value: &JsValue) -> Result<ParsedHierarchy> {
         let mut out = Vec::with_capacity(reseller.len());
         for (i, &r) in reseller.iter().enumerate() {
             let since_ms = match &since {
-                Some(column) => whole_ms(column[i], &format!("hierarchy.customers.since[{i}]"))?,
+                Some(column) => whole_ms(column[i], || format!("hierarchy.customers.since[{i}]"))?,
                 None => 0,
             };
             out.push(CustomerNode {
@@ -575,12 +575,14 @@ pub(super) fn typed_f64(value: &JsValue, path: &str, len: usize) -> Result<Optio
     Ok(Some(column.to_vec()))
 }
 
-fn whole_ms(value: f64, path: &str) -> Result<i64> {
+/// A time in whole milliseconds; `path` names it only on a refusal (it runs per payment of a
+/// column, so the name is not built until it is needed).
+fn whole_ms(value: f64, path: impl FnOnce() -> String) -> Result<i64> {
     if value.is_finite() && value.fract() == 0.0 && value.abs() <= 8.64e15 {
         Ok(value as i64)
     } else {
         Err(Error::invalid(
-            path,
+            path(),
             format!("{} is not a valid time", decimal::js_number(value)),
         ))
     }
@@ -792,7 +794,7 @@ fn parse_payment_columns(value: &JsValue) -> Result<ParsedPayments> {
         payments.push(Payment {
             customer: customer[i],
             amount: a as i64,
-            at_ms: whole_ms(at[i], &format!("payments.at[{i}]"))?,
+            at_ms: whole_ms(at[i], || format!("payments.at[{i}]"))?,
             status,
             kind,
             reverses,
@@ -816,7 +818,7 @@ fn set(target: &Object, key: &str, value: &JsValue) {
 }
 
 fn line_columns(lines: &[commission::Line]) -> JsValue {
-    let out = Object::new();
+    // One column at a time: each is an exact-size collect, with no capacity checks per line.
     let payment: Vec<u32> = lines.iter().map(|l| l.payment).collect();
     let reseller: Vec<u32> = lines.iter().map(|l| l.reseller).collect();
     let level: Vec<u8> = lines.iter().map(|l| l.level).collect();
@@ -825,9 +827,11 @@ fn line_columns(lines: &[commission::Line]) -> JsValue {
         .map(|l| RULES.iter().position(|r| *r == l.rule).unwrap_or(0) as u8)
         .collect();
     let rate: Vec<u16> = lines.iter().map(|l| l.rate.units()).collect();
+    // Minor units within ±2^53 (amounts are bounded at the boundary): exact as f64.
     let base: Vec<f64> = lines.iter().map(|l| l.base as f64).collect();
     let amount: Vec<f64> = lines.iter().map(|l| l.amount as f64).collect();
     let payable: Vec<f64> = lines.iter().map(|l| l.payable_at_ms as f64).collect();
+    let out = Object::new();
     set(&out, "payment", &Uint32Array::from(payment.as_slice()));
     set(&out, "reseller", &Uint32Array::from(reseller.as_slice()));
     set(&out, "level", &Uint8Array::from(level.as_slice()));
@@ -842,6 +846,59 @@ fn line_columns(lines: &[commission::Line]) -> JsValue {
     set(&out, "amountMinor", &Float64Array::from(amount.as_slice()));
     set(&out, "payableAt", &Float64Array::from(payable.as_slice()));
     out.into()
+}
+
+/// One reseller's figures, as a run answers them.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResellerFigures<'a> {
+    reseller_id: &'a str,
+    revenue: String,
+    payments: u32,
+    child_count: u32,
+    rate: String,
+    direct: String,
+    overrides: String,
+    clawbacks: String,
+    capped: String,
+    total: String,
+    approved: String,
+    pending: String,
+    payout_eligible: bool,
+}
+
+/// One line, as a run answers it in `lines: "objects"`.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LineFigures<'a> {
+    payment_id: std::borrow::Cow<'a, str>,
+    reseller_id: &'a str,
+    level: u8,
+    rule: &'static str,
+    rate: String,
+    base: String,
+    amount: String,
+    payable_at: String,
+    clawback: bool,
+}
+
+#[derive(serde::Serialize)]
+struct PeriodFigures {
+    start: String,
+    end: String,
+    #[serde(rename = "asOf")]
+    as_of: String,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RunFigures<'a> {
+    currency: &'a str,
+    period: PeriodFigures,
+    resellers: Vec<ResellerFigures<'a>>,
+    line_count: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lines: Option<Vec<LineFigures<'a>>>,
 }
 
 /// Computes the commissions of `payments` over `[start, end)`: per reseller its revenue, direct
@@ -936,61 +993,62 @@ pub fn commission_run(
         commission::commission(&plan, &given.payments, &parsed.hierarchy, period).or_throw()?;
     let scale = currency.scale();
     let money = |v: i64| minor_text(v, scale);
-    let resellers: Vec<Value> = run
+    let resellers = run
         .totals
         .iter()
         .zip(&parsed.reseller_ids)
-        .map(|(t, id)| {
-            json!({
-                "resellerId": id,
-                "revenue": money(t.revenue),
-                "payments": t.payments,
-                "childCount": t.child_count,
-                "rate": t.rate.to_decimal().to_string(),
-                "direct": money(t.direct),
-                "overrides": money(t.overrides),
-                "clawbacks": money(t.clawbacks),
-                "capped": money(t.capped),
-                "total": money(t.total),
-                "approved": money(t.approved),
-                "pending": money(t.pending),
-                "payoutEligible": t.approved > 0 && t.approved >= plan.minimum_payout,
-            })
+        .map(|(t, id)| ResellerFigures {
+            reseller_id: id,
+            revenue: money(t.revenue),
+            payments: t.payments,
+            child_count: t.child_count,
+            rate: t.rate.to_decimal().to_string(),
+            direct: money(t.direct),
+            overrides: money(t.overrides),
+            clawbacks: money(t.clawbacks),
+            capped: money(t.capped),
+            total: money(t.total),
+            approved: money(t.approved),
+            pending: money(t.pending),
+            payout_eligible: t.approved > 0 && t.approved >= plan.minimum_payout,
         })
         .collect();
     let iso = crate::domain::reseller::iso_time::format_millis;
-    let mut out = json!({
-        "currency": currency.code(),
-        "period": { "start": iso(start_ms), "end": iso(end_ms), "asOf": iso(as_of_ms) },
-        "resellers": resellers,
-        "lineCount": run.lines.len(),
-    });
-    if lines_as == LinesAs::Objects {
-        let lines: Vec<Value> = run
-            .lines
+    let lines = (lines_as == LinesAs::Objects).then(|| {
+        run.lines
             .iter()
-            .map(|l| {
-                let payment_id = given
+            .map(|l| LineFigures {
+                payment_id: given
                     .ids
                     .as_ref()
-                    .and_then(|ids| ids[l.payment as usize].clone())
-                    .unwrap_or_else(|| l.payment.to_string());
-                json!({
-                    "paymentId": payment_id,
-                    "resellerId": parsed.reseller_ids[l.reseller as usize],
-                    "level": l.level,
-                    "rule": l.rule.as_str(),
-                    "rate": l.rate.to_decimal().to_string(),
-                    "base": money(l.base),
-                    "amount": money(l.amount),
-                    "payableAt": iso(l.payable_at_ms),
-                    "clawback": l.is_clawback(),
-                })
+                    .and_then(|ids| ids[l.payment as usize].as_deref())
+                    .map_or_else(|| l.payment.to_string().into(), Into::into),
+                reseller_id: &parsed.reseller_ids[l.reseller as usize],
+                level: l.level,
+                rule: l.rule.as_str(),
+                rate: l.rate.to_decimal().to_string(),
+                base: money(l.base),
+                amount: money(l.amount),
+                payable_at: iso(l.payable_at_ms),
+                clawback: l.is_clawback(),
             })
-            .collect();
-        out["lines"] = Value::Array(lines);
-    }
-    let result = js_sys::JSON::parse(&out.to_string())?;
+            .collect()
+    });
+    let out = RunFigures {
+        currency: currency.code(),
+        period: PeriodFigures {
+            start: iso(start_ms),
+            end: iso(end_ms),
+            as_of: iso(as_of_ms),
+        },
+        resellers,
+        line_count: run.lines.len(),
+        lines,
+    };
+    let text = serde_json::to_string(&out)
+        .map_err(|e| Error::invalid("run", e.to_string()))
+        .or_throw()?;
+    let result = js_sys::JSON::parse(&text)?;
     if lines_as == LinesAs::Columns {
         let _ = Reflect::set(
             &result,
