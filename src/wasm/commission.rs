@@ -848,57 +848,58 @@ fn line_columns(lines: &[commission::Line]) -> JsValue {
     out.into()
 }
 
-/// One reseller's figures, as a run answers them.
+/// One reseller's figures, as a run answers them (fields in name order, as JSON objects have
+/// always come).
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 struct ResellerFigures<'a> {
-    reseller_id: &'a str,
-    revenue: String,
-    payments: u32,
+    approved: String,
+    capped: String,
     child_count: u32,
-    rate: String,
+    clawbacks: String,
     direct: String,
     overrides: String,
-    clawbacks: String,
-    capped: String,
-    total: String,
-    approved: String,
-    pending: String,
+    payments: u32,
     payout_eligible: bool,
+    pending: String,
+    rate: String,
+    reseller_id: &'a str,
+    revenue: String,
+    total: String,
 }
 
 /// One line, as a run answers it in `lines: "objects"`.
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 struct LineFigures<'a> {
-    payment_id: std::borrow::Cow<'a, str>,
-    reseller_id: &'a str,
-    level: u8,
-    rule: &'static str,
-    rate: String,
-    base: String,
     amount: String,
-    payable_at: String,
+    base: String,
     clawback: bool,
+    level: u8,
+    payable_at: String,
+    payment_id: std::borrow::Cow<'a, str>,
+    rate: String,
+    reseller_id: &'a str,
+    rule: &'static str,
 }
 
 #[derive(serde::Serialize)]
 struct PeriodFigures {
-    start: String,
-    end: String,
     #[serde(rename = "asOf")]
     as_of: String,
+    end: String,
+    start: String,
 }
 
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 struct RunFigures<'a> {
     currency: &'a str,
-    period: PeriodFigures,
-    resellers: Vec<ResellerFigures<'a>>,
     line_count: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     lines: Option<Vec<LineFigures<'a>>>,
+    period: PeriodFigures,
+    resellers: Vec<ResellerFigures<'a>>,
 }
 
 /// Computes the commissions of `payments` over `[start, end)`: per reseller its revenue, direct
