@@ -217,6 +217,29 @@ pub enum BandMode {
 pub struct RevenueBand {
     pub up_to: Option<i64>,
     pub rate: Rate,
+    /// Minor units paid once per period when the band is reached (Lago's graduated
+    /// percentage: 1 % + 200.00): in graduated mode every band the revenue enters, in volume
+    /// mode the band it ends in. Shared over the period's payments as `bandFee` lines.
+    pub flat_fee: i64,
+}
+
+/// One step of a step-down rate: `rate` for `months` months of a customer (from its `since`),
+/// `None` for every month after the steps before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Step {
+    pub months: Option<u32>,
+    pub rate: Rate,
+}
+
+/// How a cap over a reseller's direct lines is shared out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CapAttribution {
+    /// Every line is cut in proportion to its amount (the remainder by largest fraction).
+    #[default]
+    Proportional,
+    /// Lines in payment order keep their amount until the cap is reached; the one that crosses
+    /// it gets what is left, the later ones nothing (Affonso).
+    Chronological,
 }
 
 /// The rate a reseller earns on its own customers' payments.
@@ -265,6 +288,19 @@ pub struct Plan {
     /// grandparent, …]`.
     pub overrides: Vec<Rate>,
     pub rounding: Rounding,
+    /// The direct rate by a customer's month since it became one (FirstPromoter's "first 3
+    /// months 40 %, then 20 %"); empty for none. It replaces the reseller's own rate.
+    pub step_down: Vec<Step>,
+    /// Commission on a customer's first N completed payments only (Tapfiliate).
+    pub recurring_payments: Option<u32>,
+    /// Bounds on one payment's direct commission (the percentage and any flat or band fee),
+    /// in minor units (Lago's per-transaction minimum and maximum).
+    pub per_payment_minimum: Option<i64>,
+    pub per_payment_maximum: Option<i64>,
+    /// For child-count tiers: `Volume` rates every customer at the tier the count reaches;
+    /// `Graduated` rates customers 1 to 10 at the first tier, the next at the next (Refvenue).
+    pub child_count_mode: BandMode,
+    pub cap_attribution: CapAttribution,
 }
 
 impl Plan {
@@ -280,6 +316,12 @@ impl Plan {
             minimum_payout: 0,
             overrides: vec![Rate::from_units(500).unwrap_or(Rate::ZERO)],
             rounding: Rounding::HalfUp,
+            step_down: Vec::new(),
+            recurring_payments: None,
+            per_payment_minimum: None,
+            per_payment_maximum: None,
+            child_count_mode: BandMode::Volume,
+            cap_attribution: CapAttribution::Proportional,
         }
     }
 
@@ -321,10 +363,60 @@ impl Plan {
                 }
             }
         }
+        if let BaseRule::Revenue { bands, .. } = &self.base {
+            if bands.iter().any(|b| b.flat_fee < 0) {
+                return Err(Error::invalid(
+                    "plan.revenueBands",
+                    "a flatFee must not be negative",
+                ));
+            }
+        }
+        if !self.step_down.is_empty() {
+            if self.base != BaseRule::OwnRate {
+                return Err(Error::invalid(
+                    "plan.stepDown",
+                    "sets the direct rate itself: use it with base \"ownRate\"",
+                ));
+            }
+            let last = self.step_down.len() - 1;
+            for (i, step) in self.step_down.iter().enumerate() {
+                match (i == last, step.months) {
+                    (false, None) | (_, Some(0)) => {
+                        return Err(Error::invalid(
+                            format!("plan.stepDown[{i}].months"),
+                            "every step but the last lasts at least one month",
+                        ))
+                    }
+                    (true, Some(_)) => {
+                        return Err(Error::invalid(
+                            format!("plan.stepDown[{i}].months"),
+                            "the last step is open: months null",
+                        ))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if self.recurring_payments == Some(0) {
+            return Err(Error::invalid(
+                "plan.recurringPayments",
+                "must be at least 1 (null for every payment)",
+            ));
+        }
+        if let (Some(low), Some(high)) = (self.per_payment_minimum, self.per_payment_maximum) {
+            if low > high {
+                return Err(Error::invalid(
+                    "plan.perPaymentMinimum",
+                    "must not exceed perPaymentMaximum",
+                ));
+            }
+        }
         for (field, value) in [
             ("plan.flatFee", Some(self.flat_fee)),
             ("plan.capPerPeriod", self.cap_per_period),
             ("plan.minimumPayout", Some(self.minimum_payout)),
+            ("plan.perPaymentMinimum", self.per_payment_minimum),
+            ("plan.perPaymentMaximum", self.per_payment_maximum),
         ] {
             if value.is_some_and(|v| v < 0) {
                 return Err(Error::invalid(field, "must not be negative"));
@@ -337,7 +429,12 @@ impl Plan {
             ));
         }
         let most = match &self.base {
-            BaseRule::OwnRate => Rate::ZERO,
+            BaseRule::OwnRate => self
+                .step_down
+                .iter()
+                .map(|s| s.rate)
+                .max()
+                .unwrap_or(Rate::ZERO),
             BaseRule::ChildCount(rows) => rows.iter().map(|r| r.1).max().unwrap_or(Rate::ZERO),
             BaseRule::Revenue { bands, .. } => {
                 bands.iter().map(|b| b.rate).max().unwrap_or(Rate::ZERO)
@@ -403,16 +500,22 @@ pub enum Rule {
     FlatFee,
     /// A level above the direct reseller.
     Override,
+    /// The step-down rate of the customer's month.
+    StepDown,
+    /// The payment's share of the flat fees of the revenue bands reached in the period.
+    BandFee,
 }
 
 impl Rule {
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 8] = [
         Self::Percentage,
         Self::ChildCountTier,
         Self::RevenueVolume,
         Self::RevenueGraduated,
         Self::FlatFee,
         Self::Override,
+        Self::StepDown,
+        Self::BandFee,
     ];
 
     #[must_use]
@@ -424,6 +527,8 @@ impl Rule {
             Self::RevenueGraduated => "revenueGraduated",
             Self::FlatFee => "flatFee",
             Self::Override => "override",
+            Self::StepDown => "stepDown",
+            Self::BandFee => "bandFee",
         }
     }
 }
@@ -761,31 +866,40 @@ fn check_payments(payments: &[Payment], hierarchy: &Hierarchy) -> Result<()> {
     Ok(())
 }
 
+/// What the direct reseller earns on one payment: the rule and rate of its percentage, in
+/// graduated revenue mode the share already allocated to the payment, and its share of the
+/// period's band fees.
+#[derive(Clone, Copy, Debug)]
+struct DirectTerm {
+    rule: Rule,
+    rate: Rate,
+    graduated: Option<i64>,
+    band_fee: i64,
+}
+
 /// The commission lines of one payment of `amount` (positive, or negative for a reversal) by a
-/// customer of `direct`, at time `at_ms`, appended to `out`. `graduated` carries the direct
-/// amount already allocated in graduated mode.
-#[allow(clippy::too_many_arguments)]
+/// customer of `direct`, appended to `out`.
+#[allow(clippy::too_many_arguments)] // the hot path of a run: plain arguments, no struct to build
 fn payment_lines(
     plan: &Plan,
     hierarchy: &Hierarchy,
-    terms: &[(Rule, Rate, Option<i64>)],
+    term: DirectTerm,
     payment: u32,
     direct: u32,
     amount: i64,
     payable_at_ms: i64,
-    graduated: Option<i64>,
     out: &mut Vec<Line>,
 ) {
     let resellers = &hierarchy.resellers;
+    let first = out.len();
     // The earners: the direct reseller (when approved), then approved ancestors per override,
     // each with its level; on the stack, as this runs once per payment.
     let mut levels: [(u32, Rule, Rate, u8); LEVELS_MAX + 1] =
         [(0, Rule::Override, Rate::ZERO, 0); LEVELS_MAX + 1];
     let mut count = 0usize;
-    let (rule, rate, _) = terms[direct as usize];
     let direct_earns = resellers[direct as usize].approved;
-    if direct_earns && graduated.is_none() {
-        levels[count] = (direct, rule, rate, 0);
+    if direct_earns && term.graduated.is_none() {
+        levels[count] = (direct, term.rule, term.rate, 0);
         count += 1;
     }
     let mut at = resellers[direct as usize].parent;
@@ -797,13 +911,13 @@ fn payment_lines(
         }
         at = resellers[up as usize].parent;
     }
-    if let (true, Some(share)) = (direct_earns, graduated) {
+    if let (true, Some(share)) = (direct_earns, term.graduated) {
         out.push(Line {
             payment,
             reseller: direct,
             level: 0,
-            rule,
-            rate,
+            rule: term.rule,
+            rate: term.rate,
             base: amount,
             amount: share,
             payable_at_ms,
@@ -838,22 +952,94 @@ fn payment_lines(
             });
         }
     }
-    if direct_earns && plan.flat_fee > 0 {
-        out.push(Line {
-            payment,
-            reseller: direct,
-            level: 0,
-            rule: Rule::FlatFee,
-            rate: Rate::ZERO,
-            base: amount,
-            amount: if amount < 0 {
-                -plan.flat_fee
-            } else {
-                plan.flat_fee
-            },
-            payable_at_ms,
-        });
+    if !direct_earns {
+        return;
     }
+    let sign = if amount < 0 { -1 } else { 1 };
+    for (rule, fee) in [
+        (Rule::FlatFee, plan.flat_fee),
+        (Rule::BandFee, term.band_fee),
+    ] {
+        if fee > 0 {
+            out.push(Line {
+                payment,
+                reseller: direct,
+                level: 0,
+                rule,
+                rate: Rate::ZERO,
+                base: amount,
+                amount: sign * fee,
+                payable_at_ms,
+            });
+        }
+    }
+    if plan.per_payment_minimum.is_some() || plan.per_payment_maximum.is_some() {
+        bound_direct(plan, &mut out[first..], amount);
+    }
+}
+
+/// Brings the direct part of one payment's lines (its percentage and fees) within the plan's
+/// per-payment minimum and maximum. A minimum never raises it past what the payment leaves
+/// after its overrides. A raise goes to the percentage line; a cut takes from the percentage
+/// line first, then the fees.
+fn bound_direct(plan: &Plan, lines: &mut [Line], amount: i64) {
+    let direct: i64 = lines
+        .iter()
+        .filter(|l| l.level == 0)
+        .map(|l| l.amount.abs())
+        .sum();
+    let overrides: i64 = lines
+        .iter()
+        .filter(|l| l.level > 0)
+        .map(|l| l.amount.abs())
+        .sum();
+    let mut target = direct;
+    if let Some(low) = plan.per_payment_minimum {
+        let room = amount
+            .unsigned_abs()
+            .saturating_sub(overrides.unsigned_abs());
+        let room = i64::try_from(room).unwrap_or(i64::MAX);
+        target = target.max(low.min(room.max(direct)));
+    }
+    if let Some(high) = plan.per_payment_maximum {
+        target = target.min(high);
+    }
+    let sign = if amount < 0 { -1 } else { 1 };
+    if target > direct {
+        if let Some(line) = lines
+            .iter_mut()
+            .find(|l| l.level == 0 && !matches!(l.rule, Rule::FlatFee | Rule::BandFee))
+        {
+            line.amount += sign * (target - direct);
+        }
+    } else if target < direct {
+        let mut cut = direct - target;
+        let mut order: Vec<&mut Line> = lines.iter_mut().filter(|l| l.level == 0).collect();
+        order.sort_by_key(|l| matches!(l.rule, Rule::FlatFee | Rule::BandFee));
+        for line in order {
+            let take = cut.min(line.amount.abs());
+            line.amount -= sign * take;
+            cut -= take;
+        }
+    }
+}
+
+/// The step-down rate of a customer's `month` (0 for its first; a payment before `since` is in
+/// the first).
+fn step_rate(steps: &[Step], month: i64) -> Rate {
+    let mut end = 0i64;
+    for step in steps {
+        match step.months {
+            None => return step.rate,
+            Some(m) => {
+                end += i64::from(m);
+                if month < end {
+                    return step.rate;
+                }
+            }
+        }
+    }
+    steps.last().map_or(Rate::ZERO, |s| s.rate)
 }
 
 /// The commission run over `payments` for `period` (the pure form: nothing is stored).
@@ -864,7 +1050,7 @@ pub fn commission(
     period: Period,
 ) -> Result<Run> {
     plan.check()?;
-    if plan.base == BaseRule::OwnRate {
+    if plan.base == BaseRule::OwnRate && plan.step_down.is_empty() {
         for (i, r) in hierarchy.resellers.iter().enumerate() {
             plan.check_pays_at_most_the_payment(r.rate, &format!("hierarchy.resellers[{i}].rate"))?;
         }
@@ -896,41 +1082,141 @@ pub fn commission(
     for (t, term) in totals.iter_mut().zip(&terms) {
         t.rate = term.1;
     }
-    let eligible = |p: &Payment| match plan.recurring_months {
-        None => true,
-        Some(months) => {
-            let since = customers[p.customer as usize].since_ms;
-            months_between(since, p.at_ms) < i64::from(months)
+    // Recurring payments: each completed payment's place among its customer's (0 for the
+    // first), by time.
+    let payment_rank: Vec<u32> = match plan.recurring_payments {
+        None => Vec::new(),
+        Some(_) => {
+            let mut order: Vec<u32> = (0..payments.len() as u32)
+                .filter(|&i| {
+                    let p = &payments[i as usize];
+                    p.status == PaymentStatus::Completed && p.kind == PaymentKind::Payment
+                })
+                .collect();
+            order.sort_unstable_by_key(|&i| {
+                let p = &payments[i as usize];
+                (p.customer, p.at_ms, i)
+            });
+            let mut rank = vec![u32::MAX; payments.len()];
+            let mut previous: Option<u32> = None;
+            let mut n = 0u32;
+            for i in order {
+                let customer = payments[i as usize].customer;
+                n = if previous == Some(customer) { n + 1 } else { 0 };
+                previous = Some(customer);
+                rank[i as usize] = n;
+            }
+            rank
         }
     };
-    // Graduated mode: each reseller's commission on its whole revenue, allocated over its
-    // payments in proportion to their amounts.
-    let mut graduated_share: Vec<Option<i64>> = Vec::new();
-    if matches!(
+    // Graduated child-count tiers: each customer's place among its reseller's (1 for the
+    // first), by when it became one.
+    let customer_rank: Vec<u32> = match (&plan.base, plan.child_count_mode) {
+        (BaseRule::ChildCount(_), BandMode::Graduated) => {
+            let mut order: Vec<u32> = (0..customers.len() as u32).collect();
+            order.sort_unstable_by_key(|&c| {
+                let node = &customers[c as usize];
+                (node.reseller, node.since_ms, c)
+            });
+            let mut rank = vec![0u32; customers.len()];
+            let mut previous: Option<u32> = None;
+            let mut n = 0u32;
+            for c in order {
+                let reseller = customers[c as usize].reseller;
+                n = if previous == Some(reseller) { n + 1 } else { 1 };
+                previous = Some(reseller);
+                rank[c as usize] = n;
+            }
+            rank
+        }
+        _ => Vec::new(),
+    };
+    let eligible = |i: usize| {
+        let p = &payments[i];
+        let months = plan.recurring_months.is_none_or(|months| {
+            let since = customers[p.customer as usize].since_ms;
+            months_between(since, p.at_ms) < i64::from(months)
+        });
+        let counted = plan
+            .recurring_payments
+            .is_none_or(|n| payment_rank.get(i).is_some_and(|&rank| rank < n));
+        months && counted
+    };
+    // Per reseller, its payments in the period: graduated shares and band fees are spread
+    // over them in proportion to their amounts.
+    let graduated = matches!(
         plan.base,
         BaseRule::Revenue {
             mode: BandMode::Graduated,
             ..
         }
-    ) {
-        graduated_share = vec![None; payments.len()];
+    );
+    let band_fees: Vec<i64> = match &plan.base {
+        BaseRule::Revenue { mode, bands } if bands.iter().any(|b| b.flat_fee > 0) => totals
+            .iter()
+            .map(|t| band_fee(*mode, bands, t.revenue))
+            .collect::<Result<_>>()?,
+        _ => Vec::new(),
+    };
+    let mut graduated_share: Vec<Option<i64>> = Vec::new();
+    let mut band_fee_share: Vec<i64> = Vec::new();
+    if graduated || !band_fees.is_empty() {
+        if graduated {
+            graduated_share = vec![None; payments.len()];
+        }
+        if !band_fees.is_empty() {
+            band_fee_share = vec![0; payments.len()];
+        }
         let mut by_reseller: Vec<Vec<u32>> = vec![Vec::new(); hierarchy.resellers.len()];
         for (i, p) in payments.iter().enumerate() {
+            // Every payment of the period takes its share; one not eligible (past a recurring
+            // limit) earns nothing of it.
             if in_period(p) && p.kind == PaymentKind::Payment {
                 by_reseller[customers[p.customer as usize].reseller as usize].push(i as u32);
             }
         }
         for (r, indexes) in by_reseller.iter().enumerate() {
-            let total = terms[r].2.unwrap_or(0);
             let weights: Vec<i128> = indexes
                 .iter()
                 .map(|&i| i128::from(payments[i as usize].amount))
                 .collect();
-            for (&i, share) in indexes.iter().zip(allocate(total, &weights)) {
-                graduated_share[i as usize] = Some(share);
+            if graduated {
+                let total = terms[r].2.unwrap_or(0);
+                for (&i, share) in indexes.iter().zip(allocate(total, &weights)) {
+                    graduated_share[i as usize] = Some(share);
+                }
+            }
+            if let Some(&fee) = band_fees.get(r) {
+                for (&i, share) in indexes.iter().zip(allocate(fee, &weights)) {
+                    band_fee_share[i as usize] = share;
+                }
             }
         }
     }
+    let term_of = |i: usize| {
+        let p = &payments[i];
+        let customer = &customers[p.customer as usize];
+        let (rule, rate) = if !plan.step_down.is_empty() {
+            let month = months_between(customer.since_ms, p.at_ms);
+            (Rule::StepDown, step_rate(&plan.step_down, month))
+        } else if let (BaseRule::ChildCount(rows), false) = (&plan.base, customer_rank.is_empty()) {
+            let rank = customer_rank[p.customer as usize];
+            let rate = rows
+                .iter()
+                .find(|(min, _)| rank > *min)
+                .map_or(Rate::ZERO, |row| row.1);
+            (Rule::ChildCountTier, rate)
+        } else {
+            let term = terms[customer.reseller as usize];
+            (term.0, term.1)
+        };
+        DirectTerm {
+            rule,
+            rate,
+            graduated: graduated_share.get(i).copied().flatten(),
+            band_fee: band_fee_share.get(i).copied().unwrap_or(0),
+        }
+    };
     let hold_ms = i64::from(plan.hold_days) * DAY_MS;
     let mut lines = Vec::with_capacity(payments.len() * (1 + plan.overrides.len()));
     // Lines of payments outside the period that a reversal in the period mirrors.
@@ -942,19 +1228,17 @@ pub fn commission(
         let direct = customers[p.customer as usize].reseller;
         match p.kind {
             PaymentKind::Payment => {
-                if !eligible(p) {
+                if !eligible(i) {
                     continue;
                 }
-                let share = graduated_share.get(i).copied().flatten();
                 payment_lines(
                     plan,
                     hierarchy,
-                    &terms,
+                    term_of(i),
                     i as u32,
                     direct,
                     p.amount,
                     p.at_ms.saturating_add(hold_ms),
-                    share,
                     &mut lines,
                 );
             }
@@ -963,45 +1247,35 @@ pub fn commission(
                 // share reversed, claw back; without an original, the reversal is priced as a
                 // negative payment at today's terms.
                 let original = p.reverses.map(|o| (o, payments[o as usize]));
-                let source: Vec<Line> = match original {
-                    Some((o, op)) if eligible(&op) => {
-                        mirrored.clear();
-                        let share = graduated_share.get(o as usize).copied().flatten();
-                        payment_lines(
-                            plan,
-                            hierarchy,
-                            &terms,
-                            o,
-                            direct,
-                            op.amount,
-                            0,
-                            share,
-                            &mut mirrored,
-                        );
-                        mirrored.clone()
-                    }
-                    Some(_) => Vec::new(),
-                    None => {
-                        mirrored.clear();
-                        let share = graduated_share.get(i).copied().flatten();
-                        payment_lines(
-                            plan,
-                            hierarchy,
-                            &terms,
-                            i as u32,
-                            direct,
-                            p.amount,
-                            0,
-                            share,
-                            &mut mirrored,
-                        );
-                        mirrored.clone()
-                    }
-                };
-                let (original_amount, earned) = match original {
-                    Some((_, op)) => (op.amount, source.iter().map(|l| l.amount).sum::<i64>()),
-                    None => (p.amount, source.iter().map(|l| l.amount).sum::<i64>()),
-                };
+                mirrored.clear();
+                match original {
+                    Some((o, op)) if eligible(o as usize) => payment_lines(
+                        plan,
+                        hierarchy,
+                        term_of(o as usize),
+                        o,
+                        direct,
+                        op.amount,
+                        0,
+                        &mut mirrored,
+                    ),
+                    Some(_) => {}
+                    None => payment_lines(
+                        plan,
+                        hierarchy,
+                        DirectTerm {
+                            band_fee: 0,
+                            ..term_of(i)
+                        },
+                        i as u32,
+                        direct,
+                        p.amount,
+                        0,
+                        &mut mirrored,
+                    ),
+                }
+                let original_amount = original.map_or(p.amount, |(_, op)| op.amount);
+                let earned = mirrored.iter().map(|l| l.amount).sum::<i64>();
                 let clawed = narrow(
                     plan.rounding
                         .divide(
@@ -1010,8 +1284,8 @@ pub fn commission(
                         )
                         .unwrap_or(0),
                 );
-                let weights: Vec<i128> = source.iter().map(|l| i128::from(l.amount)).collect();
-                for (line, part) in source.iter().zip(allocate(-clawed, &weights)) {
+                let weights: Vec<i128> = mirrored.iter().map(|l| i128::from(l.amount)).collect();
+                for (line, part) in mirrored.iter().zip(allocate(-clawed, &weights)) {
                     lines.push(Line {
                         payment: i as u32,
                         base: -p.amount,
@@ -1021,6 +1295,27 @@ pub fn commission(
                     });
                 }
             }
+        }
+    }
+    // Rates that vary by payment (step-down, graduated child-count tiers): the reseller's
+    // rate is the effective one, its percentage lines over its revenue.
+    if !plan.step_down.is_empty() || !customer_rank.is_empty() {
+        let mut earned = vec![0i64; totals.len()];
+        for l in lines.iter().filter(|l| {
+            l.level == 0 && l.amount > 0 && matches!(l.rule, Rule::StepDown | Rule::ChildCountTier)
+        }) {
+            let r = l.reseller as usize;
+            earned[r] = add_money(earned[r], l.amount, "direct commission", r)?;
+        }
+        for (t, e) in totals.iter_mut().zip(earned) {
+            t.rate = if t.revenue > 0 {
+                let units = Rounding::HalfUp
+                    .divide(i128::from(e) * RATE_ONE, i128::from(t.revenue))
+                    .unwrap_or(0);
+                Rate::from_units(u16::try_from(units).unwrap_or(0)).unwrap_or(Rate::ZERO)
+            } else {
+                Rate::ZERO
+            };
         }
     }
     // Caps: a reseller's positive direct commission above the cap is cut, over its lines.
@@ -1038,17 +1333,33 @@ pub fn commission(
                 capped_lines[r].push(k);
             }
         }
-        for (r, indexes) in capped_lines.iter().enumerate() {
+        for (r, indexes) in capped_lines.iter_mut().enumerate() {
             if indexes.is_empty() {
                 continue;
             }
-            let weights: Vec<i128> = indexes
-                .iter()
-                .map(|&k| i128::from(lines[k].amount))
-                .collect();
             let cut = direct_sum[r] - cap;
-            for (&k, part) in indexes.iter().zip(allocate(cut, &weights)) {
-                lines[k].amount -= part;
+            match plan.cap_attribution {
+                CapAttribution::Proportional => {
+                    let weights: Vec<i128> = indexes
+                        .iter()
+                        .map(|&k| i128::from(lines[k].amount))
+                        .collect();
+                    for (&k, part) in indexes.iter().zip(allocate(cut, &weights)) {
+                        lines[k].amount -= part;
+                    }
+                }
+                CapAttribution::Chronological => {
+                    indexes.sort_by_key(|&k| {
+                        let payment = lines[k].payment;
+                        (payments[payment as usize].at_ms, payment, k)
+                    });
+                    let mut left = cap;
+                    for &k in indexes.iter() {
+                        let keep = lines[k].amount.min(left);
+                        lines[k].amount = keep;
+                        left -= keep;
+                    }
+                }
             }
             totals[r].capped = cut;
         }
@@ -1074,6 +1385,34 @@ pub fn commission(
             .and_then(|sum| add_money(sum, t.clawbacks, "commission", r))?;
     }
     Ok(Run { lines, totals })
+}
+
+/// The flat fees of the revenue bands a reseller's period `revenue` reaches: in volume mode
+/// the band it ends in, in graduated mode every band it enters. No revenue reaches no band.
+fn band_fee(mode: BandMode, bands: &[RevenueBand], revenue: i64) -> Result<i64> {
+    if revenue <= 0 {
+        return Ok(0);
+    }
+    match mode {
+        BandMode::Volume => Ok(bands
+            .iter()
+            .find(|b| b.up_to.is_none_or(|limit| revenue <= limit))
+            .map_or(0, |b| b.flat_fee)),
+        BandMode::Graduated => {
+            let mut floor = 0i64;
+            let mut fees = 0i64;
+            for band in bands {
+                if revenue <= floor {
+                    break;
+                }
+                fees = fees
+                    .checked_add(band.flat_fee)
+                    .ok_or_else(|| Error::overflow("the band fees of a reseller"))?;
+                floor = band.up_to.unwrap_or(i64::MAX);
+            }
+            Ok(fees)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1265,14 +1604,17 @@ mod tests {
                     RevenueBand {
                         up_to: Some(1000_00),
                         rate: rate(500),
+                        flat_fee: 0,
                     },
                     RevenueBand {
                         up_to: Some(5000_00),
                         rate: rate(1000),
+                        flat_fee: 0,
                     },
                     RevenueBand {
                         up_to: None,
                         rate: rate(1500),
+                        flat_fee: 0,
                     },
                 ],
             },
@@ -1465,6 +1807,7 @@ mod tests {
                     bands: vec![RevenueBand {
                         up_to: Some(5),
                         rate: rate(1),
+                        flat_fee: 0,
                     }],
                 },
                 ..Plan::reference()
@@ -1517,6 +1860,306 @@ mod tests {
         assert_eq!(allocate(-10, &[1, 1, 1]), [-4, -3, -3]);
         assert_eq!(allocate(7, &[0, 0]), [7, 0]);
         assert_eq!(allocate(5, &[3, 1]), [4, 1]);
+    }
+
+    /// One reseller (own rate `units`) with `n` customers, all customers since `since_ms`.
+    fn one_reseller(units: u16, n: u32, since_ms: i64) -> Hierarchy {
+        let customers = (0..n)
+            .map(|_| CustomerNode {
+                reseller: 0,
+                since_ms,
+            })
+            .collect();
+        Hierarchy::new(vec![reseller("r", None, units)], customers, 3).expect("valid")
+    }
+
+    fn amounts(run: &Run) -> Vec<(u32, Rule, i64)> {
+        run.lines
+            .iter()
+            .map(|l| (l.payment, l.rule, l.amount))
+            .collect()
+    }
+
+    fn year() -> Period {
+        Period {
+            start_ms: JAN,
+            end_ms: JAN + 365 * DAY,
+            as_of_ms: JAN + 365 * DAY,
+        }
+    }
+
+    #[test]
+    fn step_down_pays_the_rate_of_the_customers_month() {
+        // FirstPromoter: the first 3 months at 40 %, then 20 %.
+        let plan = Plan {
+            step_down: vec![
+                Step {
+                    months: Some(3),
+                    rate: rate(4000),
+                },
+                Step {
+                    months: None,
+                    rate: rate(2000),
+                },
+            ],
+            ..no_overrides()
+        };
+        let h = one_reseller(0, 1, JAN);
+        let march_31 = JAN + 89 * DAY;
+        let april_1 = JAN + 90 * DAY;
+        let payments = [
+            pay(0, 100_00, JAN + 14 * DAY),
+            pay(0, 100_00, march_31),
+            pay(0, 100_00, april_1),
+            pay(0, 100_00, JAN + 340 * DAY),
+        ];
+        let run = commission(&plan, &payments, &h, year()).expect("runs");
+        assert_eq!(
+            amounts(&run),
+            vec![
+                (0, Rule::StepDown, 40_00),
+                (1, Rule::StepDown, 40_00),
+                (2, Rule::StepDown, 20_00),
+                (3, Rule::StepDown, 20_00)
+            ]
+        );
+        assert_eq!(run.totals[0].rate, rate(3000), "the effective rate");
+        // The steps set the direct rate: with another base, or steps out of shape, refused.
+        let code = |p: Plan| p.check().err().map(|e| e.code().as_str());
+        let childcount = Plan {
+            base: BaseRule::ChildCount(child_count_reference()),
+            ..plan.clone()
+        };
+        assert_eq!(code(childcount), Some("INVALID_INPUT"));
+        let closed = Plan {
+            step_down: vec![Step {
+                months: Some(3),
+                rate: rate(4000),
+            }],
+            ..plan.clone()
+        };
+        assert_eq!(code(closed), Some("INVALID_INPUT"));
+        let overpaid = Plan {
+            overrides: vec![rate(6001)],
+            ..plan
+        };
+        assert_eq!(code(overpaid), Some("INVALID_INPUT"));
+    }
+
+    #[test]
+    fn recurring_payments_pay_on_a_customers_first_payments_only() {
+        // Tapfiliate: commission on the first 2 payments of each customer, wherever they fall.
+        let plan = Plan {
+            recurring_payments: Some(2),
+            ..no_overrides()
+        };
+        let h = one_reseller(1000, 2, JAN - 60 * DAY);
+        let payments = [
+            pay(0, 100_00, JAN - 10 * DAY), // before the period: the first of customer 0
+            pay(0, 100_00, JAN + DAY),
+            pay(0, 100_00, JAN + 2 * DAY),
+            pay(1, 50_00, JAN + 3 * DAY),
+            pay(1, 50_00, JAN + 4 * DAY),
+            pay(1, 50_00, JAN + 5 * DAY),
+        ];
+        let run = commission(&plan, &payments, &h, january()).expect("runs");
+        assert_eq!(
+            amounts(&run),
+            vec![
+                (1, Rule::Percentage, 10_00),
+                (3, Rule::Percentage, 5_00),
+                (4, Rule::Percentage, 5_00)
+            ]
+        );
+        // A refund of a payment past the limit claws nothing back.
+        let mut refund = pay(0, 100_00, JAN + 6 * DAY);
+        refund.kind = PaymentKind::Refund;
+        refund.reverses = Some(2);
+        let mut with_refund = payments.to_vec();
+        with_refund.push(refund);
+        let run = commission(&plan, &with_refund, &h, january()).expect("runs");
+        assert_eq!(run.totals[0].clawbacks, 0);
+    }
+
+    #[test]
+    fn per_payment_bounds_hold_the_direct_commission_of_each_payment() {
+        // Lago: 1 % with a 0.50 flat fee, at least 1.00 and at most 5.00 a transaction.
+        let plan = Plan {
+            flat_fee: 50,
+            per_payment_minimum: Some(1_00),
+            per_payment_maximum: Some(5_00),
+            ..no_overrides()
+        };
+        let h = one_reseller(100, 1, JAN);
+        let payments = [
+            pay(0, 20_00, JAN + DAY),     // 0.20 + 0.50 = 0.70 → 1.00
+            pay(0, 300_00, JAN + DAY),    // 3.00 + 0.50 = 3.50
+            pay(0, 1_000_00, JAN + DAY),  // 10.00 + 0.50 = 10.50 → 5.00
+            pay(0, 10_000_00, JAN + DAY), // 100.00 + 0.50 → 5.00
+        ];
+        let run = commission(&plan, &payments, &h, january()).expect("runs");
+        let by_payment: Vec<i64> = (0..4)
+            .map(|i| {
+                run.lines
+                    .iter()
+                    .filter(|l| l.payment == i)
+                    .map(|l| l.amount)
+                    .sum()
+            })
+            .collect();
+        assert_eq!(by_payment, vec![1_00, 3_50, 5_00, 5_00]);
+        assert_eq!(
+            amounts(&run)[..2],
+            [(0, Rule::Percentage, 50), (0, Rule::FlatFee, 50)]
+        );
+        // A minimum never raises past the payment: 1.00 on a payment of 0.40 pays 0.40.
+        let no_fee = Plan {
+            flat_fee: 0,
+            ..plan.clone()
+        };
+        let small = commission(&no_fee, &[pay(0, 40, JAN + DAY)], &h, january()).expect("runs");
+        assert_eq!(small.totals[0].direct, 40);
+        // A full refund claws back exactly what was paid.
+        let mut refund = pay(0, 1_000_00, JAN + 2 * DAY);
+        refund.kind = PaymentKind::Refund;
+        refund.reverses = Some(2);
+        let mut with_refund = payments.to_vec();
+        with_refund.push(refund);
+        let run = commission(&plan, &with_refund, &h, january()).expect("runs");
+        assert_eq!(run.totals[0].clawbacks, -5_00);
+        let code = |p: Plan| p.check().err().map(|e| e.code().as_str());
+        let crossed = Plan {
+            per_payment_minimum: Some(6_00),
+            ..plan
+        };
+        assert_eq!(code(crossed), Some("INVALID_INPUT"));
+    }
+
+    #[test]
+    fn graduated_child_count_rates_each_customer_by_its_place() {
+        // Refvenue: customers 1 to 10 at the first tier, the next ones at the next. The
+        // reference tiers with 13 customers paying 100.00 each: 10 × 10.00 + 3 × 12.00.
+        let plan = Plan {
+            base: BaseRule::ChildCount(child_count_reference()),
+            child_count_mode: BandMode::Graduated,
+            ..no_overrides()
+        };
+        let customers = (0..13)
+            .map(|i| CustomerNode {
+                reseller: 0,
+                since_ms: JAN - 100 * DAY + i64::from(i) * DAY,
+            })
+            .collect();
+        let h = Hierarchy::new(vec![reseller("r", None, 0)], customers, 3).expect("valid");
+        let payments: Vec<Payment> = (0..13).map(|c| pay(c, 100_00, JAN + DAY)).collect();
+        let run = commission(&plan, &payments, &h, january()).expect("runs");
+        assert_eq!(run.totals[0].direct, 136_00);
+        assert_eq!(
+            run.totals[0].rate,
+            rate(1046),
+            "the effective rate: 136.00 of 1 300.00"
+        );
+        assert_eq!(run.lines[9].rate, rate(1000));
+        assert_eq!(run.lines[10].rate, rate(1200));
+        let volume = Plan {
+            child_count_mode: BandMode::Volume,
+            ..plan
+        };
+        let run = commission(&volume, &payments, &h, january()).expect("runs");
+        assert_eq!(run.totals[0].direct, 156_00);
+    }
+
+    #[test]
+    fn a_chronological_cap_pays_lines_in_order_until_it_is_reached() {
+        // Affonso: 50 % and a cap of 1 000.00; payments of 800.00 pay 400.00, 400.00, then the
+        // crossing one the 200.00 left, and the last nothing.
+        let plan = Plan {
+            cap_per_period: Some(1_000_00),
+            cap_attribution: CapAttribution::Chronological,
+            ..no_overrides()
+        };
+        let h = one_reseller(5000, 1, JAN);
+        // Out of time order on purpose: the order is the payments' time.
+        let payments = [
+            pay(0, 800_00, JAN + 3 * DAY),
+            pay(0, 800_00, JAN + DAY),
+            pay(0, 800_00, JAN + 2 * DAY),
+            pay(0, 800_00, JAN + 4 * DAY),
+        ];
+        let run = commission(&plan, &payments, &h, january()).expect("runs");
+        assert_eq!(
+            amounts(&run),
+            vec![
+                (0, Rule::Percentage, 200_00),
+                (1, Rule::Percentage, 400_00),
+                (2, Rule::Percentage, 400_00),
+                (3, Rule::Percentage, 0)
+            ]
+        );
+        assert_eq!(
+            (run.totals[0].direct, run.totals[0].capped),
+            (1_000_00, 600_00)
+        );
+        let proportional = Plan {
+            cap_attribution: CapAttribution::Proportional,
+            ..plan
+        };
+        let run = commission(&proportional, &payments, &h, january()).expect("runs");
+        assert!(run.lines.iter().all(|l| l.amount == 250_00));
+    }
+
+    #[test]
+    fn revenue_bands_carry_flat_fees() {
+        // Lago's graduated percentage: up to 1 000.00 at 1 % + 200.00, beyond at 0.5 % + 300.00.
+        let bands = vec![
+            RevenueBand {
+                up_to: Some(1_000_00),
+                rate: rate(100),
+                flat_fee: 200_00,
+            },
+            RevenueBand {
+                up_to: None,
+                rate: rate(50),
+                flat_fee: 300_00,
+            },
+        ];
+        let plan = |mode| Plan {
+            base: BaseRule::Revenue {
+                mode,
+                bands: bands.clone(),
+            },
+            ..no_overrides()
+        };
+        let h = one_reseller(0, 1, JAN);
+        let payments = [pay(0, 500_00, JAN + DAY), pay(0, 1_000_00, JAN + 2 * DAY)];
+        // 1 500.00: 10.00 + 2.50, and both fees.
+        let run = commission(&plan(BandMode::Graduated), &payments, &h, january()).expect("runs");
+        assert_eq!(run.totals[0].direct, 12_50 + 500_00);
+        let fees: Vec<(u32, i64)> = run
+            .lines
+            .iter()
+            .filter(|l| l.rule == Rule::BandFee)
+            .map(|l| (l.payment, l.amount))
+            .collect();
+        assert_eq!(fees, vec![(0, 166_67), (1, 333_33)], "shared by amount");
+        // Volume: 1 500.00 ends in the second band, 0.5 % of all of it and its fee.
+        let run = commission(&plan(BandMode::Volume), &payments, &h, january()).expect("runs");
+        assert_eq!(run.totals[0].direct, 7_50 + 300_00);
+        // A full refund of the second payment claws back its share of the fee with it.
+        let mut refund = pay(0, 1_000_00, JAN + 3 * DAY);
+        refund.kind = PaymentKind::Refund;
+        refund.reverses = Some(1);
+        let run = commission(
+            &plan(BandMode::Volume),
+            &[payments[0], payments[1], refund],
+            &h,
+            january(),
+        )
+        .expect("runs");
+        assert_eq!(run.totals[0].clawbacks, -(5_00 + 200_00));
+        // No revenue reaches no band.
+        let run = commission(&plan(BandMode::Graduated), &[], &h, january()).expect("runs");
+        assert_eq!(run.totals[0].direct, 0);
     }
 
     #[test]

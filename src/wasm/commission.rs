@@ -15,8 +15,8 @@ use wasm_bindgen::JsCast;
 use super::error::{to_js, OrThrow};
 use super::input::{self, time_ms, time_value_ms, type_name};
 use crate::domain::commission::{
-    self, BandMode, BaseRule, CustomerNode, Hierarchy, Payment, PaymentKind, PaymentStatus, Period,
-    Plan, ResellerNode, RevenueBand, Rule, LEVELS_MAX,
+    self, BandMode, BaseRule, CapAttribution, CustomerNode, Hierarchy, Payment, PaymentKind,
+    PaymentStatus, Period, Plan, ResellerNode, RevenueBand, Rule, Step, LEVELS_MAX,
 };
 use crate::domain::decimal;
 use crate::domain::money::{Currency, Rate};
@@ -37,8 +37,10 @@ export interface CommissionPlan {
   base?: "ownRate" | "childCount" | "revenue";
   /** For `base: "childCount"`: rows by descending minimum, the last with minimum 0. Default: 50+ 20 %, 25+ 15 %, 10+ 12 %, else 10 %. */
   childCountTiers?: { min: number; rate: Rate }[];
-  /** For `base: "revenue"`: ascending bands, the last with `upTo: null`. */
-  revenueBands?: { upTo: Money | null; rate: Rate }[];
+  /** For `base: "childCount"`: `volume` (default) rates every customer at the tier the count reaches; `graduated` rates customers 1 to 10 at the first tier, the next at the next. */
+  childCountMode?: "volume" | "graduated";
+  /** For `base: "revenue"`: ascending bands, the last with `upTo: null`; a band's `flatFee` is paid once a period when it is reached (graduated: every band entered; volume: the band the revenue ends in), shared over the period's payments as `bandFee` lines. */
+  revenueBands?: { upTo: Money | null; rate: Rate; flatFee?: Money | null }[];
   /** `volume`: the band reached sets the rate for all revenue; `graduated`: each band at its own rate. Default `volume`. */
   bandMode?: "volume" | "graduated";
   /** Paid per payment beside the percentage. Default 0. */
@@ -47,6 +49,15 @@ export interface CommissionPlan {
   recurringMonths?: number | null;
   /** The most direct commission one reseller earns in the period; `null` (default) for no cap. */
   capPerPeriod?: Money | null;
+  /** How a cap cuts a reseller's lines: `proportional` (default) in proportion to their amounts; `chronological` keeps lines in payment order until the cap, the crossing one gets what is left, later ones nothing. */
+  capAttribution?: "proportional" | "chronological";
+  /** The direct rate by the customer's month since it became one, replacing the own rate: `[{ months: 3, rate: "0.40" }, { months: null, rate: "0.20" }]`; the last step is open. Only with `base: "ownRate"`. */
+  stepDown?: { months: number | null; rate: Rate }[];
+  /** Commission on each customer's first N completed payments only (counted over every payment given, in time order); `null` (default) for all. */
+  recurringPayments?: number | null;
+  /** Bounds on one payment's direct commission (the percentage plus any flat or band fee); a minimum never raises it past what the payment leaves after its overrides. */
+  perPaymentMinimum?: Money | null;
+  perPaymentMaximum?: Money | null;
   /** Days after a payment before its commission is payable. Default 0. */
   holdDays?: number;
   /** The smallest payout. Default 0. */
@@ -140,7 +151,7 @@ export interface CommissionLine {
   clawback: boolean;
 }
 
-export type CommissionRule = "percentage" | "childCountTier" | "revenueVolume" | "revenueGraduated" | "flatFee" | "override";
+export type CommissionRule = "percentage" | "childCountTier" | "revenueVolume" | "revenueGraduated" | "flatFee" | "override" | "stepDown" | "bandFee";
 
 /** Lines as columns; `rule[i]` indexes `rules`, `rate[i]` is in ten-thousandths, amounts in minor units. */
 export interface CommissionLineColumns {
@@ -183,14 +194,7 @@ export interface CommissionRun {
 }
 "#;
 
-const RULES: [Rule; 6] = [
-    Rule::Percentage,
-    Rule::ChildCountTier,
-    Rule::RevenueVolume,
-    Rule::RevenueGraduated,
-    Rule::FlatFee,
-    Rule::Override,
-];
+const RULES: [Rule; 8] = Rule::ALL;
 
 /// Whole minor units from a money value at the currency's scale.
 pub(super) fn minor(value: &Value, currency: &Currency, path: &str) -> Result<i64> {
@@ -285,8 +289,16 @@ pub(super) fn plan_from_fields(mut f: Fields, currency: &Currency) -> Result<Pla
                         Some(v) => Some(minor(&v, currency, &r.path("upTo"))?),
                     };
                     let rate = rate(&r.take("rate").unwrap_or(Value::Null), &r.path("rate"))?;
-                    r.finish(&["upTo", "rate"])?;
-                    Ok(RevenueBand { up_to, rate })
+                    let flat_fee = match r.take("flatFee") {
+                        None | Some(Value::Null) => 0,
+                        Some(v) => minor(&v, currency, &r.path("flatFee"))?,
+                    };
+                    r.finish(&["upTo", "rate", "flatFee"])?;
+                    Ok(RevenueBand {
+                        up_to,
+                        rate,
+                        flat_fee,
+                    })
                 })
                 .collect::<Result<_>>()?;
             BaseRule::Revenue { mode, bands }
@@ -332,6 +344,63 @@ pub(super) fn plan_from_fields(mut f: Fields, currency: &Currency) -> Result<Pla
             .map(|(path, v)| rate(v, path))
             .collect::<Result<_>>()?;
     }
+    if let Some(rows) = f.opt_array("stepDown")? {
+        plan.step_down = rows
+            .into_iter()
+            .map(|(path, row)| {
+                let mut r = Fields::new(row, &path)?;
+                let months = match r.take("months") {
+                    None | Some(Value::Null) => None,
+                    Some(v) => Some(whole(&v, &r.path("months"), 1200)? as u32),
+                };
+                let rate = rate(&r.take("rate").unwrap_or(Value::Null), &r.path("rate"))?;
+                r.finish(&["months", "rate"])?;
+                Ok(Step { months, rate })
+            })
+            .collect::<Result<_>>()?;
+    }
+    match f.take("recurringPayments") {
+        None | Some(Value::Null) => {}
+        Some(v) => {
+            plan.recurring_payments =
+                Some(whole(&v, &f.path("recurringPayments"), 1_000_000)? as u32);
+        }
+    }
+    for (key, slot) in [
+        ("perPaymentMinimum", &mut plan.per_payment_minimum),
+        ("perPaymentMaximum", &mut plan.per_payment_maximum),
+    ] {
+        match f.take(key) {
+            None | Some(Value::Null) => {}
+            Some(v) => *slot = Some(minor(&v, currency, &f.path(key))?),
+        }
+    }
+    plan.child_count_mode = match f.opt_string("childCountMode")?.as_deref() {
+        None | Some("volume") => BandMode::Volume,
+        Some("graduated") => BandMode::Graduated,
+        Some(other) => {
+            return Err(Error::invalid(
+                f.path("childCountMode"),
+                format!(
+                    "expected \"volume\" or \"graduated\", got \"{}\"",
+                    decimal::printable(other)
+                ),
+            ))
+        }
+    };
+    plan.cap_attribution = match f.opt_string("capAttribution")?.as_deref() {
+        None | Some("proportional") => CapAttribution::Proportional,
+        Some("chronological") => CapAttribution::Chronological,
+        Some(other) => {
+            return Err(Error::invalid(
+                f.path("capAttribution"),
+                format!(
+                    "expected \"proportional\" or \"chronological\", got \"{}\"",
+                    decimal::printable(other)
+                ),
+            ))
+        }
+    };
     if let Some(name) = f.opt_string("rounding")? {
         plan.rounding = Rounding::parse(&name).ok_or_else(|| {
             Error::invalid(
@@ -355,6 +424,12 @@ pub(super) fn plan_from_fields(mut f: Fields, currency: &Currency) -> Result<Pla
         "minimumPayout",
         "overrides",
         "rounding",
+        "stepDown",
+        "recurringPayments",
+        "perPaymentMinimum",
+        "perPaymentMaximum",
+        "childCountMode",
+        "capAttribution",
     ])?;
     plan.check()?;
     Ok(plan)

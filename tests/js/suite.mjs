@@ -855,6 +855,50 @@ export function cases(lib, runtime) {
     await fails(AllyError, "NOT_FOUND", () => ally.commissionReport("rs_none", "2026-01-01", "2026-02-01"));
   });
 
+  t("commission rules of other platforms: step-down, first payments, per-payment bounds, graduated tiers, chronological caps, band fees", async () => {
+    const { commission } = lib;
+    const hierarchy = { resellers: [{ id: "r", commissionRate: "0.01" }], customers: [{ id: "c", resellerId: "r", since: "2026-01-01" }] };
+    const monthly = ["2026-01-15", "2026-03-31", "2026-04-01", "2026-12-01"].map((at, i) => ({ id: `p${i}`, customerId: "c", amount: "100.00", at }));
+    const year = { start: "2026-01-01", end: "2027-01-01" };
+    const steps = commission({ overrides: [], stepDown: [{ months: 3, rate: "0.40" }, { months: null, rate: "0.20" }] }, monthly, hierarchy, year);
+    equal(steps.lines.map((l) => [l.paymentId, l.rule, l.rate, l.amount]), [
+      ["p0", "stepDown", "0.4000", "40.00"], ["p1", "stepDown", "0.4000", "40.00"], ["p2", "stepDown", "0.2000", "20.00"], ["p3", "stepDown", "0.2000", "20.00"],
+    ], "FirstPromoter: 40 % for 3 months, then 20 %");
+    equal(steps.resellers[0].rate, "0.3000", "the effective rate");
+    const first = commission({ overrides: [], recurringPayments: 2 }, monthly, hierarchy, year);
+    equal(first.lines.map((l) => l.paymentId), ["p0", "p1"], "Tapfiliate: a customer's first 2 payments");
+    const sized = ["20.00", "300.00", "1000.00"].map((amount, i) => ({ id: `s${i}`, customerId: "c", amount, at: "2026-01-10" }));
+    const bounded = commission({ overrides: [], flatFee: "0.50", perPaymentMinimum: "1.00", perPaymentMaximum: "5.00" }, sized, hierarchy, year);
+    equal(bounded.lines.map((l) => [l.paymentId, l.rule, l.amount]), [
+      ["s0", "percentage", "0.50"], ["s0", "flatFee", "0.50"], ["s1", "percentage", "3.00"], ["s1", "flatFee", "0.50"], ["s2", "percentage", "4.50"], ["s2", "flatFee", "0.50"],
+    ], "Lago: 1 % + 0.50 a transaction, at least 1.00 and at most 5.00");
+    const thirteen = { resellers: [{ id: "r", commissionRate: "0" }], customers: Array.from({ length: 13 }, (_, i) => ({ id: `c${i}`, resellerId: "r", since: Date.UTC(2025, 0, 1 + i) })) };
+    const each = thirteen.customers.map((c, i) => ({ id: `g${i}`, customerId: c.id, amount: "100.00", at: "2026-01-10" }));
+    const graduated = commission({ overrides: [], base: "childCount", childCountMode: "graduated" }, each, thirteen, year);
+    equal([graduated.resellers[0].direct, graduated.lines[9].rate, graduated.lines[10].rate], ["136.00", "0.1000", "0.1200"], "Refvenue: customers 1-10 at 10 %, then 12 %");
+    const capped = commission({ overrides: [], capPerPeriod: "1000.00", capAttribution: "chronological" }, ["2026-01-04", "2026-01-02", "2026-01-03", "2026-01-05"].map((at, i) => ({ id: `k${i}`, customerId: "c", amount: "800.00", at })), { ...hierarchy, resellers: [{ id: "r", commissionRate: "0.50" }] }, year);
+    equal(capped.lines.map((l) => [l.paymentId, l.amount]), [["k0", "200.00"], ["k1", "400.00"], ["k2", "400.00"], ["k3", "0.00"]], "Affonso: in payment order until the cap");
+
+    // The engine form: band fees from the configured plan, recorded and reconciled.
+    const ally = new Ally({ config: { commissionPlan: { base: "revenue", bandMode: "graduated", overrides: [], revenueBands: [{ upTo: "1000.00", rate: "0.01", flatFee: "200.00" }, { upTo: null, rate: "0.005", flatFee: "300.00" }] } } });
+    const r = await ally.make().user(1).company("R").create();
+    const client = await ally.clients.make().name("C").reseller(r).create();
+    await ally.payments.record({ id: "b1", clientId: client.id, amount: "500.00", at: "2026-01-10" });
+    await ally.payments.record({ id: "b2", clientId: client.id, amount: "1000.00", at: "2026-01-11" });
+    const run = await ally.commissions.process("2026-01-01", "2026-02-01");
+    equal([run.total, run.lines], ["512.50", 4], "Lago: 1 % + 200.00, then 0.5 % + 300.00");
+    equal((await ally.commissions.lines({ payment: "b2" })).map((l) => [l.id, l.amount]), [["cm_b2_0_bandFee", "333.33"], ["cm_b2_0_revenueGraduated", "8.33"]], "a band fee line");
+    equal((await ally.calculateChildAccountsRevenue(r, "2026-01-01", "2026-02-01")).commission, "512.50", "the report agrees");
+    for (const plan of [
+      { base: "childCount", stepDown: [{ months: null, rate: "0.2" }] }, { stepDown: [{ months: 3, rate: "0.2" }] }, { stepDown: [{ months: null, rate: "0.2", extra: 1 }] },
+      { capAttribution: "random" }, { childCountMode: 5 }, { recurringPayments: 0 }, { recurringPayments: 1.5 }, { perPaymentMinimum: "5.00", perPaymentMaximum: "1.00" },
+      { perPaymentMinimum: "-1.00" }, { base: "revenue", revenueBands: [{ upTo: null, rate: "0.1", flatFee: "1.001" }] },
+    ]) {
+      await fails(AllyError, "INVALID_CONFIG", () => new Ally({ config: { commissionPlan: plan } }), `commissionPlan ${JSON.stringify(plan)}`);
+      await fails(AllyError, "INVALID_INPUT", () => commission(plan, monthly, hierarchy, year), `plan ${JSON.stringify(plan)}`);
+    }
+  });
+
   t("the reports follow the configured plan: tiers, caps and overrides, as a run records them", async () => {
     // The reference's child-count tiers: 13 customers reach the 12 % tier.
     const ally = new Ally({ config: { commissionPlan: { base: "childCount", capPerPeriod: "140.00" } } });

@@ -530,10 +530,12 @@ fn a_late_payment_in_graduated_bands_is_paid_at_the_band_it_reaches() {
                 RevenueBand {
                     up_to: Some(100_000),
                     rate: rate(1000),
+                    flat_fee: 0,
                 },
                 RevenueBand {
                     up_to: None,
                     rate: rate(2000),
+                    flat_fee: 0,
                 },
             ],
         },
