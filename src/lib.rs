@@ -6,10 +6,16 @@
 //! - [`domain`]: pure decisions and the values that cross the boundary;
 //! - [`engine`]: performs decisions through the host ports (storage, mail, clock);
 //! - `wasm` (wasm32 only): the JavaScript bindings.
-#![forbid(unsafe_code)]
+//!
+//! No unsafe code, but for the allocator of the wasm module (`heap`), which must implement
+//! `GlobalAlloc`.
+#![deny(unsafe_code)]
 
 pub mod domain;
 pub mod engine;
+
+#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+mod heap;
 
 #[cfg(target_arch = "wasm32")]
 mod wasm;

@@ -461,22 +461,33 @@ impl Plan {
         }
     }
 
-    /// The overrides of every level above the direct reseller, in ten-thousandths.
-    fn overrides_units(&self) -> u32 {
-        self.overrides.iter().map(|r| u32::from(r.units())).sum()
+    /// The overrides of the first `levels` levels above the direct reseller, in
+    /// ten-thousandths.
+    fn overrides_units(&self, levels: usize) -> u32 {
+        self.overrides
+            .iter()
+            .take(levels)
+            .map(|r| u32::from(r.units()))
+            .sum()
     }
 
     /// Refuses a direct rate that, with the overrides of every level above it (the longest
     /// path a payment's commission can climb), would pay more than the payment.
     pub fn check_pays_at_most_the_payment(&self, direct: Rate, field: &str) -> Result<()> {
-        let total = u32::from(direct.units()) + self.overrides_units();
+        self.check_path(direct, LEVELS_MAX, field)
+    }
+
+    /// [`Plan::check_pays_at_most_the_payment`] for a reseller with `levels` resellers above it.
+    fn check_path(&self, direct: Rate, levels: usize, field: &str) -> Result<()> {
+        let overrides = self.overrides_units(levels);
+        let total = u32::from(direct.units()) + overrides;
         if total > u32::from(Rate::ONE_UNITS) {
             return Err(Error::invalid(
                 field,
                 format!(
                     "a direct rate of {} and overrides of {} on the levels above would pay {} of a payment: at most 1",
                     direct.to_decimal(),
-                    rust_decimal::Decimal::new(i64::from(self.overrides_units()), 4),
+                    rust_decimal::Decimal::new(i64::from(overrides), 4),
                     rust_decimal::Decimal::new(i64::from(total), 4),
                 ),
             ));
@@ -1051,8 +1062,15 @@ pub fn commission(
 ) -> Result<Run> {
     plan.check()?;
     if plan.base == BaseRule::OwnRate && plan.step_down.is_empty() {
+        // Each reseller's own path: its rate and the overrides of the levels above it.
         for (i, r) in hierarchy.resellers.iter().enumerate() {
-            plan.check_pays_at_most_the_payment(r.rate, &format!("hierarchy.resellers[{i}].rate"))?;
+            let mut levels = 0;
+            let mut at = r.parent;
+            while let (Some(up), true) = (at, levels < plan.overrides.len()) {
+                levels += 1;
+                at = hierarchy.resellers[up as usize].parent;
+            }
+            plan.check_path(r.rate, levels, &format!("hierarchy.resellers[{i}].rate"))?;
         }
     }
     check_payments(payments, hierarchy)?;
@@ -1221,6 +1239,10 @@ pub fn commission(
     let mut lines = Vec::with_capacity(payments.len() * (1 + plan.overrides.len()));
     // Lines of payments outside the period that a reversal in the period mirrors.
     let mut mirrored: Vec<Line> = Vec::new();
+    // Where each payment's lines are in `lines`, and the reversals of payments of this period:
+    // those claw back the original's lines as the cap leaves them, so they wait for the cap.
+    let mut ranges: Vec<(u32, u32)> = Vec::new();
+    let mut after_cap: Vec<usize> = Vec::new();
     for (i, p) in payments.iter().enumerate() {
         if !in_period(p) {
             continue;
@@ -1231,6 +1253,7 @@ pub fn commission(
                 if !eligible(i) {
                     continue;
                 }
+                let start = lines.len();
                 payment_lines(
                     plan,
                     hierarchy,
@@ -1241,6 +1264,10 @@ pub fn commission(
                     p.at_ms.saturating_add(hold_ms),
                     &mut lines,
                 );
+                if ranges.is_empty() {
+                    ranges = vec![(0, 0); payments.len()];
+                }
+                ranges[i] = (start as u32, lines.len() as u32);
             }
             PaymentKind::Refund | PaymentKind::Chargeback => {
                 // The original's lines (recomputed when it is not in this run), scaled by the
@@ -1249,6 +1276,10 @@ pub fn commission(
                 let original = p.reverses.map(|o| (o, payments[o as usize]));
                 mirrored.clear();
                 match original {
+                    Some((o, op)) if eligible(o as usize) && in_period(&op) => {
+                        after_cap.push(i);
+                        continue;
+                    }
                     Some((o, op)) if eligible(o as usize) => payment_lines(
                         plan,
                         hierarchy,
@@ -1275,25 +1306,7 @@ pub fn commission(
                     ),
                 }
                 let original_amount = original.map_or(p.amount, |(_, op)| op.amount);
-                let earned = mirrored.iter().map(|l| l.amount).sum::<i64>();
-                let clawed = narrow(
-                    plan.rounding
-                        .divide(
-                            i128::from(earned) * i128::from(p.amount),
-                            i128::from(original_amount),
-                        )
-                        .unwrap_or(0),
-                );
-                let weights: Vec<i128> = mirrored.iter().map(|l| i128::from(l.amount)).collect();
-                for (line, part) in mirrored.iter().zip(allocate(-clawed, &weights)) {
-                    lines.push(Line {
-                        payment: i as u32,
-                        base: -p.amount,
-                        amount: part,
-                        payable_at_ms: p.at_ms,
-                        ..*line
-                    });
-                }
+                claw_back(plan, i as u32, p, original_amount, &mirrored, &mut lines)?;
             }
         }
     }
@@ -1364,6 +1377,15 @@ pub fn commission(
             totals[r].capped = cut;
         }
     }
+    for &i in &after_cap {
+        let p = &payments[i];
+        let Some(o) = p.reverses else { continue };
+        let (start, end) = ranges.get(o as usize).copied().unwrap_or((0, 0));
+        mirrored.clear();
+        mirrored.extend_from_slice(&lines[start as usize..end as usize]);
+        let original_amount = payments[o as usize].amount;
+        claw_back(plan, i as u32, p, original_amount, &mirrored, &mut lines)?;
+    }
     for l in &lines {
         let r = l.reseller as usize;
         let t = &mut totals[r];
@@ -1385,6 +1407,44 @@ pub fn commission(
             .and_then(|sum| add_money(sum, t.clawbacks, "commission", r))?;
     }
     Ok(Run { lines, totals })
+}
+
+/// The clawback lines of reversal `payment` (`p`) of a payment of `original_amount` whose lines
+/// were `source`: the share reversed of what each line earned, rounded once for the whole and
+/// split by largest remainder, payable at once.
+fn claw_back(
+    plan: &Plan,
+    payment: u32,
+    p: &Payment,
+    original_amount: i64,
+    source: &[Line],
+    out: &mut Vec<Line>,
+) -> Result<()> {
+    let mut earned = 0i64;
+    for l in source {
+        earned = earned
+            .checked_add(l.amount)
+            .ok_or_else(|| Error::overflow(format!("the clawback of payments[{payment}]")))?;
+    }
+    let clawed = narrow(
+        plan.rounding
+            .divide(
+                i128::from(earned) * i128::from(p.amount),
+                i128::from(original_amount),
+            )
+            .unwrap_or(0),
+    );
+    let weights: Vec<i128> = source.iter().map(|l| i128::from(l.amount)).collect();
+    for (line, part) in source.iter().zip(allocate(-clawed, &weights)) {
+        out.push(Line {
+            payment,
+            base: -p.amount,
+            amount: part,
+            payable_at_ms: p.at_ms,
+            ..*line
+        });
+    }
+    Ok(())
 }
 
 /// The flat fees of the revenue bands a reseller's period `revenue` reaches: in volume mode
@@ -2070,6 +2130,34 @@ mod tests {
     }
 
     #[test]
+    fn a_refund_of_a_capped_payment_claws_back_what_it_earned() {
+        // 50 %, a cap of 1 000.00: a payment of 3 000.00 earns 1 000.00, and its full refund
+        // in the same period takes back those 1 000.00, not 1 500.00.
+        for attribution in [CapAttribution::Proportional, CapAttribution::Chronological] {
+            let plan = Plan {
+                cap_per_period: Some(1_000_00),
+                cap_attribution: attribution,
+                ..no_overrides()
+            };
+            let h = one_reseller(5000, 1, JAN);
+            let mut refund = pay(0, 3_000_00, JAN + 2 * DAY);
+            refund.kind = PaymentKind::Refund;
+            refund.reverses = Some(0);
+            let run = commission(&plan, &[pay(0, 3_000_00, JAN + DAY), refund], &h, january())
+                .expect("runs");
+            assert_eq!(
+                (
+                    run.totals[0].direct,
+                    run.totals[0].clawbacks,
+                    run.totals[0].total
+                ),
+                (1_000_00, -1_000_00, 0),
+                "{attribution:?}"
+            );
+        }
+    }
+
+    #[test]
     fn a_chronological_cap_pays_lines_in_order_until_it_is_reached() {
         // Affonso: 50 % and a cap of 1 000.00; payments of 800.00 pay 400.00, 400.00, then the
         // crossing one the 200.00 left, and the last nothing.
@@ -2197,6 +2285,18 @@ mod tests {
             3,
         )
         .unwrap_or_else(|e| panic!("{e}"));
+        // At the top, no override is paid above it: all of the payment is its to earn.
+        let top = Hierarchy::new(
+            vec![reseller("a", None, 10_000)],
+            vec![CustomerNode {
+                reseller: 0,
+                since_ms: JAN,
+            }],
+            3,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let all = commission(&Plan::reference(), &[pay(0, 100_00, JAN)], &top, january());
+        assert_eq!(all.map(|r| r.totals[0].direct).ok(), Some(100_00));
         let refused = commission(&Plan::reference(), &[pay(0, 100_00, JAN)], &h, january());
         assert_eq!(
             refused.err().map(|e| e.to_string()),

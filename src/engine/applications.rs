@@ -121,6 +121,10 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
     ) -> Result<(Application, Versioned<Reseller>)> {
         let current = self.require_application(id).await?;
         let at = self.now()?;
+        let plan = &self.config.commission_plan;
+        if plan.base == crate::domain::commission::BaseRule::OwnRate {
+            plan.check_pays_at_most_the_payment(commission_rate, "commissionRate")?;
+        }
         // Every check the decision makes, before anything is written.
         current.value.approve(
             commission_rate,

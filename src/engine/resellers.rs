@@ -462,7 +462,15 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             if !done && child.version == edit.child_version {
                 let next = child.value.with_parent(edit.parent.clone(), at);
                 let record = to_record(&next, child.version + 1)?;
-                if !self.put_at(COLLECTION, &record, child.version, &[]).await? {
+                if !self
+                    .put_at(
+                        COLLECTION,
+                        &record,
+                        child.version,
+                        &[INDEX_USER, INDEX_REFID],
+                    )
+                    .await?
+                {
                     continue;
                 }
                 self.clear_edit(version).await?;
@@ -949,6 +957,11 @@ mod tests {
         let next = block_on(ally.set_parent(&ids[2], None), 1_000).and_then(Result::ok);
         assert_eq!(next.and_then(|r| r.value.parent_id), None);
         assert_eq!(parent_of(&ids[3]), Some(ids[1].clone()));
+        // A move keeps the reseller's unique user and refid.
+        let again = block_on(ally.create_reseller(draft(4, None)), 1_000)
+            .and_then(|r| r.err())
+            .map(|e| e.code().as_str());
+        assert_eq!(again, Some("ALREADY_EXISTS"));
     }
 
     #[test]
