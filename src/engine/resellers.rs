@@ -551,14 +551,22 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         Ok(out)
     }
 
-    /// How many levels of resellers sit under `id` (0 for none).
+    /// How many levels of resellers sit under `id` (0 for none). A stored cycle that comes back
+    /// to `id` stops there: moving `id` is what breaks it (its own parent link goes), so the
+    /// levels counted are those the tree has after the move.
     async fn levels_below(&self, id: &str) -> Result<usize> {
         let mut level = vec![id.to_owned()];
         let mut depth = 0;
         loop {
             let mut next = Vec::new();
             for parent in &level {
-                next.extend(self.children(parent).await?.into_iter().map(|c| c.value.id));
+                next.extend(
+                    self.children(parent)
+                        .await?
+                        .into_iter()
+                        .map(|c| c.value.id)
+                        .filter(|c| c != id),
+                );
             }
             if next.is_empty() {
                 return Ok(depth);
@@ -957,6 +965,21 @@ mod tests {
         let next = block_on(ally.set_parent(&ids[2], None), 1_000).and_then(Result::ok);
         assert_eq!(next.and_then(|r| r.value.parent_id), None);
         assert_eq!(parent_of(&ids[3]), Some(ids[1].clone()));
+        // A cycle stored by an older version (written here past the checks) is broken by
+        // moving one of its members to the top.
+        let cycle = block_on(
+            ally.update_reseller(&ids[1], |r| {
+                Ok(r.with_parent(Some(ids[3].clone()), r.updated_at))
+            }),
+            1_000,
+        );
+        assert!(cycle.is_some_and(|r| r.is_ok()));
+        let repaired = block_on(ally.set_parent(&ids[3], None), 1_000).and_then(|r| r.err());
+        assert_eq!(repaired.map(|e| e.to_string()), None);
+        assert_eq!(
+            (parent_of(&ids[3]), parent_of(&ids[1])),
+            (None, Some(ids[3].clone()))
+        );
         // A move keeps the reseller's unique user and refid.
         let again = block_on(ally.create_reseller(draft(4, None)), 1_000)
             .and_then(|r| r.err())
