@@ -28,6 +28,11 @@ const BATCHES: &str = "payout_batches";
 const STATE: &str = "commission_state";
 /// The state record naming the batch in progress, if any.
 const STATE_PAYOUTS: &str = "payouts";
+/// The state record of the commission run in progress, if any: its holder and until when.
+const STATE_RUN: &str = "run";
+/// How long a run holds the lease without renewing it (it renews every [`PROGRESS_EVERY`]
+/// payments): a run that died is taken over after this.
+const RUN_LEASE_MS: i64 = 10 * 60 * 1000;
 const INDEX_RESELLER: &str = "resellerId";
 const INDEX_STATUS: &str = "status";
 const INDEX_BATCH: &str = "batchId";
@@ -466,13 +471,114 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
     /// repeats safely and an interrupted run is finished by running it again. A clawback that
     /// cancels an unpaid line reverses both; pending lines whose hold has passed are approved.
     /// `progress` may stop the run by returning an error: what is recorded stays recorded.
+    ///
+    /// One run at a time across every instance on a storage: a run holds a lease in the state
+    /// record (renewed as it goes), and a run that finds another's lease live is `CONFLICT`. Two
+    /// runs from different snapshots of the payments would otherwise adjust each other's lines
+    /// back and forth.
     pub async fn process_commissions(
         &self,
         start: DateTime<Utc>,
         end: DateTime<Utc>,
         progress: &mut dyn FnMut(Progress) -> Result<()>,
     ) -> Result<ProcessSummary> {
+        if end <= start {
+            return Err(Error::invalid("end", "must be after start"));
+        }
         let now = self.now()?;
+        let holder = self.ids.borrow_mut().token("run_", 16, true);
+        let mut lease = self.take_run_lease(&holder, now, None).await?;
+        let outcome = self
+            .process_held(start, end, now, &holder, &mut lease, progress)
+            .await;
+        // Released whatever the outcome; one taken over meanwhile is the other run's.
+        let released = self.release_run_lease(lease).await;
+        let summary = outcome?;
+        released?;
+        Ok(summary)
+    }
+
+    /// The lease's state record: its holder (while live), until when, and its version.
+    async fn run_lease(&self) -> Result<(Option<(String, DateTime<Utc>)>, u64)> {
+        let Some(state) = self
+            .storage
+            .get(STATE, STATE_RUN)
+            .await
+            .map_err(storage_failed("get"))?
+        else {
+            return Ok((None, 0));
+        };
+        let json: Value = serde_json::from_str(&state.data)
+            .map_err(|e| unreadable("commissionState", STATE_RUN, e))?;
+        let holder = json.get("holder").and_then(Value::as_str);
+        let until = json
+            .get("until")
+            .and_then(Value::as_i64)
+            .and_then(DateTime::from_timestamp_millis);
+        Ok((
+            holder.zip(until).map(|(h, u)| (h.to_owned(), u)),
+            state.version,
+        ))
+    }
+
+    fn run_lease_record(
+        holder: Option<&str>,
+        until: Option<DateTime<Utc>>,
+        version: u64,
+    ) -> StoredRecord {
+        StoredRecord {
+            id: STATE_RUN.to_owned(),
+            version,
+            data: json!({ "holder": holder, "until": until.map(|u| u.timestamp_millis()) })
+                .to_string(),
+            indexes: Vec::new(),
+        }
+    }
+
+    /// Takes (or, with `held: Some(version)`, renews) the run lease for `holder` at `now`; the
+    /// version it is held at. `CONFLICT` while another run's lease is live, or when this one's
+    /// was taken over.
+    async fn take_run_lease(
+        &self,
+        holder: &str,
+        now: DateTime<Utc>,
+        held: Option<u64>,
+    ) -> Result<u64> {
+        let busy = || Error::Conflict {
+            entity: "commissionRun",
+            key: STATE_RUN.to_owned(),
+            attempts: 1,
+        };
+        let (current, version) = self.run_lease().await?;
+        match (&current, held) {
+            (Some((other, until)), _) if other != holder && *until > now => return Err(busy()),
+            (_, Some(mine)) if mine != version => return Err(busy()),
+            _ => {}
+        }
+        let until = now + chrono::Duration::milliseconds(RUN_LEASE_MS);
+        let record = Self::run_lease_record(Some(holder), Some(until), version + 1);
+        if self.put_at(STATE, &record, version, &[]).await? {
+            Ok(version + 1)
+        } else {
+            Err(busy())
+        }
+    }
+
+    /// Lets the lease held at `version` go; one another run has taken over is left to it.
+    async fn release_run_lease(&self, version: u64) -> Result<()> {
+        let record = Self::run_lease_record(None, None, version + 1);
+        self.put_at(STATE, &record, version, &[]).await.map(|_| ())
+    }
+
+    async fn process_held(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        now: DateTime<Utc>,
+        holder: &str,
+        lease: &mut u64,
+        progress: &mut dyn FnMut(Progress) -> Result<()>,
+    ) -> Result<ProcessSummary> {
         let expected = self.expected_lines(start, end, now, progress).await?;
         let lines = &expected.lines;
         let mut summary = ProcessSummary {
@@ -502,6 +608,11 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                     done: i as u64,
                     total,
                 })?;
+                if i > 0 {
+                    *lease = self
+                        .take_run_lease(holder, self.now()?, Some(*lease))
+                        .await?;
+                }
             }
             let given = by_payment
                 .get(payment_id.as_str())

@@ -932,3 +932,94 @@ fn an_override_earned_by_another_parent_moves_to_it() {
         run(f.ally.reconcile(at(2026, 1, 1), at(2026, 2, 1))).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(report.discrepancies.len(), 0, "{:?}", report.discrepancies);
 }
+
+#[test]
+fn one_run_at_a_time_holds_the_lease_and_a_dead_runs_lease_expires() {
+    use super::test_support::{run_all, Op, Yielding};
+    let f = fixture();
+    f.pay("p1", 100_000, at(2026, 1, 10), PaymentKind::Payment, None);
+    f.clock.set(at(2026, 2, 1));
+    // A run that died holding the lease: the next one is refused until the lease expires.
+    let dead = StoredRecord {
+        id: "run".to_owned(),
+        version: 1,
+        data: format!(
+            r#"{{"holder":"run_dead","until":{}}}"#,
+            at(2026, 2, 1).timestamp_millis() + 60_000
+        ),
+        indexes: Vec::new(),
+    };
+    run(f.storage.inner.put("commission_state", &dead, 0, &[]))
+        .unwrap_or_else(|e| panic!("{}", e.reason));
+    let refused = run(f
+        .ally
+        .process_commissions(at(2026, 1, 1), at(2026, 2, 1), &mut |_| Ok(())));
+    assert_eq!(err(refused), Some("CONFLICT"));
+    assert_eq!(
+        f.storage.inner.count("commissions"),
+        0,
+        "nothing was recorded"
+    );
+    f.clock.set(at(2026, 2, 2));
+    assert_eq!(f.process(at(2026, 1, 1), at(2026, 2, 1)).recorded, 2);
+
+    // Two runs at once over a storage whose every call suspends: one holds the lease, the
+    // other is refused; the lease is let go after, so the next run goes ahead.
+    let storage = Rc::new(Yielding::default());
+    let clock = StepClock(Rc::new(Cell::new(at(2026, 2, 1).timestamp_millis())));
+    let ally = Ally::new(Config::default(), Rc::clone(&storage), NoMailer, clock, 9);
+    let done =
+        |r: Option<crate::domain::Result<String>>| r.and_then(Result::ok).unwrap_or_default();
+    let reseller = done(crate::engine::executor::block_on(
+        async {
+            ally.create_reseller(ResellerDraft {
+                user_id: Some(UserId::Number(1)),
+                company_name: Some("R".to_owned()),
+                commission_rate: Some(rate(1000)),
+                ..ResellerDraft::default()
+            })
+            .await
+            .map(|r| r.value.id)
+        },
+        1_000,
+    ));
+    let client = done(crate::engine::executor::block_on(
+        async {
+            ally.create_client(ClientDraft {
+                name: Some("C".to_owned()),
+                email: None,
+                reseller_id: Some(reseller.clone()),
+                metadata: None,
+            })
+            .await
+            .map(|c| c.value.id)
+        },
+        1_000,
+    ));
+    let paid = crate::engine::executor::block_on(
+        ally.record_payment(PaymentInput {
+            id: Some("q1".to_owned()),
+            client_id: client,
+            amount: 100_000,
+            at: at(2026, 1, 10),
+            status: PaymentStatus::Completed,
+            kind: PaymentKind::Payment,
+            reverses: None,
+            description: None,
+        }),
+        1_000,
+    );
+    assert!(paid.is_some_and(|p| p.is_ok()));
+    let (mut quiet_a, mut quiet_b) = (|_| Ok(()), |_| Ok(()));
+    let runs: Vec<Op<'_, super::ProcessSummary>> = vec![
+        Box::pin(ally.process_commissions(at(2026, 1, 1), at(2026, 2, 1), &mut quiet_a)),
+        Box::pin(ally.process_commissions(at(2026, 1, 1), at(2026, 2, 1), &mut quiet_b)),
+    ];
+    let codes: Vec<Option<&str>> = run_all(runs).into_iter().map(err).collect();
+    assert_eq!(codes, vec![None, Some("CONFLICT")]);
+    let next = crate::engine::executor::block_on(
+        ally.process_commissions(at(2026, 1, 1), at(2026, 2, 1), &mut |_| Ok(())),
+        1_000,
+    );
+    assert_eq!(next.and_then(Result::ok).map(|s| s.recorded), Some(0));
+}
