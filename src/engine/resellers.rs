@@ -392,15 +392,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                 parent: ancestors.first().cloned(),
                 child_version: child.version,
             };
-            if !self
-                .put_at(
-                    HIERARCHY,
-                    &edit_record(Some(&edit), version + 1),
-                    version,
-                    &[],
-                )
-                .await?
-            {
+            if !self.put_edit(Some(&edit), version).await? {
                 continue;
             }
             return self.finish_edit(edit, version + 1).await;
@@ -485,15 +477,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             }
             // Written since the claim, not moved: renew the claim at the child's version.
             edit.child_version = child.version;
-            if !self
-                .put_at(
-                    HIERARCHY,
-                    &edit_record(Some(&edit), version + 1),
-                    version,
-                    &[],
-                )
-                .await?
-            {
+            if !self.put_edit(Some(&edit), version).await? {
                 // Another call renewed or finished it: follow the claim while it is this move's.
                 match self.hierarchy_edit().await? {
                     (Some(now), at_version)
@@ -517,9 +501,14 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
 
     /// Clears the claim held at `version`; one another call cleared (or moved on) is left.
     async fn clear_edit(&self, version: u64) -> Result<()> {
-        self.put_at(HIERARCHY, &edit_record(None, version + 1), version, &[])
+        self.put_edit(None, version).await.map(|_| ())
+    }
+
+    /// Writes the edit record (a claim, or none) over the one at `version`; false when it has
+    /// moved on since.
+    async fn put_edit(&self, edit: Option<&HierarchyEdit>, version: u64) -> Result<bool> {
+        self.put_at(HIERARCHY, &edit_record(edit, version + 1), version, &[])
             .await
-            .map(|_| ())
     }
 
     /// `id` and the resellers above it, nearest first (`NOT_FOUND` if `id` is unknown). A
