@@ -275,6 +275,22 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             .zip(&payment_customers)
             .map(|(p, &c)| p.to_payment(c, &payment_index))
             .collect();
+        // The resellers above it, as far as the overrides reach: a payment's split over its
+        // levels is rounded once for all of them, so the reseller's part is the one a run
+        // records only with them in place. Their own clients and payments are not read.
+        let mut below = 0u32;
+        let mut above = reseller.parent_id.clone();
+        for _ in 0..plan.overrides.len() {
+            let Some(id) = above else { break };
+            let Some(up) = self.find_reseller(&id).await? else {
+                break;
+            };
+            let index = u32::try_from(nodes.len()).unwrap_or(u32::MAX);
+            nodes[below as usize].1 = Some(index);
+            above = up.value.parent_id.clone();
+            nodes.push((up.value, None));
+            below = index;
+        }
         let hierarchy = Hierarchy::new(
             nodes
                 .iter()

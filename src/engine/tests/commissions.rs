@@ -1023,3 +1023,25 @@ fn one_run_at_a_time_holds_the_lease_and_a_dead_runs_lease_expires() {
     );
     assert_eq!(next.and_then(Result::ok).map(|s| s.recorded), Some(0));
 }
+
+#[test]
+fn a_report_rounds_each_payment_as_the_run_records_it() {
+    // 15 % under a parent earning 5 %: 1.03 is split once, 0.21 over both levels by largest
+    // remainder (0.16 and 0.05); alone, the reseller's 15 % of 1.03 would round to 0.15.
+    let f = fixture();
+    f.pay("p1", 103, at(2026, 1, 10), PaymentKind::Payment, None);
+    f.clock.set(at(2026, 2, 1));
+    f.process(at(2026, 1, 1), at(2026, 2, 1));
+    let recorded = recorded_by_reseller(&f, at(2026, 1, 1), at(2026, 2, 1));
+    assert_eq!(recorded.get(&f.sub), Some(&16));
+    let report = run(f
+        .ally
+        .child_accounts_revenue(&f.sub, at(2026, 1, 1), at(2026, 2, 1)))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.commission, 16);
+    let top = run(f
+        .ally
+        .child_accounts_revenue(&f.top, at(2026, 1, 1), at(2026, 2, 1)))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((top.commission, recorded.get(&f.top)), (5, Some(&5)));
+}
