@@ -99,16 +99,26 @@ impl<T> OrThrow<T> for Result<T, Error> {
 /// What a thrown JavaScript value says, for `STORAGE_FAILED` and `MAIL_FAILED` messages.
 #[cfg(feature = "engine")]
 pub fn describe(thrown: &JsValue) -> String {
-    if let Some(error) = thrown.dyn_ref::<js_sys::Error>() {
-        let name = String::from(error.name());
-        let message = String::from(error.message());
-        return format!("{name}: {message}");
-    }
     if let Some(text) = thrown.as_string() {
         return text;
+    }
+    // Read through Reflect, whose throws are caught: a thrown value's `name` or `message` may
+    // be a getter that throws, or a Proxy's trap (an uncaught throw here would leave the wasm
+    // frames unwound mid-call).
+    if thrown.is_object() || thrown.is_function() {
+        let read = |key: &str| {
+            js_sys::Reflect::get(thrown, &JsValue::from_str(key))
+                .ok()
+                .and_then(|v| v.as_string())
+        };
+        match (read("name"), read("message")) {
+            (Some(name), Some(message)) => return format!("{name}: {message}"),
+            (None, Some(message)) => return message,
+            _ => {}
+        }
     }
     js_sys::JSON::stringify(thrown)
         .ok()
         .and_then(|s| s.as_string())
-        .unwrap_or_else(|| "a non-Error value was thrown".to_owned())
+        .unwrap_or_else(|| "a value was thrown that could not be read".to_owned())
 }

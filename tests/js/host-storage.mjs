@@ -8,11 +8,21 @@ export function hostStorage({ async = false } = {}) {
   const collections = new Map(); // name → Map(id → record)
   const streams = new Map(); // stream → entries
   const claimed = new Map(); // stream → Map(key → position)
-  const failures = new Map(); // method → "throw" | "reject" | "garbage"
+  const failures = new Map(); // method → "throw" | "reject" | "garbage" | "hostile" | "hostile-reject"
+  // An Error whose name and message throw when read.
+  const hostile = (method) => {
+    const error = new Error(`${method} hostile`);
+    for (const key of ["name", "message"]) {
+      Object.defineProperty(error, key, { get() { throw new Error(`${key} getter of ${method}`); } });
+    }
+    return error;
+  };
   const answer = (method, value) => {
     const failure = failures.get(method);
     if (failure === "throw") throw new Error(`${method} exploded`);
     if (failure === "reject") return Promise.reject(new Error(`${method} rejected`));
+    if (failure === "hostile") throw hostile(method);
+    if (failure === "hostile-reject") return Promise.reject(hostile(method));
     // -1 is no method's answer: not even findClaim's, whose positions are 0 or more.
     if (failure === "garbage") return async ? Promise.resolve({ nonsense: true }) : -1;
     return async ? Promise.resolve(value) : value;

@@ -486,9 +486,9 @@ export function cases(lib, runtime) {
     });
   }
 
-  for (const failure of ["throw", "reject", "garbage"]) {
+  for (const failure of ["throw", "reject", "garbage", "hostile", "hostile-reject"]) {
     t(`a storage that ${failure}s gives STORAGE_FAILED and writes nothing`, async () => {
-      const host = hostStorage({ async: failure === "reject" });
+      const host = hostStorage({ async: failure.endsWith("reject") });
       const ally = new Ally({ storage: host });
       const r = await ally.make().user(1).company("Before").create();
       let user = 100;
