@@ -212,6 +212,18 @@ pub enum BandMode {
     Graduated,
 }
 
+impl BandMode {
+    pub const ALL: [Self; 2] = [Self::Volume, Self::Graduated];
+
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Volume => "volume",
+            Self::Graduated => "graduated",
+        }
+    }
+}
+
 /// A revenue band: up to `up_to` minor units (inclusive; `None` for the last, open band).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RevenueBand {
@@ -240,6 +252,18 @@ pub enum CapAttribution {
     /// Lines in payment order keep their amount until the cap is reached; the one that crosses
     /// it gets what is left, the later ones nothing (Affonso).
     Chronological,
+}
+
+impl CapAttribution {
+    pub const ALL: [Self; 2] = [Self::Proportional, Self::Chronological];
+
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Proportional => "proportional",
+            Self::Chronological => "chronological",
+        }
+    }
 }
 
 /// The rate a reseller earns on its own customers' payments.

@@ -375,32 +375,16 @@ pub(super) fn plan_from_fields(mut f: Fields, currency: &Currency) -> Result<Pla
             Some(v) => *slot = Some(minor(&v, currency, &f.path(key))?),
         }
     }
-    plan.child_count_mode = match f.opt_string("childCountMode")?.as_deref() {
-        None | Some("volume") => BandMode::Volume,
-        Some("graduated") => BandMode::Graduated,
-        Some(other) => {
-            return Err(Error::invalid(
-                f.path("childCountMode"),
-                format!(
-                    "expected \"volume\" or \"graduated\", got \"{}\"",
-                    decimal::printable(other)
-                ),
-            ))
-        }
-    };
-    plan.cap_attribution = match f.opt_string("capAttribution")?.as_deref() {
-        None | Some("proportional") => CapAttribution::Proportional,
-        Some("chronological") => CapAttribution::Chronological,
-        Some(other) => {
-            return Err(Error::invalid(
-                f.path("capAttribution"),
-                format!(
-                    "expected \"proportional\" or \"chronological\", got \"{}\"",
-                    decimal::printable(other)
-                ),
-            ))
-        }
-    };
+    plan.child_count_mode = f
+        .opt_choice("childCountMode", &BandMode::ALL, BandMode::as_str)?
+        .unwrap_or(BandMode::Volume);
+    plan.cap_attribution = f
+        .opt_choice(
+            "capAttribution",
+            &CapAttribution::ALL,
+            CapAttribution::as_str,
+        )?
+        .unwrap_or_default();
     if let Some(name) = f.opt_string("rounding")? {
         plan.rounding = Rounding::parse(&name).ok_or_else(|| {
             Error::invalid(
