@@ -19,6 +19,10 @@ mod health_tests;
 mod lock;
 pub mod memory;
 mod payments;
+#[cfg(test)]
+#[path = "engine/tests/periods.rs"]
+mod period_tests;
+mod periods;
 pub mod ports;
 mod resellers;
 // The seeded simulations: test code, kept under `tests/`.

@@ -193,6 +193,17 @@ impl Hierarchy {
         &self.customers
     }
 
+    /// The same hierarchy with `reseller`'s customer count set to `count`: a caller that hands
+    /// over only the customers that paid, or that counts only the reseller's customers of
+    /// today, still rates the reseller by that count. A reseller out of range is left alone.
+    #[must_use]
+    pub fn with_child_count(mut self, reseller: u32, count: u32) -> Self {
+        if let Some(slot) = self.child_counts.get_mut(reseller as usize) {
+            *slot = count;
+        }
+        self
+    }
+
     /// How many customers a reseller has.
     #[must_use]
     pub fn child_count(&self, reseller: u32) -> u32 {

@@ -24,7 +24,7 @@ fn unique(client: &Client) -> &'static [&'static str] {
     }
 }
 
-fn to_record(client: &Client, version: u64) -> Result<StoredRecord> {
+pub(super) fn to_record(client: &Client, version: u64) -> Result<StoredRecord> {
     let data = serde_json::to_string(client).map_err(|e| Error::StorageFailed {
         operation: "put",
         reason: format!("client could not be encoded: {e}"),

@@ -8,24 +8,21 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
+use super::executor::join_all;
+use super::periods::{KnownResellers, ResellerRun};
 use super::ports::{Clock, Mailer, Storage, StoredRecord, WriteOutcome};
-use super::{clients, payments, resellers, storage_failed, Ally, Versioned, RETRY_COUNT_MAX};
-use crate::domain::commission::{
-    self, CustomerNode, Hierarchy, Payment, PaymentKind, PaymentStatus, Period, ResellerNode,
-};
-use crate::domain::money::Rate;
-use crate::domain::payment::PaymentRecord;
+use super::{storage_failed, Ally, Versioned, RETRY_COUNT_MAX};
+use crate::domain::commission::PaymentKind;
 use crate::domain::payout::{
     self, BatchStatus, CommissionLine, CommissionPayment, CommissionStatus, HoldReason,
     PayoutBatch, Reconciliation,
 };
-use crate::domain::reseller::ResellerStatus;
 use crate::domain::{Error, Result};
 
 const LINES: &str = "commissions";
 const COMMISSION_PAYMENTS: &str = "commission_payments";
 const BATCHES: &str = "payout_batches";
-const STATE: &str = "commission_state";
+pub(super) const STATE: &str = "commission_state";
 /// The state record naming the batch in progress, if any.
 const STATE_PAYOUTS: &str = "payouts";
 /// The state record of the commission run in progress, if any: its holder and until when.
@@ -37,8 +34,10 @@ const INDEX_RESELLER: &str = "resellerId";
 const INDEX_STATUS: &str = "status";
 const INDEX_BATCH: &str = "batchId";
 const INDEX_PAYMENT: &str = "paymentId";
-/// How many lines a run records between two progress reports.
-const PROGRESS_EVERY: usize = 1_000;
+/// How many payments a run records between two renewals of its lease.
+const PROGRESS_EVERY: u64 = 1_000;
+/// How many payments' lines a run reads or writes at once.
+const WRITES_IN_FLIGHT: usize = 32;
 /// The longest description of a commission payment or batch, in bytes.
 pub const DESCRIPTION_LEN_MAX: usize = 1_000;
 
@@ -98,27 +97,6 @@ pub struct CommissionBalance {
     pub paid: i64,
     /// Why the next batch would leave it out, if it would.
     pub withheld: Option<HoldReason>,
-}
-
-/// What the configured plan gives for one period.
-struct Expected {
-    lines: Vec<CommissionLine>,
-    /// Completed payments, refunds and chargebacks in the period.
-    completed: u32,
-    /// Every stored payment in the period, of any status.
-    payment_ids: Vec<String>,
-}
-
-/// The stored network, as the pure commission run reads it.
-struct Network {
-    reseller_ids: Vec<String>,
-    /// Per customer node: the client's id.
-    client_ids: Vec<String>,
-    /// Per payment: the payment's id.
-    payment_ids: Vec<String>,
-    payment_at: Vec<DateTime<Utc>>,
-    hierarchy: Hierarchy,
-    payments: Vec<Payment>,
 }
 
 fn unreadable(entity: &str, id: &str, reason: impl std::fmt::Display) -> Error {
@@ -263,178 +241,35 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         })
     }
 
-    /// Resellers, clients and payments from storage, as the pure run reads them. A payment
-    /// stays with the reseller its client had when it was made.
-    async fn network(&self, progress: &mut dyn FnMut(Progress) -> Result<()>) -> Result<Network> {
-        let resellers = self
-            .find_all(resellers::COLLECTION, None, resellers::from_record)
-            .await?;
-        let clients = self
-            .find_all(clients::COLLECTION, None, clients::from_record)
-            .await?;
-        let records = self
-            .find_all(payments::COLLECTION, None, |r| payments::from_record(&r))
-            .await?;
-        progress(Progress {
-            phase: "load",
-            done: records.len() as u64,
-            total: records.len() as u64,
-        })?;
-        let reseller_index: HashMap<&str, u32> = resellers
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.value.id.as_str(), i as u32))
-            .collect();
-        let nodes = resellers
-            .iter()
-            .map(|r| ResellerNode {
-                id: r.value.id.clone(),
-                parent: r
-                    .value
-                    .parent_id
-                    .as_deref()
-                    .and_then(|p| reseller_index.get(p).copied()),
-                rate: r.value.commission_rate.unwrap_or(Rate::ZERO),
-                approved: r.value.status == ResellerStatus::Active,
-            })
-            .collect();
-        let client_since: HashMap<&str, i64> = clients
-            .iter()
-            .map(|c| (c.value.id.as_str(), c.value.created_at.timestamp_millis()))
-            .collect();
-        // One customer node per (client, reseller) pair that has payments: a client that moved
-        // keeps its earlier payments with its earlier reseller.
-        let mut customers = Vec::new();
-        let mut client_ids = Vec::new();
-        let mut customer_index: HashMap<(&str, u32), u32> = HashMap::new();
-        for c in &clients {
-            if let Some(&r) = c
-                .value
-                .reseller_id
-                .as_deref()
-                .and_then(|id| reseller_index.get(id))
-            {
-                customer_index.insert((c.value.id.as_str(), r), customers.len() as u32);
-                customers.push(CustomerNode {
-                    reseller: r,
-                    since_ms: c.value.created_at.timestamp_millis(),
-                });
-                client_ids.push(c.value.id.clone());
-            }
-        }
-        let kept: Vec<(&PaymentRecord, u32)> = records
-            .iter()
-            .filter_map(|p| {
-                let r = *reseller_index.get(p.reseller_id.as_deref()?)?;
-                Some((p, r))
-            })
-            .collect();
-        let payment_index: HashMap<&str, u32> = kept
-            .iter()
-            .enumerate()
-            .map(|(i, (p, _))| (p.id.as_str(), i as u32))
-            .collect();
-        let mut list = Vec::with_capacity(kept.len());
-        for (p, r) in &kept {
-            let customer = match customer_index.get(&(p.client_id.as_str(), *r)) {
-                Some(&c) => c,
-                None => {
-                    let c = customers.len() as u32;
-                    customer_index.insert((p.client_id.as_str(), *r), c);
-                    customers.push(CustomerNode {
-                        reseller: *r,
-                        since_ms: client_since
-                            .get(p.client_id.as_str())
-                            .copied()
-                            .unwrap_or_else(|| p.at.timestamp_millis()),
-                    });
-                    client_ids.push(p.client_id.clone());
-                    c
-                }
-            };
-            list.push(p.to_payment(customer, &payment_index));
-        }
-        let hierarchy = Hierarchy::new(nodes, customers, self.config.hierarchy_levels_max)
-            .map_err(|e| Error::StorageFailed {
-                operation: "find",
-                reason: format!("the stored reseller hierarchy is not valid: {e}"),
-            })?;
-        Ok(Network {
-            reseller_ids: resellers.into_iter().map(|r| r.value.id).collect(),
-            client_ids,
-            payment_ids: kept.iter().map(|(p, _)| p.id.clone()).collect(),
-            payment_at: kept.iter().map(|(p, _)| p.at).collect(),
-            hierarchy,
-            payments: list,
-        })
-    }
-
-    /// The lines the configured plan gives for payments in `[start, end)`, as they would be
-    /// recorded at `now`.
-    async fn expected_lines(
-        &self,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-        now: DateTime<Utc>,
-        progress: &mut dyn FnMut(Progress) -> Result<()>,
-    ) -> Result<Expected> {
-        if end <= start {
-            return Err(Error::invalid("end", "must be after start"));
-        }
-        let network = self.network(progress).await?;
-        let period = Period {
-            start_ms: start.timestamp_millis(),
-            end_ms: end.timestamp_millis(),
-            as_of_ms: now.timestamp_millis(),
-        };
-        let run = commission::commission(
-            &self.config.commission_plan,
-            &network.payments,
-            &network.hierarchy,
-            period,
-        )?;
-        let in_period = network
-            .payments
-            .iter()
-            .filter(|p| {
-                p.status == PaymentStatus::Completed
-                    && p.at_ms >= period.start_ms
-                    && p.at_ms < period.end_ms
-            })
-            .count();
-        let total = run.lines.len() as u64;
-        progress(Progress {
-            phase: "compute",
-            done: total,
-            total,
-        })?;
-        let lines = run
+    /// The lines one reseller's part of a period gives, as they would be recorded at `now`.
+    fn run_lines(sub: &ResellerRun, now: DateTime<Utc>) -> Result<Vec<CommissionLine>> {
+        sub.run
             .lines
             .iter()
             .map(|l| {
-                let p = &network.payments[l.payment as usize];
-                let payment_id = &network.payment_ids[l.payment as usize];
+                let p = &sub.payments[l.payment as usize];
+                let record = &sub.records[l.payment as usize];
                 let payable_at = DateTime::from_timestamp_millis(l.payable_at_ms)
                     .ok_or_else(|| Error::invalid("end", "a hold reaches past the last date"))?;
                 let reverses = match (p.kind, p.reverses) {
                     (PaymentKind::Payment, _) | (_, None) => None,
                     (_, Some(o)) => Some(CommissionLine::line_id(
-                        &network.payment_ids[o as usize],
+                        &sub.records[o as usize].id,
                         l.level,
                         l.rule,
                     )),
                 };
                 Ok(CommissionLine {
-                    id: CommissionLine::line_id(payment_id, l.level, l.rule),
-                    payment_id: payment_id.clone(),
-                    client_id: network.client_ids[p.customer as usize].clone(),
-                    reseller_id: network.reseller_ids[l.reseller as usize].clone(),
+                    id: CommissionLine::line_id(&record.id, l.level, l.rule),
+                    payment_id: record.id.clone(),
+                    client_id: sub.client_ids[p.customer as usize].clone(),
+                    reseller_id: sub.reseller_ids[l.reseller as usize].clone(),
                     level: l.level,
                     rule: l.rule,
                     rate: l.rate,
                     base: l.base,
                     amount: l.amount,
-                    payment_at: network.payment_at[l.payment as usize],
+                    payment_at: record.at,
                     payable_at,
                     status: if payable_at > now {
                         CommissionStatus::Pending
@@ -449,21 +284,32 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                     updated_at: now,
                 })
             })
-            .collect::<Result<Vec<_>>>()?;
-        // Every payment of the period, of any status: a line recorded for one that no longer
-        // counts (failed since, or moved) is adjusted away.
-        let payment_ids = network
-            .payments
-            .iter()
-            .zip(&network.payment_ids)
-            .filter(|(p, _)| p.at_ms >= period.start_ms && p.at_ms < period.end_ms)
-            .map(|(_, id)| id.clone())
-            .collect();
-        Ok(Expected {
-            lines,
-            completed: u32::try_from(in_period).unwrap_or(u32::MAX),
-            payment_ids,
-        })
+            .collect()
+    }
+
+    /// The lines recorded for each of `payment_ids`, as one list: one read per payment, a
+    /// batch of them in flight at once.
+    async fn recorded_lines(&self, payment_ids: &[&str]) -> Result<Vec<CommissionLine>> {
+        let mut out = Vec::new();
+        for batch in payment_ids.chunks(WRITES_IN_FLIGHT) {
+            let reads = batch.iter().map(|&id| self.lines_of_payment(id)).collect();
+            for lines in join_all(reads).await {
+                out.extend(lines?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn lines_of_payment(&self, payment_id: &str) -> Result<Vec<CommissionLine>> {
+        let lines = self
+            .find_all(LINES, Some((INDEX_PAYMENT, payment_id)), |r| {
+                read_line(r).map(|l| l.value)
+            })
+            .await?;
+        Ok(lines
+            .into_iter()
+            .filter(|l| l.payment_id == payment_id)
+            .collect())
     }
 
     /// The monthly run (the reference's "process commissions"): records the configured plan's
@@ -579,55 +425,85 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         lease: &mut u64,
         progress: &mut dyn FnMut(Progress) -> Result<()>,
     ) -> Result<ProcessSummary> {
-        let expected = self.expected_lines(start, end, now, progress).await?;
-        let lines = &expected.lines;
+        self.ensure_payment_indexes().await?;
+        let active = self.period_activity(start, end, progress).await?;
+        let total: u64 = active.values().sum();
         let mut summary = ProcessSummary {
             start,
             end,
             as_of: now,
-            payments: expected.completed,
-            lines: u32::try_from(lines.len()).unwrap_or(u32::MAX),
+            payments: 0,
+            lines: 0,
             recorded: 0,
             adjusted: 0,
             reversed: 0,
             approved: 0,
-            total: payout::sum_minor(lines.iter().map(|l| l.amount), "the run's total")?,
+            total: 0,
         };
-        let mut by_payment: HashMap<&str, Vec<&CommissionLine>> = HashMap::new();
-        for line in lines {
-            by_payment
-                .entry(line.payment_id.as_str())
-                .or_default()
-                .push(line);
-        }
-        let total = expected.payment_ids.len() as u64;
-        for (i, payment_id) in expected.payment_ids.iter().enumerate() {
-            if i % PROGRESS_EVERY == 0 {
-                progress(Progress {
-                    phase: "record",
-                    done: i as u64,
-                    total,
-                })?;
-                if i > 0 {
-                    *lease = self
-                        .take_run_lease(holder, self.now()?, Some(*lease))
-                        .await?;
-                }
-            }
-            let given = by_payment
-                .get(payment_id.as_str())
-                .map_or(&[][..], Vec::as_slice);
-            let (recorded, adjusted) = self.record_lines_of(payment_id, given, now).await?;
-            summary.recorded += recorded;
-            summary.adjusted += adjusted;
-        }
+        let mut known = KnownResellers::new();
+        let (mut done, mut renewed) = (0u64, 0u64);
         progress(Progress {
             phase: "record",
-            done: total,
+            done,
             total,
         })?;
-        for line in lines.iter().filter(|l| l.reverses.is_some()) {
-            summary.reversed += self.cancel_pair(&line.id, now).await?;
+        for (reseller_id, count) in &active {
+            // A payment whose reseller is not stored earns nothing, and nothing is recorded.
+            if let Some(sub) = self
+                .reseller_run(reseller_id, start, end, now, &mut known, false)
+                .await?
+            {
+                let lines = Self::run_lines(&sub, now)?;
+                summary.payments = summary.payments.saturating_add(sub.completed());
+                summary.lines = summary
+                    .lines
+                    .saturating_add(u32::try_from(lines.len()).unwrap_or(u32::MAX));
+                summary.total = payout::sum_minor(
+                    std::iter::once(summary.total).chain(lines.iter().map(|l| l.amount)),
+                    "the run's total",
+                )?;
+                let mut by_payment: HashMap<&str, Vec<&CommissionLine>> = HashMap::new();
+                for line in &lines {
+                    by_payment
+                        .entry(line.payment_id.as_str())
+                        .or_default()
+                        .push(line);
+                }
+                let ids: Vec<&str> = sub
+                    .in_period
+                    .iter()
+                    .map(|&i| sub.records[i as usize].id.as_str())
+                    .collect();
+                for batch in ids.chunks(WRITES_IN_FLIGHT) {
+                    let writes = batch
+                        .iter()
+                        .map(|&id| {
+                            let given = by_payment.get(id).map_or(&[][..], Vec::as_slice);
+                            self.record_lines_of(id, given, now)
+                        })
+                        .collect();
+                    for outcome in join_all(writes).await {
+                        let (recorded, adjusted) = outcome?;
+                        summary.recorded += recorded;
+                        summary.adjusted += adjusted;
+                    }
+                }
+                for line in lines.iter().filter(|l| l.reverses.is_some()) {
+                    summary.reversed += self.cancel_pair(&line.id, now).await?;
+                }
+            }
+            done += count;
+            progress(Progress {
+                phase: "record",
+                done,
+                total,
+            })?;
+            if done - renewed >= PROGRESS_EVERY {
+                renewed = done;
+                *lease = self
+                    .take_run_lease(holder, self.now()?, Some(*lease))
+                    .await?;
+            }
         }
         summary.approved = self.approve_due(now, progress).await?;
         Ok(summary)
@@ -758,7 +634,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             .collect();
         let mut approved = 0;
         for (i, line) in due.iter().enumerate() {
-            if i % PROGRESS_EVERY == 0 {
+            if i as u64 % PROGRESS_EVERY == 0 {
                 progress(Progress {
                     phase: "approve",
                     done: i as u64,
@@ -1187,22 +1063,46 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
 
     /// Recomputes the configured plan's lines for payments in `[start, end)` and compares them
     /// with the lines recorded for those payments: every missing, unexpected or changed line.
+    /// Like a run, it reads one reseller's part of the period at a time.
     pub async fn reconcile(
         &self,
         start: DateTime<Utc>,
         end: DateTime<Utc>,
     ) -> Result<Reconciliation> {
         let now = self.now()?;
-        let expected = self
-            .expected_lines(start, end, now, &mut |_| Ok(()))
-            .await?
-            .lines;
-        let recorded: Vec<CommissionLine> = self
-            .find_all(LINES, None, |r| read_line(r).map(|l| l.value))
-            .await?
-            .into_iter()
-            .filter(|l| l.payment_at >= start && l.payment_at < end)
-            .collect();
-        payout::reconcile(&expected, &recorded)
+        self.ensure_payment_indexes().await?;
+        let active = self.period_activity(start, end, &mut |_| Ok(())).await?;
+        let mut out = Reconciliation::default();
+        let mut known = KnownResellers::new();
+        for reseller_id in active.keys() {
+            let Some(sub) = self
+                .reseller_run(reseller_id, start, end, now, &mut known, false)
+                .await?
+            else {
+                continue;
+            };
+            let expected = Self::run_lines(&sub, now)?;
+            let ids: Vec<&str> = sub
+                .in_period
+                .iter()
+                .map(|&i| sub.records[i as usize].id.as_str())
+                .collect();
+            let recorded = self.recorded_lines(&ids).await?;
+            let part = payout::reconcile(&expected, &recorded)?;
+            out.expected_lines = out.expected_lines.saturating_add(part.expected_lines);
+            out.recorded_lines = out.recorded_lines.saturating_add(part.recorded_lines);
+            out.matched = out.matched.saturating_add(part.matched);
+            out.expected_total = payout::sum_minor(
+                [out.expected_total, part.expected_total],
+                "the expected total",
+            )?;
+            out.recorded_total = payout::sum_minor(
+                [out.recorded_total, part.recorded_total],
+                "the recorded total",
+            )?;
+            out.discrepancies.extend(part.discrepancies);
+        }
+        out.discrepancies.sort_by(|a, b| a.line_id.cmp(&b.line_id));
+        Ok(out)
     }
 }

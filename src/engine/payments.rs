@@ -2,24 +2,55 @@
 //! reference's `calculateChildAccountsRevenue`, `generateCommissionReport`,
 //! `getAllResellersCommission`).
 
-use chrono::{DateTime, Utc};
+use std::collections::HashSet;
+
+use chrono::{DateTime, Datelike, Utc};
 use serde_json::Value;
 
+use super::periods::{KnownResellers, ResellerRun};
 use super::ports::{Clock, Mailer, Storage, StoredRecord, WriteOutcome};
 use super::{storage_failed, Ally};
 use crate::domain::client::Client;
-use crate::domain::commission::{
-    self, CustomerNode, Hierarchy, PaymentKind, PaymentStatus, Period, ResellerNode, ResellerTotal,
-    Rule,
-};
+use crate::domain::commission::{PaymentKind, PaymentStatus, Period, ResellerTotal, Rule};
 use crate::domain::money::Rate;
 use crate::domain::payment::PaymentRecord;
-use crate::domain::reseller::{Reseller, ResellerStatus};
+use crate::domain::reseller::Reseller;
 use crate::domain::{Error, Result};
 
 pub(super) const COLLECTION: &str = "payments";
 const INDEX_RESELLER: &str = "resellerId";
-const INDEX_CLIENT: &str = "clientId";
+pub(super) const INDEX_CLIENT: &str = "clientId";
+/// Payments by the month of their time, `YYYY-MM` (UTC): a run reads its period by this.
+pub(super) const INDEX_MONTH: &str = "month";
+/// Payments by month and reseller, `YYYY-MM/<reseller id>`: a run reads one reseller's period
+/// by this.
+pub(super) const INDEX_RESELLER_MONTH: &str = "resellerMonth";
+
+/// The month of a time, `YYYY-MM` (UTC), as the month indexes name it.
+pub(super) fn month_of(at: DateTime<Utc>) -> String {
+    format!("{:04}-{:02}", at.year(), at.month())
+}
+
+/// The value of [`INDEX_RESELLER_MONTH`]: the month first, so that no reseller id can make two
+/// pairs read the same (a month holds no `/`).
+pub(super) fn reseller_month(month: &str, reseller_id: &str) -> String {
+    format!("{month}/{reseller_id}")
+}
+
+/// The indexes a stored payment is found by.
+pub(super) fn payment_indexes(p: &PaymentRecord) -> Vec<(String, String)> {
+    let month = month_of(p.at);
+    let mut indexes = vec![(INDEX_CLIENT.to_owned(), p.client_id.clone())];
+    if let Some(reseller) = &p.reseller_id {
+        indexes.push((INDEX_RESELLER.to_owned(), reseller.clone()));
+        indexes.push((
+            INDEX_RESELLER_MONTH.to_owned(),
+            reseller_month(&month, reseller),
+        ));
+    }
+    indexes.push((INDEX_MONTH.to_owned(), month));
+    indexes
+}
 
 /// What a host records: the client, the amount in minor units, when, and how it stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -107,6 +138,9 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                 key: input.client_id.clone(),
             })?
             .value;
+        // A reversal belongs to the reseller of the payment it reverses (the client may have
+        // moved since): it claws back that reseller's lines.
+        let mut reseller_id = client.reseller_id.clone();
         match (&input.kind, &input.reverses) {
             (PaymentKind::Payment, Some(_)) => {
                 return Err(Error::invalid(
@@ -137,6 +171,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                         "reverses more than the payment it names",
                     ));
                 }
+                reseller_id = original.reseller_id;
             }
             _ => {}
         }
@@ -147,7 +182,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         let record = PaymentRecord {
             id,
             client_id: client.id.clone(),
-            reseller_id: client.reseller_id.clone(),
+            reseller_id,
             amount: input.amount,
             at: input.at,
             status: input.status,
@@ -155,15 +190,11 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             reverses: input.reverses,
             description: input.description,
         };
-        let mut indexes = vec![(INDEX_CLIENT.to_owned(), record.client_id.clone())];
-        if let Some(reseller) = &record.reseller_id {
-            indexes.push((INDEX_RESELLER.to_owned(), reseller.clone()));
-        }
         let stored = StoredRecord {
             id: record.id.clone(),
             version: 1,
             data: record.to_json(),
-            indexes,
+            indexes: payment_indexes(&record),
         };
         match self
             .storage
@@ -180,21 +211,14 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         }
     }
 
-    /// Every payment made by a reseller's clients (all times; the report filters).
-    async fn payments_of_reseller(&self, reseller_id: &str) -> Result<Vec<PaymentRecord>> {
-        self.find_all(COLLECTION, Some((INDEX_RESELLER, reseller_id)), |r| {
-            from_record(&r)
-        })
-        .await
-    }
-
     /// The reference's `calculateChildAccountsRevenue` over `[start, end)`, under the
-    /// configured plan: what the period earns the reseller, as a commission run over the same
-    /// payments records it (its tier, band, cap and flat fees on its own clients' payments, and
-    /// the overrides it earns on the resellers below it), with each figure's rule and rate.
+    /// configured plan: what the period earns the reseller, as a commission run records it
+    /// (its tier, band, cap and flat fees on its own clients' payments, and the overrides it
+    /// earns on the resellers below it), with each figure's rule and rate.
     ///
-    /// It reads the reseller, the resellers below it down to the plan's last override level,
-    /// and their clients and payments: what the reseller earns depends on nothing else.
+    /// It reads the reseller's part of the period and that of each reseller below it down to
+    /// the plan's last override level, each as a run reads it: what the reseller earns depends
+    /// on nothing else.
     pub async fn child_accounts_revenue(
         &self,
         reseller_id: &str,
@@ -206,17 +230,35 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         }
         let plan = &self.config.commission_plan;
         let reseller = self.require_reseller(reseller_id).await?.value;
-        // The reseller first, then the levels below it that its overrides reach.
+        let mut known = KnownResellers::new();
+        let not_found = || Error::NotFound {
+            entity: "reseller",
+            key: reseller_id.to_owned(),
+        };
+        let own = self
+            .reseller_run(reseller_id, start, end, end, &mut known, true)
+            .await?
+            .ok_or_else(not_found)?;
+        // The resellers below it that its overrides reach: their runs hold its overrides.
         let depth = plan.overrides.len().min(self.config.hierarchy_levels_max);
-        let mut nodes: Vec<(Reseller, Option<u32>)> = vec![(reseller.clone(), None)];
-        let mut level = vec![0u32];
+        let mut below: Vec<ResellerRun> = Vec::new();
+        let mut seen: HashSet<String> = HashSet::from([reseller_id.to_owned()]);
+        let mut level = vec![reseller_id.to_owned()];
         for _ in 0..depth {
             let mut next = Vec::new();
-            for &parent in &level {
-                let id = nodes[parent as usize].0.id.clone();
-                for child in self.children(&id).await? {
-                    next.push(u32::try_from(nodes.len()).unwrap_or(u32::MAX));
-                    nodes.push((child.value, Some(parent)));
+            for id in &level {
+                for child in self.children(id).await? {
+                    if seen.insert(child.value.id.clone()) {
+                        next.push(child.value.id);
+                    }
+                }
+            }
+            for id in &next {
+                if let Some(run) = self
+                    .reseller_run(id, start, end, end, &mut known, false)
+                    .await?
+                {
+                    below.push(run);
                 }
             }
             if next.is_empty() {
@@ -224,113 +266,37 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             }
             level = next;
         }
-        let mut customers = Vec::new();
-        // Per customer node: its client (as stored, when it is still there) and its id.
-        let mut customer_clients: Vec<(Option<Client>, String)> = Vec::new();
-        let mut records: Vec<PaymentRecord> = Vec::new();
-        let mut payment_customers: Vec<u32> = Vec::new();
-        for (index, (node, _)) in nodes.iter().enumerate() {
-            let index = u32::try_from(index).unwrap_or(u32::MAX);
-            // As a run counts them: the clients it has now, and each client that paid while it
-            // was this reseller's and has moved since.
-            let mut by_client: std::collections::HashMap<String, u32> =
-                std::collections::HashMap::new();
-            for c in self.clients_of_reseller(&node.id).await? {
-                by_client.insert(c.value.id.clone(), customers.len() as u32);
-                customers.push(CustomerNode {
-                    reseller: index,
-                    since_ms: c.value.created_at.timestamp_millis(),
-                });
-                customer_clients.push((Some(c.value.clone()), c.value.id));
-            }
-            for p in self.payments_of_reseller(&node.id).await? {
-                let customer = match by_client.get(&p.client_id) {
-                    Some(&c) => c,
-                    None => {
-                        let moved = self.find_client(&p.client_id).await?.map(|c| c.value);
-                        let c = customers.len() as u32;
-                        customers.push(CustomerNode {
-                            reseller: index,
-                            since_ms: moved.as_ref().map_or_else(
-                                || p.at.timestamp_millis(),
-                                |m| m.created_at.timestamp_millis(),
-                            ),
-                        });
-                        by_client.insert(p.client_id.clone(), c);
-                        customer_clients.push((None, p.client_id.clone()));
-                        c
-                    }
-                };
-                payment_customers.push(customer);
-                records.push(p);
-            }
-        }
-        let payment_index: std::collections::HashMap<&str, u32> = records
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (p.id.as_str(), i as u32))
-            .collect();
-        let payments: Vec<_> = records
-            .iter()
-            .zip(&payment_customers)
-            .map(|(p, &c)| p.to_payment(c, &payment_index))
-            .collect();
-        // The resellers above it, as far as the overrides reach: a payment's split over its
-        // levels is rounded once for all of them, so the reseller's part is the one a run
-        // records only with them in place. Their own clients and payments are not read.
-        let mut below = 0u32;
-        let mut above = reseller.parent_id.clone();
-        for _ in 0..plan.overrides.len() {
-            let Some(id) = above else { break };
-            let Some(up) = self.find_reseller(&id).await? else {
-                break;
-            };
-            let index = u32::try_from(nodes.len()).unwrap_or(u32::MAX);
-            nodes[below as usize].1 = Some(index);
-            above = up.value.parent_id.clone();
-            nodes.push((up.value, None));
-            below = index;
-        }
-        let hierarchy = Hierarchy::new(
-            nodes
-                .iter()
-                .map(|(r, parent)| ResellerNode {
-                    id: r.id.clone(),
-                    parent: *parent,
-                    rate: r.commission_rate.unwrap_or(Rate::ZERO),
-                    approved: r.status == ResellerStatus::Active,
-                })
-                .collect(),
-            customers,
-            self.config.hierarchy_levels_max,
-        )
-        .map_err(|e| Error::StorageFailed {
-            operation: "find",
-            reason: format!("the stored reseller hierarchy is not valid: {e}"),
-        })?;
         let period = Period {
             start_ms: start.timestamp_millis(),
             end_ms: end.timestamp_millis(),
             as_of_ms: end.timestamp_millis(),
         };
-        let run = commission::commission(plan, &payments, &hierarchy, period)?;
-        let own = hierarchy
-            .customers()
+        let mut total = own.run.totals.first().copied().unwrap_or_default();
+        let mut earned: Vec<(&ResellerRun, u32)> = vec![(&own, 0)];
+        for run in &below {
+            let Some(at) = run.reseller_ids.iter().position(|id| id == reseller_id) else {
+                continue;
+            };
+            let at = u32::try_from(at).unwrap_or(u32::MAX);
+            let t = run.run.totals.get(at as usize).copied().unwrap_or_default();
+            total.overrides = checked(total.overrides.checked_add(t.overrides))?;
+            total.clawbacks = checked(total.clawbacks.checked_add(t.clawbacks))?;
+            total.approved = checked(total.approved.checked_add(t.approved))?;
+            total.pending = checked(total.pending.checked_add(t.pending))?;
+            total.total = checked(total.total.checked_add(t.total))?;
+            earned.push((run, at));
+        }
+        let mut breakdown: Vec<ClientRevenue> = own
+            .clients
             .iter()
-            .filter(|c| c.reseller == 0)
-            .count();
-        let mut breakdown: Vec<ClientRevenue> = customer_clients
-            .iter()
-            .take(own)
-            .filter_map(|(client, _)| client.clone())
             .map(|client| ClientRevenue {
-                client,
+                client: client.clone(),
                 revenue: 0,
                 payments: 0,
                 commission: 0,
             })
             .collect();
-        for p in payments.iter().filter(|p| {
+        for p in own.payments.iter().filter(|p| {
             p.status == PaymentStatus::Completed
                 && p.kind == PaymentKind::Payment
                 && p.at_ms >= period.start_ms
@@ -342,34 +308,35 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             }
         }
         let mut rules: Vec<RuleFigure> = Vec::new();
-        for line in run.lines.iter().filter(|l| l.reseller == 0) {
-            let customer = payments[line.payment as usize].customer as usize;
-            if line.level == 0 {
-                if let Some(row) = breakdown.get_mut(customer) {
-                    row.commission = checked(row.commission.checked_add(line.amount))?;
+        for (run, at) in earned {
+            for line in run.run.lines.iter().filter(|l| l.reseller == at) {
+                if at == 0 && line.level == 0 {
+                    let customer = run.payments[line.payment as usize].customer as usize;
+                    if let Some(row) = breakdown.get_mut(customer) {
+                        row.commission = checked(row.commission.checked_add(line.amount))?;
+                    }
                 }
-            }
-            match rules
-                .iter_mut()
-                .find(|f| (f.rule, f.level, f.rate) == (line.rule, line.level, line.rate))
-            {
-                Some(f) => {
-                    f.base = checked(f.base.checked_add(line.base))?;
-                    f.amount = checked(f.amount.checked_add(line.amount))?;
-                    f.lines += 1;
+                match rules
+                    .iter_mut()
+                    .find(|f| (f.rule, f.level, f.rate) == (line.rule, line.level, line.rate))
+                {
+                    Some(f) => {
+                        f.base = checked(f.base.checked_add(line.base))?;
+                        f.amount = checked(f.amount.checked_add(line.amount))?;
+                        f.lines += 1;
+                    }
+                    None => rules.push(RuleFigure {
+                        rule: line.rule,
+                        level: line.level,
+                        rate: line.rate,
+                        base: line.base,
+                        amount: line.amount,
+                        lines: 1,
+                    }),
                 }
-                None => rules.push(RuleFigure {
-                    rule: line.rule,
-                    level: line.level,
-                    rate: line.rate,
-                    base: line.base,
-                    amount: line.amount,
-                    lines: 1,
-                }),
             }
         }
         rules.sort_by_key(|f| (f.level, f.rule.as_str(), f.rate));
-        let total = run.totals.first().copied().unwrap_or_default();
         Ok(ChildAccountsRevenue {
             reseller,
             total_revenue: total.revenue,

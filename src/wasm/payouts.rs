@@ -35,9 +35,11 @@ export type CommissionStatus = "pending" | "approved" | "paid" | "reversed";
  * cap or remainder over the period moved its amount, or the period no longer gives it. */
 export type CommissionAdjustmentReason = "reseller" | "rate" | "base" | "allocation" | "removed";
 
-/** Where a long commission run stands. */
+/** Where a long commission run stands: `load` after each page of the period's payments
+ * (`done` and `total`: the payments read so far), `record` after each reseller's part (the
+ * period's payments recorded, of all), `approve` as held lines are approved. */
 export interface CommissionProgress {
-  phase: "load" | "compute" | "record" | "approve";
+  phase: "load" | "record" | "approve";
   done: number;
   total: number;
 }

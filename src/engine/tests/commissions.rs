@@ -151,10 +151,10 @@ fn a_run_records_holds_reverses_and_repeats_safely() {
             Ok(())
         }))
     .unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        phases.starts_with(&["load", "compute", "record"]),
-        "{phases:?}"
-    );
+    // The period is read in pages (one per month it touches here), then recorded.
+    let mut order = phases.clone();
+    order.dedup();
+    assert_eq!(order, ["load", "record", "approve"], "{phases:?}");
     assert_eq!(
         (
             summary.payments,
