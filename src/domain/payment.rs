@@ -12,7 +12,8 @@ use super::record::Fields;
 use super::reseller::iso_time;
 
 /// A client's payment, refund or chargeback. The reseller is the client's at the time of the
-/// payment: moving a client later does not move the commission already earned on it.
+/// payment (a reversal's: the reseller of the payment it reverses): moving a client later does
+/// not move the commission already earned on it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PaymentRecord {
     pub id: String,

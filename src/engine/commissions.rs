@@ -27,14 +27,14 @@ pub(super) const STATE: &str = "commission_state";
 const STATE_PAYOUTS: &str = "payouts";
 /// The state record of the commission run in progress, if any: its holder and until when.
 const STATE_RUN: &str = "run";
-/// How long a run holds the lease without renewing it (it renews every [`PROGRESS_EVERY`]
-/// payments): a run that died is taken over after this.
+/// How long a run holds the lease without renewing it (it renews after a quarter of it, see
+/// `keep_lease`): a run that died is taken over after this.
 const RUN_LEASE_MS: i64 = 10 * 60 * 1000;
 const INDEX_RESELLER: &str = "resellerId";
 const INDEX_STATUS: &str = "status";
 const INDEX_BATCH: &str = "batchId";
 const INDEX_PAYMENT: &str = "paymentId";
-/// How many payments a run records between two renewals of its lease.
+/// How many lines a run approves between two progress reports.
 const PROGRESS_EVERY: u64 = 1_000;
 /// How many payments' lines a run reads or writes at once.
 const WRITES_IN_FLIGHT: usize = 32;
@@ -70,6 +70,12 @@ pub struct ProcessSummary {
     pub approved: u32,
     /// Sum of the run's lines.
     pub total: i64,
+}
+
+/// The run lease this run holds: the version of the state record, and when it was taken.
+struct RunLease {
+    version: u64,
+    renewed: DateTime<Utc>,
 }
 
 /// Which recorded lines to read: any combination narrows.
@@ -332,13 +338,18 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             return Err(Error::invalid("end", "must be after start"));
         }
         let now = self.now()?;
+        // Compare-and-set writes that any number of instances may make at once: no lease.
+        self.ensure_payment_indexes().await?;
         let holder = self.ids.borrow_mut().token("run_", 16, true);
-        let mut lease = self.take_run_lease(&holder, now, None).await?;
+        let mut lease = RunLease {
+            version: self.take_run_lease(&holder, now, None).await?,
+            renewed: now,
+        };
         let outcome = self
             .process_held(start, end, now, &holder, &mut lease, progress)
             .await;
         // Released whatever the outcome; one taken over meanwhile is the other run's.
-        let released = self.release_run_lease(lease).await;
+        let released = self.release_run_lease(lease.version).await;
         let summary = outcome?;
         released?;
         Ok(summary)
@@ -410,6 +421,19 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         }
     }
 
+    /// Renews the lease once a quarter of it has passed since it was last taken: a run that
+    /// lives longer than the lease keeps it, however long one reseller's part takes.
+    async fn keep_lease(&self, holder: &str, lease: &mut RunLease) -> Result<()> {
+        let now = self.now()?;
+        if now - lease.renewed >= chrono::Duration::milliseconds(RUN_LEASE_MS / 4) {
+            lease.version = self
+                .take_run_lease(holder, now, Some(lease.version))
+                .await?;
+            lease.renewed = now;
+        }
+        Ok(())
+    }
+
     /// Lets the lease held at `version` go; one another run has taken over is left to it.
     async fn release_run_lease(&self, version: u64) -> Result<()> {
         let record = Self::run_lease_record(None, None, version + 1);
@@ -422,11 +446,11 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         end: DateTime<Utc>,
         now: DateTime<Utc>,
         holder: &str,
-        lease: &mut u64,
+        lease: &mut RunLease,
         progress: &mut dyn FnMut(Progress) -> Result<()>,
     ) -> Result<ProcessSummary> {
-        self.ensure_payment_indexes().await?;
         let active = self.period_activity(start, end, progress).await?;
+        self.keep_lease(holder, lease).await?;
         let total: u64 = active.values().sum();
         let mut summary = ProcessSummary {
             start,
@@ -441,7 +465,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             total: 0,
         };
         let mut known = KnownResellers::new();
-        let (mut done, mut renewed) = (0u64, 0u64);
+        let mut done = 0u64;
         progress(Progress {
             phase: "record",
             done,
@@ -475,6 +499,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                     .map(|&i| sub.records[i as usize].id.as_str())
                     .collect();
                 for batch in ids.chunks(WRITES_IN_FLIGHT) {
+                    self.keep_lease(holder, lease).await?;
                     let writes = batch
                         .iter()
                         .map(|&id| {
@@ -498,12 +523,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                 done,
                 total,
             })?;
-            if done - renewed >= PROGRESS_EVERY {
-                renewed = done;
-                *lease = self
-                    .take_run_lease(holder, self.now()?, Some(*lease))
-                    .await?;
-            }
+            self.keep_lease(holder, lease).await?;
         }
         summary.approved = self.approve_due(now, progress).await?;
         Ok(summary)

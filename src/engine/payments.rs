@@ -123,7 +123,8 @@ pub(super) fn from_record(record: &StoredRecord) -> Result<PaymentRecord> {
 }
 
 impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
-    /// Records a payment of a known client; the reseller is the client's now. A given `id`
+    /// Records a payment of a known client; the reseller is the client's now (a refund's or
+    /// chargeback's: that of the payment it reverses). A given `id`
     /// that exists already is `ALREADY_EXISTS`; a reversal must name a payment of the same
     /// client and not exceed it.
     pub async fn record_payment(&self, input: PaymentInput) -> Result<PaymentRecord> {
@@ -230,6 +231,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         }
         let plan = &self.config.commission_plan;
         let reseller = self.require_reseller(reseller_id).await?.value;
+        self.ensure_payment_indexes().await?;
         let mut known = KnownResellers::new();
         let not_found = || Error::NotFound {
             entity: "reseller",
@@ -337,6 +339,10 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             }
         }
         rules.sort_by_key(|f| (f.level, f.rule.as_str(), f.rate));
+        // Oldest client first, as the reseller's clients are listed.
+        breakdown.sort_by(|a, b| {
+            (a.client.created_at, &a.client.id).cmp(&(b.client.created_at, &b.client.id))
+        });
         Ok(ChildAccountsRevenue {
             reseller,
             total_revenue: total.revenue,

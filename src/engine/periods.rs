@@ -137,20 +137,39 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         self.put_at(STATE, &marker, version, &[]).await.map(|_| ())
     }
 
-    /// Writes one stored payment again with the indexes it should carry, if it lacks any.
+    /// Writes one stored payment again with the indexes it should carry, if it lacks any. A
+    /// reversal stored under another reseller than the payment it reverses (its client had
+    /// moved, and reversals then took the client's reseller) moves to that payment's reseller,
+    /// whose lines it claws back.
     async fn reindex_payment(&self, mut record: StoredRecord) -> Result<()> {
         for _ in 0..RETRY_COUNT_MAX {
-            let payment = payments::from_record(&record)?;
+            let mut payment = payments::from_record(&record)?;
+            let mut data = None;
+            if let Some(original) = &payment.reverses {
+                let owner = match self
+                    .storage
+                    .get(payments::COLLECTION, original)
+                    .await
+                    .map_err(storage_failed("get"))?
+                {
+                    Some(found) => payments::from_record(&found)?.reseller_id,
+                    None => payment.reseller_id.clone(),
+                };
+                if owner != payment.reseller_id {
+                    payment.reseller_id = owner;
+                    data = Some(payment.to_json());
+                }
+            }
             let wanted = payments::payment_indexes(&payment);
             let carried = wanted.len() == record.indexes.len()
                 && wanted.iter().all(|w| record.indexes.contains(w));
-            if carried {
+            if carried && data.is_none() {
                 return Ok(());
             }
             let next = StoredRecord {
                 id: record.id.clone(),
                 version: record.version + 1,
-                data: record.data.clone(),
+                data: data.unwrap_or_else(|| record.data.clone()),
                 indexes: wanted,
             };
             if self
@@ -261,20 +280,21 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         let mut above = reseller.parent_id.clone();
         let mut steps = 0usize;
         while let Some(id) = above {
-            steps += 1;
             if !seen.insert(id.clone()) {
                 return Err(tree_invalid(format!(
                     "reseller \"{reseller_id}\" is in a cycle of parents"
                 )));
             }
+            // A parent that is not stored ends the chain, as the whole tree reads it.
+            let Some(up) = self.known_reseller(&id, known).await? else {
+                break;
+            };
+            steps += 1;
             if steps > levels_max {
                 return Err(tree_invalid(format!(
                     "reseller \"{reseller_id}\" has more than {levels_max} levels above it"
                 )));
             }
-            let Some(up) = self.known_reseller(&id, known).await? else {
-                break;
-            };
             above = up.parent_id.clone();
             if steps <= plan.overrides.len() {
                 chain.push(up);

@@ -63,7 +63,7 @@ pub struct ResellerFilter {
     pub status: Option<ResellerStatus>,
 }
 
-fn to_record(reseller: &Reseller, version: u64) -> Result<StoredRecord> {
+pub(super) fn to_record(reseller: &Reseller, version: u64) -> Result<StoredRecord> {
     let data = serde_json::to_string(reseller).map_err(|e| Error::StorageFailed {
         operation: "put",
         reason: format!("reseller could not be encoded: {e}"),

@@ -38,6 +38,8 @@ struct Counting {
     inner: Rc<MemoryStorage>,
     read: Rc<RefCell<HashMap<String, u64>>>,
     counting: Rc<Cell<bool>>,
+    /// Every write: collection and id.
+    written: Rc<RefCell<Vec<(String, String)>>>,
 }
 
 impl Counting {
@@ -74,6 +76,9 @@ impl Storage for Counting {
         expected: u64,
         unique: &[&str],
     ) -> Result<WriteOutcome, StorageError> {
+        self.written
+            .borrow_mut()
+            .push((c.to_owned(), record.id.clone()));
         self.inner.put(c, record, expected, unique).await
     }
     async fn append(
@@ -672,7 +677,14 @@ fn a_run_reads_its_period_not_the_history() {
 
 #[test]
 fn payments_stored_before_the_month_indexes_are_indexed_once() {
-    let (ally, storage, clock, _, sub) = a_year_of_history(2, 5);
+    let (ally, storage, clock, top, sub) = a_year_of_history(2, 5);
+    let february = |ally: &Engine| {
+        run(ally.child_accounts_revenue(&sub, at(2026, 2, 1), at(2026, 3, 1)))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .commission
+    };
+    let reported = february(&ally);
+    assert!(reported > 0);
     // Strip the month indexes from every stored payment, as a store written before them holds
     // them, and forget that they were added.
     let stored =
@@ -706,15 +718,51 @@ fn payments_stored_before_the_month_indexes_are_indexed_once() {
         .inner
         .put("commission_state", &cleared, marker.version, &[]));
     assert_eq!(written.ok(), Some(WriteOutcome::Written));
+    // A refund stored the way reversals were before they took their payment's reseller: under
+    // the reseller its client had moved to.
+    let original = run(storage.inner.get(payments::COLLECTION, "p02_001"))
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("no payment"));
+    let mut refund = payments::from_record(&original).unwrap_or_else(|e| panic!("{e}"));
+    refund.id = "moved_refund".to_owned();
+    refund.kind = PaymentKind::Refund;
+    refund.reverses = Some("p02_001".to_owned());
+    refund.reseller_id = Some(top.clone());
+    let stored_refund = StoredRecord {
+        id: refund.id.clone(),
+        version: 1,
+        data: refund.to_json(),
+        indexes: vec![
+            ("clientId".to_owned(), refund.client_id.clone()),
+            ("resellerId".to_owned(), top.clone()),
+        ],
+    };
+    let written = run(storage
+        .inner
+        .put(payments::COLLECTION, &stored_refund, 0, &[]));
+    assert_eq!(written.ok(), Some(WriteOutcome::Written));
     let before = run(ally.commission_balance(&sub)).unwrap_or_else(|e| panic!("{e}"));
+    // A report indexes them first: it finds February as it was, and the refund under the
+    // reseller whose lines it claws back.
+    let refunded = 10_001 * 15 / 100;
+    assert_eq!(february(&ally), reported - refunded);
 
-    // A run indexes them again, then finds February's payments by month.
+    // A run finds February's payments by month, the refund among them.
     clock.set(at(2026, 3, 2));
     let summary = run(ally.process_commissions(at(2026, 2, 1), at(2026, 3, 1), &mut |_| Ok(())))
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         (summary.payments, summary.recorded, summary.adjusted),
-        (5, 0, 0)
+        (6, 2, 0)
+    );
+    let clawback = run(ally.find_line("cm_moved_refund_0_percentage"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("no clawback"))
+        .value;
+    assert_eq!(
+        (clawback.reseller_id.as_str(), clawback.amount),
+        (sub.as_str(), -refunded)
     );
     let stored =
         run(ally.find_all(payments::COLLECTION, None, Ok)).unwrap_or_else(|e| panic!("{e}"));
@@ -723,7 +771,7 @@ fn payments_stored_before_the_month_indexes_are_indexed_once() {
         .all(|r| r.indexes.iter().any(|(name, _)| name == "month")));
     let after = run(ally.commission_balance(&sub)).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
-        before.pending + before.approved,
+        before.pending + before.approved - refunded,
         after.pending + after.approved
     );
     // Once: the next run rewrites nothing.
@@ -778,4 +826,115 @@ fn a_refund_after_its_client_moved_claws_back_the_reseller_that_earned() {
         clawback.reverses.as_deref(),
         Some("cm_p01_000_0_percentage")
     );
+}
+
+/// A clock a minute later at every reading.
+#[derive(Clone)]
+struct Ticking(Rc<Cell<i64>>);
+
+impl super::ports::Clock for Ticking {
+    fn now(&self) -> Result<DateTime<Utc>, String> {
+        let at = self.0.get() + 60_000;
+        self.0.set(at);
+        DateTime::from_timestamp_millis(at).ok_or_else(|| "out of range".to_owned())
+    }
+}
+
+#[test]
+fn a_long_part_of_one_reseller_keeps_the_run_lease() {
+    let (ally, storage, _, _, _) = a_year_of_history(1, 300);
+    // The same storage, under a clock that moves a minute at every reading: a run of 300
+    // payments of one reseller reads it about once per batch of 32, so it lives past its
+    // 10-minute lease unless it renews the lease as it goes.
+    let ticking = Ticking(Rc::new(Cell::new(at(2026, 2, 2).timestamp_millis())));
+    let later = Ally::new(
+        ally.config().clone(),
+        storage.clone(),
+        NoMailer,
+        ticking,
+        12,
+    );
+    storage.written.borrow_mut().clear();
+    run(later.process_commissions(at(2026, 1, 1), at(2026, 2, 1), &mut |_| Ok(())))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let lease_writes = storage
+        .written
+        .borrow()
+        .iter()
+        .filter(|(c, id)| c == "commission_state" && id == "run")
+        .count();
+    // Taken, renewed at least twice (every 2.5 minutes of a run of more than 10), let go.
+    assert!(lease_writes >= 4, "{lease_writes} writes of the lease");
+}
+
+#[test]
+fn a_parent_that_is_not_stored_ends_the_chain_and_counts_no_level() {
+    // Three levels allowed: top, middle, sub. The top's parent names no stored reseller.
+    let (ally, storage, clock, top, sub) = a_year_of_history(1, 2);
+    let middle = run(ally.create_reseller(ResellerDraft {
+        user_id: Some(UserId::Number(9)),
+        company_name: Some("Middle".to_owned()),
+        commission_rate: Some(rate(1200)),
+        ..ResellerDraft::default()
+    }))
+    .unwrap_or_else(|e| panic!("{e}"))
+    .value
+    .id;
+    run(ally.set_parent(&middle, Some(&top))).unwrap_or_else(|e| panic!("{e}"));
+    run(ally.set_parent(&sub, Some(&middle))).unwrap_or_else(|e| panic!("{e}"));
+    let found = run(ally.find_reseller(&top))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("no top"));
+    let mut orphan = found.value;
+    orphan.parent_id = Some("rs_gone".to_owned());
+    let record = resellers::to_record(&orphan, found.version + 1).unwrap_or_else(|e| panic!("{e}"));
+    let written = run(storage
+        .inner
+        .put(resellers::COLLECTION, &record, found.version, &[]));
+    assert_eq!(written.ok(), Some(WriteOutcome::Written));
+    // A fourth level written by the host under the sub-reseller: the run reads three levels
+    // above it, as many as it allows, and the missing one above the top is no level.
+    let deep = run(ally.create_reseller(ResellerDraft {
+        user_id: Some(UserId::Number(10)),
+        company_name: Some("Deep".to_owned()),
+        commission_rate: Some(rate(1000)),
+        ..ResellerDraft::default()
+    }))
+    .unwrap_or_else(|e| panic!("{e}"))
+    .value;
+    let mut under = deep.clone();
+    under.parent_id = Some(sub.clone());
+    let record = resellers::to_record(&under, 2).unwrap_or_else(|e| panic!("{e}"));
+    let written = run(storage.inner.put(resellers::COLLECTION, &record, 1, &[]));
+    assert_eq!(written.ok(), Some(WriteOutcome::Written));
+    let client = run(ally.create_client(ClientDraft {
+        name: Some("Deep client".to_owned()),
+        email: None,
+        reseller_id: Some(deep.id.clone()),
+        metadata: None,
+    }))
+    .unwrap_or_else(|e| panic!("{e}"))
+    .value
+    .id;
+    run(ally.record_payment(PaymentInput {
+        id: Some("deep1".to_owned()),
+        client_id: client,
+        amount: 10_000,
+        at: at(2026, 1, 15),
+        status: PaymentStatus::Completed,
+        kind: PaymentKind::Payment,
+        reverses: None,
+        description: None,
+    }))
+    .unwrap_or_else(|e| panic!("{e}"));
+    clock.set(at(2026, 2, 2));
+    let summary = run(ally.process_commissions(at(2026, 1, 1), at(2026, 2, 1), &mut |_| Ok(())))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(summary.payments, 3);
+    let lines = run(ally.commission_lines(&LineFilter {
+        payment: Some("deep1".to_owned()),
+        ..LineFilter::default()
+    }))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(lines.len(), 2, "its own line and its parent's override");
 }
