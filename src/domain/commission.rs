@@ -1240,7 +1240,18 @@ pub fn commission(
                 }
             }
             if let Some(&fee) = band_fees.get(r) {
-                for (&i, share) in indexes.iter().zip(allocate(fee, &weights)) {
+                // The fee is the reseller's whole: shared over the payments that earn (one past
+                // a recurring limit takes none of it, or the fee would be paid short).
+                let earning: Vec<u32> = indexes
+                    .iter()
+                    .copied()
+                    .filter(|&i| eligible(i as usize))
+                    .collect();
+                let weights: Vec<i128> = earning
+                    .iter()
+                    .map(|&i| i128::from(payments[i as usize].amount))
+                    .collect();
+                for (&i, share) in earning.iter().zip(allocate(fee, &weights)) {
                     band_fee_share[i as usize] = share;
                 }
             }
@@ -2283,6 +2294,20 @@ mod tests {
         // No revenue reaches no band.
         let run = commission(&plan(BandMode::Graduated), &[], &h, january()).expect("runs");
         assert_eq!(run.totals[0].direct, 0);
+        // Under a recurring limit of one payment, the second earns nothing: the first takes
+        // all of the fee, which is paid in full.
+        let limited = Plan {
+            recurring_payments: Some(1),
+            ..plan(BandMode::Volume)
+        };
+        let run = commission(&limited, &payments, &h, january()).expect("runs");
+        let fees: Vec<(u32, i64)> = run
+            .lines
+            .iter()
+            .filter(|l| l.rule == Rule::BandFee)
+            .map(|l| (l.payment, l.amount))
+            .collect();
+        assert_eq!(fees, vec![(0, 300_00)]);
     }
 
     #[test]
