@@ -3,7 +3,7 @@
 //! reversed), payments of commission are recorded, payout batches pay each reseller's approved
 //! balance, and reconciliation compares the recorded lines with a fresh run.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -12,7 +12,7 @@ use super::executor::join_all;
 use super::periods::{KnownResellers, ResellerRun};
 use super::ports::{Clock, Mailer, Storage, StoredRecord, WriteOutcome};
 use super::{storage_failed, Ally, Versioned, RETRY_COUNT_MAX};
-use crate::domain::commission::PaymentKind;
+use crate::domain::commission::{self, PaymentKind};
 use crate::domain::payout::{
     self, BatchStatus, CommissionLine, CommissionPayment, CommissionStatus, HoldReason,
     PayoutBatch, Reconciliation,
@@ -252,45 +252,52 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         sub.run
             .lines
             .iter()
-            .map(|l| {
-                let p = &sub.payments[l.payment as usize];
-                let record = &sub.records[l.payment as usize];
-                let payable_at = DateTime::from_timestamp_millis(l.payable_at_ms)
-                    .ok_or_else(|| Error::invalid("end", "a hold reaches past the last date"))?;
-                let reverses = match (p.kind, p.reverses) {
-                    (PaymentKind::Payment, _) | (_, None) => None,
-                    (_, Some(o)) => Some(CommissionLine::line_id(
-                        &sub.records[o as usize].id,
-                        l.level,
-                        l.rule,
-                    )),
-                };
-                Ok(CommissionLine {
-                    id: CommissionLine::line_id(&record.id, l.level, l.rule),
-                    payment_id: record.id.clone(),
-                    client_id: sub.client_ids[p.customer as usize].clone(),
-                    reseller_id: sub.reseller_ids[l.reseller as usize].clone(),
-                    level: l.level,
-                    rule: l.rule,
-                    rate: l.rate,
-                    base: l.base,
-                    amount: l.amount,
-                    payment_at: record.at,
-                    payable_at,
-                    status: if payable_at > now {
-                        CommissionStatus::Pending
-                    } else {
-                        CommissionStatus::Approved
-                    },
-                    reverses,
-                    batch_id: None,
-                    adjusts: None,
-                    reason: None,
-                    recorded_at: now,
-                    updated_at: now,
-                })
-            })
+            .map(|l| Self::run_line(sub, l, now))
             .collect()
+    }
+
+    /// One line of a reseller's part of a period, as it would be recorded at `now`.
+    fn run_line(
+        sub: &ResellerRun,
+        l: &commission::Line,
+        now: DateTime<Utc>,
+    ) -> Result<CommissionLine> {
+        let p = &sub.payments[l.payment as usize];
+        let record = &sub.records[l.payment as usize];
+        let payable_at = DateTime::from_timestamp_millis(l.payable_at_ms)
+            .ok_or_else(|| Error::invalid("end", "a hold reaches past the last date"))?;
+        let reverses = match (p.kind, p.reverses) {
+            (PaymentKind::Payment, _) | (_, None) => None,
+            (_, Some(o)) => Some(CommissionLine::line_id(
+                &sub.records[o as usize].id,
+                l.level,
+                l.rule,
+            )),
+        };
+        Ok(CommissionLine {
+            id: CommissionLine::line_id(&record.id, l.level, l.rule),
+            payment_id: record.id.clone(),
+            client_id: sub.client_ids[p.customer as usize].clone(),
+            reseller_id: sub.reseller_ids[l.reseller as usize].clone(),
+            level: l.level,
+            rule: l.rule,
+            rate: l.rate,
+            base: l.base,
+            amount: l.amount,
+            payment_at: record.at,
+            payable_at,
+            status: if payable_at > now {
+                CommissionStatus::Pending
+            } else {
+                CommissionStatus::Approved
+            },
+            reverses,
+            batch_id: None,
+            adjusts: None,
+            reason: None,
+            recorded_at: now,
+            updated_at: now,
+        })
     }
 
     /// The lines recorded for each of `payment_ids`, as one list: one read per payment, a
@@ -477,7 +484,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                 .reseller_run(reseller_id, start, end, now, &mut known, false)
                 .await?
             {
-                let lines = Self::run_lines(&sub, now)?;
+                let lines = &sub.run.lines;
                 summary.payments = summary.payments.saturating_add(sub.completed());
                 summary.lines = summary
                     .lines
@@ -486,25 +493,31 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                     std::iter::once(summary.total).chain(lines.iter().map(|l| l.amount)),
                     "the run's total",
                 )?;
-                let mut by_payment: HashMap<&str, Vec<&CommissionLine>> = HashMap::new();
-                for line in &lines {
-                    by_payment
-                        .entry(line.payment_id.as_str())
-                        .or_default()
-                        .push(line);
+                // Per payment of the run, its lines: the recorded form is made a batch at a
+                // time.
+                let mut of_payment: Vec<Vec<u32>> = vec![Vec::new(); sub.payments.len()];
+                for (k, line) in lines.iter().enumerate() {
+                    of_payment[line.payment as usize].push(k as u32);
                 }
-                let ids: Vec<&str> = sub
-                    .in_period
-                    .iter()
-                    .map(|&i| sub.records[i as usize].id.as_str())
-                    .collect();
-                for batch in ids.chunks(WRITES_IN_FLIGHT) {
+                let mut clawbacks: Vec<String> = Vec::new();
+                for batch in sub.in_period.chunks(WRITES_IN_FLIGHT) {
                     self.keep_lease(holder, lease).await?;
+                    let given: Vec<Vec<CommissionLine>> = batch
+                        .iter()
+                        .map(|&i| {
+                            of_payment[i as usize]
+                                .iter()
+                                .map(|&k| Self::run_line(&sub, &lines[k as usize], now))
+                                .collect::<Result<_>>()
+                        })
+                        .collect::<Result<_>>()?;
                     let writes = batch
                         .iter()
-                        .map(|&id| {
-                            let given = by_payment.get(id).map_or(&[][..], Vec::as_slice);
-                            self.record_lines_of(id, given, now)
+                        .zip(&given)
+                        .map(|(&i, lines)| {
+                            let refs: Vec<&CommissionLine> = lines.iter().collect();
+                            let id = sub.records[i as usize].id.as_str();
+                            async move { self.record_lines_of(id, &refs, now).await }
                         })
                         .collect();
                     for outcome in join_all(writes).await {
@@ -512,9 +525,18 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                         summary.recorded += recorded;
                         summary.adjusted += adjusted;
                     }
+                    clawbacks.extend(
+                        given
+                            .iter()
+                            .flatten()
+                            .filter(|l| l.reverses.is_some())
+                            .map(|l| l.id.clone()),
+                    );
                 }
-                for line in lines.iter().filter(|l| l.reverses.is_some()) {
-                    summary.reversed += self.cancel_pair(&line.id, now).await?;
+                // Once every line of the reseller's part is recorded: a clawback may come
+                // before the line it cancels in id order.
+                for id in clawbacks {
+                    summary.reversed += self.cancel_pair(&id, now).await?;
                 }
             }
             done += count;

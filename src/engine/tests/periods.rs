@@ -938,3 +938,41 @@ fn a_parent_that_is_not_stored_ends_the_chain_and_counts_no_level() {
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(lines.len(), 2, "its own line and its parent's override");
 }
+
+#[test]
+fn a_clawback_before_its_line_in_id_order_still_reverses_both() {
+    let (ally, _, clock, _, sub) = a_year_of_history(0, 0);
+    let client = run(ally.clients_of_reseller(&sub)).unwrap_or_else(|e| panic!("{e}"))[0]
+        .value
+        .id
+        .clone();
+    let pay = |id: &str, amount: i64, kind, reverses: Option<&str>| {
+        run(ally.record_payment(PaymentInput {
+            id: Some(id.to_owned()),
+            client_id: client.clone(),
+            amount,
+            at: at(2026, 1, 10),
+            status: PaymentStatus::Completed,
+            kind,
+            reverses: reverses.map(str::to_owned),
+            description: None,
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+    };
+    // Forty payments, then a full refund of the last whose id comes first: they are recorded
+    // in different batches, the refund's first.
+    for n in 0..40 {
+        pay(&format!("z{n:02}"), 10_000, PaymentKind::Payment, None);
+    }
+    pay("a_refund", 10_000, PaymentKind::Refund, Some("z39"));
+    clock.set(at(2026, 2, 2));
+    let summary = run(ally.process_commissions(at(2026, 1, 1), at(2026, 2, 1), &mut |_| Ok(())))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(summary.reversed, 4);
+    for id in ["cm_z39_0_percentage", "cm_a_refund_1_override"] {
+        let line = run(ally.find_line(id))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("no line {id}"));
+        assert_eq!(line.value.status, CommissionStatus::Reversed, "{id}");
+    }
+}
