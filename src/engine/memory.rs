@@ -12,8 +12,9 @@ use super::ports::{
 #[derive(Debug, Default)]
 struct Collection {
     records: BTreeMap<String, StoredRecord>,
-    /// (index, value, id) for every indexed field of every record.
-    index: BTreeSet<(String, String, String)>,
+    /// Index name → value → the ids of the records holding it, in id order: a lookup hashes
+    /// the name and the value, then walks only that value's ids.
+    index: HashMap<String, HashMap<String, BTreeSet<String>>>,
     /// (index, value) → id, for the fields a write declared unique.
     unique: HashMap<(String, String), String>,
 }
@@ -80,17 +81,15 @@ impl MemoryStorage {
                     .collect()
             }
             Some((name, value)) => {
-                let from = (
-                    name.to_owned(),
-                    value.to_owned(),
-                    query.after.unwrap_or("").to_owned(),
-                );
-                c.index
-                    .range(from..)
-                    .take_while(|(n, v, _)| n == name && v == value)
-                    .filter(|(_, _, id)| query.after.is_none_or(|after| id.as_str() > after))
+                let Some(ids) = c.index.get(name).and_then(|values| values.get(value)) else {
+                    return Vec::new();
+                };
+                let start = query
+                    .after
+                    .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+                ids.range::<str, _>((start, std::ops::Bound::Unbounded))
                     .take(limit)
-                    .filter_map(|(_, _, id)| c.records.get(id).cloned())
+                    .filter_map(|id| c.records.get(id).cloned())
                     .collect()
             }
         }
@@ -134,8 +133,14 @@ impl MemoryStorage {
         // Checks passed: replace the record and its index entries in one step.
         if let Some(old) = c.records.remove(&record.id) {
             for (name, value) in old.indexes {
-                c.index
-                    .remove(&(name.clone(), value.clone(), old.id.clone()));
+                if let Some(values) = c.index.get_mut(&name) {
+                    if let Some(ids) = values.get_mut(&value) {
+                        ids.remove(&old.id);
+                        if ids.is_empty() {
+                            values.remove(&value);
+                        }
+                    }
+                }
                 if c.unique.get(&(name.clone(), value.clone())) == Some(&old.id) {
                     c.unique.remove(&(name, value));
                 }
@@ -143,7 +148,11 @@ impl MemoryStorage {
         }
         for (name, value) in &record.indexes {
             c.index
-                .insert((name.clone(), value.clone(), record.id.clone()));
+                .entry(name.clone())
+                .or_default()
+                .entry(value.clone())
+                .or_default()
+                .insert(record.id.clone());
             if unique.contains(&name.as_str()) {
                 c.unique
                     .insert((name.clone(), value.clone()), record.id.clone());
