@@ -43,6 +43,10 @@ cargo test --quiet 2>&1 | tee target/cargo-test.log
 native=$(awk '/^test result:/ { p += $4; f += $6 } END { print p + 0, f + 0 }' target/cargo-test.log)
 record "rust $native"
 
+step "fuzzing: 300 000 executions over the edge parsers (examples/fuzz.rs)"
+cargo run --quiet --profile fuzz --example fuzz -- 300000 1 | tee target/fuzz.log
+if grep -q "no panic" target/fuzz.log; then record "fuzz 1 0"; else record "fuzz 0 1"; exit 1; fi
+
 step "build the package"
 bash scripts/build.sh
 ln -sfn ../pkg node_modules/ally-engine

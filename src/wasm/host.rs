@@ -11,7 +11,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 use super::error::{describe, OrThrow};
-use super::input::{self, instant, type_name};
+use super::input::{self, instant, type_name, ArrayRead};
 use super::registry::Registry;
 use crate::domain::Error;
 use crate::engine::executor::block_on;
@@ -210,14 +210,10 @@ fn text_arg(value: &JsValue, field: &str) -> Result<String, Error> {
 
 /// Reads an array-of-strings argument of a `MemoryStorage` method.
 fn strings_arg(value: &JsValue, field: &str) -> Result<Vec<String>, Error> {
-    let Some(array) = value.dyn_ref::<Array>() else {
-        return Err(Error::invalid(
-            field,
-            format!("expected an array of strings, got {}", type_name(value)),
-        ));
-    };
-    (0..array.length())
-        .map(|i| text_arg(&array.get(i), &format!("{field}[{i}]")))
+    arg_items(value, field, "an array of strings")?
+        .iter()
+        .enumerate()
+        .map(|(i, item)| text_arg(item, &format!("{field}[{i}]")))
         .collect()
 }
 
@@ -227,19 +223,12 @@ fn claims_arg(value: &JsValue) -> Result<Vec<(String, u64)>, Error> {
     if value.is_undefined() {
         return Ok(Vec::new());
     }
-    let Some(array) = value.dyn_ref::<Array>() else {
-        return Err(Error::invalid(
-            "claims",
-            format!(
-                "expected an array of {{ key, position }}, got {}",
-                type_name(value)
-            ),
-        ));
-    };
-    (0..array.length())
-        .map(|i| {
+    arg_items(value, "claims", "an array of { key, position }")?
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
             let path = format!("claims[{i}]");
-            let mut claim = super::input::record(&array.get(i), &path)?;
+            let mut claim = super::input::record(item, &path)?;
             let key = claim.string("key")?;
             let position = claim.credits("position")?.get();
             claim.finish(&["key", "position"])?;
@@ -482,6 +471,35 @@ fn tagged(tag: &str, value: &JsValue) -> JsValue {
     object.into()
 }
 
+/// The elements of an array a host answered, at most `limit` of them, read through catching
+/// bindings: a throw (a Proxy trap, a getter) is a storage error, never carried through the
+/// module.
+fn host_items(
+    answer: &JsValue,
+    limit: usize,
+    not_array: impl FnOnce() -> StorageError,
+    too_long: impl FnOnce(f64) -> StorageError,
+) -> Result<Vec<JsValue>, StorageError> {
+    input::array_items(answer, limit).map_err(|e| match e {
+        ArrayRead::NotArray => not_array(),
+        ArrayRead::TooLong(length) => too_long(length),
+        ArrayRead::Threw(thrown) => StorageError {
+            reason: format!("reading its answer threw: {}", describe(&thrown)),
+        },
+    })
+}
+
+/// The elements of an array argument of a `MemoryStorage` method, read through catching
+/// bindings.
+fn arg_items(value: &JsValue, field: &str, expected: &str) -> Result<Vec<JsValue>, Error> {
+    input::array_items(value, u32::MAX as usize).map_err(|e| match e {
+        ArrayRead::Threw(thrown) => {
+            Error::invalid(field, format!("reading it threw: {}", describe(&thrown)))
+        }
+        _ => Error::invalid(field, format!("expected {expected}, got {}", type_name(value))),
+    })
+}
+
 fn out_of_contract(what: &str, got: &JsValue) -> StorageError {
     StorageError {
         reason: format!("answered out of contract: {what}, got {}", type_name(got)),
@@ -575,25 +593,19 @@ fn append_outcome_from_js(value: &JsValue) -> Result<AppendOutcome, StorageError
         return Ok(AppendOutcome::Claimed { key });
     }
     if let Some(tail) = tag_of(value, "stale") {
-        let Some(array) = tail.dyn_ref::<Array>() else {
-            return Err(out_of_contract(
-                "{ stale } should hold an array of entries",
-                &tail,
-            ));
-        };
-        if array.length() as usize > TAIL_LEN_MAX {
-            return Err(StorageError {
-                reason: format!(
-                    "a stale append answered {} entries, beyond {TAIL_LEN_MAX}",
-                    array.length()
-                ),
-            });
-        }
-        let entries = (0..array.length())
-            .map(|i| {
-                let item = array.get(i);
+        let items = host_items(
+            &tail,
+            TAIL_LEN_MAX,
+            || out_of_contract("{ stale } should hold an array of entries", &tail),
+            |length| StorageError {
+                reason: format!("a stale append answered {length} entries, beyond {TAIL_LEN_MAX}"),
+            },
+        )?;
+        let entries = items
+            .iter()
+            .map(|item| {
                 item.as_string()
-                    .ok_or_else(|| out_of_contract("{ stale } entries should be strings", &item))
+                    .ok_or_else(|| out_of_contract("{ stale } entries should be strings", item))
             })
             .collect::<Result<Vec<_>, _>>()?;
         return Ok(AppendOutcome::Stale {
@@ -645,34 +657,27 @@ fn entries_from_js(
     what: &str,
     limit: usize,
 ) -> Result<Vec<String>, StorageError> {
-    let Some(array) = answer.dyn_ref::<Array>() else {
-        return Err(out_of_contract(
-            &format!("{what} should answer an array of strings"),
-            answer,
-        ));
-    };
-    if array.length() as usize > limit {
-        return Err(StorageError {
-            reason: format!(
-                "{what} answered {} entries for a limit of {limit}",
-                array.length()
-            ),
-        });
-    }
-    array
-        .iter()
-        .map(|item| {
-            item.as_string()
-                .ok_or_else(|| out_of_contract(&format!("{what} entries should be strings"), &item))
-        })
-        .collect()
+    host_items(
+        answer,
+        limit,
+        || out_of_contract(&format!("{what} should answer an array of strings"), answer),
+        |length| StorageError {
+            reason: format!("{what} answered {length} entries for a limit of {limit}"),
+        },
+    )?
+    .iter()
+    .map(|item| {
+        item.as_string()
+            .ok_or_else(|| out_of_contract(&format!("{what} entries should be strings"), item))
+    })
+    .collect()
 }
 
 /// Whether the claims handed to an append name `key`.
 fn args_claim(claims: &JsValue, key: &str) -> bool {
-    claims.dyn_ref::<Array>().is_some_and(|claims| {
+    input::array_items(claims, u32::MAX as usize).is_ok_and(|claims| {
         claims.iter().any(|claim| {
-            Reflect::get(&claim, &"key".into())
+            Reflect::get(claim, &"key".into())
                 .ok()
                 .and_then(|k| k.as_string())
                 .is_some_and(|k| k == key)
@@ -731,21 +736,18 @@ fn combined_from_js(answer: &JsValue) -> Result<Option<Combined>, StorageError> 
     }
     let tail = entries_from_js(&field("tail"), "combine", TAIL_LEN_MAX)?;
     let list = field("queued");
-    let Some(list) = list.dyn_ref::<Array>() else {
-        return Err(out_of_contract(shape, answer));
-    };
-    if list.length() as usize > QUEUED_MAX {
-        return Err(StorageError {
-            reason: format!(
-                "combine handed over {} queued requests, beyond {QUEUED_MAX}",
-                list.length()
-            ),
-        });
-    }
+    let list = host_items(
+        &list,
+        QUEUED_MAX,
+        || out_of_contract(shape, answer),
+        |length| StorageError {
+            reason: format!("combine handed over {length} queued requests, beyond {QUEUED_MAX}"),
+        },
+    )?;
     let queued = list
         .iter()
         .map(|item| {
-            let get = |name: &str| Reflect::get(&item, &JsValue::from_str(name)).ok();
+            let get = |name: &str| Reflect::get(item, &JsValue::from_str(name)).ok();
             let id = get("id")
                 .and_then(|id| id.as_f64())
                 .filter(|id| id.fract() == 0.0 && *id >= 0.0 && *id <= 9_007_199_254_740_991.0);
@@ -757,7 +759,7 @@ fn combined_from_js(answer: &JsValue) -> Result<Option<Combined>, StorageError> 
                 }),
                 _ => Err(out_of_contract(
                     "combine's queued requests should be { id: a whole number, request: a string }",
-                    &item,
+                    item,
                 )),
             }
         })
@@ -883,25 +885,23 @@ impl Storage for JsStorage {
         let answer = self
             .call(&self.find, &[collection.into(), q.into()])
             .await?;
-        let Some(array) = answer.dyn_ref::<Array>() else {
-            return Err(out_of_contract("find should answer an array", &answer));
-        };
-        if array.length() > query.limit {
-            return Err(StorageError {
+        host_items(
+            &answer,
+            query.limit as usize,
+            || out_of_contract("find should answer an array", &answer),
+            |length| StorageError {
                 reason: format!(
-                    "find answered {} records for a limit of {}",
-                    array.length(),
+                    "find answered {length} records for a limit of {}",
                     query.limit
                 ),
-            });
-        }
-        array
-            .iter()
-            .map(|item| {
-                record_from_js(&item)?
-                    .ok_or_else(|| out_of_contract("find answered a null record", &item))
-            })
-            .collect()
+            },
+        )?
+        .iter()
+        .map(|item| {
+            record_from_js(item)?
+                .ok_or_else(|| out_of_contract("find answered a null record", item))
+        })
+        .collect()
     }
 
     async fn put(

@@ -238,6 +238,37 @@ extern "C" {
     fn object_entries(object: &Object) -> std::result::Result<Array, JsValue>;
 }
 
+/// Why [`array_items`] could not read an array.
+pub enum ArrayRead {
+    /// Not an array (`Array.isArray` is false).
+    NotArray,
+    /// An array of this many elements, beyond the limit.
+    TooLong(f64),
+    /// Reading it threw (a Proxy trap, a revoked Proxy, a getter on an index or on `length`).
+    Threw(JsValue),
+}
+
+/// The elements of an array a caller or a host handed over, at most `limit` of them, read
+/// through catching bindings (`Array.isArray`, `Reflect.get`): a throw is answered, never
+/// carried through the module, and a length past `limit` is refused before anything is read.
+pub fn array_items(value: &JsValue, limit: usize) -> std::result::Result<Vec<JsValue>, ArrayRead> {
+    if !array_is_array(value).map_err(ArrayRead::Threw)? {
+        return Err(ArrayRead::NotArray);
+    }
+    let length = Reflect::get(value, &JsValue::from_str("length"))
+        .map_err(ArrayRead::Threw)?
+        .as_f64()
+        .unwrap_or(0.0);
+    if length > limit as f64 {
+        return Err(ArrayRead::TooLong(length));
+    }
+    // A whole number no greater than `limit` (an array's length always is).
+    let length = length as u32;
+    (0..length)
+        .map(|i| Reflect::get_u32(value, i).map_err(ArrayRead::Threw))
+        .collect()
+}
+
 /// Whether `value` is this realm's `Object.prototype`.
 pub fn is_object_prototype(value: &JsValue) -> bool {
     OBJECT_PROTOTYPE.with(|p| p == value)

@@ -8,7 +8,8 @@ export function hostStorage({ async = false } = {}) {
   const collections = new Map(); // name → Map(id → record)
   const streams = new Map(); // stream → entries
   const claimed = new Map(); // stream → Map(key → position)
-  const failures = new Map(); // method → "throw" | "reject" | "garbage" | "hostile" | "hostile-reject"
+  // method → "throw" | "reject" | "garbage" | "hostile" | "hostile-reject" | "proxy" | "revoked"
+  const failures = new Map();
   // An Error whose name and message throw when read.
   const hostile = (method) => {
     const error = new Error(`${method} hostile`);
@@ -23,6 +24,16 @@ export function hostStorage({ async = false } = {}) {
     if (failure === "reject") return Promise.reject(new Error(`${method} rejected`));
     if (failure === "hostile") throw hostile(method);
     if (failure === "hostile-reject") return Promise.reject(hostile(method));
+    // An array whose every trap throws, and a revoked Proxy (reading it at all throws).
+    if (failure === "proxy") {
+      const trap = () => { throw new Error(`${method} trap`); };
+      return new Proxy([], { get: trap, getPrototypeOf: trap, has: trap, ownKeys: trap, getOwnPropertyDescriptor: trap });
+    }
+    if (failure === "revoked") {
+      const { proxy, revoke } = Proxy.revocable([], {});
+      revoke();
+      return proxy;
+    }
     // -1 is no method's answer: not even findClaim's, whose positions are 0 or more.
     if (failure === "garbage") return async ? Promise.resolve({ nonsense: true }) : -1;
     return async ? Promise.resolve(value) : value;

@@ -486,7 +486,7 @@ export function cases(lib, runtime) {
     });
   }
 
-  for (const failure of ["throw", "reject", "garbage", "hostile", "hostile-reject"]) {
+  for (const failure of ["throw", "reject", "garbage", "hostile", "hostile-reject", "proxy", "revoked"]) {
     t(`a storage that ${failure}s gives STORAGE_FAILED and writes nothing`, async () => {
       const host = hostStorage({ async: failure.endsWith("reject") });
       const ally = new Ally({ storage: host });

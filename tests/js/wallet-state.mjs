@@ -167,7 +167,28 @@ export function walletStateCases(lib, t, still) {
     equal(s.read("w", 0, 10), ["a", "b"], "still nothing appended");
   });
 
-  for (const failure of ["throw", "reject", "garbage"]) {
+  t("a stale tail or a read that is a Proxy whose traps throw, or a revoked one, is STORAGE_FAILED and the wallet goes on", async () => {
+    for (const failure of ["proxy", "revoked"]) {
+      const host = hostStorage();
+      const ally = new Ally({ storage: host });
+      const r = await ally.make().user(1).company("Proxied").create();
+      await ally.addCredits(r, 100);
+      // Another instance appends, so this one's next append is stale and reads the tail.
+      const other = new Ally({ storage: host });
+      await other.provision(r, 5);
+      host.failNext("append", failure);
+      await fails(AllyError, "STORAGE_FAILED", () => ally.provision(r, 10), `append ${failure}`);
+      host.failNext("append", null);
+      const fresh = new Ally({ storage: host });
+      host.failNext("read", failure);
+      await fails(AllyError, "STORAGE_FAILED", () => fresh.balance(r), `read ${failure}`);
+      host.failNext("read", null);
+      equal(await fresh.balance(r), 95, `${failure}: nothing spent by the failed calls`);
+      equal((await ally.provision(r, 10)).balanceAfter, 85, `${failure}: the instance keeps working`);
+    }
+  });
+
+  for (const failure of ["throw", "reject", "garbage", "proxy", "revoked"]) {
     t(`a findClaim that ${failure}s is STORAGE_FAILED and spends nothing`, async () => {
       const host = hostStorage({ async: failure === "reject" });
       const ally = new Ally({ storage: host });
