@@ -75,8 +75,14 @@ struct Corpus {
 
 fn corpus() -> Corpus {
     let storage = Rc::new(MemoryStorage::new());
-    let jan = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().unwrap_or_default();
-    let feb = Utc.with_ymd_and_hms(2026, 2, 2, 0, 0, 0).single().unwrap_or_default();
+    let jan = Utc
+        .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or_default();
+    let feb = Utc
+        .with_ymd_and_hms(2026, 2, 2, 0, 0, 0)
+        .single()
+        .unwrap_or_default();
     let config = Config {
         commission_plan: Plan {
             hold_days: 0,
@@ -84,7 +90,13 @@ fn corpus() -> Corpus {
         },
         ..Config::default()
     };
-    let ally: Engine = Ally::new(config.clone(), Rc::clone(&storage), NoMailer, FixedClock(jan), 1);
+    let ally: Engine = Ally::new(
+        config.clone(),
+        Rc::clone(&storage),
+        NoMailer,
+        FixedClock(jan),
+        1,
+    );
     let mut resellers = Vec::new();
     for i in 0..3u64 {
         let r = run(ally.create_reseller(ResellerDraft {
@@ -108,9 +120,13 @@ fn corpus() -> Corpus {
     .must("client")
     .value
     .id;
-    for (i, kind) in [PaymentKind::Payment, PaymentKind::Payment, PaymentKind::Refund]
-        .into_iter()
-        .enumerate()
+    for (i, kind) in [
+        PaymentKind::Payment,
+        PaymentKind::Payment,
+        PaymentKind::Refund,
+    ]
+    .into_iter()
+    .enumerate()
     {
         run(ally.record_payment(PaymentInput {
             id: Some(format!("p{i}")),
@@ -124,17 +140,26 @@ fn corpus() -> Corpus {
         }))
         .must("payment");
     }
-    run(ally.add_credits(&resellers[1], Credits::new(10_000).unwrap_or(Credits::ZERO), Some("top-up".to_owned()), None))
-        .must("top-up");
+    run(ally.add_credits(
+        &resellers[1],
+        Credits::new(10_000).unwrap_or(Credits::ZERO),
+        Some("top-up".to_owned()),
+        None,
+    ))
+    .must("top-up");
     for n in 0..70u64 {
-        run(ally.provision(&resellers[1], Credits::new(n + 1).unwrap_or(Credits::ZERO), None, Some(format!("key-{n}"))))
-            .must("provision");
+        run(ally.provision(
+            &resellers[1],
+            Credits::new(n + 1).unwrap_or(Credits::ZERO),
+            None,
+            Some(format!("key-{n}")),
+        ))
+        .must("provision");
     }
     let later: Engine = Ally::new(config, Rc::clone(&storage), NoMailer, FixedClock(feb), 2);
     run(later.process_commissions(jan, jan + chrono::Duration::days(31), &mut |_| Ok(())))
         .must("process");
-    run(later.pay_commission(&resellers[1], 100, Some("advance".to_owned())))
-        .must("advance");
+    run(later.pay_commission(&resellers[1], 100, Some("advance".to_owned()))).must("advance");
     let _ = run(later.create_payout_batch(Some("January".to_owned())));
     let key = AttestationKey::new(&[7u8; 32], "key").must("key");
     let attestation = run(later.attest_wallet(&resellers[1], &key))
@@ -179,13 +204,51 @@ fn corpus() -> Corpus {
 
 /// Tokens that break parsers.
 const TOKENS: &[&str] = &[
-    "0", "-0", "-1", "1e5", "1E-5", "NaN", "Infinity", "-Infinity", "9007199254740993",
-    "18446744073709551616", "-9223372036854775809", "99999999999999999999999999999999",
-    "0.000000000000000000000000000001", "1.", ".5", "+1", "0x10", "1_000", " 1", "1 ", "00.1",
-    "null", "true", "[]", "{}", "\"\"", "\"__proto__\"", "__proto__", "constructor", "\\u0000",
-    "\u{0}", "\u{7f}", "\u{feff}", "é", "😀", "\\ud800", "9999-12-31T23:59:59.999Z",
-    "0000-01-01T00:00:00.000Z", "10000-01-01T00:00:00.000Z", "2026-02-30T00:00:00.000Z",
-    "2026-01-01T00:00:00Z", "2026-01-01T24:00:00.000Z", "1.0000", "0.00005", "1000000.00",
+    "0",
+    "-0",
+    "-1",
+    "1e5",
+    "1E-5",
+    "NaN",
+    "Infinity",
+    "-Infinity",
+    "9007199254740993",
+    "18446744073709551616",
+    "-9223372036854775809",
+    "99999999999999999999999999999999",
+    "0.000000000000000000000000000001",
+    "1.",
+    ".5",
+    "+1",
+    "0x10",
+    "1_000",
+    " 1",
+    "1 ",
+    "00.1",
+    "null",
+    "true",
+    "[]",
+    "{}",
+    "\"\"",
+    "\"__proto__\"",
+    "__proto__",
+    "constructor",
+    "\\u0000",
+    "\u{0}",
+    "\u{7f}",
+    "\u{feff}",
+    "é",
+    "😀",
+    "\\ud800",
+    "9999-12-31T23:59:59.999Z",
+    "0000-01-01T00:00:00.000Z",
+    "10000-01-01T00:00:00.000Z",
+    "2026-02-30T00:00:00.000Z",
+    "2026-01-01T00:00:00Z",
+    "2026-01-01T24:00:00.000Z",
+    "1.0000",
+    "0.00005",
+    "1000000.00",
 ];
 
 struct Mutator {
@@ -233,7 +296,10 @@ impl Mutator {
                 5 => out.truncate(at),
                 _ => {
                     let i = self.below(out.len() + 1);
-                    out.insert(i.min(out.len()), b"\"{}[],:-.0123456789eE\\"[self.below(22)]);
+                    out.insert(
+                        i.min(out.len()),
+                        b"\"{}[],:-.0123456789eE\\"[self.below(22)],
+                    );
                 }
             }
         }
@@ -359,7 +425,10 @@ fn parse_record(value: &Value, selector: usize) {
         1 => drop(Client::from_json(value.clone(), "client")),
         2 => drop(PaymentRecord::from_json(value.clone(), "payment")),
         3 => drop(CommissionLine::from_json(value.clone(), "line")),
-        4 => drop(CommissionPayment::from_json(value.clone(), "commissionPayment")),
+        4 => drop(CommissionPayment::from_json(
+            value.clone(),
+            "commissionPayment",
+        )),
         5 => drop(PayoutBatch::from_json(value.clone(), "batch")),
         6 => drop(Application::from_json(value.clone(), "application")),
         7 => drop(Checkpoint::from_json(value, "checkpoint")),
@@ -372,10 +441,25 @@ fn parse_record(value: &Value, selector: usize) {
 fn engine_reads(collection: &str, record: &StoredRecord, base: &[(String, StoredRecord)]) {
     let storage = Rc::new(MemoryStorage::new());
     for (c, r) in base {
-        let r = if c == collection && r.id == record.id { record } else { r };
-        let _ = run(storage.put(c, &StoredRecord { version: 1, ..r.clone() }, 0, &[]));
+        let r = if c == collection && r.id == record.id {
+            record
+        } else {
+            r
+        };
+        let _ = run(storage.put(
+            c,
+            &StoredRecord {
+                version: 1,
+                ..r.clone()
+            },
+            0,
+            &[],
+        ));
     }
-    let at = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).single().unwrap_or_default();
+    let at = Utc
+        .with_ymd_and_hms(2026, 3, 1, 0, 0, 0)
+        .single()
+        .unwrap_or_default();
     let ally: Engine = Ally::new(Config::default(), storage, NoMailer, FixedClock(at), 3);
     let id = record.id.as_str();
     match collection {
@@ -385,7 +469,10 @@ fn engine_reads(collection: &str, record: &StoredRecord, base: &[(String, Stored
         }
         "clients" => drop(run(ally.find_client(id))),
         "payments" | "commissions" | "commission_state" => {
-            let jan = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().unwrap_or_default();
+            let jan = Utc
+                .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+                .single()
+                .unwrap_or_default();
             let _ = run(ally.reconcile(jan, jan + chrono::Duration::days(31)));
             let _ = run(ally.commission_lines(&LineFilter::default()));
         }
@@ -395,7 +482,10 @@ fn engine_reads(collection: &str, record: &StoredRecord, base: &[(String, Stored
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let executions: u64 = args.next().and_then(|a| a.replace('_', "").parse().ok()).unwrap_or(1_000_000);
+    let executions: u64 = args
+        .next()
+        .and_then(|a| a.replace('_', "").parse().ok())
+        .unwrap_or(1_000_000);
     let seed: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
     // A finding is reported by the harness, not by the default hook (once per panic).
     panic::set_hook(Box::new(|_| {}));
@@ -443,7 +533,8 @@ fn main() {
             let selector = m.below(10);
             counts[1] += 1;
             let shown = value.to_string();
-            panic::catch_unwind(move || parse_record(&value, selector)).map_err(|_| ("record", shown))
+            panic::catch_unwind(move || parse_record(&value, selector))
+                .map_err(|_| ("record", shown))
         } else if target < 99 {
             let mutated = m.bytes(&binary, &binary);
             counts[2] += 1;
@@ -466,8 +557,10 @@ fn main() {
             counts[3] += 1;
             let shown = changed.data.clone();
             let base = &corpus.records;
-            panic::catch_unwind(AssertUnwindSafe(|| engine_reads(collection, &changed, base)))
-                .map_err(|_| ("engine read", shown))
+            panic::catch_unwind(AssertUnwindSafe(|| {
+                engine_reads(collection, &changed, base)
+            }))
+            .map_err(|_| ("engine read", shown))
         };
         if let Err((target, input)) = outcome {
             println!("FOUND a panic in {target} at execution {n} (seed {seed}):\n{input}");

@@ -496,7 +496,10 @@ fn arg_items(value: &JsValue, field: &str, expected: &str) -> Result<Vec<JsValue
         ArrayRead::Threw(thrown) => {
             Error::invalid(field, format!("reading it threw: {}", describe(&thrown)))
         }
-        _ => Error::invalid(field, format!("expected {expected}, got {}", type_name(value))),
+        _ => Error::invalid(
+            field,
+            format!("expected {expected}, got {}", type_name(value)),
+        ),
     })
 }
 

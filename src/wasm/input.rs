@@ -239,6 +239,7 @@ extern "C" {
 }
 
 /// Why [`array_items`] could not read an array.
+#[cfg_attr(not(feature = "engine"), allow(dead_code))]
 pub enum ArrayRead {
     /// Not an array (`Array.isArray` is false).
     NotArray,
@@ -251,6 +252,7 @@ pub enum ArrayRead {
 /// The elements of an array a caller or a host handed over, at most `limit` of them, read
 /// through catching bindings (`Array.isArray`, `Reflect.get`): a throw is answered, never
 /// carried through the module, and a length past `limit` is refused before anything is read.
+#[cfg_attr(not(feature = "engine"), allow(dead_code))]
 pub fn array_items(value: &JsValue, limit: usize) -> std::result::Result<Vec<JsValue>, ArrayRead> {
     if !array_is_array(value).map_err(ArrayRead::Threw)? {
         return Err(ArrayRead::NotArray);
