@@ -96,7 +96,8 @@ impl<T> OrThrow<T> for Result<T, Error> {
     }
 }
 
-/// What a thrown JavaScript value says, for `STORAGE_FAILED` and `MAIL_FAILED` messages.
+/// What a thrown JavaScript value says, for `STORAGE_FAILED` and `MAIL_FAILED` messages and
+/// for a caller's value whose reading threw.
 #[cfg(feature = "engine")]
 pub fn describe(thrown: &JsValue) -> String {
     if let Some(text) = thrown.as_string() {

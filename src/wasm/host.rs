@@ -478,7 +478,7 @@ fn host_items(
     answer: &JsValue,
     limit: usize,
     not_array: impl FnOnce() -> StorageError,
-    too_long: impl FnOnce(f64) -> StorageError,
+    too_long: impl FnOnce(u64) -> StorageError,
 ) -> Result<Vec<JsValue>, StorageError> {
     input::array_items(answer, limit).map_err(|e| match e {
         ArrayRead::NotArray => not_array(),

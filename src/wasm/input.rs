@@ -243,8 +243,9 @@ extern "C" {
 pub enum ArrayRead {
     /// Not an array (`Array.isArray` is false).
     NotArray,
-    /// An array of this many elements, beyond the limit.
-    TooLong(f64),
+    /// An array of this many elements, beyond the limit (as an integer: formatting a float
+    /// would cost the pricing module its float printer).
+    TooLong(u64),
     /// Reading it threw (a Proxy trap, a revoked Proxy, a getter on an index or on `length`).
     Threw(JsValue),
 }
@@ -254,6 +255,15 @@ pub enum ArrayRead {
 /// carried through the module, and a length past `limit` is refused before anything is read.
 #[cfg_attr(not(feature = "engine"), allow(dead_code))]
 pub fn array_items(value: &JsValue, limit: usize) -> std::result::Result<Vec<JsValue>, ArrayRead> {
+    let length = array_length(value, limit)?;
+    (0..length)
+        .map(|i| array_item(value, i).map_err(ArrayRead::Threw))
+        .collect()
+}
+
+/// The length of an array a caller or a host handed over, through catching bindings; for
+/// reading its elements one at a time with [`array_item`].
+pub fn array_length(value: &JsValue, limit: usize) -> std::result::Result<u32, ArrayRead> {
     if !array_is_array(value).map_err(ArrayRead::Threw)? {
         return Err(ArrayRead::NotArray);
     }
@@ -262,13 +272,22 @@ pub fn array_items(value: &JsValue, limit: usize) -> std::result::Result<Vec<JsV
         .as_f64()
         .unwrap_or(0.0);
     if length > limit as f64 {
-        return Err(ArrayRead::TooLong(length));
+        // Saturating: a Proxy may claim any length, Infinity included.
+        return Err(ArrayRead::TooLong(length as u64));
     }
-    // A whole number no greater than `limit` (an array's length always is).
-    let length = length as u32;
-    (0..length)
-        .map(|i| Reflect::get_u32(value, i).map_err(ArrayRead::Threw))
-        .collect()
+    // A whole number no greater than `limit` (an array's length always is one).
+    Ok(length as u32)
+}
+
+/// One element of an array checked by [`array_length`]; `Err` when reading it throws.
+pub fn array_item(array: &JsValue, index: u32) -> std::result::Result<JsValue, JsValue> {
+    Reflect::get_u32(array, index)
+}
+
+/// Whether `value` is a typed array or `DataView`, without reading it: a Proxy is not (and
+/// its traps are not run), so an `instanceof` test after this cannot throw.
+pub fn is_view(value: &JsValue) -> bool {
+    js_sys::ArrayBuffer::is_view(value)
 }
 
 /// Whether `value` is this realm's `Object.prototype`.

@@ -9,7 +9,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 use super::error::{to_js, OrThrow};
-use super::input::{self, credits, type_name};
+use super::input::{self, credits, type_name, ArrayRead};
 use super::registry::Registry;
 use super::types::optional::{self, TierCostOptionsArg};
 use super::types::{
@@ -122,13 +122,32 @@ fn reference_discount(tier: &JsValue) -> Result<Rate, Error> {
     Ok(rate)
 }
 
+/// The length of a plain array of prices: `None` when it is not an array.
+fn array_length(value: &JsValue) -> Result<Option<u32>, Error> {
+    match super::input::array_length(value, BATCH_LEN_MAX as usize) {
+        Ok(length) => Ok(Some(length)),
+        Err(ArrayRead::NotArray) => Ok(None),
+        Err(ArrayRead::TooLong(length)) => Err(Error::invalid(
+            "basePrices",
+            format!("at most {BATCH_LEN_MAX} prices per call, got {length}"),
+        )),
+        // What was thrown stays with the caller's own object: it is not read here.
+        Err(ArrayRead::Threw(_)) => Err(Error::invalid("basePrices", "reading it threw")),
+    }
+}
+
 /// Applies a tier discount to each price; shared by the free function and `Ally#tierCostBatch`.
 pub fn cost_batch(
     base_prices: &JsValue,
     discount: Rate,
     rounding: Rounding,
 ) -> Result<Float64Array, Error> {
-    let mut prices: Vec<f64> = if let Some(typed) = base_prices.dyn_ref::<Float64Array>() {
+    let typed = if super::input::is_view(base_prices) {
+        base_prices.dyn_ref::<Float64Array>()
+    } else {
+        None
+    };
+    let mut prices: Vec<f64> = if let Some(typed) = typed {
         if typed.length() > BATCH_LEN_MAX {
             return Err(Error::invalid(
                 "basePrices",
@@ -136,15 +155,11 @@ pub fn cost_batch(
             ));
         }
         typed.to_vec()
-    } else if let Some(array) = base_prices.dyn_ref::<Array>() {
-        if array.length() > BATCH_LEN_MAX {
-            return Err(Error::invalid(
-                "basePrices",
-                format!("at most {BATCH_LEN_MAX} prices per call"),
-            ));
-        }
-        let mut out = Vec::with_capacity(array.length() as usize);
-        for (index, item) in array.iter().enumerate() {
+    } else if let Some(length) = array_length(base_prices)? {
+        let mut out = Vec::with_capacity(length as usize);
+        for index in 0..length {
+            let item = super::input::array_item(base_prices, index)
+                .map_err(|_| Error::invalid(format!("basePrices[{index}]"), "reading it threw"))?;
             let Some(number) = item.as_f64() else {
                 return Err(Error::invalid(
                     format!("basePrices[{index}]"),

@@ -891,24 +891,45 @@ pub fn validate_ledger(
         .or_throw()?
         .map_or(0, |c| c.get());
     opts.finish(&["walletId", "openingBalance"]).or_throw()?;
-    let report = if let Some(bytes) = entries.dyn_ref::<Uint8Array>() {
-        ledger::audit_bytes(&bytes.to_vec(), wallet_id, opening).or_throw()?
-    } else if let Some(array) = entries.dyn_ref::<Array>() {
-        if array.length() > ledger::AUDIT_ENTRIES_MAX {
+    // A Proxy is no typed array, and is read only through catching bindings.
+    let bytes = if input::is_view(&entries) {
+        entries.dyn_ref::<Uint8Array>()
+    } else {
+        None
+    };
+    let length = match input::array_length(&entries, ledger::AUDIT_ENTRIES_MAX as usize) {
+        Ok(length) => Some(length),
+        Err(input::ArrayRead::NotArray) => None,
+        Err(input::ArrayRead::TooLong(length)) => {
             return Err(to_js(&Error::invalid(
                 "entries",
                 format!(
-                    "at most {} entries as an array, got {}: pass the Uint8Array of exportLedger",
-                    ledger::AUDIT_ENTRIES_MAX,
-                    array.length()
-                ),
-            )));
+                "at most {} entries as an array, got {length}: pass the Uint8Array of exportLedger",
+                ledger::AUDIT_ENTRIES_MAX,
+            ),
+            )))
         }
+        Err(input::ArrayRead::Threw(thrown)) => {
+            return Err(to_js(&Error::invalid(
+                "entries",
+                format!("reading it threw: {}", super::error::describe(&thrown)),
+            )))
+        }
+    };
+    let report = if let Some(bytes) = bytes {
+        ledger::audit_bytes(&bytes.to_vec(), wallet_id, opening).or_throw()?
+    } else if let Some(length) = length {
         // Replayed as read: nothing is reserved from the array's claimed length.
         let mut wallet = ledger::Wallet::new(wallet_id, opening, Credits::ZERO);
-        for i in 0..array.length() {
+        for i in 0..length {
             let path = format!("entries[{i}]");
-            let json = input::to_json(&array.get(i), &path).or_throw()?;
+            let item = input::array_item(&entries, i).map_err(|thrown| {
+                to_js(&Error::invalid(
+                    &path,
+                    format!("reading it threw: {}", super::error::describe(&thrown)),
+                ))
+            })?;
+            let json = input::to_json(&item, &path).or_throw()?;
             let (entry, flaws) = Entry::from_json(json, &path).or_throw()?;
             wallet.apply(&entry, &flaws);
         }

@@ -90,6 +90,25 @@ export function cases(lib, runtime) {
     await fails(AllyError, "INVALID_INPUT", () => tierCostBatch(new Float64Array([-0]), "gold"));
     await fails(AllyError, "INVALID_INPUT", () => tierCostBatch("1,2", "gold"));
     await fails(AllyError, "UNKNOWN_TIER", () => tierCostBatch([1], "diamond"));
+    // Arrays read through traps that throw, or a revoked Proxy: refused, never a throw through
+    // the module.
+    const trap = () => { throw new Error("trap"); };
+    const revoked = Proxy.revocable([], {});
+    revoked.revoke();
+    const getter = [1, 2];
+    Object.defineProperty(getter, 1, { get: trap });
+    // An array whose only trap is getPrototypeOf reads as the array it is (no instanceof).
+    equal(Array.from(tierCostBatch(new Proxy([1000, 20], { getPrototypeOf: trap }), "gold")), [850, 17], "a getPrototypeOf trap is not run");
+    for (const [prices, what] of [
+      [new Proxy([1, 2], { get: trap }), "a get trap"],
+      [new Proxy(new Float64Array(2), { getPrototypeOf: trap, get: trap }), "a typed array behind traps"],
+      [revoked.proxy, "a revoked Proxy"],
+      [getter, "an index getter"],
+    ]) {
+      await fails(AllyError, "INVALID_INPUT", () => tierCostBatch(prices, "gold"), `prices with ${what}`);
+    }
+    const tooMany = new Proxy([], { get: (target, key) => (key === "length" ? 2 ** 32 - 1 : Reflect.get(target, key)) });
+    await fails(AllyError, "INVALID_INPUT", () => tierCostBatch(tooMany, "gold"), "a claimed length past the bound");
     still();
   });
 
@@ -570,6 +589,22 @@ export function cases(lib, runtime) {
     const other = await ally.make().user(2).company("Other").create();
     await fails(AllyError, "FORBIDDEN", () => scope.provision(other, 1));
     await fails(AllyError, "FORBIDDEN", () => scope.transactions(other.id));
+  });
+
+  t("validateLedger: an array behind throwing traps, or revoked, is INVALID_INPUT", async () => {
+    const { validateLedger } = lib;
+    const trap = () => { throw new Error("trap"); };
+    const revoked = Proxy.revocable([], {});
+    revoked.revoke();
+    equal(validateLedger(new Proxy([], { getPrototypeOf: trap })).entries, 0, "a getPrototypeOf trap is not run");
+    for (const [entries, what] of [
+      [new Proxy([{}], { get: trap }), "get"],
+      [new Proxy(new Uint8Array(4), { getPrototypeOf: trap, get: trap }), "a typed array behind traps"],
+      [revoked.proxy, "revoked"],
+    ]) {
+      await fails(AllyError, "INVALID_INPUT", () => validateLedger(entries), what);
+    }
+    equal(validateLedger([]).ok, true, "the module keeps working");
   });
 
   t("validateLedger: entries and the binary export agree, and tampering shows", async () => {
