@@ -3,7 +3,6 @@
 
 use js_sys::Uint8Array;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
 
 use super::error::OrThrow;
 use super::input::{self, type_name};
@@ -61,7 +60,7 @@ export interface AttestationVerification {
 pub(super) fn key_arg(value: &JsValue) -> Result<AttestationKey, Error> {
     let bytes = if let Some(text) = value.as_string() {
         text.into_bytes()
-    } else if let Some(array) = value.dyn_ref::<Uint8Array>() {
+    } else if let Some(array) = input::typed::<Uint8Array>(value) {
         if array.length() as usize > attestation::KEY_LEN_MAX {
             return Err(Error::invalid(
                 "key",

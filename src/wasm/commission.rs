@@ -530,7 +530,7 @@ fn parse_hierarchy(value: &JsValue) -> Result<ParsedHierarchy> {
     }
     let customers_value = own(value, "customers");
     let mut customer_index = HashMap::new();
-    let customers = if customers_value.is_instance_of::<js_sys::Array>() {
+    let customers = if input::is_array(&customers_value) {
         let Value::Array(rows) = input::to_json_dated(&customers_value, "hierarchy.customers")?
         else {
             return Err(Error::invalid("hierarchy.customers", "expected an array"));
@@ -571,8 +571,7 @@ fn parse_hierarchy(value: &JsValue) -> Result<ParsedHierarchy> {
             "hierarchy.customers",
             &["reseller", "since"],
         )?;
-        let reseller = own(&customers_value, "reseller")
-            .dyn_into::<Uint32Array>()
+        let reseller = input::typed_into::<Uint32Array>(own(&customers_value, "reseller"))
             .map_err(|v| {
                 Error::invalid(
                     "hierarchy.customers.reseller",
@@ -619,7 +618,7 @@ pub(super) fn typed_f64(value: &JsValue, path: &str, len: usize) -> Result<Optio
     if value.is_undefined() {
         return Ok(None);
     }
-    let column = value.dyn_ref::<Float64Array>().ok_or_else(|| {
+    let column = input::typed::<Float64Array>(value).ok_or_else(|| {
         Error::invalid(
             path,
             format!("expected a Float64Array, got {}", type_name(value)),
@@ -752,8 +751,7 @@ fn parse_payment_columns(value: &JsValue) -> Result<ParsedPayments> {
             "reverses",
         ],
     )?;
-    let customer = own(value, "customer")
-        .dyn_into::<Uint32Array>()
+    let customer = input::typed_into::<Uint32Array>(own(value, "customer"))
         .map_err(|v| {
             Error::invalid(
                 "payments.customer",
@@ -771,7 +769,7 @@ fn parse_payment_columns(value: &JsValue) -> Result<ParsedPayments> {
         if v.is_undefined() {
             return Ok(None);
         }
-        let column = v.dyn_ref::<Uint8Array>().ok_or_else(|| {
+        let column = input::typed::<Uint8Array>(&v).ok_or_else(|| {
             Error::invalid(
                 format!("payments.{key}"),
                 format!("expected a Uint8Array, got {}", type_name(&v)),
@@ -792,7 +790,7 @@ fn parse_payment_columns(value: &JsValue) -> Result<ParsedPayments> {
         if v.is_undefined() {
             None
         } else {
-            let column = v.dyn_ref::<Int32Array>().ok_or_else(|| {
+            let column = input::typed::<Int32Array>(&v).ok_or_else(|| {
                 Error::invalid(
                     "payments.reverses",
                     format!("expected an Int32Array, got {}", type_name(&v)),
@@ -1026,7 +1024,7 @@ pub fn commission_run(
     };
     let plan = parse_plan(&plan, &currency).or_throw()?;
     let parsed = parse_hierarchy(&hierarchy).or_throw()?;
-    let given = if payments.is_instance_of::<js_sys::Array>() {
+    let given = if input::is_array(&payments) {
         parse_payment_objects(&payments, &parsed, &currency).or_throw()?
     } else if input::is_plain(&payments) {
         parse_payment_columns(&payments).or_throw()?

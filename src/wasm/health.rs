@@ -6,7 +6,6 @@ use std::rc::Rc;
 use js_sys::{Float64Array, Object, Promise, Reflect, Uint16Array, Uint8Array};
 use serde_json::{json, Value};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
 
 use super::ally::{call, record_id, reseller_id, Ally, Engine};
 use super::commission::{check_keys, own, typed_f64};
@@ -356,9 +355,8 @@ pub fn health_score_batch(
     let len = Component::ALL
         .iter()
         .find_map(|c| {
-            own(&columns, c.metric())
-                .dyn_ref::<Float64Array>()
-                .map(|a| a.length() as usize)
+            let column = own(&columns, c.metric());
+            input::typed::<Float64Array>(&column).map(|a| a.length() as usize)
         })
         .ok_or_else(|| Error::invalid("columns", "needs at least one metric column"))
         .or_throw()?;
@@ -377,8 +375,7 @@ pub fn health_score_batch(
     let previous = if previous_value.is_undefined() {
         None
     } else {
-        let column = previous_value
-            .dyn_ref::<Uint8Array>()
+        let column = input::typed::<Uint8Array>(&previous_value)
             .ok_or_else(|| {
                 Error::invalid(
                     "columns.previousBand",

@@ -119,8 +119,7 @@ impl Walker<'_> {
         }
         if value.is_object() {
             if self.dates {
-                if let Some(date) = value.dyn_ref::<js_sys::Date>() {
-                    let ms = date.get_time();
+                if let Some(ms) = date_millis(value) {
                     return chrono::DateTime::from_timestamp_millis(ms as i64)
                         .filter(|_| ms.is_finite())
                         .map(|at| Value::String(crate::domain::reseller::iso_time::format(at)))
@@ -232,6 +231,9 @@ extern "C" {
     /// `Array.isArray`, its throw (a revoked Proxy) caught.
     #[wasm_bindgen(js_namespace = Array, js_name = isArray, catch)]
     fn array_is_array(value: &JsValue) -> std::result::Result<bool, JsValue>;
+    /// `Date.prototype.getTime` called on a value, its throw (not a `Date`) caught.
+    #[wasm_bindgen(js_namespace = ["Date", "prototype", "getTime"], js_name = call, catch)]
+    fn date_get_time(this: &JsValue) -> std::result::Result<f64, JsValue>;
     /// `Object.entries`, its throw (a Proxy trap, a getter) caught.
     #[cfg_attr(not(feature = "engine"), allow(dead_code))]
     #[wasm_bindgen(js_namespace = Object, js_name = entries, catch)]
@@ -288,6 +290,42 @@ pub fn array_item(array: &JsValue, index: u32) -> std::result::Result<JsValue, J
 /// its traps are not run), so an `instanceof` test after this cannot throw.
 pub fn is_view(value: &JsValue) -> bool {
     js_sys::ArrayBuffer::is_view(value)
+}
+
+/// `value` as a typed array of type `T`, tested without running a Proxy's traps.
+#[cfg_attr(not(feature = "engine"), allow(dead_code))]
+pub fn typed<T: JsCast>(value: &JsValue) -> Option<&T> {
+    if is_view(value) {
+        value.dyn_ref::<T>()
+    } else {
+        None
+    }
+}
+
+/// `value` as a typed array of type `T`, or the value back, as `dyn_into` answers.
+#[cfg_attr(not(feature = "engine"), allow(dead_code))]
+pub fn typed_into<T: JsCast>(value: JsValue) -> std::result::Result<T, JsValue> {
+    if is_view(&value) {
+        value.dyn_into::<T>()
+    } else {
+        Err(value)
+    }
+}
+
+/// Whether `value` is an array, `false` when asking throws (a revoked Proxy): the reader that
+/// follows names that.
+#[cfg_attr(not(feature = "engine"), allow(dead_code))]
+pub fn is_array(value: &JsValue) -> bool {
+    array_is_array(value).unwrap_or(false)
+}
+
+/// The time of a real `Date`: `None` for anything else, a value that only inherits from
+/// `Date.prototype` or a Proxy included (`getTime` refuses those, and its throw is caught).
+pub fn date_millis(value: &JsValue) -> Option<f64> {
+    if !value.is_object() {
+        return None;
+    }
+    date_get_time(value).ok()
 }
 
 /// Whether `value` is this realm's `Object.prototype`.
@@ -423,8 +461,8 @@ pub fn string(value: &JsValue, path: &str) -> Result<String, Error> {
 #[cfg(feature = "engine")]
 /// Reads a Date, epoch milliseconds or an ISO-8601 string as an instant.
 pub fn instant(value: &JsValue) -> Result<DateTime<Utc>, String> {
-    let millis = if let Some(date) = value.dyn_ref::<js_sys::Date>() {
-        date.get_time()
+    let millis = if let Some(ms) = date_millis(value) {
+        ms
     } else if let Some(ms) = value.as_f64() {
         ms
     } else if let Some(text) = value.as_string() {

@@ -672,6 +672,14 @@ export function cases(lib, runtime) {
       await fails(AllyError, "INVALID_INPUT", () => ally.transactions(r, options), `transactions ${JSON.stringify(options)}`);
     }
     for (const bad of ["tomorrow", NaN, Infinity, {}, true]) await fails(AllyError, "INVALID_INPUT", () => ally.checkCredits(bad), `checkCredits(${String(bad)})`);
+    // Values that only look like Dates: one that inherits from Date.prototype, and a Date
+    // behind a Proxy whose traps throw (neither is a Date; neither trap nor getTime throws out).
+    const trap = () => { throw new Error("trap"); };
+    for (const [fake, what] of [[Object.create(Date.prototype), "an object inheriting from Date.prototype"], [new Proxy(new Date(), { getPrototypeOf: trap, get: trap }), "a Date behind throwing traps"]]) {
+      await fails(AllyError, "INVALID_INPUT", () => ally.checkCredits(fake), `checkCredits(${what})`);
+      await fails(AllyError, "INVALID_INPUT", () => ally.commissions.process(fake, "2026-02-01"), `process(${what})`);
+    }
+    equal((await ally.checkCredits(new Date(Date.UTC(2026, 0, 5)))).checked >= 0, true, "a real Date is still read");
     for (const [event, listener] of [["lowcredit", () => {}], ["lowCredit", 5], [5, () => {}]]) {
       await fails(AllyError, "INVALID_INPUT", () => ally.on(event, listener), `on(${String(event)})`);
     }
@@ -1316,6 +1324,11 @@ export function cases(lib, runtime) {
       await bad(`batch ${what}`, () => healthScoreBatch(columns));
     }
     await bad("batch previous option", () => healthScoreBatch(cols({}), { previous: { score: 50 } }));
+    // Typed arrays behind a Proxy whose traps throw are no typed arrays: refused, no trap run.
+    const trap = () => { throw new Error("trap"); };
+    const hidden = (typed) => new Proxy(typed, { getPrototypeOf: trap, get: trap });
+    await bad("batch proxied column", () => healthScoreBatch({ revenue: hidden(new Float64Array([1, 2])) }));
+    await bad("batch proxied previousBand", () => healthScoreBatch(cols({ previousBand: hidden(new Uint8Array(2)) })));
     equal(healthScore(PERFECT).score, "100.00", "still works");
   });
 
