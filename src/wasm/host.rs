@@ -5,7 +5,7 @@
 use std::rc::Rc;
 
 use chrono::{DateTime, Utc};
-use js_sys::{Array, Function, Object, Promise, Reflect};
+use js_sys::{Array, Function, Object, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -855,7 +855,7 @@ impl JsStorage {
             .map_err(|thrown| StorageError {
                 reason: describe(&thrown),
             })?;
-        JsFuture::from(Promise::resolve(&answer))
+        JsFuture::from(input::settle(&answer))
             .await
             .map_err(|rejected| StorageError {
                 reason: describe(&rejected),
@@ -1204,7 +1204,7 @@ impl Mailer for HostMailer {
         let answer = send.call1(&self.this, &m).map_err(|thrown| MailError {
             reason: describe(&thrown),
         })?;
-        JsFuture::from(Promise::resolve(&answer))
+        JsFuture::from(input::settle(&answer))
             .await
             .map(|_| ())
             .map_err(|rejected| MailError {

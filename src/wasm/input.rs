@@ -328,6 +328,19 @@ pub fn date_millis(value: &JsValue) -> Option<f64> {
     date_get_time(value).ok()
 }
 
+/// A fresh Promise settled as `value` would settle it: a host's answer, awaited without calling
+/// anything of it from the module. `Promise.resolve` would hand back a native Promise as it is
+/// (its own `then`, or a `constructor` getter, may throw where the module calls it); resolving
+/// a new Promise with the answer reads and calls its `then` inside the Promise machinery, where
+/// a throw rejects.
+#[cfg(feature = "engine")]
+pub fn settle(value: &JsValue) -> js_sys::Promise {
+    js_sys::Promise::new(&mut |resolve, _reject| {
+        // A resolve function does not throw: a bad `then` rejects the Promise instead.
+        let _ = resolve.call1(&JsValue::UNDEFINED, value);
+    })
+}
+
 /// Whether `value` is this realm's `Object.prototype`.
 pub fn is_object_prototype(value: &JsValue) -> bool {
     OBJECT_PROTOTYPE.with(|p| p == value)

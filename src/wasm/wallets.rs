@@ -189,7 +189,7 @@ impl Listeners {
     pub(super) async fn emit(&self, event: &str, payload: &JsValue) {
         for listener in self.of(event) {
             let outcome = match listener.call1(&JsValue::UNDEFINED, payload) {
-                Ok(answer) => JsFuture::from(Promise::resolve(&answer)).await.map(|_| ()),
+                Ok(answer) => JsFuture::from(input::settle(&answer)).await.map(|_| ()),
                 Err(thrown) => Err(thrown),
             };
             if let Err(error) = outcome {

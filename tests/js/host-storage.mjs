@@ -29,6 +29,17 @@ export function hostStorage({ async = false } = {}) {
       const trap = () => { throw new Error(`${method} trap`); };
       return new Proxy([], { get: trap, getPrototypeOf: trap, has: trap, ownKeys: trap, getOwnPropertyDescriptor: trap });
     }
+    // A native Promise whose own `then` throws, and one whose `constructor` getter throws.
+    if (failure === "then-throws") {
+      const promise = Promise.resolve(value);
+      Object.defineProperty(promise, "then", { value() { throw new Error(`${method} then`); } });
+      return promise;
+    }
+    if (failure === "constructor-throws") {
+      const promise = Promise.resolve(value);
+      Object.defineProperty(promise, "constructor", { get() { throw new Error(`${method} constructor`); } });
+      return promise;
+    }
     if (failure === "revoked") {
       const { proxy, revoke } = Proxy.revocable([], {});
       revoke();

@@ -505,7 +505,7 @@ export function cases(lib, runtime) {
     });
   }
 
-  for (const failure of ["throw", "reject", "garbage", "hostile", "hostile-reject", "proxy", "revoked"]) {
+  for (const failure of ["throw", "reject", "garbage", "hostile", "hostile-reject", "proxy", "revoked", "then-throws", "constructor-throws"]) {
     t(`a storage that ${failure}s gives STORAGE_FAILED and writes nothing`, async () => {
       const host = hostStorage({ async: failure.endsWith("reject") });
       const ally = new Ally({ storage: host });
@@ -589,6 +589,22 @@ export function cases(lib, runtime) {
     const other = await ally.make().user(2).company("Other").create();
     await fails(AllyError, "FORBIDDEN", () => scope.provision(other, 1));
     await fails(AllyError, "FORBIDDEN", () => scope.transactions(other.id));
+  });
+
+  t("a listener whose Promise has a throwing then is reported, and the provision stands", async () => {
+    const ally = new Ally({ config: { lowCreditThreshold: 100 } });
+    const r = await ally.make().user(1).company("Listened").create();
+    await ally.addCredits(r, 150);
+    const reported = [];
+    ally.on("listenerError", (e) => reported.push([e.event, String(e.error?.message)]));
+    ally.on("lowCredit", () => {
+      const promise = Promise.resolve();
+      Object.defineProperty(promise, "then", { value() { throw new Error("then of the listener"); } });
+      return promise;
+    });
+    equal((await ally.provision(r, 100)).balanceAfter, 50, "provisioned");
+    equal(reported, [["lowCredit", "then of the listener"]], "reported");
+    equal(await ally.balance(r), 50, "the instance keeps working");
   });
 
   t("validateLedger: an array behind throwing traps, or revoked, is INVALID_INPUT", async () => {
