@@ -520,7 +520,7 @@ fn record_from_js(value: &JsValue) -> Result<Option<StoredRecord>, StorageError>
             value,
         ));
     }
-    let field = |name: &str| Reflect::get(value, &name.into()).unwrap_or(JsValue::UNDEFINED);
+    let field = |name: &str| input::host_property(value, name).unwrap_or(JsValue::UNDEFINED);
     let id = field("id");
     let id = id
         .as_string()
@@ -638,9 +638,7 @@ fn optional_pair(
     a: &str,
     b: &str,
 ) -> Result<Option<(Function, Function)>, Error> {
-    let present = |name: &str| {
-        Reflect::get(object, &JsValue::from_str(name)).is_ok_and(|f| !f.is_undefined())
-    };
+    let present = |name: &str| input::host_property(object, name).is_ok_and(|f| !f.is_undefined());
     match (present(a), present(b)) {
         (false, false) => Ok(None),
         (true, true) => Ok(Some((
@@ -703,9 +701,10 @@ pub struct JsStorage {
     combine: Option<Function>,
 }
 
-/// Looks up `name` on a host object and checks it is a function (`INVALID_CONFIG` otherwise).
+/// Looks up `name` on a host object (its own or its class's, never `Object.prototype`'s) and
+/// checks it is a function (`INVALID_CONFIG` otherwise).
 pub fn method(object: &JsValue, owner: &str, name: &str) -> Result<Function, Error> {
-    Reflect::get(object, &JsValue::from_str(name))
+    input::host_property(object, name)
         .ok()
         .and_then(|f| f.dyn_into::<Function>().ok())
         .ok_or_else(|| Error::InvalidConfig {
@@ -716,7 +715,7 @@ pub fn method(object: &JsValue, owner: &str, name: &str) -> Result<Function, Err
 
 /// A method a host object may leave out: `None` when it is undefined.
 fn optional_method(object: &JsValue, name: &str) -> Result<Option<Function>, Error> {
-    let present = Reflect::get(object, &JsValue::from_str(name)).is_ok_and(|f| !f.is_undefined());
+    let present = input::host_property(object, name).is_ok_and(|f| !f.is_undefined());
     present.then(|| method(object, "storage", name)).transpose()
 }
 
@@ -729,7 +728,7 @@ fn combined_from_js(answer: &JsValue) -> Result<Option<Combined>, StorageError> 
     if !answer.is_object() {
         return Err(out_of_contract(shape, answer));
     }
-    let field = |name: &str| Reflect::get(answer, &JsValue::from_str(name)).unwrap_or_default();
+    let field = |name: &str| input::host_property(answer, name).unwrap_or_default();
     let answered = field("answered");
     if !answered.is_undefined() {
         return answered
@@ -750,7 +749,7 @@ fn combined_from_js(answer: &JsValue) -> Result<Option<Combined>, StorageError> 
     let queued = list
         .iter()
         .map(|item| {
-            let get = |name: &str| Reflect::get(item, &JsValue::from_str(name)).ok();
+            let get = |name: &str| input::host_property(item, name).ok();
             let id = get("id")
                 .and_then(|id| id.as_f64())
                 .filter(|id| id.fract() == 0.0 && *id >= 0.0 && *id <= 9_007_199_254_740_991.0);

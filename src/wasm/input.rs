@@ -341,6 +341,31 @@ pub fn settle(value: &JsValue) -> js_sys::Promise {
     })
 }
 
+/// A property of a host's object, its own or its class's, but never one it would only inherit
+/// from `Object.prototype`: a method of a class-based storage is found on its prototype, while a
+/// polluted `Object.prototype.lock` (or `.answered` on an answer) reaches nothing. Read through
+/// catching bindings; `Err` when a trap or getter throws.
+#[cfg(feature = "engine")]
+pub fn host_property(object: &JsValue, key: &str) -> std::result::Result<JsValue, JsValue> {
+    if !object.is_object() && !object.is_function() {
+        return Ok(JsValue::UNDEFINED);
+    }
+    let name = JsValue::from_str(key);
+    let mut at: JsValue = object.clone();
+    // A chain is a few classes deep; a longer (or cyclic, through a Proxy) one is cut off.
+    for _ in 0..32 {
+        if at.is_null() || is_object_prototype(&at) {
+            return Ok(JsValue::UNDEFINED);
+        }
+        let holder: &Object = at.unchecked_ref();
+        if !Reflect::get_own_property_descriptor(holder, &name)?.is_undefined() {
+            return Reflect::get(object, &name);
+        }
+        at = Reflect::get_prototype_of(&at)?.into();
+    }
+    Ok(JsValue::UNDEFINED)
+}
+
 /// Whether `value` is this realm's `Object.prototype`.
 pub fn is_object_prototype(value: &JsValue) -> bool {
     OBJECT_PROTOTYPE.with(|p| p == value)

@@ -340,6 +340,15 @@ export function cases(lib, runtime) {
       onProgress: (p) => void polluted.push(["progress", p.phase]),
       // A polluted handle method would make any plain storage the first memory storage made.
       __allyStorageHandle: () => 1,
+      // Optional storage methods, and fields of a host's answers: inherited, they would make a
+      // plain storage look as if it locked and combined, or every record look like an answer.
+      lock: () => void polluted.push(["lock"]),
+      unlock: () => void polluted.push(["unlock"]),
+      combine: () => void polluted.push(["combine"]),
+      answered: "polluted",
+      indexes: { polluted: "yes" },
+      send: () => void polluted.push(["send"]),
+      now: () => void polluted.push(["now"]),
     };
     const inner = memoryStorage();
     let hostCalls = 0;
@@ -355,6 +364,23 @@ export function cases(lib, runtime) {
       await ally.commissions.process("2026-01-01", "2026-02-01", {});
       equal(polluted, [], "neither the inherited mailer nor the inherited onProgress was called");
       ok(hostCalls > 0, "the host's own storage is used");
+      const e = await fails(AllyError, "INVALID_CONFIG", () => new Ally({ mail: {} }), "a mailer that only inherits send");
+      equal(e.details.key, "mail.send", "named");
+      await fails(AllyError, "INVALID_CONFIG", () => new Ally({ clock: {} }), "a clock that only inherits now");
+      // A class-based storage keeps its methods on its prototype: those are its own class's.
+      class Stored {
+        constructor() { this.inner = memoryStorage(); }
+        get(...a) { return this.inner.get(...a); }
+        find(...a) { return this.inner.find(...a); }
+        put(...a) { return this.inner.put(...a); }
+        append(...a) { return this.inner.append(...a); }
+        read(...a) { return this.inner.read(...a); }
+        findClaim(...a) { return this.inner.findClaim(...a); }
+      }
+      const classy = new Ally({ storage: new Stored() });
+      const c = await classy.make().user(3).company("Class-based").create();
+      equal((await classy.addCredits(c, 5)).balanceAfter, 5, "a class-based storage works");
+      equal(polluted, [], "nothing inherited was called");
     } finally {
       for (const key of Object.keys(pollute)) delete Object.prototype[key];
     }
