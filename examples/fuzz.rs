@@ -487,9 +487,21 @@ fn main() {
         .and_then(|a| a.replace('_', "").parse().ok())
         .unwrap_or(1_000_000);
     let seed: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
-    // A finding is reported by the harness, not by the default hook (once per panic).
-    panic::set_hook(Box::new(|_| {}));
     let corpus = corpus();
+    // From here a panic is a finding: the hook keeps where it happened for the report.
+    panic::set_hook(Box::new(|info| {
+        let place = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        println!("panicked at {place}: {message}");
+    }));
     let texts: Vec<Vec<u8>> = corpus
         .records
         .iter()
@@ -498,10 +510,35 @@ fn main() {
         .chain([corpus.attestation.clone().into_bytes()])
         .chain(TOKENS.iter().map(|t| t.as_bytes().to_vec()))
         .collect();
-    let values: Vec<Value> = texts
+    // Each JSON object with the reader of its kind (see `parse_record`), so that most
+    // structured mutations reach past the first field.
+    let kind_of = |collection: &str| match collection {
+        "resellers" => 0,
+        "clients" => 1,
+        "payments" => 2,
+        "commissions" => 3,
+        "commission_payments" => 4,
+        "payout_batches" => 5,
+        "applications" => 6,
+        "wallets" => 7,
+        _ => 9,
+    };
+    let values: Vec<(Value, usize)> = corpus
+        .records
         .iter()
-        .filter_map(|t| serde_json::from_slice(t).ok())
-        .filter(Value::is_object)
+        .filter_map(|(c, r)| Some((serde_json::from_str::<Value>(&r.data).ok()?, kind_of(c))))
+        .chain(
+            corpus
+                .entries
+                .iter()
+                .filter_map(|e| Some((serde_json::from_str::<Value>(e).ok()?, 9))),
+        )
+        .chain(
+            serde_json::from_str::<Value>(&corpus.attestation)
+                .ok()
+                .map(|v| (v, 8)),
+        )
+        .filter(|(v, _)| v.is_object())
         .collect();
     let binary = ledger::encode_ledger(&corpus.ledger);
     println!(
@@ -528,9 +565,10 @@ fn main() {
             let shown = text.clone();
             panic::catch_unwind(move || parse_text(&text, selector)).map_err(|_| ("text", shown))
         } else if target < 90 {
-            let pick = m.below(values.len());
-            let value = m.json(&values[pick]);
-            let selector = m.below(10);
+            let (picked, kind) = &values[m.below(values.len())];
+            let value = m.json(picked);
+            // Mostly the reader of its kind; now and then another, which must refuse it.
+            let selector = if m.below(4) == 0 { m.below(10) } else { *kind };
             counts[1] += 1;
             let shown = value.to_string();
             panic::catch_unwind(move || parse_record(&value, selector))

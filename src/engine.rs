@@ -136,6 +136,16 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             .find(collection, query)
             .await
             .map_err(storage_failed("find"))?;
+        // Every page moves on: a storage that answered records at or before the cursor, or out
+        // of order, would have a paging loop read the same page for ever.
+        let ordered = page.windows(2).all(|w| w[0].id < w[1].id)
+            && after.is_none_or(|after| page.first().is_none_or(|r| r.id.as_str() > after));
+        if !ordered {
+            return Err(Error::StorageFailed {
+                operation: "find",
+                reason: "find answered records out of id order, or not after its cursor".to_owned(),
+            });
+        }
         let next = if page.len() < PAGE_SIZE_MAX as usize {
             None
         } else {

@@ -489,10 +489,18 @@ fn host_items(
     })
 }
 
+/// The most items an array argument of a `MemoryStorage` method holds (entries, claims,
+/// unique names): a page's worth and more, far below what would exhaust memory.
+const ARG_ITEMS_MAX: usize = 100_000;
+
 /// The elements of an array argument of a `MemoryStorage` method, read through catching
 /// bindings.
 fn arg_items(value: &JsValue, field: &str, expected: &str) -> Result<Vec<JsValue>, Error> {
-    input::array_items(value, u32::MAX as usize).map_err(|e| match e {
+    input::array_items(value, ARG_ITEMS_MAX).map_err(|e| match e {
+        ArrayRead::TooLong(length) => Error::invalid(
+            field,
+            format!("at most {ARG_ITEMS_MAX} items, got {length}"),
+        ),
         ArrayRead::Threw(thrown) => {
             Error::invalid(field, format!("reading it threw: {}", describe(&thrown)))
         }
@@ -676,7 +684,7 @@ fn entries_from_js(
 
 /// Whether the claims handed to an append name `key`.
 fn args_claim(claims: &JsValue, key: &str) -> bool {
-    input::array_items(claims, u32::MAX as usize).is_ok_and(|claims| {
+    input::array_items(claims, ARG_ITEMS_MAX).is_ok_and(|claims| {
         claims.iter().any(|claim| {
             Reflect::get(claim, &"key".into())
                 .ok()
@@ -854,6 +862,9 @@ impl JsStorage {
             .map_err(|thrown| StorageError {
                 reason: describe(&thrown),
             })?;
+        if !input::is_thenable(&answer) {
+            return Ok(answer);
+        }
         JsFuture::from(input::settle(&answer))
             .await
             .map_err(|rejected| StorageError {
@@ -1203,6 +1214,9 @@ impl Mailer for HostMailer {
         let answer = send.call1(&self.this, &m).map_err(|thrown| MailError {
             reason: describe(&thrown),
         })?;
+        if !input::is_thenable(&answer) {
+            return Ok(());
+        }
         JsFuture::from(input::settle(&answer))
             .await
             .map(|_| ())

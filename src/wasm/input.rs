@@ -118,7 +118,14 @@ impl Walker<'_> {
             return Ok(Value::String(value.as_string().unwrap_or_default()));
         }
         if value.is_object() {
-            if self.dates {
+            match array_is_array(value) {
+                Ok(true) => return self.walk_array(value.unchecked_ref(), depth),
+                Ok(false) => {}
+                Err(_) => return Err(self.fail("expected a JSON value, got a revoked Proxy")),
+            }
+            // A Date is no plain object: only the others are asked for a time (asking costs a
+            // caught throw).
+            if self.dates && !is_plain(value) {
                 if let Some(ms) = date_millis(value) {
                     return chrono::DateTime::from_timestamp_millis(ms as i64)
                         .filter(|_| ms.is_finite())
@@ -126,11 +133,7 @@ impl Walker<'_> {
                         .ok_or_else(|| self.fail("an invalid Date"));
                 }
             }
-            match array_is_array(value) {
-                Ok(true) => return self.walk_array(value.unchecked_ref(), depth),
-                Ok(false) => return self.walk_object(value, depth),
-                Err(_) => return Err(self.fail("expected a JSON value, got a revoked Proxy")),
-            }
+            return self.walk_object(value, depth);
         }
         if value.is_null() {
             return Ok(Value::Null);
@@ -292,24 +295,44 @@ pub fn is_view(value: &JsValue) -> bool {
     js_sys::ArrayBuffer::is_view(value)
 }
 
-/// `value` as a typed array of type `T`, tested without running a Proxy's traps.
-#[cfg_attr(not(feature = "engine"), allow(dead_code))]
-pub fn typed<T: JsCast>(value: &JsValue) -> Option<&T> {
-    if is_view(value) {
-        value.dyn_ref::<T>()
-    } else {
-        None
-    }
+/// A typed array type whose caller values are read as fresh copies.
+pub trait Typed: JsCast {
+    /// This realm's constructor of the type (`Float64Array`, …).
+    fn intrinsic() -> js_sys::Function;
 }
 
-/// `value` as a typed array of type `T`, or the value back, as `dyn_into` answers.
-#[cfg_attr(not(feature = "engine"), allow(dead_code))]
-pub fn typed_into<T: JsCast>(value: JsValue) -> std::result::Result<T, JsValue> {
-    if is_view(&value) {
-        value.dyn_into::<T>()
-    } else {
-        Err(value)
+macro_rules! typed {
+    ($($ty:ident),*) => {$(
+        impl Typed for js_sys::$ty {
+            fn intrinsic() -> js_sys::Function {
+                thread_local! {
+                    static CONSTRUCTOR: js_sys::Function = js_sys::$ty::new_with_length(0).constructor();
+                }
+                CONSTRUCTOR.with(Clone::clone)
+            }
+        }
+    )*};
+}
+typed!(Float64Array, Uint8Array, Uint32Array, Int32Array);
+
+/// A fresh copy of `value` when it is a typed array of type `T`, made by the type's own
+/// constructor through a catching `Reflect.construct`: the copy's length is its elements'
+/// count whatever the caller's object claims (a subclass's or an own `length`), so reading it
+/// cannot overrun, and a Proxy (not a view) or a detached buffer gives `None`.
+pub fn typed<T: Typed>(value: &JsValue) -> Option<T> {
+    if !is_view(value) || value.dyn_ref::<T>().is_none() {
+        return None;
     }
+    let args = Array::of1(value);
+    Reflect::construct(&T::intrinsic(), &args)
+        .ok()
+        .map(JsCast::unchecked_into)
+}
+
+/// [`typed`], or the value back, as `dyn_into` answers.
+#[cfg_attr(not(feature = "engine"), allow(dead_code))]
+pub fn typed_into<T: Typed>(value: JsValue) -> std::result::Result<T, JsValue> {
+    typed::<T>(&value).ok_or(value)
 }
 
 /// Whether `value` is an array, `false` when asking throws (a revoked Proxy): the reader that
@@ -345,25 +368,32 @@ pub fn settle(value: &JsValue) -> js_sys::Promise {
 /// from `Object.prototype`: a method of a class-based storage is found on its prototype, while a
 /// polluted `Object.prototype.lock` (or `.answered` on an answer) reaches nothing. Read through
 /// catching bindings; `Err` when a trap or getter throws.
+///
+/// The value is read as the host gives it (a Proxy's `get` trap answers), then dropped when it
+/// is `Object.prototype`'s own value for the key: what only a polluted prototype gives.
 #[cfg(feature = "engine")]
 pub fn host_property(object: &JsValue, key: &str) -> std::result::Result<JsValue, JsValue> {
     if !object.is_object() && !object.is_function() {
         return Ok(JsValue::UNDEFINED);
     }
     let name = JsValue::from_str(key);
-    let mut at: JsValue = object.clone();
-    // A chain is a few classes deep; a longer (or cyclic, through a Proxy) one is cut off.
-    for _ in 0..32 {
-        if at.is_null() || is_object_prototype(&at) {
-            return Ok(JsValue::UNDEFINED);
-        }
-        let holder: &Object = at.unchecked_ref();
-        if !Reflect::get_own_property_descriptor(holder, &name)?.is_undefined() {
-            return Reflect::get(object, &name);
-        }
-        at = Reflect::get_prototype_of(&at)?.into();
+    let value = Reflect::get(object, &name)?;
+    if value.is_undefined() {
+        return Ok(value);
     }
-    Ok(JsValue::UNDEFINED)
+    let polluted = OBJECT_PROTOTYPE.with(|prototype| {
+        let prototype: &Object = prototype.unchecked_ref();
+        Reflect::get_own_property_descriptor(prototype, &name).is_ok_and(|d| !d.is_undefined())
+            && Reflect::get(prototype, &name).is_ok_and(|inherited| inherited == value)
+    });
+    Ok(if polluted { JsValue::UNDEFINED } else { value })
+}
+
+/// Whether a host's answer is a thenable: one with a `then` function of its own or of its
+/// class (a polluted `Object.prototype.then` does not count).
+#[cfg(feature = "engine")]
+pub fn is_thenable(value: &JsValue) -> bool {
+    host_property(value, "then").is_ok_and(|then| then.is_function())
 }
 
 /// Whether `value` is this realm's `Object.prototype`.

@@ -2,11 +2,10 @@
 
 use std::rc::Rc;
 
-use js_sys::{Array, Float64Array};
+use js_sys::Float64Array;
 use serde::Serialize;
 use serde_json::Value;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
 
 use super::error::{to_js, OrThrow};
 use super::input::{self, credits, type_name, ArrayRead};
@@ -142,11 +141,7 @@ pub fn cost_batch(
     discount: Rate,
     rounding: Rounding,
 ) -> Result<Float64Array, Error> {
-    let typed = if super::input::is_view(base_prices) {
-        base_prices.dyn_ref::<Float64Array>()
-    } else {
-        None
-    };
+    let typed = input::typed::<Float64Array>(base_prices);
     let mut prices: Vec<f64> = if let Some(typed) = typed {
         if typed.length() > BATCH_LEN_MAX {
             return Err(Error::invalid(
@@ -296,7 +291,7 @@ impl Catalog {
 }
 
 fn parse_catalog(products: &JsValue) -> Result<catalog::Catalog, Error> {
-    if !Array::is_array(products) {
+    if !input::is_array(products) {
         return Err(Error::invalid(
             "catalog",
             format!(

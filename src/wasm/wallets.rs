@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
+use js_sys::{Function, Object, Promise, Reflect, Uint8Array};
 use serde_json::{json, Value};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
@@ -189,6 +189,7 @@ impl Listeners {
     pub(super) async fn emit(&self, event: &str, payload: &JsValue) {
         for listener in self.of(event) {
             let outcome = match listener.call1(&JsValue::UNDEFINED, payload) {
+                Ok(answer) if !input::is_thenable(&answer) => Ok(()),
                 Ok(answer) => JsFuture::from(input::settle(&answer)).await.map(|_| ()),
                 Err(thrown) => Err(thrown),
             };
@@ -310,17 +311,31 @@ fn opt_text_field(fields: &mut Fields, key: &str) -> Result<Option<String>> {
 }
 
 fn movement_items(value: &JsValue) -> Result<Vec<Movement>> {
-    let Some(array) = value.dyn_ref::<Array>() else {
-        return Err(Error::invalid(
-            "items",
-            format!(
-                "expected an array of {{ cost, memo }}, got {}",
-                type_name(value)
-            ),
-        ));
+    let length = match input::array_length(value, ledger::BULK_LEN_MAX) {
+        Ok(length) => length as usize,
+        Err(input::ArrayRead::NotArray) => {
+            return Err(Error::invalid(
+                "items",
+                format!(
+                    "expected an array of {{ cost, memo }}, got {}",
+                    type_name(value)
+                ),
+            ))
+        }
+        Err(input::ArrayRead::TooLong(length)) => {
+            return Err(Error::invalid(
+                "items",
+                format!("expected 1 to {} items, got {length}", ledger::BULK_LEN_MAX),
+            ))
+        }
+        Err(input::ArrayRead::Threw(thrown)) => {
+            return Err(Error::invalid(
+                "items",
+                format!("reading it threw: {}", super::error::describe(&thrown)),
+            ))
+        }
     };
-    let length = array.length() as usize;
-    if length == 0 || length > ledger::BULK_LEN_MAX {
+    if length == 0 {
         return Err(Error::invalid(
             "items",
             format!("expected 1 to {} items, got {length}", ledger::BULK_LEN_MAX),
@@ -892,11 +907,7 @@ pub fn validate_ledger(
         .map_or(0, |c| c.get());
     opts.finish(&["walletId", "openingBalance"]).or_throw()?;
     // A Proxy is no typed array, and is read only through catching bindings.
-    let bytes = if input::is_view(&entries) {
-        entries.dyn_ref::<Uint8Array>()
-    } else {
-        None
-    };
+    let bytes = input::typed::<Uint8Array>(&entries);
     let length = match input::array_length(&entries, ledger::AUDIT_ENTRIES_MAX as usize) {
         Ok(length) => Some(length),
         Err(input::ArrayRead::NotArray) => None,

@@ -107,6 +107,11 @@ export function cases(lib, runtime) {
     ]) {
       await fails(AllyError, "INVALID_INPUT", () => tierCostBatch(prices, "gold"), `prices with ${what}`);
     }
+    // A typed array is read by its elements, whatever its length property claims.
+    class Lying extends Float64Array { get length() { throw new Error("the length getter"); } }
+    equal(Array.from(tierCostBatch(new Lying([1000, 20]), "gold")), [850, 17], "a subclass whose length getter throws");
+    const claims = Object.defineProperty(new Float64Array([1000]), "length", { value: 2 ** 22 });
+    equal(Array.from(tierCostBatch(claims, "gold")), [850], "an own length past its elements");
     const tooMany = new Proxy([], { get: (target, key) => (key === "length" ? 2 ** 32 - 1 : Reflect.get(target, key)) });
     await fails(AllyError, "INVALID_INPUT", () => tierCostBatch(tooMany, "gold"), "a claimed length past the bound");
     still();
@@ -123,7 +128,10 @@ export function cases(lib, runtime) {
     equal([vol.lines[0].unitPrice, vol.total], [80, 4080], "volume band 3");
   });
 
-  t("a Catalog prices like an array and verifyQuote spots tampering", () => {
+  t("a Catalog prices like an array and verifyQuote spots tampering", async () => {
+    const revokedCatalog = Proxy.revocable([], {});
+    revokedCatalog.revoke();
+    await fails(AllyError, "INVALID_INPUT", () => new Catalog(revokedCatalog.proxy), "a revoked catalog");
     const catalog = new Catalog(CATALOG);
     equal(catalog.size, 4, "size");
     equal(catalog.digest.length, 64, "digest");
@@ -531,6 +539,16 @@ export function cases(lib, runtime) {
     });
   }
 
+  t("a storage whose find answers out of id order is STORAGE_FAILED, not a loop", async () => {
+    const host = hostStorage();
+    const ally = new Ally({ storage: host });
+    await ally.make().user(1).company("A").create();
+    await ally.make().user(2).company("B").create();
+    const reversed = { ...host, find: (name, query) => host.find(name, query).slice().reverse() };
+    await fails(AllyError, "STORAGE_FAILED", () => new Ally({ storage: reversed }).list(), "reversed");
+    equal((await ally.list()).length, 2, "in order");
+  });
+
   for (const failure of ["throw", "reject", "garbage", "hostile", "hostile-reject", "proxy", "revoked", "then-throws", "constructor-throws"]) {
     t(`a storage that ${failure}s gives STORAGE_FAILED and writes nothing`, async () => {
       const host = hostStorage({ async: failure.endsWith("reject") });
@@ -714,6 +732,10 @@ export function cases(lib, runtime) {
       await fails(AllyError, "INVALID_INPUT", () => ally.transactions(r, options), `transactions ${JSON.stringify(options)}`);
     }
     for (const bad of ["tomorrow", NaN, Infinity, {}, true]) await fails(AllyError, "INVALID_INPUT", () => ally.checkCredits(bad), `checkCredits(${String(bad)})`);
+    const gone = Proxy.revocable([], {});
+    gone.revoke();
+    await fails(AllyError, "INVALID_INPUT", () => ally.provisionBulk(r, gone.proxy), "provisionBulk of a revoked Proxy");
+    await fails(AllyError, "INVALID_INPUT", () => ally.provisionBulk(r, new Proxy([{ cost: 1 }], { get() { throw new Error("trap"); } })), "provisionBulk through a throwing trap");
     // Values that only look like Dates: one that inherits from Date.prototype, and a Date
     // behind a Proxy whose traps throw (neither is a Date; neither trap nor getTime throws out).
     const trap = () => { throw new Error("trap"); };
