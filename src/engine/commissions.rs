@@ -536,6 +536,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                 // Once every line of the reseller's part is recorded: a clawback may come
                 // before the line it cancels in id order.
                 for id in clawbacks {
+                    self.keep_lease(holder, lease).await?;
                     summary.reversed += self.cancel_pair(&id, now).await?;
                 }
             }
@@ -547,7 +548,9 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             })?;
             self.keep_lease(holder, lease).await?;
         }
-        summary.approved = self.approve_due(now, progress).await?;
+        summary.approved = self
+            .approve_due(now, Some((holder, lease)), progress)
+            .await?;
         Ok(summary)
     }
 
@@ -657,10 +660,12 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         Ok(moved)
     }
 
-    /// Approves every pending line whose hold has passed by `now`; how many.
+    /// Approves every pending line whose hold has passed by `now`; how many. Within a run,
+    /// the run's lease is kept as it goes.
     async fn approve_due(
         &self,
         now: DateTime<Utc>,
+        mut lease: Option<(&str, &mut RunLease)>,
         progress: &mut dyn FnMut(Progress) -> Result<()>,
     ) -> Result<u32> {
         let pending = self
@@ -677,6 +682,9 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         let mut approved = 0;
         for (i, line) in due.iter().enumerate() {
             if i as u64 % PROGRESS_EVERY == 0 {
+                if let Some((holder, lease)) = lease.as_mut() {
+                    self.keep_lease(holder, lease).await?;
+                }
                 progress(Progress {
                     phase: "approve",
                     done: i as u64,
@@ -935,7 +943,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             if !self.set_open_batch(Some(&id), version).await? {
                 continue;
             }
-            self.approve_due(now, &mut |_| Ok(())).await?;
+            self.approve_due(now, None, &mut |_| Ok(())).await?;
             let approved = self
                 .find_all(
                     LINES,
