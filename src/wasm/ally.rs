@@ -61,9 +61,9 @@ fn check_options(options: &JsValue) -> Result<()> {
         key: key.to_owned(),
         reason,
     };
-    let Some(object) = options
-        .dyn_ref::<Object>()
-        .filter(|_| !options.is_function())
+    // Any object, whatever its prototype (`Object.create(null)`) or realm: not `instanceof`.
+    let Some(object) =
+        (options.is_object() && !options.is_function()).then(|| options.unchecked_ref::<Object>())
     else {
         return Err(config_error(
             "options",

@@ -427,9 +427,11 @@ pub(super) fn own(object: &JsValue, key: &str) -> JsValue {
 
 /// The keys of a columns record must be known ones.
 pub(super) fn check_keys(object: &JsValue, path: &str, known: &[&str]) -> Result<()> {
-    let Some(object) = object.dyn_ref::<Object>() else {
+    // Any object, whatever its prototype or realm: not `instanceof`.
+    if !object.is_object() {
         return Ok(());
-    };
+    }
+    let object: &Object = object.unchecked_ref();
     let keys =
         input::own_keys(object).map_err(|_| Error::invalid(path, "listing its keys threw"))?;
     for key in keys.iter() {

@@ -546,7 +546,11 @@ fn record_from_js(value: &JsValue) -> Result<Option<StoredRecord>, StorageError>
     let indexes_value = field("indexes");
     let mut indexes = Vec::new();
     if !indexes_value.is_undefined() && !indexes_value.is_null() {
-        let Some(object) = indexes_value.dyn_ref::<Object>() else {
+        // Any object, whatever its prototype (`Object.create(null)`) or realm: not `instanceof`.
+        let Some(object) = indexes_value
+            .is_object()
+            .then(|| indexes_value.unchecked_ref::<Object>())
+        else {
             return Err(out_of_contract(
                 "record.indexes should be an object",
                 &indexes_value,

@@ -539,6 +539,21 @@ export function cases(lib, runtime) {
     });
   }
 
+  t("objects without a prototype are objects: options, and a host record's indexes", async () => {
+    const options = Object.assign(Object.create(null), { config: Object.assign(Object.create(null), { lowCreditThreshold: 7 }) });
+    const ally = new Ally(options);
+    const r = await ally.make().user(1).company("Bare").create();
+    equal(r.companyName, "Bare", "options without a prototype are read");
+    const host = hostStorage();
+    const bare = { ...host, get: (name, id) => {
+      const found = host.get(name, id);
+      return found ? { ...found, indexes: Object.assign(Object.create(null), found.indexes) } : found;
+    } };
+    const onBare = new Ally({ storage: bare });
+    const b = await onBare.make().user(2).company("Indexed").create();
+    equal((await onBare.find(b.id)).companyName, "Indexed", "a record whose indexes have no prototype");
+  });
+
   t("a storage whose find answers out of id order is STORAGE_FAILED, not a loop", async () => {
     const host = hostStorage();
     const ally = new Ally({ storage: host });
