@@ -28,7 +28,21 @@ pub(super) const INDEX_RESELLER_MONTH: &str = "resellerMonth";
 
 /// The month of a time, `YYYY-MM` (UTC), as the month indexes name it.
 pub(super) fn month_of(at: DateTime<Utc>) -> String {
-    format!("{:04}-{:02}", at.year(), at.month())
+    month_name(month_index(at))
+}
+
+/// Months since year 0 (`year × 12 + month − 1`): consecutive months are consecutive numbers.
+pub(super) fn month_index(at: DateTime<Utc>) -> i64 {
+    i64::from(at.year()) * 12 + i64::from(at.month0())
+}
+
+/// The `YYYY-MM` name of a [`month_index`], the one form every month index is written in.
+pub(super) fn month_name(index: i64) -> String {
+    format!(
+        "{:04}-{:02}",
+        index.div_euclid(12),
+        index.rem_euclid(12) + 1
+    )
 }
 
 /// The value of [`INDEX_RESELLER_MONTH`]: the month first, so that no reseller id can make two

@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
 
-use chrono::{DateTime, Datelike, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use super::commissions::{Progress, STATE};
@@ -41,8 +41,10 @@ pub(super) fn months(start: DateTime<Utc>, end: DateTime<Utc>) -> Result<Vec<Str
         return Err(Error::invalid("end", "must be after start"));
     }
     let last = end - chrono::Duration::milliseconds(1);
-    let index = |at: DateTime<Utc>| i64::from(at.year()) * 12 + i64::from(at.month0());
-    let (first, last) = (index(start), index(last.max(start)));
+    let (first, last) = (
+        payments::month_index(start),
+        payments::month_index(last.max(start)),
+    );
     let count = usize::try_from(last - first + 1).unwrap_or(usize::MAX);
     if count > PERIOD_MONTHS_MAX {
         return Err(Error::invalid(
@@ -50,9 +52,7 @@ pub(super) fn months(start: DateTime<Utc>, end: DateTime<Utc>) -> Result<Vec<Str
             format!("a period spans at most {PERIOD_MONTHS_MAX} months"),
         ));
     }
-    Ok((first..=last)
-        .map(|m| format!("{:04}-{:02}", m.div_euclid(12), m.rem_euclid(12) + 1))
-        .collect())
+    Ok((first..=last).map(payments::month_name).collect())
 }
 
 /// One reseller's part of a period: the pure run over it, and what the run's indexes name.
