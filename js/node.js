@@ -1,7 +1,3 @@
-// Node ESM entry: the web glue, instantiated synchronously from the one shipped .wasm.
-import { readFileSync } from "node:fs";
-import { initSync } from "./web/ally_engine.js";
-
-initSync({ module: readFileSync(new URL("./ally_engine_bg.wasm", import.meta.url)) });
-
-export * from "./web/ally_engine.js";
+// Node ESM entry: the CommonJS build itself, so that `import` and `require` in one process share
+// one engine (one wasm instance, one `AllyError` class: `instanceof` holds across them).
+export * from "./ally_engine.cjs";

@@ -42,7 +42,8 @@ cp README.md pkg/README.md 2>/dev/null || true
 # The pricing-only module, with the same entry files in its own folder.
 optimise "$out/pricing/ally_engine_bg.wasm" pkg/pricing/ally_engine_bg.wasm
 cp "$out/pricing/ally_engine.js" "$out/pricing/ally_engine.d.ts" pkg/pricing/web/
-cp js/node.js js/deno.js js/workerd.js js/web.js js/web.d.ts js/index.d.ts pkg/pricing/
+cp js/deno.js js/workerd.js js/web.js js/web.d.ts js/index.d.ts pkg/pricing/
+cp js/pricing-node.js pkg/pricing/node.js
 
 for module in pkg/ally_engine_bg.wasm pkg/pricing/ally_engine_bg.wasm; do
   raw=$(stat -c %s "$module")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test: style and lints, native Rust tests, the package build, TypeScript declarations
-# under --strict, and the built package from JavaScript in Node (CJS and ESM), Deno, workerd and
-# headless Chromium. Installs what is missing first; under CI=true a missing component fails.
+# under --strict, and the built package from JavaScript in Node (CJS and ESM), Bun, Deno, workerd,
+# headless Chromium and a Vite-bundled page in it. Installs what is missing first; under CI=true a missing component fails.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -79,12 +79,15 @@ run_js() {
 run_js node-cjs node tests/js/node-cjs.cjs
 run_js node-esm node tests/js/node-esm.mjs
 run_js readme node tests/js/readme.mjs
+run_js bun bun tests/js/bun.mjs
 run_js deno env DENO_NO_UPDATE_CHECK=1 deno run --no-prompt --allow-read=. --node-modules-dir=manual tests/js/deno.mjs
 run_js workerd node tests/js/run-workerd.mjs
 run_js chromium node tests/js/run-browser.mjs
+run_js vite node tests/js/run-vite.mjs
 run_js postgres node tests/node/postgres.mjs
 run_js smtp node tests/node/smtp.mjs
 run_js faults node tests/node/faults.mjs
+run_js interop node --expose-gc tests/node/interop.mjs
 run_js edge node tests/node/run-edge.mjs
 
 step "summary"

@@ -119,16 +119,58 @@ pub fn from_f64(value: f64, scale_max: u32) -> Result<ParsedDecimal, String> {
 #[must_use]
 pub fn js_number(value: f64) -> String {
     if value.is_nan() {
-        "NaN".to_owned()
-    } else if value.is_infinite() {
-        if value > 0.0 { "Infinity" } else { "-Infinity" }.to_owned()
-    } else if value == 0.0 && value.is_sign_negative() {
-        "-0".to_owned()
-    } else if value.fract() == 0.0 && value.abs() < 9_007_199_254_740_992.0 {
-        (value as i64).to_string()
-    } else {
-        serde_json::to_string(&value).unwrap_or_else(|_| "NaN".to_owned())
+        return "NaN".to_owned();
     }
+    if value.is_infinite() {
+        return if value > 0.0 { "Infinity" } else { "-Infinity" }.to_owned();
+    }
+    if value == 0.0 {
+        return if value.is_sign_negative() { "-0" } else { "0" }.to_owned();
+    }
+    if value.fract() == 0.0 && value.abs() < 9_007_199_254_740_992.0 {
+        return (value as i64).to_string();
+    }
+    // The shortest digits that read back to the same double (serde_json's printer), laid out
+    // the way ECMAScript's Number::toString lays them out.
+    let text = serde_json::to_string(&value).unwrap_or_default();
+    let (sign, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", text.as_str()),
+    };
+    let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.parse::<i32>().unwrap_or(0)),
+        None => (unsigned, 0),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let all = format!("{whole}{fraction}");
+    let leading = all.len() - all.trim_start_matches('0').len();
+    let digits = all.trim_start_matches('0').trim_end_matches('0');
+    if digits.is_empty() {
+        return "0".to_owned();
+    }
+    // value = 0.d1d2…dk × 10^n
+    let k = digits.len() as i32;
+    let n = whole.len() as i32 - leading as i32 + exponent;
+    let out = if k <= n && n <= 21 {
+        format!("{digits}{}", "0".repeat((n - k) as usize))
+    } else if 0 < n && n <= 21 {
+        format!("{}.{}", &digits[..n as usize], &digits[n as usize..])
+    } else if -6 < n && n <= 0 {
+        format!("0.{}{digits}", "0".repeat((-n) as usize))
+    } else {
+        let e = n - 1;
+        let exp = if e >= 0 {
+            format!("+{e}")
+        } else {
+            e.to_string()
+        };
+        if k == 1 {
+            format!("{digits}e{exp}")
+        } else {
+            format!("{}.{}e{exp}", &digits[..1], &digits[1..])
+        }
+    };
+    format!("{sign}{out}")
 }
 
 /// `value` in units of `10^-scale` as decimal text: `(12345, 2)` is `"123.45"`, `(-5, 2)` is
@@ -167,6 +209,36 @@ pub fn printable(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_print_as_javascript_prints_them() {
+        let cases: &[(f64, &str)] = &[
+            (0.0, "0"),
+            (-0.0, "-0"),
+            (1.5, "1.5"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (9_007_199_254_740_991.0, "9007199254740991"),
+            // 2^53 + 1 has no double: the literal reads as 2^53, printed whole.
+            (9_007_199_254_740_993.0, "9007199254740992"),
+            // The shortest digits, then zeros: 2^60 is 1152921504606846976.
+            (1_152_921_504_606_846_976.0, "1152921504606847000"),
+            (1e20, "100000000000000000000"),
+            (-1e20, "-100000000000000000000"),
+            (1e21, "1e+21"),
+            (1.5e300, "1.5e+300"),
+            (123.456, "123.456"),
+            (0.000_001, "0.000001"),
+            (1e-7, "1e-7"),
+            (-1.5e-7, "-1.5e-7"),
+            (5e-324, "5e-324"),
+            (f64::MAX, "1.7976931348623157e+308"),
+            (f64::NAN, "NaN"),
+            (f64::NEG_INFINITY, "-Infinity"),
+        ];
+        for &(value, text) in cases {
+            assert_eq!(js_number(value), text, "{value:?}");
+        }
+    }
 
     #[test]
     fn parses_plain_decimals() {

@@ -52,6 +52,27 @@ impl ErrorCode {
             Self::ResellerInactive => "RESELLER_INACTIVE",
         }
     }
+
+    /// The HTTP status a service answers with for this code: the client's mistakes are 4xx
+    /// (400 malformed, 402 the wallet cannot pay, 403 the reseller may not, 404 no such record,
+    /// 409 the record's state or a concurrent writer is in the way, 422 well-formed but not
+    /// acceptable), the host's are 5xx (500 its configuration, 502 its mailer, 503 its storage).
+    #[must_use]
+    pub const fn http_status(self) -> u16 {
+        match self {
+            Self::InvalidInput => 400,
+            Self::InsufficientCredits => 402,
+            Self::TierRestricted | Self::ProvisioningHeld | Self::Forbidden => 403,
+            Self::ResellerInactive => 403,
+            Self::NotFound => 404,
+            Self::AlreadyExists | Self::Conflict | Self::DuplicateEmail => 409,
+            Self::StatusTransitionDenied => 409,
+            Self::UnknownTier | Self::IdempotencyMismatch | Self::InvalidReseller => 422,
+            Self::InvalidConfig => 500,
+            Self::MailFailed => 502,
+            Self::StorageFailed => 503,
+        }
+    }
 }
 
 /// A failure, with enough context to say which field, which value and why.
@@ -159,6 +180,9 @@ impl Error {
             .into_iter()
             .map(|(k, v)| (k, Detail::Text(v)))
             .collect();
+        if let Self::Conflict { attempts, .. } = self {
+            out.push(("attempts", Detail::Number(u64::from(*attempts))));
+        }
         if let Self::InsufficientCredits {
             balance,
             requested,
@@ -201,15 +225,9 @@ impl Error {
                 ("field", (*field).to_owned()),
                 ("value", value.clone()),
             ],
-            Self::Conflict {
-                entity,
-                key,
-                attempts,
-            } => vec![
-                ("entity", (*entity).to_owned()),
-                ("key", key.clone()),
-                ("attempts", attempts.to_string()),
-            ],
+            Self::Conflict { entity, key, .. } => {
+                vec![("entity", (*entity).to_owned()), ("key", key.clone())]
+            }
             Self::StorageFailed { operation, reason } => vec![
                 ("operation", (*operation).to_owned()),
                 ("reason", reason.clone()),

@@ -298,7 +298,10 @@ impl Entry {
             at_ms,
             hash,
         };
+        // What an operation answered with (`replayed`) is no part of the entry.
+        r.opt_bool("replayed")?;
         r.finish(&[
+            "replayed",
             "id",
             "walletId",
             "sequence",

@@ -25,9 +25,12 @@ fn join(path: &str, key: &str) -> String {
     }
 }
 
-/// A JSON number as text, without `f64`'s `Display` (see `decimal::js_number`).
+/// A JSON number as JavaScript prints it (see `decimal::js_number`).
 pub fn number_text(number: &serde_json::Number) -> String {
-    serde_json::to_string(number).unwrap_or_default()
+    match number.as_f64() {
+        Some(value) if number.is_f64() => super::decimal::js_number(value),
+        _ => serde_json::to_string(number).unwrap_or_default(),
+    }
 }
 
 /// A JSON value's type for messages.
@@ -56,36 +59,78 @@ pub fn units(value: &Value, path: &str, max: u64) -> Result<u64, Error> {
     }
 }
 
+/// What a whole number counts, for messages: credits, or a plain count (a quantity, a limit,
+/// a sequence number, a version).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Whole {
+    Credits,
+    Count,
+}
+
+impl Whole {
+    fn noun(self) -> &'static str {
+        match self {
+            Self::Credits => "whole credits",
+            Self::Count => "a whole number",
+        }
+    }
+
+    fn fraction(self) -> &'static str {
+        match self {
+            Self::Credits => "credits are whole units, got a fraction",
+            Self::Count => "expected a whole number, got a fraction",
+        }
+    }
+
+    /// What "must be …" is said of.
+    fn subject(self) -> &'static str {
+        match self {
+            Self::Credits => "credits ",
+            Self::Count => "",
+        }
+    }
+}
+
 /// Whole credits: a safe, non-negative integer.
 pub fn credits(value: &Value, path: &str) -> Result<Credits, Error> {
+    whole(value, path, Whole::Credits)
+}
+
+/// A count (a quantity, a limit, a sequence number): a safe, non-negative integer.
+pub fn count(value: &Value, path: &str) -> Result<u64, Error> {
+    whole(value, path, Whole::Count).map(Credits::get)
+}
+
+/// A safe, non-negative integer, the messages naming what it counts.
+pub fn whole(value: &Value, path: &str, what: Whole) -> Result<Credits, Error> {
+    let subject = what.subject();
     match value {
         Value::Number(n) => {
             if let Some(whole) = n.as_u64() {
                 return Credits::new(whole).ok_or_else(|| {
                     Error::invalid(
                         path,
-                        format!("credits must be at most 9007199254740991 (2^53 - 1), got {whole}"),
+                        format!(
+                            "{subject}must be at most 9007199254740991 (2^53 - 1), got {whole}"
+                        ),
                     )
                 });
             }
             if n.as_i64().is_some_and(|v| v < 0) || n.as_f64().is_some_and(|v| v < 0.0) {
                 return Err(Error::invalid(
                     path,
-                    format!("credits must not be negative, got {}", number_text(n)),
+                    format!("{subject}must not be negative, got {}", number_text(n)),
                 ));
             }
             match n.as_f64() {
                 Some(v) if v.fract() != 0.0 => Err(Error::invalid(
                     path,
-                    format!(
-                        "credits are whole units, got a fraction: {}",
-                        number_text(n)
-                    ),
+                    format!("{}: {}", what.fraction(), number_text(n)),
                 )),
                 _ => Err(Error::invalid(
                     path,
                     format!(
-                        "credits must be at most 9007199254740991 (2^53 - 1), got {}",
+                        "{subject}must be at most 9007199254740991 (2^53 - 1), got {}",
                         number_text(n)
                     ),
                 )),
@@ -93,7 +138,11 @@ pub fn credits(value: &Value, path: &str) -> Result<Credits, Error> {
         }
         other => Err(Error::invalid(
             path,
-            format!("expected whole credits (a number), got {}", describe(other)),
+            format!(
+                "expected {} (a number), got {}",
+                what.noun(),
+                describe(other)
+            ),
         )),
     }
 }
@@ -181,6 +230,18 @@ impl Fields {
     pub fn opt_credits(&mut self, key: &str) -> Result<Option<Credits>, Error> {
         self.take(key)
             .map(|v| credits(&v, &self.path(key)))
+            .transpose()
+    }
+
+    /// A required count: a whole number from 0 to 2^53 - 1.
+    pub fn count(&mut self, key: &str) -> Result<u64, Error> {
+        let value = self.required(key)?;
+        count(&value, &self.path(key))
+    }
+
+    pub fn opt_count(&mut self, key: &str) -> Result<Option<u64>, Error> {
+        self.take(key)
+            .map(|v| count(&v, &self.path(key)))
             .transpose()
     }
 

@@ -231,6 +231,35 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         }
     }
 
+    /// The reseller a call of a handle is for. `named` is what the caller passed: a reseller's
+    /// id or its refid, or nothing. An unscoped handle (`scope` `None`) takes the id named. A
+    /// reseller's handle takes its own reseller when none is named, and its own id or refid;
+    /// any other reseller answers exactly as a missing one does (`NOT_FOUND` naming only what
+    /// was passed), so that a handle learns nothing of the resellers that are not its own.
+    pub async fn scoped_reseller(
+        &self,
+        scope: Option<&str>,
+        named: Option<&str>,
+    ) -> Result<String> {
+        let missing = |key: &str| Error::NotFound {
+            entity: "reseller",
+            key: key.to_owned(),
+        };
+        match (scope, named) {
+            (None, Some(id)) => Ok(id.to_owned()),
+            (None, None) => Err(Error::invalid(
+                "reseller",
+                "expected a reseller record or its id (a string)",
+            )),
+            (Some(own), None) => Ok(own.to_owned()),
+            (Some(own), Some(id)) if id == own => Ok(own.to_owned()),
+            (Some(own), Some(other)) => match self.find_reseller_by_refid(other).await? {
+                Some(found) if found.value.id == own => Ok(own.to_owned()),
+                _ => Err(missing(other)),
+            },
+        }
+    }
+
     /// The reseller with this id, or `NOT_FOUND`.
     pub async fn require_reseller(&self, id: &str) -> Result<Versioned<Reseller>> {
         self.find_reseller(id)

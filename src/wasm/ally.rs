@@ -152,8 +152,8 @@ fn read_config(value: &JsValue) -> Result<Config> {
             let mut detail = Fields::new(other, "currency")?;
             let code = detail.string("code")?;
             let scale = detail
-                .opt_credits("scale")?
-                .map(|s| u32::try_from(s.get()).unwrap_or(u32::MAX));
+                .opt_count("scale")?
+                .map(|s| u32::try_from(s).unwrap_or(u32::MAX));
             detail.finish(&["code", "scale"])?;
             Currency::new(&code, scale, "currency")?
         }
@@ -161,9 +161,9 @@ fn read_config(value: &JsValue) -> Result<Config> {
     let rounding = config
         .opt_choice("rounding", &Rounding::ALL, Rounding::as_str)?
         .unwrap_or(defaults.rounding);
-    let levels = match config.opt_credits("hierarchyLevelsMax")? {
+    let levels = match config.opt_count("hierarchyLevelsMax")? {
         None => Config::HIERARCHY_LEVELS_DEFAULT,
-        Some(n) if (1..=Config::HIERARCHY_LEVELS_MAX as u64).contains(&n.get()) => n.get() as usize,
+        Some(n) if (1..=Config::HIERARCHY_LEVELS_MAX as u64).contains(&n) => n as usize,
         Some(n) => {
             return Err(Error::invalid(
                 "hierarchyLevelsMax",

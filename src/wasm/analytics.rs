@@ -10,7 +10,7 @@ use js_sys::{Array, Object, Promise, Reflect};
 use serde_json::Value;
 use wasm_bindgen::prelude::*;
 
-use super::ally::{call, reseller_id, Ally, Engine};
+use super::ally::{promise, rejected, reseller_id, Ally, Engine, JsResult};
 use super::clients::Clients;
 use super::error::OrThrow;
 use super::input;
@@ -92,6 +92,36 @@ struct Lens {
     scope: Option<String>,
     /// Set by `asReseller`: the only reseller this handle may look at.
     locked: bool,
+    /// What a locked handle's `forReseller` named, when it is not the handle's id: its refid
+    /// passes, anything else answers as a missing reseller.
+    named: Option<String>,
+}
+
+/// Runs an analytics call once the handle's `forReseller` is known to name its own reseller.
+fn scoped<T: 'static, F>(
+    engine: &Rc<Engine>,
+    lens: &Lens,
+    args: Result<T>,
+    work: impl FnOnce(Rc<Engine>, T) -> F + 'static,
+) -> Promise
+where
+    F: std::future::Future<Output = JsResult> + 'static,
+{
+    let args = match args {
+        Ok(args) => args,
+        Err(e) => return rejected(&e),
+    };
+    let engine = Rc::clone(engine);
+    let (scope, named) = (lens.scope.clone(), lens.named.clone());
+    promise(async move {
+        if named.is_some() {
+            engine
+                .scoped_reseller(scope.as_deref(), named.as_deref())
+                .await
+                .or_throw()?;
+        }
+        work(engine, args).await
+    })
 }
 
 impl Lens {
@@ -105,12 +135,12 @@ impl Lens {
     fn for_reseller(&self, reseller: &JsValue) -> Result<Self> {
         let id = reseller_id(reseller, "reseller")?;
         if let (true, Some(own)) = (self.locked, &self.scope) {
-            if *own != id {
-                return Err(Error::Forbidden {
-                    scope: own.clone(),
-                    target: id,
-                });
-            }
+            // A reseller's handle names its own id, or else (its refid, another reseller) what
+            // the call checks first.
+            return Ok(Self {
+                named: (*own != id).then_some(id),
+                ..self.clone()
+            });
         }
         Ok(Self {
             scope: Some(id),
@@ -267,7 +297,8 @@ impl Ally {
 
 #[wasm_bindgen]
 impl ResellerScope {
-    /// This reseller's analytics; `forReseller` with another reseller is `FORBIDDEN`.
+    /// This reseller's analytics; `forReseller` with another reseller answers as a missing one
+    /// (`NOT_FOUND`).
     pub fn analytics(&self) -> Analytics {
         Analytics {
             engine: self.engine(),
@@ -290,8 +321,9 @@ impl Analytics {
         #[wasm_bindgen(unchecked_param_type = "AnalyticsDay")] end: JsValue,
     ) -> Promise {
         let lens = self.lens.clone();
-        call(
+        scoped(
             &self.engine,
+            &self.lens,
             period(&start, &end),
             |engine, days| async move {
                 let trend = engine.credit_trends(lens.scope(), days, lens.interval);
@@ -310,7 +342,7 @@ impl Analytics {
     ) -> Promise {
         let lens = self.lens.clone();
         let days = open_period(&optional(start), &optional(end));
-        call(&self.engine, days, |engine, days| async move {
+        scoped(&self.engine, &self.lens, days, |engine, days| async move {
             let snapshot = engine.tier_snapshot(lens.scope(), days).await.or_throw()?;
             ordered(
                 snapshot
@@ -334,39 +366,44 @@ impl Analytics {
         let parsed = top_limit(&limit)
             .and_then(|limit| Ok((limit, open_period(&optional(start), &optional(end))?)));
         let lens = self.lens.clone();
-        call(&self.engine, parsed, |engine, (limit, days)| async move {
-            let rows = engine
-                .top_resellers(lens.scope(), limit, days)
-                .await
-                .or_throw()?;
-            let out = Array::new();
-            for row in rows {
-                out.push(&ordered(vec![
-                    ("id", row.reseller.id.into()),
-                    ("refid", row.reseller.refid.into()),
-                    ("company", row.reseller.company_name.into()),
-                    ("tier", row.reseller.tier.into()),
-                    ("acquisitions", row.acquisitions.into()),
-                    (
-                        "creditVolume",
-                        count(row.credit_volume, "creditVolume").or_throw()?,
-                    ),
-                    (
-                        "provisioned",
-                        count(row.provisioned, "provisioned").or_throw()?,
-                    ),
-                    ("balance", row.balance.get().into()),
-                ])?);
-            }
-            Ok(out.into())
-        })
+        scoped(
+            &self.engine,
+            &self.lens,
+            parsed,
+            |engine, (limit, days)| async move {
+                let rows = engine
+                    .top_resellers(lens.scope(), limit, days)
+                    .await
+                    .or_throw()?;
+                let out = Array::new();
+                for row in rows {
+                    out.push(&ordered(vec![
+                        ("id", row.reseller.id.into()),
+                        ("refid", row.reseller.refid.into()),
+                        ("company", row.reseller.company_name.into()),
+                        ("tier", row.reseller.tier.into()),
+                        ("acquisitions", row.acquisitions.into()),
+                        (
+                            "creditVolume",
+                            count(row.credit_volume, "creditVolume").or_throw()?,
+                        ),
+                        (
+                            "provisioned",
+                            count(row.provisioned, "provisioned").or_throw()?,
+                        ),
+                        ("balance", row.balance.get().into()),
+                    ])?);
+                }
+                Ok(out.into())
+            },
+        )
     }
 
     /// The credits held in wallets now: what the business owes its network in services.
     #[wasm_bindgen(js_name = totalCreditsDistributed, unchecked_return_type = "Promise<number>")]
     pub fn total_credits_distributed(&self) -> Promise {
         let lens = self.lens.clone();
-        call(&self.engine, Ok(()), |engine, ()| async move {
+        scoped(&self.engine, &self.lens, Ok(()), |engine, ()| async move {
             let total = engine
                 .total_credits_distributed(lens.scope())
                 .await
@@ -381,11 +418,12 @@ impl Analytics {
         &self,
         #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
     ) -> Promise {
-        let id = self
-            .lens
-            .for_reseller(&reseller)
-            .map(|lens| lens.scope.unwrap_or_default());
-        call(&self.engine, id, |engine, id| async move {
+        let lens = match self.lens.for_reseller(&reseller) {
+            Ok(lens) => lens,
+            Err(e) => return rejected(&e),
+        };
+        let id = lens.scope.clone().unwrap_or_default();
+        scoped(&self.engine, &lens, Ok(id), |engine, id| async move {
             let stats = engine.reseller_stats(&id).await.or_throw()?;
             let mut clients: Vec<(&str, Value)> = ClientStatus::ALL
                 .iter()
@@ -493,7 +531,7 @@ impl ClientAnalytics {
     ) -> Promise {
         let lens = self.lens.clone();
         let days = open_period(&optional(start), &optional(end));
-        call(&self.engine, days, |engine, days| async move {
+        scoped(&self.engine, &self.lens, days, |engine, days| async move {
             let counts = engine
                 .client_status_breakdown(lens.scope(), days)
                 .await
@@ -513,7 +551,7 @@ impl ClientAnalytics {
     pub fn growth(&self, start: Option<AnalyticsDayArg>, end: Option<AnalyticsDayArg>) -> Promise {
         let lens = self.lens.clone();
         let days = open_period(&optional(start), &optional(end));
-        call(&self.engine, days, |engine, days| async move {
+        scoped(&self.engine, &self.lens, days, |engine, days| async move {
             let n = engine.client_growth(lens.scope(), days).await.or_throw()?;
             Ok(JsValue::from_f64(n as f64))
         })
@@ -528,7 +566,7 @@ impl ClientAnalytics {
     ) -> Promise {
         let lens = self.lens.clone();
         let days = open_period(&optional(start), &optional(end));
-        call(&self.engine, days, |engine, days| async move {
+        scoped(&self.engine, &self.lens, days, |engine, days| async move {
             let s = engine
                 .client_segmentation(lens.scope(), days)
                 .await
@@ -564,8 +602,9 @@ impl ClientAnalytics {
         #[wasm_bindgen(unchecked_param_type = "AnalyticsDay")] end: JsValue,
     ) -> Promise {
         let lens = self.lens.clone();
-        call(
+        scoped(
             &self.engine,
+            &self.lens,
             period(&start, &end),
             |engine, days| async move {
                 let trend = engine.signup_trends(lens.scope(), days, lens.interval);

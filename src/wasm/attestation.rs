@@ -83,7 +83,7 @@ pub(super) fn key_arg(value: &JsValue) -> Result<AttestationKey, Error> {
 /// The options of `verifyAttestation`: `maxAgeMs` and `walletId`, and the optional `now`.
 fn check_args(options: &JsValue) -> Result<(i64, String, i64), Error> {
     let mut o = Fields::new(input::to_json_dated(options, "options")?, "options")?;
-    let max_age = o.credits("maxAgeMs")?.get();
+    let max_age = o.count("maxAgeMs")?;
     let wallet_id = o.string("walletId")?;
     let now = o.take("now").map(now_ms).transpose()?;
     o.finish(&["maxAgeMs", "walletId", "now"])?;

@@ -9,6 +9,7 @@ use super::ally::{promise, record_id, rejected, reseller_id, Ally, Engine};
 use super::error::OrThrow;
 use super::input;
 use super::pricing::to_plain;
+use super::types::optional;
 use crate::domain::client::{self, ClientAction, ClientDraft};
 use crate::domain::permissions;
 use crate::domain::reseller;
@@ -40,7 +41,7 @@ export interface Client {
 /// active; pending, active or suspended → inactive; anything else `STATUS_TRANSITION_DENIED`).
 /// From `ally.asReseller(id).clients`, only that reseller's clients can be seen or changed:
 /// another reseller's client answers as a missing one (`null`, `NOT_FOUND`), another reseller
-/// named is `FORBIDDEN`, and new clients are its own.
+/// named answers as a missing reseller (`NOT_FOUND`), and new clients are its own.
 #[wasm_bindgen]
 pub struct Clients {
     engine: Rc<Engine>,
@@ -61,15 +62,13 @@ impl Clients {
     }
 }
 
-/// `FORBIDDEN` unless a scoped handle's reseller is `owner`, a reseller the caller named.
-fn check_scope(scope: Option<&str>, owner: Option<&str>) -> Result<()> {
-    match scope {
-        Some(own) if owner != Some(own) => Err(Error::Forbidden {
-            scope: own.to_owned(),
-            target: owner.unwrap_or("standalone").to_owned(),
-        }),
-        _ => Ok(()),
+/// The reseller a call of a handle names (a record or an id), or through a reseller's handle
+/// nothing: the handle's own. `Engine::scoped_reseller` resolves it.
+fn named_reseller(scope: Option<&str>, value: &JsValue) -> Result<Option<String>> {
+    if scope.is_some() && (value.is_undefined() || value.is_null()) {
+        return Ok(None);
     }
+    reseller_id(value, "reseller").map(Some)
 }
 
 /// Whether a handle sees a client of `owner`: a scoped handle its reseller's own only. Another
@@ -180,21 +179,21 @@ impl Clients {
         })
     }
 
-    /// A reseller's clients, oldest first.
+    /// A reseller's clients, oldest first. Through a reseller's handle, its own by default.
     #[wasm_bindgen(js_name = getByReseller, unchecked_return_type = "Promise<Client[]>")]
-    pub fn get_by_reseller(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
-    ) -> Promise {
-        let id = reseller_id(&reseller, "reseller")
-            .and_then(|id| check_scope(self.scope.as_deref(), Some(&id)).map(|()| id));
-        let id = match id {
-            Ok(id) => id,
+    pub fn get_by_reseller(&self, reseller: Option<optional::ResellerArg>) -> Promise {
+        let reseller: JsValue = optional::value(reseller);
+        let named = match named_reseller(self.scope.as_deref(), &reseller) {
+            Ok(named) => named,
             Err(e) => return rejected(&e),
         };
         let (engine, scope) = (Rc::clone(&self.engine), self.scope.clone());
         promise(async move {
             engine.require_scope(scope.as_deref()).await.or_throw()?;
+            let id = engine
+                .scoped_reseller(scope.as_deref(), named.as_deref())
+                .await
+                .or_throw()?;
             let found = engine.clients_of_reseller(&id).await.or_throw()?;
             let list = js_sys::Array::new();
             for client in &found {
@@ -291,8 +290,8 @@ impl ClientBuilder {
         &self,
         #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
     ) -> std::result::Result<ClientBuilder, JsValue> {
+        // Through a reseller's handle, `create` checks that it names the handle's own.
         let id = reseller_id(&reseller, "reseller").or_throw()?;
-        check_scope(self.scope.as_deref(), Some(&id)).or_throw()?;
         Ok(self.with(|d| d.reseller_id = Some(id)))
     }
 
@@ -313,9 +312,17 @@ impl ClientBuilder {
     #[wasm_bindgen(unchecked_return_type = "Promise<Client>")]
     pub fn create(&self) -> Promise {
         let (engine, scope) = (Rc::clone(&self.engine), self.scope.clone());
-        let draft = self.draft.clone();
+        let mut draft = self.draft.clone();
         promise(async move {
             engine.require_scope(scope.as_deref()).await.or_throw()?;
+            if scope.is_some() {
+                // A reseller's handle creates its own clients, whoever else was named.
+                let own = engine
+                    .scoped_reseller(scope.as_deref(), draft.reseller_id.as_deref())
+                    .await
+                    .or_throw()?;
+                draft.reseller_id = Some(own);
+            }
             client_js(&engine.create_client(draft).await.or_throw()?)
         })
     }

@@ -26,20 +26,58 @@ export type AllyErrorCode =
   | "CONFLICT" | "FORBIDDEN" | "DUPLICATE_EMAIL" | "INVALID_RESELLER"
   | "STATUS_TRANSITION_DENIED" | "STORAGE_FAILED" | "MAIL_FAILED" | "RESELLER_INACTIVE";
 
+/** The `details` of an `AllyError`, by its code. */
+export interface AllyErrorDetailsByCode {
+  /** `field` is the path of the value, e.g. `request.lines[2].quantity`. */
+  INVALID_INPUT: { field: string; reason: string };
+  /** `key` is the configuration path, e.g. `tiers.gold.discount`. */
+  INVALID_CONFIG: { key: string; reason: string };
+  UNKNOWN_TIER: { tier: string };
+  TIER_RESTRICTED: { sku: string; tier: string; field: string };
+  NOT_FOUND: { entity: string; key: string };
+  ALREADY_EXISTS: { entity: string; field: string; value: string };
+  CONFLICT: { entity: string; key: string; attempts: number };
+  STORAGE_FAILED: { operation: string; reason: string };
+  MAIL_FAILED: { reason: string };
+  /** For a bulk provision, `items` holds one result code per item. */
+  INSUFFICIENT_CREDITS: { reseller: string; balance: number; requested: number; items?: readonly string[] };
+  PROVISIONING_HELD: { reseller: string };
+  IDEMPOTENCY_MISMATCH: { key: string; reason: string };
+  FORBIDDEN: { scope: string; target: string };
+  STATUS_TRANSITION_DENIED: { entity: string; key: string; from: string; action: string };
+  DUPLICATE_EMAIL: { entity: string; email: string };
+  INVALID_RESELLER: { reseller: string; reason: string };
+  RESELLER_INACTIVE: { reseller: string; status: string; reason?: string };
+}
+
+/** An `AllyError` of one code, its `details` typed for that code. */
+export type AllyErrorOf<C extends AllyErrorCode> = AllyError & {
+  readonly code: C;
+  readonly details: Readonly<AllyErrorDetailsByCode[C]>;
+};
+
+/** Every `AllyError`, as a union on `code`: checking `error.code` narrows `error.details`. */
+export type AnyAllyError = { [C in AllyErrorCode]: AllyErrorOf<C> }[AllyErrorCode];
+
 /** What every function of the package throws or rejects with. */
 export class AllyError extends Error {
   private constructor();
+  /** `error instanceof AllyError` narrows to the union on `code`. */
+  static [Symbol.hasInstance](value: unknown): value is AnyAllyError;
   readonly name: "AllyError";
   /** Stable, machine-readable code. */
   readonly code: AllyErrorCode;
+  /**
+   * The HTTP status a service would answer with: 400 malformed input, 402 not enough credits,
+   * 403 not allowed, 404 not found, 409 in the way of the record's state or of a concurrent
+   * write, 422 well-formed but not acceptable; 500, 502, 503 for the host's configuration,
+   * mailer and storage.
+   */
+  readonly httpStatus: 400 | 402 | 403 | 404 | 409 | 422 | 500 | 502 | 503;
   /** Names the field and the value. */
   readonly message: string;
-  /**
-   * Structured context, depending on the code: `field`, `reason`, `tier`, `key`, … as strings;
-   * for `INSUFFICIENT_CREDITS` also `balance` and `requested` (numbers) and, for a bulk
-   * provision, `items`: one result code per item.
-   */
-  readonly details: Readonly<Record<string, string | number | readonly string[]>>;
+  /** Structured context; its shape follows `code` (see `AllyErrorDetailsByCode`). */
+  readonly details: Readonly<AllyErrorDetailsByCode[AllyErrorCode]>;
 }
 "#;
 
@@ -80,7 +118,13 @@ pub fn to_js(error: &Error) -> JsValue {
         };
         let _ = Reflect::set(&details, &key.into(), &value);
     }
-    let _ = Reflect::set(&js, &"code".into(), &error.code().as_str().into());
+    let code = error.code();
+    let _ = Reflect::set(&js, &"code".into(), &code.as_str().into());
+    let _ = Reflect::set(
+        &js,
+        &"httpStatus".into(),
+        &JsValue::from(u32::from(code.http_status())),
+    );
     let _ = Reflect::set(&js, &"details".into(), &details);
     js.into()
 }

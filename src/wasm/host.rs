@@ -230,7 +230,7 @@ fn claims_arg(value: &JsValue) -> Result<Vec<(String, u64)>, Error> {
             let path = format!("claims[{i}]");
             let mut claim = super::input::record(item, &path)?;
             let key = claim.string("key")?;
-            let position = claim.credits("position")?.get();
+            let position = claim.count("position")?;
             claim.finish(&["key", "position"])?;
             Ok((key, position))
         })
@@ -245,7 +245,7 @@ fn guard_arg(value: &JsValue) -> Result<Option<(String, String, u64)>, Error> {
     let mut guard = super::input::record(value, "guard")?;
     let collection = guard.string("collection")?;
     let id = guard.string("id")?;
-    let version = guard.credits("version")?.get();
+    let version = guard.count("version")?;
     guard.finish(&["collection", "id", "version"])?;
     Ok(Some((collection, id, version)))
 }
@@ -296,7 +296,7 @@ impl MemoryStorage {
             let index = q.opt_string("index")?;
             let value = q.opt_string("value")?;
             let after = q.opt_string("after")?;
-            let limit = limit_arg(q.credits("limit")?.get(), "query.limit")?;
+            let limit = limit_arg(q.count("limit")?, "query.limit")?;
             q.finish(&["index", "value", "after", "limit"])?;
             if index.is_some() != value.is_some() {
                 return Err(Error::invalid("query", "index and value go together"));

@@ -223,11 +223,47 @@ pub fn is_plain(value: &JsValue) -> bool {
         return false;
     };
     let prototype: JsValue = prototype.into();
-    OBJECT_PROTOTYPE.with(|p| *p == prototype) || prototype.is_null()
+    prototype.is_null() || is_object_prototype(&prototype)
+}
+
+/// Whether `prototype` is the `Object.prototype` of another realm (a `vm` context, an iframe, a
+/// test runner's sandbox): an object whose own prototype is `null` and whose own `constructor`
+/// is the built-in `Object` (its source is native code, which no script can write).
+fn is_foreign_object_prototype(prototype: &JsValue) -> bool {
+    if !prototype.is_object() {
+        return false;
+    }
+    let Ok(above) = Reflect::get_prototype_of(prototype) else {
+        return false;
+    };
+    if !JsValue::from(above).is_null() {
+        return false;
+    }
+    let Ok(constructor) = own_property_any(prototype, "constructor") else {
+        return false;
+    };
+    constructor.is_function()
+        && function_source(&constructor)
+            .ok()
+            .and_then(|source| source.as_string())
+            .is_some_and(|source| source == "function Object() { [native code] }")
+}
+
+/// An own property, read through catching bindings (for prototypes, whatever they are).
+fn own_property_any(object: &JsValue, key: &str) -> std::result::Result<JsValue, JsValue> {
+    let target: &Object = object.unchecked_ref();
+    let key = JsValue::from_str(key);
+    if Reflect::get_own_property_descriptor(target, &key)?.is_undefined() {
+        return Ok(JsValue::UNDEFINED);
+    }
+    Reflect::get(object, &key)
 }
 
 #[wasm_bindgen]
 extern "C" {
+    /// `Function.prototype.toString` called on a value, its throw (not a function) caught.
+    #[wasm_bindgen(js_namespace = ["Function", "prototype", "toString"], js_name = call, catch)]
+    fn function_source(this: &JsValue) -> std::result::Result<JsValue, JsValue>;
     /// `Object.keys`, its throw (a Proxy's `ownKeys` trap) caught.
     #[wasm_bindgen(js_namespace = Object, js_name = keys, catch)]
     fn object_keys(object: &Object) -> std::result::Result<Array, JsValue>;
@@ -396,9 +432,9 @@ pub fn is_thenable(value: &JsValue) -> bool {
     host_property(value, "then").is_ok_and(|then| then.is_function())
 }
 
-/// Whether `value` is this realm's `Object.prototype`.
+/// Whether `value` is an `Object.prototype`: this realm's, or another's.
 pub fn is_object_prototype(value: &JsValue) -> bool {
-    OBJECT_PROTOTYPE.with(|p| p == value)
+    OBJECT_PROTOTYPE.with(|p| p == value) || is_foreign_object_prototype(value)
 }
 
 /// The own enumerable string keys of a caller's object; `Err` when listing them throws.

@@ -340,7 +340,7 @@ fn product_spec(item: serde_json::Value, path: &str) -> Result<ProductSpec, Erro
             let mut bands = Vec::with_capacity(items.len());
             for (at, item) in items {
                 let mut band = Fields::new(item, &at)?;
-                let up_to = band.opt_credits("upTo")?.map(Credits::get);
+                let up_to = band.opt_count("upTo")?;
                 let unit_price = band.credits("unitPrice")?;
                 let flat_fee = band.opt_credits("flatFee")?.unwrap_or(Credits::ZERO);
                 band.finish(&["upTo", "unitPrice", "flatFee"])?;
@@ -425,7 +425,7 @@ fn request_from_json(value: serde_json::Value, path: &str) -> Result<QuoteReques
     for (at, item) in items {
         let mut line = Fields::new(item, &at)?;
         let sku = line.string("sku")?;
-        let quantity = line.credits("quantity")?.get();
+        let quantity = line.count("quantity")?;
         line.finish(&["sku", "quantity"])?;
         lines.push(LineRequest { sku, quantity });
     }

@@ -398,6 +398,8 @@ pub mod optional {
     extern "C" {
         #[wasm_bindgen(typescript_type = "AllyOptions")]
         pub type AllyOptionsArg;
+        #[wasm_bindgen(typescript_type = "Reseller | string")]
+        pub type ResellerArg;
         #[wasm_bindgen(typescript_type = "ResellerListFilter")]
         pub type ResellerListFilterArg;
         #[wasm_bindgen(typescript_type = "JsonValue")]

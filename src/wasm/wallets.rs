@@ -249,8 +249,20 @@ fn listener(value: &JsValue) -> Result<Function> {
     })
 }
 
-fn entry_js(entry: &Entry) -> JsValue {
-    js_sys::JSON::parse(&entry.to_json_text()).unwrap_or(JsValue::NULL)
+/// An entry an operation answers with, as JSON text: the entry and `replayed`, true when an
+/// earlier request with the same idempotency key is answered again (nothing new was written).
+fn written_text(entry: &Entry, replayed: bool) -> String {
+    let mut text = entry.to_json_text();
+    // The entry's JSON is one object: `replayed` goes in before its closing brace.
+    if text.ends_with('}') {
+        text.pop();
+        text.push_str(if replayed {
+            ",\"replayed\":true}"
+        } else {
+            ",\"replayed\":false}"
+        });
+    }
+    text
 }
 
 fn entries_js(entries: &[Entry]) -> JsValue {
@@ -382,15 +394,21 @@ struct Wallets {
 }
 
 impl Wallets {
-    fn target(&self, value: &JsValue) -> Result<String> {
-        let id = reseller_id(value, "reseller")?;
-        match &self.scope {
-            Some(own) if own != &id => Err(Error::Forbidden {
-                scope: own.clone(),
-                target: id,
-            }),
-            _ => Ok(id),
+    /// The reseller the caller named (a record or an id), or through a reseller's handle
+    /// nothing (`undefined` or `null`): the handle's own. [`Self::target`] resolves it.
+    fn named(&self, value: &JsValue) -> Result<Option<String>> {
+        if self.scope.is_some() && (value.is_undefined() || value.is_null()) {
+            return Ok(None);
         }
+        reseller_id(value, "reseller").map(Some)
+    }
+
+    /// The reseller a call is for, as the handle's scope allows it (see
+    /// `Engine::scoped_reseller`): no storage read when it is the handle's own id.
+    async fn target(&self, named: Option<String>) -> Result<String> {
+        self.engine
+            .scoped_reseller(self.scope.as_deref(), named.as_deref())
+            .await
     }
 
     /// The entry (or entries), after the `lowCredit` listeners ran.
@@ -399,11 +417,25 @@ impl Wallets {
             let payload = low_credit_js(event)?;
             listeners.emit("lowCredit", &payload).await;
         }
-        Ok(if many {
-            entries_js(&outcome.entries)
+        let written = |entry: &Entry| written_text(entry, outcome.replayed);
+        let text = if many {
+            let mut list = String::with_capacity(outcome.entries.len() * 340 + 2);
+            list.push('[');
+            for (i, entry) in outcome.entries.iter().enumerate() {
+                if i > 0 {
+                    list.push(',');
+                }
+                list.push_str(&written(entry));
+            }
+            list.push(']');
+            list
         } else {
-            outcome.entries.first().map_or(JsValue::NULL, entry_js)
-        })
+            match outcome.entries.first() {
+                Some(entry) => written(entry),
+                None => return Ok(JsValue::NULL),
+            }
+        };
+        js_sys::JSON::parse(&text)
     }
 
     fn provision(
@@ -414,7 +446,7 @@ impl Wallets {
         options: &JsValue,
     ) -> Promise {
         let parsed = (|| {
-            let id = self.target(reseller)?;
+            let id = self.named(reseller)?;
             let cost = positive_credits(cost, "cost")?;
             let memo = opt_text(memo, "memo")?;
             let mut options = input::record(options, "options")?;
@@ -428,6 +460,7 @@ impl Wallets {
         };
         let this = self.clone();
         promise(async move {
+            let id = this.target(id).await.or_throw()?;
             let outcome = this
                 .engine
                 .provision(&id, cost, memo, key)
@@ -439,7 +472,7 @@ impl Wallets {
 
     fn provision_bulk(&self, reseller: &JsValue, items: &JsValue, options: &JsValue) -> Promise {
         let parsed = (|| {
-            let id = self.target(reseller)?;
+            let id = self.named(reseller)?;
             let items = movement_items(items)?;
             let mut options = input::record(options, "options")?;
             let key = opt_text_field(&mut options, "idempotencyKey")?;
@@ -452,6 +485,7 @@ impl Wallets {
         };
         let this = self.clone();
         promise(async move {
+            let id = this.target(id).await.or_throw()?;
             let outcome = this
                 .engine
                 .provision_bulk(&id, items, key)
@@ -462,24 +496,25 @@ impl Wallets {
     }
 
     fn balance(&self, reseller: &JsValue) -> Promise {
-        let id = match self.target(reseller) {
+        let id = match self.named(reseller) {
             Ok(id) => id,
             Err(e) => return rejected(&e),
         };
-        let engine = Rc::clone(&self.engine);
+        let this = self.clone();
         promise(async move {
-            let balance = engine.balance(&id).await.or_throw()?;
+            let id = this.target(id).await.or_throw()?;
+            let balance = this.engine.balance(&id).await.or_throw()?;
             Ok(JsValue::from_f64(balance.as_f64()))
         })
     }
 
     fn transactions(&self, reseller: &JsValue, options: &JsValue) -> Promise {
         let parsed = (|| {
-            let id = self.target(reseller)?;
+            let id = self.named(reseller)?;
             let mut options = input::record(options, "options")?;
-            let limit = match options.opt_credits("limit")? {
+            let limit = match options.opt_count("limit")? {
                 None => HISTORY_LIMIT_DEFAULT,
-                Some(n) if (1..=u64::from(HISTORY_LIMIT_MAX)).contains(&n.get()) => n.get() as u32,
+                Some(n) if (1..=u64::from(HISTORY_LIMIT_MAX)).contains(&n) => n as u32,
                 Some(n) => {
                     return Err(Error::invalid(
                         "options.limit",
@@ -487,7 +522,7 @@ impl Wallets {
                     ))
                 }
             };
-            let before = options.opt_credits("before")?.map(|n| n.get());
+            let before = options.opt_count("before")?;
             options.finish(&["limit", "before"])?;
             Ok((id, limit, before))
         })();
@@ -495,33 +530,40 @@ impl Wallets {
             Ok(p) => p,
             Err(e) => return rejected(&e),
         };
-        let engine = Rc::clone(&self.engine);
+        let this = self.clone();
         promise(async move {
-            let entries = engine.transactions(&id, limit, before).await.or_throw()?;
+            let id = this.target(id).await.or_throw()?;
+            let entries = this
+                .engine
+                .transactions(&id, limit, before)
+                .await
+                .or_throw()?;
             Ok(entries_js(&entries))
         })
     }
 
     fn ledger(&self, reseller: &JsValue) -> Promise {
-        let id = match self.target(reseller) {
+        let id = match self.named(reseller) {
             Ok(id) => id,
             Err(e) => return rejected(&e),
         };
-        let engine = Rc::clone(&self.engine);
+        let this = self.clone();
         promise(async move {
-            let entries = engine.ledger(&id).await.or_throw()?;
+            let id = this.target(id).await.or_throw()?;
+            let entries = this.engine.ledger(&id).await.or_throw()?;
             Ok(entries_js(&entries))
         })
     }
 
     fn export_ledger(&self, reseller: &JsValue) -> Promise {
-        let id = match self.target(reseller) {
+        let id = match self.named(reseller) {
             Ok(id) => id,
             Err(e) => return rejected(&e),
         };
-        let engine = Rc::clone(&self.engine);
+        let this = self.clone();
         promise(async move {
-            let entries = engine.ledger(&id).await.or_throw()?;
+            let id = this.target(id).await.or_throw()?;
+            let entries = this.engine.ledger(&id).await.or_throw()?;
             Ok(Uint8Array::from(ledger::encode_ledger(&entries).as_slice()).into())
         })
     }
@@ -540,7 +582,7 @@ impl Ally {
 #[wasm_bindgen]
 impl Ally {
     /// Credits a reseller's wallet (the admin action). Resolves to the credit entry.
-    #[wasm_bindgen(js_name = addCredits, unchecked_return_type = "Promise<LedgerEntry>")]
+    #[wasm_bindgen(js_name = addCredits, unchecked_return_type = "Promise<WrittenEntry>")]
     pub fn add_credits(
         &self,
         #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
@@ -574,7 +616,7 @@ impl Ally {
 
     /// Debits `cost` credits for one service. Rejects `INSUFFICIENT_CREDITS` (nothing written),
     /// `PROVISIONING_HELD` (metadata `hold_provisioning: true`) or `NOT_FOUND`.
-    #[wasm_bindgen(unchecked_return_type = "Promise<LedgerEntry>")]
+    #[wasm_bindgen(unchecked_return_type = "Promise<WrittenEntry>")]
     pub fn provision(
         &self,
         #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
@@ -589,7 +631,7 @@ impl Ally {
 
     /// Debits several items as a whole: all entries are written, or none. A refusal is
     /// `INSUFFICIENT_CREDITS` with `details.items`, one code per item.
-    #[wasm_bindgen(js_name = provisionBulk, unchecked_return_type = "Promise<LedgerEntry[]>")]
+    #[wasm_bindgen(js_name = provisionBulk, unchecked_return_type = "Promise<WrittenEntry[]>")]
     pub fn provision_bulk(
         &self,
         #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
@@ -788,12 +830,47 @@ fn remove(listeners: &Listeners, name: &str, function: &Function) {
 }
 
 /// One reseller's view of the engine (from `ally.asReseller(id)`): what a public reseller route
-/// may do. Every method takes the reseller like `Ally`'s do, and refuses any other with
-/// `FORBIDDEN`.
+/// may do. Each method is for the handle's reseller: named by its id or refid, or left out.
+/// Another reseller answers exactly as a missing one does (`NOT_FOUND`).
 #[wasm_bindgen]
 pub struct ResellerScope {
     wallets: Wallets,
 }
+
+/// A scoped call given more arguments than its short form takes.
+fn too_many(form: &str) -> Error {
+    Error::invalid("arguments", format!("{form} takes no further argument"))
+}
+
+#[wasm_bindgen(typescript_custom_section)]
+const RESELLER_SCOPE_TS: &str = r#"
+/** An entry an operation wrote, or wrote the first time a request with its idempotency key came. */
+export interface WrittenEntry extends LedgerEntry {
+  /** True when an earlier request with the same idempotency key is answered again: nothing new was written. */
+  readonly replayed: boolean;
+}
+
+export interface ResellerScope {
+  /** Debits `cost` credits from this reseller's wallet. */
+  provision(cost: number | bigint, memo?: string | null, options?: ProvisionOptions | null): Promise<WrittenEntry>;
+  provision(reseller: Reseller | string, cost: number | bigint, memo?: string | null, options?: ProvisionOptions | null): Promise<WrittenEntry>;
+  /** Debits several items as a whole: all entries are written, or none. */
+  provisionBulk(items: ProvisionItem[], options?: ProvisionOptions | null): Promise<WrittenEntry[]>;
+  provisionBulk(reseller: Reseller | string, items: ProvisionItem[], options?: ProvisionOptions | null): Promise<WrittenEntry[]>;
+  /** This reseller's balance in whole credits. */
+  balance(reseller?: Reseller | string | null): Promise<number>;
+  /** This reseller's entries, newest first. */
+  transactions(options?: TransactionsOptions | null): Promise<LedgerEntry[]>;
+  transactions(reseller: Reseller | string | null | undefined, options?: TransactionsOptions | null): Promise<LedgerEntry[]>;
+  /** This reseller's whole ledger, oldest first. */
+  ledger(reseller?: Reseller | string | null): Promise<LedgerEntry[]>;
+  /**
+   * This reseller's whole ledger as one binary buffer (the layout the hash chain covers, about a
+   * third of the JSON's size): what `validateLedger` checks fastest.
+   */
+  exportLedger(reseller?: Reseller | string | null): Promise<Uint8Array>;
+}
+"#;
 
 impl ResellerScope {
     pub(super) fn engine(&self) -> Rc<super::ally::Engine> {
@@ -816,64 +893,63 @@ impl ResellerScope {
         self.wallets.scope.clone().unwrap_or_default()
     }
 
-    #[wasm_bindgen(unchecked_return_type = "Promise<LedgerEntry>")]
-    pub fn provision(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "number | bigint")] cost: JsValue,
-        memo: Option<MemoArg>,
-        options: Option<ProvisionOptionsArg>,
-    ) -> Promise {
-        let memo: JsValue = optional::value(memo);
-        let options: JsValue = optional::value(options);
-        self.wallets.provision(&reseller, &cost, &memo, &options)
+    // The methods below name the reseller first, as `Ally`'s do, or leave it out: a handle's
+    // calls are for its own reseller. Their overloads are declared in `RESELLER_SCOPE_TS`.
+
+    #[wasm_bindgen(skip_typescript)]
+    pub fn provision(&self, a: JsValue, b: JsValue, c: JsValue, d: JsValue) -> Promise {
+        // `provision(cost, memo?, options?)`: the cost is a number or a bigint, never a
+        // reseller.
+        if a.as_f64().is_some() || a.is_bigint() {
+            if !d.is_undefined() {
+                return rejected(&too_many("provision(cost, memo?, options?)"));
+            }
+            return self.wallets.provision(&JsValue::UNDEFINED, &a, &b, &c);
+        }
+        self.wallets.provision(&a, &b, &c, &d)
     }
 
-    #[wasm_bindgen(js_name = provisionBulk, unchecked_return_type = "Promise<LedgerEntry[]>")]
-    pub fn provision_bulk(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "ProvisionItem[]")] items: JsValue,
-        options: Option<ProvisionOptionsArg>,
-    ) -> Promise {
-        let options: JsValue = optional::value(options);
-        self.wallets.provision_bulk(&reseller, &items, &options)
+    #[wasm_bindgen(skip_typescript, js_name = provisionBulk)]
+    pub fn provision_bulk(&self, a: JsValue, b: JsValue, c: JsValue) -> Promise {
+        // `provisionBulk(items, options?)`: the items are an array, never a reseller.
+        if input::is_array(&a) {
+            if !c.is_undefined() {
+                return rejected(&too_many("provisionBulk(items, options?)"));
+            }
+            return self.wallets.provision_bulk(&JsValue::UNDEFINED, &a, &b);
+        }
+        self.wallets.provision_bulk(&a, &b, &c)
     }
 
-    #[wasm_bindgen(unchecked_return_type = "Promise<number>")]
-    pub fn balance(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
-    ) -> Promise {
+    #[wasm_bindgen(skip_typescript)]
+    pub fn balance(&self, reseller: JsValue) -> Promise {
         self.wallets.balance(&reseller)
     }
 
-    #[wasm_bindgen(unchecked_return_type = "Promise<LedgerEntry[]>")]
-    pub fn transactions(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
-        options: Option<TransactionsOptionsArg>,
-    ) -> Promise {
-        let options: JsValue = optional::value(options);
-        self.wallets.transactions(&reseller, &options)
+    #[wasm_bindgen(skip_typescript)]
+    pub fn transactions(&self, a: JsValue, b: JsValue) -> Promise {
+        // `transactions(options?)`: options are an object without an `id` (a reseller record
+        // has one).
+        let reseller_named = a.is_string()
+            || a.is_undefined()
+            || a.is_null()
+            || input::own_property(&a, "id").is_ok_and(|id| id.is_string());
+        if !reseller_named {
+            if !b.is_undefined() {
+                return rejected(&too_many("transactions(options?)"));
+            }
+            return self.wallets.transactions(&JsValue::UNDEFINED, &a);
+        }
+        self.wallets.transactions(&a, &b)
     }
 
-    #[wasm_bindgen(unchecked_return_type = "Promise<LedgerEntry[]>")]
-    pub fn ledger(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
-    ) -> Promise {
+    #[wasm_bindgen(skip_typescript)]
+    pub fn ledger(&self, reseller: JsValue) -> Promise {
         self.wallets.ledger(&reseller)
     }
 
-    /// The reseller's whole ledger as one binary buffer (the layout the hash chain covers, about
-    /// a third of the JSON's size): what `validateLedger` checks fastest, and what an auditor
-    /// or an edge function can be handed instead of an array.
-    #[wasm_bindgen(js_name = exportLedger, unchecked_return_type = "Promise<Uint8Array>")]
-    pub fn export_ledger(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
-    ) -> Promise {
+    #[wasm_bindgen(skip_typescript, js_name = exportLedger)]
+    pub fn export_ledger(&self, reseller: JsValue) -> Promise {
         self.wallets.export_ledger(&reseller)
     }
 

@@ -59,6 +59,7 @@ export async function fails(AllyError, code, fn, what = "call") {
   equal(error.code, code, `${what}: code (message: ${error.message})`);
   ok(typeof error.message === "string" && error.message.length > 0, `${what}: a message`);
   ok(error.details && typeof error.details === "object", `${what}: details`);
+  ok(Number.isInteger(error.httpStatus) && error.httpStatus >= 400 && error.httpStatus < 600, `${what}: an HTTP status`);
   return error;
 }
 

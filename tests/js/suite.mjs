@@ -619,7 +619,8 @@ export function cases(lib, runtime) {
     equal([top.kind, top.amount, top.balanceAfter, top.sequence, top.memo], ["credit", 1000, 1000, 1, "opening"], "top-up entry");
     ok(/^[0-9a-f]{64}$/.test(top.hash), "a SHA-256 hash");
     const again = await ally.addCredits(r, 1000, { idempotencyKey: "top-1", memo: "opening" });
-    equal(again, top, "the same key and payload answer the first entry");
+    equal(again, { ...top, replayed: true }, "the same key and payload answer the first entry, as a replay");
+    equal(top.replayed, false, "the first answer is no replay");
     await fails(AllyError, "IDEMPOTENCY_MISMATCH", () => ally.addCredits(r, 999, { idempotencyKey: "top-1", memo: "opening" }));
     const one = await ally.provision(r.id, 250, "site A");
     equal([one.kind, one.amount, one.balanceAfter], ["debit", 250, 750], "provision");
@@ -646,8 +647,78 @@ export function cases(lib, runtime) {
     equal(typeof scope.addCredits, "undefined", "a reseller handle has no top-up");
     equal(await scope.balance(r.id), 40, "own balance");
     const other = await ally.make().user(2).company("Other").create();
-    await fails(AllyError, "FORBIDDEN", () => scope.provision(other, 1));
-    await fails(AllyError, "FORBIDDEN", () => scope.transactions(other.id));
+    // Another reseller answers exactly as a missing one: NOT_FOUND naming only what was passed.
+    for (const [call, what] of [
+      [(x) => scope.provision(x, 1), "provision"],
+      [(x) => scope.provisionBulk(x, [{ cost: 1 }]), "provisionBulk"],
+      [(x) => scope.balance(x), "balance"],
+      [(x) => scope.transactions(x), "transactions"],
+      [(x) => scope.ledger(x), "ledger"],
+      [(x) => scope.exportLedger(x), "exportLedger"],
+    ]) {
+      const hidden = await fails(AllyError, "NOT_FOUND", () => call(other.id), `${what}: another reseller`);
+      const missing = await fails(AllyError, "NOT_FOUND", () => call("rs_missing"), `${what}: a missing reseller`);
+      equal(hidden.message.replace(other.id, "<id>"), missing.message.replace("rs_missing", "<id>"), `${what}: the same answer`);
+      ok(!hidden.message.includes(r.id) && !JSON.stringify(hidden.details).includes(r.id), `${what}: the handle's own id is not told`);
+      await fails(AllyError, "NOT_FOUND", () => call(other.refid), `${what}: another's refid`);
+      equal(hidden.httpStatus, 404, `${what}: 404`);
+    }
+    equal(await scope.balance(), 40, "the handle's own by default");
+    equal(await scope.balance(r.refid), 40, "its refid");
+    equal(await scope.balance(r), 40, "its record");
+    const debit = await scope.provision(5, "own by default", { idempotencyKey: "scoped-1" });
+    equal([debit.kind, debit.amount, debit.balanceAfter, debit.memo, debit.replayed], ["debit", 5, 35, "own by default", false], "provision(cost, memo, options)");
+    const replay = await scope.provision(5, "own by default", { idempotencyKey: "scoped-1" });
+    equal([replay.id, replay.balanceAfter, replay.replayed], [debit.id, 35, true], "a replay says so");
+    equal((await scope.provision(r.refid, 1)).balanceAfter, 34, "provision(refid, cost)");
+    const scopedBulk = await scope.provisionBulk([{ cost: 2 }, { cost: 3 }], { idempotencyKey: "scoped-bulk" });
+    equal(scopedBulk.map((e) => [e.amount, e.replayed]), [[2, false], [3, false]], "provisionBulk(items, options)");
+    equal((await scope.provisionBulk([{ cost: 2 }, { cost: 3 }], { idempotencyKey: "scoped-bulk" })).map((e) => e.replayed), [true, true], "a bulk replay");
+    equal((await scope.transactions({ limit: 2 })).map((e) => e.amount), [3, 2], "transactions(options)");
+    equal((await scope.transactions(undefined, { limit: 1 })).map((e) => e.amount), [3], "transactions(undefined, options)");
+    equal((await scope.transactions(r, { limit: 1 })).map((e) => e.amount), [3], "transactions(record, options)");
+    equal((await scope.ledger()).length, (await ally.ledger(r)).length, "ledger()");
+    equal(lib.validateLedger([debit]).entries, 1, "a written entry with replayed validates");
+    await fails(AllyError, "INVALID_INPUT", () => scope.provision(1, "m", {}, "extra"), "more arguments than the short form takes");
+    await fails(AllyError, "INVALID_INPUT", () => scope.provisionBulk([{ cost: 1 }], {}, "extra"), "bulk: one more");
+    await fails(AllyError, "INVALID_INPUT", () => scope.transactions({ limit: 1 }, {}), "transactions: one more");
+    await fails(AllyError, "INVALID_INPUT", () => scope.provision(1.5), "a fraction of a credit");
+    equal(await ally.balance(other), 0, "the other reseller is untouched");
+    const credit = await ally.addCredits(other, 10, { idempotencyKey: "top-1" });
+    equal([credit.replayed, (await ally.addCredits(other, 10, { idempotencyKey: "top-1" })).replayed], [false, true], "addCredits says whether it replayed");
+  });
+
+  t("every AllyError carries the HTTP status a service answers with, and details follow the code", async () => {
+    const ally = new Ally();
+    const r = await ally.make().user(1).company("Statuses").create();
+    const status = async (code, call) => (await fails(AllyError, code, call, code)).httpStatus;
+    equal(await status("INVALID_INPUT", () => tierCost(1.5, "gold")), 400, "INVALID_INPUT");
+    equal(await status("UNKNOWN_TIER", () => tierCost(1, "diamond")), 422, "UNKNOWN_TIER");
+    equal(await status("NOT_FOUND", () => ally.balance("rs_none")), 404, "NOT_FOUND");
+    equal(await status("ALREADY_EXISTS", () => ally.make().user(1).company("Again").create()), 409, "ALREADY_EXISTS");
+    const poor = await fails(AllyError, "INSUFFICIENT_CREDITS", () => ally.provision(r, 5));
+    equal([poor.httpStatus, poor.details.balance, poor.details.requested], [402, 0, 5], "INSUFFICIENT_CREDITS");
+    await ally.addCredits(r, 5, { idempotencyKey: "k" });
+    equal(await status("IDEMPOTENCY_MISMATCH", () => ally.addCredits(r, 6, { idempotencyKey: "k" })), 422, "IDEMPOTENCY_MISMATCH");
+    equal(await status("INVALID_CONFIG", () => new Ally({ config: { lowCreditThreshold: -1 } })), 500, "INVALID_CONFIG");
+    const bad = await fails(AllyError, "INVALID_INPUT", () => quote({ tier: "gold", lines: [{ sku: "basic", quantity: 1.5 }] }, CATALOG));
+    equal(Object.keys(bad.details).sort(), ["field", "reason"], "INVALID_INPUT details");
+    equal(typeof bad.httpStatus, "number", "a number");
+  });
+
+  t("messages name the kind of value and echo numbers as JavaScript prints them", async () => {
+    const ally = new Ally();
+    const r = await ally.make().user(1).company("Messages").create();
+    const message = async (call) => (await fails(AllyError, "INVALID_INPUT", call)).message;
+    equal(await message(() => quote({ tier: "gold", lines: [{ sku: "basic", quantity: 1.5 }] }, CATALOG)), "request.lines[0].quantity: expected a whole number, got a fraction: 1.5", "a quantity is no credit");
+    equal(await message(() => quote({ tier: "gold", lines: [{ sku: "basic", quantity: "2" }] }, CATALOG)), "request.lines[0].quantity: expected a whole number (a number), got the string \"2\"", "a quantity's type");
+    equal(await message(() => ally.transactions(r, { limit: 1.5 })), "options.limit: expected a whole number, got a fraction: 1.5", "a limit is no credit");
+    equal(await message(() => ally.addCredits(r, 1.5)), "amount: credits are whole units, got a fraction: 1.5", "credits are");
+    // 9007199254740993 has no double: JavaScript reads it as 9007199254740992 and prints that.
+    equal(await message(() => ally.addCredits(r, 9007199254740993)), `amount: credits must be at most 9007199254740991 (2^53 - 1), got ${String(9007199254740993)}`, "echoed as JavaScript prints it");
+    equal(await message(() => quote({ tier: "gold", lines: [{ sku: "basic", quantity: 2 ** 60 }] }, CATALOG)), `request.lines[0].quantity: must be at most 9007199254740991 (2^53 - 1), got ${String(2 ** 60)}`, "a large quantity");
+    equal(await message(() => tierCost(1e21, "gold")), "basePrice: credits must be at most 9007199254740991 (2^53 - 1), got 1e+21", "an exponent as JavaScript writes it");
+    still();
   });
 
   t("a listener whose Promise has a throwing then is reported, and the provision stands", async () => {
@@ -1490,7 +1561,9 @@ export function cases(lib, runtime) {
     const found = await mine.clients.findByRefid(made.refid);
     equal(found.id, made.id, "finds its own");
     const before = JSON.stringify(await ally.clients.find(theirs.id));
-    await fails(AllyError, "FORBIDDEN", () => mine.clients.getByReseller(gold), "another's list");
+    await fails(AllyError, "NOT_FOUND", () => mine.clients.getByReseller(gold), "another's list");
+    equal((await mine.clients.getByReseller()).map((c) => c.name).sort(), ["B", "C", "New"], "its own list by default");
+    equal((await mine.clients.getByReseller(std.refid)).length, 3, "its own list by refid");
     // Another reseller's client answers as a missing one: neither its reseller nor that it exists
     // is told.
     equal(await mine.clients.find(theirs.id), null, "another's client");
@@ -1499,16 +1572,19 @@ export function cases(lib, runtime) {
     const missing = await fails(AllyError, "NOT_FOUND", () => mine.clients.activate("cl_missing"), "a missing client's transition");
     equal(hidden.message.replace(theirs.id, "<id>"), missing.message.replace("cl_missing", "<id>"), "the same answer");
     ok(!hidden.message.includes(gold.id) && !JSON.stringify(hidden.details).includes(gold.id), "the other reseller is not named");
-    await fails(AllyError, "FORBIDDEN", () => mine.clients.make().name("X").reseller(gold), "giving a client to another");
+    await fails(AllyError, "NOT_FOUND", () => mine.clients.make().name("X").reseller(gold).create(), "giving a client to another");
+    equal((await mine.clients.make().name("Y").reseller(std.refid).create()).resellerId, std.id, "its refid names itself");
     const direct = (await ally.clients.analytics().segmentation()).standalone.count;
     equal(direct, 1, "one standalone client");
     equal(JSON.stringify(await ally.clients.find(theirs.id)), before, "another's client is unchanged");
     equal(await mine.clients.find("cl_missing"), null, "a missing client is null");
     equal(await mine.analytics().creditTrends("2026-03-01", "2026-03-31"), { "2026-03": 1000 }, "its own trend");
     equal(await mine.analytics().forReseller(std).totalCreditsDistributed(), 1000, "itself again");
-    await fails(AllyError, "FORBIDDEN", () => mine.analytics().forReseller(gold), "another's analytics");
-    await fails(AllyError, "FORBIDDEN", () => mine.analytics().resellerStats(gold), "another's stats");
-    equal(await mine.clients.analytics().statusBreakdown(), { pending: 2, active: 1, suspended: 0, inactive: 0 }, "its clients' breakdown");
+    await fails(AllyError, "NOT_FOUND", () => mine.analytics().forReseller(gold).totalCreditsDistributed(), "another's analytics");
+    await fails(AllyError, "NOT_FOUND", () => mine.analytics().resellerStats(gold), "another's stats");
+    equal(await mine.analytics().forReseller(std.refid).totalCreditsDistributed(), 1000, "itself by refid");
+    equal((await mine.analytics().resellerStats(std.refid)).id, std.id, "its stats by refid");
+    equal(await mine.clients.analytics().statusBreakdown(), { pending: 3, active: 1, suspended: 0, inactive: 0 }, "its clients' breakdown");
   });
 
   t("analytics: bad input everywhere is INVALID_INPUT and changes nothing", async () => {

@@ -80,8 +80,22 @@ async function main(): Promise<void> {
   } catch (e) {
     if (e instanceof AllyError) {
       const code: AllyErrorCode = e.code;
-      const field = e.details["field"];
-      console.log(code, field, e.message, e.name === "AllyError");
+      const status: 400 | 402 | 403 | 404 | 409 | 422 | 500 | 502 | 503 = e.httpStatus;
+      // The code narrows the details.
+      if (e.code === "INSUFFICIENT_CREDITS") {
+        const balance: number = e.details.balance;
+        const items: readonly string[] | undefined = e.details.items;
+        void balance, items;
+      } else if (e.code === "INVALID_INPUT") {
+        const field: string = e.details.field;
+        // @ts-expect-error: INVALID_INPUT has no balance
+        void e.details.balance;
+        void field;
+      } else if (e.code === "CONFLICT") {
+        const attempts: number = e.details.attempts;
+        void attempts;
+      }
+      console.log(code, status, e.message, e.name === "AllyError");
     }
   }
   await initAlly();
@@ -232,6 +246,21 @@ void main;
   const growth: number = await clients.growth();
   const mine = ally.asReseller("rs_x");
   const own: import("ally-engine").Client[] = await mine.clients.getByReseller("rs_x");
+  const ownByDefault: import("ally-engine").Client[] = await mine.clients.getByReseller();
+  // A reseller's handle: its own reseller by default, or named by id or refid.
+  const written: import("ally-engine").WrittenEntry = await mine.provision(200, "Issue Pro License", { idempotencyKey: "k2" });
+  const replayed: boolean = written.replayed;
+  await mine.provision("RS-XXXX", 1n);
+  const ownBulk: import("ally-engine").WrittenEntry[] = await mine.provisionBulk([{ cost: 1 }], { idempotencyKey: "k3" });
+  const ownBalance: number = await mine.balance();
+  const ownPage: import("ally-engine").LedgerEntry[] = await mine.transactions({ limit: 5 });
+  await mine.transactions("rs_x", { before: 10 });
+  const ownLedger: import("ally-engine").LedgerEntry[] = await mine.ledger();
+  // @ts-expect-error: a provision needs a cost
+  await mine.provision("memo only");
+  // @ts-expect-error: items are an array
+  await mine.provisionBulk({ cost: 1 });
+  void ownByDefault, replayed, ownBulk, ownBalance, ownPage, ownLedger;
   const ownTrend: import("ally-engine").Trend = await mine.analytics().daily().creditTrends("2026-01-01", "2026-01-31");
   // @ts-expect-error: a trend needs its period
   await ally.analytics().creditTrends();
