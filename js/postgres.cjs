@@ -1,15 +1,18 @@
 "use strict";
-// The PostgreSQL storage adapter for Node: the storage contract of `AllyStorage` on a `pg` Pool.
+// The PostgreSQL storage adapter for Node: the storage contract of `AllyStorage` on a `pg` Pool,
+// or on a client inside the host's own transaction (a unit of work).
 //
-// Tables (in `options.schema`, default "ally"):
-//   records(collection, id, version, data)         one row per record
+// Tables (in `options.schema`, default "ally"), made and migrated by `setupPostgres`:
+//   schema_version(version, name, applied_at)      the migrations applied, one row each
+//   records(collection, id, version, data jsonb)   one row per record
 //   record_index(collection, name, value, id)      every indexed field of every record
 //   record_unique(collection, name, value, id)     the values a write declared unique
 //   streams(stream, length)                        the length of every append-only stream
 //   stream_entries(stream, position, data)         the entries
 //   stream_claims(stream, key, position)           the idempotency keys claimed by appends
 //   stream_requests(id, stream, request, …)        requests queued for a stream lock's holder
-// and the functions: append(stream, expected, entries, keys, positions, guard collection, guard
+// the view ledger_entries (one row per wallet entry, its fields as columns, for reporting), and
+// the functions: append(stream, expected, entries, keys, positions, guard collection, guard
 // id, guard version), the whole `append`; lock_stream, the stream lock; combine, a request
 // queued and the wait for the lock; append_held, the append of the lock's holder.
 //
@@ -21,21 +24,63 @@
 // record or one stream are ordered by PostgreSQL, and the loser answers "stale" (an append's
 // loser with the entries it missed).
 
+const { AllyError } = require("./ally_engine.cjs");
+
 const IDENT = /^[a-z_][a-z0-9_]{0,62}$/;
 
 function schemaName(options) {
   const schema = options?.schema ?? "ally";
   if (typeof schema !== "string" || !IDENT.test(schema)) {
-    throw new TypeError(`schema must be a lowercase SQL identifier, got ${JSON.stringify(schema)}`);
+    throw AllyError.invalidConfig("schema", `expected a lowercase SQL identifier, got ${typeof schema === "string" ? JSON.stringify(schema) : typeof schema}`);
   }
   return schema;
 }
 
-function checkPool(pool) {
-  if (!pool || typeof pool.query !== "function" || typeof pool.connect !== "function") {
-    throw new TypeError("expected a pg Pool (an object with query() and connect())");
+/**
+ * What the adapter runs on: a pg Pool (each write its own transaction), or a client inside the
+ * host's transaction (every call a savepoint in it, so the engine's writes commit or roll back
+ * with the host's).
+ */
+function targetOf(target) {
+  if (target && typeof target.query === "function" && typeof target.connect === "function" && typeof target.totalCount === "number") {
+    return { pool: target, client: null };
   }
+  if (target && typeof target.query === "function") return { pool: null, client: target };
+  throw AllyError.invalidConfig("pool", "expected a pg Pool, or a pg client inside the host's transaction");
 }
+
+// Driver failures as messages safe to show a client: no SQL, no relation or host names, no
+// values. The driver's error stays the AllyError's `cause`.
+const NETWORK = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "ETIMEDOUT", "ECONNRESET", "EHOSTUNREACH", "ENETUNREACH", "EPIPE"]);
+const SQLSTATES = {
+  "28P01": "the database refused the credentials",
+  28000: "the database refused the credentials",
+  "3D000": "the database does not exist",
+  "3F000": "the schema is not set up (run setupPostgres)",
+  "42P01": "the schema is not set up (run setupPostgres)",
+  42883: "the schema is not set up (run setupPostgres)",
+  40001: "a concurrent transaction got in the way; try again",
+  "40P01": "a concurrent transaction got in the way; try again",
+  "55P03": "a lock wait timed out",
+  57014: "the statement was cancelled",
+  "57P01": "the database is shutting down",
+  "57P02": "the database is shutting down",
+  "57P03": "the database is starting up",
+  53300: "the database has no connection free",
+  "25P01": "the client is not inside a transaction (BEGIN first)",
+  "25P02": "the host's transaction is aborted: roll it back",
+};
+function safeReason(error) {
+  const code = typeof error?.code === "string" ? error.code : "";
+  if (NETWORK.has(code)) return "the database could not be reached";
+  if (code in SQLSTATES) return SQLSTATES[code];
+  if (code.startsWith("08")) return "the connection to the database failed";
+  if (/^[0-9A-Z]{5}$/.test(code)) return `the database failed (SQLSTATE ${code})`;
+  if (/timeout exceeded when trying to connect/.test(String(error?.message))) return "no database connection was free in time";
+  if (/Connection terminated|not queryable/.test(String(error?.message))) return "the connection to the database was lost";
+  return "the database call failed";
+}
+const failed = (operation, error) => (error instanceof AllyError ? error : AllyError.storageFailed(operation, safeReason(error), error));
 
 // The whole `append` as one server-side call, run in the caller's statement transaction. Every
 // appender of a stream first locks the stream's row, so the length it compares, the claims it
@@ -281,72 +326,132 @@ BEGIN
 END
 $fn$`;
 
+// The schema's forward migrations, in order. Each runs once per schema, in the set-up's
+// transaction, and is recorded in schema_version; a schema made before versions (its tables
+// exist, schema_version does not) starts at 0, and migration 1 only adds what it lacks.
+const MIGRATIONS = [
+  {
+    version: 1,
+    name: "records, indexes, unique values, streams, entries and claims",
+    async up(q, s) {
+      await q(`CREATE TABLE IF NOT EXISTS ${s}.records (
+        collection text NOT NULL, id text NOT NULL, version bigint NOT NULL, data text NOT NULL,
+        PRIMARY KEY (collection, id))`);
+      await q(`CREATE TABLE IF NOT EXISTS ${s}.record_index (
+        collection text NOT NULL, name text NOT NULL, value text NOT NULL, id text NOT NULL,
+        PRIMARY KEY (collection, name, value, id))`);
+      await q(`CREATE INDEX IF NOT EXISTS record_index_by_id ON ${s}.record_index (collection, id)`);
+      await q(`CREATE TABLE IF NOT EXISTS ${s}.record_unique (
+        collection text NOT NULL, name text NOT NULL, value text NOT NULL, id text NOT NULL,
+        PRIMARY KEY (collection, name, value))`);
+      await q(`CREATE TABLE IF NOT EXISTS ${s}.streams (stream text PRIMARY KEY, length bigint NOT NULL)`);
+      await q(`CREATE TABLE IF NOT EXISTS ${s}.stream_entries (
+        stream text NOT NULL, position bigint NOT NULL, data text NOT NULL,
+        PRIMARY KEY (stream, position))`);
+      const claimsExisted = (await q("SELECT to_regclass($1) IS NOT NULL AS found", [`${s}.stream_claims`])).rows[0].found;
+      await q(`CREATE TABLE IF NOT EXISTS ${s}.stream_claims (
+        stream text NOT NULL, key text NOT NULL, position bigint NOT NULL,
+        PRIMARY KEY (stream, key))`);
+      if (!claimsExisted) {
+        // Entries written before keys were claimed with the append: claim their keys now, once,
+        // so that a key from then is still answered instead of spent again.
+        await q(`INSERT INTO ${s}.stream_claims (stream, key, position)
+          SELECT stream, data::json ->> 'idempotencyKey', position FROM ${s}.stream_entries
+           WHERE data::json ->> 'idempotencyKey' IS NOT NULL
+          ON CONFLICT DO NOTHING`);
+      }
+    },
+  },
+  {
+    version: 2,
+    name: "records hold their data as jsonb",
+    async up(q, s) {
+      await q(`ALTER TABLE ${s}.records ALTER COLUMN data TYPE jsonb USING data::jsonb`);
+    },
+  },
+];
+
+/** The latest schema version `setupPostgres` migrates to. */
+const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;
+
+// The view for reporting: one row per wallet entry, its fields as columns.
+const ledgerView = (s) => `CREATE OR REPLACE VIEW ${s}.ledger_entries AS
+  SELECT e.stream, e.position, d.entry ->> 'walletId' AS wallet_id,
+         (d.entry ->> 'sequence')::bigint AS sequence, d.entry ->> 'kind' AS kind,
+         (d.entry ->> 'amount')::bigint AS amount, (d.entry ->> 'balanceAfter')::bigint AS balance_after,
+         d.entry ->> 'memo' AS memo, d.entry ->> 'idempotencyKey' AS idempotency_key,
+         (d.entry ->> 'at')::timestamptz AS at, d.entry
+    FROM ${s}.stream_entries e CROSS JOIN LATERAL (SELECT e.data::jsonb AS entry) d
+   WHERE e.stream LIKE 'ledger:%'`;
+
+/** The set-up itself, on a client in a transaction: migrations, then functions and the view. */
+async function setUp(q, s) {
+  // Serialise concurrent set-ups of the same schema (CREATE … IF NOT EXISTS can still race).
+  await q("SELECT pg_advisory_xact_lock(hashtext($1))", [`ally-setup:${s}`]);
+  await q(`CREATE SCHEMA IF NOT EXISTS ${s}`);
+  await q(`CREATE TABLE IF NOT EXISTS ${s}.schema_version (
+    version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
+  const current = (await q(`SELECT COALESCE(max(version), 0) AS version FROM ${s}.schema_version`)).rows[0].version;
+  if (current > SCHEMA_VERSION) {
+    throw AllyError.invalidConfig("schema", `schema ${s} is at version ${current}, newer than this package's ${SCHEMA_VERSION}: upgrade the package`);
+  }
+  const applied = [];
+  for (const migration of MIGRATIONS.filter((m) => m.version > current)) {
+    await migration.up(q, s);
+    await q(`INSERT INTO ${s}.schema_version (version, name) VALUES ($1, $2)`, [migration.version, migration.name]);
+    applied.push(migration.version);
+  }
+  // Earlier signatures of append: CREATE OR REPLACE would add an overload beside them.
+  for (const signature of [
+    "text, bigint, text[], text[], bigint[]",
+    "text, bigint, text[], text[], bigint[], text, text, bigint, boolean",
+  ]) {
+    await q(`DROP FUNCTION IF EXISTS ${s}.append(${signature})`);
+  }
+  await q(appendFunction(s));
+  // An earlier lock_stream answered SETOF text or text[]: CREATE OR REPLACE cannot change that.
+  await q(`DROP FUNCTION IF EXISTS ${s}.lock_stream(text, bigint)`);
+  await q(lockFunction(s));
+  await q(requestsTable(s));
+  // The requests waiting for a lead, in order. A request lives for a round trip or two, so the
+  // table churns: the index holds only the waiting ones (a lead's scan steps over the entries
+  // of taken ones, marking them dead as it goes), and vacuum runs after every few hundred.
+  await q(`DROP INDEX IF EXISTS ${s}.stream_requests_by_stream`);
+  await q(`CREATE INDEX IF NOT EXISTS stream_requests_waiting ON ${s}.stream_requests (stream, id) WHERE NOT taken`);
+  await q(`ALTER TABLE ${s}.stream_requests SET (autovacuum_vacuum_threshold = 500, autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_insert_threshold = 500, autovacuum_vacuum_insert_scale_factor = 0)`);
+  await q(combineProcedure(s));
+  await q(appendHeldProcedure(s));
+  await q(ledgerView(s));
+  return { version: SCHEMA_VERSION, from: current, applied };
+}
+
 /**
- * Creates the schema, its tables and its functions if they are missing, and brings the
- * functions up to date. Safe to run again and concurrently.
+ * Creates the schema, its tables, functions and view if they are missing, runs the migrations
+ * it has not had, and brings the functions up to date. Safe to run again and concurrently. On a
+ * pg Pool it runs in a transaction of its own; on a client inside the host's transaction, in a
+ * savepoint of that one (it commits with the host's). Resolves to `{ version, from, applied }`:
+ * the schema's version now, before, and the migrations this call ran.
  */
-async function setupPostgres(pool, options) {
-  checkPool(pool);
+async function setupPostgres(target, options) {
+  const { pool, client: hostClient } = targetOf(target);
   const s = schemaName(options);
-  const client = await pool.connect();
+  let client;
   try {
-    await client.query("BEGIN");
-    // Serialise concurrent set-ups of the same schema (CREATE … IF NOT EXISTS can still race).
-    await client.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`ally-setup:${s}`]);
-    await client.query(`CREATE SCHEMA IF NOT EXISTS ${s}`);
-    await client.query(`CREATE TABLE IF NOT EXISTS ${s}.records (
-      collection text NOT NULL, id text NOT NULL, version bigint NOT NULL, data text NOT NULL,
-      PRIMARY KEY (collection, id))`);
-    await client.query(`CREATE TABLE IF NOT EXISTS ${s}.record_index (
-      collection text NOT NULL, name text NOT NULL, value text NOT NULL, id text NOT NULL,
-      PRIMARY KEY (collection, name, value, id))`);
-    await client.query(`CREATE INDEX IF NOT EXISTS record_index_by_id ON ${s}.record_index (collection, id)`);
-    await client.query(`CREATE TABLE IF NOT EXISTS ${s}.record_unique (
-      collection text NOT NULL, name text NOT NULL, value text NOT NULL, id text NOT NULL,
-      PRIMARY KEY (collection, name, value))`);
-    await client.query(`CREATE TABLE IF NOT EXISTS ${s}.streams (
-      stream text PRIMARY KEY, length bigint NOT NULL)`);
-    await client.query(`CREATE TABLE IF NOT EXISTS ${s}.stream_entries (
-      stream text NOT NULL, position bigint NOT NULL, data text NOT NULL,
-      PRIMARY KEY (stream, position))`);
-    const claimsExisted = (await client.query("SELECT to_regclass($1) IS NOT NULL AS found", [`${s}.stream_claims`])).rows[0].found;
-    await client.query(`CREATE TABLE IF NOT EXISTS ${s}.stream_claims (
-      stream text NOT NULL, key text NOT NULL, position bigint NOT NULL,
-      PRIMARY KEY (stream, key))`);
-    if (!claimsExisted) {
-      // Entries written before keys were claimed with the append: claim their keys now, once,
-      // so that a key from then is still answered instead of spent again.
-      await client.query(`INSERT INTO ${s}.stream_claims (stream, key, position)
-        SELECT stream, data::json ->> 'idempotencyKey', position FROM ${s}.stream_entries
-         WHERE data::json ->> 'idempotencyKey' IS NOT NULL
-        ON CONFLICT DO NOTHING`);
-    }
-    // Earlier signatures of append: CREATE OR REPLACE would add an overload beside them.
-    for (const signature of [
-      "text, bigint, text[], text[], bigint[]",
-      "text, bigint, text[], text[], bigint[], text, text, bigint, boolean",
-    ]) {
-      await client.query(`DROP FUNCTION IF EXISTS ${s}.append(${signature})`);
-    }
-    await client.query(appendFunction(s));
-    // An earlier lock_stream answered SETOF text or text[]: CREATE OR REPLACE cannot change that.
-    await client.query(`DROP FUNCTION IF EXISTS ${s}.lock_stream(text, bigint)`);
-    await client.query(lockFunction(s));
-    await client.query(requestsTable(s));
-    // The requests waiting for a lead, in order. A request lives for a round trip or two, so the
-    // table churns: the index holds only the waiting ones (a lead's scan steps over the entries
-    // of taken ones, marking them dead as it goes), and vacuum runs after every few hundred.
-    await client.query(`DROP INDEX IF EXISTS ${s}.stream_requests_by_stream`);
-    await client.query(`CREATE INDEX IF NOT EXISTS stream_requests_waiting ON ${s}.stream_requests (stream, id) WHERE NOT taken`);
-    await client.query(`ALTER TABLE ${s}.stream_requests SET (autovacuum_vacuum_threshold = 500, autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_insert_threshold = 500, autovacuum_vacuum_insert_scale_factor = 0)`);
-    await client.query(combineProcedure(s));
-    await client.query(appendHeldProcedure(s));
-    await client.query("COMMIT");
+    client = hostClient ?? (await pool.connect());
   } catch (error) {
-    await client.query("ROLLBACK").catch(() => {});
-    throw error;
+    throw failed("connect", error);
+  }
+  const q = (text, values) => client.query(text, values);
+  try {
+    await q(hostClient ? "SAVEPOINT ally_setup" : "BEGIN");
+    const outcome = await setUp(q, s);
+    await q(hostClient ? "RELEASE SAVEPOINT ally_setup" : "COMMIT");
+    return outcome;
+  } catch (error) {
+    await q(hostClient ? "ROLLBACK TO SAVEPOINT ally_setup" : "ROLLBACK").catch(() => {});
+    throw failed("setup", error);
   } finally {
-    client.release();
+    if (!hostClient) client.release();
   }
 }
 
@@ -425,27 +530,74 @@ function unlockText(s, client, stream) {
 const recordOf = (row) => ({ id: row.id, version: Number(row.version), data: row.data, indexes: row.indexes });
 
 /**
- * The storage contract on PostgreSQL. `options.schema` names the schema (default "ally");
- * `options.createSchema: true` runs `setupPostgres` before the first call.
+ * Runs `body(client)` in a savepoint of the host's transaction: released when it commits,
+ * rolled back to when it refuses or throws, so that a refused or failed call leaves the host's
+ * transaction as it was (and not aborted).
  */
-function postgresStorage(pool, options) {
-  checkPool(pool);
+async function savepoint(client, body) {
+  await client.query("SAVEPOINT ally_call");
+  try {
+    const { commit, answer } = await body(client);
+    if (!commit) await client.query("ROLLBACK TO SAVEPOINT ally_call");
+    await client.query("RELEASE SAVEPOINT ally_call");
+    return answer;
+  } catch (error) {
+    await client
+      .query("ROLLBACK TO SAVEPOINT ally_call")
+      .then(() => client.query("RELEASE SAVEPOINT ally_call"))
+      .catch(() => {});
+    throw error;
+  }
+}
+
+/**
+ * The storage contract on PostgreSQL. `target` is a pg Pool, or a client inside the host's own
+ * transaction: then every write is part of that transaction and commits or rolls back with it
+ * (make an `Ally` for the transaction and drop it after: what it remembers of wallets is only
+ * true once the host commits). `options.schema` names the schema (default "ally");
+ * `options.createSchema: true` runs `setupPostgres` before the first call. Every failure is an
+ * `AllyError` (`STORAGE_FAILED`, `INVALID_CONFIG`) whose message is safe to show, the driver's
+ * error as its `cause`.
+ */
+function postgresStorage(target, options) {
+  const { pool: poolTarget, client: unit } = targetOf(target);
   const s = schemaName(options);
+  // Calls on a unit of work run one at a time, each in a savepoint of the host's transaction
+  // (two savepoints open at once on one connection would nest, not run side by side).
+  let queue = Promise.resolve();
+  const inUnit = (body) => {
+    const run = queue.then(() => savepoint(unit, body));
+    queue = run.catch(() => {});
+    return run;
+  };
+  const pool = poolTarget ?? {
+    query: (...args) => inUnit(async (client) => ({ commit: true, answer: await client.query(...args) })),
+    options: { max: 1 },
+  };
   let ready = null;
   const setup = () => {
     if (!options?.createSchema) return Promise.resolve();
-    ready ??= setupPostgres(pool, options).catch((error) => {
+    ready ??= setupPostgres(target, options).catch((error) => {
       ready = null;
       throw error;
     });
     return ready;
+  };
+  const write = (body) => (unit ? inUnit(body) : transaction(poolTarget, body));
+  // Every method answers AllyErrors: a driver's failure becomes STORAGE_FAILED naming the call.
+  const guarded = (operation, method) => async (...args) => {
+    try {
+      return await method(...args);
+    } catch (error) {
+      throw failed(operation, error);
+    }
   };
 
   // Records with their indexes in one statement, so in one snapshot. `rows` selects at most
   // `limit` rows of `records` (collection, id, version, data): the indexes are gathered for those
   // alone, then the page is ordered again by id, since the join need not keep its order.
   const withIndexes = (rows) => `
-    SELECT p.id, p.version, p.data,
+    SELECT p.id, p.version, p.data::text AS data,
            COALESCE((SELECT json_object_agg(i.name, i.value) FROM ${s}.record_index i
                       WHERE i.collection = p.collection AND i.id = p.id), '{}'::json) AS indexes
       FROM (${rows}) p
@@ -453,7 +605,7 @@ function postgresStorage(pool, options) {
 
   // The statements of every provision and read, prepared once per connection (named
   // statements): PostgreSQL then skips parsing and planning them on each call.
-  const prepared = (name, text) => (values, on = pool) => on.query({ name: `ally:${s}:${name}`, text, values });
+  const prepared = (name, text) => (values) => pool.query({ name: `ally:${s}:${name}`, text, values });
   const getRecord = prepared(
     "get",
     withIndexes(`SELECT collection, id, version, data FROM ${s}.records WHERE collection = $1 AND id = $2`),
@@ -499,7 +651,8 @@ function postgresStorage(pool, options) {
   // `combine` answers its own timeouts, and any error of its call leaves it unknown whether the
   // session holds the lock, so the connection is dropped (and the lock with its session).
   const hold = async (stream, text, read, { timeoutIsNone = false } = {}) => {
-    if (lockConnectionsInUse + 1 >= poolMax) return null;
+    // A unit of work has one connection, the host's: its calls go on without stream locks.
+    if (unit || lockConnectionsInUse + 1 >= poolMax) return null;
     await setup();
     lockConnectionsInUse += 1;
     const leave = await inQueue(stream);
@@ -530,7 +683,7 @@ function postgresStorage(pool, options) {
     }
   };
 
-  return {
+  const storage = {
     async get(collection, id) {
       await setup();
       const { rows } = await getRecord([collection, id]);
@@ -563,11 +716,11 @@ function postgresStorage(pool, options) {
 
     async put(collection, record, expectedVersion, unique) {
       await setup();
-      return transaction(pool, async (client) => {
+      return write(async (client) => {
         const refuse = (answer) => ({ commit: false, answer });
         if (expectedVersion === 0) {
           const created = await client.query(
-            `INSERT INTO ${s}.records (collection, id, version, data) VALUES ($1, $2, $3, $4)
+            `INSERT INTO ${s}.records (collection, id, version, data) VALUES ($1, $2, $3, $4::jsonb)
              ON CONFLICT DO NOTHING`,
             [collection, record.id, record.version, record.data],
           );
@@ -579,7 +732,7 @@ function postgresStorage(pool, options) {
           );
           if (rows.length !== 1 || Number(rows[0].version) !== expectedVersion) return refuse("stale");
           await client.query(
-            `UPDATE ${s}.records SET version = $3, data = $4 WHERE collection = $1 AND id = $2`,
+            `UPDATE ${s}.records SET version = $3, data = $4::jsonb WHERE collection = $1 AND id = $2`,
             [collection, record.id, record.version, record.data],
           );
         }
@@ -696,6 +849,8 @@ function postgresStorage(pool, options) {
       return rows.map((r) => r.data);
     },
   };
+  for (const [name, method] of Object.entries(storage)) storage[name] = guarded(name, method);
+  return storage;
 }
 
-module.exports = { postgresStorage, setupPostgres };
+module.exports = { postgresStorage, setupPostgres, SCHEMA_VERSION };

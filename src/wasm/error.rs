@@ -17,6 +17,51 @@ pub struct AllyError {
     _private: (),
 }
 
+/// The storage operations an adapter's `STORAGE_FAILED` may name; any other is `"storage"`.
+const OPERATIONS: [&str; 11] = [
+    "get",
+    "find",
+    "put",
+    "append",
+    "read",
+    "findClaim",
+    "lock",
+    "combine",
+    "unlock",
+    "setup",
+    "connect",
+];
+
+#[wasm_bindgen]
+impl AllyError {
+    /// For storage adapters: a `STORAGE_FAILED` error whose message is safe to show a client,
+    /// the driver's own error kept as `cause` for the logs.
+    #[wasm_bindgen(js_name = storageFailed, skip_typescript)]
+    pub fn storage_failed(operation: &str, reason: &str, cause: JsValue) -> JsValue {
+        let operation = OPERATIONS
+            .into_iter()
+            .find(|known| *known == operation)
+            .unwrap_or("storage");
+        let error = to_js(&Error::StorageFailed {
+            operation,
+            reason: reason.to_owned(),
+        });
+        if !cause.is_undefined() {
+            let _ = Reflect::set(&error, &"cause".into(), &cause);
+        }
+        error
+    }
+
+    /// For storage adapters: an `INVALID_CONFIG` error naming the option (`key`).
+    #[wasm_bindgen(js_name = invalidConfig, skip_typescript)]
+    pub fn invalid_config(key: &str, reason: &str) -> JsValue {
+        to_js(&Error::InvalidConfig {
+            key: key.to_owned(),
+            reason: reason.to_owned(),
+        })
+    }
+}
+
 #[wasm_bindgen(typescript_custom_section)]
 const ALLY_ERROR_TS: &str = r#"
 /** Every stable error code. A code may be added; none is renamed. */
@@ -64,6 +109,14 @@ export class AllyError extends Error {
   private constructor();
   /** `error instanceof AllyError` narrows to the union on `code`. */
   static [Symbol.hasInstance](value: unknown): value is AnyAllyError;
+  /**
+   * For storage adapters: a `STORAGE_FAILED` error whose message is safe to show a client, the
+   * driver's own error kept as `cause` for the logs. Thrown from a storage method, its reason is
+   * what the engine's own `STORAGE_FAILED` says.
+   */
+  static storageFailed(operation: string, reason: string, cause?: unknown): AllyErrorOf<"STORAGE_FAILED">;
+  /** For storage adapters: an `INVALID_CONFIG` error naming the option (`key`). */
+  static invalidConfig(key: string, reason: string): AllyErrorOf<"INVALID_CONFIG">;
   readonly name: "AllyError";
   /** Stable, machine-readable code. */
   readonly code: AllyErrorCode;
@@ -147,6 +200,11 @@ pub fn describe(thrown: &JsValue) -> String {
     if let Some(text) = thrown.as_string() {
         return text;
     }
+    // An adapter's own STORAGE_FAILED or MAIL_FAILED (`AllyError.storageFailed`): its reason,
+    // which is safe to show, not the message the engine would wrap a second time.
+    if let Some(reason) = adapter_reason(thrown) {
+        return reason;
+    }
     // Read through Reflect, whose throws are caught: a thrown value's `name` or `message` may
     // be a getter that throws, or a Proxy's trap (an uncaught throw here would leave the wasm
     // frames unwound mid-call).
@@ -166,4 +224,16 @@ pub fn describe(thrown: &JsValue) -> String {
         .ok()
         .and_then(|s| s.as_string())
         .unwrap_or_else(|| "a value was thrown that could not be read".to_owned())
+}
+
+/// The reason of an `AllyError` of code `STORAGE_FAILED` or `MAIL_FAILED` a host threw.
+#[cfg(feature = "engine")]
+fn adapter_reason(thrown: &JsValue) -> Option<String> {
+    let own = |object: &JsValue, key: &str| super::input::own_property(object, key).ok();
+    let code = own(thrown, "code")?.as_string()?;
+    if code != "STORAGE_FAILED" && code != "MAIL_FAILED" {
+        return None;
+    }
+    let details = own(thrown, "details")?;
+    own(&details, "reason")?.as_string()
 }

@@ -29,7 +29,7 @@ export type MaybePromise<T> = T | PromiseLike<T>;
 /** Any JSON value. */
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
 
-/** One stored record. `data` is JSON text the storage keeps as given. */
+/** One stored record. `data` is JSON text; a storage gives back the same JSON value (a database may keep it as `jsonb`, which can change its spacing and key order). */
 export interface StoredRecord {
   id: string;
   /** 1 for a new record, +1 on every write. */

@@ -236,12 +236,15 @@ export function conformance(h, label, make) {
     equal(await s.findClaim("wallet-2", "k"), null, "an unknown stream");
   });
 
-  t("stored data comes back byte for byte", async () => {
+  t("stored data comes back as the same JSON value", async () => {
     const s = make();
-    const data = JSON.stringify({ text: "ünïcödé \u2028 \"quoted\" \\ 🎉", n: 12.5, nested: [null, true] });
+    const value = { text: "ünïcödé \u2028 \"quoted\" \\ 🎉", n: 12.5, nested: [null, true, { b: 1, a: 2 }] };
+    const data = JSON.stringify(value);
     await s.put("things", { id: "weird id/ü", version: 1, data, indexes: { k: "v w" } }, 0, ["k"]);
     const got = await s.get("things", "weird id/ü");
-    ok(got.data === data, "data");
+    // A database may keep it as jsonb: spacing and key order may differ, the value may not.
+    const canonical = (v) => JSON.stringify(v, (_, x) => (x && typeof x === "object" && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).sort(([a], [b]) => (a < b ? -1 : 1))) : x));
+    equal(canonical(JSON.parse(got.data)), canonical(value), "data");
     equal(got.indexes, { k: "v w" }, "indexes");
   });
 }

@@ -23,7 +23,100 @@ h.test("setupPostgres is idempotent and safe to run concurrently", async () => {
   await Promise.all([setupPostgres(pool, { schema: "twice" }), setupPostgres(pool, { schema: "twice" })]);
   await setupPostgres(pool, { schema: "twice" });
   const { rows } = await pool.query("SELECT count(*)::int AS n FROM information_schema.tables WHERE table_schema = 'twice'");
-  equal(rows[0].n, 7, "tables");
+  equal(rows[0].n, 9, "tables and the ledger_entries view");
+  const versions = await pool.query("SELECT version, name FROM twice.schema_version ORDER BY version");
+  equal(versions.rows.map((r) => r.version), [1, 2], "each migration recorded once");
+  equal(await setupPostgres(pool, { schema: "twice" }), { version: 2, from: 2, applied: [] }, "nothing left to run");
+});
+
+h.test("setupPostgres migrates a schema made before versions: records become jsonb, and read as before", async () => {
+  const schema = "preversions";
+  await pool.query(`CREATE SCHEMA ${schema}`);
+  await pool.query(`CREATE TABLE ${schema}.records (collection text NOT NULL, id text NOT NULL, version bigint NOT NULL, data text NOT NULL, PRIMARY KEY (collection, id))`);
+  await pool.query(`INSERT INTO ${schema}.records VALUES ('resellers', 'rs_1', 3, $1)`, [JSON.stringify({ id: "rs_1", tier: "gold", metadata: { "ü": [1, 2.5] } })]);
+  const outcome = await setupPostgres(pool, { schema });
+  equal(outcome, { version: 2, from: 0, applied: [1, 2] }, "every migration ran");
+  const type = await pool.query(`SELECT data_type FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'records' AND column_name = 'data'`, [schema]);
+  equal(type.rows[0].data_type, "jsonb", "data is jsonb");
+  const got = await postgresStorage(pool, { schema }).get("resellers", "rs_1");
+  equal([got.version, JSON.parse(got.data)], [3, { id: "rs_1", tier: "gold", metadata: { "ü": [1, 2.5] } }], "the record reads as the same JSON value");
+  const sql = await pool.query(`SELECT data ->> 'tier' AS tier FROM ${schema}.records WHERE id = 'rs_1'`);
+  equal(sql.rows[0].tier, "gold", "and plain SQL reads its fields");
+  await pool.query(`INSERT INTO ${schema}.schema_version (version, name) VALUES (99, 'from a newer package')`);
+  const newer = await fails(AllyError, "INVALID_CONFIG", () => setupPostgres(pool, { schema }), "a schema newer than the package");
+  ok(newer.message.includes("version 99"), newer.message);
+});
+
+h.test("a unit of work: the engine's writes commit or roll back with the host's own transaction", async () => {
+  const schema = `t${++schemas}`;
+  await setupPostgres(pool, { schema });
+  const setupAlly = new Ally({ storage: postgresStorage(pool, { schema }) });
+  const r = await setupAlly.make().user(1).company("Unit Corp").create();
+  await setupAlly.addCredits(r, 1000);
+  await pool.query(`CREATE TABLE ${schema}.orders (id serial PRIMARY KEY, reseller text NOT NULL, cost int NOT NULL)`);
+  const order = async (cost, { fail = false } = {}) => {
+    const client = await pool.connect();
+    try {
+      await client.query("BEGIN");
+      await client.query(`INSERT INTO ${schema}.orders (reseller, cost) VALUES ($1, $2)`, [r.id, cost]);
+      // One engine for the transaction: what it remembers is only true once the host commits.
+      const ally = new Ally({ storage: postgresStorage(client, { schema }) });
+      const entry = await ally.provision(r.id, cost, `order of ${cost}`);
+      // A refused call inside the transaction leaves it usable.
+      await fails(AllyError, "INSUFFICIENT_CREDITS", () => ally.provision(r.id, 1e9), "a refusal inside the unit");
+      if (fail) throw new Error("the host's own step failed");
+      await client.query("COMMIT");
+      return entry;
+    } catch (error) {
+      await client.query("ROLLBACK");
+      throw error;
+    } finally {
+      client.release();
+    }
+  };
+  equal((await order(300)).balanceAfter, 700, "committed with the order");
+  let thrown;
+  try {
+    await order(200, { fail: true });
+  } catch (error) {
+    thrown = error;
+  }
+  equal(thrown?.message, "the host's own step failed", "the host's failure");
+  const fresh = new Ally({ storage: postgresStorage(pool, { schema }) });
+  equal(await fresh.balance(r), 700, "the rolled-back provision is gone with its order");
+  const orders = await pool.query(`SELECT cost FROM ${schema}.orders ORDER BY id`);
+  equal(orders.rows.map((o) => o.cost), [300], "and the order with it");
+  equal(validateLedger(await fresh.ledger(r), { walletId: r.id }).ok, true, "the ledger validates");
+  const view = await pool.query(`SELECT kind, amount, balance_after, memo FROM ${schema}.ledger_entries WHERE wallet_id = $1 ORDER BY sequence`, [r.id]);
+  equal(view.rows, [{ kind: "credit", amount: "1000", balance_after: "1000", memo: null }, { kind: "debit", amount: "300", balance_after: "700", memo: "order of 300" }], "the ledger_entries view for reporting");
+  const bare = new pg.Client(cluster);
+  await bare.connect();
+  try {
+    const outside = await fails(AllyError, "STORAGE_FAILED", () => new Ally({ storage: postgresStorage(bare, { schema }) }).balance(r.id), "a client outside a transaction");
+    ok(outside.message.includes("BEGIN first"), outside.message);
+  } finally {
+    await bare.end();
+  }
+});
+
+h.test("adapter failures are AllyErrors with safe messages and the driver's error as cause", async () => {
+  const bad = await fails(AllyError, "INVALID_CONFIG", () => postgresStorage(pool, { schema: "Bad-Name" }), "a bad schema name");
+  equal([bad.details.key, bad.httpStatus], ["schema", 500], "names the option");
+  await fails(AllyError, "INVALID_CONFIG", () => postgresStorage({}), "no pool");
+  await fails(AllyError, "INVALID_CONFIG", () => setupPostgres(null), "no pool to set up");
+  const dead = new pg.Pool({ host: "127.0.0.1", port: 1, user: "x", database: "x", connectionTimeoutMillis: 2000 });
+  try {
+    const down = await fails(AllyError, "STORAGE_FAILED", () => setupPostgres(dead, { schema: "never" }), "setup on a dead database");
+    equal([down.details.operation, down.details.reason, down.httpStatus], ["connect", "the database could not be reached", 503], "safe");
+    ok(down.cause && down.cause.code === "ECONNREFUSED", `the driver's error as cause: ${down.cause?.code}`);
+    const viaEngine = await fails(AllyError, "STORAGE_FAILED", () => new Ally({ storage: postgresStorage(dead) }).balance("rs_x"), "a call through the engine");
+    equal(viaEngine.message, "storage get failed: the database could not be reached", "the engine says what the adapter said");
+  } finally {
+    await dead.end();
+  }
+  const unset = await fails(AllyError, "STORAGE_FAILED", () => new Ally({ storage: postgresStorage(pool, { schema: "never_setup" }) }).balance("rs_x"));
+  equal(unset.message, "storage get failed: the schema is not set up (run setupPostgres)", "no relation name, no SQL");
+  ok(!unset.message.includes("never_setup") && !unset.message.includes("relation"), unset.message);
 });
 
 h.test("setupPostgres replaces the append function of a schema made before the guard", async () => {
@@ -255,7 +348,7 @@ h.test("combine: a request taken at the instant its wait runs out is not withdra
     } catch (e) {
       cancelled = e;
     }
-    equal(cancelled?.code, "57014", "the combine is cancelled by its statement timeout");
+    equal([cancelled?.code, cancelled?.cause?.code], ["STORAGE_FAILED", "57014"], "the combine is cancelled by its statement timeout");
     await a.unlock("w");
     equal(await a.combine("w", 1, "ra"), { tail: [], queued: [] }, "the next lead takes nothing");
     // A requester that gave up after a lead took its request is not settled either: the lead's
@@ -265,14 +358,14 @@ h.test("combine: a request taken at the instant its wait runs out is not withdra
     const taken = await pool.query(`UPDATE ${schema}.stream_requests SET taken = true WHERE request = 'gave-up' RETURNING id`);
     equal(taken.rowCount, 1, "a lead takes it");
     while (!gaveUp.done) await pause();
-    equal(gaveUp.value?.code, "57014", "then its requester's call is cancelled");
+    equal([gaveUp.value?.code, gaveUp.value?.cause?.code], ["STORAGE_FAILED", "57014"], "then its requester's call is cancelled");
     let failed;
     try {
       await a.append("w", 1, ["never"], [], null, true, [{ id: Number(taken.rows[0].id), answer: "too late" }]);
     } catch (e) {
       failed = e;
     }
-    ok(/withdrawn before its answer/.test(failed?.message), `the lead's append fails: ${failed?.message}`);
+    ok(failed instanceof AllyError && /withdrawn before its answer/.test(failed.cause?.message), `the lead's append fails: ${failed?.cause?.message}`);
     equal(await a.read("w", 0, 10), ["e1"], "nothing of it is written");
     await a.unlock("w");
     await pool.query(`DELETE FROM ${schema}.stream_requests WHERE request = 'gave-up'`);
@@ -296,14 +389,9 @@ h.test("combine: a request taken at the instant its wait runs out is not withdra
   }
 });
 
-h.test("postgresStorage refuses a schema that is not an identifier", () => {
-  let thrown;
-  try {
-    postgresStorage(pool, { schema: "x; DROP TABLE y" });
-  } catch (e) {
-    thrown = e;
-  }
-  ok(thrown instanceof TypeError, "a TypeError");
+h.test("postgresStorage refuses a schema that is not an identifier", async () => {
+  const thrown = await fails(AllyError, "INVALID_CONFIG", () => postgresStorage(pool, { schema: "x; DROP TABLE y" }));
+  equal([thrown.details.key, thrown.message], ["schema", 'config schema: expected a lowercase SQL identifier, got "x; DROP TABLE y"'], "names the option and echoes the value");
 });
 
 h.test("wallet operations end to end on PostgreSQL", async () => {

@@ -293,3 +293,16 @@ void main;
   const own: import("ally-engine").ClientLifecycle = await ally.asReseller("rs_x").clients.lifecycle("cl_x");
   void progress.progress, stage.next, own.history, (await ally.onboarding.progress("rs_x")).tasks[0]?.available, (await ally.onboarding.reopen("rs_x", "kickoff")).done;
 }
+
+// PostgreSQL: on a pool, or on a client inside the host's own transaction.
+{
+  const { postgresStorage, setupPostgres, SCHEMA_VERSION } = await import("ally-engine/postgres");
+  const answer = async () => ({ rows: [], rowCount: 0 });
+  const pool = { totalCount: 0, query: answer, connect: async () => ({ query: answer, release() {} }) };
+  const outcome: import("ally-engine/postgres").SetupOutcome = await setupPostgres(pool, { schema: "ally" });
+  const client = await pool.connect();
+  const unit: import("ally-engine").AllyStorage = postgresStorage(client, { schema: "ally" });
+  // @ts-expect-error: a schema is a string
+  postgresStorage(pool, { schema: 5 });
+  void outcome.applied, SCHEMA_VERSION, unit;
+}
