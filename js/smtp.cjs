@@ -5,11 +5,12 @@
 // the Message-ID (derived from the key), so a receiving system can drop a duplicate delivery.
 
 const { createHash } = require("node:crypto");
+const { AllyError } = require("./ally_engine.cjs");
 
 function smtpMailer(transport, options) {
   const from = options?.from;
   if (typeof from !== "string" || from.trim() === "") {
-    throw new TypeError("options.from must be the sender address, e.g. \"Ally <noreply@example.com>\"");
+    throw AllyError.invalidConfig("from", "expected the sender address, e.g. \"Ally <noreply@example.com>\"");
   }
   let transporter = transport;
   if (!transporter || typeof transporter.sendMail !== "function") {

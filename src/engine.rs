@@ -11,6 +11,7 @@ mod clients;
 #[path = "engine/tests/commissions.rs"]
 mod commission_tests;
 mod commissions;
+pub mod events;
 pub mod executor;
 mod health;
 #[cfg(test)]
@@ -86,6 +87,7 @@ pub struct Ally<S, M, C> {
     ids: RefCell<IdSource>,
     wallets: wallets::Wallets,
     parsed: RefCell<ParsedResellers>,
+    observer: Option<events::Observer>,
 }
 
 impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
@@ -100,6 +102,21 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             ids: RefCell::new(IdSource::new(id_seed)),
             wallets: wallets::Wallets::default(),
             parsed: RefCell::default(),
+            observer: None,
+        }
+    }
+
+    /// Reports the engine's events to `observer` (see [`events::Event`]).
+    #[must_use]
+    pub fn with_observer(mut self, observer: events::Observer) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Reports an event, when anyone listens.
+    fn observe(&self, event: events::Event<'_>) {
+        if let Some(observer) = &self.observer {
+            observer(&event);
         }
     }
 

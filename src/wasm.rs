@@ -17,6 +17,8 @@ mod clients;
 mod commission;
 mod error;
 #[cfg(feature = "engine")]
+mod events;
+#[cfg(feature = "engine")]
 mod health;
 #[cfg(feature = "engine")]
 mod host;

@@ -19,6 +19,7 @@ use std::rc::Rc;
 use chrono::{DateTime, Datelike, Utc};
 use serde_json::{json, Value};
 
+use super::events::Event;
 use super::lock::Lock;
 use super::ports::{
     Answer, AppendOutcome, Claim, Clock, Combined, Guard, MailMessage, Mailer, Queued, Storage,
@@ -866,6 +867,10 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                     };
                 }
                 AppendOutcome::Stale { tail } => {
+                    self.observe(Event::Retried {
+                        reseller: &wallet_id,
+                        reason: "stale",
+                    });
                     let read = match tail {
                         Some(tail) => self.behind(slot, &wallet_id, expected, tail).await?,
                         None => self.catch_up(slot, &wallet_id).await?,
@@ -890,6 +895,10 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                     }
                 }
                 AppendOutcome::Changed => {
+                    self.observe(Event::Retried {
+                        reseller: &wallet_id,
+                        reason: "changed",
+                    });
                     self.forget_reseller(&wallet_id);
                     (run.version, run.reseller) =
                         self.require_reseller_versioned(&wallet_id).await?;
@@ -899,6 +908,10 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                 // written (the hold goes on), and that request is answered unsettled (its
                 // requester answers it as a repeat); the batch is decided again without it.
                 AppendOutcome::Claimed { key } if request.key.as_deref() != Some(key.as_str()) => {
+                    self.observe(Event::Retried {
+                        reseller: &wallet_id,
+                        reason: "claimed",
+                    });
                     // The storage names one claimed key per append: past a few, every keyed
                     // waiting request of the batch goes back to its requester, so that repeats
                     // do not cost this holder an append each.
@@ -1307,6 +1320,11 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                 key: key.clone(),
                 reason,
             })?;
+        self.observe(Event::Replayed {
+            reseller: wallet_id,
+            key,
+            entries: entries.len(),
+        });
         Ok(Some(Applied {
             entries,
             replayed: true,
@@ -1468,7 +1486,14 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
                 attempts: 1,
             });
         };
-        match self.mailer.send(&message).await {
+        let sent = self.mailer.send(&message).await;
+        self.observe(Event::OutboxAttempt {
+            id: &record.id,
+            kind: &message.kind,
+            attempt: attempts,
+            failed: sent.as_ref().err().map(|e| e.reason.as_str()),
+        });
+        match sent {
             Ok(()) => {
                 data["status"] = STATUS_SENT.into();
                 data["lastError"] = Value::Null;
@@ -1556,6 +1581,50 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         let mut entries = self.read_entries(&reseller.id, from, count).await?;
         entries.reverse();
         Ok(entries)
+    }
+
+    /// The entries an idempotency key wrote in a reseller's wallet (one entry, or a bulk's), or
+    /// none: what a host answers a retried request with, without sending it again. One claim
+    /// lookup and one read of at most a bulk's entries, whatever the history.
+    pub async fn find_by_idempotency_key(
+        &self,
+        reseller_id: &str,
+        key: &str,
+    ) -> Result<Vec<Entry>> {
+        let reseller = self.require_reseller_shared(reseller_id).await?;
+        let Some(position) = self
+            .storage
+            .find_claim(&stream(&reseller.id), key)
+            .await
+            .map_err(storage_failed("findClaim"))?
+        else {
+            return Ok(Vec::new());
+        };
+        let first = self.read_entries(&reseller.id, position, 1).await?;
+        let Some(head) = first.first() else {
+            return Err(Error::StorageFailed {
+                operation: "findClaim",
+                reason: format!(
+                    "idempotency key \"{key}\" is claimed at entry {position}, which is not stored"
+                ),
+            });
+        };
+        if head.idempotency_key.as_deref() != Some(key) {
+            return Err(Error::StorageFailed {
+                operation: "findClaim",
+                reason: format!("idempotency key \"{key}\" is claimed at entry {position}, which does not hold it"),
+            });
+        }
+        // A bulk's first entry says how many it wrote; no more than a bulk can hold is read.
+        let size = head
+            .batch
+            .map_or(1, |b| b.size as usize)
+            .min(ledger::BULK_LEN_MAX);
+        if size <= 1 {
+            return Ok(first);
+        }
+        let count = u32::try_from(size).unwrap_or(u32::MAX);
+        self.read_entries(&reseller.id, position, count).await
     }
 
     /// A reseller's whole history, oldest first (for audits and exports).

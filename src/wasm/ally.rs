@@ -42,7 +42,7 @@ pub struct Ally {
     pub(super) listeners: Rc<Listeners>,
 }
 
-const OPTION_KEYS: [&str; 4] = ["config", "storage", "mail", "clock"];
+const OPTION_KEYS: [&str; 5] = ["config", "storage", "mail", "clock", "onEvent"];
 
 /// Reads one of `options`' own properties (an inherited one reads as absent, so a polluted
 /// `Object.prototype.mail` receives nothing); `INVALID_CONFIG` when reading it throws.
@@ -82,7 +82,7 @@ fn check_options(options: &JsValue) -> Result<()> {
         if RESERVED_KEYS.contains(&key.as_str()) || !OPTION_KEYS.contains(&key.as_str()) {
             return Err(config_error(
                 &key,
-                "unknown option; expected config, storage, mail or clock".to_owned(),
+                "unknown option; expected config, storage, mail, clock or onEvent".to_owned(),
             ));
         }
     }
@@ -448,8 +448,11 @@ impl Ally {
             }
         };
         let config = get("config").and_then(|c| parse_config(&c)).or_throw()?;
+        let events = get("onEvent")
+            .and_then(|e| super::events::EventSink::from_js(&e))
+            .or_throw()?;
         let storage = get("storage")
-            .and_then(|s| HostStorage::from_js(&s))
+            .and_then(|s| HostStorage::from_js(&s, events.clone()))
             .or_throw()?;
         let mailer = get("mail")
             .and_then(|m| HostMailer::from_js(&m))
@@ -458,8 +461,12 @@ impl Ally {
             .and_then(|c| HostClock::from_js(&c))
             .or_throw()?;
         let seed = id_seed().or_throw()?;
+        let mut engine = engine::Ally::new(config, storage, mailer, clock, seed);
+        if let Some(events) = &events {
+            engine = engine.with_observer(events.observer());
+        }
         Ok(Ally {
-            engine: Rc::new(engine::Ally::new(config, storage, mailer, clock, seed)),
+            engine: Rc::new(engine),
             listeners: Rc::default(),
         })
     }

@@ -11,6 +11,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 use super::error::{describe, OrThrow};
+use super::events::EventSink;
 use super::input::{self, instant, type_name, ArrayRead};
 use super::registry::Registry;
 use crate::domain::Error;
@@ -160,6 +161,12 @@ export interface AllyOptions {
   storage?: AllyStorage | MemoryStorage;
   mail?: AllyMailer;
   clock?: AllyClock;
+  /**
+   * Called with each event of the engine's work, shaped like an OpenTelemetry span: every call
+   * to a host's storage (timed), replays, retries and outbox deliveries. Synchronous; a throw is
+   * dropped.
+   */
+  onEvent?: (event: AllyEvent) => void;
 }
 "#;
 
@@ -711,6 +718,8 @@ pub struct JsStorage {
     locks: Option<(Function, Function)>,
     /// `combine`, when the host combines requests (it needs the lock).
     combine: Option<Function>,
+    /// The `onEvent` listener each call is reported to, timed.
+    events: Option<Rc<EventSink>>,
 }
 
 /// Looks up `name` on a host object (its own or its class's, never `Object.prototype`'s) and
@@ -782,8 +791,9 @@ fn combined_from_js(answer: &JsValue) -> Result<Option<Combined>, StorageError> 
 }
 
 impl JsStorage {
-    pub fn new(object: JsValue) -> Result<Self, Error> {
+    pub fn new(object: JsValue, events: Option<Rc<EventSink>>) -> Result<Self, Error> {
         Ok(Self {
+            events,
             get: method(&object, "storage", "get")?,
             find: method(&object, "storage", "find")?,
             put: method(&object, "storage", "put")?,
@@ -856,6 +866,20 @@ impl JsStorage {
             }
         }
         Ok(outcome)
+    }
+
+    /// Runs one storage call, timed and reported when a host listens for events.
+    async fn observed<T>(
+        &self,
+        operation: &str,
+        on: (&str, &str),
+        work: impl std::future::Future<Output = Result<T, StorageError>>,
+        outcome: impl FnOnce(&T) -> &'static str,
+    ) -> Result<T, StorageError> {
+        match &self.events {
+            Some(sink) => sink.storage_call(operation, on, work, outcome).await,
+            None => work.await,
+        }
     }
 
     /// Calls a host method and awaits its answer, sync or async; a throw or rejection is an error.
@@ -1037,6 +1061,26 @@ impl Storage for JsStorage {
     }
 }
 
+const COLLECTION: &str = "ally.storage.collection";
+const STREAM: &str = "ally.storage.stream";
+
+fn write_outcome(outcome: &WriteOutcome) -> &'static str {
+    match outcome {
+        WriteOutcome::Written => "written",
+        WriteOutcome::Stale => "stale",
+        WriteOutcome::Duplicate { .. } => "duplicate",
+    }
+}
+
+fn append_outcome(outcome: &AppendOutcome) -> &'static str {
+    match outcome {
+        AppendOutcome::Written => "written",
+        AppendOutcome::Stale { .. } => "stale",
+        AppendOutcome::Changed => "changed",
+        AppendOutcome::Claimed { .. } => "claimed",
+    }
+}
+
 /// The storage an `Ally` uses: the built-in memory store directly, or a host object.
 pub enum HostStorage {
     Memory(Rc<MemoryStore>),
@@ -1044,8 +1088,9 @@ pub enum HostStorage {
 }
 
 impl HostStorage {
-    /// `undefined` gives a fresh memory store; a `MemoryStorage` handle is used natively.
-    pub fn from_js(value: &JsValue) -> Result<Self, Error> {
+    /// `undefined` gives a fresh memory store; a `MemoryStorage` handle is used natively. A
+    /// host's storage reports each call to `events`, when given.
+    pub fn from_js(value: &JsValue, events: Option<Rc<EventSink>>) -> Result<Self, Error> {
         if value.is_undefined() {
             return Ok(Self::Memory(Rc::new(MemoryStore::new())));
         }
@@ -1058,7 +1103,7 @@ impl HostStorage {
                 reason: format!("expected a storage object, got {}", type_name(value)),
             });
         }
-        JsStorage::new(value.clone()).map(Self::Js)
+        JsStorage::new(value.clone(), events).map(Self::Js)
     }
 }
 
@@ -1066,7 +1111,17 @@ impl Storage for HostStorage {
     async fn get(&self, collection: &str, id: &str) -> Result<Option<StoredRecord>, StorageError> {
         match self {
             Self::Memory(m) => m.get(collection, id).await,
-            Self::Js(j) => j.get(collection, id).await,
+            Self::Js(j) => {
+                let on = (COLLECTION, collection);
+                j.observed("get", on, j.get(collection, id), |found| {
+                    if found.is_some() {
+                        "found"
+                    } else {
+                        "missing"
+                    }
+                })
+                .await
+            }
         }
     }
 
@@ -1077,7 +1132,11 @@ impl Storage for HostStorage {
     ) -> Result<Vec<StoredRecord>, StorageError> {
         match self {
             Self::Memory(m) => m.find(collection, query).await,
-            Self::Js(j) => j.find(collection, query).await,
+            Self::Js(j) => {
+                let on = (COLLECTION, collection);
+                j.observed("find", on, j.find(collection, query), |_| "ok")
+                    .await
+            }
         }
     }
 
@@ -1090,7 +1149,11 @@ impl Storage for HostStorage {
     ) -> Result<WriteOutcome, StorageError> {
         match self {
             Self::Memory(m) => m.put(collection, record, expected_version, unique).await,
-            Self::Js(j) => j.put(collection, record, expected_version, unique).await,
+            Self::Js(j) => {
+                let on = (COLLECTION, collection);
+                let work = j.put(collection, record, expected_version, unique);
+                j.observed("put", on, work, write_outcome).await
+            }
         }
     }
 
@@ -1109,7 +1172,8 @@ impl Storage for HostStorage {
                     .await
             }
             Self::Js(j) => {
-                j.append(stream, expected_length, entries, claims, guard, held)
+                let work = j.append(stream, expected_length, entries, claims, guard, held);
+                j.observed("append", (STREAM, stream), work, append_outcome)
                     .await
             }
         }
@@ -1118,28 +1182,55 @@ impl Storage for HostStorage {
     async fn read(&self, stream: &str, from: u64, limit: u32) -> Result<Vec<String>, StorageError> {
         match self {
             Self::Memory(m) => m.read(stream, from, limit).await,
-            Self::Js(j) => j.read(stream, from, limit).await,
+            Self::Js(j) => {
+                let work = j.read(stream, from, limit);
+                j.observed("read", (STREAM, stream), work, |_| "ok").await
+            }
         }
     }
 
     async fn find_claim(&self, stream: &str, key: &str) -> Result<Option<u64>, StorageError> {
         match self {
             Self::Memory(m) => m.find_claim(stream, key).await,
-            Self::Js(j) => j.find_claim(stream, key).await,
+            Self::Js(j) => {
+                let work = j.find_claim(stream, key);
+                j.observed("findClaim", (STREAM, stream), work, |found| {
+                    if found.is_some() {
+                        "found"
+                    } else {
+                        "missing"
+                    }
+                })
+                .await
+            }
         }
     }
 
     async fn lock(&self, stream: &str, from: u64) -> Result<Option<Vec<String>>, StorageError> {
         match self {
             Self::Memory(m) => m.lock(stream, from).await,
-            Self::Js(j) => j.lock(stream, from).await,
+            Self::Js(j) => {
+                let work = j.lock(stream, from);
+                j.observed("lock", (STREAM, stream), work, |held| {
+                    if held.is_some() {
+                        "held"
+                    } else {
+                        "none"
+                    }
+                })
+                .await
+            }
         }
     }
 
     async fn unlock(&self, stream: &str) -> Result<(), StorageError> {
         match self {
             Self::Memory(m) => m.unlock(stream).await,
-            Self::Js(j) => j.unlock(stream).await,
+            Self::Js(j) => {
+                let work = j.unlock(stream);
+                j.observed("unlock", (STREAM, stream), work, |()| "ok")
+                    .await
+            }
         }
     }
 
@@ -1151,7 +1242,20 @@ impl Storage for HostStorage {
     ) -> Result<Option<Combined>, StorageError> {
         match self {
             Self::Memory(m) => m.combine(stream, from, request).await,
-            Self::Js(j) => j.combine(stream, from, request).await,
+            Self::Js(j) => {
+                let work = j.combine(stream, from, request);
+                j.observed(
+                    "combine",
+                    (STREAM, stream),
+                    work,
+                    |combined| match combined {
+                        Some(Combined::Answered(_)) => "answered",
+                        Some(Combined::Lead { .. }) => "lead",
+                        None => "none",
+                    },
+                )
+                .await
+            }
         }
     }
 
@@ -1170,7 +1274,9 @@ impl Storage for HostStorage {
                     .await
             }
             Self::Js(j) => {
-                j.append_answering(stream, expected_length, entries, claims, guard, answers)
+                let work =
+                    j.append_answering(stream, expected_length, entries, claims, guard, answers);
+                j.observed("append", (STREAM, stream), work, append_outcome)
                     .await
             }
         }

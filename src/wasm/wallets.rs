@@ -542,6 +542,28 @@ impl Wallets {
         })
     }
 
+    fn find_by_idempotency_key(&self, reseller: &JsValue, key: &JsValue) -> Promise {
+        let parsed = (|| {
+            let named = self.named(reseller)?;
+            let key = ledger::text(&input::string(key, "key")?, "key")?;
+            Ok((named, key))
+        })();
+        let (named, key) = match parsed {
+            Ok(p) => p,
+            Err(e) => return rejected(&e),
+        };
+        let this = self.clone();
+        promise(async move {
+            let id = this.target(named).await.or_throw()?;
+            let entries = this
+                .engine
+                .find_by_idempotency_key(&id, &key)
+                .await
+                .or_throw()?;
+            Ok(entries_js(&entries))
+        })
+    }
+
     fn ledger(&self, reseller: &JsValue) -> Promise {
         let id = match self.named(reseller) {
             Ok(id) => id,
@@ -669,6 +691,17 @@ impl Ally {
         #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
     ) -> Promise {
         self.wallets().ledger(&reseller)
+    }
+
+    /// The entries an idempotency key wrote in the reseller's wallet (one, or a bulk's), oldest
+    /// first; empty when the key was never used there. One lookup, whatever the history.
+    #[wasm_bindgen(js_name = findByIdempotencyKey, unchecked_return_type = "Promise<LedgerEntry[]>")]
+    pub fn find_by_idempotency_key(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Reseller | string")] reseller: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "string")] key: JsValue,
+    ) -> Promise {
+        self.wallets().find_by_idempotency_key(&reseller, &key)
     }
 
     /// The reseller's whole ledger as one binary buffer (the layout the hash chain covers, about
@@ -864,6 +897,9 @@ export interface ResellerScope {
   transactions(reseller: Reseller | string | null | undefined, options?: TransactionsOptions | null): Promise<LedgerEntry[]>;
   /** This reseller's whole ledger, oldest first. */
   ledger(reseller?: Reseller | string | null): Promise<LedgerEntry[]>;
+  /** The entries an idempotency key wrote in this reseller's wallet; empty when it never did. */
+  findByIdempotencyKey(key: string): Promise<LedgerEntry[]>;
+  findByIdempotencyKey(reseller: Reseller | string, key: string): Promise<LedgerEntry[]>;
   /**
    * This reseller's whole ledger as one binary buffer (the layout the hash chain covers, about a
    * third of the JSON's size): what `validateLedger` checks fastest.
@@ -946,6 +982,17 @@ impl ResellerScope {
     #[wasm_bindgen(skip_typescript)]
     pub fn ledger(&self, reseller: JsValue) -> Promise {
         self.wallets.ledger(&reseller)
+    }
+
+    #[wasm_bindgen(skip_typescript, js_name = findByIdempotencyKey)]
+    pub fn find_by_idempotency_key(&self, a: JsValue, b: JsValue) -> Promise {
+        // `findByIdempotencyKey(key)`: one argument is the key.
+        if b.is_undefined() {
+            return self
+                .wallets
+                .find_by_idempotency_key(&JsValue::UNDEFINED, &a);
+        }
+        self.wallets.find_by_idempotency_key(&a, &b)
     }
 
     #[wasm_bindgen(skip_typescript, js_name = exportLedger)]

@@ -678,6 +678,14 @@ export function cases(lib, runtime) {
     equal((await scope.transactions(undefined, { limit: 1 })).map((e) => e.amount), [3], "transactions(undefined, options)");
     equal((await scope.transactions(r, { limit: 1 })).map((e) => e.amount), [3], "transactions(record, options)");
     equal((await scope.ledger()).length, (await ally.ledger(r)).length, "ledger()");
+    equal((await scope.findByIdempotencyKey("scoped-1")).map((e) => e.id), [debit.id], "findByIdempotencyKey(key)");
+    equal((await scope.findByIdempotencyKey(r.refid, "scoped-bulk")).map((e) => e.amount), [2, 3], "a bulk's entries, by refid");
+    equal(await ally.findByIdempotencyKey(r, "never-used"), [], "a key never used");
+    equal((await ally.findByIdempotencyKey(r.id, "scoped-1"))[0].replayed, undefined, "a lookup is no replay");
+    await fails(AllyError, "NOT_FOUND", () => scope.findByIdempotencyKey(other.id, "scoped-1"), "another reseller's keys");
+    await fails(AllyError, "INVALID_INPUT", () => ally.findByIdempotencyKey(r, 5), "a key is a string");
+    await fails(AllyError, "INVALID_INPUT", () => ally.findByIdempotencyKey(r, "  "), "a blank key");
+
     equal(lib.validateLedger([debit]).entries, 1, "a written entry with replayed validates");
     await fails(AllyError, "INVALID_INPUT", () => scope.provision(1, "m", {}, "extra"), "more arguments than the short form takes");
     await fails(AllyError, "INVALID_INPUT", () => scope.provisionBulk([{ cost: 1 }], {}, "extra"), "bulk: one more");
@@ -686,6 +694,47 @@ export function cases(lib, runtime) {
     equal(await ally.balance(other), 0, "the other reseller is untouched");
     const credit = await ally.addCredits(other, 10, { idempotencyKey: "top-1" });
     equal([credit.replayed, (await ally.addCredits(other, 10, { idempotencyKey: "top-1" })).replayed], [false, true], "addCredits says whether it replayed");
+  });
+
+  t("onEvent reports each host storage call, timed, and replays, retries and outbox attempts, shaped like spans", async () => {
+    const host = hostStorage({ async: true });
+    const events = [];
+    const failing = { sends: 0, send() { this.sends += 1; if (this.sends === 1) throw new Error("smtp down"); } };
+    const ally = new Ally({ storage: host, mail: failing, config: { lowCreditThreshold: 100 }, onEvent: (event) => events.push(event) });
+    const r = await ally.make().user(1).company("Observed").email("ops@observed.example").create();
+    await ally.addCredits(r, 150);
+    events.length = 0;
+    const debit = await ally.provision(r, 60, "site", { idempotencyKey: "obs-1" });
+    const names = events.map((e) => e.name);
+    ok(names.includes("ally.storage.append"), `an append: ${names}`);
+    const append = events.find((e) => e.name === "ally.storage.append");
+    equal([append.status, append.attributes["ally.storage.operation"], append.attributes["ally.storage.outcome"], append.attributes["ally.storage.stream"]], ["ok", "append", "written", `ledger:${r.id}`], "the append span");
+    ok(typeof append.startTime === "number" && append.startTime > 1.7e12 && append.duration >= 0, `timed: ${append.startTime} ${append.duration}`);
+    ok(names.includes("ally.outbox.attempt"), `the low-credit mail's attempt: ${names}`);
+    const attempt = events.find((e) => e.name === "ally.outbox.attempt");
+    equal([attempt.status, attempt.attributes["ally.outbox.outcome"], attempt.attributes["ally.outbox.attempt"], attempt.attributes["error.message"]], ["error", "failed", 1, "Error: smtp down"], "a failed delivery");
+    events.length = 0;
+    await ally.provision(r, 60, "site", { idempotencyKey: "obs-1" });
+    const replay = events.find((e) => e.name === "ally.wallet.replay");
+    equal([replay?.attributes["ally.reseller.id"], replay?.attributes["ally.idempotency_key"], replay?.duration], [r.id, "obs-1", 0], "a replay");
+    // A second engine on the same storage appends first: this one's append is stale, and retried.
+    const other = new Ally({ storage: host });
+    await other.provision(r, 1);
+    events.length = 0;
+    equal((await ally.provision(r, 1)).balanceAfter, debit.balanceAfter - 2, "decided again on the other's entry");
+    equal(events.filter((e) => e.name === "ally.wallet.retry").map((e) => e.attributes["ally.retry.reason"]), ["stale"], "a retry");
+    ok(events.some((e) => e.name === "ally.storage.append" && e.attributes["ally.storage.outcome"] === "stale"), "the stale append");
+    // A failing storage call is an error span; a listener that throws changes nothing.
+    host.failNext("get", "throw");
+    events.length = 0;
+    await fails(AllyError, "STORAGE_FAILED", () => new Ally({ storage: host, onEvent: (e) => events.push(e) }).balance(r));
+    host.failNext("get", null);
+    equal([events[0]?.name, events[0]?.status, events[0]?.attributes["error.message"]], ["ally.storage.get", "error", "Error: get exploded"], "an error span");
+    const loud = new Ally({ storage: host, onEvent: () => { throw new Error("listener down"); } });
+    equal(await loud.balance(r), debit.balanceAfter - 2, "a throwing listener is dropped");
+    const rejecting = new Ally({ storage: host, onEvent: () => Promise.reject(new Error("async listener down")) });
+    equal(await rejecting.balance(r), debit.balanceAfter - 2, "a rejecting listener is dropped");
+    await fails(AllyError, "INVALID_CONFIG", () => new Ally({ onEvent: "log" }), "onEvent must be a function");
   });
 
   t("every AllyError carries the HTTP status a service answers with, and details follow the code", async () => {

@@ -260,7 +260,11 @@ void main;
   await mine.provision("memo only");
   // @ts-expect-error: items are an array
   await mine.provisionBulk({ cost: 1 });
-  void ownByDefault, replayed, ownBulk, ownBalance, ownPage, ownLedger;
+  const byKey: import("ally-engine").LedgerEntry[] = await mine.findByIdempotencyKey("k2");
+  const observed = new Ally({ onEvent: (event: import("ally-engine").AllyEvent) => void [event.name, event.duration, event.attributes["ally.storage.outcome"]] });
+  void observed;
+  await ally.findByIdempotencyKey("rs_x", "k2");
+  void ownByDefault, replayed, ownBulk, ownBalance, ownPage, ownLedger, byKey;
   const ownTrend: import("ally-engine").Trend = await mine.analytics().daily().creditTrends("2026-01-01", "2026-01-31");
   // @ts-expect-error: a trend needs its period
   await ally.analytics().creditTrends();

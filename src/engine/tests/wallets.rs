@@ -251,6 +251,43 @@ fn an_idempotency_key_from_any_time_is_answered_by_its_claim() {
 }
 
 #[test]
+fn a_key_is_looked_up_by_its_claim_whatever_the_history() {
+    let storage = Rc::new(Counting::default());
+    let writer = engine(&storage, 1);
+    let id = reseller(&writer, 1);
+    history(&writer, &id, 1_000);
+    let items = vec![
+        Movement {
+            amount: c(2),
+            memo: Some("a".into()),
+        },
+        Movement {
+            amount: c(3),
+            memo: None,
+        },
+    ];
+    let bulk = ok(run(writer.provision_bulk(
+        &id,
+        items,
+        Some("bulk-9".into()),
+    )));
+    storage.reset();
+    let cold = engine(&storage, 2);
+    let single = ok(run(cold.find_by_idempotency_key(&id, "p-3")));
+    assert_eq!(single.iter().map(|e| e.sequence).collect::<Vec<_>>(), [5]);
+    let found = ok(run(cold.find_by_idempotency_key(&id, "bulk-9")));
+    assert_eq!(found, bulk.entries, "a bulk's entries, all of them");
+    assert!(ok(run(cold.find_by_idempotency_key(&id, "never"))).is_empty());
+    // Three lookups: claims and at most a bulk's entries, not the 1 000 before them.
+    assert_eq!(storage.claim_lookups.get(), 3);
+    assert!(storage.entries_read.get() <= 1 + 1 + 2);
+    assert_eq!(
+        code(run(cold.find_by_idempotency_key("rs_missing", "p-3"))),
+        Some("NOT_FOUND")
+    );
+}
+
+#[test]
 fn a_bulk_crossing_is_mailed_once_even_after_the_daily_check() {
     let storage = Rc::new(MemoryStorage::default());
     let mail = Rc::new(Sent::default());
