@@ -60,7 +60,8 @@ ln -sfn ../pkg node_modules/ally-engine
 
 step "TypeScript declarations under tsc --strict"
 tsc -p tests/types
-record "typescript 1 0"
+tsc -p examples/node-service
+record "typescript 2 0"
 
 run_js() {
   local name="$1"; shift
@@ -88,6 +89,7 @@ run_js postgres node tests/node/postgres.mjs
 run_js smtp node tests/node/smtp.mjs
 run_js faults node tests/node/faults.mjs
 run_js interop node --expose-gc tests/node/interop.mjs
+run_js service node tests/node/service.mjs
 run_js edge node tests/node/run-edge.mjs
 
 step "summary"
