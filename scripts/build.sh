@@ -37,6 +37,8 @@ printf '{ "type": "module" }\n' > pkg/web/package.json
 cp js/node.js js/deno.js js/workerd.js js/web.js js/web.d.ts js/index.d.ts js/package.json pkg/
 # Node-only adapters: PostgreSQL storage (pg) and SMTP mail (nodemailer), ESM and CommonJS.
 cp js/postgres.cjs js/postgres.js js/postgres.d.ts js/smtp.cjs js/smtp.js js/smtp.d.ts pkg/
+# The operator's command (`npx ally-engine`).
+cp js/cli.mjs pkg/
 cp README.md pkg/README.md 2>/dev/null || true
 
 # The pricing-only module, with the same entry files in its own folder.
