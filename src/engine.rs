@@ -59,8 +59,8 @@ pub use health::{check_note, HealthAlertEvent, Recorded, ACCOUNT_MANAGER_KEY, NO
 pub use payments::{ChildAccountsRevenue, ClientRevenue, PaymentInput};
 pub use resellers::{ResellerFilter, Versioned};
 pub use wallets::{
-    Applied, CreditCheck, LowCreditEvent, WalletAudit, APPEND_ATTEMPTS_MAX, CHECKPOINT_INTERVAL,
-    HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX,
+    Applied, CreditCheck, LowCreditEvent, TransactionsPage, WalletAudit, APPEND_ATTEMPTS_MAX,
+    CHECKPOINT_INTERVAL, HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX,
 };
 pub use workflows::LIFECYCLE_HISTORY_MAX;
 

@@ -627,6 +627,8 @@ pub struct Wallet {
     threshold: i128,
     /// Sequence of the debit that took the balance below the threshold, while it stays below.
     pub low_since: Option<u64>,
+    /// The latest time of the entries replayed (`None` until one is).
+    pub last_at_ms: Option<i64>,
     pub violations: Vec<Violation>,
     violation_total: u64,
 }
@@ -655,9 +657,23 @@ impl Wallet {
             open_batch: None,
             threshold: i128::from(threshold.get()),
             low_since: None,
+            last_at_ms: None,
             violations: Vec::new(),
             violation_total: 0,
         }
+    }
+
+    /// The time a new entry carries: now, or the latest entry's time when the clock is behind
+    /// it (another instance's clock, a clock set back), so that a wallet's entry times never go
+    /// backwards and a page by time can be found by bisection.
+    #[must_use]
+    pub fn entry_time(&self, now_ms: i64) -> i64 {
+        self.last_at_ms.map_or(now_ms, |last| now_ms.max(last))
+    }
+
+    /// Records that an entry of `at_ms` is in the history (one read at a cold start).
+    pub fn saw_time(&mut self, at_ms: i64) {
+        self.last_at_ms = Some(self.entry_time(at_ms));
     }
 
     /// How many violations were found (the list stops at [`VIOLATIONS_LISTED_MAX`]).
@@ -703,6 +719,7 @@ impl Wallet {
     /// Replays an entry whose chain hash after the current head is `hash`.
     fn replay(&mut self, entry: &Entry, flaws: &EntryFlaws, hash: [u8; 32]) {
         let position = self.length;
+        self.saw_time(entry.at_ms);
         if let Some(id) = &self.id {
             if &entry.wallet_id != id {
                 let message = format!(
@@ -937,7 +954,7 @@ pub fn decide_top_up(
         memo: movement.memo,
         idempotency_key: ctx.idempotency_key,
         batch: None,
-        at_ms: ctx.at_ms,
+        at_ms: wallet.entry_time(ctx.at_ms),
         hash: GENESIS,
     };
     Ok(Decision {
@@ -1048,7 +1065,7 @@ fn decide_debits(
                     index: i as u32,
                     size,
                 }),
-                at_ms: ctx.at_ms,
+                at_ms: wallet.entry_time(ctx.at_ms),
                 hash: GENESIS,
             }
         })

@@ -201,6 +201,16 @@ enum Loaded {
     Missing,
 }
 
+/// Which entries `transactions` answers: at most `limit`, newest first, with a sequence below
+/// `before` and a time in `[since_ms, until_ms)`, each bound when given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TransactionsPage {
+    pub limit: u32,
+    pub before: Option<u64>,
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+}
+
 /// The wallets an instance has replayed.
 #[derive(Debug, Default)]
 pub struct Wallets {
@@ -458,6 +468,9 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             && found[0].sequence == length
             && i128::from(found[0].balance_after) == balance);
         if anchored {
+            if let Ok(found) = &last {
+                slot.state.borrow_mut().saw_time(found[0].at_ms);
+            }
             return Ok(());
         }
         self.forget(slot);
@@ -1560,12 +1573,15 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         Ok(balance.unwrap_or(Credits::ZERO))
     }
 
-    /// Entries newest first: at most `limit`, with a sequence below `before` when given.
+    /// Entries newest first: at most `limit` of those with a sequence below `page.before` and a
+    /// time in `[page.since, page.until)`, each bound when given. A time bound is found by
+    /// bisection over the entries' times, which never go backwards in a wallet (see
+    /// [`Wallet::entry_time`]): a page reads about log2 of the history's length single entries,
+    /// then the page itself.
     pub async fn transactions(
         &self,
         reseller_id: &str,
-        limit: u32,
-        before: Option<u64>,
+        page: TransactionsPage,
     ) -> Result<Vec<Entry>> {
         let reseller = self.require_reseller_shared(reseller_id).await?;
         let Some(length) = self
@@ -1575,12 +1591,41 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             return Ok(Vec::new());
         };
         // Sequence s sits at position s − 1; "before s" ends at position s − 2.
-        let end = before.map_or(length, |b| b.saturating_sub(1).min(length));
-        let from = end.saturating_sub(u64::from(limit));
-        let count = u32::try_from(end - from).unwrap_or(limit);
+        let mut end = page
+            .before
+            .map_or(length, |b| b.saturating_sub(1).min(length));
+        if let Some(until) = page.until_ms {
+            end = self.first_at_or_after(&reseller.id, end, until).await?;
+        }
+        let from = end.saturating_sub(u64::from(page.limit));
+        let count = u32::try_from(end - from).unwrap_or(page.limit);
         let mut entries = self.read_entries(&reseller.id, from, count).await?;
+        if let Some(since) = page.since_ms {
+            entries.retain(|e| e.at_ms >= since);
+        }
         entries.reverse();
         Ok(entries)
+    }
+
+    /// The first position below `end` whose entry is at or after `at_ms` (`end` when none is).
+    async fn first_at_or_after(&self, wallet_id: &str, end: u64, at_ms: i64) -> Result<u64> {
+        let (mut low, mut high) = (0u64, end);
+        while low < high {
+            let middle = low + (high - low) / 2;
+            let found = self.read_entries(wallet_id, middle, 1).await?;
+            let Some(entry) = found.first() else {
+                return Err(Error::StorageFailed {
+                    operation: "read",
+                    reason: format!("the ledger of wallet \"{wallet_id}\" holds no entry {middle}"),
+                });
+            };
+            if entry.at_ms >= at_ms {
+                high = middle;
+            } else {
+                low = middle + 1;
+            }
+        }
+        Ok(low)
     }
 
     /// The entries an idempotency key wrote in a reseller's wallet (one entry, or a bulk's), or
@@ -1984,12 +2029,19 @@ mod tests {
             Some("INSUFFICIENT_CREDITS")
         );
         assert_eq!(history(&storage, &id).len(), 2, "a refusal writes nothing");
-        let newest = run(ally.transactions(&id, 10, None)).unwrap_or_else(|e| panic!("{e}"));
+        let page = |limit, before| TransactionsPage {
+            limit,
+            before,
+            since_ms: None,
+            until_ms: None,
+        };
+        let newest = run(ally.transactions(&id, page(10, None))).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             newest.iter().map(|e| e.sequence).collect::<Vec<_>>(),
             vec![2, 1]
         );
-        let older = run(ally.transactions(&id, 10, Some(2))).unwrap_or_else(|e| panic!("{e}"));
+        let older =
+            run(ally.transactions(&id, page(10, Some(2)))).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             older.iter().map(|e| e.sequence).collect::<Vec<_>>(),
             vec![1]

@@ -21,7 +21,9 @@ use crate::domain::ledger::{self, Entry, Movement};
 use crate::domain::money::Credits;
 use crate::domain::record::Fields;
 use crate::domain::{Error, Result};
-use crate::engine::{Applied, LowCreditEvent, HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX};
+use crate::engine::{
+    Applied, LowCreditEvent, TransactionsPage, HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX,
+};
 
 #[wasm_bindgen(typescript_custom_section)]
 const WALLET_TS: &str = r#"
@@ -67,6 +69,11 @@ export interface TransactionsOptions {
   limit?: number;
   /** Only entries with a smaller sequence number (to page back). */
   before?: number;
+  /** Only entries at or after this time (a Date, epoch milliseconds, ISO-8601). */
+  since?: Date | string | number;
+  /** Only entries before this time. Entry times never go backwards in a wallet, so a page by
+   * time is found by bisection: about log2 of the history's length single-entry reads. */
+  until?: Date | string | number;
 }
 
 /** Raised once when a provision takes the balance from at or above the threshold to below it. */
@@ -511,7 +518,11 @@ impl Wallets {
     fn transactions(&self, reseller: &JsValue, options: &JsValue) -> Promise {
         let parsed = (|| {
             let id = self.named(reseller)?;
-            let mut options = input::record(options, "options")?;
+            // Times may be given as Dates.
+            let mut options = match options.is_undefined() || options.is_null() {
+                true => input::record(options, "options")?,
+                false => Fields::new(input::to_json_dated(options, "options")?, "options")?,
+            };
             let limit = match options.opt_count("limit")? {
                 None => HISTORY_LIMIT_DEFAULT,
                 Some(n) if (1..=u64::from(HISTORY_LIMIT_MAX)).contains(&n) => n as u32,
@@ -523,21 +534,32 @@ impl Wallets {
                 }
             };
             let before = options.opt_count("before")?;
-            options.finish(&["limit", "before"])?;
-            Ok((id, limit, before))
+            let mut time = |key: &str| {
+                let path = options.path(key);
+                options
+                    .take(key)
+                    .map(|value| input::time_value_ms(&value, &path))
+                    .transpose()
+            };
+            let since_ms = time("since")?;
+            let until_ms = time("until")?;
+            options.finish(&["limit", "before", "since", "until"])?;
+            let page = TransactionsPage {
+                limit,
+                before,
+                since_ms,
+                until_ms,
+            };
+            Ok((id, page))
         })();
-        let (id, limit, before) = match parsed {
+        let (id, page) = match parsed {
             Ok(p) => p,
             Err(e) => return rejected(&e),
         };
         let this = self.clone();
         promise(async move {
             let id = this.target(id).await.or_throw()?;
-            let entries = this
-                .engine
-                .transactions(&id, limit, before)
-                .await
-                .or_throw()?;
+            let entries = this.engine.transactions(&id, page).await.or_throw()?;
             Ok(entries_js(&entries))
         })
     }

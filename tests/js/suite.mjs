@@ -737,6 +737,30 @@ export function cases(lib, runtime) {
     await fails(AllyError, "INVALID_CONFIG", () => new Ally({ onEvent: "log" }), "onEvent must be a function");
   });
 
+  t("transactions page by time: [since, until), newest first, with Dates, ISO texts or milliseconds", async () => {
+    let now = Date.UTC(2026, 2, 1);
+    const storage = memoryStorage();
+    const ally = new Ally({ storage, clock: () => new Date(now) });
+    const r = await ally.make().user(1).company("Timed").create();
+    await ally.addCredits(r, 100);
+    for (let day = 2; day <= 10; day++) {
+      now = Date.UTC(2026, 2, day);
+      await ally.provision(r, 1, `day ${day}`);
+    }
+    const memos = (entries) => entries.map((e) => e.memo);
+    equal(memos(await ally.transactions(r, { since: "2026-03-04", until: new Date(Date.UTC(2026, 2, 7)) })), ["day 6", "day 5", "day 4"], "a window");
+    equal(memos(await ally.transactions(r, { until: Date.UTC(2026, 2, 4), limit: 1 })), ["day 3"], "the newest before a time");
+    equal(memos(await ally.transactions(r, { since: "2026-03-09T00:00:00Z" })), ["day 10", "day 9"], "since alone");
+    equal(memos(await ally.asReseller(r).transactions({ since: "2026-03-10" })), ["day 10"], "through a reseller's handle");
+    // A clock set back: the entry takes the latest time, so times never go backwards.
+    now = Date.UTC(2026, 2, 2);
+    const late = await new Ally({ storage, clock: () => new Date(now) }).provision(r, 1, "late");
+    equal(late.at, "2026-03-10T00:00:00.000Z", "the latest entry's time");
+    for (const bad of [{ since: "yesterday" }, { until: NaN }, { since: {} }, { until: true }]) {
+      await fails(AllyError, "INVALID_INPUT", () => ally.transactions(r, bad), JSON.stringify(bad));
+    }
+  });
+
   t("every AllyError carries the HTTP status a service answers with, and details follow the code", async () => {
     const ally = new Ally();
     const r = await ally.make().user(1).company("Statuses").create();

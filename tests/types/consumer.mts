@@ -255,6 +255,7 @@ void main;
   const ownBalance: number = await mine.balance();
   const ownPage: import("ally-engine").LedgerEntry[] = await mine.transactions({ limit: 5 });
   await mine.transactions("rs_x", { before: 10 });
+  await mine.transactions({ since: new Date(), until: "2026-12-31", limit: 5 });
   const ownLedger: import("ally-engine").LedgerEntry[] = await mine.ledger();
   // @ts-expect-error: a provision needs a cost
   await mine.provision("memo only");

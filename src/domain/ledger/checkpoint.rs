@@ -176,6 +176,8 @@ impl Wallet {
             open_batch: None,
             threshold: i128::from(threshold.get()),
             low_since: checkpoint.low_since,
+            // Read from the checkpoint's last entry, which a cold start checks anyway.
+            last_at_ms: None,
             violations: Vec::new(),
             violation_total: 0,
         }

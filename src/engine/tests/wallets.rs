@@ -12,7 +12,7 @@ use super::ports::{
     StorageError, StoredRecord, WriteOutcome,
 };
 use super::test_support::{at, run, run_all, Op, YieldOnce};
-use super::{Ally, CHECKPOINT_INTERVAL};
+use super::{Ally, TransactionsPage, CHECKPOINT_INTERVAL};
 use crate::domain::config::Config;
 use crate::domain::ledger::Movement;
 use crate::domain::money::Credits;
@@ -248,6 +248,72 @@ fn an_idempotency_key_from_any_time_is_answered_by_its_claim() {
     let replay = ok(run(cold.provision(&id, c(spent), None, Some("all".into()))));
     assert!(replay.replayed);
     assert_eq!(ok(run(cold.balance(&id))).get(), 0);
+}
+
+#[test]
+fn entry_times_never_go_backwards_and_a_page_by_time_is_bisected() {
+    let storage = Rc::new(Counting::default());
+    let mail = Rc::default();
+    let id = reseller(&engine(&storage, 1), 1);
+    ok(run(engine(&storage, 2).add_credits(
+        &id,
+        c(1_000),
+        None,
+        None,
+    )));
+    // One entry a day, each by a fresh instance (a cold start), from 2026-03-02 to 03-21.
+    for day in 2..=21 {
+        ok(run(engine_at(
+            &storage,
+            &mail,
+            at(2026, 3, day),
+            u64::from(day) + 10,
+        )
+        .provision(&id, c(1), None, None)));
+    }
+    // An instance whose clock is behind writes at the latest entry's time, not before it.
+    let behind = engine_at(&storage, &mail, at(2026, 3, 5), 99);
+    let late = ok(run(behind.provision(&id, c(1), None, None)));
+    assert_eq!(late.entries[0].at_ms, at(2026, 3, 21).timestamp_millis());
+    let day = |d| at(2026, 3, d).timestamp_millis();
+    let cold = engine(&storage, 100);
+    let page = TransactionsPage {
+        limit: 100,
+        before: None,
+        since_ms: Some(day(5)),
+        until_ms: Some(day(8)),
+    };
+    storage.reset();
+    let found = ok(run(cold.transactions(&id, page)));
+    let days: Vec<i64> = found.iter().map(|e| e.at_ms).collect();
+    assert_eq!(
+        days,
+        [day(7), day(6), day(5)],
+        "newest first, in [since, until)"
+    );
+    // The bisection reads single entries, about log2(22) of them, and then the page.
+    assert!(storage.reads.get() <= 8, "{} reads", storage.reads.get());
+    let newest = TransactionsPage {
+        limit: 2,
+        before: None,
+        since_ms: None,
+        until_ms: None,
+    };
+    let last_two = ok(run(cold.transactions(&id, newest)));
+    assert_eq!(
+        last_two.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        [22, 21]
+    );
+    let before_until = TransactionsPage {
+        limit: 2,
+        until_ms: Some(day(3)),
+        ..newest
+    };
+    let oldest = ok(run(cold.transactions(&id, before_until)));
+    assert_eq!(
+        oldest.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        [2, 1]
+    );
 }
 
 #[test]
