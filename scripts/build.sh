@@ -39,7 +39,7 @@ cp js/node.js js/deno.js js/workerd.js js/web.js js/web.d.ts js/index.d.ts js/pa
 cp js/postgres.cjs js/postgres.js js/postgres.d.ts js/smtp.cjs js/smtp.js js/smtp.d.ts pkg/
 # The operator's command (`npx ally-engine`).
 cp js/cli.mjs pkg/
-cp README.md pkg/README.md 2>/dev/null || true
+cp js/README.md pkg/README.md
 
 # The pricing-only module, with the same entry files in its own folder.
 optimise "$out/pricing/ally_engine_bg.wasm" pkg/pricing/ally_engine_bg.wasm

@@ -6,7 +6,7 @@ import * as lib from "ally-engine";
 import { Checks } from "./harness.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const readme = readFileSync(resolve(here, "../../README.md"), "utf8");
+const readme = readFileSync(resolve(here, "../../js/README.md"), "utf8");
 const examples = Object.fromEntries(
   [...readme.matchAll(/<!-- example: (\w+) -->\n```js\n([\s\S]*?)```/g)].map((m) => [m[1], m[2]]),
 );
