@@ -366,6 +366,15 @@ const MIGRATIONS = [
     version: 2,
     name: "records hold their data as jsonb",
     async up(q, s) {
+      // jsonb holds no U+0000 (the engine stores none; an older version may have): such rows
+      // are named first, rather than failing the rewrite halfway.
+      const held = await q(`SELECT collection, id FROM ${s}.records WHERE strpos(data, '\\u0000') > 0 LIMIT 5`);
+      if (held.rows.length > 0) {
+        const named = held.rows.map((r) => `${r.collection}/${r.id}`).join(", ");
+        throw AllyError.invalidConfig("schema", `records hold the character U+0000, which jsonb cannot: ${named}; remove it from them and run setupPostgres again`);
+      }
+      // Rewrites the table under an exclusive lock: a large one wants a maintenance window,
+      // and instances of an older package stopped first (they read data as text).
       await q(`ALTER TABLE ${s}.records ALTER COLUMN data TYPE jsonb USING data::jsonb`);
     },
   },
@@ -375,12 +384,14 @@ const MIGRATIONS = [
 const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;
 
 // The view for reporting: one row per wallet entry, its fields as columns.
+// `wallet_id` comes from the stream's name, so a filter on it uses the entries' primary key;
+// `at` is the entry's ISO-8601 text (it sorts as time does; cast it where you need a timestamp).
 const ledgerView = (s) => `CREATE OR REPLACE VIEW ${s}.ledger_entries AS
-  SELECT e.stream, e.position, d.entry ->> 'walletId' AS wallet_id,
+  SELECT e.stream, e.position, substr(e.stream, 8) AS wallet_id,
          (d.entry ->> 'sequence')::bigint AS sequence, d.entry ->> 'kind' AS kind,
          (d.entry ->> 'amount')::bigint AS amount, (d.entry ->> 'balanceAfter')::bigint AS balance_after,
          d.entry ->> 'memo' AS memo, d.entry ->> 'idempotencyKey' AS idempotency_key,
-         (d.entry ->> 'at')::timestamptz AS at, d.entry
+         d.entry ->> 'at' AS at, d.entry
     FROM ${s}.stream_entries e CROSS JOIN LATERAL (SELECT e.data::jsonb AS entry) d
    WHERE e.stream LIKE 'ledger:%'`;
 
@@ -421,6 +432,8 @@ async function setUp(q, s) {
   await q(`ALTER TABLE ${s}.stream_requests SET (autovacuum_vacuum_threshold = 500, autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_insert_threshold = 500, autovacuum_vacuum_insert_scale_factor = 0)`);
   await q(combineProcedure(s));
   await q(appendHeldProcedure(s));
+  // A view's columns cannot change type in place.
+  await q(`DROP VIEW IF EXISTS ${s}.ledger_entries`);
   await q(ledgerView(s));
   return { version: SCHEMA_VERSION, from: current, applied };
 }
@@ -534,8 +547,17 @@ const recordOf = (row) => ({ id: row.id, version: Number(row.version), data: row
  * rolled back to when it refuses or throws, so that a refused or failed call leaves the host's
  * transaction as it was (and not aborted).
  */
-async function savepoint(client, body) {
-  await client.query("SAVEPOINT ally_call");
+async function savepoint(client, body, transaction) {
+  // The savepoint and the transaction's id in one round trip: a storage made for one
+  // transaction refuses to work in the next (the Ally made with it remembers what may have
+  // been rolled back).
+  const [, { rows }] = await client.query("SAVEPOINT ally_call; SELECT txid_current()::text AS txid");
+  const txid = rows[0].txid;
+  transaction.txid ??= txid;
+  if (transaction.txid !== txid) {
+    await client.query("RELEASE SAVEPOINT ally_call").catch(() => {});
+    throw AllyError.storageFailed("connect", "this storage was made for a transaction that has ended: make a new Ally (and storage) for each transaction");
+  }
   try {
     const { commit, answer } = await body(client);
     if (!commit) await client.query("ROLLBACK TO SAVEPOINT ally_call");
@@ -554,7 +576,9 @@ async function savepoint(client, body) {
  * The storage contract on PostgreSQL. `target` is a pg Pool, or a client inside the host's own
  * transaction: then every write is part of that transaction and commits or rolls back with it
  * (make an `Ally` for the transaction and drop it after: what it remembers of wallets is only
- * true once the host commits). `options.schema` names the schema (default "ally");
+ * true once the host commits, and the storage refuses to work in a later transaction). Await
+ * its calls before the host's own queries on the client: one sent while an engine call is
+ * inside its savepoint would be rolled back with that call if it is refused. `options.schema` names the schema (default "ally");
  * `options.createSchema: true` runs `setupPostgres` before the first call. Every failure is an
  * `AllyError` (`STORAGE_FAILED`, `INVALID_CONFIG`) whose message is safe to show, the driver's
  * error as its `cause`.
@@ -562,11 +586,16 @@ async function savepoint(client, body) {
 function postgresStorage(target, options) {
   const { pool: poolTarget, client: unit } = targetOf(target);
   const s = schemaName(options);
+  if (unit && options?.createSchema) {
+    // Its locks would be held until the host commits, queueing every transaction behind it.
+    throw AllyError.invalidConfig("createSchema", "run setupPostgres at deploy time, not inside a unit of work");
+  }
   // Calls on a unit of work run one at a time, each in a savepoint of the host's transaction
   // (two savepoints open at once on one connection would nest, not run side by side).
   let queue = Promise.resolve();
+  const hostTransaction = { txid: null };
   const inUnit = (body) => {
-    const run = queue.then(() => savepoint(unit, body));
+    const run = queue.then(() => savepoint(unit, body, hostTransaction));
     queue = run.catch(() => {});
     return run;
   };

@@ -88,6 +88,8 @@ pub struct Ally<S, M, C> {
     wallets: wallets::Wallets,
     parsed: RefCell<ParsedResellers>,
     observer: Option<events::Observer>,
+    /// Whether every stored client is known to carry today's indexes.
+    client_indexes_done: std::cell::Cell<bool>,
 }
 
 impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
@@ -103,6 +105,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             wallets: wallets::Wallets::default(),
             parsed: RefCell::default(),
             observer: None,
+            client_indexes_done: std::cell::Cell::new(false),
         }
     }
 

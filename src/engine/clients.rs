@@ -10,10 +10,18 @@ use crate::domain::reseller::ResellerStatus;
 use crate::domain::{Error, Result};
 
 pub(super) const COLLECTION: &str = "clients";
-const INDEX_EMAIL: &str = "email";
+/// An email is unique among one reseller's clients (or among standalone ones), not across the
+/// network: a reseller's handle learns nothing of other resellers' clients from a refusal, and
+/// cannot take an email away from another reseller.
+const INDEX_EMAIL: &str = "resellerEmail";
 const INDEX_REFID: &str = "refid";
 const INDEX_RESELLER: &str = "resellerId";
 const INDEX_STATUS: &str = "status";
+/// The state record saying which indexes every stored client carries.
+const STATE: &str = "client_state";
+const STATE_INDEXES: &str = "indexes";
+/// The version of the client indexes [`to_record`] gives.
+const CLIENT_INDEXES: u64 = 1;
 
 /// The unique indexes a client record carries (an email only when it has one).
 fn unique(client: &Client) -> &'static [&'static str] {
@@ -22,6 +30,16 @@ fn unique(client: &Client) -> &'static [&'static str] {
     } else {
         &[INDEX_REFID]
     }
+}
+
+/// The value of the unique email index: the reseller (`-` for a standalone client), then the
+/// email without ASCII case, apart by a unit separator no id or email holds.
+fn email_index(client: &Client) -> Option<String> {
+    let email = client.email_key()?;
+    Some(format!(
+        "{}\u{1f}{email}",
+        client.reseller_id.as_deref().unwrap_or("-")
+    ))
 }
 
 pub(super) fn to_record(client: &Client, version: u64) -> Result<StoredRecord> {
@@ -33,7 +51,7 @@ pub(super) fn to_record(client: &Client, version: u64) -> Result<StoredRecord> {
         (INDEX_REFID.to_owned(), client.refid.clone()),
         (INDEX_STATUS.to_owned(), client.status.as_str().to_owned()),
     ];
-    if let Some(email) = client.email_key() {
+    if let Some(email) = email_index(client) {
         indexes.push((INDEX_EMAIL.to_owned(), email));
     }
     if let Some(reseller) = &client.reseller_id {
@@ -61,10 +79,12 @@ pub(super) fn from_record(record: StoredRecord) -> Result<Versioned<Client>> {
 }
 
 impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
-    /// Creates a pending client. `DUPLICATE_EMAIL` when another client has the email (the
-    /// storage's unique index settles it under concurrency); `INVALID_RESELLER` when the
+    /// Creates a pending client. `DUPLICATE_EMAIL` when another client of the same reseller (or
+    /// another standalone client) has the email (the storage's unique index settles it under
+    /// concurrency); `INVALID_RESELLER` when the
     /// reseller is unknown or not active.
     pub async fn create_client(&self, draft: ClientDraft) -> Result<Versioned<Client>> {
+        self.ensure_client_indexes().await?;
         if let Some(reseller_id) = &draft.reseller_id {
             let reseller = self.find_reseller(reseller_id).await?;
             let reason = match &reseller {
@@ -118,6 +138,82 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             entity: "client",
             key: "new client".to_owned(),
             attempts: ID_ATTEMPTS_MAX,
+        })
+    }
+
+    /// Makes sure every stored client carries the indexes [`to_record`] gives: clients stored
+    /// before the email index was per reseller are written again with it, once per storage (a
+    /// state record says it is done; this instance remembers it). Each rewrite is
+    /// compare-and-set at the version read, and moves the client's unique email claim.
+    async fn ensure_client_indexes(&self) -> Result<()> {
+        if self.client_indexes_done.get() {
+            return Ok(());
+        }
+        let state = self
+            .storage
+            .get(STATE, STATE_INDEXES)
+            .await
+            .map_err(storage_failed("get"))?;
+        let done = state
+            .as_ref()
+            .and_then(|s| serde_json::from_str::<Value>(&s.data).ok())
+            .and_then(|v| v.get("clients").and_then(Value::as_u64))
+            .unwrap_or(0);
+        if done < CLIENT_INDEXES {
+            let mut after: Option<String> = None;
+            loop {
+                let (page, next) = self.find_page(COLLECTION, None, after.as_deref()).await?;
+                for record in page {
+                    self.reindex_client(record).await?;
+                }
+                match next {
+                    Some(cursor) => after = Some(cursor),
+                    None => break,
+                }
+            }
+            let version = state.as_ref().map_or(0, |s| s.version);
+            let marker = StoredRecord {
+                id: STATE_INDEXES.to_owned(),
+                version: version + 1,
+                data: serde_json::json!({ "clients": CLIENT_INDEXES }).to_string(),
+                indexes: Vec::new(),
+            };
+            // Lost to another instance finishing the same work: nothing is left to do.
+            self.put_at(STATE, &marker, version, &[]).await?;
+        }
+        self.client_indexes_done.set(true);
+        Ok(())
+    }
+
+    async fn reindex_client(&self, mut record: StoredRecord) -> Result<()> {
+        for _ in 0..RETRY_COUNT_MAX {
+            let client = from_record(record.clone())?;
+            let next = to_record(&client.value, record.version + 1)?;
+            let carried = next.indexes.len() == record.indexes.len()
+                && next.indexes.iter().all(|w| record.indexes.contains(w));
+            if carried {
+                return Ok(());
+            }
+            if self
+                .put_at(COLLECTION, &next, record.version, unique(&client.value))
+                .await?
+            {
+                return Ok(());
+            }
+            match self
+                .storage
+                .get(COLLECTION, &record.id)
+                .await
+                .map_err(storage_failed("get"))?
+            {
+                Some(again) => record = again,
+                None => return Ok(()),
+            }
+        }
+        Err(Error::Conflict {
+            entity: "client",
+            key: record.id,
+            attempts: RETRY_COUNT_MAX,
         })
     }
 

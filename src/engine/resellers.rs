@@ -253,8 +253,10 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             )),
             (Some(own), None) => Ok(own.to_owned()),
             (Some(own), Some(id)) if id == own => Ok(own.to_owned()),
-            (Some(own), Some(other)) => match self.find_reseller_by_refid(other).await? {
-                Some(found) if found.value.id == own => Ok(own.to_owned()),
+            // Its own refid, read from its own record: what is looked up never depends on what
+            // was named, so another reseller's refid and a missing one cost the same.
+            (Some(own), Some(other)) => match self.find_reseller(own).await? {
+                Some(found) if found.value.refid == other => Ok(own.to_owned()),
                 _ => Err(missing(other)),
             },
         }

@@ -47,7 +47,17 @@ impl AllyError {
             reason: reason.to_owned(),
         });
         if !cause.is_undefined() {
-            let _ = Reflect::set(&error, &"cause".into(), &cause);
+            // As `new Error(message, { cause })` defines it: not enumerable, so a response
+            // body made with JSON.stringify(error) never carries the driver's details.
+            let descriptor = Object::new();
+            let _ = Reflect::set(&descriptor, &"value".into(), &cause);
+            let _ = Reflect::set(&descriptor, &"writable".into(), &JsValue::TRUE);
+            let _ = Reflect::set(&descriptor, &"configurable".into(), &JsValue::TRUE);
+            let _ = Reflect::define_property(
+                error.unchecked_ref::<Object>(),
+                &"cause".into(),
+                &descriptor,
+            );
         }
         error
     }

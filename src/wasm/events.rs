@@ -37,6 +37,8 @@ export interface AllyEvent {
   /** Milliseconds; 0 for an instant event. */
   duration: number;
   status: "ok" | "error";
+  /** On a failed storage call: what the host's storage threw or rejected with (a driver's error, for the logs; never for a client). */
+  exception?: unknown;
   /** Dotted keys: `ally.storage.operation`, `ally.storage.collection` or `ally.storage.stream`, `ally.storage.outcome`, `ally.reseller.id`, `ally.retry.reason`, `ally.outbox.id`, `ally.outbox.attempt`, `ally.mail.kind`, `error.message`, … */
   attributes: Record<string, string | number>;
 }
@@ -46,15 +48,24 @@ export interface AllyEvent {
 extern "C" {
     #[wasm_bindgen(js_namespace = performance, js_name = now, catch)]
     fn performance_now() -> Result<f64, JsValue>;
-    #[wasm_bindgen(js_namespace = performance, js_name = timeOrigin, thread_local_v2)]
-    static TIME_ORIGIN: JsValue;
+}
+
+thread_local! {
+    /// `performance.timeOrigin`, read once through catching bindings (a runtime may have no
+    /// `performance`, or a polluted one).
+    static TIME_ORIGIN: Option<f64> = Reflect::get(&js_sys::global(), &"performance".into())
+        .ok()
+        .filter(JsValue::is_object)
+        .and_then(|performance| Reflect::get(&performance, &"timeOrigin".into()).ok())
+        .and_then(|origin| origin.as_f64())
+        .filter(|origin| origin.is_finite());
 }
 
 /// Milliseconds since the epoch, sub-millisecond where the runtime's `performance` allows.
 fn now() -> f64 {
-    let origin = TIME_ORIGIN.with(JsValue::as_f64);
+    let origin = TIME_ORIGIN.with(|origin| *origin);
     match (origin, performance_now()) {
-        (Some(origin), Ok(elapsed)) => origin + elapsed,
+        (Some(origin), Ok(elapsed)) if elapsed.is_finite() => origin + elapsed,
         _ => js_sys::Date::now(),
     }
 }
@@ -83,12 +94,14 @@ impl EventSink {
             })
     }
 
+    #[allow(clippy::too_many_arguments)] // a span's own fields
     fn emit(
         &self,
         name: &str,
         start: f64,
         duration: f64,
         error: Option<&str>,
+        exception: Option<&JsValue>,
         attributes: &[(&str, JsValue)],
     ) {
         let event = Object::new();
@@ -111,6 +124,10 @@ impl EventSink {
             &if error.is_some() { "error" } else { "ok" }.into(),
         );
         set(&event, "attributes", &fields);
+        if let Some(thrown) = exception {
+            // What the host's storage threw, as it threw it (a driver's error): for the logs.
+            set(&event, "exception", thrown);
+        }
         // Whatever the listener does is its own: a throw is dropped, a Promise is not awaited.
         if let Ok(answer) = self.listener.call1(&JsValue::UNDEFINED, &event) {
             if super::input::is_thenable(&answer) {
@@ -130,10 +147,12 @@ impl EventSink {
         on: (&str, &str),
         work: impl Future<Output = Result<T, StorageError>>,
         outcome: impl FnOnce(&T) -> &'static str,
+        thrown: impl FnOnce() -> Option<JsValue>,
     ) -> Result<T, StorageError> {
         let start = now();
         let result = work.await;
         let duration = (now() - start).max(0.0);
+        let exception = if result.is_err() { thrown() } else { None };
         let (answer, error) = match &result {
             Ok(value) => (outcome(value), None),
             Err(e) => ("error", Some(e.reason.as_str())),
@@ -143,6 +162,7 @@ impl EventSink {
             start,
             duration,
             error,
+            exception.as_ref(),
             &[
                 ("ally.storage.operation", operation.into()),
                 (on.0, on.1.into()),
@@ -167,6 +187,7 @@ impl EventSink {
                     at,
                     0.0,
                     None,
+                    None,
                     &[
                         ("ally.reseller.id", reseller.into()),
                         ("ally.idempotency_key", key.into()),
@@ -177,6 +198,7 @@ impl EventSink {
                     "ally.wallet.retry",
                     at,
                     0.0,
+                    None,
                     None,
                     &[
                         ("ally.reseller.id", reseller.into()),
@@ -193,6 +215,7 @@ impl EventSink {
                     at,
                     0.0,
                     failed,
+                    None,
                     &[
                         ("ally.outbox.id", id.into()),
                         ("ally.mail.kind", kind.into()),

@@ -720,6 +720,8 @@ pub struct JsStorage {
     combine: Option<Function>,
     /// The `onEvent` listener each call is reported to, timed.
     events: Option<Rc<EventSink>>,
+    /// What the last failed call threw or rejected with, for the event that reports it.
+    thrown: std::cell::RefCell<Option<JsValue>>,
 }
 
 /// Looks up `name` on a host object (its own or its class's, never `Object.prototype`'s) and
@@ -794,6 +796,7 @@ impl JsStorage {
     pub fn new(object: JsValue, events: Option<Rc<EventSink>>) -> Result<Self, Error> {
         Ok(Self {
             events,
+            thrown: std::cell::RefCell::new(None),
             get: method(&object, "storage", "get")?,
             find: method(&object, "storage", "find")?,
             put: method(&object, "storage", "put")?,
@@ -877,7 +880,11 @@ impl JsStorage {
         outcome: impl FnOnce(&T) -> &'static str,
     ) -> Result<T, StorageError> {
         match &self.events {
-            Some(sink) => sink.storage_call(operation, on, work, outcome).await,
+            Some(sink) => {
+                let thrown = || self.thrown.borrow_mut().take();
+                sink.storage_call(operation, on, work, outcome, thrown)
+                    .await
+            }
             None => work.await,
         }
     }
@@ -885,19 +892,20 @@ impl JsStorage {
     /// Calls a host method and awaits its answer, sync or async; a throw or rejection is an error.
     async fn call(&self, function: &Function, args: &[JsValue]) -> Result<JsValue, StorageError> {
         let args: Array = args.iter().collect();
-        let answer = function
-            .apply(&self.this, &args)
-            .map_err(|thrown| StorageError {
-                reason: describe(&thrown),
-            })?;
+        // What was thrown is kept for the event that reports the failure (taken as soon as the
+        // call's future ends, before anything else runs), when anyone listens.
+        let keep = |thrown: JsValue| {
+            let reason = describe(&thrown);
+            if self.events.is_some() {
+                *self.thrown.borrow_mut() = Some(thrown);
+            }
+            StorageError { reason }
+        };
+        let answer = function.apply(&self.this, &args).map_err(keep)?;
         if !input::is_thenable(&answer) {
             return Ok(answer);
         }
-        JsFuture::from(input::settle(&answer))
-            .await
-            .map_err(|rejected| StorageError {
-                reason: describe(&rejected),
-            })
+        JsFuture::from(input::settle(&answer)).await.map_err(keep)
     }
 }
 

@@ -115,7 +115,11 @@ impl Walker<'_> {
             if length > STRING_LEN_MAX {
                 return Err(self.fail(format!("a string longer than {STRING_LEN_MAX} characters")));
             }
-            return Ok(Value::String(value.as_string().unwrap_or_default()));
+            let text = value.as_string().unwrap_or_default();
+            if text.contains('\0') {
+                return Err(self.fail(NUL_REFUSED));
+            }
+            return Ok(Value::String(text));
         }
         if value.is_object() {
             match array_is_array(value) {
@@ -189,6 +193,9 @@ impl Walker<'_> {
             let Some(key) = key_value.as_string() else {
                 continue;
             };
+            if key.contains('\0') {
+                return Err(self.fail(format!("a key with {NUL_REFUSED}")));
+            }
             self.steps.push(Step::Key(key));
             if let Some(Step::Key(key)) = self.steps.last() {
                 if RESERVED_KEYS.contains(&key.as_str()) {
@@ -239,24 +246,35 @@ fn is_foreign_object_prototype(prototype: &JsValue) -> bool {
     if !JsValue::from(above).is_null() {
         return false;
     }
-    let Ok(constructor) = own_property_any(prototype, "constructor") else {
+    // The own `constructor` as a data property (a getter is not run), the built-in `Object`,
+    // whose own `prototype` is this very object: a prototype merely pointing at some realm's
+    // `Object` is not that realm's `Object.prototype`.
+    let Some(constructor) = own_data_property(prototype, "constructor") else {
         return false;
     };
     constructor.is_function()
+        && own_data_property(&constructor, "prototype").is_some_and(|p| p == *prototype)
         && function_source(&constructor)
             .ok()
             .and_then(|source| source.as_string())
             .is_some_and(|source| source == "function Object() { [native code] }")
 }
 
-/// An own property, read through catching bindings (for prototypes, whatever they are).
-fn own_property_any(object: &JsValue, key: &str) -> std::result::Result<JsValue, JsValue> {
+/// An own data property's value, read from its descriptor through catching bindings (an
+/// accessor, a throwing Proxy trap or no such property is `None`).
+fn own_data_property(object: &JsValue, key: &str) -> Option<JsValue> {
     let target: &Object = object.unchecked_ref();
-    let key = JsValue::from_str(key);
-    if Reflect::get_own_property_descriptor(target, &key)?.is_undefined() {
-        return Ok(JsValue::UNDEFINED);
+    let descriptor = Reflect::get_own_property_descriptor(target, &JsValue::from_str(key)).ok()?;
+    if !descriptor.is_object() {
+        return None;
     }
-    Reflect::get(object, &key)
+    let descriptor: &Object = descriptor.unchecked_ref();
+    let value = JsValue::from_str("value");
+    // A descriptor from getOwnPropertyDescriptor is a plain object: reading it runs no code.
+    Reflect::has(descriptor, &value)
+        .ok()
+        .filter(|has| *has)
+        .and_then(|_| Reflect::get(descriptor, &value).ok())
 }
 
 #[wasm_bindgen]
@@ -512,9 +530,15 @@ pub fn type_name(value: &JsValue) -> String {
         Ok(false) => {}
         Err(_) => return "a revoked Proxy".to_owned(),
     }
-    let constructor = Reflect::get(value, &"constructor".into())
+    // The class's name from its prototype's own data properties: naming a value runs none of
+    // its code (no getter, no inherited `constructor`).
+    let constructor = Reflect::get_prototype_of(value)
         .ok()
-        .and_then(|c| Reflect::get(&c, &"name".into()).ok())
+        .map(JsValue::from)
+        .filter(JsValue::is_object)
+        .and_then(|prototype| own_data_property(&prototype, "constructor"))
+        .filter(JsValue::is_function)
+        .and_then(|c| own_data_property(&c, "name"))
         .and_then(|n| n.as_string())
         .filter(|n| !n.is_empty());
     match constructor {
@@ -557,10 +581,18 @@ pub fn credits(value: &JsValue, path: &str) -> Result<Credits, Error> {
 /// A required string.
 #[cfg(feature = "engine")]
 pub fn string(value: &JsValue, path: &str) -> Result<String, Error> {
-    value
-        .as_string()
-        .ok_or_else(|| Error::invalid(path, format!("expected a string, got {}", type_name(value))))
+    let text = value.as_string().ok_or_else(|| {
+        Error::invalid(path, format!("expected a string, got {}", type_name(value)))
+    })?;
+    if text.contains('\0') {
+        return Err(Error::invalid(path, NUL_REFUSED));
+    }
+    Ok(text)
 }
+
+/// Why a text holding U+0000 is refused: no stored text holds it (PostgreSQL's `jsonb` and
+/// `text` cannot, and C hosts end strings at it).
+const NUL_REFUSED: &str = "the character U+0000 (NUL) is not allowed";
 
 #[cfg(feature = "engine")]
 /// Reads a Date, epoch milliseconds or an ISO-8601 string as an instant.

@@ -761,6 +761,27 @@ export function cases(lib, runtime) {
     }
   });
 
+  t("a reseller's handle learns nothing of other resellers' client emails, and cannot take them", async () => {
+    const storage = memoryStorage();
+    const ally = new Ally({ storage });
+    const a = await ally.make().user(1).company("A").create();
+    const b = await ally.make().user(2).company("B").create();
+    const theirs = await ally.asReseller(b).clients.make().name("B's").email("ceo@target.example").create();
+    const mine = await ally.asReseller(a).clients.make().name("A's").email("ceo@target.example").create();
+    equal([theirs.resellerId, mine.resellerId], [b.id, a.id], "each reseller has its own");
+    await fails(AllyError, "DUPLICATE_EMAIL", () => ally.asReseller(a).clients.make().name("A's again").email("CEO@target.example").create(), "its own duplicate");
+    // A store written before emails were per reseller: its clients are indexed again, once.
+    const record = await storage.get("clients", mine.id);
+    const { resellerEmail, ...old } = record.indexes;
+    equal(typeof resellerEmail, "string", "the per-reseller index");
+    equal(await storage.put("clients", { ...record, version: record.version + 1, indexes: { ...old, email: "ceo@target.example" } }, record.version, []), "written", "an old-format record");
+    const marker = await storage.get("client_state", "indexes");
+    equal(await storage.put("client_state", { ...marker, version: marker.version + 1, data: JSON.stringify({ clients: 0 }) }, marker.version, []), "written", "an old store");
+    const later = new Ally({ storage });
+    await fails(AllyError, "DUPLICATE_EMAIL", () => later.asReseller(a).clients.make().name("After").email("ceo@target.example").create(), "found once indexed again");
+    equal(typeof (await storage.get("clients", mine.id)).indexes.resellerEmail, "string", "re-indexed");
+  });
+
   t("every AllyError carries the HTTP status a service answers with, and details follow the code", async () => {
     const ally = new Ally();
     const r = await ally.make().user(1).company("Statuses").create();
@@ -1019,12 +1040,17 @@ export function cases(lib, runtime) {
     equal([c.name, c.email, c.resellerId, c.status, c.metadata, c.version], ["Acme Ltd", "IT@acme.example", r.id, "pending", { plan: "fiber" }, 1], "a pending client");
     ok(/^CL-[0-9A-Z]{10}$/.test(c.refid), `refid ${c.refid}`);
     ok(/^cl_[0-9a-z]{16}$/.test(c.id), `id ${c.id}`);
-    const e = await fails(AllyError, "DUPLICATE_EMAIL", () => ally.clients.make().name("Again").email("it@ACME.example").create());
+    const e = await fails(AllyError, "DUPLICATE_EMAIL", () => ally.clients.make().name("Again").email("it@ACME.example").reseller(r).create());
     equal(e.details.email, "it@ACME.example", "details");
+    // An email is unique among one reseller's clients (or the standalone ones), not network-wide.
+    const walkIn = await ally.clients.make().name("Again, standalone").email("it@ACME.example").create();
+    equal(walkIn.resellerId, null, "the same email, standalone");
+    await fails(AllyError, "DUPLICATE_EMAIL", () => ally.clients.make().name("Twice").email("IT@acme.example").create(), "twice standalone");
     await fails(AllyError, "INVALID_RESELLER", () => ally.clients.make().name("X").reseller("rs_none").create());
     const standalone = await ally.clients.make().name("Walk-in").create();
     equal([standalone.resellerId, standalone.email], [null, null], "standalone, no email");
     equal((await ally.clients.findByRefid(c.refid)).id, c.id, "findByRefid");
+    equal((await ally.clients.getByReseller(r)).length, 1, "one client of r");
     equal(await ally.clients.findByRefid("CL-NOPE"), null, "unknown refid");
     equal((await ally.clients.getByReseller(r)).map((x) => x.id), [c.id], "getByReseller");
     equal((await ally.clients.activate(c)).status, "active", "activate");

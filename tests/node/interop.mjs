@@ -38,6 +38,15 @@ t("objects from another realm are plain objects; its class instances are not", a
   forged.tier = "gold";
   forged.lines = [];
   await fails(esm.AllyError, "INVALID_INPUT", () => esm.quote(forged, CATALOG), "a forged Object.prototype");
+  // … or one pointing at the real Object, or whose constructor is a getter (never run).
+  const pointing = Object.create(Object.assign(Object.create(null), { constructor: Object }));
+  Object.assign(pointing, { tier: "gold", lines: [] });
+  await fails(esm.AllyError, "INVALID_INPUT", () => esm.quote(pointing, CATALOG), "a prototype naming the real Object");
+  let ran = false;
+  const getter = Object.create(Object.defineProperty(Object.create(null), "constructor", { get() { ran = true; return Object; } }));
+  Object.assign(getter, { tier: "gold", lines: [] });
+  await fails(esm.AllyError, "INVALID_INPUT", () => esm.quote(getter, CATALOG), "a constructor getter");
+  equal(ran, false, "the getter was not run");
   const ally = new esm.Ally({ config: vm.runInContext(`({ lowCreditThreshold: 5 })`, context) });
   const r = await ally.make().user(2).company("Realm").metadata(vm.runInContext(`({ plan: "a" })`, context)).create();
   equal(r.metadata, { plan: "a" }, "metadata from another realm");

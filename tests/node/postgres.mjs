@@ -42,6 +42,12 @@ h.test("setupPostgres migrates a schema made before versions: records become jso
   equal([got.version, JSON.parse(got.data)], [3, { id: "rs_1", tier: "gold", metadata: { "ü": [1, 2.5] } }], "the record reads as the same JSON value");
   const sql = await pool.query(`SELECT data ->> 'tier' AS tier FROM ${schema}.records WHERE id = 'rs_1'`);
   equal(sql.rows[0].tier, "gold", "and plain SQL reads its fields");
+  const nul = "prenul";
+  await pool.query(`CREATE SCHEMA ${nul}`);
+  await pool.query(`CREATE TABLE ${nul}.records (collection text NOT NULL, id text NOT NULL, version bigint NOT NULL, data text NOT NULL, PRIMARY KEY (collection, id))`);
+  await pool.query(`INSERT INTO ${nul}.records VALUES ('resellers', 'rs_2', 1, $1)`, ['{"note":"a\\u0000b"}']);
+  const held = await fails(AllyError, "INVALID_CONFIG", () => setupPostgres(pool, { schema: nul }), "a record jsonb cannot hold");
+  ok(held.message.includes("resellers/rs_2"), held.message);
   await pool.query(`INSERT INTO ${schema}.schema_version (version, name) VALUES (99, 'from a newer package')`);
   const newer = await fails(AllyError, "INVALID_CONFIG", () => setupPostgres(pool, { schema }), "a schema newer than the package");
   ok(newer.message.includes("version 99"), newer.message);
@@ -62,8 +68,10 @@ h.test("a unit of work: the engine's writes commit or roll back with the host's 
       // One engine for the transaction: what it remembers is only true once the host commits.
       const ally = new Ally({ storage: postgresStorage(client, { schema }) });
       const entry = await ally.provision(r.id, cost, `order of ${cost}`);
-      // A refused call inside the transaction leaves it usable.
+      // A refused call inside the transaction leaves it usable: a decision refused before any
+      // write, and a write the storage refused (a duplicate user: its savepoint rolled back).
       await fails(AllyError, "INSUFFICIENT_CREDITS", () => ally.provision(r.id, 1e9), "a refusal inside the unit");
+      await fails(AllyError, "ALREADY_EXISTS", () => ally.make().user(1).company("Again").create(), "a refused write inside the unit");
       if (fail) throw new Error("the host's own step failed");
       await client.query("COMMIT");
       return entry;
@@ -89,6 +97,23 @@ h.test("a unit of work: the engine's writes commit or roll back with the host's 
   equal(validateLedger(await fresh.ledger(r), { walletId: r.id }).ok, true, "the ledger validates");
   const view = await pool.query(`SELECT kind, amount, balance_after, memo FROM ${schema}.ledger_entries WHERE wallet_id = $1 ORDER BY sequence`, [r.id]);
   equal(view.rows, [{ kind: "credit", amount: "1000", balance_after: "1000", memo: null }, { kind: "debit", amount: "300", balance_after: "700", memo: "order of 300" }], "the ledger_entries view for reporting");
+  // A storage made for one transaction refuses the next on the same client.
+  const reused = await pool.connect();
+  try {
+    await reused.query("BEGIN");
+    const once = new Ally({ storage: postgresStorage(reused, { schema }) });
+    equal(await once.balance(r.id), 700, "in its transaction");
+    await reused.query("COMMIT");
+    await reused.query("BEGIN");
+    const stale = await fails(AllyError, "STORAGE_FAILED", () => once.balance(r.id), "in the next transaction");
+    ok(/made for a transaction that has ended/.test(stale.message), stale.message);
+    await reused.query("ROLLBACK");
+  } finally {
+    reused.release();
+  }
+  await fails(AllyError, "INVALID_CONFIG", () => postgresStorage(reused, { schema, createSchema: true }), "no schema set-up inside a unit of work");
+  // Text with U+0000 is refused before it reaches jsonb.
+  await fails(AllyError, "INVALID_INPUT", () => setupAlly.updateMetadata(r, "note", "a\u0000b"), "a NUL character");
   const bare = new pg.Client(cluster);
   await bare.connect();
   try {

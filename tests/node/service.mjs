@@ -132,9 +132,23 @@ t("another reseller's ids answer as missing ones, and bad callers are refused", 
   const missing = await call("GET", "/v1/clients/cl_missing", { token: a.apiKey });
   equal([hidden.status, missing.status], [404, 404], "A cannot see B's client");
   equal(hidden.body.error.message.replace(theirs.body.id, "<id>"), missing.body.error.message.replace("cl_missing", "<id>"), "the same answer");
-  equal((await call("GET", "/v1/clients", { token: a.apiKey })).body, [], "A's own clients");
+  // Another reseller's client email is A's to use too: nothing says it exists elsewhere.
+  const sameEmail = await call("POST", "/v1/clients", { token: b.apiKey, body: { name: "Taken?", email: "ceo@target.example" } });
+  equal(sameEmail.status, 201, "B's client with an email");
+  equal((await call("POST", "/v1/clients", { token: a.apiKey, body: { name: "Mine", email: "ceo@target.example" } })).status, 201, "the same email for A");
+  equal((await call("POST", "/v1/clients", { token: b.apiKey, body: { name: "Twice", email: "CEO@target.example" } })).status, 409, "B's own duplicate");
+  equal((await call("GET", "/v1/clients", { token: a.apiKey })).body.map((c) => c.name), ["Mine"], "A's own clients only");
   equal((await call("GET", "/v1/balance", { token: `${a.apiKey.slice(0, -2)}xx` })).status, 401, "a forged key");
   equal((await call("GET", "/v1/balance")).status, 401, "no key");
+  // Rotating a reseller's key revokes the old one.
+  const rotated = await call("POST", `/admin/resellers/${a.reseller.id}/api-key`, { token: ADMIN });
+  equal(rotated.status, 201, "a new key");
+  equal((await call("GET", "/v1/balance", { token: rotated.body.apiKey })).status, 200, "the new key works");
+  equal((await call("GET", "/v1/balance", { token: a.apiKey })).status, 401, "the old key is revoked");
+  // An admin's and a reseller's idempotency keys do not collide on one wallet.
+  await call("POST", `/admin/resellers/${b.reseller.id}/credits`, { token: ADMIN, key: "inv-1", body: { amount: 50 } });
+  const theirKey = await call("POST", "/v1/provisions", { token: b.apiKey, key: "inv-1", body: { cost: 1 } });
+  equal(theirKey.status, 201, "a reseller's key of the same text is its own");
 });
 
 t("malformed bodies are 400 INVALID_INPUT and change nothing", async () => {
@@ -145,6 +159,8 @@ t("malformed bodies are 400 INVALID_INPUT and change nothing", async () => {
     ["an array", { body: [1] }],
     ["an unknown field", { body: { cost: 1, colour: "red" } }],
     ["a string cost", { body: { cost: "1" } }],
+    ["a refid as the cost", { body: { cost: reseller.refid, memo: 5 } }],
+    ["a number as the memo", { body: { cost: 1, memo: 5 } }],
     ["a fraction of a credit", { body: { cost: 1.5 } }],
     ["a negative cost", { body: { cost: -1 } }],
     ["a huge cost", { body: { cost: 1e300 } }],
@@ -187,7 +203,8 @@ t("payments, a commission run and a payout batch through the admin routes", asyn
 });
 
 t("metrics export the engine's events", async () => {
-  const metrics = await call("GET", "/metrics");
+  equal((await call("GET", "/metrics")).status, 401, "metrics need the admin token");
+  const metrics = await call("GET", "/metrics", { token: ADMIN });
   equal(metrics.status, 200, "metrics");
   ok(/ally_storage_calls_total\{operation="append",outcome="written"\} [1-9]/.test(metrics.body), "written appends");
   ok(/ally_wallet_replays_total [1-9]/.test(metrics.body), "replays");

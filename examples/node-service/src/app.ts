@@ -1,9 +1,9 @@
 // The service: admin routes (resellers, top-ups, payments, commission runs, payouts) and reseller
 // routes scoped to the caller (`asReseller`), on one engine over PostgreSQL.
-import { createHmac, timingSafeEqual } from "node:crypto";
+import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import type { Pool } from "pg";
-import { Ally, AllyError, type AllyConfig, type AllyMailer, type ResellerScope, type WrittenEntry } from "ally-engine";
+import { Ally, AllyError, type AllyConfig, type AllyEvent, type AllyMailer, type ResellerScope, type WrittenEntry } from "ally-engine";
 import { postgresStorage } from "ally-engine/postgres";
 import { Metrics } from "./metrics.js";
 
@@ -65,21 +65,49 @@ const bearer = (request: FastifyRequest): string => {
   return header.startsWith("Bearer ") ? header.slice(7) : "";
 };
 
-const same = (a: string, b: string): boolean => {
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
-};
+// Secrets are compared as HMACs under a key of this process: equal-length digests, compared in
+// constant time, whatever the lengths of what was sent.
+const COMPARE_KEY = randomBytes(32);
+const digest = (text: string): Buffer => createHmac("sha256", COMPARE_KEY).update(text).digest();
+const same = (a: string, b: string): boolean => timingSafeEqual(digest(a), digest(b));
 
-/** Reseller API keys: `rk_<reseller id>_<signature>`, signed with the service's key. */
-export function apiKey(secret: string, resellerId: string): string {
-  return `rk_${resellerId}_${createHmac("sha256", secret).update(resellerId).digest("base64url")}`;
+/**
+ * Reseller API keys: `rk_<reseller id>_<version>_<signature>`, signed with the service's key.
+ * The version is the reseller's `metadata.apiKeyVersion` (1 when unset): rotating it (POST
+ * /admin/resellers/:id/api-key) revokes the reseller's earlier keys.
+ */
+export function apiKey(secret: string, resellerId: string, version: number): string {
+  const signature = createHmac("sha256", secret).update(`${resellerId}:${version}`).digest("base64url");
+  return `rk_${resellerId}_${version}_${signature}`;
 }
 
-function resellerOfKey(secret: string, key: string): string | null {
-  const match = /^rk_(rs_[0-9a-z]+)_([A-Za-z0-9_-]{43})$/.exec(key);
-  if (!match || match[1] === undefined) return null;
-  return same(key, apiKey(secret, match[1])) ? match[1] : null;
+/** The reseller and key version a well-signed key names, or null. */
+function keyOf(secret: string, key: string): { id: string; version: number } | null {
+  const match = /^rk_(rs_[0-9a-z]{1,64})_([1-9][0-9]{0,8})_[A-Za-z0-9_-]{43}$/.exec(key);
+  if (!match || match[1] === undefined || match[2] === undefined) return null;
+  const version = Number(match[2]);
+  return same(key, apiKey(secret, match[1], version)) ? { id: match[1], version } : null;
+}
+
+/** A reseller's current key version (1 when unset), from its record. */
+const keyVersion = (reseller: { metadata: Record<string, unknown> }): number => {
+  const version = reseller.metadata.apiKeyVersion;
+  return typeof version === "number" && Number.isSafeInteger(version) && version >= 1 ? version : 1;
+};
+
+/** How long a reseller's key version is trusted before it is read again (a rotation's delay). */
+const KEY_VERSION_TTL_MS = 10_000;
+
+/** A body field of the given JSON type, or a 400 naming it. */
+function field<T>(b: Record<string, unknown>, name: string, type: "number" | "string" | "array", required: boolean): T | undefined {
+  const value = b[name];
+  if (value === undefined || value === null) {
+    if (required) throw new BadRequest(`body.${name}`, "is required");
+    return undefined;
+  }
+  const ok = type === "array" ? Array.isArray(value) : typeof value === type;
+  if (!ok) throw new BadRequest(`body.${name}`, `expected ${type === "array" ? "an array" : `a ${type}`}`);
+  return value as T;
 }
 
 const unauthorized = (reply: FastifyReply): FastifyReply =>
@@ -95,13 +123,37 @@ export async function setupService(pool: Pool): Promise<void> {
 
 export async function buildService(options: ServiceOptions): Promise<FastifyInstance> {
   const { pool, adminToken, keySecret } = options;
+  for (const [name, secret] of [["adminToken", adminToken], ["keySecret", keySecret]] as const) {
+    if (typeof secret !== "string" || secret.length < 16) throw new Error(`${name} must be a secret of at least 16 characters`);
+  }
   const schema = options.schema ?? "ally";
   const metrics = new Metrics();
-  const engineOptions = { ...(options.config ? { config: options.config } : {}), onEvent: metrics.onEvent };
+  let log: FastifyInstance["log"] | null = null;
+  const engineOptions = {
+    ...(options.config ? { config: options.config } : {}),
+    onEvent: (event: AllyEvent) => {
+      metrics.onEvent(event);
+      // A failed storage call: the driver's own error goes to the log, never to a client.
+      if (event.status === "error" && event.exception !== undefined) log?.warn({ err: event.exception, span: event.name, attributes: event.attributes }, "storage call failed");
+    },
+  };
+  // Inside a unit of work no mail goes out before the host commits: the notice stays in the
+  // outbox (written with the transaction) and the scheduled checkCredits delivers it.
+  const afterCommit: AllyMailer = {
+    send() {
+      throw new Error("held until the transaction commits");
+    },
+  };
+  // Idempotency keys are per wallet: the two kinds of caller get their own namespaces, so that
+  // a reseller's key never collides with an admin's.
+  const adminKey = (key: string | undefined) => (key === undefined ? undefined : `admin:${key}`);
+  const resellerKey = (key: string | undefined) => (key === undefined ? undefined : `reseller:${key}`);
+  const versions = new Map<string, { version: number; read: number }>();
   // One engine for the process: it keeps what it replayed of each wallet between requests.
   const ally = new Ally({ ...engineOptions, storage: postgresStorage(pool, { schema }), ...(options.mail ? { mail: options.mail } : {}) });
 
   const app = Fastify({ logger: options.logger ?? false, bodyLimit: 64 * 1024 });
+  log = app.log;
 
   app.addHook("onResponse", async (request, reply) => {
     metrics.request(request.routeOptions.url ?? "unmatched", reply.statusCode);
@@ -133,7 +185,10 @@ export async function buildService(options: ServiceOptions): Promise<FastifyInst
       return reply.code(503).send({ status: "unavailable" });
     }
   });
-  app.get("/metrics", async (_request, reply) => reply.type("text/plain; version=0.0.4").send(metrics.render()));
+  app.get("/metrics", async (request, reply) => {
+    if (!same(bearer(request), adminToken)) return unauthorized(reply);
+    return reply.type("text/plain; version=0.0.4").send(metrics.render());
+  });
 
   // Admin routes.
   await app.register(async (admin) => {
@@ -147,7 +202,17 @@ export async function buildService(options: ServiceOptions): Promise<FastifyInst
       if (b.email !== undefined) builder = builder.email(b.email as string);
       if (b.tier !== undefined) builder = builder.tier(b.tier as string);
       const reseller = await builder.create();
-      return reply.code(201).send({ reseller, apiKey: apiKey(keySecret, reseller.id) });
+      return reply.code(201).send({ reseller, apiKey: apiKey(keySecret, reseller.id, 1) });
+    });
+
+    // A new API key for the reseller; its earlier keys stop working (within the version TTL).
+    admin.post<{ Params: { id: string } }>("/admin/resellers/:id/api-key", async (request, reply) => {
+      const current = await ally.find(request.params.id);
+      if (!current) return reply.code(404).send({ error: { code: "NOT_FOUND", message: `reseller "${request.params.id}" not found` } });
+      const version = keyVersion(current) + 1;
+      await ally.updateMetadata(current.id, "apiKeyVersion", version);
+      versions.delete(current.id);
+      return reply.code(201).send({ apiKey: apiKey(keySecret, current.id, version) });
     });
 
     admin.get<{ Params: { id: string } }>("/admin/resellers/:id", async (request, reply) => {
@@ -158,14 +223,16 @@ export async function buildService(options: ServiceOptions): Promise<FastifyInst
     // A top-up and its invoice row in one transaction: both are written, or neither.
     admin.post<{ Params: { id: string } }>("/admin/resellers/:id/credits", async (request, reply) => {
       const b = body(request, ["amount", "memo"]);
-      const key = idempotencyKey(request);
+      const amount = field<number>(b, "amount", "number", true) as number;
+      const memo = field<string>(b, "memo", "string", false);
+      const key = adminKey(idempotencyKey(request));
       const client = await pool.connect();
       try {
         await client.query("BEGIN");
-        const unit = new Ally({ ...engineOptions, storage: postgresStorage(client, { schema }) });
-        const entry = await unit.addCredits(request.params.id, b.amount as number, {
+        const unit = new Ally({ ...engineOptions, storage: postgresStorage(client, { schema }), mail: afterCommit });
+        const entry = await unit.addCredits(request.params.id, amount, {
           ...(key ? { idempotencyKey: key } : {}),
-          ...(b.memo !== undefined ? { memo: b.memo as string } : {}),
+          ...(memo !== undefined ? { memo } : {}),
         });
         if (!entry.replayed) {
           await client.query("INSERT INTO app.invoices (reseller_id, entry_id, credits) VALUES ($1, $2, $3)", [entry.walletId, entry.id, entry.amount]);
@@ -203,9 +270,17 @@ export async function buildService(options: ServiceOptions): Promise<FastifyInst
   // own handle, which answers another reseller's ids as missing ones.
   await app.register(async (routes) => {
     routes.addHook("onRequest", async (request, reply) => {
-      const id = resellerOfKey(keySecret, bearer(request));
-      if (id === null) return unauthorized(reply);
-      request.scope = ally.asReseller(id);
+      const key = keyOf(keySecret, bearer(request));
+      if (key === null) return unauthorized(reply);
+      let known = versions.get(key.id);
+      if (!known || Date.now() - known.read > KEY_VERSION_TTL_MS) {
+        const reseller = await ally.find(key.id);
+        if (!reseller) return unauthorized(reply);
+        known = { version: keyVersion(reseller), read: Date.now() };
+        versions.set(key.id, known);
+      }
+      if (known.version !== key.version) return unauthorized(reply);
+      request.scope = ally.asReseller(key.id);
     });
     routes.addHook("onResponse", async (request) => {
       request.scope?.free();
@@ -220,15 +295,18 @@ export async function buildService(options: ServiceOptions): Promise<FastifyInst
 
     routes.post("/v1/provisions", async (request, reply) => {
       const b = body(request, ["cost", "memo"]);
-      const key = idempotencyKey(request);
-      const entry = await scope(request).provision(b.cost as number, (b.memo as string | undefined) ?? null, key ? { idempotencyKey: key } : null);
+      const cost = field<number>(b, "cost", "number", true) as number;
+      const memo = field<string>(b, "memo", "string", false) ?? null;
+      const key = resellerKey(idempotencyKey(request));
+      const entry = await scope(request).provision(cost, memo, key ? { idempotencyKey: key } : null);
       return written(reply, entry);
     });
 
     routes.post("/v1/provisions/bulk", async (request, reply) => {
       const b = body(request, ["items"]);
-      const key = idempotencyKey(request);
-      const entries = await scope(request).provisionBulk(b.items as { cost: number; memo?: string }[], key ? { idempotencyKey: key } : null);
+      const items = field<{ cost: number; memo?: string }[]>(b, "items", "array", true) as { cost: number; memo?: string }[];
+      const key = resellerKey(idempotencyKey(request));
+      const entries = await scope(request).provisionBulk(items, key ? { idempotencyKey: key } : null);
       return written(reply, entries);
     });
 
@@ -245,7 +323,7 @@ export async function buildService(options: ServiceOptions): Promise<FastifyInst
     });
 
     routes.get<{ Params: { key: string } }>("/v1/transactions/by-key/:key", async (request, reply) => {
-      const entries = await scope(request).findByIdempotencyKey(request.params.key);
+      const entries = await scope(request).findByIdempotencyKey(`reseller:${request.params.key}`);
       return entries.length > 0 ? entries : reply.code(404).send({ error: { code: "NOT_FOUND", message: "no entry holds that idempotency key" } });
     });
 
