@@ -366,16 +366,28 @@ const MIGRATIONS = [
     version: 2,
     name: "records hold their data as jsonb",
     async up(q, s) {
-      // jsonb holds no U+0000 (the engine stores none; an older version may have): such rows
-      // are named first, rather than failing the rewrite halfway.
-      const held = await q(`SELECT collection, id FROM ${s}.records WHERE strpos(data, '\\u0000') > 0 LIMIT 5`);
-      if (held.rows.length > 0) {
-        const named = held.rows.map((r) => `${r.collection}/${r.id}`).join(", ");
-        throw AllyError.invalidConfig("schema", `records hold the character U+0000, which jsonb cannot: ${named}; remove it from them and run setupPostgres again`);
-      }
       // Rewrites the table under an exclusive lock: a large one wants a maintenance window,
       // and instances of an older package stopped first (they read data as text).
-      await q(`ALTER TABLE ${s}.records ALTER COLUMN data TYPE jsonb USING data::jsonb`);
+      await q("SAVEPOINT ally_jsonb");
+      try {
+        await q(`ALTER TABLE ${s}.records ALTER COLUMN data TYPE jsonb USING data::jsonb`);
+      } catch (error) {
+        await q("ROLLBACK TO SAVEPOINT ally_jsonb");
+        if (error?.code !== "22P05") throw error;
+        // jsonb holds no U+0000 (the engine stores none; an older version may have): the
+        // records that do are named, for an operator to mend before running it again.
+        const held = await q(`SELECT collection, id FROM ${s}.records WHERE strpos(data, '\\u0000') > 0 LIMIT 5`);
+        const named = held.rows.map((r) => `${r.collection}/${r.id}`).join(", ");
+        throw AllyError.invalidConfig("schema", `records hold the character U+0000, which jsonb cannot: ${named || "(see SQLSTATE 22P05)"}; remove it from them and run setupPostgres again`);
+      }
+    },
+  },
+  {
+    version: 3,
+    name: "the ledger_entries view for reporting",
+    async up(q, s) {
+      await q(`DROP VIEW IF EXISTS ${s}.ledger_entries`);
+      await q(ledgerView(s));
     },
   },
 ];
@@ -384,14 +396,17 @@ const MIGRATIONS = [
 const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;
 
 // The view for reporting: one row per wallet entry, its fields as columns.
-// `wallet_id` comes from the stream's name, so a filter on it uses the entries' primary key;
-// `at` is the entry's ISO-8601 text (it sorts as time does; cast it where you need a timestamp).
-const ledgerView = (s) => `CREATE OR REPLACE VIEW ${s}.ledger_entries AS
-  SELECT e.stream, e.position, substr(e.stream, 8) AS wallet_id,
+// The view for reporting: one row per wallet entry, its fields as columns. Filter a wallet by
+// `stream = 'ledger:' || id` to use the entries' primary key (`wallet_id` is the same id, read
+// from the entry). `at` is the entry's time (null for a year PostgreSQL does not hold).
+const ledgerView = (s) => `CREATE VIEW ${s}.ledger_entries AS
+  SELECT e.stream, e.position, d.entry ->> 'walletId' AS wallet_id,
          (d.entry ->> 'sequence')::bigint AS sequence, d.entry ->> 'kind' AS kind,
          (d.entry ->> 'amount')::bigint AS amount, (d.entry ->> 'balanceAfter')::bigint AS balance_after,
          d.entry ->> 'memo' AS memo, d.entry ->> 'idempotencyKey' AS idempotency_key,
-         d.entry ->> 'at' AS at, d.entry
+         CASE WHEN d.entry ->> 'at' ~ '^(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})-'
+              THEN (d.entry ->> 'at')::timestamptz END AS at,
+         d.entry
     FROM ${s}.stream_entries e CROSS JOIN LATERAL (SELECT e.data::jsonb AS entry) d
    WHERE e.stream LIKE 'ledger:%'`;
 
@@ -432,9 +447,6 @@ async function setUp(q, s) {
   await q(`ALTER TABLE ${s}.stream_requests SET (autovacuum_vacuum_threshold = 500, autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_insert_threshold = 500, autovacuum_vacuum_insert_scale_factor = 0)`);
   await q(combineProcedure(s));
   await q(appendHeldProcedure(s));
-  // A view's columns cannot change type in place.
-  await q(`DROP VIEW IF EXISTS ${s}.ledger_entries`);
-  await q(ledgerView(s));
   return { version: SCHEMA_VERSION, from: current, applied };
 }
 
@@ -548,17 +560,19 @@ const recordOf = (row) => ({ id: row.id, version: Number(row.version), data: row
  * transaction as it was (and not aborted).
  */
 async function savepoint(client, body, transaction) {
-  // The savepoint and the transaction's id in one round trip: a storage made for one
-  // transaction refuses to work in the next (the Ally made with it remembers what may have
-  // been rolled back).
-  const [, { rows }] = await client.query("SAVEPOINT ally_call; SELECT txid_current()::text AS txid");
-  const txid = rows[0].txid;
-  transaction.txid ??= txid;
-  if (transaction.txid !== txid) {
-    await client.query("RELEASE SAVEPOINT ally_call").catch(() => {});
-    throw AllyError.storageFailed("connect", "this storage was made for a transaction that has ended: make a new Ally (and storage) for each transaction");
-  }
+  await client.query("SAVEPOINT ally_call");
   try {
+    // The transaction's start time (no id is assigned, so read-only units and standbys are
+    // fine): a storage made for one transaction refuses to work in the next, whose Ally would
+    // remember what may have been rolled back.
+    const { rows } = await client.query("SELECT now()::text AS started");
+    const started = rows[0]?.started;
+    transaction.started ??= started;
+    if (transaction.started !== started) {
+      // Through the engine every storage failure is STORAGE_FAILED; the reason says it is the
+      // host's own mistake, not one to retry.
+      throw AllyError.storageFailed("connect", "this storage was made for a transaction that has ended: make a new Ally (and storage) for each transaction; retrying will not help");
+    }
     const { commit, answer } = await body(client);
     if (!commit) await client.query("ROLLBACK TO SAVEPOINT ally_call");
     await client.query("RELEASE SAVEPOINT ally_call");
@@ -593,7 +607,7 @@ function postgresStorage(target, options) {
   // Calls on a unit of work run one at a time, each in a savepoint of the host's transaction
   // (two savepoints open at once on one connection would nest, not run side by side).
   let queue = Promise.resolve();
-  const hostTransaction = { txid: null };
+  const hostTransaction = { started: null };
   const inUnit = (body) => {
     const run = queue.then(() => savepoint(unit, body, hostTransaction));
     queue = run.catch(() => {});

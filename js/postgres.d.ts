@@ -14,7 +14,7 @@ export interface PgPoolLike extends PgClientLike {
 export interface PostgresStorageOptions {
   /** Schema holding the tables, a lowercase SQL identifier; default `"ally"`. */
   schema?: string;
-  /** Run `setupPostgres` before the first call (default false: run it once at deploy time). */
+  /** Run `setupPostgres` before the first call (default false: run it once at deploy time). Refused on a client inside a transaction. */
   createSchema?: boolean;
 }
 

@@ -90,6 +90,8 @@ pub struct Ally<S, M, C> {
     observer: Option<events::Observer>,
     /// Whether every stored client is known to carry today's indexes.
     client_indexes_done: std::cell::Cell<bool>,
+    /// One backfill of the client indexes at a time in this instance.
+    client_indexes_lock: lock::Lock,
 }
 
 impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
@@ -106,6 +108,7 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
             parsed: RefCell::default(),
             observer: None,
             client_indexes_done: std::cell::Cell::new(false),
+            client_indexes_lock: lock::Lock::default(),
         }
     }
 

@@ -284,15 +284,15 @@ pub(super) fn reseller_id(value: &JsValue, field: &str) -> Result<String> {
 
 /// The id of a record of `kind` given as the record (its own `id`) or as the id string.
 pub(super) fn record_id(value: &JsValue, field: &str, kind: &str) -> Result<String> {
-    if let Some(id) = value.as_string() {
-        return Ok(id);
+    if value.is_string() {
+        return input::string(value, field);
     }
     if value.is_object() && !value.is_function() {
         if let Some(id) = input::own_property(value, "id")
             .ok()
-            .and_then(|v| v.as_string())
+            .filter(JsValue::is_string)
         {
-            return Ok(id);
+            return input::string(&id, &format!("{field}.id"));
         }
     }
     Err(Error::invalid(

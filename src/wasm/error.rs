@@ -49,7 +49,9 @@ impl AllyError {
         if !cause.is_undefined() {
             // As `new Error(message, { cause })` defines it: not enumerable, so a response
             // body made with JSON.stringify(error) never carries the driver's details.
-            let descriptor = Object::new();
+            // A descriptor of no prototype: a polluted Object.prototype.get or .enumerable
+            // cannot change what it says.
+            let descriptor = Object::create(JsValue::NULL.unchecked_ref());
             let _ = Reflect::set(&descriptor, &"value".into(), &cause);
             let _ = Reflect::set(&descriptor, &"writable".into(), &JsValue::TRUE);
             let _ = Reflect::set(&descriptor, &"configurable".into(), &JsValue::TRUE);

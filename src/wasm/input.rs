@@ -270,11 +270,13 @@ fn own_data_property(object: &JsValue, key: &str) -> Option<JsValue> {
     }
     let descriptor: &Object = descriptor.unchecked_ref();
     let value = JsValue::from_str("value");
-    // A descriptor from getOwnPropertyDescriptor is a plain object: reading it runs no code.
-    Reflect::has(descriptor, &value)
-        .ok()
-        .filter(|has| *has)
-        .and_then(|_| Reflect::get(descriptor, &value).ok())
+    // The descriptor's own `value` only (an accessor's descriptor has none; an inherited one,
+    // from a polluted Object.prototype, is not read): an own data property runs no code.
+    let own = Reflect::get_own_property_descriptor(descriptor, &value).ok()?;
+    if own.is_undefined() {
+        return None;
+    }
+    Reflect::get(descriptor, &value).ok()
 }
 
 #[wasm_bindgen]

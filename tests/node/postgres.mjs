@@ -2,7 +2,9 @@
 // operations end to end, and concurrent provisions from several processes at one wallet.
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
-import { fileURLToPath } from "node:url";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import pg from "pg";
 import { Ally, AllyError, validateLedger } from "ally-engine";
 import { postgresStorage, setupPostgres } from "ally-engine/postgres";
@@ -25,8 +27,8 @@ h.test("setupPostgres is idempotent and safe to run concurrently", async () => {
   const { rows } = await pool.query("SELECT count(*)::int AS n FROM information_schema.tables WHERE table_schema = 'twice'");
   equal(rows[0].n, 9, "tables and the ledger_entries view");
   const versions = await pool.query("SELECT version, name FROM twice.schema_version ORDER BY version");
-  equal(versions.rows.map((r) => r.version), [1, 2], "each migration recorded once");
-  equal(await setupPostgres(pool, { schema: "twice" }), { version: 2, from: 2, applied: [] }, "nothing left to run");
+  equal(versions.rows.map((r) => r.version), [1, 2, 3], "each migration recorded once");
+  equal(await setupPostgres(pool, { schema: "twice" }), { version: 3, from: 3, applied: [] }, "nothing left to run");
 });
 
 h.test("setupPostgres migrates a schema made before versions: records become jsonb, and read as before", async () => {
@@ -35,7 +37,7 @@ h.test("setupPostgres migrates a schema made before versions: records become jso
   await pool.query(`CREATE TABLE ${schema}.records (collection text NOT NULL, id text NOT NULL, version bigint NOT NULL, data text NOT NULL, PRIMARY KEY (collection, id))`);
   await pool.query(`INSERT INTO ${schema}.records VALUES ('resellers', 'rs_1', 3, $1)`, [JSON.stringify({ id: "rs_1", tier: "gold", metadata: { "ü": [1, 2.5] } })]);
   const outcome = await setupPostgres(pool, { schema });
-  equal(outcome, { version: 2, from: 0, applied: [1, 2] }, "every migration ran");
+  equal(outcome, { version: 3, from: 0, applied: [1, 2, 3] }, "every migration ran");
   const type = await pool.query(`SELECT data_type FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'records' AND column_name = 'data'`, [schema]);
   equal(type.rows[0].data_type, "jsonb", "data is jsonb");
   const got = await postgresStorage(pool, { schema }).get("resellers", "rs_1");
@@ -95,7 +97,9 @@ h.test("a unit of work: the engine's writes commit or roll back with the host's 
   const orders = await pool.query(`SELECT cost FROM ${schema}.orders ORDER BY id`);
   equal(orders.rows.map((o) => o.cost), [300], "and the order with it");
   equal(validateLedger(await fresh.ledger(r), { walletId: r.id }).ok, true, "the ledger validates");
-  const view = await pool.query(`SELECT kind, amount, balance_after, memo FROM ${schema}.ledger_entries WHERE wallet_id = $1 ORDER BY sequence`, [r.id]);
+  const view = await pool.query(`SELECT kind, amount, balance_after, memo FROM ${schema}.ledger_entries WHERE stream = 'ledger:' || $1 ORDER BY sequence`, [r.id]);
+  const recent = await pool.query(`SELECT count(*)::int AS n FROM ${schema}.ledger_entries WHERE wallet_id = $1 AND at > now() - interval '1 day'`, [r.id]);
+  equal(recent.rows[0].n, 2, "at is a timestamp");
   equal(view.rows, [{ kind: "credit", amount: "1000", balance_after: "1000", memo: null }, { kind: "debit", amount: "300", balance_after: "700", memo: "order of 300" }], "the ledger_entries view for reporting");
   // A storage made for one transaction refuses the next on the same client.
   const reused = await pool.connect();
@@ -114,6 +118,8 @@ h.test("a unit of work: the engine's writes commit or roll back with the host's 
   await fails(AllyError, "INVALID_CONFIG", () => postgresStorage(reused, { schema, createSchema: true }), "no schema set-up inside a unit of work");
   // Text with U+0000 is refused before it reaches jsonb.
   await fails(AllyError, "INVALID_INPUT", () => setupAlly.updateMetadata(r, "note", "a\u0000b"), "a NUL character");
+  await fails(AllyError, "INVALID_INPUT", () => setupAlly.updateMetadata(r, "n\u0000te", "x"), "a NUL in a key");
+  await fails(AllyError, "INVALID_INPUT", () => setupAlly.balance("rs_\u0000"), "a NUL in an id");
   const bare = new pg.Client(cluster);
   await bare.connect();
   try {
@@ -122,6 +128,30 @@ h.test("a unit of work: the engine's writes commit or roll back with the host's 
   } finally {
     await bare.end();
   }
+});
+
+h.test("the package README's PostgreSQL examples run as written", async () => {
+  const readme = readFileSync(fileURLToPath(new URL("../../js/README.md", import.meta.url)), "utf8");
+  const section = readme.slice(readme.indexOf("## PostgreSQL and SMTP"), readme.indexOf("## Observability"));
+  const blocks = [...section.matchAll(/```js\n([\s\S]*?)```/g)].map((m) => m[1]);
+  equal(blocks.length, 2, "two examples");
+  // What the examples take from their surroundings: the database, a reseller with credit, an
+  // order id, the host's own table.
+  const seed = new Ally({ storage: postgresStorage(pool) });
+  await setupPostgres(pool);
+  const reseller = await seed.make().user(4242).company("Readme Corp").create();
+  await seed.addCredits(reseller, 1000);
+  await pool.query("CREATE TABLE IF NOT EXISTS orders (reseller text NOT NULL, sku text NOT NULL)");
+  const prelude = `const resellerId = ${JSON.stringify(reseller.id)}; const orderId = "order-1";\n`;
+  // Inside the repository, so that its imports resolve to the package and pg as an app's would.
+  const folder = fileURLToPath(new URL("../js/.tmp/", import.meta.url));
+  mkdirSync(folder, { recursive: true });
+  const file = join(folder, "readme-postgres.mjs");
+  writeFileSync(file, `${blocks[0]}\n${prelude}${blocks[1]}\nawait pool.end();\n`);
+  process.env.DATABASE_URL = `postgres://${cluster.user}@${cluster.host}:${cluster.port}/${cluster.database}`;
+  await import(pathToFileURL(file).href);
+  equal(await seed.balance(reseller), 800, "the debit was committed with the order");
+  equal((await pool.query("SELECT sku FROM orders WHERE reseller = $1", [reseller.id])).rows, [{ sku: "pro" }], "and the order row");
 });
 
 h.test("adapter failures are AllyErrors with safe messages and the driver's error as cause", async () => {

@@ -91,7 +91,7 @@ const makeReseller = async (userId, company, email) => {
 t("health: live, and ready once the schema is migrated", async () => {
   equal((await call("GET", "/health/live")).status, 200, "live");
   const ready = await call("GET", "/health/ready");
-  equal([ready.status, ready.body], [200, { status: "ready", schemaVersion: 2 }], "ready");
+  equal([ready.status, ready.body], [200, { status: "ready", schemaVersion: 3 }], "ready");
 });
 
 t("a top-up with its invoice row, provisions, replays and refusals", async () => {

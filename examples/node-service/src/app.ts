@@ -13,6 +13,8 @@ export interface ServiceOptions {
   schema?: string;
   /** The bearer token of the admin routes. */
   adminToken: string;
+  /** The bearer token of GET /metrics (default: the admin token). */
+  metricsToken?: string;
   /** The key reseller API keys are signed with. */
   keySecret: string;
   mail?: AllyMailer;
@@ -149,6 +151,9 @@ export async function buildService(options: ServiceOptions): Promise<FastifyInst
   const adminKey = (key: string | undefined) => (key === undefined ? undefined : `admin:${key}`);
   const resellerKey = (key: string | undefined) => (key === undefined ? undefined : `reseller:${key}`);
   const versions = new Map<string, { version: number; read: number }>();
+  // Rotations per reseller: a version read that a rotation overtook is not cached.
+  const rotations = new Map<string, number>();
+  const metricsToken = options.metricsToken ?? adminToken;
   // One engine for the process: it keeps what it replayed of each wallet between requests.
   const ally = new Ally({ ...engineOptions, storage: postgresStorage(pool, { schema }), ...(options.mail ? { mail: options.mail } : {}) });
 
@@ -186,7 +191,7 @@ export async function buildService(options: ServiceOptions): Promise<FastifyInst
     }
   });
   app.get("/metrics", async (request, reply) => {
-    if (!same(bearer(request), adminToken)) return unauthorized(reply);
+    if (!same(bearer(request), metricsToken)) return unauthorized(reply);
     return reply.type("text/plain; version=0.0.4").send(metrics.render());
   });
 
@@ -198,9 +203,12 @@ export async function buildService(options: ServiceOptions): Promise<FastifyInst
 
     admin.post("/admin/resellers", async (request, reply) => {
       const b = body(request, ["userId", "company", "email", "tier"]);
-      let builder = ally.make().user(b.userId as string).company(b.company as string);
-      if (b.email !== undefined) builder = builder.email(b.email as string);
-      if (b.tier !== undefined) builder = builder.tier(b.tier as string);
+      const userId = typeof b.userId === "number" ? b.userId : field<string>(b, "userId", "string", true);
+      let builder = ally.make().user(userId as string | number).company(field<string>(b, "company", "string", true) as string);
+      const email = field<string>(b, "email", "string", false);
+      const tier = field<string>(b, "tier", "string", false);
+      if (email !== undefined) builder = builder.email(email);
+      if (tier !== undefined) builder = builder.tier(tier);
       const reseller = await builder.create();
       return reply.code(201).send({ reseller, apiKey: apiKey(keySecret, reseller.id, 1) });
     });
@@ -211,6 +219,7 @@ export async function buildService(options: ServiceOptions): Promise<FastifyInst
       if (!current) return reply.code(404).send({ error: { code: "NOT_FOUND", message: `reseller "${request.params.id}" not found` } });
       const version = keyVersion(current) + 1;
       await ally.updateMetadata(current.id, "apiKeyVersion", version);
+      rotations.set(current.id, (rotations.get(current.id) ?? 0) + 1);
       versions.delete(current.id);
       return reply.code(201).send({ apiKey: apiKey(keySecret, current.id, version) });
     });
@@ -249,6 +258,8 @@ export async function buildService(options: ServiceOptions): Promise<FastifyInst
 
     admin.post("/admin/payments", async (request, reply) => {
       const b = body(request, ["id", "clientId", "amount", "at", "kind", "reverses"]);
+      for (const name of ["id", "clientId", "at", "kind", "reverses"]) field<string>(b, name, "string", name === "clientId" || name === "at");
+      if (typeof b.amount !== "string" && typeof b.amount !== "number") throw new BadRequest("body.amount", "expected a decimal string or a number");
       return reply.code(201).send(await ally.payments.record(b as unknown as Parameters<typeof ally.payments.record>[0]));
     });
 
@@ -274,10 +285,12 @@ export async function buildService(options: ServiceOptions): Promise<FastifyInst
       if (key === null) return unauthorized(reply);
       let known = versions.get(key.id);
       if (!known || Date.now() - known.read > KEY_VERSION_TTL_MS) {
+        const before = rotations.get(key.id) ?? 0;
         const reseller = await ally.find(key.id);
         if (!reseller) return unauthorized(reply);
         known = { version: keyVersion(reseller), read: Date.now() };
-        versions.set(key.id, known);
+        // A rotation while this read was out may have been missed by it: not kept.
+        if ((rotations.get(key.id) ?? 0) === before) versions.set(key.id, known);
       }
       if (known.version !== key.version) return unauthorized(reply);
       request.scope = ally.asReseller(key.id);

@@ -24,6 +24,7 @@ const app = await buildService({
   pool,
   schema,
   adminToken: env("ADMIN_TOKEN"),
+  ...(process.env.METRICS_TOKEN ? { metricsToken: process.env.METRICS_TOKEN } : {}),
   keySecret: env("API_KEY_SECRET"),
   ...(mail ? { mail } : {}),
   config: { lowCreditThreshold: Number(env("LOW_CREDIT_THRESHOLD", "500")) },
