@@ -199,6 +199,54 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         }
     }
 
+    /// Brings every record of `collection` to the indexes of `version`, once per storage: the
+    /// state record `state`/`indexes` says, under `field`, which version is done. Until it says
+    /// `version`, each record is handed to `reindex` (which writes it again, compare-and-set, if
+    /// it lacks any), page by page, and then the state record is written (lost to another
+    /// instance finishing the same work: nothing is left to do).
+    async fn backfill_indexes(
+        &self,
+        state: &str,
+        field: &str,
+        version: u64,
+        collection: &str,
+        reindex: impl AsyncFn(StoredRecord) -> Result<()>,
+    ) -> Result<()> {
+        const KEY: &str = "indexes";
+        let stored = self
+            .storage
+            .get(state, KEY)
+            .await
+            .map_err(storage_failed("get"))?;
+        let done = stored
+            .as_ref()
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s.data).ok())
+            .and_then(|v| v.get(field).and_then(serde_json::Value::as_u64))
+            .unwrap_or(0);
+        if done >= version {
+            return Ok(());
+        }
+        let mut after: Option<String> = None;
+        loop {
+            let (page, next) = self.find_page(collection, None, after.as_deref()).await?;
+            for record in page {
+                reindex(record).await?;
+            }
+            match next {
+                Some(cursor) => after = Some(cursor),
+                None => break,
+            }
+        }
+        let at = stored.as_ref().map_or(0, |s| s.version);
+        let marker = StoredRecord {
+            id: KEY.to_owned(),
+            version: at + 1,
+            data: serde_json::json!({ field: version }).to_string(),
+            indexes: Vec::new(),
+        };
+        self.put_at(state, &marker, at, &[]).await.map(|_| ())
+    }
+
     /// Writes a record read at version `expected`, compare-and-set: `true` when written,
     /// `false` when another writer got there first (read again and retry). A duplicate of a
     /// unique index the write kept from the record it read is a storage fault.

@@ -19,7 +19,6 @@ const INDEX_RESELLER: &str = "resellerId";
 const INDEX_STATUS: &str = "status";
 /// The state record saying which indexes every stored client carries.
 const STATE: &str = "client_state";
-const STATE_INDEXES: &str = "indexes";
 /// The version of the client indexes [`to_record`] gives.
 const CLIENT_INDEXES: u64 = 1;
 
@@ -154,38 +153,9 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
         if self.client_indexes_done.get() {
             return Ok(());
         }
-        let state = self
-            .storage
-            .get(STATE, STATE_INDEXES)
-            .await
-            .map_err(storage_failed("get"))?;
-        let done = state
-            .as_ref()
-            .and_then(|s| serde_json::from_str::<Value>(&s.data).ok())
-            .and_then(|v| v.get("clients").and_then(Value::as_u64))
-            .unwrap_or(0);
-        if done < CLIENT_INDEXES {
-            let mut after: Option<String> = None;
-            loop {
-                let (page, next) = self.find_page(COLLECTION, None, after.as_deref()).await?;
-                for record in page {
-                    self.reindex_client(record).await?;
-                }
-                match next {
-                    Some(cursor) => after = Some(cursor),
-                    None => break,
-                }
-            }
-            let version = state.as_ref().map_or(0, |s| s.version);
-            let marker = StoredRecord {
-                id: STATE_INDEXES.to_owned(),
-                version: version + 1,
-                data: serde_json::json!({ "clients": CLIENT_INDEXES }).to_string(),
-                indexes: Vec::new(),
-            };
-            // Lost to another instance finishing the same work: nothing is left to do.
-            self.put_at(STATE, &marker, version, &[]).await?;
-        }
+        let reindex = async |record| self.reindex_client(record).await;
+        self.backfill_indexes(STATE, "clients", CLIENT_INDEXES, COLLECTION, reindex)
+            .await?;
         self.client_indexes_done.set(true);
         Ok(())
     }

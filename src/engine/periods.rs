@@ -14,7 +14,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
 
 use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
 
 use super::commissions::{Progress, STATE};
 use super::ports::{Clock, Mailer, Storage, StoredRecord};
@@ -30,8 +29,6 @@ use crate::domain::{Error, Result};
 
 /// The longest period a run, a reconciliation or a report covers, in months.
 pub const PERIOD_MONTHS_MAX: usize = 1_200;
-/// The state record saying which indexes every stored payment carries.
-const STATE_INDEXES: &str = "indexes";
 /// The version of the payment indexes that [`payments::payment_indexes`] gives.
 const PAYMENT_INDEXES: u64 = 1;
 
@@ -100,41 +97,15 @@ impl<S: Storage, M: Mailer, C: Clock> Ally<S, M, C> {
     /// stored before those indexes existed are written again with them, once per storage (a
     /// state record says it is done). Each rewrite is compare-and-set at the version read.
     pub(super) async fn ensure_payment_indexes(&self) -> Result<()> {
-        let state = self
-            .storage
-            .get(STATE, STATE_INDEXES)
-            .await
-            .map_err(storage_failed("get"))?;
-        let done = state
-            .as_ref()
-            .and_then(|s| serde_json::from_str::<Value>(&s.data).ok())
-            .and_then(|v| v.get("payments").and_then(Value::as_u64))
-            .unwrap_or(0);
-        if done >= PAYMENT_INDEXES {
-            return Ok(());
-        }
-        let mut after: Option<String> = None;
-        loop {
-            let (page, next) = self
-                .find_page(payments::COLLECTION, None, after.as_deref())
-                .await?;
-            for record in page {
-                self.reindex_payment(record).await?;
-            }
-            match next {
-                Some(cursor) => after = Some(cursor),
-                None => break,
-            }
-        }
-        let version = state.as_ref().map_or(0, |s| s.version);
-        let marker = StoredRecord {
-            id: STATE_INDEXES.to_owned(),
-            version: version + 1,
-            data: json!({ "payments": PAYMENT_INDEXES }).to_string(),
-            indexes: Vec::new(),
-        };
-        // Lost to another instance finishing the same work: nothing is left to do.
-        self.put_at(STATE, &marker, version, &[]).await.map(|_| ())
+        let reindex = async |record| self.reindex_payment(record).await;
+        self.backfill_indexes(
+            STATE,
+            "payments",
+            PAYMENT_INDEXES,
+            payments::COLLECTION,
+            reindex,
+        )
+        .await
     }
 
     /// Writes one stored payment again with the indexes it should carry, if it lacks any. A
