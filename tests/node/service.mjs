@@ -5,31 +5,18 @@
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
-import { SMTPServer } from "smtp-server";
 import { Ally, validateLedger } from "ally-engine";
 import { postgresStorage } from "ally-engine/postgres";
 import { Harness, equal, ok, report } from "../js/harness.mjs";
 import { startPostgres } from "./pg-cluster.mjs";
+import { startSmtp } from "./smtp-listener.mjs";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const cluster = await startPostgres();
 const databaseUrl = `postgres://${cluster.user}@${cluster.host}:${cluster.port}/${cluster.database}`;
 const pool = new pg.Pool({ ...cluster, max: 4 });
-const mails = [];
-const smtp = new SMTPServer({
-  authOptional: true,
-  disabledCommands: ["STARTTLS"],
-  logger: false,
-  onData(stream, session, callback) {
-    const chunks = [];
-    stream.on("data", (c) => chunks.push(c));
-    stream.on("end", () => {
-      mails.push({ to: session.envelope.rcptTo.map((r) => r.address), raw: Buffer.concat(chunks).toString("utf8") });
-      callback();
-    });
-  },
-});
-await new Promise((resolve) => smtp.listen(0, "127.0.0.1", resolve));
+const smtp = await startSmtp();
+const mails = smtp.received;
 
 const ADMIN = "admin-token-for-tests-only";
 function start() {
@@ -41,7 +28,7 @@ function start() {
       PORT: "0",
       ADMIN_TOKEN: ADMIN,
       API_KEY_SECRET: "key-secret-for-tests-only",
-      SMTP_URL: `smtp://127.0.0.1:${smtp.server.address().port}?ignoreTLS=true`,
+      SMTP_URL: `smtp://127.0.0.1:${smtp.port}?ignoreTLS=true`,
       LOW_CREDIT_THRESHOLD: "500",
       CHECK_CREDITS_EVERY_MS: "300",
       LOG: "false",

@@ -1,34 +1,13 @@
 // The SMTP mailer against a real SMTP listener on loopback: the low-credit mail arrives with the
 // company, balance, threshold and dashboard URL; a relay that fails the first sends delivers the
 // notification exactly once, later, through `checkCredits`.
-import { SMTPServer } from "smtp-server";
 import { Ally } from "ally-engine";
 import { smtpMailer } from "ally-engine/smtp";
 import { Harness, equal, ok, report } from "../js/harness.mjs";
+import { startSmtp } from "./smtp-listener.mjs";
 
-const received = [];
-let refuseNext = 0;
-const server = new SMTPServer({
-  authOptional: true,
-  disabledCommands: ["STARTTLS"],
-  logger: false,
-  onData(stream, session, callback) {
-    const chunks = [];
-    stream.on("data", (c) => chunks.push(c));
-    stream.on("end", () => {
-      if (refuseNext > 0) {
-        refuseNext -= 1;
-        const error = new Error("mailbox temporarily unavailable");
-        error.responseCode = 451;
-        return callback(error);
-      }
-      received.push({ to: session.envelope.rcptTo.map((r) => r.address), raw: Buffer.concat(chunks).toString("utf8") });
-      callback();
-    });
-  },
-});
-await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-const port = server.server.address().port;
+const smtp = await startSmtp();
+const { port, received } = smtp;
 const mailer = () => smtpMailer({ host: "127.0.0.1", port, secure: false, ignoreTLS: true }, { from: "Ally <noreply@ally.example>" });
 const h = new Harness("smtp");
 const header = (raw, name) => raw.match(new RegExp(`^${name}: (.*)$`, "mi"))?.[1]?.trim();
@@ -56,7 +35,7 @@ h.test("a relay that refuses the first 2 sends: the notification arrives exactly
   const ally = new Ally({ mail: mailer() });
   const r = await ally.make().user(2).company("Slow Relay Ltd").email("ops@slow.example").create();
   await ally.addCredits(r, 600);
-  refuseNext = 2;
+  smtp.refuse(2);
   const events = [];
   ally.on("lowCredit", (e) => void events.push(e.notification));
   await ally.provision(r, 200);
@@ -73,5 +52,5 @@ h.test("a relay that refuses the first 2 sends: the notification arrives exactly
 
 const summary = await h.run();
 report(summary, console.log);
-server.close();
+smtp.close();
 process.exit(summary.failed === 0 && summary.passed > 0 ? 0 : 1);
