@@ -14,6 +14,7 @@ cd "$root"
 source scripts/setup.sh
 
 out=target/wasm-pack
+rm -rf "$out/nodejs/snippets" "$out/web/snippets" "$out/pricing/snippets"
 for target in nodejs web; do
   wasm-pack --quiet build --release --target "$target" --out-dir "$out/$target" --no-pack >/dev/null
 done
@@ -33,6 +34,9 @@ cp "$out/nodejs/ally_engine.js" pkg/ally_engine.cjs
 cp "$out/nodejs/ally_engine.d.ts" pkg/ally_engine.d.ts
 cp "$out/nodejs/ally_engine.d.ts" pkg/ally_engine.d.cts
 cp "$out/web/ally_engine.js" "$out/web/ally_engine.d.ts" pkg/web/
+# The boundary's codec (js/codec.js), which each glue loads as a wasm-bindgen snippet.
+cp -r "$out/nodejs/snippets" pkg/snippets
+cp -r "$out/web/snippets" pkg/web/snippets
 printf '{ "type": "module" }\n' > pkg/web/package.json
 cp js/node.js js/deno.js js/workerd.js js/web.js js/web.d.ts js/index.d.ts js/package.json pkg/
 # Node-only adapters: PostgreSQL storage (pg) and SMTP mail (nodemailer), ESM and CommonJS.
@@ -44,6 +48,7 @@ cp js/README.md pkg/README.md
 # The pricing-only module, with the same entry files in its own folder.
 optimise "$out/pricing/ally_engine_bg.wasm" pkg/pricing/ally_engine_bg.wasm
 cp "$out/pricing/ally_engine.js" "$out/pricing/ally_engine.d.ts" pkg/pricing/web/
+cp -r "$out/pricing/snippets" pkg/pricing/web/snippets
 cp js/deno.js js/workerd.js js/web.js js/web.d.ts js/index.d.ts pkg/pricing/
 cp js/pricing-node.js pkg/pricing/node.js
 

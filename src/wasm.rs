@@ -13,6 +13,7 @@ mod applications;
 mod attestation;
 #[cfg(feature = "engine")]
 mod clients;
+mod codec;
 #[cfg(feature = "engine")]
 mod commission;
 mod error;

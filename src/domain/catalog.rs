@@ -439,55 +439,56 @@ fn validate_bands(bands: Vec<Band>, model: PricingModel, at: &str) -> Result<Vec
 /// without them keeps the digest of the first, so quotes priced before still verify.
 fn digest_products(products: &[Product]) -> [u8; 32] {
     let extended = products.iter().any(|p| p.pricing.is_extended());
-    let mut hasher = Sha256::new();
-    hasher.update(if extended {
+    let mut bytes = Vec::with_capacity(64 * products.len());
+    bytes.extend_from_slice(if extended {
         b"ally-catalog-v2\0"
     } else {
         b"ally-catalog-v1\0"
     });
     for product in products {
-        put_str(&mut hasher, &product.sku);
-        put_str(&mut hasher, &product.name);
-        put_str(&mut hasher, product.pricing.model().as_str());
+        put_str(&mut bytes, &product.sku);
+        put_str(&mut bytes, &product.name);
+        put_str(&mut bytes, product.pricing.model().as_str());
         match &product.pricing {
-            Pricing::PerUnit { base_price } => put_u64(&mut hasher, base_price.get()),
+            Pricing::PerUnit { base_price } => put_u64(&mut bytes, base_price.get()),
             Pricing::Volume { bands } | Pricing::Graduated { bands } => {
-                put_u64(&mut hasher, bands.len() as u64);
+                put_u64(&mut bytes, bands.len() as u64);
                 for band in bands {
-                    put_u64(&mut hasher, band.up_to.map_or(u64::MAX, |q| q));
-                    put_u64(&mut hasher, band.unit_price.get());
+                    put_u64(&mut bytes, band.up_to.map_or(u64::MAX, |q| q));
+                    put_u64(&mut bytes, band.unit_price.get());
                     if extended {
-                        put_u64(&mut hasher, band.flat_fee.get());
+                        put_u64(&mut bytes, band.flat_fee.get());
                     }
                 }
             }
             Pricing::Package(package) => {
-                put_u64(&mut hasher, package.size);
-                put_u64(&mut hasher, package.price.get());
-                put_u64(&mut hasher, package.free_units);
+                put_u64(&mut bytes, package.size);
+                put_u64(&mut bytes, package.price.get());
+                put_u64(&mut bytes, package.free_units);
             }
         }
         match &product.tiers {
-            None => put_u64(&mut hasher, u64::MAX),
+            None => put_u64(&mut bytes, u64::MAX),
             Some(tiers) => {
-                put_u64(&mut hasher, tiers.len() as u64);
+                put_u64(&mut bytes, tiers.len() as u64);
                 for tier in tiers {
-                    put_str(&mut hasher, tier.as_str());
+                    put_str(&mut bytes, tier.as_str());
                 }
             }
         }
     }
-    hasher.finalize().into()
+    Sha256::digest(&bytes).into()
 }
 
-/// Length-prefixed, so that no two different inputs share an encoding.
-pub(crate) fn put_str(hasher: &mut Sha256, text: &str) {
-    put_u64(hasher, text.len() as u64);
-    hasher.update(text.as_bytes());
+/// Length-prefixed, so that no two different inputs share an encoding. The canonical bytes are
+/// gathered and hashed once: one hasher call per field costs more than the hashing.
+pub(crate) fn put_str(bytes: &mut Vec<u8>, text: &str) {
+    put_u64(bytes, text.len() as u64);
+    bytes.extend_from_slice(text.as_bytes());
 }
 
-pub(crate) fn put_u64(hasher: &mut Sha256, value: u64) {
-    hasher.update(value.to_le_bytes());
+pub(crate) fn put_u64(bytes: &mut Vec<u8>, value: u64) {
+    bytes.extend_from_slice(&value.to_le_bytes());
 }
 
 /// Lowercase hexadecimal.

@@ -1,11 +1,14 @@
 //! Pricing a cart for a tier: line by line, with the band used, the tier discount and a stable
 //! fingerprint, so that a quote made in a browser can be re-priced and checked anywhere.
 
+use serde::Deserialize;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::catalog::{hex, put_str, put_u64, Band, Catalog, Package, Pricing, PricingModel};
 use super::error::{Error, Result};
 use super::money::{ConversionRate, Credits, Currency, Money, Rate};
+use super::record::Fields;
 use super::rounding::Rounding;
 use super::tier::{tier_cost, TierTable};
 
@@ -46,6 +49,103 @@ pub struct QuoteRequest {
 impl QuoteRequest {
     pub const LINES_MAX: usize = 1_000;
     pub const QUANTITY_MAX: u64 = 1_000_000_000;
+
+    /// Reads a request from its JSON text: `{ tier, lines: [{ sku, quantity }], rounding? }`.
+    ///
+    /// A typed reader takes the well-formed request in one pass; whatever it refuses is read again
+    /// field by field by [`QuoteRequest::from_json`], which holds the rules and names what is wrong,
+    /// so both readers take the same requests to the same value.
+    pub fn from_json_text(text: &str, path: &str) -> Result<Self> {
+        if let Some(request) = serde_json::from_str::<RequestText>(text)
+            .ok()
+            .and_then(RequestText::accepted)
+        {
+            return Ok(request);
+        }
+        let value = serde_json::from_str(text)
+            .map_err(|e| Error::invalid(path, format!("is not a JSON record: {e}")))?;
+        Self::from_json(value, path)
+    }
+
+    /// Reads a request from a JSON record, naming the path of the first field that is wrong.
+    pub fn from_json(value: Value, path: &str) -> Result<Self> {
+        let mut request = Fields::new(value, path)?;
+        let tier = request.string("tier")?;
+        let items = request.array("lines")?;
+        if items.is_empty() || items.len() > Self::LINES_MAX {
+            return Err(Error::invalid(
+                request.path("lines"),
+                format!(
+                    "a quote needs 1-{} lines, got {}",
+                    Self::LINES_MAX,
+                    items.len()
+                ),
+            ));
+        }
+        let mut lines = Vec::with_capacity(items.len());
+        for (at, item) in items {
+            let mut line = Fields::new(item, &at)?;
+            let sku = line.string("sku")?;
+            let quantity = line.count("quantity")?;
+            line.finish(&["sku", "quantity"])?;
+            lines.push(LineRequest { sku, quantity });
+        }
+        let rounding = request
+            .opt_choice("rounding", &Rounding::ALL, Rounding::as_str)?
+            .unwrap_or_default();
+        request.finish(&["tier", "lines", "rounding"])?;
+        Ok(Self {
+            tier,
+            lines,
+            rounding,
+        })
+    }
+}
+
+/// The typed form of a request's text, for [`QuoteRequest::from_json_text`]. It takes at most
+/// what [`QuoteRequest::from_json`] takes (no null for a required field, no unknown key, whole
+/// quantities up to 2^53 - 1, a known rounding), and [`RequestText::accepted`] refuses the rest.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestText<'a> {
+    tier: String,
+    lines: Vec<LineText>,
+    #[serde(default, borrow)]
+    rounding: Option<std::borrow::Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LineText {
+    sku: String,
+    quantity: u64,
+}
+
+impl RequestText<'_> {
+    fn accepted(self) -> Option<QuoteRequest> {
+        if self.lines.is_empty() || self.lines.len() > QuoteRequest::LINES_MAX {
+            return None;
+        }
+        if self.lines.iter().any(|l| l.quantity > Credits::MAX.get()) {
+            return None;
+        }
+        let rounding = match self.rounding {
+            None => Rounding::default(),
+            Some(name) => Rounding::ALL.into_iter().find(|r| r.as_str() == name)?,
+        };
+        Some(QuoteRequest {
+            tier: self.tier,
+            lines: self
+                .lines
+                .into_iter()
+                .map(|l| LineRequest {
+                    sku: l.sku,
+                    quantity: l.quantity,
+                })
+                .collect(),
+            rounding,
+        })
+    }
 }
 
 /// The units of a line that one band priced.
@@ -319,46 +419,46 @@ fn fingerprint(quote: &Quote, context: &PricingContext) -> [u8; 32] {
     let extended = quote.lines.iter().any(|line| {
         line.package.is_some() || line.bands.iter().any(|b| b.flat_fee != Credits::ZERO)
     });
-    let mut hasher = Sha256::new();
-    hasher.update(if extended {
+    let mut bytes = Vec::with_capacity(128 + 64 * quote.lines.len());
+    bytes.extend_from_slice(if extended {
         b"ally-quote-v2\0"
     } else {
         b"ally-quote-v1\0"
     });
-    hasher.update(quote.catalog_digest);
-    put_str(&mut hasher, &quote.request.tier);
-    put_str(&mut hasher, quote.request.rounding.as_str());
-    put_str(&mut hasher, context.currency.code());
-    put_u64(&mut hasher, u64::from(context.currency.scale()));
-    put_u64(&mut hasher, context.conversion.get());
-    put_u64(&mut hasher, u64::from(quote.discount_rate.units()));
-    put_u64(&mut hasher, quote.lines.len() as u64);
+    bytes.extend_from_slice(&quote.catalog_digest);
+    put_str(&mut bytes, &quote.request.tier);
+    put_str(&mut bytes, quote.request.rounding.as_str());
+    put_str(&mut bytes, context.currency.code());
+    put_u64(&mut bytes, u64::from(context.currency.scale()));
+    put_u64(&mut bytes, context.conversion.get());
+    put_u64(&mut bytes, u64::from(quote.discount_rate.units()));
+    put_u64(&mut bytes, quote.lines.len() as u64);
     for line in &quote.lines {
-        put_str(&mut hasher, &line.sku);
-        put_u64(&mut hasher, line.quantity);
-        put_u64(&mut hasher, line.subtotal.get());
-        put_u64(&mut hasher, line.total.get());
+        put_str(&mut bytes, &line.sku);
+        put_u64(&mut bytes, line.quantity);
+        put_u64(&mut bytes, line.subtotal.get());
+        put_u64(&mut bytes, line.total.get());
         if extended {
-            put_str(&mut hasher, line.pricing.as_str());
-            put_u64(&mut hasher, line.bands.len() as u64);
+            put_str(&mut bytes, line.pricing.as_str());
+            put_u64(&mut bytes, line.bands.len() as u64);
             for used in &line.bands {
-                put_u64(&mut hasher, used.quantity);
-                put_u64(&mut hasher, used.unit_price.get());
-                put_u64(&mut hasher, used.flat_fee.get());
+                put_u64(&mut bytes, used.quantity);
+                put_u64(&mut bytes, used.unit_price.get());
+                put_u64(&mut bytes, used.flat_fee.get());
             }
             match &line.package {
-                None => put_u64(&mut hasher, u64::MAX),
+                None => put_u64(&mut bytes, u64::MAX),
                 Some(used) => {
-                    put_u64(&mut hasher, used.free_units);
-                    put_u64(&mut hasher, used.packages);
+                    put_u64(&mut bytes, used.free_units);
+                    put_u64(&mut bytes, used.packages);
                 }
             }
         }
     }
-    put_u64(&mut hasher, quote.subtotal.get());
-    put_u64(&mut hasher, quote.total.get());
-    put_str(&mut hasher, &quote.total_money.to_string());
-    hasher.finalize().into()
+    put_u64(&mut bytes, quote.subtotal.get());
+    put_u64(&mut bytes, quote.total.get());
+    put_str(&mut bytes, &quote.total_money.to_string());
+    Sha256::digest(&bytes).into()
 }
 
 impl Quote {
@@ -371,6 +471,47 @@ impl Quote {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The typed reader and the field-by-field reader take the same requests to the same value
+    /// and refuse the others with the field-by-field reader's words.
+    #[test]
+    fn request_text_reads_as_the_record_reads() {
+        let texts = [
+            r#"{"tier":"gold","lines":[{"sku":"a","quantity":3}]}"#,
+            r#"{"tier":"gold","lines":[{"sku":"a","quantity":3}],"rounding":"halfEven"}"#,
+            r#"{"tier":"gold","lines":[{"sku":"a","quantity":3}],"rounding":null}"#,
+            r#"{"tier":"","lines":[{"sku":"","quantity":0}]}"#,
+            r#"{"tier":"gold","lines":[{"sku":"a","quantity":9007199254740991}]}"#,
+            r#"{"tier":"gold","lines":[{"sku":"a","quantity":9007199254740992}]}"#,
+            r#"{"tier":"gold","lines":[{"sku":"a","quantity":-1}]}"#,
+            r#"{"tier":"gold","lines":[{"sku":"a","quantity":1.5}]}"#,
+            r#"{"tier":"gold","lines":[{"sku":"a","quantity":3.0}]}"#,
+            r#"{"tier":"gold","lines":[{"sku":"a","quantity":null}]}"#,
+            r#"{"tier":"gold","lines":[{"sku":"a"}]}"#,
+            r#"{"tier":"gold","lines":[{"sku":"a","quantity":1,"extra":1}]}"#,
+            r#"{"tier":"gold","lines":[],"rounding":"up"}"#,
+            r#"{"tier":"gold","lines":[{"sku":"a","quantity":1}],"rounding":"sideways"}"#,
+            r#"{"tier":"gold","lines":[{"sku":"a","quantity":1}],"rounding":"half\u0055p"}"#,
+            r#"{"tier":null,"lines":[{"sku":"a","quantity":1}]}"#,
+            r#"{"tier":7,"lines":[{"sku":"a","quantity":1}]}"#,
+            r#"{"tier":"gold","lines":{"0":{"sku":"a","quantity":1}}}"#,
+            r#"{"tier":"gold","lines":[{"sku":"a","quantity":1}],"x":null}"#,
+            r#"{"tier":"gold","tier":"silver","lines":[{"sku":"a","quantity":1}]}"#,
+            r#"[1,2]"#,
+            r#""gold""#,
+        ];
+        for text in texts {
+            let value: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            let by_record = QuoteRequest::from_json(value, "request").map_err(|e| e.to_string());
+            let by_text = QuoteRequest::from_json_text(text, "request").map_err(|e| e.to_string());
+            assert_eq!(by_text, by_record, "{text}");
+        }
+        let many = format!(
+            r#"{{"tier":"gold","lines":[{}]}}"#,
+            vec![r#"{"sku":"a","quantity":1}"#; QuoteRequest::LINES_MAX + 1].join(",")
+        );
+        assert!(QuoteRequest::from_json_text(&many, "request").is_err());
+    }
     use crate::domain::catalog::ProductSpec;
 
     fn credits(value: u64) -> Credits {

@@ -7,12 +7,13 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::future_to_promise;
 
+use super::codec::to_plain;
 use super::commission::plan_from_fields;
 use super::error::{to_js, OrThrow};
 use super::host::{HostClock, HostMailer, HostStorage};
 use super::input::{self, credits, type_name, RESERVED_KEYS};
 use super::pricing::{
-    catalog_from_js, cost_batch, discount_of, price_to_js, tier_table, to_plain, verify_to_js,
+    catalog_from_js, cost_batch, discount_of, price_to_js, tier_table, verify_to_js,
 };
 use super::types::optional::{
     self, AllyOptionsArg, JsonValueArg, ResellerListFilterArg, StatusOptionsArg,

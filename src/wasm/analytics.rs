@@ -12,10 +12,10 @@ use wasm_bindgen::prelude::*;
 
 use super::ally::{promise, rejected, reseller_id, Ally, Engine, JsResult};
 use super::clients::Clients;
+use super::codec::to_plain;
 use super::error::OrThrow;
 use super::input;
 use super::input::time_ms;
-use super::pricing::to_plain;
 use super::types::optional::{self, AnalyticsDayArg, LimitArg};
 use super::wallets::ResellerScope;
 use crate::domain::analytics::{day_of, Days, Interval, DAY_MS};

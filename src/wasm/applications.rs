@@ -8,9 +8,9 @@ use serde_json::json;
 use wasm_bindgen::prelude::*;
 
 use super::ally::{promise, rejected, reseller_output, Ally, Engine};
+use super::codec::to_plain;
 use super::error::OrThrow;
 use super::input::{self, type_name};
-use super::pricing::to_plain;
 use crate::domain::application::ApplicationStatus;
 use crate::domain::money::Rate;
 use crate::domain::record::{self as fields, Fields};

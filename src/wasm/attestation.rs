@@ -151,5 +151,5 @@ pub fn verify_attestation(
         fields.remove("version");
         fields.remove("signature");
     }
-    js_sys::JSON::parse(&out.to_string())
+    super::codec::to_plain(&out)
 }

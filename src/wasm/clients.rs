@@ -6,9 +6,9 @@ use js_sys::Promise;
 use wasm_bindgen::prelude::*;
 
 use super::ally::{promise, record_id, rejected, reseller_id, Ally, Engine};
+use super::codec::to_plain;
 use super::error::OrThrow;
 use super::input;
-use super::pricing::to_plain;
 use super::types::optional;
 use crate::domain::client::{self, ClientAction, ClientDraft};
 use crate::domain::permissions;

@@ -8,10 +8,10 @@ use serde_json::{json, Value};
 use wasm_bindgen::prelude::*;
 
 use super::ally::{call, record_id, reseller_id, Ally, Engine};
+use super::codec::to_plain;
 use super::commission::{check_keys, own, typed_f64};
 use super::error::{to_js, OrThrow};
 use super::input::{self, type_name};
-use super::pricing::to_plain;
 use super::types::optional::{
     self, HealthAlertFilterArg, HealthOptionsArg, RecordHealthOptionsArg,
 };

@@ -50,6 +50,15 @@ struct Walker<'a> {
 
 /// Walks `value` into JSON; `path` names it in errors.
 pub fn to_json(value: &JsValue, path: &str) -> Result<Value, Error> {
+    if let Some(value) = fast_json(value) {
+        return Ok(value);
+    }
+    walk(value, path)
+}
+
+/// [`to_json`] by the module's own walker alone: for a record the fast reader has already
+/// declined.
+pub fn walk(value: &JsValue, path: &str) -> Result<Value, Error> {
     Walker {
         root: path,
         nodes: 0,
@@ -64,6 +73,10 @@ pub fn to_json(value: &JsValue, path: &str) -> Result<Value, Error> {
 /// refuses a `Date` like any other class instance.
 #[cfg(feature = "engine")]
 pub fn to_json_dated(value: &JsValue, path: &str) -> Result<Value, Error> {
+    // The fast reader takes no class instance, a Date included: those come to the walker.
+    if let Some(value) = fast_json(value) {
+        return Ok(value);
+    }
     Walker {
         root: path,
         nodes: 0,
@@ -71,6 +84,17 @@ pub fn to_json_dated(value: &JsValue, path: &str) -> Result<Value, Error> {
         dates: true,
     }
     .walk(value, 0)
+}
+
+/// The record read by `js/codec.js` in one pass of JavaScript, when it takes it: it takes only
+/// what the walker below reads to the same value, so the walker is the one set of rules and the
+/// one that names what is wrong.
+fn fast_json(value: &JsValue) -> Option<Value> {
+    // Primitives are one call across the boundary already.
+    if !value.is_object() {
+        return None;
+    }
+    serde_json::from_str(&super::codec::record_text(value)?).ok()
 }
 
 impl Walker<'_> {

@@ -8,11 +8,11 @@ use serde_json::{json, Value};
 use wasm_bindgen::prelude::*;
 
 use super::ally::{promise, rejected, reseller_id, Ally, Engine};
+use super::codec::to_plain;
 use super::commission::{minor, minor_text};
 use super::error::OrThrow;
 use super::input;
 use super::input::{time_ms, time_value_ms};
-use super::pricing::to_plain;
 use crate::domain::commission::{PaymentKind, PaymentStatus};
 use crate::domain::money::Rate;
 use crate::domain::payment::PaymentRecord;

@@ -10,12 +10,12 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 use super::ally::{call, record_id, reseller_id, Ally, Engine};
+use super::codec::to_plain;
 use super::commission::minor;
 use super::commission::minor_text;
 use super::error::{describe, OrThrow};
 use super::input::{self, type_name};
 use super::payments::time;
-use super::pricing::to_plain;
 use super::types::optional::{
     self, CommissionLineFilterArg, MemoArg, PayoutBatchOptionsArg, ProcessCommissionsOptionsArg,
 };

@@ -2,8 +2,8 @@
 
 use std::rc::Rc;
 
+use super::codec::to_plain;
 use js_sys::Float64Array;
-use serde::Serialize;
 use serde_json::Value;
 use wasm_bindgen::prelude::*;
 
@@ -17,7 +17,7 @@ use super::types::{
 };
 use crate::domain::catalog::{self, Band, PricingModel, ProductSpec};
 use crate::domain::money::{Credits, Rate};
-use crate::domain::quote::{self, LineRequest, PricingContext, QuoteRequest};
+use crate::domain::quote::{self, PricingContext, QuoteRequest};
 use crate::domain::record::{self as fields, Fields};
 use crate::domain::rounding::Rounding;
 use crate::domain::tier::{tier_cost as domain_tier_cost, Tier, TierName, TierTable};
@@ -36,17 +36,6 @@ thread_local! {
 }
 
 const CATALOG_HANDLE: &str = "__allyCatalogHandle";
-
-/// Serialises a wire struct to a plain JS object (one `JSON.parse` crossing).
-pub fn to_plain<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
-    let text = serde_json::to_string(value).map_err(|e| {
-        to_js(&Error::invalid(
-            "result",
-            format!("could not be encoded: {e}"),
-        ))
-    })?;
-    js_sys::JSON::parse(&text)
-}
 
 /// A tier table from the reference with the `tiers` record (name → `{ discount }`) laid over it.
 pub fn tier_table(overrides: Option<Fields>, field: &str) -> Result<TierTable, Error> {
@@ -404,40 +393,10 @@ pub fn catalog_from_js(value: &JsValue) -> Result<Rc<catalog::Catalog>, Error> {
 }
 
 fn parse_request(request: &JsValue) -> Result<QuoteRequest, Error> {
-    request_from_json(input::to_json(request, "request")?, "request")
-}
-
-fn request_from_json(value: serde_json::Value, path: &str) -> Result<QuoteRequest, Error> {
-    let mut request = Fields::new(value, path)?;
-    let tier = request.string("tier")?;
-    let items = request.array("lines")?;
-    if items.is_empty() || items.len() > QuoteRequest::LINES_MAX {
-        return Err(Error::invalid(
-            request.path("lines"),
-            format!(
-                "a quote needs 1-{} lines, got {}",
-                QuoteRequest::LINES_MAX,
-                items.len()
-            ),
-        ));
+    match super::codec::record_text(request) {
+        Some(text) => QuoteRequest::from_json_text(&text, "request"),
+        None => QuoteRequest::from_json(input::walk(request, "request")?, "request"),
     }
-    let mut lines = Vec::with_capacity(items.len());
-    for (at, item) in items {
-        let mut line = Fields::new(item, &at)?;
-        let sku = line.string("sku")?;
-        let quantity = line.count("quantity")?;
-        line.finish(&["sku", "quantity"])?;
-        lines.push(LineRequest { sku, quantity });
-    }
-    let rounding = request
-        .opt_choice("rounding", &Rounding::ALL, Rounding::as_str)?
-        .unwrap_or_default();
-    request.finish(&["tier", "lines", "rounding"])?;
-    Ok(QuoteRequest {
-        tier,
-        lines,
-        rounding,
-    })
 }
 
 fn model_name(model: PricingModel) -> PricingModelName {
@@ -530,7 +489,7 @@ pub fn verify_to_js(
             "a quote carries the request it priced",
         )));
     };
-    let request = request_from_json(request.clone(), "quote.request").or_throw()?;
+    let request = QuoteRequest::from_json(request.clone(), "quote.request").or_throw()?;
     let expected = quote_output(
         &quote::price(request, catalog, context).or_throw()?,
         context,

@@ -289,7 +289,7 @@ fn entries_js(entries: &[Entry]) -> JsValue {
 pub(super) fn event_reseller(
     reseller: &crate::domain::reseller::Reseller,
 ) -> std::result::Result<JsValue, JsValue> {
-    let plain = super::pricing::to_plain(&reseller_output(&crate::engine::Versioned {
+    let plain = super::codec::to_plain(&reseller_output(&crate::engine::Versioned {
         value: reseller.clone(),
         version: 0,
     }))?;
@@ -307,7 +307,7 @@ fn low_credit_js(event: &LowCreditEvent) -> std::result::Result<JsValue, JsValue
         "at": Entry::at_ms_text(c.at_ms),
         "notification": event.notification,
     });
-    let payload = js_sys::JSON::parse(&rest.to_string())?;
+    let payload = super::codec::to_plain(&rest)?;
     let _ = Reflect::set(&payload, &"reseller".into(), &reseller);
     Ok(payload)
 }
@@ -750,7 +750,7 @@ impl Ally {
             .and_then(|id| super::attestation::key_arg(&key).map(|key| (id, key)));
         super::ally::call(&self.engine, args, |engine, (id, key)| async move {
             let attestation = engine.attest_wallet(&id, &key).await.or_throw()?;
-            js_sys::JSON::parse(&attestation.to_json().to_string())
+            super::codec::to_plain(&attestation.to_json())
         })
     }
 
@@ -774,7 +774,7 @@ impl Ally {
                     Value::Null,
                     |length| json!({ "length": length, "matches": found.checkpoint_matches }),
                 );
-                js_sys::JSON::parse(&out.to_string())
+                super::codec::to_plain(&out)
             },
         )
     }
@@ -818,7 +818,7 @@ impl Ally {
                 "retried": report.retried,
                 "failed": report.failed,
             });
-            js_sys::JSON::parse(&json.to_string())
+            super::codec::to_plain(&json)
         })
     }
 
@@ -828,7 +828,7 @@ impl Ally {
         let engine = Rc::clone(&self.engine);
         promise(async move {
             let records = engine.outbox().await.or_throw()?;
-            js_sys::JSON::parse(&Value::Array(records).to_string())
+            super::codec::to_plain(&Value::Array(records))
         })
     }
 
@@ -1029,7 +1029,7 @@ impl ResellerScope {
         let engine = Rc::clone(&self.wallets.engine);
         promise(async move {
             let found = engine.require_reseller(&id).await.or_throw()?;
-            super::pricing::to_plain(&reseller_output(&found))
+            super::codec::to_plain(&reseller_output(&found))
         })
     }
 }
@@ -1099,7 +1099,7 @@ pub fn validate_ledger(
             ),
         )));
     };
-    js_sys::JSON::parse(&audit_json(&report).to_string())
+    super::codec::to_plain(&audit_json(&report))
 }
 
 /// An audit report as `LedgerValidation`. A replayed balance past the range of a JavaScript

@@ -8,9 +8,9 @@ use wasm_bindgen::prelude::*;
 
 use super::ally::{call, record_id, reseller_id, Ally, Engine};
 use super::clients::Clients;
+use super::codec::to_plain;
 use super::error::OrThrow;
 use super::input;
-use super::pricing::to_plain;
 use super::types::optional::{self, ActorOptionsArg};
 use crate::domain::{Error, Result};
 use crate::engine::check_note;

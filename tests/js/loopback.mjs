@@ -1,6 +1,6 @@
 // Helpers for the real components the tests start on loopback (workerd, PostgreSQL).
 import { spawn } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -17,6 +17,21 @@ export function freePort() {
       server.close(() => ok(port));
     });
   });
+}
+
+/**
+ * The modules a glue file imports besides the .wasm (its wasm-bindgen snippets: the boundary's
+ * codec), named as the glue's relative imports resolve from `name`, the glue's module name.
+ */
+export function glueModules(name, path) {
+  const folder = join(dirname(path), "snippets");
+  const base = dirname(name) === "." ? "" : `${dirname(name)}/`;
+  return readdirSync(folder, { recursive: true, withFileTypes: true })
+    .filter((entry) => entry.isFile() && entry.name.endsWith(".js"))
+    .map((entry) => {
+      const file = join(entry.parentPath ?? entry.path, entry.name);
+      return [`${base}snippets/${relative(folder, file).split("\\").join("/")}`, "esModule", file];
+    });
 }
 
 /**

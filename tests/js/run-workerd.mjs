@@ -3,7 +3,7 @@
 import { readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { fetchWhenUp, startWorkerd } from "./loopback.mjs";
+import { fetchWhenUp, glueModules, startWorkerd } from "./loopback.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "../..");
@@ -23,9 +23,11 @@ const modules = [
   ["combine.mjs", "esModule", join(here, "combine.mjs")],
   ["ally-engine", "esModule", join(root, "pkg", entry)],
   ["web/ally_engine.js", "esModule", join(root, "pkg/web/ally_engine.js")],
+  ...glueModules("web/ally_engine.js", join(root, "pkg/web/ally_engine.js")),
   ["ally_engine_bg.wasm", "wasm", join(root, "pkg/ally_engine_bg.wasm")],
   ["ally-engine/pricing", "esModule", join(root, "pkg", pricingEntry)],
   ["ally-engine/web/ally_engine.js", "esModule", join(root, "pkg/pricing/web/ally_engine.js")],
+  ...glueModules("ally-engine/web/ally_engine.js", join(root, "pkg/pricing/web/ally_engine.js")),
   ["ally-engine/ally_engine_bg.wasm", "wasm", join(root, "pkg/pricing/ally_engine_bg.wasm")],
 ];
 const workerd = await startWorkerd({ work: join(here, ".tmp", "workerd"), modules, compatibilityFlags: ["nodejs_compat"], verbose: true });

@@ -128,6 +128,23 @@ export function cases(lib, runtime) {
     equal([vol.lines[0].unitPrice, vol.total], [80, 4080], "volume band 3");
   });
 
+  t("results cross whole: amounts past 2^31, text in any script and length, many names, records of any prototype", () => {
+    const names = ["Café ☕", "日本語の製品名", "a".repeat(32), "b".repeat(33), "·", "a receipt 🧾 whose name runs on past thirty-two bytes"];
+    const products = names.map((name, i) => ({ sku: `u-${i}`, name, basePrice: 1_000_000 }));
+    const big = quote({ tier: "standard", lines: products.map((p) => ({ sku: p.sku, quantity: 1_000_000_000 })) }, products);
+    equal(big.lines.map((l) => l.name), names, "names in any script and length");
+    equal([big.lines[0].subtotal, big.subtotal, big.totalMoney], [1e15, 6e15, "60000000000000.00"], "amounts past 2^31 and 2^52, exact");
+    const skus = Array.from({ length: 500 }, (_, i) => `s${i.toString(36)}`);
+    const many = quote({ tier: "gold", lines: skus.map((sku) => ({ sku, quantity: 1 })) }, skus.map((sku) => ({ sku, name: sku.toUpperCase(), basePrice: 1 })));
+    equal(many.lines.map((l) => [l.sku, l.name]), skus.map((s) => [s, s.toUpperCase()]), "500 distinct names, each its own");
+    const plain = quote(GOLDEN_REQUEST, CATALOG);
+    const bare = (o) => Object.assign(Object.create(null), o);
+    equal(quote(bare({ tier: "platinum", lines: GOLDEN_REQUEST.lines.map(bare) }), CATALOG), plain, "records without a prototype read the same");
+    equal(quote({ ...GOLDEN_REQUEST, rounding: undefined }, CATALOG), plain, "an undefined field is a missing one");
+    equal([Object.getPrototypeOf(plain), Object.getPrototypeOf(plain.lines[0].bands[0])], [Object.prototype, Object.prototype], "results are plain objects");
+    equal(JSON.parse(JSON.stringify(plain)), plain, "and the same through JSON");
+  });
+
   t("a Catalog prices like an array and verifyQuote spots tampering", async () => {
     const revokedCatalog = Proxy.revocable([], {});
     revokedCatalog.revoke();

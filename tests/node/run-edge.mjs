@@ -6,7 +6,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Ally, Catalog } from "ally-engine";
 import { Checks } from "../js/harness.mjs";
-import { fetchWhenUp, startWorkerd } from "../js/loopback.mjs";
+import { fetchWhenUp, glueModules, startWorkerd } from "../js/loopback.mjs";
 import { PRODUCTS } from "../../examples/edge-worker/catalog.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -17,6 +17,7 @@ const modules = [
   ["catalog.js", "esModule", join(root, "examples/edge-worker/catalog.js")],
   ["ally-engine", "esModule", join(root, "pkg", pkg.exports["."].workerd.default)],
   ["web/ally_engine.js", "esModule", join(root, "pkg/web/ally_engine.js")],
+  ...glueModules("web/ally_engine.js", join(root, "pkg/web/ally_engine.js")),
   ["ally_engine_bg.wasm", "wasm", join(root, "pkg/ally_engine_bg.wasm")],
 ];
 const ATTESTATION_KEY = "edge-and-origin-share-this-32-byte-secret";
