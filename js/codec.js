@@ -103,8 +103,11 @@ const NAME_DEFINE = 0xffff;
 // five times slower on a quote). Each maker's keys are read from the maker itself, so a maker
 // can only ever be found for the keys it writes; any other shape is built key by key.
 const MAKERS = new Map();
-const SHAPES = new Map();
-const SHAPES_MAX = 4096;
+// The shapes seen so far, as a tree of their keys: finding one is a lookup per key, with no
+// text to build. Bounded, since a result's maps could otherwise grow it without end.
+const SHAPES = { next: new Map(), shape: null };
+const SHAPE_NODES_MAX = 16384;
+let shapeNodes = 0;
 
 function maker(make) {
   const probe = make(Array.from({ length: 32 }, (_, i) => i));
@@ -123,12 +126,19 @@ maker((v) => ({ band: v[0], upTo: v[1], quantity: v[2], unitPrice: v[3], amount:
 maker((v) => ({ band: v[0], upTo: v[1], quantity: v[2], unitPrice: v[3], flatFee: v[4], amount: v[5] }));
 
 function shapeOf(keys) {
-  const signature = keys.join(",");
-  let shape = SHAPES.get(signature);
-  if (shape === undefined) {
-    shape = { size: keys.length, make: MAKERS.get(signature) ?? keyByKey(keys) };
-    if (SHAPES.size < SHAPES_MAX) SHAPES.set(signature, shape);
+  let node = SHAPES;
+  for (let i = 0; i < keys.length && node !== null; i++) {
+    let next = node.next.get(keys[i]);
+    if (next === undefined && shapeNodes < SHAPE_NODES_MAX) {
+      shapeNodes++;
+      next = { next: new Map(), shape: null };
+      node.next.set(keys[i], next);
+    }
+    node = next ?? null;
   }
+  if (node !== null && node.shape !== null) return node.shape;
+  const shape = { size: keys.length, make: MAKERS.get(keys.join(",")) ?? keyByKey(keys) };
+  if (node !== null) node.shape = shape;
   return shape;
 }
 
@@ -155,6 +165,9 @@ let view = new DataView(bytes.buffer);
 let at = 0;
 let names = [];
 let shapes = [];
+// An object's values are read into the array of its depth, reused: a maker copies them out.
+const scratch = [];
+let depth = 0;
 
 export function decodeResult(input) {
   bytes = input;
@@ -162,6 +175,7 @@ export function decodeResult(input) {
   at = 0;
   names = [];
   shapes = [];
+  depth = 0;
   try {
     const value = read();
     if (at !== bytes.length) throw new TypeError("ally-engine: a result had trailing bytes");
@@ -172,6 +186,7 @@ export function decodeResult(input) {
     view = new DataView(bytes.buffer);
     names = [];
     shapes = [];
+    for (const values of scratch) values.length = 0;
   }
 }
 
@@ -203,8 +218,10 @@ function read() {
     }
     case OBJECT: {
       const count = readU32();
-      const values = new Array(count);
+      const values = scratch[depth] ?? (scratch[depth] = []);
+      depth++;
       for (let i = 0; i < count; i++) values[i] = read();
+      depth--;
       const shape = readShape();
       if (shape.size !== count) throw new TypeError("ally-engine: a result's object did not match its shape");
       return shape.make(values);

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use chrono::{DateTime, Utc};
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::catalog::hex;
@@ -93,10 +93,29 @@ fn push_hex(out: &mut String, bytes: &[u8; 32]) {
 }
 
 /// Where an entry sits in a bulk provision: item `index` of `size`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct BatchPosition {
     pub index: u32,
     pub size: u32,
+}
+
+/// An entry's JSON form, borrowed from it: [`Entry::view`].
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EntryView<'a> {
+    pub id: &'a str,
+    pub wallet_id: &'a str,
+    pub sequence: u64,
+    pub kind: &'static str,
+    pub amount: i64,
+    pub balance_after: i64,
+    pub memo: Option<&'a str>,
+    pub idempotency_key: Option<&'a str>,
+    pub batch: Option<BatchPosition>,
+    pub at: String,
+    pub hash: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replayed: Option<bool>,
 }
 
 /// One ledger entry. Amounts are signed here so that an audit can hold a tampered history; the
@@ -172,23 +191,27 @@ impl Entry {
     /// The entry as the plain JSON object stored and handed to hosts.
     #[must_use]
     pub fn to_json(&self) -> Value {
-        let mut map = Map::with_capacity(11);
-        map.insert("id".into(), self.id.clone().into());
-        map.insert("walletId".into(), self.wallet_id.clone().into());
-        map.insert("sequence".into(), self.sequence.into());
-        map.insert("kind".into(), self.kind.as_str().into());
-        map.insert("amount".into(), self.amount.into());
-        map.insert("balanceAfter".into(), self.balance_after.into());
-        map.insert("memo".into(), self.memo.clone().into());
-        map.insert("idempotencyKey".into(), self.idempotency_key.clone().into());
-        map.insert(
-            "batch".into(),
-            self.batch
-                .map_or(Value::Null, |b| json!({ "index": b.index, "size": b.size })),
-        );
-        map.insert("at".into(), self.at_text().into());
-        map.insert("hash".into(), hex(&self.hash).into());
-        Value::Object(map)
+        serde_json::to_value(self.view(None)).unwrap_or(Value::Null)
+    }
+
+    /// The entry as its JSON form serialises (the hosts' and the callers' shape), with
+    /// `replayed` when the entry is the answer to a call (true when an earlier call wrote it).
+    #[must_use]
+    pub fn view(&self, replayed: Option<bool>) -> EntryView<'_> {
+        EntryView {
+            id: &self.id,
+            wallet_id: &self.wallet_id,
+            sequence: self.sequence,
+            kind: self.kind.as_str(),
+            amount: self.amount,
+            balance_after: self.balance_after,
+            memo: self.memo.as_deref(),
+            idempotency_key: self.idempotency_key.as_deref(),
+            batch: self.batch,
+            at: self.at_text(),
+            hash: hex(&self.hash),
+            replayed,
+        }
     }
 
     /// The entry's JSON text, the same object as [`Entry::to_json`], written directly: the

@@ -1,7 +1,6 @@
 //! Pricing a cart for a tier: line by line, with the band used, the tier discount and a stable
 //! fingerprint, so that a quote made in a browser can be re-priced and checked anywhere.
 
-use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -51,17 +50,7 @@ impl QuoteRequest {
     pub const QUANTITY_MAX: u64 = 1_000_000_000;
 
     /// Reads a request from its JSON text: `{ tier, lines: [{ sku, quantity }], rounding? }`.
-    ///
-    /// A typed reader takes the well-formed request in one pass; whatever it refuses is read again
-    /// field by field by [`QuoteRequest::from_json`], which holds the rules and names what is wrong,
-    /// so both readers take the same requests to the same value.
     pub fn from_json_text(text: &str, path: &str) -> Result<Self> {
-        if let Some(request) = serde_json::from_str::<RequestText>(text)
-            .ok()
-            .and_then(RequestText::accepted)
-        {
-            return Ok(request);
-        }
         let value = serde_json::from_str(text)
             .map_err(|e| Error::invalid(path, format!("is not a JSON record: {e}")))?;
         Self::from_json(value, path)
@@ -71,7 +60,7 @@ impl QuoteRequest {
     pub fn from_json(value: Value, path: &str) -> Result<Self> {
         let mut request = Fields::new(value, path)?;
         let tier = request.string("tier")?;
-        let items = request.array("lines")?;
+        let items = request.values("lines")?;
         if items.is_empty() || items.len() > Self::LINES_MAX {
             return Err(Error::invalid(
                 request.path("lines"),
@@ -83,12 +72,12 @@ impl QuoteRequest {
             ));
         }
         let mut lines = Vec::with_capacity(items.len());
-        for (at, item) in items {
-            let mut line = Fields::new(item, &at)?;
-            let sku = line.string("sku")?;
-            let quantity = line.count("quantity")?;
-            line.finish(&["sku", "quantity"])?;
-            lines.push(LineRequest { sku, quantity });
+        for (index, item) in items.into_iter().enumerate() {
+            let line = match LineRequest::well_formed(&item) {
+                Some(line) => line,
+                None => LineRequest::from_json(item, &request.item_path("lines", index))?,
+            };
+            lines.push(line);
         }
         let rounding = request
             .opt_choice("rounding", &Rounding::ALL, Rounding::as_str)?
@@ -102,48 +91,32 @@ impl QuoteRequest {
     }
 }
 
-/// The typed form of a request's text, for [`QuoteRequest::from_json_text`]. It takes at most
-/// what [`QuoteRequest::from_json`] takes (no null for a required field, no unknown key, whole
-/// quantities up to 2^53 - 1, a known rounding), and [`RequestText::accepted`] refuses the rest.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RequestText<'a> {
-    tier: String,
-    lines: Vec<LineText>,
-    #[serde(default, borrow)]
-    rounding: Option<std::borrow::Cow<'a, str>>,
-}
+impl LineRequest {
+    /// Reads `{ sku, quantity }`, naming the path of the field that is wrong.
+    fn from_json(value: Value, path: &str) -> Result<Self> {
+        let mut line = Fields::new(value, path)?;
+        let sku = line.string("sku")?;
+        let quantity = line.count("quantity")?;
+        line.finish(&["sku", "quantity"])?;
+        Ok(Self { sku, quantity })
+    }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LineText {
-    sku: String,
-    quantity: u64,
-}
-
-impl RequestText<'_> {
-    fn accepted(self) -> Option<QuoteRequest> {
-        if self.lines.is_empty() || self.lines.len() > QuoteRequest::LINES_MAX {
+    /// The line when it is exactly `{ sku: string, quantity: whole number }`, which
+    /// [`LineRequest::from_json`] reads to the same value; `None` sends the rest to it. Most carts
+    /// are well formed, and reading them costs no path text.
+    fn well_formed(value: &Value) -> Option<Self> {
+        let Value::Object(map) = value else {
             return None;
-        }
-        if self.lines.iter().any(|l| l.quantity > Credits::MAX.get()) {
-            return None;
-        }
-        let rounding = match self.rounding {
-            None => Rounding::default(),
-            Some(name) => Rounding::ALL.into_iter().find(|r| r.as_str() == name)?,
         };
-        Some(QuoteRequest {
-            tier: self.tier,
-            lines: self
-                .lines
-                .into_iter()
-                .map(|l| LineRequest {
-                    sku: l.sku,
-                    quantity: l.quantity,
-                })
-                .collect(),
-            rounding,
+        if map.len() != 2 {
+            return None;
+        }
+        let sku = map.get("sku")?.as_str()?;
+        let quantity = map.get("quantity")?.as_u64()?;
+        Credits::new(quantity)?;
+        Some(Self {
+            sku: sku.to_owned(),
+            quantity,
         })
     }
 }
@@ -472,8 +445,8 @@ impl Quote {
 mod tests {
     use super::*;
 
-    /// The typed reader and the field-by-field reader take the same requests to the same value
-    /// and refuse the others with the field-by-field reader's words.
+    /// Well-formed lines, read without paths, read as the field-by-field reader reads them; the
+    /// others are refused in its words.
     #[test]
     fn request_text_reads_as_the_record_reads() {
         let texts = [
@@ -502,7 +475,38 @@ mod tests {
         ];
         for text in texts {
             let value: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{text}: {e}"));
-            let by_record = QuoteRequest::from_json(value, "request").map_err(|e| e.to_string());
+            let by_record =
+                QuoteRequest::from_json(value.clone(), "request").map_err(|e| e.to_string());
+            let by_fields = (|| {
+                let mut request = Fields::new(value, "request")?;
+                let tier = request.string("tier")?;
+                let items = request.array("lines")?;
+                if items.is_empty() || items.len() > QuoteRequest::LINES_MAX {
+                    return Err(Error::invalid(
+                        "request.lines",
+                        format!(
+                            "a quote needs 1-{} lines, got {}",
+                            QuoteRequest::LINES_MAX,
+                            items.len()
+                        ),
+                    ));
+                }
+                let lines = items
+                    .into_iter()
+                    .map(|(at, item)| LineRequest::from_json(item, &at))
+                    .collect::<Result<Vec<_>>>()?;
+                let rounding = request
+                    .opt_choice("rounding", &Rounding::ALL, Rounding::as_str)?
+                    .unwrap_or_default();
+                request.finish(&["tier", "lines", "rounding"])?;
+                Ok(QuoteRequest {
+                    tier,
+                    lines,
+                    rounding,
+                })
+            })()
+            .map_err(|e| e.to_string());
+            assert_eq!(by_record, by_fields, "{text}");
             let by_text = QuoteRequest::from_json_text(text, "request").map_err(|e| e.to_string());
             assert_eq!(by_text, by_record, "{text}");
         }

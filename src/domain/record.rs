@@ -278,6 +278,24 @@ impl Fields {
         self.take(key).map(|v| self.as_array(v, key)).transpose()
     }
 
+    /// A required array's items without their paths: [`Fields::item_path`] names one when it is
+    /// wrong.
+    pub fn values(&mut self, key: &str) -> Result<Vec<Value>, Error> {
+        match self.required(key)? {
+            Value::Array(items) => Ok(items),
+            other => Err(Error::invalid(
+                self.path(key),
+                format!("expected an array, got {}", describe(&other)),
+            )),
+        }
+    }
+
+    /// The path of item `index` of the array at `key`.
+    #[must_use]
+    pub fn item_path(&self, key: &str, index: usize) -> String {
+        format!("{}[{index}]", self.path(key))
+    }
+
     fn as_array(&self, value: Value, key: &str) -> Result<Vec<(String, Value)>, Error> {
         let path = self.path(key);
         match value {

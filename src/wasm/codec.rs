@@ -32,15 +32,29 @@ pub fn record_text(value: &JsValue) -> Option<String> {
 
 /// A result as a plain JS value: `value` written by serde into bytes, read by `decodeResult`.
 pub fn to_plain<T: Serialize + ?Sized>(value: &T) -> Result<JsValue, JsValue> {
-    let mut writer = Writer::default();
-    value.serialize(&mut writer).map_err(|e| {
-        to_js(&Error::invalid(
+    // One writer is kept between results: its room and tables are reused, not allocated.
+    let mut writer = SPARE.with(|spare| spare.take()).unwrap_or_default();
+    writer.reset();
+    let written = value.serialize(&mut writer);
+    let result = match written {
+        Ok(()) => decode_result(&writer.out[..writer.len]),
+        Err(e) => Err(to_js(&Error::invalid(
             "result",
             format!("could not be encoded: {e}"),
-        ))
-    })?;
-    decode_result(&writer.out)
+        ))),
+    };
+    if writer.out.len() <= KEPT_MAX {
+        SPARE.with(|spare| spare.set(Some(writer)));
+    }
+    result
 }
+
+thread_local! {
+    static SPARE: std::cell::Cell<Option<Writer>> = const { std::cell::Cell::new(None) };
+}
+
+/// The largest writer kept for the next result: a rare huge result does not hold its memory.
+const KEPT_MAX: usize = 1 << 20;
 
 const NULL: u8 = 0;
 const FALSE: u8 = 1;
@@ -60,7 +74,10 @@ const SLOTS: usize = 512;
 
 /// The bytes of one result, and the field names and object shapes it has defined.
 struct Writer {
+    /// The bytes so far are `out[..len]`; the rest is room, so that writing a value is a
+    /// bounds check and a copy.
     out: Vec<u8>,
+    len: usize,
     /// The field names of the objects being written, innermost last.
     fields: Vec<&'static str>,
     names: Table,
@@ -72,7 +89,8 @@ struct Writer {
 impl Default for Writer {
     fn default() -> Self {
         Self {
-            out: Vec::with_capacity(4096),
+            out: vec![0; 4096],
+            len: 0,
             fields: Vec::with_capacity(64),
             names: Table::default(),
             shapes: Table::default(),
@@ -98,6 +116,11 @@ impl Default for Table {
 }
 
 impl Table {
+    fn reset(&mut self) {
+        self.slots.fill(0);
+        self.entries.clear();
+    }
+
     /// The index of the entry `same` accepts, or the slot to define it in; `None` when the table
     /// is full (the entry is then written in full, every time).
     fn find(&self, hash: u32, same: impl Fn(u32, u32) -> bool) -> Option<Result<u16, usize>> {
@@ -154,53 +177,69 @@ impl ser::Error for EncodeError {
 type Done = Result<(), EncodeError>;
 
 impl Writer {
-    #[inline]
+    fn reset(&mut self) {
+        self.len = 0;
+        self.fields.clear();
+        self.names.reset();
+        self.shapes.reset();
+        self.shape_keys.clear();
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        let end = self.len + bytes.len();
+        if end > self.out.len() {
+            self.grow(end);
+        }
+        self.out[self.len..end].copy_from_slice(bytes);
+        self.len = end;
+    }
+
+    #[cold]
+    fn grow(&mut self, end: usize) {
+        let size = end.max(self.out.len().saturating_mul(2));
+        self.out.resize(size, 0);
+    }
+
     fn tag(&mut self, tag: u8) {
-        self.out.push(tag);
+        self.put(&[tag]);
     }
 
-    #[inline]
     fn u16(&mut self, n: u16) {
-        self.out.extend_from_slice(&n.to_le_bytes());
+        self.put(&n.to_le_bytes());
     }
 
-    #[inline]
     fn u32(&mut self, n: u32) {
-        self.out.extend_from_slice(&n.to_le_bytes());
+        self.put(&n.to_le_bytes());
     }
 
-    #[inline]
     fn text(&mut self, text: &str) -> Done {
         let length = u32::try_from(text.len())
             .map_err(|_| EncodeError("a string longer than 4 GiB".to_owned()))?;
         self.u32(length);
-        self.out.extend_from_slice(text.as_bytes());
+        self.put(text.as_bytes());
         Ok(())
     }
 
-    #[inline]
     fn string(&mut self, text: &str) -> Done {
         self.tag(STRING);
         self.text(text)
     }
 
-    #[inline]
     fn int(&mut self, n: i64) {
         match i32::try_from(n) {
             Ok(small) => {
-                self.tag(INT);
-                self.out.extend_from_slice(&small.to_le_bytes());
+                let [a, b, c, d] = small.to_le_bytes();
+                self.put(&[INT, a, b, c, d]);
             }
             // As JSON.parse reads serde_json's digits: the nearest double, ties to even.
             Err(_) => self.float(n as f64),
         }
     }
 
-    #[inline]
     fn float(&mut self, n: f64) {
         if n.is_finite() {
-            self.tag(FLOAT);
-            self.out.extend_from_slice(&n.to_le_bytes());
+            let [a, b, c, d, e, f, g, h] = n.to_le_bytes();
+            self.put(&[FLOAT, a, b, c, d, e, f, g, h]);
         } else {
             self.tag(NULL); // serde_json writes NaN and ±Infinity as null
         }
@@ -208,10 +247,8 @@ impl Writer {
 
     /// A count written before its items are known: patched by [`Writer::close`].
     fn open(&mut self, tag: u8) -> usize {
-        self.tag(tag);
-        let at = self.out.len();
-        self.u32(0);
-        at
+        self.put(&[tag, 0, 0, 0, 0]);
+        self.len - 4
     }
 
     fn close(&mut self, at: usize, count: u32) {
