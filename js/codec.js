@@ -18,9 +18,14 @@ const OBJECT_PROTOTYPE = Object.prototype;
 /** Thrown inside the walk to hand the record to the module's reader. */
 const UNSURE = Symbol("unsure");
 
+const isWellFormed = String.prototype.isWellFormed;
+const LONE_SURROGATE = /[\uD800-\uDFFF]/;
+
 let nodes = 0;
 
 export function encodeRecord(value) {
+  // A getter may call the module again in the middle of a walk: the outer walk keeps its count.
+  const outer = nodes;
   nodes = 0;
   try {
     return write(value, 0);
@@ -28,7 +33,15 @@ export function encodeRecord(value) {
     // UNSURE, or a getter or Proxy trap that threw: the module's reader reads it again and
     // names what happened.
     return undefined;
+  } finally {
+    nodes = outer;
   }
+}
+
+/** Text the module reads as JavaScript wrote it: no U+0000, no lone surrogate. */
+function plainText(text) {
+  if (text.length > STRING_LEN_MAX || text.includes("\0")) return false;
+  return isWellFormed === undefined ? !LONE_SURROGATE.test(text) : isWellFormed.call(text);
 }
 
 function write(value, depth) {
@@ -40,7 +53,8 @@ function write(value, depth) {
       if (!Number.isSafeInteger(value) || Object.is(value, -0)) throw UNSURE;
       return "" + value;
     case "string":
-      if (value.length > STRING_LEN_MAX || value.includes("\0")) throw UNSURE;
+      // A lone surrogate is read by the module as U+FFFD, as the walker reads it.
+      if (!plainText(value)) throw UNSURE;
       return JSON.stringify(value);
     case "boolean":
       return value ? "true" : "false";
@@ -53,8 +67,8 @@ function write(value, depth) {
 }
 
 function writeArray(array, depth) {
-  const length = array.length;
-  if (length > NODES_MAX - nodes) throw UNSURE;
+  const length = array.length; // a Proxy may answer anything: only a count is a length
+  if (typeof length !== "number" || !Number.isInteger(length) || length < 0 || length > NODES_MAX - nodes) throw UNSURE;
   let out = "[";
   for (let i = 0; i < length; i++) {
     const item = array[i];
@@ -72,7 +86,7 @@ function writeObject(object, depth) {
   let first = true;
   for (let i = 0; i < keys.length; i++) {
     const key = keys[i];
-    if (key === "__proto__" || key === "constructor" || key === "prototype" || key.includes("\0")) {
+    if (key === "__proto__" || key === "constructor" || key === "prototype" || !plainText(key)) {
       throw UNSURE;
     }
     const item = object[key];
@@ -113,7 +127,7 @@ function maker(make) {
   const probe = make(Array.from({ length: 32 }, (_, i) => i));
   const keys = Object.keys(probe);
   if (keys.some((key, i) => probe[key] !== i)) throw new Error("ally-engine: a maker must write its values in order");
-  MAKERS.set(keys.join(","), make);
+  MAKERS.set(keys.join("\0"), make);
 }
 
 // A quote (src/wasm/types.rs: Quote and its parts), the hottest result.
@@ -137,7 +151,7 @@ function shapeOf(keys) {
     node = next ?? null;
   }
   if (node !== null && node.shape !== null) return node.shape;
-  const shape = { size: keys.length, make: MAKERS.get(keys.join(",")) ?? keyByKey(keys) };
+  const shape = { size: keys.length, make: MAKERS.get(arrayJoin.call(keys, "\0")) ?? keyByKey(keys) };
   if (node !== null) node.shape = shape;
   return shape;
 }
@@ -150,43 +164,70 @@ function keyByKey(keys) {
   };
 }
 
+/** An own data property, as JSON.parse makes it: no inherited setter runs (a polluted or frozen
+ * `Object.prototype`), and `__proto__` is a key, never the prototype. */
 function put(object, key, value) {
-  if (key === "__proto__") {
-    // An own property, as JSON.parse makes it, never the prototype.
-    Object.defineProperty(object, key, { value, enumerable: true, writable: true, configurable: true });
-  } else {
-    object[key] = value;
-  }
+  defineProperty(object, key, { value, enumerable: true, writable: true, configurable: true });
 }
 
-const utf8 = new TextDecoder("utf-8", { fatal: true });
+// The built-ins the decoder calls, taken when the module loads.
+const defineProperty = Object.defineProperty;
+const arrayJoin = Array.prototype.join;
+/** An array without a prototype: writing and reading its items runs no inherited accessor (a
+ * host may have polluted `Array.prototype` with one). */
+function bare() {
+  const array = [];
+  Object.setPrototypeOf(array, null);
+  return array;
+}
+const arrayFrom = Array.from;
+const fromCharCodes = (codes) => String.fromCharCode.apply(null, codes);
+// Each string is decoded on its own: a leading U+FEFF is part of it, not a byte order mark.
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 let bytes = new Uint8Array(0);
 let view = new DataView(bytes.buffer);
 let at = 0;
-let names = [];
-let shapes = [];
-// An object's values are read into the array of its depth, reused: a maker copies them out.
-const scratch = [];
+let names = bare();
+let shapes = bare();
+// The values of an object or an array are read into the scratch array of its depth, reused: a
+// maker or `Array.from` copies them out. Scratch arrays have no prototype, so filling one runs
+// no inherited setter.
+const scratch = bare();
 let depth = 0;
 
+function scratchAt(level) {
+  let values = scratch[level];
+  if (values === undefined) {
+    values = bare();
+    scratch[level] = values;
+  }
+  return values;
+}
+
+let active = 0;
+
 export function decodeResult(input) {
+  // No caller code runs during a decode; should one ever, a decode inside it keeps the outer
+  // one's place, tables and scratch levels (it reads into the levels below it).
+  const outer = { bytes, view, at, names, shapes, depth };
+  active++;
   bytes = input;
   view = new DataView(input.buffer, input.byteOffset, input.byteLength);
   at = 0;
-  names = [];
-  shapes = [];
-  depth = 0;
+  names = bare();
+  shapes = bare();
   try {
     const value = read();
     if (at !== bytes.length) throw new TypeError("ally-engine: a result had trailing bytes");
     return value;
   } finally {
-    // Keep no view of the module's memory between calls.
-    bytes = new Uint8Array(0);
-    view = new DataView(bytes.buffer);
-    names = [];
-    shapes = [];
-    for (const values of scratch) values.length = 0;
+    ({ bytes, view, at, names, shapes, depth } = outer);
+    if (--active === 0) {
+      // Keep no view of the module's memory, and no value, between calls.
+      bytes = new Uint8Array(0);
+      view = new DataView(bytes.buffer);
+      for (let level = 0; level < scratch.length; level++) scratch[level].length = 0;
+    }
   }
 }
 
@@ -210,18 +251,11 @@ function read() {
     }
     case STRING:
       return readString();
-    case ARRAY: {
-      const count = readU32();
-      const items = new Array(count);
-      for (let i = 0; i < count; i++) items[i] = read();
-      return items;
-    }
+    case ARRAY:
+      return readArray(readU32());
     case OBJECT: {
       const count = readU32();
-      const values = scratch[depth] ?? (scratch[depth] = []);
-      depth++;
-      for (let i = 0; i < count; i++) values[i] = read();
-      depth--;
+      const values = readValues(count);
       const shape = readShape();
       if (shape.size !== count) throw new TypeError("ally-engine: a result's object did not match its shape");
       return shape.make(values);
@@ -237,6 +271,40 @@ function read() {
     }
     default:
       throw new TypeError(`ally-engine: a result had an unknown tag at byte ${at - 1}`);
+  }
+}
+
+/** `count` values into the scratch array of this depth (items past `count` are stale). */
+function readValues(count) {
+  const values = scratchAt(depth);
+  depth++; // a throw ends the decode, which puts `depth` back
+  for (let i = 0; i < count; i++) values[i] = read();
+  depth--;
+  return values;
+}
+
+/** An array, made as a literal makes it (no inherited setter runs): short ones by literals, the
+ * others by `Array.from` over the values. */
+function readArray(count) {
+  switch (count) {
+    case 0:
+      return [];
+    case 1:
+      return [read()];
+    case 2: {
+      const a = read();
+      return [a, read()];
+    }
+    case 3: {
+      const a = read();
+      const b = read();
+      return [a, b, read()];
+    }
+    default: {
+      const values = readValues(count);
+      values.length = count;
+      return arrayFrom(values);
+    }
   }
 }
 
@@ -258,10 +326,11 @@ function readShape() {
     if (index >= shapes.length) throw new TypeError(`ally-engine: a result used shape ${index} before defining it`);
     return shapes[index];
   }
-  const keys = new Array(readU16());
-  for (let i = 0; i < keys.length; i++) keys[i] = readName();
+  const count = readU16();
+  const keys = bare();
+  for (let i = 0; i < count; i++) keys[i] = readName();
   const shape = shapeOf(keys);
-  shapes.push(shape);
+  shapes[shapes.length] = shape;
   return shape;
 }
 
@@ -272,14 +341,15 @@ function readName() {
     return names[index];
   }
   const name = readString();
-  names.push(name);
+  names[names.length] = name;
   return name;
 }
 
 // Recently read short ASCII strings (ids, skus, decimals, codes: most of any result), by a hash
 // of their bytes: a hit compares bytes and allocates nothing.
 const RECENT_SIZE = 4096;
-const recent = new Array(RECENT_SIZE).fill("");
+const recent = bare();
+for (let i = 0; i < RECENT_SIZE; i++) recent[i] = "";
 
 function readString() {
   const length = readU32();
@@ -298,7 +368,7 @@ function readString() {
       const slot = (hash >>> 0) & (RECENT_SIZE - 1);
       text = recent[slot];
       if (!sameAscii(text, at, length)) {
-        text = String.fromCharCode.apply(null, bytes.subarray(at, end));
+        text = fromCharCodes(bytes.subarray(at, end));
         recent[slot] = text;
       }
       at = end;

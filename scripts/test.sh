@@ -89,6 +89,7 @@ run_js postgres node tests/node/postgres.mjs
 run_js smtp node tests/node/smtp.mjs
 run_js faults node tests/node/faults.mjs
 run_js interop node --expose-gc tests/node/interop.mjs
+run_js hardened node tests/node/hardened.mjs
 run_js service node tests/node/service.mjs
 run_js cli node tests/node/cli.mjs
 run_js edge node tests/node/run-edge.mjs

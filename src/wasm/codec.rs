@@ -440,7 +440,8 @@ impl<'a> ser::Serializer for &'a mut Writer {
         Ok(())
     }
     fn serialize_f32(self, v: f32) -> Done {
-        // No result holds an f32 (money is never a float); widened exactly if one ever does.
+        // No result holds an f32 (money is never a float). Widened exactly, where serde_json
+        // would print the f32's shortest digits (0.1f32 is 0.10000000149011612 here, 0.1 there).
         self.float(f64::from(v));
         Ok(())
     }
@@ -678,6 +679,12 @@ impl ser::Serializer for KeyText {
         Ok(v.to_string())
     }
     fn serialize_u64(self, v: u64) -> Result<String, EncodeError> {
+        Ok(v.to_string())
+    }
+    fn serialize_i128(self, v: i128) -> Result<String, EncodeError> {
+        Ok(v.to_string())
+    }
+    fn serialize_u128(self, v: u128) -> Result<String, EncodeError> {
         Ok(v.to_string())
     }
     fn serialize_unit_variant(

@@ -56,9 +56,8 @@ pub fn to_json(value: &JsValue, path: &str) -> Result<Value, Error> {
     walk(value, path)
 }
 
-/// [`to_json`] by the module's own walker alone: for a record the fast reader has already
-/// declined.
-pub fn walk(value: &JsValue, path: &str) -> Result<Value, Error> {
+/// [`to_json`] by the module's own walker alone.
+fn walk(value: &JsValue, path: &str) -> Result<Value, Error> {
     Walker {
         root: path,
         nodes: 0,

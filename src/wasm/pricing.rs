@@ -393,10 +393,7 @@ pub fn catalog_from_js(value: &JsValue) -> Result<Rc<catalog::Catalog>, Error> {
 }
 
 fn parse_request(request: &JsValue) -> Result<QuoteRequest, Error> {
-    match super::codec::record_text(request) {
-        Some(text) => QuoteRequest::from_json_text(&text, "request"),
-        None => QuoteRequest::from_json(input::walk(request, "request")?, "request"),
-    }
+    QuoteRequest::from_json(input::to_json(request, "request")?, "request")
 }
 
 fn model_name(model: PricingModel) -> PricingModelName {

@@ -145,6 +145,21 @@ export function cases(lib, runtime) {
     equal(JSON.parse(JSON.stringify(plain)), plain, "and the same through JSON");
   });
 
+  t("the fast reader reads what the walker reads: a BOM kept, lone surrogates and odd array lengths left to the walker", async () => {
+    const products = [{ sku: "w", name: "\uFEFFWidget", basePrice: 100 }];
+    const q = quote({ tier: "gold", lines: [{ sku: "w", quantity: 1 }] }, products);
+    equal(q.lines[0].name, "\uFEFFWidget", "a leading U+FEFF is text, not a byte order mark");
+    equal(verifyQuote(q, products).valid, true, "so the quote verifies");
+    const unknown = await fails(AllyError, "UNKNOWN_TIER", () => quote({ tier: "g\uD800", lines: [{ sku: "w", quantity: 1 }] }, products), "a lone surrogate");
+    ok(unknown.message.includes("g\uFFFD"), `read as U+FFFD, as the walker reads it: ${unknown.message}`);
+    for (const length of ["1", 1.5, -1, NaN, null, true, { valueOf: () => 1 }]) {
+      const lines = new Proxy([{ sku: "w", quantity: 1 }], { get: (target, key) => (key === "length" ? length : target[key]) });
+      const err = await fails(AllyError, "INVALID_INPUT", () => quote({ tier: "gold", lines }, products), `an array whose length is ${String(length)}`);
+      ok(err.message.includes("request.lines") && err.message.includes("length"), err.message);
+    }
+    still();
+  });
+
   t("a Catalog prices like an array and verifyQuote spots tampering", async () => {
     const revokedCatalog = Proxy.revocable([], {});
     revokedCatalog.revoke();
