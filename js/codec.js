@@ -38,30 +38,6 @@ export function encodeRecord(value) {
   }
 }
 
-/**
- * Items `start` to `end` of a caller's array as the JSON text of an array, each item read as
- * `encodeRecord` reads a record (with its own limits), or `undefined` when any of them must go
- * to the module's reader: one crossing for a page of records instead of one for each.
- */
-export function encodeItems(array, start, end) {
-  const outer = nodes;
-  try {
-    if (!Array.isArray(array)) return undefined;
-    let out = "[";
-    for (let i = start; i < end; i++) {
-      const item = array[i];
-      if (item === undefined) return undefined;
-      nodes = 0;
-      out += (i === start ? "" : ",") + write(item, 0);
-    }
-    return out + "]";
-  } catch {
-    return undefined;
-  } finally {
-    nodes = outer;
-  }
-}
-
 /** Text the module reads as JavaScript wrote it: no U+0000, no lone surrogate. */
 function plainText(text) {
   if (text.length > STRING_LEN_MAX || text.includes("\0")) return false;

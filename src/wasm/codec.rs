@@ -18,11 +18,6 @@ extern "C" {
     /// A caller's record as JSON text, or `undefined` when the module's own reader must read it.
     #[wasm_bindgen(js_name = encodeRecord, catch)]
     fn encode_record(value: &JsValue) -> Result<Option<String>, JsValue>;
-    /// Items `start..end` of a caller's array as the JSON text of an array, or `undefined` when
-    /// one of them must go to the module's own reader.
-    #[cfg(feature = "engine")]
-    #[wasm_bindgen(js_name = encodeItems, catch)]
-    fn encode_items(array: &JsValue, start: u32, end: u32) -> Result<Option<String>, JsValue>;
     /// The value a result's bytes describe.
     #[wasm_bindgen(js_name = decodeResult, catch)]
     fn decode_result(bytes: &[u8]) -> Result<JsValue, JsValue>;
@@ -33,15 +28,6 @@ extern "C" {
 /// wrong with the others.
 pub fn record_text(value: &JsValue) -> Option<String> {
     encode_record(value).ok().flatten()
-}
-
-/// Items `start..end` of a caller's array, each read as [`record_text`] reads a record, when the
-/// fast reader takes them all; `None` sends them to the module's own reader one by one.
-#[cfg(feature = "engine")]
-pub fn items_text(array: &JsValue, start: u32, end: u32) -> Option<Vec<serde_json::Value>> {
-    let text = encode_items(array, start, end).ok().flatten()?;
-    let items: Vec<serde_json::Value> = serde_json::from_str(&text).ok()?;
-    (items.len() == (end - start) as usize).then_some(items)
 }
 
 /// A result as a plain JS value: `value` written by serde into bytes, read by `decodeResult`.

@@ -1077,33 +1077,17 @@ pub fn validate_ledger(
     } else if let Some(length) = length {
         // Replayed as read: nothing is reserved from the array's claimed length.
         let mut wallet = ledger::Wallet::new(wallet_id, opening, Credits::ZERO);
-        // A page of entries crosses as one text; a page the fast reader declines is read entry
-        // by entry, as before.
-        const PAGE: u32 = 1024;
-        let mut start = 0;
-        while start < length {
-            let end = length.min(start.saturating_add(PAGE));
-            if let Some(items) = super::codec::items_text(&entries, start, end) {
-                for (i, json) in (start..end).zip(items) {
-                    let path = format!("entries[{i}]");
-                    let (entry, flaws) = Entry::from_json(json, &path).or_throw()?;
-                    wallet.apply(&entry, &flaws);
-                }
-            } else {
-                for i in start..end {
-                    let path = format!("entries[{i}]");
-                    let item = input::array_item(&entries, i).map_err(|thrown| {
-                        to_js(&Error::invalid(
-                            &path,
-                            format!("reading it threw: {}", super::error::describe(&thrown)),
-                        ))
-                    })?;
-                    let json = input::to_json(&item, &path).or_throw()?;
-                    let (entry, flaws) = Entry::from_json(json, &path).or_throw()?;
-                    wallet.apply(&entry, &flaws);
-                }
-            }
-            start = end;
+        for i in 0..length {
+            let path = format!("entries[{i}]");
+            let item = input::array_item(&entries, i).map_err(|thrown| {
+                to_js(&Error::invalid(
+                    &path,
+                    format!("reading it threw: {}", super::error::describe(&thrown)),
+                ))
+            })?;
+            let json = input::to_json(&item, &path).or_throw()?;
+            let (entry, flaws) = Entry::from_json(json, &path).or_throw()?;
+            wallet.apply(&entry, &flaws);
         }
         ledger::Audit::of(wallet)
     } else {
