@@ -167,7 +167,9 @@ function keyByKey(keys) {
 /** An own data property, as JSON.parse makes it: no inherited setter runs (a polluted or frozen
  * `Object.prototype`), and `__proto__` is a key, never the prototype. */
 function put(object, key, value) {
-  defineProperty(object, key, { value, enumerable: true, writable: true, configurable: true });
+  // The descriptor has no prototype: an inherited `get` or `set` (a polluted prototype) is not
+  // read into it.
+  defineProperty(object, key, { __proto__: null, value, enumerable: true, writable: true, configurable: true });
 }
 
 // The built-ins the decoder calls, taken when the module loads.

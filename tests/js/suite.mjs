@@ -867,6 +867,29 @@ export function cases(lib, runtime) {
     equal(await ally.balance(r), 50, "the instance keeps working");
   });
 
+  t("validateLedger over a long array names the entry that is wrong, wherever it is", async () => {
+    const { validateLedger } = lib;
+    const ally = new Ally({ storage: memoryStorage() });
+    const r = await ally.make().user(1).company("Pages").create();
+    await ally.addCredits(r, 10_000);
+    await ally.provisionBulk(r.id, Array.from({ length: 2_100 }, () => ({ cost: 1 })));
+    const ledger = await ally.ledger(r);
+    const audit = validateLedger(ledger);
+    equal([audit.ok, audit.entries, audit.balance], [true, 2_101, 7_900], "three pages validate");
+    const copy = () => ledger.map((entry) => ({ ...entry }));
+    const typed = copy();
+    typed[1500].amount = "x";
+    const err = await fails(AllyError, "INVALID_INPUT", () => validateLedger(typed), "a string amount on the second page");
+    ok(err.message.startsWith("entries[1500].amount"), err.message);
+    const classy = copy();
+    classy[2050] = Object.assign(new (class Entry {})(), ledger[2050]);
+    const err2 = await fails(AllyError, "INVALID_INPUT", () => validateLedger(classy), "a class instance on the third page");
+    ok(err2.message.startsWith("entries[2050]"), err2.message);
+    const forged = copy();
+    forged[1100].amount += 1;
+    equal(validateLedger(forged).ok, false, "a forged amount on the second page shows");
+  });
+
   t("validateLedger: an array behind throwing traps, or revoked, is INVALID_INPUT", async () => {
     const { validateLedger } = lib;
     const trap = () => { throw new Error("trap"); };

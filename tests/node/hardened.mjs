@@ -49,6 +49,22 @@ t("setters on Object.prototype and Array.prototype see nothing of a result", asy
   }
 });
 
+t("an Object.prototype polluted with get, set or value changes no result", async () => {
+  const ran = { calls: 0 };
+  Object.defineProperty(Object.prototype, "get", { get: () => (ran.calls += 1, undefined), configurable: true });
+  Object.prototype.set = undefined;
+  try {
+    const ally = new Ally();
+    const r = await ally.make().user(3).company("Descriptors").metadata({ a: 1, nested: { b: [1, 2] } }).create();
+    equal([r.metadata.a, r.metadata.nested.b.join(",")], [1, "1,2"], "metadata, a map, decoded");
+    equal(quote(REQUEST, PRODUCTS).total, 85, "quotes price");
+    equal(ran.calls, 0, "no inherited get was read");
+  } finally {
+    delete Object.prototype.get;
+    delete Object.prototype.set;
+  }
+});
+
 t("a frozen Object.prototype refuses no result (keys like toString are own properties)", async () => {
   const ally = new Ally();
   Object.freeze(Object.prototype);
