@@ -637,6 +637,15 @@ impl ser::SerializeStructVariant for Compound<'_> {
 /// A map key as serde_json writes it: a string, or a number's or boolean's digits.
 struct KeyText;
 
+/// `KeyText`'s methods for keys written as their `Display` text.
+macro_rules! keys_as_text {
+    ($($method:ident: $ty:ty),* $(,)?) => {$(
+        fn $method(self, v: $ty) -> Result<String, EncodeError> {
+            Ok(v.to_string())
+        }
+    )*};
+}
+
 impl ser::Serializer for KeyText {
     type Ok = String;
     type Error = EncodeError;
@@ -651,42 +660,20 @@ impl ser::Serializer for KeyText {
     fn serialize_str(self, v: &str) -> Result<String, EncodeError> {
         Ok(v.to_owned())
     }
-    fn serialize_char(self, v: char) -> Result<String, EncodeError> {
-        Ok(v.to_string())
-    }
-    fn serialize_bool(self, v: bool) -> Result<String, EncodeError> {
-        Ok(v.to_string())
-    }
-    fn serialize_i8(self, v: i8) -> Result<String, EncodeError> {
-        Ok(v.to_string())
-    }
-    fn serialize_i16(self, v: i16) -> Result<String, EncodeError> {
-        Ok(v.to_string())
-    }
-    fn serialize_i32(self, v: i32) -> Result<String, EncodeError> {
-        Ok(v.to_string())
-    }
-    fn serialize_i64(self, v: i64) -> Result<String, EncodeError> {
-        Ok(v.to_string())
-    }
-    fn serialize_u8(self, v: u8) -> Result<String, EncodeError> {
-        Ok(v.to_string())
-    }
-    fn serialize_u16(self, v: u16) -> Result<String, EncodeError> {
-        Ok(v.to_string())
-    }
-    fn serialize_u32(self, v: u32) -> Result<String, EncodeError> {
-        Ok(v.to_string())
-    }
-    fn serialize_u64(self, v: u64) -> Result<String, EncodeError> {
-        Ok(v.to_string())
-    }
-    fn serialize_i128(self, v: i128) -> Result<String, EncodeError> {
-        Ok(v.to_string())
-    }
-    fn serialize_u128(self, v: u128) -> Result<String, EncodeError> {
-        Ok(v.to_string())
-    }
+    keys_as_text!(
+        serialize_char: char,
+        serialize_bool: bool,
+        serialize_i8: i8,
+        serialize_i16: i16,
+        serialize_i32: i32,
+        serialize_i64: i64,
+        serialize_i128: i128,
+        serialize_u8: u8,
+        serialize_u16: u16,
+        serialize_u32: u32,
+        serialize_u64: u64,
+        serialize_u128: u128,
+    );
     fn serialize_unit_variant(
         self,
         _: &'static str,
